@@ -1,0 +1,19 @@
+//! Placeholder module; tag mode is built in its own change.
+
+use std::process::ExitCode;
+
+/// Arguments (none yet).
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// Reports that this mode is not available in this build.
+pub fn main(_args: Args) -> ExitCode {
+    eprintln!("error: this mode is not available in this build");
+    ExitCode::from(crate::cli::EXIT_USAGE)
+}
+
+/// Drone's way in: no subcommand, mode from settings and `DRONE_BUILD_EVENT`.
+pub fn drone_main() -> ExitCode {
+    eprintln!("error: no subcommand given; see `canon-plugin --help`");
+    ExitCode::from(crate::cli::EXIT_USAGE)
+}

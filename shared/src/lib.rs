@@ -1,0 +1,20 @@
+//! canon-shared: the domain of canon and its clients, with no process or environment access.
+//!
+//! # Layout
+//! - [`version`]: Co-op Cloud release tags (`<recipe-semver>+<upstream>`): parse, order, latest.
+//! - [`recipe`]: `RecipeName` (a path-safe name) and the enrollment file.
+//! - [`state`]: the canonical record, the decision history and the per-recipe lock on disk.
+//! - [`gate`]: the promote gate and the sweep decision, pure functions over facts.
+//! - [`secret`]: a string that never prints.
+//! - [`mirror`]: faithful git mirror sync (git2).
+//! - [`forge`]: Gitea/Forgejo (reqwest) and GitHub (octocrab) behind one small trait.
+//! - [`drone`]: the Drone REST client (start a build, list builds).
+
+pub mod drone;
+pub mod forge;
+pub mod gate;
+pub mod mirror;
+pub mod recipe;
+pub mod secret;
+pub mod state;
+pub mod version;

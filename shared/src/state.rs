@@ -1,0 +1,638 @@
+//! Canonical state on disk: the canonical record, the decision history and the per-recipe lock.
+//!
+//! Layout, one folder per recipe named after it:
+//!
+//! ```text
+//! <state>/<recipe>/canonical.json   the current canonical (atomic replace)
+//! <state>/<recipe>/history.jsonl    every promotion, refusal, pin and unpin (append-only)
+//! <state>/<recipe>/.lock            held for a whole decision-and-write
+//! ```
+//!
+//! A corrupt or unreadable `canonical.json` is an error, never "no canonical": treating it as
+//! absent would let an older tag be promoted over the real canonical.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::recipe::RecipeName;
+use crate::version::ReleaseVersion;
+
+/// A pin: while present, nothing promotes the recipe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    /// Why the canonical is held.
+    pub reason: String,
+    /// Who pinned it.
+    pub by: String,
+    /// When, RFC 3339 UTC.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// The contents of `canonical.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanonicalRecord {
+    /// The recipe.
+    pub recipe: RecipeName,
+    /// The canonical release tag.
+    pub version: ReleaseVersion,
+    /// The commit the tag pointed to when it was tested (peeled, full hex).
+    pub commit: String,
+    /// When it was promoted, RFC 3339 UTC.
+    #[serde(with = "time::serde::rfc3339")]
+    pub promoted_at: OffsetDateTime,
+    /// The build that promoted it (a link or a number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
+    /// Set while the recipe is pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<Pin>,
+}
+
+/// One line of `history.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// When the decision was taken, RFC 3339 UTC.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The recipe.
+    pub recipe: RecipeName,
+    /// `promote`, `refuse`, `not-needed`, `pin` or `unpin`.
+    pub decision: String,
+    /// The tag or ref the decision is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The commit that was tested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tested_commit: Option<String>,
+    /// Every reason (for a refusal, every failing check).
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// What started it: `tag`, `custom`, `cron`, `cli`, `sweep`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// The build (link or number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
+    /// The canonical before the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canonical_before: Option<String>,
+}
+
+/// Errors reading or writing the state directory. Each names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state {path}: {action}: {source}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("state {path}: the canonical record is corrupt ({message}); fix or remove it by hand, canon will not guess")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("state {path}: the record is for recipe `{found}`, not `{expected}`")]
+    WrongRecipe {
+        path: PathBuf,
+        found: RecipeName,
+        expected: RecipeName,
+    },
+    #[error("recipe `{recipe}` is locked by another run (lock {path}); {hint}")]
+    Locked {
+        recipe: RecipeName,
+        path: PathBuf,
+        hint: &'static str,
+    },
+    #[error("recipe `{recipe}` has no canonical yet, so there is nothing to {action}")]
+    NoCanonical {
+        recipe: RecipeName,
+        action: &'static str,
+    },
+    #[error("recipe `{recipe}` is already pinned ({reason}, by {by})")]
+    AlreadyPinned {
+        recipe: RecipeName,
+        reason: String,
+        by: String,
+    },
+    #[error("recipe `{recipe}` is not pinned")]
+    NotPinned { recipe: RecipeName },
+}
+
+fn io_err(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> StateError {
+    let path = path.to_path_buf();
+    move |source| StateError::Io {
+        path,
+        action,
+        source,
+    }
+}
+
+/// How to take a recipe lock that another run holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockWait {
+    /// Fail at once with [`StateError::Locked`].
+    Fail,
+    /// Wait up to this long, then fail.
+    Wait(Duration),
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+/// An exclusive per-recipe lock; released on drop.
+#[derive(Debug)]
+pub struct RecipeLock {
+    file: File,
+    recipe: RecipeName,
+}
+
+impl RecipeLock {
+    /// Returns the recipe the lock is for.
+    pub fn recipe(&self) -> &RecipeName {
+        &self.recipe
+    }
+}
+
+impl Drop for RecipeLock {
+    fn drop(&mut self) {
+        // Closing the file releases the lock anyway; unlocking first is only tidier.
+        let _ = self.file.unlock();
+    }
+}
+
+impl StateDir {
+    /// Opens (without creating) a state directory at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// Returns the root path.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Returns `<state>/<recipe>`.
+    pub fn recipe_dir(&self, recipe: &RecipeName) -> PathBuf {
+        self.root.join(recipe.as_str())
+    }
+
+    /// Returns the path of `canonical.json` for `recipe`.
+    pub fn canonical_path(&self, recipe: &RecipeName) -> PathBuf {
+        self.recipe_dir(recipe).join("canonical.json")
+    }
+
+    /// Returns the path of `history.jsonl` for `recipe`.
+    pub fn history_path(&self, recipe: &RecipeName) -> PathBuf {
+        self.recipe_dir(recipe).join("history.jsonl")
+    }
+
+    fn ensure_recipe_dir(&self, recipe: &RecipeName) -> Result<PathBuf, StateError> {
+        let dir = self.recipe_dir(recipe);
+        fs::create_dir_all(&dir).map_err(io_err(&dir, "create the recipe folder"))?;
+        Ok(dir)
+    }
+
+    /// Reads the canonical record; `Ok(None)` only when the file does not exist.
+    pub fn read_canonical(
+        &self,
+        recipe: &RecipeName,
+    ) -> Result<Option<CanonicalRecord>, StateError> {
+        let path = self.canonical_path(recipe);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path, "read the canonical record")(e)),
+        };
+        let record: CanonicalRecord =
+            serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        if &record.recipe != recipe {
+            return Err(StateError::WrongRecipe {
+                path,
+                found: record.recipe,
+                expected: recipe.clone(),
+            });
+        }
+        Ok(Some(record))
+    }
+
+    /// Writes the canonical record atomically: temp file, fsync, rename, fsync of the folder.
+    ///
+    /// Call it while holding the recipe's [`RecipeLock`].
+    pub fn write_canonical(
+        &self,
+        _lock: &RecipeLock,
+        record: &CanonicalRecord,
+    ) -> Result<(), StateError> {
+        let dir = self.ensure_recipe_dir(&record.recipe)?;
+        let path = self.canonical_path(&record.recipe);
+        let mut bytes = serde_json::to_vec_pretty(record).map_err(|e| StateError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        bytes.push(b'\n');
+        write_atomic(&dir, &path, &bytes)
+    }
+
+    /// Appends one decision to `history.jsonl` and fsyncs it.
+    pub fn append_history(&self, entry: &HistoryEntry) -> Result<(), StateError> {
+        self.ensure_recipe_dir(&entry.recipe)?;
+        let path = self.history_path(&entry.recipe);
+        let mut line = serde_json::to_vec(entry).map_err(|e| StateError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        line.push(b'\n');
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path, "open the history"))?;
+        // One write call per line: O_APPEND keeps concurrent appenders from interleaving.
+        file.write_all(&line)
+            .map_err(io_err(&path, "append to the history"))?;
+        file.sync_data()
+            .map_err(io_err(&path, "sync the history"))?;
+        Ok(())
+    }
+
+    /// Reads every history entry; a missing file is an empty history.
+    pub fn read_history(&self, recipe: &RecipeName) -> Result<Vec<HistoryEntry>, StateError> {
+        let path = self.history_path(recipe);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&path, "read the history")(e)),
+        };
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                serde_json::from_str(l).map_err(|e| StateError::Corrupt {
+                    path: path.clone(),
+                    message: format!("line {}: {e}", i + 1),
+                })
+            })
+            .collect()
+    }
+
+    /// Takes the recipe's exclusive lock (a file lock, so it also excludes other processes).
+    pub fn lock(&self, recipe: &RecipeName, wait: LockWait) -> Result<RecipeLock, StateError> {
+        let dir = self.ensure_recipe_dir(recipe)?;
+        let path = dir.join(".lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path, "open the lock file"))?;
+        let deadline = match wait {
+            LockWait::Fail => None,
+            LockWait::Wait(d) => Some(Instant::now() + d),
+        };
+        loop {
+            match file.try_lock() {
+                Ok(()) => {
+                    return Ok(RecipeLock {
+                        file,
+                        recipe: recipe.clone(),
+                    })
+                }
+                Err(fs::TryLockError::WouldBlock) => {}
+                Err(fs::TryLockError::Error(e)) => return Err(io_err(&path, "lock")(e)),
+            }
+            match deadline {
+                Some(d) if Instant::now() < d => std::thread::sleep(Duration::from_millis(50)),
+                _ => {
+                    return Err(StateError::Locked {
+                        recipe: recipe.clone(),
+                        path,
+                        hint: if deadline.is_some() {
+                            "gave up waiting for it"
+                        } else {
+                            "not waiting (lock wait is off)"
+                        },
+                    })
+                }
+            }
+        }
+    }
+
+    /// Pins the recipe's canonical with a reason; while pinned nothing promotes it.
+    pub fn pin(
+        &self,
+        recipe: &RecipeName,
+        reason: &str,
+        by: &str,
+        wait: LockWait,
+    ) -> Result<CanonicalRecord, StateError> {
+        let lock = self.lock(recipe, wait)?;
+        let mut record = self
+            .read_canonical(recipe)?
+            .ok_or_else(|| StateError::NoCanonical {
+                recipe: recipe.clone(),
+                action: "pin",
+            })?;
+        if let Some(p) = &record.pinned {
+            return Err(StateError::AlreadyPinned {
+                recipe: recipe.clone(),
+                reason: p.reason.clone(),
+                by: p.by.clone(),
+            });
+        }
+        let at = now();
+        record.pinned = Some(Pin {
+            reason: reason.to_string(),
+            by: by.to_string(),
+            at,
+        });
+        self.write_canonical(&lock, &record)?;
+        self.append_history(&HistoryEntry {
+            at,
+            recipe: recipe.clone(),
+            decision: "pin".into(),
+            version: Some(record.version.to_string()),
+            tested_commit: None,
+            reasons: vec![reason.to_string()],
+            trigger: Some(format!("pinned by {by}")),
+            build: None,
+            canonical_before: Some(record.version.to_string()),
+        })?;
+        Ok(record)
+    }
+
+    /// Removes the pin, recording who did it and why.
+    pub fn unpin(
+        &self,
+        recipe: &RecipeName,
+        reason: &str,
+        by: &str,
+        wait: LockWait,
+    ) -> Result<CanonicalRecord, StateError> {
+        let lock = self.lock(recipe, wait)?;
+        let mut record = self
+            .read_canonical(recipe)?
+            .ok_or_else(|| StateError::NoCanonical {
+                recipe: recipe.clone(),
+                action: "unpin",
+            })?;
+        if record.pinned.take().is_none() {
+            return Err(StateError::NotPinned {
+                recipe: recipe.clone(),
+            });
+        }
+        self.write_canonical(&lock, &record)?;
+        self.append_history(&HistoryEntry {
+            at: now(),
+            recipe: recipe.clone(),
+            decision: "unpin".into(),
+            version: Some(record.version.to_string()),
+            tested_commit: None,
+            reasons: vec![reason.to_string()],
+            trigger: Some(format!("unpinned by {by}")),
+            build: None,
+            canonical_before: Some(record.version.to_string()),
+        })?;
+        Ok(record)
+    }
+}
+
+/// Returns the current time in UTC, truncated to whole seconds (RFC 3339 without fractions).
+pub fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+
+/// Writes `bytes` to `path` atomically: a temp file in `dir`, fsync, rename, fsync of `dir`.
+pub fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = File::create(&tmp).map_err(io_err(&tmp, "create a temp file"))?;
+        f.write_all(bytes).map_err(io_err(&tmp, "write"))?;
+        f.sync_all().map_err(io_err(&tmp, "sync"))?;
+        drop(f);
+        fs::rename(&tmp, path).map_err(io_err(path, "rename into place"))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir, "sync the folder"))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+
+    fn name(s: &str) -> RecipeName {
+        RecipeName::parse(s).unwrap()
+    }
+
+    fn record(recipe: &str, version: &str) -> CanonicalRecord {
+        CanonicalRecord {
+            recipe: name(recipe),
+            version: ReleaseVersion::parse(version).unwrap(),
+            commit: "a".repeat(40),
+            promoted_at: now(),
+            build: Some("42".into()),
+            pinned: None,
+        }
+    }
+
+    #[test]
+    fn no_file_means_no_canonical() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        assert_eq!(state.read_canonical(&name("app")).unwrap(), None);
+    }
+
+    #[test]
+    fn canonical_round_trips_with_rfc3339_utc_and_no_temp_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let r = record("app", "1.2.3+4.5");
+        let lock = state.lock(&r.recipe, LockWait::Fail).unwrap();
+        state.write_canonical(&lock, &r).unwrap();
+        assert_eq!(state.read_canonical(&r.recipe).unwrap(), Some(r.clone()));
+        let text = fs::read_to_string(state.canonical_path(&r.recipe)).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(
+            json["promoted_at"].as_str().unwrap().ends_with('Z'),
+            "{text}"
+        );
+        assert_eq!(json["version"], "1.2.3+4.5");
+        let leftovers: Vec<_> = fs::read_dir(state.recipe_dir(&r.recipe))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn corrupt_or_foreign_canonical_is_an_error_not_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let app = name("app");
+        fs::create_dir_all(state.recipe_dir(&app)).unwrap();
+        let cases: &[(&str, &str)] = &[
+            ("", "corrupt"),
+            ("{\"recipe\":\"app\"", "corrupt"),
+            ("{\"recipe\":\"app\",\"version\":\"v1.0\",\"commit\":\"x\",\"promoted_at\":\"2026-01-01T00:00:00Z\"}", "corrupt"),
+            ("{\"recipe\":\"app\",\"version\":\"1.0.0+1\",\"commit\":\"x\",\"promoted_at\":\"yesterday\"}", "corrupt"),
+            ("{\"recipe\":\"other\",\"version\":\"1.0.0+1\",\"commit\":\"x\",\"promoted_at\":\"2026-01-01T00:00:00Z\"}", "not `app`"),
+        ];
+        for (text, want) in cases {
+            fs::write(state.canonical_path(&app), text).unwrap();
+            let err = state.read_canonical(&app).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+            assert!(err.contains("canonical.json"), "{err}");
+        }
+    }
+
+    #[test]
+    fn unreadable_canonical_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let app = name("app");
+        // A folder where the file should be cannot be read as a file.
+        fs::create_dir_all(state.canonical_path(&app)).unwrap();
+        assert!(matches!(
+            state.read_canonical(&app),
+            Err(StateError::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn history_appends_every_entry_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        for (i, decision) in ["refuse", "promote"].iter().enumerate() {
+            state
+                .append_history(&HistoryEntry {
+                    at: now(),
+                    recipe: name("app"),
+                    decision: decision.to_string(),
+                    version: Some(format!("1.0.{i}+1")),
+                    tested_commit: Some("b".repeat(40)),
+                    reasons: vec![format!("reason {i}")],
+                    trigger: Some("tag".into()),
+                    build: Some("7".into()),
+                    canonical_before: None,
+                })
+                .unwrap();
+        }
+        let h = state.read_history(&name("app")).unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].decision, "refuse");
+        assert_eq!(h[1].version.as_deref(), Some("1.0.1+1"));
+    }
+
+    #[test]
+    fn a_second_taker_fails_fast_or_waits_for_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let app = name("app");
+        let held = state.lock(&app, LockWait::Fail).unwrap();
+        let err = state.lock(&app, LockWait::Fail).unwrap_err();
+        assert!(err.to_string().contains("locked by another run"), "{err}");
+        let err = state
+            .lock(&app, LockWait::Wait(Duration::from_millis(120)))
+            .unwrap_err();
+        assert!(err.to_string().contains("gave up waiting"), "{err}");
+        // Another recipe is independent.
+        state.lock(&name("other"), LockWait::Fail).unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            drop(held);
+        });
+        state
+            .lock(&app, LockWait::Wait(Duration::from_secs(10)))
+            .unwrap();
+        releaser.join().unwrap();
+    }
+
+    #[test]
+    fn concurrent_writers_are_serialised_by_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let inside = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let barrier = Arc::new(Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (state, inside, barrier) = (state.clone(), inside.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let lock = state
+                        .lock(&name("app"), LockWait::Wait(Duration::from_secs(30)))
+                        .unwrap();
+                    let n = inside.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    assert_eq!(n, 0, "two holders at once");
+                    state
+                        .write_canonical(&lock, &record("app", &format!("1.0.{i}+1")))
+                        .unwrap();
+                    std::thread::sleep(Duration::from_millis(5));
+                    inside.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert!(state.read_canonical(&name("app")).unwrap().is_some());
+    }
+
+    #[test]
+    fn pin_and_unpin_are_recorded_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let app = name("app");
+        let err = state.pin(&app, "why", "me", LockWait::Fail).unwrap_err();
+        assert!(matches!(err, StateError::NoCanonical { .. }));
+        let lock = state.lock(&app, LockWait::Fail).unwrap();
+        state
+            .write_canonical(&lock, &record("app", "1.0.0+1"))
+            .unwrap();
+        drop(lock);
+        let pinned = state
+            .pin(&app, "migration pending", "ops", LockWait::Fail)
+            .unwrap();
+        assert_eq!(pinned.pinned.as_ref().unwrap().reason, "migration pending");
+        assert!(matches!(
+            state.pin(&app, "again", "ops", LockWait::Fail),
+            Err(StateError::AlreadyPinned { .. })
+        ));
+        let unpinned = state.unpin(&app, "done", "ops", LockWait::Fail).unwrap();
+        assert_eq!(unpinned.pinned, None);
+        assert!(matches!(
+            state.unpin(&app, "again", "ops", LockWait::Fail),
+            Err(StateError::NotPinned { .. })
+        ));
+        let decisions: Vec<String> = state
+            .read_history(&app)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.decision)
+            .collect();
+        assert_eq!(decisions, ["pin", "unpin"]);
+    }
+}
