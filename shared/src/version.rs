@@ -379,6 +379,23 @@ mod tests {
     }
 
     #[test]
+    fn no_tagcmp_image_tag_is_a_recipe_release() {
+        // tagcmp's documented cases are Docker image tags: with or without `v`, suffixes, 1-3
+        // parts, and the ones it cannot parse. None carries `+upstream`, so none is a release.
+        let data = include_str!("../tests/data/tagcmp-readme-cases.txt");
+        let mut seen = 0;
+        for line in data.lines().filter(|l| !l.starts_with('#')) {
+            let cols: Vec<&str> = line.split('\t').collect();
+            if matches!(cols[0], "supported" | "unsupported") {
+                let err = ReleaseVersion::parse(cols[1]).unwrap_err();
+                assert!(!err.to_string().is_empty());
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 23);
+    }
+
+    #[test]
     fn recipe_part_orders_numerically_not_lexically() {
         assert_eq!(
             v("3.0.10+1.10.8").precedence(&v("3.0.9+1.10.7")),
