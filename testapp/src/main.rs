@@ -1,0 +1,178 @@
+//! canon-testapp: the app of canon's fixture recipe, small enough to build static and ship in an
+//! image `FROM scratch`.
+//!
+//! It exists so the Docker runner can be tested end to end on a real engine without pulling any
+//! image. Behaviour, all from the environment:
+//! - `serve` (the default): HTTP on `0.0.0.0:$PORT` (default 8080). On start it writes the data
+//!   marker `$DATA_DIR/installed` (default `/data`) with `$APP_VERSION`, unless the file already
+//!   exists: the marker records the version that first installed the data, so it must survive
+//!   upgrades and restores. `GET /health` answers 200 `ok`, or 503 while `NEVER_HEALTHY=1` or while
+//!   `$SECRET_FILE` (when set) is missing or empty. `GET /marker` returns the marker, `GET
+//!   /version` the running `$APP_VERSION`.
+//! - `check`: the container healthcheck; GETs `/health` on loopback, exit 0 on 200.
+//! - `marker`: prints the data marker (for `docker exec` from a recipe's test command).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    let mode = std::env::args().nth(1).unwrap_or_else(|| "serve".to_string());
+    let result = match mode.as_str() {
+        "serve" => serve(),
+        "check" => check(),
+        "marker" => print_marker(),
+        other => Err(format!("unknown mode {other:?} (serve, check, marker)")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("canon-testapp: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn port() -> u16 {
+    std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(8080)
+}
+
+fn marker_path() -> PathBuf {
+    let dir = std::env::var("DATA_DIR").unwrap_or_else(|_| "/data".to_string());
+    PathBuf::from(dir).join("installed")
+}
+
+fn version() -> String {
+    std::env::var("APP_VERSION").unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// Returns why the app is not healthy, or `None` when it is.
+fn unhealthy_reason() -> Option<String> {
+    if std::env::var("NEVER_HEALTHY").as_deref() == Ok("1") {
+        return Some("NEVER_HEALTHY=1".to_string());
+    }
+    if let Ok(file) = std::env::var("SECRET_FILE") {
+        match std::fs::read(&file) {
+            Ok(bytes) if !bytes.is_empty() => {}
+            Ok(_) => return Some(format!("secret {file} is empty")),
+            Err(e) => return Some(format!("secret {file}: {e}")),
+        }
+    }
+    if !marker_path().exists() {
+        return Some("the data marker is missing".to_string());
+    }
+    None
+}
+
+// As PID 1 in a container the default SIGTERM disposition is "ignore", so `docker stop` would wait
+// out the whole grace period; exit at once instead (`_exit` is async-signal-safe).
+extern "C" {
+    fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
+    fn _exit(status: i32) -> !;
+}
+
+extern "C" fn exit_on_signal(_signum: i32) {
+    // SAFETY: `_exit` is async-signal-safe and takes no pointers.
+    unsafe { _exit(0) }
+}
+
+fn exit_on_sigterm() {
+    const SIGINT: i32 = 2;
+    const SIGTERM: i32 = 15;
+    // SAFETY: installs a handler that only calls `_exit`; no Rust state is touched.
+    unsafe {
+        signal(SIGTERM, exit_on_signal);
+        signal(SIGINT, exit_on_signal);
+    }
+}
+
+fn serve() -> Result<(), String> {
+    exit_on_sigterm();
+    let marker = marker_path();
+    if !marker.exists() {
+        if let Some(dir) = marker.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        std::fs::write(&marker, version()).map_err(|e| format!("{}: {e}", marker.display()))?;
+    }
+    let listener = TcpListener::bind(("0.0.0.0", port())).map_err(|e| format!("bind: {e}"))?;
+    eprintln!("canon-testapp {} listening on :{}", version(), port());
+    for stream in listener.incoming() {
+        match stream {
+            Ok(s) => {
+                if let Err(e) = handle(s) {
+                    eprintln!("canon-testapp: request: {e}");
+                }
+            }
+            Err(e) => eprintln!("canon-testapp: accept: {e}"),
+        }
+    }
+    Ok(())
+}
+
+fn handle(mut stream: TcpStream) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    // Drain the headers; requests here carry no body.
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+            break;
+        }
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let (status, body) = match path {
+        "/health" => match unhealthy_reason() {
+            None => ("200 OK", "ok\n".to_string()),
+            Some(why) => ("503 Service Unavailable", format!("{why}\n")),
+        },
+        "/marker" => match std::fs::read_to_string(marker_path()) {
+            Ok(m) => ("200 OK", m),
+            Err(e) => ("404 Not Found", format!("{e}\n")),
+        },
+        "/version" => ("200 OK", version()),
+        _ => ("404 Not Found", "not found\n".to_string()),
+    };
+    write!(
+        stream,
+        "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}
+
+fn check() -> Result<(), String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port())).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| format!("read: {e}"))?;
+    if response.starts_with("HTTP/1.0 200") {
+        Ok(())
+    } else {
+        Err(format!(
+            "unhealthy: {}",
+            response.lines().last().unwrap_or_default()
+        ))
+    }
+}
+
+fn print_marker() -> Result<(), String> {
+    let path = marker_path();
+    let marker = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("{marker}");
+    Ok(())
+}
