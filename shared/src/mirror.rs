@@ -1,1 +1,1071 @@
-//! Placeholder: filled in by the mirror work.
+//! Faithful git mirror sync (git2, blocking).
+//!
+//! A mirror must equal its upstream for one branch (`main` by default) and for the complete set of
+//! tags, while keeping every other ref it has: the pull-request head branches that CI tests live
+//! there, and deleting them would close the PRs. So this module never uses `--mirror` semantics:
+//! it fetches upstream into a per-recipe bare cache (reused, so only new objects move), then pushes
+//! exactly the branch and the `refs/tags/*` that differ, deletes mirror tags upstream no longer has,
+//! and lists the mirror again to prove the result.
+//!
+//! A sync where both ref listings already agree costs one listing per side and nothing else.
+//!
+//! Tokens travel only inside libgit2's credential callback (as the basic-auth password); every URL
+//! that reaches a report, a log or an error is [`GitRemote::display_url`], with user info removed,
+//! and every git message is passed through [`Secret::redact`].
+//!
+//! [`close_merged_prs`] closes mirror PRs whose head commit upstream has merged (section 3 of the
+//! design: reachability from the synced upstream branch; squash and rebase merges stay open).
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use git2::{
+    AutotagOption, Cred, CredentialType, Direction, FetchOptions, FetchPrune, Oid, PushOptions,
+    Remote, RemoteCallbacks, Repository,
+};
+use serde::Serialize;
+
+use crate::forge::{CloseOutcome, Forge, ForgeError};
+use crate::recipe::RecipeName;
+use crate::secret::Secret;
+
+/// The user name sent with a token over HTTPS when the URL names none. Gitea and Forgejo accept
+/// any user name with a token as password; GitHub expects this one.
+const TOKEN_USER: &str = "x-access-token";
+
+/// A git remote: where it is and how to authenticate.
+#[derive(Clone, Default)]
+pub struct GitRemote {
+    /// A URL (`https://`, `http://`, `ssh://`, `git@host:path`, `file://`) or a local path. A
+    /// password inside the URL is treated as the token and never shown.
+    pub url: String,
+    /// A token sent as the basic-auth password over HTTP(S).
+    pub token: Option<Secret>,
+    /// A private key file for SSH remotes (without one, the SSH agent is asked).
+    pub ssh_key: Option<PathBuf>,
+}
+
+impl fmt::Debug for GitRemote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GitRemote")
+            .field("url", &self.display_url())
+            .field("token", &self.token)
+            .field("ssh_key", &self.ssh_key)
+            .finish()
+    }
+}
+
+impl GitRemote {
+    /// Returns a remote with no credentials (a local path, `file://`, or a public URL).
+    pub fn local(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            token: None,
+            ssh_key: None,
+        }
+    }
+
+    /// Returns a remote authenticated by `token` (HTTPS basic auth, token as password).
+    pub fn with_token(url: impl Into<String>, token: Option<Secret>) -> Self {
+        Self {
+            url: url.into(),
+            token,
+            ssh_key: None,
+        }
+    }
+
+    /// Returns the URL with any user name, password or token removed: safe to print.
+    pub fn display_url(&self) -> String {
+        split_userinfo(&self.url).url
+    }
+
+    fn resolved(&self) -> Resolved {
+        let parts = split_userinfo(&self.url);
+        let token = self
+            .token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .or_else(|| parts.password.clone().map(Secret::new));
+        Resolved {
+            url: parts.url,
+            user: parts.user,
+            token,
+            ssh_key: self.ssh_key.clone(),
+            raw: self.url.clone(),
+        }
+    }
+}
+
+/// A remote with its credentials separated from its URL.
+struct Resolved {
+    /// The URL without user info: what libgit2 is given and what messages show.
+    url: String,
+    user: Option<String>,
+    token: Option<Secret>,
+    ssh_key: Option<PathBuf>,
+    /// The URL as configured, only used to scrub it out of messages.
+    raw: String,
+}
+
+impl Resolved {
+    /// Removes the token and the raw URL (which may hold user info) from a message.
+    fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        if self.raw != self.url && !self.raw.is_empty() {
+            out = out.replace(&self.raw, &self.url);
+        }
+        if let Some(t) = &self.token {
+            out = t.redact(&out);
+        }
+        out
+    }
+}
+
+struct UrlParts {
+    url: String,
+    user: Option<String>,
+    password: Option<String>,
+}
+
+/// Splits user info out of a URL. Local paths and scp-like `user@host:path` addresses keep their
+/// form (the latter carries no password).
+fn split_userinfo(raw: &str) -> UrlParts {
+    let plain = || UrlParts {
+        url: raw.to_string(),
+        user: None,
+        password: None,
+    };
+    if !raw.contains("://") || raw.starts_with("file://") {
+        return plain();
+    }
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            let user = (!u.username().is_empty()).then(|| decode(u.username()));
+            let password = u.password().map(decode);
+            // Setting these can only fail for URLs that cannot have user info (e.g. `mailto:`);
+            // then there is none to strip.
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            UrlParts {
+                url: u.to_string(),
+                user,
+                password,
+            }
+        }
+        // Not parseable: show nothing after the scheme's user info marker, to be safe.
+        Err(_) => match (raw.find("://"), raw.rfind('@')) {
+            (Some(s), Some(at)) if at > s => UrlParts {
+                url: format!("{}{}", &raw[..s + 3], &raw[at + 1..]),
+                user: None,
+                password: None,
+            },
+            _ => plain(),
+        },
+    }
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// A tag as a remote advertises it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TagRef {
+    /// The object the ref points to: the tag object for an annotated tag, else the commit.
+    pub target: String,
+    /// The commit the tag finally points to.
+    pub peeled: String,
+}
+
+impl TagRef {
+    /// Returns true for an annotated tag (the ref points to a tag object).
+    pub fn is_annotated(&self) -> bool {
+        self.target != self.peeled
+    }
+}
+
+/// A remote's branches and tags, from one ref listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RemoteRefs {
+    /// Branch short name -> commit.
+    pub branches: BTreeMap<String, String>,
+    /// Tag name -> tag ref.
+    pub tags: BTreeMap<String, TagRef>,
+}
+
+/// Which end of a sync a failure happened at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The upstream repository (read only).
+    Upstream,
+    /// The mirror repository (pushed to).
+    Mirror,
+    /// A remote listed on its own ([`ls_remote`]).
+    Remote,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Upstream => "upstream",
+            Side::Mirror => "mirror",
+            Side::Remote => "remote",
+        })
+    }
+}
+
+/// Why a sync (or a step of it) failed. URLs are shown without user info; git messages have the
+/// token removed.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    #[error("{side} {url}: cannot list refs: {message}")]
+    List {
+        side: Side,
+        url: String,
+        message: String,
+    },
+    #[error("{side} {url}: authentication failed ({message}); check the token or SSH key")]
+    Auth {
+        side: Side,
+        url: String,
+        message: String,
+    },
+    #[error("upstream {url} has no branch `{branch}`")]
+    MissingBranch { url: String, branch: String },
+    #[error("invalid branch name {branch:?}")]
+    InvalidBranch { branch: String },
+    #[error("cache {path}: {message}")]
+    Cache { path: PathBuf, message: String },
+    #[error("cache {path}: cannot lock it: {source}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("upstream {url}: fetch into the cache failed: {message}")]
+    Fetch { url: String, message: String },
+    #[error("mirror {url}: push failed: {message}")]
+    Push { url: String, message: String },
+    #[error("mirror {url}: the push was rejected for {}", .refs.iter().map(|(r, m)| format!("{r} ({m})")).collect::<Vec<_>>().join(", "))]
+    Rejected {
+        url: String,
+        refs: Vec<(String, String)>,
+    },
+    #[error("mirror {url}: after the push it still differs from upstream: {}", .mismatches.join("; "))]
+    Verify {
+        url: String,
+        mismatches: Vec<String>,
+    },
+    #[error("cache {path} does not hold upstream commit {commit}; sync first")]
+    NotCached { path: PathBuf, commit: String },
+    #[error("forge: {0}")]
+    Forge(#[from] ForgeError),
+}
+
+/// What to sync: one upstream/mirror pair, one branch, one cache.
+#[derive(Debug, Clone)]
+pub struct SyncRequest {
+    /// Where refs come from (only read).
+    pub upstream: GitRemote,
+    /// Where refs go (the branch and tags only).
+    pub mirror: GitRemote,
+    /// The branch kept equal (short name, e.g. `main`).
+    pub branch: String,
+    /// The per-recipe bare cache ([`cache_dir`]); created when missing.
+    pub cache_dir: PathBuf,
+}
+
+/// A tag whose target changed (same name, new object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MovedTag {
+    /// The tag name.
+    pub name: String,
+    /// The object the mirror had (tag object or commit).
+    pub old: String,
+    /// The object upstream has now.
+    pub new: String,
+    /// The commit the mirror's tag peeled to.
+    pub old_commit: String,
+    /// The commit upstream's tag peels to.
+    pub new_commit: String,
+}
+
+/// An annotated tag and its peeled commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnnotatedTag {
+    /// The tag name.
+    pub name: String,
+    /// The tag object.
+    pub tag_object: String,
+    /// The commit it peels to.
+    pub commit: String,
+}
+
+/// The outcome of a faithful sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    /// The upstream URL (no user info).
+    pub upstream: String,
+    /// The mirror URL (no user info).
+    pub mirror: String,
+    /// The branch kept equal.
+    pub branch: String,
+    /// True when both listings already agreed: nothing was fetched or pushed.
+    pub no_op: bool,
+    /// Refs the mirror did not have (full names, e.g. `refs/tags/1.0.0+2.0`).
+    pub created: Vec<String>,
+    /// Refs the mirror had with another value.
+    pub updated: Vec<String>,
+    /// Mirror tags upstream no longer has, now deleted.
+    pub deleted: Vec<String>,
+    /// Synced refs that were already equal.
+    pub unchanged: Vec<String>,
+    /// Upstream tags that moved (same name, new target). Canonicals care.
+    pub moved_tags: Vec<MovedTag>,
+    /// Upstream's annotated tags with their peeled commits.
+    pub annotated_tags: Vec<AnnotatedTag>,
+    /// Objects received from upstream into the cache.
+    pub objects_fetched: usize,
+    /// Bytes received from upstream into the cache.
+    pub bytes_fetched: usize,
+    /// Wall time of the whole sync, in milliseconds.
+    pub duration_ms: u64,
+    /// Upstream's branch head commit.
+    pub upstream_head: String,
+    /// Upstream's tags: name -> peeled commit.
+    pub upstream_tags: BTreeMap<String, String>,
+}
+
+impl SyncReport {
+    /// Returns true when the mirror had to change.
+    pub fn changed(&self) -> bool {
+        !(self.created.is_empty() && self.updated.is_empty() && self.deleted.is_empty())
+    }
+
+    /// Returns a one-line summary: `created 1, updated 0, deleted 0, unchanged 31 (12 ms)`.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "created {}, updated {}, deleted {}, unchanged {}",
+            self.created.len(),
+            self.updated.len(),
+            self.deleted.len(),
+            self.unchanged.len()
+        );
+        if self.no_op {
+            s.push_str(", no-op");
+        } else {
+            s.push_str(&format!(", {} objects fetched", self.objects_fetched));
+        }
+        if !self.moved_tags.is_empty() {
+            let names: Vec<&str> = self.moved_tags.iter().map(|m| m.name.as_str()).collect();
+            s.push_str(&format!(", moved tags: {}", names.join(" ")));
+        }
+        s.push_str(&format!(" ({} ms)", self.duration_ms));
+        s
+    }
+}
+
+/// Returns the per-recipe bare cache: `<state>/<recipe>/upstream.git`.
+pub fn cache_dir(state_root: &Path, recipe: &RecipeName) -> PathBuf {
+    state_root.join(recipe.as_str()).join("upstream.git")
+}
+
+/// Builds the credential callback for `remote`. Each kind of credential is offered once, so a
+/// refused token fails at once instead of looping.
+fn callbacks<'a>(remote: &'a Resolved, tried: &'a Cell<u32>) -> RemoteCallbacks<'a> {
+    const USERPASS: u32 = 1;
+    const SSH: u32 = 2;
+    const USERNAME: u32 = 4;
+    let mut cb = RemoteCallbacks::new();
+    cb.credentials(move |_url, user_from_url, allowed| {
+        let done = tried.get();
+        let user = remote.user.as_deref().or(user_from_url);
+        if allowed.contains(CredentialType::SSH_KEY) && done & SSH == 0 {
+            tried.set(done | SSH);
+            let user = user.unwrap_or("git");
+            return match &remote.ssh_key {
+                Some(key) => Cred::ssh_key(user, None, key, None),
+                None => Cred::ssh_key_from_agent(user),
+            };
+        }
+        if allowed.contains(CredentialType::USERNAME) && done & USERNAME == 0 {
+            tried.set(done | USERNAME);
+            return Cred::username(user.unwrap_or("git"));
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            if done & USERPASS != 0 {
+                return Err(git2::Error::new(
+                    git2::ErrorCode::Auth,
+                    git2::ErrorClass::Http,
+                    "the server refused the token",
+                ));
+            }
+            tried.set(done | USERPASS);
+            return match &remote.token {
+                Some(token) => Cred::userpass_plaintext(user.unwrap_or(TOKEN_USER), token.expose()),
+                None => Err(git2::Error::new(
+                    git2::ErrorCode::Auth,
+                    git2::ErrorClass::Http,
+                    "the server asks for credentials and no token was given",
+                )),
+            };
+        }
+        Err(git2::Error::new(
+            git2::ErrorCode::Auth,
+            git2::ErrorClass::Net,
+            "no usable credentials for this remote",
+        ))
+    });
+    cb
+}
+
+fn is_auth_error(e: &git2::Error, tried: &Cell<u32>) -> bool {
+    e.code() == git2::ErrorCode::Auth
+        || (tried.get() != 0 && e.class() == git2::ErrorClass::Http)
+        || e.message().contains("authentication")
+        || e.message().contains("401")
+}
+
+/// Lists a remote's branches and tags (one ref listing, no fetch).
+pub fn ls_remote(remote: &GitRemote) -> Result<RemoteRefs, MirrorError> {
+    list(remote, Side::Remote)
+}
+
+fn list(remote: &GitRemote, side: Side) -> Result<RemoteRefs, MirrorError> {
+    let r = remote.resolved();
+    let fail = |e: git2::Error, tried: &Cell<u32>| {
+        let message = r.scrub(e.message());
+        if is_auth_error(&e, tried) {
+            MirrorError::Auth {
+                side,
+                url: r.url.clone(),
+                message,
+            }
+        } else {
+            MirrorError::List {
+                side,
+                url: r.url.clone(),
+                message,
+            }
+        }
+    };
+    let tried = Cell::new(0);
+    let mut git_remote = Remote::create_detached(r.url.as_str()).map_err(|e| fail(e, &tried))?;
+    let conn = git_remote
+        .connect_auth(Direction::Fetch, Some(callbacks(&r, &tried)), None)
+        .map_err(|e| fail(e, &tried))?;
+    let heads = conn.list().map_err(|e| fail(e, &tried))?;
+    let mut refs = RemoteRefs::default();
+    let mut targets: BTreeMap<String, String> = BTreeMap::new();
+    let mut peeled: BTreeMap<String, String> = BTreeMap::new();
+    for head in heads {
+        let name = head.name();
+        let oid = head.oid().to_string();
+        if let Some(branch) = name.strip_prefix("refs/heads/") {
+            refs.branches.insert(branch.to_string(), oid);
+        } else if let Some(tag) = name.strip_prefix("refs/tags/") {
+            match tag.strip_suffix("^{}") {
+                Some(tag) => peeled.insert(tag.to_string(), oid),
+                None => targets.insert(tag.to_string(), oid),
+            };
+        }
+    }
+    for (name, target) in targets {
+        let peeled = peeled.get(&name).cloned().unwrap_or_else(|| target.clone());
+        refs.tags.insert(name, TagRef { target, peeled });
+    }
+    tracing::debug!(
+        side = %side,
+        url = %r.url,
+        branches = refs.branches.len(),
+        tags = refs.tags.len(),
+        "Listed remote refs."
+    );
+    Ok(refs)
+}
+
+/// What the mirror must become: the branch head and every tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Wanted {
+    head: String,
+    tags: BTreeMap<String, TagRef>,
+}
+
+/// Returns true when the mirror's branch and full tag set equal `wanted`.
+fn mirror_equals(wanted: &Wanted, mirror: &RemoteRefs, branch: &str) -> bool {
+    mirror.branches.get(branch) == Some(&wanted.head)
+        && mirror.tags.len() == wanted.tags.len()
+        && wanted
+            .tags
+            .iter()
+            .all(|(n, t)| mirror.tags.get(n).map(|m| &m.target) == Some(&t.target))
+}
+
+/// The ref updates that make the mirror equal to `wanted`.
+#[derive(Debug, Default)]
+struct Plan {
+    created: Vec<String>,
+    updated: Vec<String>,
+    deleted: Vec<String>,
+    unchanged: Vec<String>,
+    moved_tags: Vec<MovedTag>,
+    /// Refspecs for the push.
+    refspecs: Vec<String>,
+}
+
+fn plan(wanted: &Wanted, mirror: &RemoteRefs, branch: &str) -> Plan {
+    let mut p = Plan::default();
+    let bref = format!("refs/heads/{branch}");
+    match mirror.branches.get(branch) {
+        Some(h) if *h == wanted.head => p.unchanged.push(bref),
+        old => {
+            p.refspecs.push(format!("+{bref}:{bref}"));
+            if old.is_some() {
+                p.updated.push(bref);
+            } else {
+                p.created.push(bref);
+            }
+        }
+    }
+    for (name, tag) in &wanted.tags {
+        let r = format!("refs/tags/{name}");
+        match mirror.tags.get(name) {
+            Some(m) if m.target == tag.target => p.unchanged.push(r),
+            Some(m) => {
+                p.moved_tags.push(MovedTag {
+                    name: name.clone(),
+                    old: m.target.clone(),
+                    new: tag.target.clone(),
+                    old_commit: m.peeled.clone(),
+                    new_commit: tag.peeled.clone(),
+                });
+                p.refspecs.push(format!("+{r}:{r}"));
+                p.updated.push(r);
+            }
+            None => {
+                p.refspecs.push(format!("+{r}:{r}"));
+                p.created.push(r);
+            }
+        }
+    }
+    for name in mirror.tags.keys() {
+        if !wanted.tags.contains_key(name) {
+            let r = format!("refs/tags/{name}");
+            p.refspecs.push(format!(":{r}"));
+            p.deleted.push(r);
+        }
+    }
+    p
+}
+
+fn cache_err(path: &Path) -> impl Fn(git2::Error) -> MirrorError + '_ {
+    move |e| MirrorError::Cache {
+        path: path.to_path_buf(),
+        message: e.message().to_string(),
+    }
+}
+
+/// Returns true when the cache exists and holds `commit`.
+fn cache_has(path: &Path, commit: &str) -> bool {
+    let Ok(oid) = Oid::from_str(commit) else {
+        return false;
+    };
+    Repository::open_bare(path)
+        .and_then(|repo| repo.odb().map(|odb| odb.exists(oid)))
+        .unwrap_or(false)
+}
+
+/// Takes the cache's exclusive lock (`<cache>.lock`), waiting for another sync of the same recipe.
+fn lock_cache(path: &Path) -> Result<File, MirrorError> {
+    let lock_path = path.with_extension("git.lock");
+    let err = |source| MirrorError::Lock {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = lock_path.parent() {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(err)?;
+    file.lock().map_err(err)?;
+    Ok(file)
+}
+
+fn open_cache(path: &Path) -> Result<Repository, MirrorError> {
+    if path.join("HEAD").exists() {
+        Repository::open_bare(path).map_err(cache_err(path))
+    } else {
+        Repository::init_bare(path).map_err(cache_err(path))
+    }
+}
+
+/// Fetches the branch and all tags of upstream into the cache, pruning tags upstream lacks.
+/// Returns (objects, bytes) received.
+fn fetch(
+    repo: &Repository,
+    upstream: &GitRemote,
+    branch: &str,
+) -> Result<(usize, usize), MirrorError> {
+    let r = upstream.resolved();
+    let tried = Cell::new(0);
+    let fail = |e: git2::Error, tried: &Cell<u32>| {
+        let message = r.scrub(e.message());
+        if is_auth_error(&e, tried) {
+            MirrorError::Auth {
+                side: Side::Upstream,
+                url: r.url.clone(),
+                message,
+            }
+        } else {
+            MirrorError::Fetch {
+                url: r.url.clone(),
+                message,
+            }
+        }
+    };
+    let mut remote = repo.remote_anonymous(&r.url).map_err(|e| fail(e, &tried))?;
+    let mut fo = FetchOptions::new();
+    fo.remote_callbacks(callbacks(&r, &tried))
+        .download_tags(AutotagOption::None)
+        .prune(FetchPrune::On)
+        .update_fetchhead(false);
+    let specs = [
+        format!("+refs/heads/{branch}:refs/heads/{branch}"),
+        "+refs/tags/*:refs/tags/*".to_string(),
+    ];
+    remote
+        .fetch(&specs, Some(&mut fo), None)
+        .map_err(|e| fail(e, &tried))?;
+    let stats = remote.stats();
+    tracing::debug!(
+        url = %r.url,
+        objects = stats.received_objects(),
+        bytes = stats.received_bytes(),
+        "Fetched upstream into the cache."
+    );
+    Ok((stats.received_objects(), stats.received_bytes()))
+}
+
+/// Reads the branch head and tags of the cache, keeping only tags in `upstream_tags` (the listing
+/// taken at the start, so a tag deleted upstream never returns through a stale cache).
+fn cache_state(
+    repo: &Repository,
+    path: &Path,
+    branch: &str,
+    upstream_tags: &BTreeMap<String, TagRef>,
+) -> Result<Wanted, MirrorError> {
+    let err = cache_err(path);
+    let head = repo
+        .refname_to_id(&format!("refs/heads/{branch}"))
+        .map_err(&err)?
+        .to_string();
+    let mut tags = BTreeMap::new();
+    let mut stale = Vec::new();
+    for reference in repo.references_glob("refs/tags/*").map_err(&err)? {
+        let reference = reference.map_err(&err)?;
+        let (Ok(full), Some(target)) = (reference.name(), reference.target()) else {
+            continue;
+        };
+        let name = full.trim_start_matches("refs/tags/").to_string();
+        if !upstream_tags.contains_key(&name) {
+            stale.push(full.to_string());
+            continue;
+        }
+        let peeled = reference.peel_to_commit().map_err(&err)?.id().to_string();
+        tags.insert(
+            name,
+            TagRef {
+                target: target.to_string(),
+                peeled,
+            },
+        );
+    }
+    for full in stale {
+        if let Ok(mut r) = repo.find_reference(&full) {
+            r.delete().map_err(&err)?;
+        }
+    }
+    Ok(Wanted { head, tags })
+}
+
+/// Pushes `refspecs` from the cache to the mirror; fails when any ref is rejected.
+fn push(repo: &Repository, mirror: &GitRemote, refspecs: &[String]) -> Result<(), MirrorError> {
+    let r = mirror.resolved();
+    let tried = Cell::new(0);
+    let rejected: RefCell<Vec<(String, String)>> = RefCell::new(Vec::new());
+    {
+        let mut remote = repo
+            .remote_anonymous(&r.url)
+            .map_err(|e| MirrorError::Push {
+                url: r.url.clone(),
+                message: r.scrub(e.message()),
+            })?;
+        let mut cb = callbacks(&r, &tried);
+        cb.push_update_reference(|refname, status| {
+            if let Some(msg) = status {
+                rejected
+                    .borrow_mut()
+                    .push((refname.to_string(), r.scrub(msg)));
+            }
+            Ok(())
+        });
+        let mut po = PushOptions::new();
+        po.remote_callbacks(cb);
+        remote.push(refspecs, Some(&mut po)).map_err(|e| {
+            let message = r.scrub(e.message());
+            if is_auth_error(&e, &tried) {
+                MirrorError::Auth {
+                    side: Side::Mirror,
+                    url: r.url.clone(),
+                    message,
+                }
+            } else {
+                MirrorError::Push {
+                    url: r.url.clone(),
+                    message,
+                }
+            }
+        })?;
+    }
+    let rejected = rejected.into_inner();
+    if rejected.is_empty() {
+        Ok(())
+    } else {
+        Err(MirrorError::Rejected {
+            url: r.url,
+            refs: rejected,
+        })
+    }
+}
+
+fn mismatches(wanted: &Wanted, mirror: &RemoteRefs, branch: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if mirror.branches.get(branch) != Some(&wanted.head) {
+        out.push(format!(
+            "refs/heads/{branch} is {} (upstream {})",
+            mirror
+                .branches
+                .get(branch)
+                .map_or("missing", |s| s.as_str()),
+            wanted.head
+        ));
+    }
+    for (name, tag) in &wanted.tags {
+        match mirror.tags.get(name) {
+            Some(m) if m.target == tag.target => {}
+            Some(m) => out.push(format!(
+                "refs/tags/{name} is {} (upstream {})",
+                m.target, tag.target
+            )),
+            None => out.push(format!("refs/tags/{name} is missing")),
+        }
+    }
+    for name in mirror.tags.keys() {
+        if !wanted.tags.contains_key(name) {
+            out.push(format!("refs/tags/{name} should not exist"));
+        }
+    }
+    out
+}
+
+/// Makes the mirror's branch and complete tag set equal to upstream's, touching no other ref.
+///
+/// Steps: list both sides; if they agree (and the cache holds the upstream head) stop there.
+/// Otherwise fetch upstream into the cache, force-push the differing branch and tags, delete
+/// mirror tags upstream lacks, and list the mirror again to verify every synced ref.
+pub fn sync(req: &SyncRequest) -> Result<SyncReport, MirrorError> {
+    let started = Instant::now();
+    if git2::Branch::name_is_valid(&req.branch).ok() != Some(true) {
+        return Err(MirrorError::InvalidBranch {
+            branch: req.branch.clone(),
+        });
+    }
+    let upstream_url = req.upstream.display_url();
+    let mirror_url = req.mirror.display_url();
+    let up = list(&req.upstream, Side::Upstream)?;
+    let mirror_before = list(&req.mirror, Side::Mirror)?;
+    let Some(up_head) = up.branches.get(&req.branch).cloned() else {
+        return Err(MirrorError::MissingBranch {
+            url: upstream_url,
+            branch: req.branch.clone(),
+        });
+    };
+    let listed = Wanted {
+        head: up_head,
+        tags: up.tags.clone(),
+    };
+    let report = |wanted: &Wanted, plan: Plan, no_op: bool, fetched: (usize, usize)| SyncReport {
+        upstream: upstream_url.clone(),
+        mirror: mirror_url.clone(),
+        branch: req.branch.clone(),
+        no_op,
+        created: plan.created,
+        updated: plan.updated,
+        deleted: plan.deleted,
+        unchanged: plan.unchanged,
+        moved_tags: plan.moved_tags,
+        annotated_tags: wanted
+            .tags
+            .iter()
+            .filter(|(_, t)| t.is_annotated())
+            .map(|(n, t)| AnnotatedTag {
+                name: n.clone(),
+                tag_object: t.target.clone(),
+                commit: t.peeled.clone(),
+            })
+            .collect(),
+        objects_fetched: fetched.0,
+        bytes_fetched: fetched.1,
+        duration_ms: started.elapsed().as_millis() as u64,
+        upstream_head: wanted.head.clone(),
+        upstream_tags: wanted
+            .tags
+            .iter()
+            .map(|(n, t)| (n.clone(), t.peeled.clone()))
+            .collect(),
+    };
+
+    if mirror_equals(&listed, &mirror_before, &req.branch)
+        && cache_has(&req.cache_dir, &listed.head)
+    {
+        let p = plan(&listed, &mirror_before, &req.branch);
+        let rep = report(&listed, p, true, (0, 0));
+        tracing::info!(upstream = %rep.upstream, mirror = %rep.mirror, "Mirror already equals upstream.");
+        return Ok(rep);
+    }
+
+    let _lock = lock_cache(&req.cache_dir)?;
+    let repo = open_cache(&req.cache_dir)?;
+    let fetched = fetch(&repo, &req.upstream, &req.branch)?;
+    let wanted = cache_state(&repo, &req.cache_dir, &req.branch, &up.tags)?;
+    let p = plan(&wanted, &mirror_before, &req.branch);
+    if !p.refspecs.is_empty() {
+        tracing::info!(
+            mirror = %mirror_url,
+            refs = p.refspecs.len(),
+            "Pushing the branch and tags to the mirror."
+        );
+        push(&repo, &req.mirror, &p.refspecs)?;
+        let after = list(&req.mirror, Side::Mirror)?;
+        let diff = mismatches(&wanted, &after, &req.branch);
+        if !diff.is_empty() {
+            return Err(MirrorError::Verify {
+                url: mirror_url,
+                mismatches: diff,
+            });
+        }
+    }
+    let rep = report(&wanted, p, false, fetched);
+    tracing::info!(
+        upstream = %rep.upstream,
+        mirror = %rep.mirror,
+        created = rep.created.len(),
+        updated = rep.updated.len(),
+        deleted = rep.deleted.len(),
+        objects = rep.objects_fetched,
+        "Mirror synced."
+    );
+    Ok(rep)
+}
+
+/// A PR closed because upstream merged it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClosedPr {
+    /// The PR number on the mirror.
+    pub number: u64,
+    /// The PR's head commit, reachable from the upstream branch.
+    pub head: String,
+    /// Whether the forge had already marked it merged or closed (nothing was changed).
+    pub already_done: bool,
+}
+
+/// A PR that could not be closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrFailure {
+    /// The PR number on the mirror.
+    pub number: u64,
+    /// Why (token removed).
+    pub error: String,
+}
+
+/// The outcome of [`close_merged_prs`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CloseReport {
+    /// PRs whose head upstream has merged: closed now, or already closed/merged by the forge.
+    pub closed: Vec<ClosedPr>,
+    /// PRs left open (their head is not reachable from the upstream branch).
+    pub left_open: Vec<u64>,
+    /// PRs that should have been closed but the forge refused.
+    pub failed: Vec<PrFailure>,
+}
+
+/// Returns the open PRs (number, head) whose head commit is reachable from `branch_head`.
+///
+/// The cache must hold `branch_head`; a PR head absent from the cache cannot be reachable from
+/// it, since a fetch brings the full history of the head. Squash or rebase merges have other
+/// commits and are not detected: such PRs stay open.
+pub fn merged_heads(
+    cache_dir: &Path,
+    branch_head: &str,
+    heads: &[(u64, String)],
+) -> Result<Vec<(u64, bool)>, MirrorError> {
+    let not_cached = || MirrorError::NotCached {
+        path: cache_dir.to_path_buf(),
+        commit: branch_head.to_string(),
+    };
+    let repo = Repository::open_bare(cache_dir).map_err(|_| not_cached())?;
+    let head = Oid::from_str(branch_head).map_err(|_| not_cached())?;
+    let odb = repo.odb().map_err(cache_err(cache_dir))?;
+    if !odb.exists(head) {
+        return Err(not_cached());
+    }
+    let mut out = Vec::with_capacity(heads.len());
+    for (number, pr_head) in heads {
+        let merged = match Oid::from_str(pr_head) {
+            Ok(oid) if oid == head => true,
+            Ok(oid) if odb.exists(oid) => repo.graph_descendant_of(head, oid).unwrap_or(false),
+            _ => false,
+        };
+        out.push((*number, merged));
+    }
+    Ok(out)
+}
+
+/// Closes every open mirror PR whose head commit is reachable from the upstream branch head
+/// `branch_head` (after a sync), with a comment naming that upstream commit. Every other PR stays
+/// open. Already merged (Gitea's 412) or already closed PRs are no-ops. A failure to close one PR
+/// is recorded and the others are still handled; a failure to list PRs is an error.
+pub async fn close_merged_prs(
+    forge: &dyn Forge,
+    mirror_repo: &str,
+    cache_dir: &Path,
+    branch_head: &str,
+) -> Result<CloseReport, MirrorError> {
+    let prs = forge.list_open_prs(mirror_repo).await?;
+    let heads: Vec<(u64, String)> = prs.iter().map(|p| (p.number, p.head_sha.clone())).collect();
+    let decisions = merged_heads(cache_dir, branch_head, &heads)?;
+    let mut report = CloseReport::default();
+    for ((number, merged), (_, head)) in decisions.into_iter().zip(heads) {
+        if !merged {
+            report.left_open.push(number);
+            continue;
+        }
+        let comment = format!(
+            "Merged upstream: this pull request's head commit {head} is part of the upstream branch \
+             at commit {branch_head}. Closed by canon after syncing the mirror."
+        );
+        match forge.close_pr(mirror_repo, number, &comment).await {
+            Ok(outcome) => {
+                tracing::info!(repo = mirror_repo, pr = number, head = %head, outcome = ?outcome, "Closed a PR merged upstream.");
+                report.closed.push(ClosedPr {
+                    number,
+                    head,
+                    already_done: outcome != CloseOutcome::Closed,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(repo = mirror_repo, pr = number, error = %e, "Could not close a PR merged upstream.");
+                report.failed.push(PrFailure {
+                    number,
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_url_strips_user_info_and_tokens() {
+        let r = GitRemote::local("https://bot:s3cret@git.example.org/o/r.git");
+        assert_eq!(r.display_url(), "https://git.example.org/o/r.git");
+        assert!(!format!("{r:?}").contains("s3cret"));
+        let res = r.resolved();
+        assert_eq!(res.user.as_deref(), Some("bot"));
+        assert_eq!(res.token.as_ref().map(|t| t.expose()), Some("s3cret"));
+        assert_eq!(
+            res.scrub("failed https://bot:s3cret@git.example.org/o/r.git s3cret"),
+            "failed https://git.example.org/o/r.git ***"
+        );
+    }
+
+    #[test]
+    fn local_paths_and_scp_addresses_are_kept() {
+        assert_eq!(
+            GitRemote::local("/srv/git/r.git").display_url(),
+            "/srv/git/r.git"
+        );
+        assert_eq!(
+            GitRemote::local("git@host:o/r.git").display_url(),
+            "git@host:o/r.git"
+        );
+        assert_eq!(
+            GitRemote::local("file:///srv/r.git").display_url(),
+            "file:///srv/r.git"
+        );
+    }
+
+    fn t(target: &str, peeled: &str) -> TagRef {
+        TagRef {
+            target: target.into(),
+            peeled: peeled.into(),
+        }
+    }
+
+    #[test]
+    fn plan_pushes_only_differences_and_deletes_extra_tags() {
+        let wanted = Wanted {
+            head: "a".into(),
+            tags: [
+                ("1.0".to_string(), t("x", "c1")),
+                ("2.0".to_string(), t("y", "c2")),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let mirror = RemoteRefs {
+            branches: [
+                ("main".to_string(), "a".to_string()),
+                ("pr-1".to_string(), "z".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            tags: [
+                ("1.0".to_string(), t("old", "c0")),
+                ("extra".to_string(), t("e", "e")),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let p = plan(&wanted, &mirror, "main");
+        assert_eq!(p.unchanged, vec!["refs/heads/main"]);
+        assert_eq!(p.updated, vec!["refs/tags/1.0"]);
+        assert_eq!(p.created, vec!["refs/tags/2.0"]);
+        assert_eq!(p.deleted, vec!["refs/tags/extra"]);
+        assert_eq!(
+            p.refspecs,
+            vec![
+                "+refs/tags/1.0:refs/tags/1.0",
+                "+refs/tags/2.0:refs/tags/2.0",
+                ":refs/tags/extra"
+            ]
+        );
+        assert_eq!(p.moved_tags[0].old_commit, "c0");
+        assert!(!mirror_equals(&wanted, &mirror, "main"));
+    }
+}

@@ -1,1 +1,303 @@
-//! Placeholder: filled in by the forge work.
+//! Forge clients behind one small, object-safe trait: Gitea/Forgejo ([`gitea::Gitea`], reqwest)
+//! and GitHub ([`github::GitHub`], octocrab).
+//!
+//! canon needs few operations from a forge: resolve a tag to its commit, list tags, list open
+//! PRs, close a PR with a comment, and list or create repository webhooks (for setting up the
+//! listener). The listener holds an `Arc<dyn Forge>`, so the trait uses `async_trait`.
+//!
+//! Errors name the method, the endpoint and the status, never the token; a 404 says it may mean
+//! missing permission, because that is how Gitea and GitHub answer a token that cannot see a
+//! repository.
+
+pub mod gitea;
+pub mod github;
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::secret::Secret;
+
+pub use gitea::Gitea;
+pub use github::GitHub;
+
+/// The events canon's webhook listens to.
+pub const HOOK_EVENTS: [&str; 4] = ["push", "create", "release", "delete"];
+
+/// A tag as a forge lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForgeTag {
+    /// The tag name.
+    pub name: String,
+    /// The commit the tag peels to.
+    pub commit: String,
+}
+
+/// An open pull request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PullRequest {
+    /// The PR number (shared with issues on Gitea).
+    pub number: u64,
+    /// The head commit.
+    pub head_sha: String,
+    /// The head branch name.
+    pub head_ref: String,
+    /// The base branch name.
+    pub base_ref: String,
+    /// The title.
+    pub title: String,
+    /// The web URL, when given.
+    pub html_url: Option<String>,
+}
+
+/// What closing a PR did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseOutcome {
+    /// The PR was open; it is now closed and commented.
+    Closed,
+    /// The forge already had it merged (Gitea's 412, or its own manual-merge detection).
+    AlreadyMerged,
+    /// It was already closed.
+    AlreadyClosed,
+}
+
+/// A repository webhook as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hook {
+    /// The forge's hook id.
+    pub id: u64,
+    /// The delivery URL.
+    pub url: String,
+    /// `json` or `form` (Gitea) / `json` or `form` (GitHub), when given.
+    pub content_type: Option<String>,
+    /// The events it fires for.
+    pub events: Vec<String>,
+    /// Whether it is active.
+    pub active: bool,
+}
+
+/// A webhook to create: JSON content, a secret, canon's events, active.
+#[derive(Debug, Clone)]
+pub struct HookSpec {
+    /// The delivery URL (the listener's webhook route).
+    pub url: String,
+    /// The HMAC secret.
+    pub secret: Secret,
+    /// The events (default [`HOOK_EVENTS`]).
+    pub events: Vec<String>,
+}
+
+impl HookSpec {
+    /// Returns a spec for canon's events.
+    pub fn new(url: impl Into<String>, secret: Secret) -> Self {
+        Self {
+            url: url.into(),
+            secret,
+            events: HOOK_EVENTS.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+}
+
+/// Which API a forge speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgeKind {
+    /// Gitea or Forgejo (`/api/v1`).
+    Gitea,
+    /// GitHub or GitHub Enterprise.
+    GitHub,
+}
+
+impl ForgeKind {
+    /// Guesses the kind from a base URL: `github.com` (and `api.github.com`) is GitHub, anything
+    /// else Gitea/Forgejo.
+    pub fn guess(base_url: &str) -> Self {
+        let host = url::Url::parse(base_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+        match host.as_deref() {
+            Some("github.com") | Some("api.github.com") => ForgeKind::GitHub,
+            _ => ForgeKind::Gitea,
+        }
+    }
+}
+
+impl fmt::Display for ForgeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ForgeKind::Gitea => "gitea",
+            ForgeKind::GitHub => "github",
+        })
+    }
+}
+
+/// Why a forge call failed. Never holds the token.
+#[derive(Debug, thiserror::Error)]
+pub enum ForgeError {
+    #[error("{method} {endpoint}: HTTP {status}{hint}: {message}")]
+    Status {
+        method: &'static str,
+        endpoint: String,
+        status: u16,
+        /// Extra help for the status (404 may mean no permission).
+        hint: &'static str,
+        /// The server's message, shortened, token removed.
+        message: String,
+    },
+    #[error("{method} {endpoint}: request failed: {message}")]
+    Transport {
+        method: &'static str,
+        endpoint: String,
+        message: String,
+    },
+    #[error("{method} {endpoint}: unexpected response: {message}")]
+    Decode {
+        method: &'static str,
+        endpoint: String,
+        message: String,
+    },
+    #[error("invalid repository {repo:?}: expected `owner/name`")]
+    BadRepo { repo: String },
+    #[error("invalid forge base URL {url:?}: {message}")]
+    BadBaseUrl { url: String, message: String },
+}
+
+impl ForgeError {
+    /// Returns the HTTP status, when the forge answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ForgeError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Returns the hint added to an error message for `status`.
+pub(crate) fn status_hint(status: u16) -> &'static str {
+    match status {
+        401 => " (the token is missing, wrong or expired)",
+        403 => " (the token lacks a scope or permission)",
+        404 => " (not found: the repository or item may not exist, or the token may lack permission to see it)",
+        _ => "",
+    }
+}
+
+/// Shortens a server message for an error and removes the token from it.
+pub(crate) fn excerpt(text: &str, token: Option<&Secret>) -> String {
+    let msg = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| {
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| text.trim().to_string());
+    let mut short: String = msg.chars().take(300).collect();
+    if msg.chars().count() > 300 {
+        short.push('…');
+    }
+    match token {
+        Some(t) => t.redact(&short),
+        None => short,
+    }
+}
+
+/// Splits `owner/name`.
+pub(crate) fn split_repo(repo: &str) -> Result<(&str, &str), ForgeError> {
+    let bad = || ForgeError::BadRepo {
+        repo: repo.to_string(),
+    };
+    let (owner, name) = repo.trim_matches('/').split_once('/').ok_or_else(bad)?;
+    let ok = |s: &str| !s.is_empty() && !s.contains('/') && s != "." && s != "..";
+    if ok(owner) && ok(name) {
+        Ok((owner, name.trim_end_matches(".git")))
+    } else {
+        Err(bad())
+    }
+}
+
+/// Percent-encodes one path segment (tag names may hold `+`, `/`).
+pub(crate) fn seg(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// The operations canon needs from a forge. `repo` is always `owner/name`.
+#[async_trait::async_trait]
+pub trait Forge: Send + Sync {
+    /// Returns which API this is.
+    fn kind(&self) -> ForgeKind;
+
+    /// Returns the commit tag `tag` peels to, or `None` when the tag does not exist.
+    async fn resolve_tag(&self, repo: &str, tag: &str) -> Result<Option<String>, ForgeError>;
+
+    /// Returns every tag with its peeled commit (all pages).
+    async fn list_tags(&self, repo: &str) -> Result<Vec<ForgeTag>, ForgeError>;
+
+    /// Returns every open PR (all pages; `null` items skipped).
+    async fn list_open_prs(&self, repo: &str) -> Result<Vec<PullRequest>, ForgeError>;
+
+    /// Closes PR `number`, then posts `comment` on it. Already merged or closed is a no-op.
+    async fn close_pr(
+        &self,
+        repo: &str,
+        number: u64,
+        comment: &str,
+    ) -> Result<CloseOutcome, ForgeError>;
+
+    /// Returns the repository's webhooks (all pages).
+    async fn list_hooks(&self, repo: &str) -> Result<Vec<Hook>, ForgeError>;
+
+    /// Creates an active JSON webhook with a secret.
+    async fn create_hook(&self, repo: &str, spec: &HookSpec) -> Result<Hook, ForgeError>;
+}
+
+/// Returns a client for `kind` at `base_url` (web or API base), authenticated by `token`.
+pub fn client(
+    kind: ForgeKind,
+    base_url: &str,
+    token: Option<Secret>,
+) -> Result<Arc<dyn Forge>, ForgeError> {
+    Ok(match kind {
+        ForgeKind::Gitea => Arc::new(Gitea::new(base_url, token)?),
+        ForgeKind::GitHub => Arc::new(GitHub::new(base_url, token)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_names_split_into_owner_and_name() {
+        assert_eq!(
+            split_repo("coop-cloud/gitea").unwrap(),
+            ("coop-cloud", "gitea")
+        );
+        assert_eq!(split_repo("o/r.git").unwrap(), ("o", "r"));
+        assert!(split_repo("justone").is_err());
+        assert!(split_repo("a/b/c").is_err());
+        assert!(split_repo("../x").is_err());
+    }
+
+    #[test]
+    fn github_is_guessed_from_its_host() {
+        assert_eq!(ForgeKind::guess("https://github.com"), ForgeKind::GitHub);
+        assert_eq!(
+            ForgeKind::guess("https://api.github.com/"),
+            ForgeKind::GitHub
+        );
+        assert_eq!(
+            ForgeKind::guess("https://git.coopcloud.tech"),
+            ForgeKind::Gitea
+        );
+    }
+
+    #[test]
+    fn excerpts_drop_the_token() {
+        let t = Secret::new("tok123");
+        assert_eq!(excerpt(r#"{"message":"bad tok123"}"#, Some(&t)), "bad ***");
+        assert_eq!(excerpt("plain", None), "plain");
+    }
+}
