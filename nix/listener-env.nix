@@ -1,0 +1,110 @@
+# The environment canon-listener reads: one entry per CANON_* variable (listener/src/config.rs,
+# ENV_VARS). nix/module.nix makes every plain entry an option under
+# services.canon-listener.settings and exports it as that variable; a `secret` entry is never an
+# option (it would land in the world-readable Nix store) and is read from environmentFile instead.
+# listener/tests/nix_module.rs checks this table against ENV_VARS both ways.
+#
+# Fields: env (the variable), type (str | path | int | listOfStr), default (omit: optional, unset
+# unless given), required (no default; evaluation fails without it), secret, description.
+{
+  bind = {
+    env = "CANON_BIND";
+    type = "str";
+    default = "127.0.0.1:8088";
+    description = "Address and port the HTTP server binds (webhooks, status page, /metrics). Put a TLS proxy in front.";
+  };
+  stateDir = {
+    env = "CANON_STATE_DIR";
+    type = "str";
+    default = "/var/lib/canon";
+    description = "State directory: canonical records, history, locks and the journal listener.sqlite3. The default is the unit's StateDirectory; it is shared with services.canon-sweep.";
+  };
+  enrollment = {
+    env = "CANON_ENROLLMENT";
+    type = "path";
+    required = true;
+    description = "The enrollment file (which recipes canon keeps, their upstream and mirror).";
+  };
+  webhookSecrets = {
+    env = "CANON_WEBHOOK_SECRETS";
+    secret = true;
+    description = "Webhook secrets, comma-separated (two while rotating), at least 16 characters each.";
+  };
+  forgeUrl = {
+    env = "CANON_FORGE_URL";
+    type = "str";
+    description = "Base URL of the upstream forge (tag resolution, register-hooks), e.g. https://git.coopcloud.tech.";
+  };
+  forgeToken = {
+    env = "CANON_FORGE_TOKEN";
+    secret = true;
+    description = "API token for the upstream forge.";
+  };
+  mirrorUrl = {
+    env = "CANON_MIRROR_URL";
+    type = "str";
+    description = "Base URL of the mirror forge.";
+  };
+  mirrorToken = {
+    env = "CANON_MIRROR_TOKEN";
+    secret = true;
+    description = "Token used to push to the mirrors over HTTPS.";
+  };
+  sshKey = {
+    env = "CANON_SSH_KEY";
+    type = "str";
+    description = "Path of an SSH private key for ssh:// or scp-like remotes (a path outside the Nix store, e.g. under /run/secrets).";
+  };
+  droneServer = {
+    env = "CANON_DRONE_SERVER";
+    type = "str";
+    required = true;
+    description = "URL of the Drone server, e.g. https://drone.example.org.";
+  };
+  droneToken = {
+    env = "CANON_DRONE_TOKEN";
+    secret = true;
+    description = "Drone API token of a user with write access to droneRepo.";
+  };
+  droneRepo = {
+    env = "CANON_DRONE_REPO";
+    type = "str";
+    required = true;
+    description = "The Drone repository (owner/name) whose `canonical` pipeline runs the cold CI.";
+  };
+  droneBranch = {
+    env = "CANON_DRONE_BRANCH";
+    type = "str";
+    description = "Branch the builds are started on (listener default: main).";
+  };
+  workers = {
+    env = "CANON_WORKERS";
+    type = "int";
+    description = "Jobs run at once across recipes; one at a time per recipe (listener default: 2).";
+  };
+  maxAttempts = {
+    env = "CANON_MAX_ATTEMPTS";
+    type = "int";
+    description = "Attempts before a failed job stays failed (listener default: 8).";
+  };
+  retryBase = {
+    env = "CANON_RETRY_BASE";
+    type = "str";
+    description = "Delay after a job's first failure, doubled after each further one, e.g. 10s (listener default).";
+  };
+  retryMax = {
+    env = "CANON_RETRY_MAX";
+    type = "str";
+    description = "Upper bound of a retry delay, e.g. 15m (listener default).";
+  };
+  publicUrl = {
+    env = "CANON_PUBLIC_URL";
+    type = "str";
+    description = "Public URL of this listener, used by `canon-listener register-hooks` (<url>/hooks/gitea).";
+  };
+  log = {
+    env = "CANON_LOG";
+    type = "str";
+    description = "Log filter, e.g. info or canon_listener=debug (listener default: info).";
+  };
+}
