@@ -1,0 +1,305 @@
+//! The NixOS packaging stays in step with the listener: every `CANON_*` variable the listener
+//! reads ([`canon_listener::config::ENV_VARS`]) is in `nix/listener-env.nix` (and so an option of
+//! `services.canon-listener`, or a secret read from its `environmentFile`) and the reverse; the
+//! module evaluates (against a small stand-in for nixpkgs' `lib`, since no nixpkgs is available
+//! offline) into the unit, timer and environment an operator expects; and every `.nix` file of
+//! the repository parses.
+//!
+//! Needs `nix-instantiate` (Debian's `nix-bin`, installed by scripts/setup-system.sh); without
+//! it these tests fail with that message.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use canon_listener::config::ENV_VARS;
+use serde_json::Value;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the listener crate lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs `nix-instantiate` with `args` and returns its stdout; panics with stderr on failure.
+fn nix_instantiate(args: &[&str]) -> String {
+    let mut cmd = Command::new("nix-instantiate");
+    cmd.args(args)
+        .current_dir(repo_root())
+        // Debian's nix-bin expects a nixbld group it does not create; evaluation needs none.
+        .env("NIX_CONFIG", "build-users-group =")
+        .env("NIX_PATH", "")
+        .env("HOME", std::env::temp_dir());
+    let child = match cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "nix-instantiate is required for the Nix packaging tests (Debian package nix-bin; \
+             scripts/setup-system.sh installs it): {e}"
+        ),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("nix-instantiate finishes within 60 s")
+        .expect("nix-instantiate runs");
+    assert!(
+        out.status.success(),
+        "nix-instantiate {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("nix-instantiate prints UTF-8")
+}
+
+fn eval_json(args: &[&str]) -> Value {
+    let mut all = vec!["--eval", "--strict", "--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&nix_instantiate(&all)).expect("nix-instantiate --json prints JSON")
+}
+
+fn nix_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read a repository folder") {
+        let path = entry.expect("read a folder entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path.is_dir() {
+            if !matches!(name, "target" | ".git" | "canon-state") {
+                nix_files(&path, out);
+            }
+        } else if name.ends_with(".nix") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_nix_file_parses() {
+    let mut files = Vec::new();
+    nix_files(&repo_root(), &mut files);
+    let names: BTreeSet<String> = files
+        .iter()
+        .map(|p| {
+            p.strip_prefix(repo_root())
+                .expect("under the root")
+                .display()
+                .to_string()
+        })
+        .collect();
+    for want in [
+        "flake.nix",
+        "nix/default.nix",
+        "nix/package.nix",
+        "nix/module.nix",
+        "nix/listener-env.nix",
+    ] {
+        assert!(names.contains(want), "{want} is missing; found {names:?}");
+    }
+    for file in &files {
+        let text = nix_instantiate(&["--parse", file.to_str().expect("UTF-8 path")]);
+        assert!(
+            !text.trim().is_empty(),
+            "{} parsed to nothing",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn every_listener_variable_has_a_module_setting_and_the_reverse() {
+    let table = eval_json(&["nix/listener-env.nix"]);
+    let table = table
+        .as_object()
+        .expect("listener-env.nix is an attribute set");
+    let in_module: BTreeSet<&str> = table
+        .values()
+        .map(|e| e["env"].as_str().expect("every entry names its variable"))
+        .collect();
+    let in_listener: BTreeSet<&str> = ENV_VARS.iter().copied().collect();
+    let missing: Vec<_> = in_listener.difference(&in_module).collect();
+    let unknown: Vec<_> = in_module.difference(&in_listener).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "nix/listener-env.nix is out of step with the listener: variables with no module \
+         setting: {missing:?}; module settings the listener does not read: {unknown:?}"
+    );
+    assert_eq!(table.len(), ENV_VARS.len(), "one entry per variable");
+
+    for (name, e) in table {
+        let env = e["env"].as_str().unwrap_or_default();
+        let secret = e["secret"].as_bool().unwrap_or(false);
+        // Tokens and webhook secrets must never become options: option values land in the
+        // world-readable Nix store.
+        let looks_secret = env.ends_with("_TOKEN") || env.ends_with("_SECRETS");
+        assert_eq!(secret, looks_secret, "{name} ({env}): secret = {secret}");
+        assert!(
+            e["description"].as_str().is_some_and(|d| d.len() > 10),
+            "{name} has a description"
+        );
+        if !secret {
+            let ty = e["type"].as_str().unwrap_or_default();
+            assert!(
+                ["str", "path", "int", "listOfStr"].contains(&ty),
+                "{name}: unknown type {ty:?}"
+            );
+        }
+    }
+}
+
+/// A stand-in for the handful of nixpkgs `lib` functions the module uses, enough to evaluate
+/// its `options` and `config` without nixpkgs: options become plain attribute sets, `mkIf`
+/// and `mkMerge` merge eagerly (lists concatenated).
+const EVAL_MODULE: &str = r#"
+let
+  merge = a: b:
+    a // builtins.mapAttrs (n: v:
+      if builtins.hasAttr n a && builtins.isAttrs v && builtins.isAttrs a.${n} then merge a.${n} v
+      else if builtins.hasAttr n a && builtins.isList v && builtins.isList a.${n} then a.${n} ++ v
+      else v) b;
+  lib = rec {
+    mkOption = o: o // { _option = true; };
+    mkEnableOption = d: mkOption { default = false; description = d; type = "bool"; };
+    mkIf = cond: v: if cond then v else { };
+    mkMerge = builtins.foldl' merge { };
+    types = {
+      str = "str"; path = "path"; package = "package"; bool = "bool";
+      ints = { positive = "positive int"; };
+      listOf = t: "list of ${t}"; nullOr = t: "null or ${t}"; enum = l: "one of";
+    };
+    literalExpression = e: e;
+    optional = c: v: if c then [ v ] else [ ];
+    filterAttrs = f: s: builtins.listToAttrs (builtins.filter (x: f x.name x.value)
+      (map (n: { name = n; value = s.${n}; }) (builtins.attrNames s)));
+    mapAttrs = builtins.mapAttrs;
+    mapAttrsToList = f: s: map (n: f n s.${n}) (builtins.attrNames s);
+    nameValuePair = name: value: { inherit name value; };
+    mapAttrs' = f: s: builtins.listToAttrs (mapAttrsToList f s);
+    concatStringsSep = builtins.concatStringsSep;
+    escapeShellArgs = l: builtins.concatStringsSep " " (map (a: "'${a}'") l);
+  };
+  pkgs = { canon = "/nix/store/0000-canon"; };
+  module = import ./nix/module.nix { inherit config lib pkgs; };
+  defaults = builtins.mapAttrs (n: o: o.default or null) module.options.services.canon-listener.settings;
+  config = {
+    virtualisation.docker.enable = true;
+    services.canon-listener = {
+      enable = true;
+      package = "/nix/store/0000-canon";
+      environmentFile = "/run/secrets/canon-listener.env";
+      settings = defaults // {
+        enrollment = "/etc/canon/enrollment.yml";
+        droneServer = "https://drone.example";
+        droneRepo = "canon/ci";
+        workers = 3;
+      };
+    };
+    services.canon-sweep = {
+      enable = true;
+      package = "/nix/store/0000-canon";
+      enrollment = "/etc/canon/enrollment.yml";
+      stateDir = "/var/lib/canon";
+      startAt = "Sun *-*-* 03:00:00 UTC";
+      extraArgs = [ "--jobs" "2" ];
+      environmentFile = null;
+    };
+  };
+in {
+  settings = builtins.attrNames module.options.services.canon-listener.settings;
+  required = builtins.attrNames (lib.filterAttrs (n: o: !(o ? default)) module.options.services.canon-listener.settings);
+  listener = module.config.systemd.services.canon-listener;
+  sweep = module.config.systemd.services.canon-sweep;
+  timer = module.config.systemd.timers.canon-sweep;
+  user = module.config.users.users.canon;
+  assertions = map (a: a.assertion) module.config.assertions;
+}
+"#;
+
+#[test]
+fn the_module_evaluates_to_a_hardened_listener_and_a_weekly_persistent_sweep() {
+    let v = eval_json(&["--expr", EVAL_MODULE]);
+    let table = eval_json(&["nix/listener-env.nix"]);
+    let table = table.as_object().expect("an attribute set");
+
+    // Options: every plain entry of the table, under the same name.
+    let settings: BTreeSet<&str> = v["settings"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let plain: BTreeSet<&str> = table
+        .iter()
+        .filter(|(_, e)| !e["secret"].as_bool().unwrap_or(false))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(settings, plain);
+    let required: Vec<&str> = v["required"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(required, ["droneRepo", "droneServer", "enrollment"]);
+
+    // The environment: set options only, each under its variable; no secret.
+    let env = v["listener"]["environment"]
+        .as_object()
+        .expect("environment");
+    assert_eq!(env["CANON_BIND"], "127.0.0.1:8088");
+    assert_eq!(env["CANON_STATE_DIR"], "/var/lib/canon");
+    assert_eq!(env["CANON_ENROLLMENT"], "/etc/canon/enrollment.yml");
+    assert_eq!(env["CANON_DRONE_SERVER"], "https://drone.example");
+    assert_eq!(env["CANON_DRONE_REPO"], "canon/ci");
+    assert_eq!(env["CANON_WORKERS"], "3");
+    assert_eq!(env.len(), 6, "unset options stay unset: {env:?}");
+    for var in env.keys() {
+        assert!(ENV_VARS.contains(&var.as_str()), "{var} is not read");
+        assert!(!var.ends_with("_TOKEN") && !var.ends_with("_SECRETS"));
+    }
+
+    let unit = &v["listener"]["serviceConfig"];
+    assert_eq!(
+        unit["ExecStart"],
+        "/nix/store/0000-canon/bin/canon-listener"
+    );
+    assert_eq!(unit["StateDirectory"], "canon");
+    assert_eq!(unit["User"], "canon");
+    assert_eq!(
+        unit["EnvironmentFile"],
+        serde_json::json!(["/run/secrets/canon-listener.env"])
+    );
+    for (key, want) in [
+        ("NoNewPrivileges", true),
+        ("PrivateTmp", true),
+        ("ProtectHome", true),
+        ("MemoryDenyWriteExecute", true),
+    ] {
+        assert_eq!(unit[key], want, "{key}");
+    }
+    assert_eq!(unit["ProtectSystem"], "strict");
+    assert_eq!(unit["CapabilityBoundingSet"], "");
+    assert_eq!(unit["ReadWritePaths"], serde_json::json!([]));
+
+    let sweep = &v["sweep"]["serviceConfig"];
+    assert_eq!(sweep["Type"], "oneshot");
+    assert_eq!(
+        sweep["ExecStart"],
+        "'/nix/store/0000-canon/bin/canon-plugin' 'sweep' '--inline' '--config' \
+         '/etc/canon/enrollment.yml' '--state-dir' '/var/lib/canon' '--jobs' '2'"
+    );
+    assert_eq!(sweep["SupplementaryGroups"], serde_json::json!(["docker"]));
+    assert_eq!(v["timer"]["timerConfig"]["Persistent"], true);
+    assert_eq!(
+        v["timer"]["timerConfig"]["OnCalendar"],
+        "Sun *-*-* 03:00:00 UTC"
+    );
+    assert_eq!(v["timer"]["wantedBy"], serde_json::json!(["timers.target"]));
+    assert_eq!(v["user"]["isSystemUser"], true);
+    assert_eq!(v["assertions"], serde_json::json!([true, true]));
+}
