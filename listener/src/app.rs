@@ -1,0 +1,174 @@
+//! Wiring: open the journal, load the enrollment, build the clients, serve until shutdown.
+//!
+//! [`start`] returns a [`Running`] listener bound to its address, used by `main` and by tests
+//! (bind `127.0.0.1:0`). Shutdown order: stop accepting connections and finish requests in
+//! flight, stop the worker (attempts in flight get a grace period, then stay `running` in the
+//! journal and resume at the next start), then let the journal writer commit what is queued.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use canon_shared::drone::{DroneClient, DroneError};
+use canon_shared::forge::{self, ForgeError, ForgeKind};
+use canon_shared::recipe::{Enrollment, EnrollmentError};
+use canon_shared::state::StateDir;
+use tokio::sync::{watch, Notify};
+
+use crate::config::Settings;
+use crate::journal::{Journal, JournalError};
+use crate::metrics::Metrics;
+use crate::routes::{self, AppState};
+use crate::worker::{self, WorkerCtx};
+
+/// How long attempts in flight may finish after a shutdown request.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Why the listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The enrollment file is unusable.
+    #[error(transparent)]
+    Enrollment(#[from] EnrollmentError),
+    /// The journal cannot be opened.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The Drone settings are unusable.
+    #[error(transparent)]
+    Drone(#[from] DroneError),
+    /// The forge settings are unusable.
+    #[error("forge: {0}")]
+    Forge(#[from] ForgeError),
+    /// The address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state directory cannot be created.
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A started listener.
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The shared state (journal, metrics).
+    pub state: Arc<AppState>,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+    worker: tokio::task::JoinHandle<()>,
+    writer: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops gracefully: no new connections, requests and attempts in flight finish (up to the
+    /// grace period), queued journal writes are committed.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        let _ = self.worker.await;
+        let _ = self.state.journal.flush().await;
+        let Running { state, writer, .. } = self;
+        drop(state);
+        // The writer ends when the last journal handle is gone; the worker and routes hold the
+        // others, and both are finished by now.
+        let joined = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::task::spawn_blocking(move || writer.join()),
+        )
+        .await;
+        if joined.is_err() {
+            tracing::warn!("The journal writer did not stop in time; every acknowledged write is already durable.");
+        }
+    }
+}
+
+/// Opens everything and starts serving on `settings.bind`.
+pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, StartError> {
+    let enrollment = Arc::new(Enrollment::load(&settings.enrollment)?);
+    std::fs::create_dir_all(&settings.state_dir).map_err(|source| StartError::StateDir {
+        path: settings.state_dir.clone(),
+        source,
+    })?;
+    let (journal, writer) = Journal::open(&settings.journal_path())?;
+    let drone = DroneClient::new(
+        &settings.drone.server,
+        settings.drone.token.clone(),
+        &settings.drone.repo,
+    )?;
+    let forge = match (&settings.forge_url, &settings.forge_token) {
+        (Some(url), Some(token)) => Some(forge::client(
+            ForgeKind::guess(url),
+            url,
+            Some(token.clone()),
+        )?),
+        _ => None,
+    };
+    let metrics = Arc::new(Metrics::default());
+    let notify = Arc::new(Notify::new());
+    let state = StateDir::new(&settings.state_dir);
+    let app = Arc::new(AppState::new(
+        settings.webhook_secrets.clone(),
+        enrollment.clone(),
+        state.clone(),
+        journal.clone(),
+        metrics.clone(),
+        notify.clone(),
+    ));
+    let ctx = Arc::new(WorkerCtx {
+        enrollment,
+        state,
+        forge,
+        upstream_token: settings.forge_token.clone(),
+        mirror_token: settings.mirror_token.clone(),
+        ssh_key: settings.ssh_key.clone(),
+        drone,
+        drone_branch: settings.drone.branch.clone(),
+        retry: settings.retry,
+        metrics,
+    });
+    let listener = tokio::net::TcpListener::bind(settings.bind)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: settings.bind,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: settings.bind,
+        source,
+    })?;
+    let (shutdown, rx) = watch::channel(false);
+    let mut server_rx = rx.clone();
+    let server = tokio::spawn(
+        warp::serve(routes::routes(app.clone()))
+            .incoming(listener)
+            .graceful(async move {
+                let _ = server_rx.wait_for(|stop| *stop).await;
+            })
+            .run(),
+    );
+    let worker = tokio::spawn(worker::run(
+        ctx,
+        journal,
+        settings.workers,
+        notify,
+        rx,
+        grace,
+    ));
+    tracing::info!(%addr, recipes = app.enrollment.recipes.len(), journal = %app.journal.path().display(), "Listening.");
+    Ok(Running {
+        addr,
+        state: app,
+        shutdown,
+        server,
+        worker,
+        writer,
+    })
+}

@@ -1,0 +1,412 @@
+//! Settings: read once from `CANON_*` environment variables, validated with every problem
+//! reported at once.
+//!
+//! Two stages: [`RawSettings`] (envy, all strings) and [`Settings::parse`], which turns them into
+//! typed settings or a [`SettingsError`] listing every problem. Tests pass pairs to
+//! [`Settings::from_pairs`]; only `main` reads the process environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use canon_shared::secret::Secret;
+use serde::Deserialize;
+
+/// Every environment variable the listener reads.
+pub const ENV_VARS: &[&str] = &[
+    "CANON_BIND",
+    "CANON_STATE_DIR",
+    "CANON_ENROLLMENT",
+    "CANON_WEBHOOK_SECRETS",
+    "CANON_FORGE_URL",
+    "CANON_FORGE_TOKEN",
+    "CANON_MIRROR_URL",
+    "CANON_MIRROR_TOKEN",
+    "CANON_SSH_KEY",
+    "CANON_DRONE_SERVER",
+    "CANON_DRONE_TOKEN",
+    "CANON_DRONE_REPO",
+    "CANON_DRONE_BRANCH",
+    "CANON_WORKERS",
+    "CANON_MAX_ATTEMPTS",
+    "CANON_RETRY_BASE",
+    "CANON_RETRY_MAX",
+    "CANON_PUBLIC_URL",
+    "CANON_LOG",
+];
+
+/// The settings as strings, straight from the environment (`CANON_` prefix removed).
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSettings {
+    bind: Option<String>,
+    state_dir: Option<String>,
+    enrollment: Option<String>,
+    webhook_secrets: Option<String>,
+    forge_url: Option<String>,
+    forge_token: Option<Secret>,
+    mirror_url: Option<String>,
+    mirror_token: Option<Secret>,
+    ssh_key: Option<String>,
+    drone_server: Option<String>,
+    drone_token: Option<Secret>,
+    drone_repo: Option<String>,
+    drone_branch: Option<String>,
+    workers: Option<String>,
+    max_attempts: Option<String>,
+    retry_base: Option<String>,
+    retry_max: Option<String>,
+    public_url: Option<String>,
+    log: Option<String>,
+}
+
+/// Where and how builds are started in Drone.
+#[derive(Debug, Clone)]
+pub struct DroneSettings {
+    /// `http(s)://host[:port]` of the Drone server.
+    pub server: String,
+    /// The API token (a user with write access to [`DroneSettings::repo`]).
+    pub token: Secret,
+    /// The Drone repository (`owner/name`) whose pipeline runs canon's cold CI.
+    pub repo: String,
+    /// The branch builds are started on.
+    pub branch: String,
+}
+
+/// How failed jobs are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts before a job stays failed (at least 1).
+    pub max_attempts: u32,
+    /// Delay after the first failure; doubled after each further one.
+    pub base: Duration,
+    /// Upper bound of a delay.
+    pub max: Duration,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address the HTTP server binds (`CANON_BIND`, default `127.0.0.1:8088`).
+    pub bind: SocketAddr,
+    /// The state directory: canonical records, and the journal `listener.sqlite3`.
+    pub state_dir: PathBuf,
+    /// The enrollment file.
+    pub enrollment: PathBuf,
+    /// Webhook secrets; a delivery signed with any of them is accepted (rotation).
+    pub webhook_secrets: Vec<Secret>,
+    /// Base URL of the upstream forge's API, for tag resolution and `register-hooks`.
+    pub forge_url: Option<String>,
+    /// Token for the upstream forge.
+    pub forge_token: Option<Secret>,
+    /// Base URL of the mirror forge.
+    pub mirror_url: Option<String>,
+    /// Token used to push to the mirror over HTTPS.
+    pub mirror_token: Option<Secret>,
+    /// SSH private key used for `ssh://` or scp-like remotes.
+    pub ssh_key: Option<PathBuf>,
+    /// Drone settings.
+    pub drone: DroneSettings,
+    /// Jobs run at once across recipes (one at a time per recipe).
+    pub workers: usize,
+    /// Retry policy for failed jobs.
+    pub retry: RetryPolicy,
+    /// The public URL of this listener, used by `register-hooks` (`<url>/hooks/gitea`).
+    pub public_url: Option<String>,
+    /// The log filter (`CANON_LOG`, default `info`).
+    pub log: String,
+}
+
+/// Every problem found in the settings.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid settings:\n  - {}", .problems.join("\n  - "))]
+pub struct SettingsError {
+    /// One line per problem, naming the variable.
+    pub problems: Vec<String>,
+}
+
+impl Settings {
+    /// Reads the settings from `(name, value)` pairs such as `std::env::vars()`.
+    pub fn from_pairs<I>(pairs: I) -> Result<Self, SettingsError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let pairs = pairs
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("CANON_") && ENV_VARS.contains(&k.as_str()));
+        let raw: RawSettings =
+            envy::prefixed("CANON_")
+                .from_iter(pairs)
+                .map_err(|e| SettingsError {
+                    problems: vec![e.to_string()],
+                })?;
+        Self::parse(raw)
+    }
+
+    /// Validates raw settings, collecting every problem.
+    pub fn parse(raw: RawSettings) -> Result<Self, SettingsError> {
+        let mut problems = Vec::new();
+        let nonempty =
+            |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let secret = |v: Option<Secret>| v.filter(|s| !s.expose().trim().is_empty());
+
+        let bind_text = nonempty(raw.bind).unwrap_or_else(|| "127.0.0.1:8088".into());
+        let bind = bind_text.parse::<SocketAddr>().unwrap_or_else(|e| {
+            problems.push(format!(
+                "CANON_BIND {bind_text:?}: not an address:port ({e})"
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 8088))
+        });
+        let state_dir =
+            PathBuf::from(nonempty(raw.state_dir).unwrap_or_else(|| "./canon-state".into()));
+        let enrollment = match nonempty(raw.enrollment) {
+            Some(p) => PathBuf::from(p),
+            None => {
+                problems.push("CANON_ENROLLMENT is not set: give the enrollment file".into());
+                PathBuf::new()
+            }
+        };
+        let webhook_secrets: Vec<Secret> = raw
+            .webhook_secrets
+            .as_ref()
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(Secret::new)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if webhook_secrets.is_empty() {
+            problems.push(
+                "CANON_WEBHOOK_SECRETS is not set: refusing to accept unsigned webhooks (give one secret, or two comma-separated while rotating)".into(),
+            );
+        }
+        for s in &webhook_secrets {
+            if s.expose().len() < 16 {
+                problems.push(
+                    "CANON_WEBHOOK_SECRETS: every secret must be at least 16 characters".into(),
+                );
+                break;
+            }
+        }
+        let url = |name: &str, v: Option<String>, problems: &mut Vec<String>| {
+            let v = nonempty(v)?;
+            match url::Url::parse(&v) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.password().is_none() => {
+                    Some(v.trim_end_matches('/').to_string())
+                }
+                Ok(_) => {
+                    problems.push(format!(
+                        "{name}: must be an http(s) URL without credentials"
+                    ));
+                    None
+                }
+                Err(e) => {
+                    problems.push(format!("{name} {v:?}: not a URL ({e})"));
+                    None
+                }
+            }
+        };
+        let forge_url = url("CANON_FORGE_URL", raw.forge_url, &mut problems);
+        let mirror_url = url("CANON_MIRROR_URL", raw.mirror_url, &mut problems);
+        let public_url = url("CANON_PUBLIC_URL", raw.public_url, &mut problems);
+        let drone_server = url(
+            "CANON_DRONE_SERVER",
+            raw.drone_server.clone(),
+            &mut problems,
+        );
+        if nonempty(raw.drone_server).is_none() {
+            problems.push("CANON_DRONE_SERVER is not set: give the Drone server URL".into());
+        }
+        let drone_token = secret(raw.drone_token);
+        if drone_token.is_none() {
+            problems.push("CANON_DRONE_TOKEN is not set: give a Drone API token".into());
+        }
+        let drone_repo = nonempty(raw.drone_repo);
+        match &drone_repo {
+            None => problems.push(
+                "CANON_DRONE_REPO is not set: give the Drone repository as owner/name".into(),
+            ),
+            Some(r) if r.split('/').count() != 2 || r.split('/').any(str::is_empty) => {
+                problems.push(format!("CANON_DRONE_REPO {r:?}: must be owner/name"))
+            }
+            _ => {}
+        }
+        let number =
+            |name: &str, v: Option<String>, default: u64, min: u64, problems: &mut Vec<String>| {
+                match nonempty(v) {
+                    None => default,
+                    Some(s) => match s.parse::<u64>() {
+                        Ok(n) if n >= min && n <= 1_000 => n,
+                        _ => {
+                            problems.push(format!(
+                                "{name} {s:?}: must be a whole number from {min} to 1000"
+                            ));
+                            default
+                        }
+                    },
+                }
+            };
+        let workers = number("CANON_WORKERS", raw.workers, 2, 1, &mut problems) as usize;
+        let max_attempts =
+            number("CANON_MAX_ATTEMPTS", raw.max_attempts, 8, 1, &mut problems) as u32;
+        let duration =
+            |name: &str, v: Option<String>, default: Duration, problems: &mut Vec<String>| {
+                match nonempty(v) {
+                    None => default,
+                    Some(s) => match humantime::parse_duration(&s) {
+                        Ok(d) if !d.is_zero() => d,
+                        _ => {
+                            problems.push(format!(
+                                "{name} {s:?}: must be a duration such as 10s, 500ms or 15m"
+                            ));
+                            default
+                        }
+                    },
+                }
+            };
+        let base = duration(
+            "CANON_RETRY_BASE",
+            raw.retry_base,
+            Duration::from_secs(10),
+            &mut problems,
+        );
+        let max = duration(
+            "CANON_RETRY_MAX",
+            raw.retry_max,
+            Duration::from_secs(900),
+            &mut problems,
+        );
+        if max < base {
+            problems.push("CANON_RETRY_MAX must not be shorter than CANON_RETRY_BASE".into());
+        }
+        let forge_token = secret(raw.forge_token);
+        if forge_token.is_some() && forge_url.is_none() {
+            problems.push("CANON_FORGE_TOKEN is set but CANON_FORGE_URL is not".into());
+        }
+        if !problems.is_empty() {
+            return Err(SettingsError { problems });
+        }
+        Ok(Settings {
+            bind,
+            state_dir,
+            enrollment,
+            webhook_secrets,
+            forge_url,
+            forge_token,
+            mirror_url,
+            mirror_token: secret(raw.mirror_token),
+            ssh_key: nonempty(raw.ssh_key).map(PathBuf::from),
+            drone: DroneSettings {
+                server: drone_server.unwrap_or_default(),
+                token: drone_token.unwrap_or_default(),
+                repo: drone_repo.unwrap_or_default(),
+                branch: nonempty(raw.drone_branch).unwrap_or_else(|| "main".into()),
+            },
+            workers,
+            retry: RetryPolicy {
+                max_attempts,
+                base,
+                max,
+            },
+            public_url,
+            log: nonempty(raw.log).unwrap_or_else(|| "info".into()),
+        })
+    }
+
+    /// Returns the path of the journal database.
+    pub fn journal_path(&self) -> PathBuf {
+        self.state_dir.join("listener.sqlite3")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const GOOD: &[(&str, &str)] = &[
+        ("CANON_ENROLLMENT", "/etc/canon/enrollment.yml"),
+        (
+            "CANON_WEBHOOK_SECRETS",
+            "0123456789abcdef, fedcba9876543210",
+        ),
+        ("CANON_DRONE_SERVER", "https://drone.example/"),
+        ("CANON_DRONE_TOKEN", "tok"),
+        ("CANON_DRONE_REPO", "canon/ci"),
+        ("HOME", "/root"),
+    ];
+
+    #[test]
+    fn defaults_apply_and_secrets_rotate() {
+        let s = Settings::from_pairs(pairs(GOOD)).unwrap();
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8088");
+        assert_eq!(s.state_dir, PathBuf::from("./canon-state"));
+        assert_eq!(s.webhook_secrets.len(), 2);
+        assert_eq!(s.drone.server, "https://drone.example");
+        assert_eq!(s.drone.branch, "main");
+        assert_eq!(s.workers, 2);
+        assert_eq!(s.retry.max_attempts, 8);
+        assert!(!format!("{s:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = Settings::from_pairs(pairs(&[
+            ("CANON_BIND", "nowhere"),
+            ("CANON_WORKERS", "0"),
+            ("CANON_RETRY_BASE", "soon"),
+            ("CANON_DRONE_REPO", "flat"),
+            ("CANON_FORGE_URL", "ftp://x"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        for want in [
+            "CANON_BIND",
+            "CANON_ENROLLMENT",
+            "CANON_WEBHOOK_SECRETS",
+            "CANON_DRONE_SERVER",
+            "CANON_DRONE_TOKEN",
+            "CANON_DRONE_REPO \"flat\"",
+            "CANON_WORKERS",
+            "CANON_RETRY_BASE",
+            "CANON_FORGE_URL",
+        ] {
+            assert!(text.contains(want), "{want} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn a_missing_or_short_webhook_secret_refuses_to_start() {
+        let mut p: Vec<_> = GOOD
+            .iter()
+            .filter(|(k, _)| *k != "CANON_WEBHOOK_SECRETS")
+            .copied()
+            .collect();
+        p.push(("CANON_WEBHOOK_SECRETS", " , "));
+        assert!(Settings::from_pairs(pairs(&p))
+            .unwrap_err()
+            .to_string()
+            .contains("refusing"));
+        p.pop();
+        p.push(("CANON_WEBHOOK_SECRETS", "short"));
+        let err = Settings::from_pairs(pairs(&p)).unwrap_err().to_string();
+        assert!(
+            err.contains("16 characters") && !err.contains("short"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn env_vars_lists_every_field() {
+        for name in ENV_VARS {
+            assert!(name.starts_with("CANON_"));
+        }
+        assert_eq!(ENV_VARS.len(), 19);
+    }
+}

@@ -1,0 +1,23 @@
+//! canon-listener: receives Gitea/Forgejo/GitHub tag webhooks, journals them durably, syncs the
+//! recipe's mirror and starts a Drone build.
+//!
+//! # Layout
+//! - [`config`]: `CANON_*` settings, validated with every problem reported at once.
+//! - [`verify`]: HMAC-SHA256 over the raw body, constant time, before any parsing.
+//! - [`event`]: verified payloads parsed into one fact (new tag, deleted tag, ignored).
+//! - [`journal`]: SQLite (WAL) with group commit; deliveries and one job per (forge, repo, tag).
+//! - [`worker`]: `process_one` (resolve, sync, trigger) and the loop that runs it.
+//! - [`routes`]: hooks, JSON API, health, metrics, status page.
+//! - [`metrics`]: Prometheus text.
+//! - [`app`]: wiring and graceful shutdown.
+//! - [`register`]: the `register-hooks` subcommand.
+
+pub mod app;
+pub mod config;
+pub mod event;
+pub mod journal;
+pub mod metrics;
+pub mod register;
+pub mod routes;
+pub mod verify;
+pub mod worker;

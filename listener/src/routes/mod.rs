@@ -1,0 +1,138 @@
+//! The HTTP surface: webhook endpoints, the JSON API, health, metrics and the status page.
+//!
+//! Handlers only verify, classify and journal (hooks) or read (everything else); work happens in
+//! the worker. Every route shares one [`AppState`].
+
+pub mod api;
+pub mod hooks;
+pub mod status;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use canon_shared::recipe::Enrollment;
+use canon_shared::secret::Secret;
+use canon_shared::state::StateDir;
+use tokio::sync::Notify;
+use warp::http::StatusCode;
+use warp::Filter;
+
+use crate::journal::{DeliveryRow, Journal};
+use crate::metrics::Metrics;
+
+/// How many rejected deliveries are kept in memory for `/api/deliveries` (never stored).
+const REJECTED_KEPT: usize = 200;
+
+/// What every route shares.
+pub struct AppState {
+    /// Webhook secrets (any one verifies).
+    pub secrets: Vec<Secret>,
+    /// The enrolled recipes.
+    pub enrollment: Arc<Enrollment>,
+    /// The state directory (canonicals).
+    pub state: StateDir,
+    /// The journal.
+    pub journal: Journal,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Wakes the worker when a job is accepted.
+    pub notify: Arc<Notify>,
+    rejected: Mutex<VecDeque<DeliveryRow>>,
+}
+
+impl AppState {
+    /// Builds the shared state.
+    pub fn new(
+        secrets: Vec<Secret>,
+        enrollment: Arc<Enrollment>,
+        state: StateDir,
+        journal: Journal,
+        metrics: Arc<Metrics>,
+        notify: Arc<Notify>,
+    ) -> Self {
+        Self {
+            secrets,
+            enrollment,
+            state,
+            journal,
+            metrics,
+            notify,
+            rejected: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Keeps a rejected delivery in memory (rejections are never journaled).
+    pub fn remember_rejected(&self, row: DeliveryRow) {
+        let mut q = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() >= REJECTED_KEPT {
+            q.pop_front();
+        }
+        q.push_back(row);
+    }
+
+    /// Returns the rejected deliveries kept in memory, newest first.
+    pub fn rejected(&self) -> Vec<DeliveryRow> {
+        let q = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
+        q.iter().rev().cloned().collect()
+    }
+}
+
+/// A boxed reply, so every handler returns one type.
+pub type Reply = Box<dyn warp::Reply>;
+
+/// Returns a JSON reply with `status`.
+pub fn reply_json<T: serde::Serialize>(status: StatusCode, body: &T) -> Reply {
+    Box::new(warp::reply::with_status(warp::reply::json(body), status))
+}
+
+fn with_state(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// Returns every route.
+pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
+    let hooks = warp::post()
+        .and(warp::path!("hooks" / String))
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .and(with_state(state.clone()))
+        .and_then(|kind, headers, body, state| hooks::handle(kind, headers, Box::pin(body), state));
+    let get = |p| warp::get().and(p).and(with_state(state.clone()));
+    let healthz = get(warp::path!("healthz").boxed()).and_then(api::healthz);
+    let readyz = get(warp::path!("readyz").boxed()).and_then(api::readyz);
+    let metrics = get(warp::path!("metrics").boxed()).and_then(api::metrics);
+    let jobs = get(warp::path!("api" / "jobs").boxed()).and_then(api::jobs);
+    let deliveries = get(warp::path!("api" / "deliveries").boxed()).and_then(api::deliveries);
+    let page = get(warp::path::end().boxed()).and_then(status::page);
+    hooks
+        .or(healthz)
+        .unify()
+        .or(readyz)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(jobs)
+        .unify()
+        .or(deliveries)
+        .unify()
+        .or(page)
+        .unify()
+        .recover(recover)
+        .unify()
+}
+
+async fn recover(r: warp::Rejection) -> Result<Reply, Infallible> {
+    let (status, msg) = if r.is_not_found() {
+        (StatusCode::NOT_FOUND, "not found")
+    } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+    } else {
+        (StatusCode::BAD_REQUEST, "bad request")
+    };
+    Ok(reply_json(status, &serde_json::json!({ "error": msg })))
+}

@@ -1,0 +1,403 @@
+//! The worker: turns journaled tag jobs into mirror syncs and Drone builds.
+//!
+//! [`process_one`] is one attempt at one job, a plain async function that production loops over
+//! ([`run`]) and tests call directly. The payload is only a hint: the attempt resolves the tag's
+//! commit at the forge (or by listing the upstream when no forge token is set), skips tags that
+//! are not newer than the canonical, syncs the mirror, and starts the Drone build unless one with
+//! the same recipe, tag and commit is already pending, running or green. That last check is what
+//! keeps a tag from being built twice when the process died between starting a build and
+//! recording it.
+//!
+//! [`run`] runs at most `workers` jobs at once and at most one per recipe, oldest first; failures
+//! come back after an exponential delay with jitter, up to the attempt limit.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use canon_shared::drone::{BuildParams, DroneClient, DroneError};
+use canon_shared::forge::Forge;
+use canon_shared::mirror::{self, GitRemote, SyncRequest};
+use canon_shared::recipe::{Enrollment, Recipe, RecipeName};
+use canon_shared::secret::Secret;
+use canon_shared::state::StateDir;
+use canon_shared::version::{Precedence, ReleaseVersion};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+use crate::config::RetryPolicy;
+use crate::journal::{Job, JobUpdate, Journal};
+use crate::metrics::Metrics;
+
+/// Everything an attempt needs.
+pub struct WorkerCtx {
+    /// The enrolled recipes.
+    pub enrollment: Arc<Enrollment>,
+    /// The state directory (canonicals, mirror caches).
+    pub state: StateDir,
+    /// The upstream forge, when a token is configured (tag resolution).
+    pub forge: Option<Arc<dyn Forge>>,
+    /// Token for fetching from the upstream over HTTPS.
+    pub upstream_token: Option<Secret>,
+    /// Token for pushing to the mirror over HTTPS.
+    pub mirror_token: Option<Secret>,
+    /// SSH key for SSH remotes.
+    pub ssh_key: Option<std::path::PathBuf>,
+    /// The Drone client.
+    pub drone: DroneClient,
+    /// The branch Drone builds run on.
+    pub drone_branch: String,
+    /// The retry policy.
+    pub retry: RetryPolicy,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Now as RFC 3339 in UTC with microseconds, a fixed width so the text sorts by time.
+pub fn now_text() -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_default()
+}
+
+/// Returns the delay before attempt `attempts + 1`: `base * 2^(attempts-1)`, capped at `max`,
+/// with "equal jitter" (uniform in the upper half) so retries of many jobs spread out.
+pub fn backoff(policy: &RetryPolicy, attempts: u32) -> Duration {
+    let exp = attempts.saturating_sub(1).min(30);
+    let full = policy.base.saturating_mul(1u32 << exp).min(policy.max);
+    let half = full / 2;
+    let jitter_ms = rand::random_range(0..=half.as_millis().max(1) as u64);
+    half + Duration::from_millis(jitter_ms)
+}
+
+/// Why an attempt did not start a build.
+enum Failure {
+    /// Worth retrying.
+    Transient(String),
+    /// Retrying cannot help (no pipeline matched).
+    Permanent(String),
+}
+
+/// Runs one attempt at `job` (already claimed) and returns what to store.
+pub async fn process_one(ctx: &WorkerCtx, job: &Job) -> JobUpdate {
+    let mut commit_seen: Option<String> = None;
+    let result = attempt(ctx, job, &mut commit_seen).await;
+    match result {
+        Ok(update) => update,
+        Err(Failure::Permanent(error)) => JobUpdate::Failed {
+            commit: commit_seen,
+            error,
+        },
+        Err(Failure::Transient(error)) if job.attempts >= ctx.retry.max_attempts => {
+            JobUpdate::Failed {
+                commit: commit_seen,
+                error: format!("{error} (gave up after {} attempts)", job.attempts),
+            }
+        }
+        Err(Failure::Transient(error)) => JobUpdate::Retry {
+            commit: commit_seen,
+            error,
+            next_attempt_ms: now_ms() + backoff(&ctx.retry, job.attempts).as_millis() as i64,
+        },
+    }
+}
+
+async fn attempt(
+    ctx: &WorkerCtx,
+    job: &Job,
+    commit_seen: &mut Option<String>,
+) -> Result<JobUpdate, Failure> {
+    let name = RecipeName::parse(&job.recipe).map_err(|e| Failure::Permanent(e.to_string()))?;
+    let Some(recipe) = ctx.enrollment.get(&name) else {
+        return Err(Failure::Permanent(format!(
+            "recipe {name} is no longer enrolled"
+        )));
+    };
+    let version = match ReleaseVersion::parse(&job.tag) {
+        Ok(v) => v,
+        Err(e) => {
+            return Ok(JobUpdate::Skipped {
+                commit: None,
+                reason: format!("{} is not a release tag: {e}", job.tag),
+            })
+        }
+    };
+    let commit = resolve_commit(ctx, recipe, &job.tag).await?;
+    *commit_seen = Some(commit.clone());
+    let canonical = ctx
+        .state
+        .read_canonical(&name)
+        .map_err(|e| Failure::Transient(e.to_string()))?;
+    if let Some(c) = &canonical {
+        let reason = match version.precedence(&c.version) {
+            Precedence::Newer => None,
+            Precedence::Older => Some(format!(
+                "{} is older than the canonical {}; not built",
+                job.tag, c.version
+            )),
+            Precedence::Same if c.commit == commit => {
+                Some(format!("{} is already the canonical", job.tag))
+            }
+            Precedence::Same => Some(format!(
+                "{} is the canonical but now points at {commit} instead of {}; not built, needs a look",
+                job.tag, c.commit
+            )),
+            Precedence::Conflict => Some(format!(
+                "{} conflicts with the canonical {} (same recipe version, different upstream part); not built",
+                job.tag, c.version
+            )),
+        };
+        if let Some(reason) = reason {
+            return Ok(JobUpdate::Skipped {
+                commit: Some(commit),
+                reason,
+            });
+        }
+    }
+
+    let request = SyncRequest {
+        upstream: remote(&recipe.upstream.url, ctx.upstream_token.clone(), ctx),
+        mirror: remote(&recipe.mirror.url, ctx.mirror_token.clone(), ctx),
+        branch: recipe.branch.clone(),
+        cache_dir: mirror::cache_dir(ctx.state.root(), &name),
+    };
+    let started = Instant::now();
+    let report = tokio::task::spawn_blocking(move || mirror::sync(&request))
+        .await
+        .map_err(|e| Failure::Transient(format!("mirror sync task failed: {e}")))?
+        .map_err(|e| Failure::Transient(format!("mirror sync: {e}")))?;
+    ctx.metrics.sync_latency.observe(started.elapsed());
+    tracing::info!(recipe = %name, tag = %job.tag, summary = %report.summary(), "Mirror synced.");
+    match report.upstream_tags.get(&job.tag) {
+        Some(c) if *c == commit => {}
+        Some(c) => {
+            return Err(Failure::Transient(format!(
+                "tag {} moved while syncing (resolved {commit}, synced {c})",
+                job.tag
+            )))
+        }
+        None => {
+            return Err(Failure::Transient(format!(
+                "tag {} is no longer upstream",
+                job.tag
+            )))
+        }
+    }
+
+    let params = BuildParams {
+        recipe: name.clone(),
+        tag: job.tag.clone(),
+        commit: commit.clone(),
+    };
+    let started = Instant::now();
+    let drone = |e: DroneError| match e {
+        DroneError::NoPipeline { .. } => Failure::Permanent(e.to_string()),
+        e => Failure::Transient(e.to_string()),
+    };
+    let existing = ctx.drone.find_build(&params).await.map_err(drone)?;
+    let (build, note) = match existing {
+        Some(b) => (
+            b,
+            Some("build already started for this commit; not started again".to_string()),
+        ),
+        None => (
+            ctx.drone
+                .start_build(&ctx.drone_branch, &params)
+                .await
+                .map_err(drone)?,
+            None,
+        ),
+    };
+    ctx.metrics.trigger_latency.observe(started.elapsed());
+    tracing::info!(recipe = %name, tag = %job.tag, commit = %commit, build = build.number, adopted = note.is_some(), "Drone build started.");
+    Ok(JobUpdate::Done {
+        commit,
+        build: build.number,
+        link: build.link,
+        note,
+    })
+}
+
+fn remote(url: &str, token: Option<Secret>, ctx: &WorkerCtx) -> GitRemote {
+    GitRemote {
+        url: url.to_string(),
+        token,
+        ssh_key: ctx.ssh_key.clone(),
+    }
+}
+
+/// Resolves the tag's commit: at the forge when one is configured, else by listing the upstream.
+async fn resolve_commit(ctx: &WorkerCtx, recipe: &Recipe, tag: &str) -> Result<String, Failure> {
+    if let (Some(forge), Some(full_name)) = (&ctx.forge, &recipe.upstream.full_name) {
+        return match forge.resolve_tag(full_name, tag).await {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => Err(Failure::Transient(format!(
+                "tag {tag} not found at the forge for {full_name}"
+            ))),
+            Err(e) => Err(Failure::Transient(format!("resolving {tag}: {e}"))),
+        };
+    }
+    let upstream = remote(&recipe.upstream.url, ctx.upstream_token.clone(), ctx);
+    let refs = tokio::task::spawn_blocking(move || mirror::ls_remote(&upstream))
+        .await
+        .map_err(|e| Failure::Transient(format!("listing upstream failed: {e}")))?
+        .map_err(|e| Failure::Transient(e.to_string()))?;
+    match refs.tags.get(tag) {
+        Some(t) => Ok(t.peeled.clone()),
+        None => Err(Failure::Transient(format!(
+            "tag {tag} not found upstream ({})",
+            recipe.upstream.url
+        ))),
+    }
+}
+
+/// Runs jobs until `shutdown` turns true, then waits up to `grace` for attempts in flight.
+///
+/// Attempts still running after `grace` are abandoned; their jobs stay `running` in the journal
+/// and run again at the next start (the Drone lookup prevents a second build).
+pub async fn run(
+    ctx: Arc<WorkerCtx>,
+    journal: Journal,
+    workers: usize,
+    notify: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut tasks = JoinSet::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let now = now_ms();
+        let mut wait = Duration::from_secs(5);
+        match journal.runnable(now).await {
+            Ok(jobs) => {
+                for job in jobs {
+                    let mut set = busy.lock().unwrap_or_else(|p| p.into_inner());
+                    if set.len() >= workers {
+                        break;
+                    }
+                    if !set.insert(job.recipe.clone()) {
+                        continue;
+                    }
+                    drop(set);
+                    let (ctx, journal, busy, notify) =
+                        (ctx.clone(), journal.clone(), busy.clone(), notify.clone());
+                    tasks.spawn(async move {
+                        run_job(&ctx, &journal, job.id).await;
+                        busy.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&job.recipe);
+                        notify.notify_one();
+                    });
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "Cannot read runnable jobs."),
+        }
+        if let Ok(Some(due)) = journal.next_due_ms().await {
+            if due > now {
+                wait = wait.min(Duration::from_millis((due - now) as u64));
+            } else {
+                // Due now but not started: its recipe is busy or all workers are; a finishing
+                // attempt notifies.
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+        tokio::select! {
+            _ = notify.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    let in_flight = tasks.len();
+    if in_flight > 0 {
+        tracing::info!(in_flight, "Waiting for attempts in flight before exiting.");
+    }
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = tasks.len(),
+            "Attempts still running at shutdown were stopped; their jobs run again at the next start."
+        );
+        tasks.abort_all();
+    }
+}
+
+/// Claims, runs and records one attempt at job `id`.
+pub async fn run_job(ctx: &WorkerCtx, journal: &Journal, id: i64) {
+    let job = match journal.claim(id, now_text()).await {
+        Ok(Some(job)) => job,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(job = id, error = %e, "Cannot claim job.");
+            return;
+        }
+    };
+    ctx.metrics.job_attempts.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(job = id, recipe = %job.recipe, tag = %job.tag, attempt = job.attempts, "Job attempt started.");
+    let update = process_one(ctx, &job).await;
+    match &update {
+        JobUpdate::Retry {
+            error,
+            next_attempt_ms,
+            ..
+        } => {
+            ctx.metrics.job_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(job = id, recipe = %job.recipe, tag = %job.tag, error = %error, retry_in_ms = next_attempt_ms - now_ms(), "Job attempt failed; it will be retried.");
+        }
+        JobUpdate::Failed { error, .. } => {
+            ctx.metrics.job_failures.fetch_add(1, Ordering::Relaxed);
+            ctx.metrics.jobs_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(job = id, recipe = %job.recipe, tag = %job.tag, error = %error, "Job failed for good.");
+        }
+        JobUpdate::Skipped { reason, .. } => {
+            tracing::info!(job = id, recipe = %job.recipe, tag = %job.tag, reason = %reason, "Job skipped.");
+        }
+        JobUpdate::Done { .. } => {}
+    }
+    if let Err(e) = journal.finish(id, update, now_text()).await {
+        tracing::error!(job = id, error = %e, "Cannot record the job's result; it runs again.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        let p = RetryPolicy {
+            max_attempts: 10,
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(60),
+        };
+        for _ in 0..50 {
+            let d1 = backoff(&p, 1);
+            assert!(
+                d1 >= Duration::from_secs(5) && d1 <= Duration::from_secs(10),
+                "{d1:?}"
+            );
+            let d3 = backoff(&p, 3);
+            assert!(
+                d3 >= Duration::from_secs(20) && d3 <= Duration::from_secs(40),
+                "{d3:?}"
+            );
+            let d9 = backoff(&p, 9);
+            assert!(
+                d9 >= Duration::from_secs(30) && d9 <= Duration::from_secs(60),
+                "{d9:?}"
+            );
+        }
+    }
+}
