@@ -19,7 +19,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 fn main() -> ExitCode {
-    let mode = std::env::args().nth(1).unwrap_or_else(|| "serve".to_string());
+    let mode = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "serve".to_string());
     let result = match mode.as_str() {
         "serve" => serve(),
         "check" => check(),
@@ -149,7 +151,8 @@ fn handle(mut stream: TcpStream) -> std::io::Result<()> {
 }
 
 fn check() -> Result<(), String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port())).map_err(|e| format!("connect: {e}"))?;
+    let mut stream =
+        TcpStream::connect(("127.0.0.1", port())).map_err(|e| format!("connect: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(3)))
         .map_err(|e| e.to_string())?;

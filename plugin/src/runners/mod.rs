@@ -3,12 +3,17 @@
 //! A runner reports stage results; it never decides the verdict. The verdict is canon's, from
 //! the stages and the gate (`canon_shared::gate`).
 
+pub mod abra;
+pub mod docker;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use canon_shared::gate::{StageResult, TestedRef};
 use canon_shared::recipe::Recipe;
 use canon_shared::state::CanonicalRecord;
+
+pub mod command;
 
 /// Everything a runner needs to know about one run.
 #[derive(Debug, Clone)]
@@ -61,6 +66,23 @@ pub enum RunnerError {
     Timeout { what: String, seconds: u64 },
     #[error("{0}")]
     Other(String),
+    /// The runner failed after it had reported some stages: the report shows them, but the run
+    /// is red whatever they say.
+    #[error("{error}")]
+    WithStages {
+        stages: Vec<StageResult>,
+        error: Box<RunnerError>,
+    },
+}
+
+impl RunnerError {
+    /// Returns the stages reported before the failure (empty for most errors).
+    pub fn stages(&self) -> &[StageResult] {
+        match self {
+            RunnerError::WithStages { stages, .. } => stages,
+            _ => &[],
+        }
+    }
 }
 
 /// A way to run the cold stage ladder and the promote step.

@@ -1,0 +1,1 @@
+//! The built-in `abra` runner (placeholder while it is written).

@@ -1,0 +1,616 @@
+//! Every docker command the runner issues, built by a pure function (plain data, unit-tested),
+//! plus the names and labels that make a run's objects findable by a later sweep.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use canon_shared::secret::Secret;
+
+use super::compose_facts::ComposeFacts;
+use super::exec::{Cmd, Input};
+
+/// The label `docker stack deploy` puts on everything a stack owns.
+pub const STACK_LABEL: &str = "com.docker.stack.namespace";
+/// Marks every object canon creates.
+pub const MANAGED_LABEL: &str = "canon.managed";
+/// Which stack (cold run or warm canonical) an object belongs to.
+pub const STACK_NAME_LABEL: &str = "canon.stack";
+/// `cold`, `warm`, `warm-prev` or `helper`.
+pub const KIND_LABEL: &str = "canon.kind";
+/// The recipe.
+pub const RECIPE_LABEL: &str = "canon.recipe";
+/// The tag or ref under test.
+pub const TAG_LABEL: &str = "canon.tag";
+/// The build number.
+pub const BUILD_LABEL: &str = "canon.build";
+/// Creation time, unix seconds: the sweep's age test.
+pub const CREATED_LABEL: &str = "canon.created";
+/// Where a helper container mounts the volume it reads or writes.
+pub const HELPER_MOUNT: &str = "/canon-vol";
+
+/// What kind of stack an object belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackKind {
+    /// A cold run: removed at teardown, swept when left behind.
+    Cold,
+    /// The warm canonical `warm-<recipe>`: kept, never swept.
+    Warm,
+}
+
+impl StackKind {
+    /// Returns the label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StackKind::Cold => "cold",
+            StackKind::Warm => "warm",
+        }
+    }
+}
+
+/// The labels every object of one stack carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunLabels {
+    /// The stack name.
+    pub stack: String,
+    /// Cold or warm.
+    pub kind: StackKind,
+    /// The recipe.
+    pub recipe: String,
+    /// The tag or ref.
+    pub tag: String,
+    /// The build number.
+    pub build: String,
+    /// Unix seconds at the start of the run.
+    pub created: u64,
+}
+
+impl RunLabels {
+    /// Returns the labels as a map, with `kind` overridden when given (e.g. `helper`).
+    pub fn map(&self, kind: Option<&str>) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (MANAGED_LABEL.to_string(), "true".to_string()),
+            (STACK_NAME_LABEL.to_string(), self.stack.clone()),
+            (
+                KIND_LABEL.to_string(),
+                kind.unwrap_or(self.kind.as_str()).to_string(),
+            ),
+            (RECIPE_LABEL.to_string(), self.recipe.clone()),
+            (TAG_LABEL.to_string(), self.tag.clone()),
+            (BUILD_LABEL.to_string(), self.build.clone()),
+            (CREATED_LABEL.to_string(), self.created.to_string()),
+        ])
+    }
+}
+
+/// Returns a short stable hash (FNV-1a, 6 hex digits) of `text`, for names, not for security.
+pub fn short_hash(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:06x}", h & 0xff_ffff)
+}
+
+fn sanitize(text: &str, max: usize) -> String {
+    let s: String = text
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let s = s.trim_matches('-');
+    s.chars()
+        .take(max)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_string()
+}
+
+/// Returns the unique stack name of a cold run: `cold-<recipe>-<tag hash>-<build>` (recipe cut to
+/// 24 characters, build to 10), so concurrent runs never share a stack.
+pub fn cold_stack_name(recipe: &str, tag: &str, build: &str) -> String {
+    let build = sanitize(build, 10);
+    let build = if build.is_empty() {
+        "0".to_string()
+    } else {
+        build
+    };
+    format!(
+        "cold-{}-{}-{}",
+        sanitize(recipe, 24),
+        short_hash(tag),
+        build
+    )
+}
+
+/// Returns the warm canonical's stack name, `warm-<recipe>`.
+pub fn warm_stack_name(recipe: &str) -> String {
+    format!("warm-{recipe}")
+}
+
+/// Returns the engine name of a stack's volume (`<stack>_<key>`).
+pub fn stack_volume(stack: &str, key: &str) -> String {
+    format!("{stack}_{key}")
+}
+
+/// Returns the name of the copy kept of a warm volume while a promote is in flight.
+pub fn prev_volume(volume: &str) -> String {
+    format!("{volume}.prev")
+}
+
+fn label_args(cmd: &mut Cmd, labels: &BTreeMap<String, String>) {
+    for (k, v) in labels {
+        *cmd = cmd.clone().arg("--label").arg(format!("{k}={v}"));
+    }
+}
+
+/// `docker stack deploy` of the recipe files plus canon's label override, with the deploy env;
+/// never resolves images against a registry (everything is local).
+pub fn stack_deploy(
+    stack: &str,
+    files: &[PathBuf],
+    env: &BTreeMap<String, String>,
+    cwd: &Path,
+) -> Cmd {
+    let mut c = Cmd::new(
+        "docker",
+        [
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "--detach=true",
+        ],
+    );
+    for f in files {
+        c = c.arg("-c").arg(f.display().to_string());
+    }
+    c = c.arg(stack);
+    c.env = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    c.cwd = Some(cwd.to_path_buf());
+    c
+}
+
+/// `docker stack rm <stack>`.
+pub fn stack_rm(stack: &str) -> Cmd {
+    Cmd::new("docker", ["stack", "rm", stack])
+}
+
+/// The engine object kinds canon creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Containers (task containers and helpers).
+    Container,
+    /// Swarm services.
+    Service,
+    /// Volumes.
+    Volume,
+    /// Swarm secrets.
+    Secret,
+    /// Networks.
+    Network,
+}
+
+impl Kind {
+    /// Every kind, in removal order (services first, networks last).
+    pub const ALL: [Kind; 5] = [
+        Kind::Service,
+        Kind::Container,
+        Kind::Volume,
+        Kind::Secret,
+        Kind::Network,
+    ];
+
+    /// Returns the docker object name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Container => "container",
+            Kind::Service => "service",
+            Kind::Volume => "volume",
+            Kind::Secret => "secret",
+            Kind::Network => "network",
+        }
+    }
+}
+
+/// Lists the ids (names for volumes) of objects of `kind` carrying `label` (`k` or `k=v`).
+pub fn list(kind: Kind, label: &str) -> Cmd {
+    let filter = format!("label={label}");
+    match kind {
+        Kind::Container => Cmd::new(
+            "docker",
+            ["ps", "-a", "-q", "--no-trunc", "--filter", &filter],
+        ),
+        Kind::Network => Cmd::new(
+            "docker",
+            ["network", "ls", "-q", "--no-trunc", "--filter", &filter],
+        ),
+        other => Cmd::new("docker", [other.as_str(), "ls", "-q", "--filter", &filter]),
+    }
+}
+
+/// Lists the names of every object of `kind` (for before/after comparisons).
+pub fn list_names(kind: Kind) -> Cmd {
+    let format = "{{.Name}}";
+    match kind {
+        Kind::Container => Cmd::new("docker", ["ps", "-a", "--format", "{{.Names}}"]),
+        other => Cmd::new("docker", [other.as_str(), "ls", "--format", format]),
+    }
+}
+
+/// `docker <kind> inspect <ids>` (JSON array).
+pub fn inspect(kind: Kind, ids: &[String]) -> Cmd {
+    let mut c = Cmd::new("docker", [kind.as_str(), "inspect"]);
+    for id in ids {
+        c = c.arg(id.clone());
+    }
+    c
+}
+
+/// Removes objects: `docker rm -f`, `docker service rm`, `docker volume rm`, ...
+pub fn remove(kind: Kind, ids: &[String]) -> Cmd {
+    let mut c = match kind {
+        Kind::Container => Cmd::new("docker", ["rm", "-f"]),
+        other => Cmd::new("docker", [other.as_str(), "rm"]),
+    };
+    for id in ids {
+        c = c.arg(id.clone());
+    }
+    c
+}
+
+/// The task ids of the given services whose desired state is `running`.
+pub fn running_tasks(services: &[String]) -> Cmd {
+    let mut c = Cmd::new(
+        "docker",
+        [
+            "service",
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "desired-state=running",
+        ],
+    );
+    for s in services {
+        c = c.arg(s.clone());
+    }
+    c
+}
+
+/// `docker inspect --type task <ids>`.
+pub fn inspect_tasks(ids: &[String]) -> Cmd {
+    let mut c = Cmd::new("docker", ["inspect", "--type", "task"]);
+    for id in ids {
+        c = c.arg(id.clone());
+    }
+    c
+}
+
+/// `docker secret create --label ... <name> -` with the value on stdin, never on the command line.
+pub fn secret_create(name: &str, labels: &BTreeMap<String, String>, value: Secret) -> Cmd {
+    let mut c = Cmd::new("docker", ["secret", "create"]);
+    label_args(&mut c, labels);
+    let mut c = c.arg(name).arg("-");
+    c.stdin = Input::Secret(value);
+    c
+}
+
+/// `docker volume create --driver <d> --label ... <name>`.
+pub fn volume_create(name: &str, driver: &str, labels: &BTreeMap<String, String>) -> Cmd {
+    let mut c = Cmd::new("docker", ["volume", "create", "--driver", driver]);
+    label_args(&mut c, labels);
+    c.arg(name)
+}
+
+/// `docker network create --driver overlay --attachable --label ... <name>` (a missing external
+/// network such as traefik's `proxy`).
+pub fn network_create(name: &str, labels: &BTreeMap<String, String>) -> Cmd {
+    let mut c = Cmd::new(
+        "docker",
+        ["network", "create", "--driver", "overlay", "--attachable"],
+    );
+    label_args(&mut c, labels);
+    c.arg(name)
+}
+
+/// Creates (never starts) a helper container that mounts `volume` at [`HELPER_MOUNT`], so
+/// `docker cp` can read and write the volume with no extra image: any local image will do.
+pub fn helper_create(
+    name: &str,
+    image: &str,
+    volume: &str,
+    labels: &BTreeMap<String, String>,
+) -> Cmd {
+    let mut c = Cmd::new("docker", ["create", "--name", name]);
+    label_args(&mut c, labels);
+    c.arg("--network")
+        .arg("none")
+        .arg("-v")
+        .arg(format!("{volume}:{HELPER_MOUNT}"))
+        .arg("--entrypoint")
+        .arg("/canon-never-started")
+        .arg(image)
+}
+
+/// Copies a path out of a container as a tar stream into `file` (`docker cp -a c:path - > file`).
+pub fn cp_out(container: &str, path: &str, file: &Path) -> Cmd {
+    let mut c = Cmd::new("docker", ["cp", "-a", &format!("{container}:{path}"), "-"]);
+    c.stdout_file = Some(file.to_path_buf());
+    c
+}
+
+/// Extracts a tar stream from `file` into a container directory (`docker cp -a - c:dir < file`).
+pub fn cp_in(container: &str, dir: &str, file: &Path) -> Cmd {
+    let mut c = Cmd::new("docker", ["cp", "-a", "-", &format!("{container}:{dir}")]);
+    c.stdin = Input::File(file.to_path_buf());
+    c
+}
+
+/// Copies one host file into a container path (`docker cp host c:path`).
+pub fn cp_file_in(container: &str, host: &Path, path: &str) -> Cmd {
+    Cmd::new(
+        "docker",
+        [
+            "cp",
+            &host.display().to_string(),
+            &format!("{container}:{path}"),
+        ],
+    )
+}
+
+/// `docker network inspect docker_gwbridge`: where each container on an overlay network can be
+/// reached from the host.
+pub fn gwbridge_inspect() -> Cmd {
+    Cmd::new("docker", ["network", "inspect", "docker_gwbridge"])
+}
+
+/// `docker system df -v --format '{{json .Volumes}}'`: every volume's size.
+pub fn volume_sizes() -> Cmd {
+    Cmd::new(
+        "docker",
+        ["system", "df", "-v", "--format", "{{json .Volumes}}"],
+    )
+}
+
+/// `docker info --format '{{.Swarm.LocalNodeState}}'`.
+pub fn swarm_state() -> Cmd {
+    Cmd::new("docker", ["info", "--format", "{{.Swarm.LocalNodeState}}"])
+}
+
+fn yaml_str(s: &str) -> String {
+    // JSON strings are valid YAML flow scalars.
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+fn yaml_labels(out: &mut String, indent: &str, labels: &BTreeMap<String, String>) {
+    for (k, v) in labels {
+        let _ = writeln!(out, "{indent}{}: {}", yaml_str(k), yaml_str(v));
+    }
+}
+
+/// Returns canon's compose override: the run's labels on every service (and its containers),
+/// every declared volume, every non-external network and secret, so a sweep can find them.
+pub fn label_override(facts: &ComposeFacts, labels: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "version: {}",
+        yaml_str(facts.version.as_deref().unwrap_or("3.8"))
+    );
+    out.push_str("services:\n");
+    for s in &facts.services {
+        let _ = writeln!(out, "  {}:", yaml_str(&s.name));
+        out.push_str("    labels:\n");
+        yaml_labels(&mut out, "      ", labels);
+        out.push_str("    deploy:\n      labels:\n");
+        yaml_labels(&mut out, "        ", labels);
+    }
+    if !facts.volumes.is_empty() {
+        out.push_str("volumes:\n");
+        for v in &facts.volumes {
+            let _ = writeln!(out, "  {}:\n    labels:", yaml_str(v));
+            yaml_labels(&mut out, "      ", labels);
+        }
+    }
+    let networks: Vec<_> = facts.networks.iter().filter(|n| !n.external).collect();
+    if !networks.is_empty() {
+        out.push_str("networks:\n");
+        for n in networks {
+            let _ = writeln!(out, "  {}:\n    labels:", yaml_str(&n.key));
+            yaml_labels(&mut out, "      ", labels);
+        }
+    }
+    let secrets: Vec<_> = facts.secrets.iter().filter(|s| !s.external).collect();
+    if !secrets.is_empty() {
+        out.push_str("secrets:\n");
+        for s in secrets {
+            let _ = writeln!(out, "  {}:\n    labels:", yaml_str(&s.key));
+            yaml_labels(&mut out, "      ", labels);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::compose_facts::{merge_compose, ComposeFacts};
+    use super::*;
+
+    fn labels() -> RunLabels {
+        RunLabels {
+            stack: "cold-app-abc123-7".into(),
+            kind: StackKind::Cold,
+            recipe: "app".into(),
+            tag: "1.0.0+1.2".into(),
+            build: "7".into(),
+            created: 1_700_000_000,
+        }
+    }
+
+    #[test]
+    fn stack_names_are_unique_per_recipe_tag_and_build_and_valid() {
+        let a = cold_stack_name("custom-html", "1.0.0+1.2", "41");
+        assert!(
+            a.starts_with("cold-custom-html-") && a.ends_with("-41"),
+            "{a}"
+        );
+        assert_ne!(a, cold_stack_name("custom-html", "1.0.1+1.2", "41"));
+        assert_ne!(a, cold_stack_name("custom-html", "1.0.0+1.2", "42"));
+        assert_ne!(a, cold_stack_name("custom-htm", "1.0.0+1.2", "41"));
+        let long = cold_stack_name(&"x_y".repeat(30), "t", "Local Run/99999999999");
+        assert!(long.len() <= 46, "{long}");
+        assert!(long
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        assert_eq!(
+            cold_stack_name("a", "t", "!!"),
+            format!("cold-a-{}-0", short_hash("t"))
+        );
+        assert_eq!(warm_stack_name("gitea"), "warm-gitea");
+        assert_eq!(prev_volume("warm-gitea_data"), "warm-gitea_data.prev");
+    }
+
+    #[test]
+    fn deploy_never_resolves_images_and_passes_env() {
+        let env = BTreeMap::from([("STACK_NAME".to_string(), "s".to_string())]);
+        let c = stack_deploy(
+            "s",
+            &[
+                PathBuf::from("/co/compose.yml"),
+                PathBuf::from("/run/canon.yml"),
+            ],
+            &env,
+            Path::new("/co"),
+        );
+        assert_eq!(
+            c.display(),
+            "docker stack deploy --resolve-image never --detach=true -c /co/compose.yml -c /run/canon.yml s"
+        );
+        assert_eq!(c.env, vec![("STACK_NAME".to_string(), "s".to_string())]);
+        assert_eq!(c.cwd.as_deref(), Some(Path::new("/co")));
+        assert_eq!(stack_rm("s").argv(), ["stack", "rm", "s"]);
+    }
+
+    #[test]
+    fn secrets_go_on_stdin_and_never_in_the_line() {
+        let c = secret_create(
+            "s_key_v1",
+            &BTreeMap::from([("canon.kind".to_string(), "cold".to_string())]),
+            Secret::new("hunter2".to_string()),
+        );
+        assert_eq!(
+            c.display(),
+            "docker secret create --label canon.kind=cold s_key_v1 -"
+        );
+        assert!(matches!(c.stdin, Input::Secret(_)));
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn list_remove_and_copy_commands_are_exact() {
+        assert_eq!(
+            list(Kind::Container, "canon.stack=s").argv(),
+            [
+                "ps",
+                "-a",
+                "-q",
+                "--no-trunc",
+                "--filter",
+                "label=canon.stack=s"
+            ]
+        );
+        assert_eq!(
+            list(Kind::Volume, STACK_LABEL).argv(),
+            [
+                "volume",
+                "ls",
+                "-q",
+                "--filter",
+                "label=com.docker.stack.namespace"
+            ]
+        );
+        assert_eq!(
+            remove(Kind::Container, &["a".into(), "b".into()]).argv(),
+            ["rm", "-f", "a", "b"]
+        );
+        assert_eq!(
+            remove(Kind::Secret, &["x".into()]).argv(),
+            ["secret", "rm", "x"]
+        );
+        assert_eq!(
+            running_tasks(&["s_app".into()]).argv(),
+            [
+                "service",
+                "ps",
+                "-q",
+                "--no-trunc",
+                "--filter",
+                "desired-state=running",
+                "s_app"
+            ]
+        );
+        let h = helper_create("h1", "img:1", "s_data", &BTreeMap::new());
+        assert_eq!(
+            h.argv(),
+            [
+                "create",
+                "--name",
+                "h1",
+                "--network",
+                "none",
+                "-v",
+                "s_data:/canon-vol",
+                "--entrypoint",
+                "/canon-never-started",
+                "img:1"
+            ]
+        );
+        let out = cp_out("h1", "/canon-vol", Path::new("/r/data.tar"));
+        assert_eq!(out.display(), "docker cp -a h1:/canon-vol - > /r/data.tar");
+        let inn = cp_in("h1", "/", Path::new("/r/data.tar"));
+        assert_eq!(inn.display(), "docker cp -a - h1:/ < /r/data.tar");
+        assert_eq!(
+            volume_create("v", "local", &BTreeMap::from([("a".into(), "b".into())])).argv(),
+            ["volume", "create", "--driver", "local", "--label", "a=b", "v"]
+        );
+    }
+
+    #[test]
+    fn the_override_labels_services_volumes_networks_and_file_secrets() {
+        let mut f = ComposeFacts::default();
+        merge_compose(
+            &mut f,
+            Path::new("compose.yml"),
+            "version: '3.8'\nservices: {app: {image: x}}\nvolumes: {data: }\nnetworks: {proxy: {external: true}, internal: }\nsecrets: {k: {external: true}, f: {file: ./f}}\n",
+            "s",
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let text = label_override(&f, &labels().map(None));
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(doc["version"], "3.8");
+        assert_eq!(
+            doc["services"]["app"]["deploy"]["labels"]["canon.kind"],
+            "cold"
+        );
+        assert_eq!(doc["services"]["app"]["labels"]["canon.tag"], "1.0.0+1.2");
+        assert_eq!(
+            doc["volumes"]["data"]["labels"]["canon.stack"],
+            "cold-app-abc123-7"
+        );
+        assert_eq!(doc["networks"]["internal"]["labels"]["canon.build"], "7");
+        assert!(doc["networks"].get("proxy").is_none());
+        assert_eq!(doc["secrets"]["f"]["labels"]["canon.created"], "1700000000");
+        assert!(doc["secrets"].get("k").is_none());
+    }
+
+    #[test]
+    fn helper_labels_override_the_kind_only() {
+        let m = labels().map(Some("helper"));
+        assert_eq!(m[KIND_LABEL], "helper");
+        assert_eq!(m[STACK_NAME_LABEL], "cold-app-abc123-7");
+        assert_eq!(m[MANAGED_LABEL], "true");
+    }
+}
