@@ -1,19 +1,925 @@
-//! Placeholder module; tag mode is built in its own change.
+//! Tag mode: verify the tag against upstream, a fresh checkout of the mirror, the version-label
+//! check, the cold run through a runner, then the gate and the promote under the recipe's lock.
+//!
+//! The way in from Drone (no subcommand) also lives here: [`drone_main`] reads the settings and
+//! picks the mode (an explicit `mode` setting, else `DRONE_BUILD_EVENT`); a cron build goes to the
+//! sweep through [`sweep_argv`].
+//!
+//! The core is [`run_tag_mode`], a library function over [`RunSettings`] and a [`Runner`], so the
+//! sweep's inline mode and the tests call it in-process.
+//!
+//! Exit codes: 0 green (promoted, or nothing to promote, or a refused promotion, which the log
+//! shows in a banner); 1 red, refused verification, or an error; 2 bad settings.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
-/// Arguments (none yet).
+use canon_shared::gate::{self, GateDecision, RunFacts, TestedRef};
+use canon_shared::mirror::{self, GitRemote, MirrorError};
+use canon_shared::recipe::{Enrollment, Recipe};
+use canon_shared::secret::Secret;
+use canon_shared::state::{self, CanonicalRecord, HistoryEntry, LockWait, StateDir, StateError};
+use clap::Parser;
+
+use crate::checkout::{self, CheckoutError, Want};
+use crate::compose::{self, ComposeFile};
+use crate::report::{self, CanonicalSummary, GateReport, Report};
+use crate::runners::command::CommandRunner;
+use crate::runners::{RunContext, Runner};
+use crate::settings::{
+    ClaimedCommit, Environment, Mode, RawSettings, RunnerKind, Settings, SettingsError,
+};
+
+/// Exit code of a green run.
+pub const EXIT_GREEN: u8 = 0;
+/// Exit code of a red run, a refused verification or an error.
+pub const EXIT_RED: u8 = 1;
+/// Exit code for bad settings.
+pub const EXIT_SETTINGS: u8 = crate::cli::EXIT_USAGE;
+
+/// `canon-plugin run`: every setting as a flag (flags win over `PLUGIN_*`).
 #[derive(Debug, clap::Args)]
-pub struct Args {}
-
-/// Reports that this mode is not available in this build.
-pub fn main(_args: Args) -> ExitCode {
-    eprintln!("error: this mode is not available in this build");
-    ExitCode::from(crate::cli::EXIT_USAGE)
+pub struct Args {
+    /// Boxed: the settings are large next to the other subcommands' arguments.
+    #[command(flatten)]
+    pub settings: Box<RawSettings>,
 }
 
-/// Drone's way in: no subcommand, mode from settings and `DRONE_BUILD_EVENT`.
+/// Runs tag mode from the command line.
+pub fn main(args: Args) -> ExitCode {
+    with_environment(|env| dispatch(env, Some(*args.settings), Some(Mode::Tag)))
+}
+
+/// Drone's way in: no subcommand, settings from `PLUGIN_*`, the mode from `mode` or
+/// `DRONE_BUILD_EVENT`.
 pub fn drone_main() -> ExitCode {
-    eprintln!("error: no subcommand given; see `canon-plugin --help`");
-    ExitCode::from(crate::cli::EXIT_USAGE)
+    with_environment(|env| dispatch(env, None, None))
+}
+
+fn with_environment(f: impl FnOnce(&Environment) -> ExitCode) -> ExitCode {
+    match Environment::from_process() {
+        Ok(env) => f(&env),
+        Err(e) => {
+            crate::cli::report_error(&e);
+            ExitCode::from(EXIT_SETTINGS)
+        }
+    }
+}
+
+/// Validates the settings and runs the mode they pick; returns the exit code.
+pub fn dispatch(env: &Environment, cli: Option<RawSettings>, forced: Option<Mode>) -> ExitCode {
+    for name in &env.unknown {
+        tracing::warn!(setting = %name, "Unknown setting ignored (a typo?); see the settings table in the README.");
+    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let settings = match Settings::parse(env, cli, forced, &cwd) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_SETTINGS);
+        }
+    };
+    match settings.mode {
+        Mode::Sweep => sweep_mode(&settings),
+        Mode::Tag => ExitCode::from(tag_main(&settings)),
+    }
+}
+
+/// Returns the `canon-plugin sweep` command line the settings stand for (a cron build runs the
+/// sweep with it): `--config`, `--state-dir`, and `--jobs`, `--dry-run`, `--inline`, `--report`
+/// when set.
+pub fn sweep_argv(settings: &Settings) -> Vec<String> {
+    let mut argv = vec![
+        "sweep".to_string(),
+        "--config".into(),
+        settings.config.display().to_string(),
+        "--state-dir".into(),
+        settings.state_dir.display().to_string(),
+    ];
+    if let Some(j) = settings.jobs {
+        argv.extend(["--jobs".into(), j.to_string()]);
+    }
+    if settings.dry_run {
+        argv.push("--dry-run".into());
+    }
+    if settings.inline {
+        argv.push("--inline".into());
+    }
+    if let Some(r) = &settings.report {
+        argv.extend(["--report".into(), r.display().to_string()]);
+    }
+    argv
+}
+
+/// Parses the sweep's own arguments.
+#[derive(Debug, Parser)]
+#[command(name = "sweep")]
+struct SweepCli {
+    #[command(flatten)]
+    args: crate::sweep::Args,
+}
+
+fn sweep_mode(settings: &Settings) -> ExitCode {
+    let argv = sweep_argv(settings);
+    tracing::info!("Running the sweep as `canon-plugin {}`.", argv.join(" "));
+    match SweepCli::try_parse_from(&argv) {
+        Ok(cli) => crate::sweep::main(cli.args),
+        Err(e) => {
+            eprintln!("error: the sweep does not accept these settings: {e}");
+            ExitCode::from(EXIT_SETTINGS)
+        }
+    }
+}
+
+/// A tag-mode run ready to go: its settings, its runner, and files that must outlive the run.
+pub struct Prepared {
+    /// What to run.
+    pub run: RunSettings,
+    /// The runner.
+    pub runner: Box<dyn Runner>,
+    /// The SSH key written to a private file (removed on drop).
+    _ssh_key: Option<tempfile::NamedTempFile>,
+}
+
+/// Why tag mode could not be prepared from valid settings: a settings problem (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Enrollment(#[from] canon_shared::recipe::EnrollmentError),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("cannot write the SSH key to a private file: {0}")]
+    SshKey(std::io::Error),
+}
+
+/// Loads the enrollment, finds the recipe and builds the runner.
+pub fn prepare(settings: &Settings) -> Result<Prepared, PrepareError> {
+    let enrollment = Enrollment::load(&settings.config)?;
+    let problem = |p: String| PrepareError::Settings(SettingsError { problems: vec![p] });
+    let recipe = match (&settings.recipe, &settings.drone_repo) {
+        (Some(name), _) => enrollment.get(name).cloned().ok_or_else(|| {
+            problem(format!(
+                "recipe `{name}` is not enrolled in {}",
+                settings.config.display()
+            ))
+        })?,
+        (None, Some(repo)) => enrollment
+            .recipes
+            .iter()
+            .find(|r| r.mirror.matches(repo) || r.upstream.matches(repo))
+            .cloned()
+            .ok_or_else(|| {
+                problem(format!(
+                    "`recipe` is unset and no enrolled recipe's mirror or upstream is DRONE_REPO={repo}"
+                ))
+            })?,
+        (None, None) => return Err(problem("`recipe` is required in tag mode".into())),
+    };
+    let tested = settings
+        .tested
+        .clone()
+        .ok_or_else(|| problem("tag mode needs `tag` or `ref`".into()))?;
+    let key_file = match &settings.ssh_key {
+        Some(key) => Some(write_ssh_key(key).map_err(PrepareError::SshKey)?),
+        None => None,
+    };
+    let key_path = key_file.as_ref().map(|f| f.path().to_path_buf());
+    let remote = |url: &str, token: &Option<Secret>| GitRemote {
+        url: url.to_string(),
+        token: token.clone(),
+        ssh_key: key_path.clone(),
+    };
+    let runner = make_runner(settings)?;
+    Ok(Prepared {
+        run: RunSettings {
+            upstream: remote(&recipe.upstream.url, &settings.upstream_token),
+            mirror: remote(&recipe.mirror.url, &settings.mirror_token),
+            recipe,
+            tested,
+            claimed_commits: settings.claimed_commits.clone(),
+            quick: settings.quick,
+            state_dir: settings.state_dir.clone(),
+            work_dir: settings.work_dir.clone(),
+            keep_work_dir: settings.keep_work_dir,
+            lock_wait: settings.lock_wait,
+            env: settings.env.clone(),
+            build: settings.build.clone(),
+            build_link: settings.build_link.clone(),
+            trigger: settings.trigger.clone(),
+            report: Some(settings.report_path("canon-report.json")),
+        },
+        runner,
+        _ssh_key: key_file,
+    })
+}
+
+fn write_ssh_key(key: &Secret) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    // NamedTempFile is created with mode 0600.
+    let mut f = tempfile::Builder::new()
+        .prefix("canon-ssh-key-")
+        .tempfile()?;
+    f.write_all(key.expose().as_bytes())?;
+    if !key.expose().ends_with('\n') {
+        f.write_all(b"\n")?;
+    }
+    f.flush()?;
+    Ok(f)
+}
+
+/// Builds the runner the settings name.
+pub fn make_runner(settings: &Settings) -> Result<Box<dyn Runner>, SettingsError> {
+    match settings.runner {
+        RunnerKind::Command => Ok(Box::new(CommandRunner {
+            command: settings.command.clone().unwrap_or_default(),
+            promote_command: settings.promote_command.clone(),
+            timeout: settings.timeout,
+            remove_env: Settings::secret_env_vars().map(String::from).collect(),
+        })),
+        kind @ (RunnerKind::Docker | RunnerKind::Abra) => Err(SettingsError {
+            problems: vec![format!(
+                "the {} runner is not available in this build; use `runner: command`",
+                kind.as_str()
+            )],
+        }),
+    }
+}
+
+fn tag_main(settings: &Settings) -> u8 {
+    let prepared = match prepare(settings) {
+        Ok(p) => p,
+        Err(e) => {
+            crate::cli::report_error(&e);
+            return EXIT_SETTINGS;
+        }
+    };
+    match run_tag_mode(&prepared.run, prepared.runner.as_ref()) {
+        Ok(outcome) => outcome.report.exit_code,
+        Err(e) => {
+            crate::cli::report_error(&e);
+            EXIT_RED
+        }
+    }
+}
+
+/// Everything one tag-mode run needs, with no environment access. The sweep's inline mode builds
+/// one per recipe.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// The enrolled recipe.
+    pub recipe: Recipe,
+    /// The tag (or ref) to test.
+    pub tested: TestedRef,
+    /// Commits the build claims; each must equal the tag's peeled commit upstream.
+    pub claimed_commits: Vec<ClaimedCommit>,
+    /// A quick run (never promotes).
+    pub quick: bool,
+    /// The state directory.
+    pub state_dir: PathBuf,
+    /// Where the per-run folder is made.
+    pub work_dir: PathBuf,
+    /// Keep the per-run folder afterwards.
+    pub keep_work_dir: bool,
+    /// How to take the recipe lock.
+    pub lock_wait: LockWait,
+    /// The upstream repository (tags are verified here).
+    pub upstream: GitRemote,
+    /// The mirror repository (checkouts come from here).
+    pub mirror: GitRemote,
+    /// Extra environment for the harness.
+    pub env: BTreeMap<String, String>,
+    /// The build number or a local id.
+    pub build: String,
+    /// A link to the build.
+    pub build_link: Option<String>,
+    /// What started the run (recorded in the history).
+    pub trigger: String,
+    /// Where to write the JSON report (`None`: no file).
+    pub report: Option<PathBuf>,
+}
+
+/// A finished run: its report (which also carries the exit code).
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The report, as written to the report file.
+    pub report: Report,
+}
+
+impl RunOutcome {
+    /// Returns true when the run's canonical was written.
+    pub fn promoted(&self) -> bool {
+        self.report.promoted
+    }
+}
+
+/// Why a run stopped before a verdict. Each one exits 1; none leaves the canonical changed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{recipe}: tag {tag} claims commit {claimed} ({source_name}), but upstream's tag points at {actual}; a build that claims a tag at another commit is never tested")]
+    CommitMismatch {
+        recipe: String,
+        tag: String,
+        source_name: &'static str,
+        claimed: String,
+        actual: String,
+    },
+    #[error("{recipe}: upstream {url} has no tag {tag}")]
+    TagNotUpstream {
+        recipe: String,
+        url: String,
+        tag: String,
+    },
+    #[error("{recipe}: cannot list upstream refs")]
+    Upstream {
+        recipe: String,
+        #[source]
+        source: MirrorError,
+    },
+    #[error("{recipe}: cannot check out the mirror")]
+    Checkout {
+        recipe: String,
+        #[source]
+        source: CheckoutError,
+    },
+    #[error("{recipe}: cannot make the run folder under {path}: {source}")]
+    WorkDir {
+        recipe: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{recipe}: state")]
+    State {
+        recipe: String,
+        #[source]
+        source: StateError,
+    },
+}
+
+impl RunError {
+    /// Returns true for a refused verification (the claim and upstream disagree, or the mirror
+    /// does): recorded in the history as a refusal.
+    pub fn is_verification(&self) -> bool {
+        matches!(
+            self,
+            RunError::CommitMismatch { .. }
+                | RunError::TagNotUpstream { .. }
+                | RunError::Checkout {
+                    source: CheckoutError::MirrorDiffers { .. } | CheckoutError::MissingTag { .. },
+                    ..
+                }
+        )
+    }
+}
+
+/// Runs one recipe at one tag (or ref) through `runner`, then the gate, then the promote. Always
+/// writes the report (when `settings.report` is set), also when the run stops with an error.
+pub fn run_tag_mode(settings: &RunSettings, runner: &dyn Runner) -> Result<RunOutcome, RunError> {
+    let started = Instant::now();
+    let started_at = rfc3339(state::now());
+    let name = settings.recipe.name.to_string();
+    let (tag, git_ref) = match &settings.tested {
+        TestedRef::Tag(t) => (Some(t.clone()), None),
+        TestedRef::Ref(r) => (None, Some(r.clone())),
+    };
+    let mut report = Report {
+        recipe: name.clone(),
+        tag,
+        git_ref,
+        commit: None,
+        build: settings.build.clone(),
+        build_link: settings.build_link.clone(),
+        trigger: settings.trigger.clone(),
+        runner: runner.name().to_string(),
+        quick: settings.quick,
+        stages: Vec::new(),
+        green: false,
+        problems: Vec::new(),
+        gate: GateReport {
+            decision: "refuse".into(),
+            reasons: Vec::new(),
+        },
+        promoted: false,
+        canonical_before: None,
+        canonical_after: None,
+        error: None,
+        exit_code: EXIT_RED,
+        started_at,
+        seconds: 0.0,
+    };
+    let state = StateDir::new(&settings.state_dir);
+    let result = run_steps(settings, runner, &state, &mut report);
+    report.seconds = started.elapsed().as_secs_f64();
+    if let Err(e) = &result {
+        report.error = Some(error_chain(e));
+        report.green = false;
+        report.exit_code = EXIT_RED;
+        report.gate = GateReport {
+            decision: "refuse".into(),
+            reasons: vec![e.to_string()],
+        };
+        report.canonical_after = report.canonical_before.clone();
+        if e.is_verification() {
+            let entry = history_entry(settings, &report, "refuse");
+            if let Err(he) = state.append_history(&entry) {
+                tracing::error!(recipe = %name, error = %he, "Cannot record the refusal in the history.");
+            }
+        }
+    }
+    println!("{}", report.summary());
+    if let Some(path) = &settings.report {
+        match report.write(path) {
+            Ok(()) => tracing::info!(path = %path.display(), "Wrote the report."),
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "Cannot write the report.")
+            }
+        }
+    }
+    result.map(|()| RunOutcome { report })
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn history_entry(settings: &RunSettings, report: &Report, decision: &str) -> HistoryEntry {
+    HistoryEntry {
+        at: state::now(),
+        recipe: settings.recipe.name.clone(),
+        decision: decision.to_string(),
+        version: Some(match &settings.tested {
+            TestedRef::Tag(t) => t.clone(),
+            TestedRef::Ref(r) => format!("ref {r}"),
+        }),
+        tested_commit: report.commit.clone(),
+        reasons: report.gate.reasons.clone(),
+        trigger: Some(settings.trigger.clone()),
+        build: Some(
+            settings
+                .build_link
+                .clone()
+                .unwrap_or_else(|| settings.build.clone()),
+        ),
+        canonical_before: report.canonical_before.as_ref().map(|c| c.version.clone()),
+    }
+}
+
+fn run_steps(
+    settings: &RunSettings,
+    runner: &dyn Runner,
+    state: &StateDir,
+    report: &mut Report,
+) -> Result<(), RunError> {
+    let recipe = &settings.recipe;
+    let name = recipe.name.to_string();
+    let state_err = |source: StateError| RunError::State {
+        recipe: name.clone(),
+        source,
+    };
+    let before = state.read_canonical(&recipe.name).map_err(state_err)?;
+    report.canonical_before = before.as_ref().map(CanonicalSummary::from);
+
+    // 1. What exactly is tested: the tag's peeled commit, from upstream.
+    let want = match &settings.tested {
+        TestedRef::Tag(tag) => {
+            let commit = upstream_tag_commit(settings, tag)?;
+            for claim in &settings.claimed_commits {
+                if !claim.commit.eq_ignore_ascii_case(&commit) {
+                    report.commit = Some(claim.commit.clone());
+                    return Err(RunError::CommitMismatch {
+                        recipe: name,
+                        tag: tag.clone(),
+                        source_name: claim.source,
+                        claimed: claim.commit.clone(),
+                        actual: commit,
+                    });
+                }
+            }
+            report.commit = Some(commit.clone());
+            Want::Tag {
+                tag: tag.clone(),
+                commit,
+            }
+        }
+        TestedRef::Ref(r) => Want::Ref {
+            reference: r.clone(),
+            commit: settings.claimed_commits.first().map(|c| c.commit.clone()),
+        },
+    };
+
+    // 2. A private folder and a fresh checkout of the mirror.
+    std::fs::create_dir_all(&settings.work_dir).map_err(|source| RunError::WorkDir {
+        recipe: name.clone(),
+        path: settings.work_dir.clone(),
+        source,
+    })?;
+    let run_root = tempfile::Builder::new()
+        .prefix(&format!("canon-{name}-{}-", sanitize(&settings.build)))
+        .tempdir_in(&settings.work_dir)
+        .map_err(|source| RunError::WorkDir {
+            recipe: name.clone(),
+            path: settings.work_dir.clone(),
+            source,
+        })?;
+    let result = run_in_folder(
+        settings,
+        runner,
+        state,
+        report,
+        before,
+        run_root.path(),
+        want,
+    );
+    if settings.keep_work_dir {
+        let kept = run_root.keep();
+        tracing::info!(path = %kept.display(), "Kept the run folder.");
+    }
+    result
+}
+
+/// Returns the commit `tag` peels to upstream.
+fn upstream_tag_commit(settings: &RunSettings, tag: &str) -> Result<String, RunError> {
+    let name = settings.recipe.name.to_string();
+    let refs = mirror::ls_remote(&settings.upstream).map_err(|source| RunError::Upstream {
+        recipe: name.clone(),
+        source,
+    })?;
+    let tag_ref = refs.tags.get(tag).ok_or_else(|| RunError::TagNotUpstream {
+        recipe: name.clone(),
+        url: settings.upstream.display_url(),
+        tag: tag.to_string(),
+    })?;
+    tracing::info!(
+        recipe = %name,
+        tag,
+        commit = %tag_ref.peeled,
+        annotated = tag_ref.is_annotated(),
+        "Resolved the tag upstream."
+    );
+    Ok(tag_ref.peeled.to_ascii_lowercase())
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(40)
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_in_folder(
+    settings: &RunSettings,
+    runner: &dyn Runner,
+    state: &StateDir,
+    report: &mut Report,
+    before: Option<CanonicalRecord>,
+    root: &Path,
+    want: Want,
+) -> Result<(), RunError> {
+    let recipe = &settings.recipe;
+    let name = recipe.name.to_string();
+    let checkout_err = |source: CheckoutError| RunError::Checkout {
+        recipe: name.clone(),
+        source,
+    };
+    let checkout_dir = root.join("checkout");
+    let run_dir = root.join("run");
+    std::fs::create_dir_all(&run_dir).map_err(|source| RunError::WorkDir {
+        recipe: name.clone(),
+        path: run_dir.clone(),
+        source,
+    })?;
+    let co =
+        checkout::fresh_checkout(&settings.mirror, &want, &checkout_dir).map_err(checkout_err)?;
+    report.commit = Some(co.commit.clone());
+    tracing::info!(recipe = %name, commit = %co.commit, path = %co.path.display(), "Checked out the mirror.");
+
+    let base_checkout = before.as_ref().and_then(|c| {
+        let dir = root.join("base");
+        let want = Want::Commit {
+            commit: c.commit.clone(),
+            tag: Some(c.version.to_string()),
+        };
+        match checkout::fresh_checkout(&settings.mirror, &want, &dir) {
+            Ok(b) => Some(b.path),
+            Err(e) => {
+                tracing::warn!(recipe = %name, canonical = %c.version, error = %e, "Cannot check out the canonical as the upgrade base.");
+                None
+            }
+        }
+    });
+
+    // 3. The release check: the version label must name the tag.
+    if let TestedRef::Tag(tag) = &settings.tested {
+        match ComposeFile::load_dir(&co.path) {
+            Err(e) => report.problems.push(e.to_string()),
+            Ok(c) => match compose::version_label(&c, tag) {
+                Ok(l) => tracing::info!(recipe = %name, "Version label checked: {l}."),
+                Err(p) => report.problems.push(p.to_string()),
+            },
+        }
+    }
+
+    // 4. The cold run.
+    let ctx = RunContext {
+        recipe: recipe.clone(),
+        tested: settings.tested.clone(),
+        commit: co.commit.clone(),
+        checkout: co.path.clone(),
+        run_dir,
+        canonical: before.clone(),
+        base_checkout: base_checkout.clone(),
+        build: settings.build.clone(),
+        quick: settings.quick,
+        env: harness_env(
+            settings,
+            &co.commit,
+            &co.path,
+            before.as_ref(),
+            base_checkout.as_deref(),
+        ),
+    };
+    if report.problems.is_empty() {
+        println!(
+            "canon: running {} at {} (commit {}) with the {} runner",
+            name,
+            report.tested_text(),
+            co.commit,
+            runner.name()
+        );
+        match runner.run(&ctx) {
+            Ok(stages) => report.stages = stages,
+            Err(e) => {
+                report.stages = e.stages().to_vec();
+                report
+                    .problems
+                    .push(format!("the {} runner failed: {e}", runner.name()));
+            }
+        }
+        for s in &report.stages {
+            println!("{}", report::stage_line(s));
+        }
+    } else {
+        for p in &report.problems {
+            println!("canon: not running: {p}");
+        }
+    }
+    let required = gate::required_stages(recipe, before.is_some());
+    report.green = report.problems.is_empty() && gate::is_green(&report.stages, &required);
+
+    // 5. The gate and the promote, under the recipe's lock.
+    gate_and_promote(settings, runner, state, report, &ctx)
+}
+
+/// Returns the `CANON_*` environment of the harness (the command runner adds `CANON_RESULTS`).
+pub fn harness_env(
+    settings: &RunSettings,
+    commit: &str,
+    checkout: &Path,
+    canonical: Option<&CanonicalRecord>,
+    base_checkout: Option<&Path>,
+) -> BTreeMap<String, String> {
+    let mut env = settings.env.clone();
+    env.insert("CANON_RECIPE".into(), settings.recipe.name.to_string());
+    match &settings.tested {
+        TestedRef::Tag(t) => env.insert("CANON_TAG".into(), t.clone()),
+        TestedRef::Ref(r) => env.insert("CANON_REF".into(), r.clone()),
+    };
+    env.insert("CANON_COMMIT".into(), commit.to_string());
+    env.insert("CANON_WORKDIR".into(), checkout.display().to_string());
+    env.insert(
+        "CANON_COLD".into(),
+        if settings.quick { "0" } else { "1" }.into(),
+    );
+    if settings.quick {
+        env.insert("CANON_QUICK".into(), "1".into());
+    }
+    env.insert("CANON_BUILD".into(), settings.build.clone());
+    if let Some(c) = canonical {
+        env.insert("CANON_UPGRADE_BASE".into(), c.version.to_string());
+        env.insert("CANON_UPGRADE_BASE_COMMIT".into(), c.commit.clone());
+    }
+    if let Some(b) = base_checkout {
+        env.insert("CANON_UPGRADE_BASE_DIR".into(), b.display().to_string());
+    }
+    env
+}
+
+fn gate_and_promote(
+    settings: &RunSettings,
+    runner: &dyn Runner,
+    state: &StateDir,
+    report: &mut Report,
+    ctx: &RunContext,
+) -> Result<(), RunError> {
+    let recipe = &settings.recipe;
+    let name = recipe.name.to_string();
+    let state_err = |source: StateError| RunError::State {
+        recipe: name.clone(),
+        source,
+    };
+    tracing::info!(recipe = %name, "Taking the recipe lock for the gate.");
+    let lock = state
+        .lock(&recipe.name, settings.lock_wait)
+        .map_err(state_err)?;
+    // Read again under the lock: another run may have promoted while this one ran.
+    let canonical = state.read_canonical(&recipe.name).map_err(state_err)?;
+    let tag_commit_now = match &settings.tested {
+        TestedRef::Tag(tag) => match upstream_tag_commit(settings, tag) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(recipe = %name, error = %error_chain(&e), "Cannot resolve the tag again for the gate.");
+                None
+            }
+        },
+        TestedRef::Ref(_) => None,
+    };
+    let decision = gate::promote_gate(&RunFacts {
+        recipe: Some(recipe),
+        cold: !settings.quick,
+        quick: settings.quick,
+        tested: settings.tested.clone(),
+        tested_commit: ctx.commit.clone(),
+        tag_commit_now,
+        stages: &report.stages,
+        canonical: canonical.as_ref(),
+    });
+    // A problem outside the stages (label, runner failure) always refuses, whatever the stages say.
+    let mut reasons = report.problems.clone();
+    for r in decision.reasons() {
+        if !reasons.contains(&r) {
+            reasons.push(r);
+        }
+    }
+    let refused = !report.problems.is_empty() || matches!(decision, GateDecision::Refuse { .. });
+    report.gate = GateReport {
+        decision: if refused { "refuse" } else { decision.name() }.into(),
+        reasons,
+    };
+    report.canonical_after = canonical.as_ref().map(CanonicalSummary::from);
+    report.exit_code = if report.green { EXIT_GREEN } else { EXIT_RED };
+
+    match (&decision, refused) {
+        (GateDecision::Promote { version, commit }, false) => {
+            tracing::info!(recipe = %name, version = %version, "The gate allows the promotion; running the promote step.");
+            if let Err(e) = runner.promote(ctx) {
+                report.gate = GateReport {
+                    decision: "refuse".into(),
+                    reasons: vec![format!("the promote step failed: {e}")],
+                };
+                report.error = Some(format!("the promote step failed: {e}"));
+                report.exit_code = EXIT_RED;
+                state
+                    .append_history(&history_entry(settings, report, "refuse"))
+                    .map_err(state_err)?;
+                return Ok(());
+            }
+            let record = CanonicalRecord {
+                recipe: recipe.name.clone(),
+                version: version.clone(),
+                commit: commit.clone(),
+                promoted_at: state::now(),
+                build: Some(
+                    settings
+                        .build_link
+                        .clone()
+                        .unwrap_or_else(|| settings.build.clone()),
+                ),
+                pinned: None,
+            };
+            state.write_canonical(&lock, &record).map_err(state_err)?;
+            report.promoted = true;
+            report.canonical_after = Some(CanonicalSummary::from(&record));
+            state
+                .append_history(&history_entry(settings, report, "promote"))
+                .map_err(state_err)?;
+            println!("canon: PROMOTED {name} to {version} (commit {commit})");
+        }
+        (GateDecision::NotNeeded { version }, false) => {
+            state
+                .append_history(&history_entry(settings, report, "not-needed"))
+                .map_err(state_err)?;
+            println!("canon: nothing to promote: {version} is already the canonical of {name} at this commit");
+        }
+        _ => {
+            state
+                .append_history(&history_entry(settings, report, "refuse"))
+                .map_err(state_err)?;
+            if report.green {
+                tracing::warn!(recipe = %name, reasons = ?report.gate.reasons, "The run is green but the gate refused the promotion.");
+            }
+        }
+    }
+    drop(lock);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        let env =
+            Environment::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+                .unwrap();
+        Settings::parse(&env, None, None, Path::new("/w")).unwrap()
+    }
+
+    #[test]
+    fn a_cron_build_becomes_the_sweep_command_line() {
+        let s = settings(&[
+            ("DRONE_BUILD_EVENT", "cron"),
+            ("PLUGIN_CONFIG", "enrollment.yml"),
+            ("PLUGIN_STATE_DIR", "/var/lib/canon"),
+            ("PLUGIN_JOBS", "3"),
+            ("PLUGIN_INLINE", "true"),
+        ]);
+        assert_eq!(
+            sweep_argv(&s),
+            [
+                "sweep",
+                "--config",
+                "enrollment.yml",
+                "--state-dir",
+                "/var/lib/canon",
+                "--jobs",
+                "3",
+                "--inline"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_command_runner_is_built_and_the_harness_env_marks_quick_runs() {
+        let mut s = settings(&[
+            ("PLUGIN_MODE", "tag"),
+            ("PLUGIN_CONFIG", "e"),
+            ("PLUGIN_RECIPE", "a"),
+            ("PLUGIN_TAG", "1.0.0+1"),
+            ("PLUGIN_COMMAND", "true"),
+        ]);
+        assert_eq!(make_runner(&s).unwrap().name(), "command");
+        s.quick = true;
+        let env = harness_env(
+            &RunSettings {
+                recipe: test_recipe(),
+                tested: TestedRef::Tag("1.0.0+1".into()),
+                claimed_commits: vec![],
+                quick: true,
+                state_dir: PathBuf::from("/s"),
+                work_dir: PathBuf::from("/w"),
+                keep_work_dir: false,
+                lock_wait: LockWait::Fail,
+                upstream: GitRemote::local("/u"),
+                mirror: GitRemote::local("/m"),
+                env: BTreeMap::from([("EXTRA".to_string(), "x".to_string())]),
+                build: "9".into(),
+                build_link: None,
+                trigger: "cli".into(),
+                report: None,
+            },
+            "abc",
+            Path::new("/w/checkout"),
+            None,
+            None,
+        );
+        assert_eq!(env["CANON_COLD"], "0");
+        assert_eq!(env["CANON_QUICK"], "1");
+        assert_eq!(env["CANON_TAG"], "1.0.0+1");
+        assert_eq!(env["EXTRA"], "x");
+        assert!(!env.contains_key("CANON_UPGRADE_BASE"));
+    }
+
+    fn test_recipe() -> Recipe {
+        let loc = |u: &str| canon_shared::recipe::RepoLocation {
+            url: u.into(),
+            full_name: None,
+            forge: None,
+        };
+        Recipe {
+            name: canon_shared::recipe::RecipeName::parse("app").unwrap(),
+            upstream: loc("/u"),
+            mirror: loc("/m"),
+            branch: "main".into(),
+            required_stages: None,
+            test_command: None,
+            deploy_timeout_secs: None,
+            health_path: None,
+        }
+    }
 }

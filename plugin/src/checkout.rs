@@ -1,0 +1,273 @@
+//! Fresh per-run checkouts of a recipe's mirror (git2).
+//!
+//! Every run gets its own clone in its own folder, made from nothing: a shared recipe checkout
+//! races between concurrent runs (abra's `app new` moves it to the tag under another run's feet),
+//! and a reused tree can carry files from an earlier run. The checkout is detached at the exact
+//! commit under test and checked out with `force`, so the tree is that commit and nothing else.
+//!
+//! The commit under test is decided before the checkout, from upstream (see `run`); the checkout
+//! then proves the mirror agrees: a mirror whose tag points elsewhere is out of sync, and testing
+//! it would test something other than the release.
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+
+use canon_shared::mirror::GitRemote;
+use canon_shared::secret::Secret;
+use git2::{
+    build::CheckoutBuilder, AutotagOption, Cred, CredentialType, FetchOptions, Oid,
+    RemoteCallbacks, Repository,
+};
+
+/// Why a checkout could not be made. URLs are shown without credentials and messages have the
+/// token removed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    #[error("checkout {path}: {action}: {message}")]
+    Local {
+        path: PathBuf,
+        action: &'static str,
+        message: String,
+    },
+    #[error("mirror {url}: fetch failed: {message}")]
+    Fetch { url: String, message: String },
+    #[error("mirror {url} has no tag {tag}; sync the mirror first (`canon-plugin mirror-sync`)")]
+    MissingTag { url: String, tag: String },
+    #[error("mirror {url} has no ref {reference}")]
+    MissingRef { url: String, reference: String },
+    #[error("mirror {url}: tag {tag} points at {mirror_commit}, but upstream's tag points at {upstream_commit}; the mirror is out of sync, so nothing is tested (run `canon-plugin mirror-sync`)")]
+    MirrorDiffers {
+        url: String,
+        tag: String,
+        mirror_commit: String,
+        upstream_commit: String,
+    },
+    #[error("mirror {url} does not hold commit {commit}{hint}")]
+    MissingCommit {
+        url: String,
+        commit: String,
+        hint: String,
+    },
+}
+
+/// What to check out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Want {
+    /// A tag, which must peel to `commit` in the mirror.
+    Tag {
+        /// The tag name.
+        tag: String,
+        /// The commit upstream's tag peels to.
+        commit: String,
+    },
+    /// A branch or ref; `commit` (when given) must be in what the ref brings, else the ref's head.
+    Ref {
+        /// `main` or `refs/...`.
+        reference: String,
+        /// A specific commit to test.
+        commit: Option<String>,
+    },
+    /// A commit reachable from the mirror's tags (the canonical, as the upgrade base).
+    Commit {
+        /// The commit.
+        commit: String,
+        /// A tag that is expected to lead to it (fetched first, to keep the fetch small).
+        tag: Option<String>,
+    },
+}
+
+/// A checkout that was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkout {
+    /// The folder.
+    pub path: PathBuf,
+    /// The commit checked out (full hex).
+    pub commit: String,
+}
+
+/// Returns the full ref name for a `--ref` value: `main` is `refs/heads/main`.
+pub fn full_ref(reference: &str) -> String {
+    if reference.starts_with("refs/") {
+        reference.to_string()
+    } else {
+        format!("refs/heads/{reference}")
+    }
+}
+
+/// Makes a fresh clone of `mirror` in `dest` (which must not exist or be empty) and checks out
+/// what `want` names, detached.
+pub fn fresh_checkout(
+    mirror: &GitRemote,
+    want: &Want,
+    dest: &Path,
+) -> Result<Checkout, CheckoutError> {
+    let local = |action: &'static str| {
+        let path = dest.to_path_buf();
+        move |e: git2::Error| CheckoutError::Local {
+            path,
+            action,
+            message: e.message().to_string(),
+        }
+    };
+    let repo = Repository::init(dest).map_err(local("init a repository"))?;
+    let url = mirror.display_url();
+    let commit = match want {
+        Want::Tag { tag, commit } => {
+            let local_ref = format!("refs/tags/{tag}");
+            fetch(&repo, mirror, &[format!("+{local_ref}:{local_ref}")])?;
+            let found = repo
+                .find_reference(&local_ref)
+                .and_then(|r| r.peel_to_commit())
+                .map_err(|_| CheckoutError::MissingTag {
+                    url: url.clone(),
+                    tag: tag.clone(),
+                })?
+                .id()
+                .to_string();
+            if !found.eq_ignore_ascii_case(commit) {
+                return Err(CheckoutError::MirrorDiffers {
+                    url,
+                    tag: tag.clone(),
+                    mirror_commit: found,
+                    upstream_commit: commit.clone(),
+                });
+            }
+            found
+        }
+        Want::Ref { reference, commit } => {
+            let full = full_ref(reference);
+            fetch(&repo, mirror, &[format!("+{full}:refs/canon/tested")])?;
+            let head = repo
+                .find_reference("refs/canon/tested")
+                .and_then(|r| r.peel_to_commit())
+                .map_err(|_| CheckoutError::MissingRef {
+                    url: url.clone(),
+                    reference: full.clone(),
+                })?
+                .id()
+                .to_string();
+            match commit {
+                None => head,
+                Some(c) => {
+                    find_commit(&repo, c).ok_or_else(|| CheckoutError::MissingCommit {
+                        url: url.clone(),
+                        commit: c.clone(),
+                        hint: format!(" in {full} (head {head})"),
+                    })?;
+                    c.to_ascii_lowercase()
+                }
+            }
+        }
+        Want::Commit { commit, tag } => {
+            if let Some(tag) = tag {
+                let local_ref = format!("refs/tags/{tag}");
+                // The tag may be gone or moved; the full tag fetch below is the fallback.
+                let _ = fetch(&repo, mirror, &[format!("+{local_ref}:{local_ref}")]);
+            }
+            if find_commit(&repo, commit).is_none() {
+                fetch(&repo, mirror, &["+refs/tags/*:refs/tags/*".to_string()])?;
+            }
+            find_commit(&repo, commit).ok_or_else(|| CheckoutError::MissingCommit {
+                url: url.clone(),
+                commit: commit.clone(),
+                hint: " (not reachable from any of its tags)".into(),
+            })?;
+            commit.to_ascii_lowercase()
+        }
+    };
+    let oid = Oid::from_str(&commit).map_err(local("parse the commit"))?;
+    let object = repo
+        .find_object(oid, None)
+        .map_err(local("find the commit"))?;
+    repo.checkout_tree(&object, Some(CheckoutBuilder::new().force()))
+        .map_err(local("check out the tree"))?;
+    repo.set_head_detached(oid)
+        .map_err(local("detach HEAD at the commit"))?;
+    Ok(Checkout {
+        path: dest.to_path_buf(),
+        commit,
+    })
+}
+
+fn find_commit(repo: &Repository, commit: &str) -> Option<Oid> {
+    let oid = Oid::from_str(commit).ok()?;
+    repo.find_commit(oid).ok().map(|c| c.id())
+}
+
+/// Fetches `refspecs` from `remote` into `repo`, with the remote's token or SSH key.
+fn fetch(repo: &Repository, remote: &GitRemote, refspecs: &[String]) -> Result<(), CheckoutError> {
+    let url = remote.display_url();
+    let token = remote.token.clone().filter(|t| !t.is_empty());
+    let scrub = |m: &str| match &token {
+        Some(t) => t.redact(m).replace(&remote.url, &url),
+        None => m.replace(&remote.url, &url),
+    };
+    let tried = Cell::new(false);
+    let mut cb = RemoteCallbacks::new();
+    cb.credentials(|_u, user_from_url, allowed| {
+        credentials(
+            &tried,
+            token.as_ref(),
+            remote.ssh_key.as_deref(),
+            user_from_url,
+            allowed,
+        )
+    });
+    let mut fo = FetchOptions::new();
+    fo.remote_callbacks(cb)
+        .download_tags(AutotagOption::None)
+        .update_fetchhead(false);
+    let mut git_remote = repo
+        .remote_anonymous(&url)
+        .map_err(|e| CheckoutError::Fetch {
+            url: url.clone(),
+            message: scrub(e.message()),
+        })?;
+    tracing::debug!(url = %url, refspecs = ?refspecs, "Fetching from the mirror.");
+    git_remote
+        .fetch(refspecs, Some(&mut fo), None)
+        .map_err(|e| CheckoutError::Fetch {
+            url: url.clone(),
+            message: scrub(e.message()),
+        })
+}
+
+/// Offers each credential once: the SSH key (or the agent), then the token as the basic-auth
+/// password. A second request means the server refused it.
+fn credentials(
+    tried: &Cell<bool>,
+    token: Option<&Secret>,
+    ssh_key: Option<&Path>,
+    user_from_url: Option<&str>,
+    allowed: CredentialType,
+) -> Result<Cred, git2::Error> {
+    if tried.replace(true) {
+        return Err(git2::Error::from_str("the mirror refused the credentials"));
+    }
+    if allowed.contains(CredentialType::SSH_KEY) {
+        let user = user_from_url.unwrap_or("git");
+        return match ssh_key {
+            Some(key) => Cred::ssh_key(user, None, key, None),
+            None => Cred::ssh_key_from_agent(user),
+        };
+    }
+    if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+        if let Some(t) = token {
+            return Cred::userpass_plaintext(user_from_url.unwrap_or("x-access-token"), t.expose());
+        }
+    }
+    Err(git2::Error::from_str(
+        "the mirror asks for credentials and none were given (set mirror_token or ssh_key)",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ref_names_expand_like_drone_does() {
+        assert_eq!(full_ref("main"), "refs/heads/main");
+        assert_eq!(full_ref("refs/pull/4/head"), "refs/pull/4/head");
+    }
+}

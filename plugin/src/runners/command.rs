@@ -1,0 +1,323 @@
+//! The `command` runner: an external harness runs the stage ladder and writes a results file.
+//!
+//! The harness runs as `sh -c <command>` in the run's checkout, with the run's `CANON_*`
+//! variables and `CANON_RESULTS`, the path where it must write
+//! `{"stages": [{"name": "install", "status": "passed", "reason": null, "seconds": 41.2}, ...]}`
+//! (JSON Schema: `plugin/schema/results.schema.json`). Its output streams to the step log, line by
+//! line, prefixed with `| `.
+//!
+//! The harness reports stages; it never gives the verdict. A non-zero exit, a missing or invalid
+//! results file, an unknown stage or status, or a stage listed twice makes the run red, whatever
+//! the stages say.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use canon_shared::gate::StageResult;
+use serde::Deserialize;
+
+use super::{RunContext, Runner, RunnerError};
+
+/// The file name of the results file inside the run folder.
+pub const RESULTS_FILE: &str = "results.json";
+
+/// The `command` runner.
+#[derive(Debug, Clone)]
+pub struct CommandRunner {
+    /// The harness command (shell text).
+    pub command: String,
+    /// Run after the gate allowed a promotion; `None` means the promote step does nothing.
+    pub promote_command: Option<String>,
+    /// How long each command may run.
+    pub timeout: Duration,
+    /// Variables removed from the inherited environment (the plugin's secret settings).
+    pub remove_env: Vec<String>,
+}
+
+/// The results file's shape.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResultsFile {
+    stages: Vec<StageResult>,
+}
+
+/// Builds the child process for `script`: `sh -c <script>` in `cwd`, with `env` added and
+/// `remove` taken out of the inherited environment, both pipes captured, in its own process group
+/// (so a timeout kills everything the script started).
+pub fn shell_command(
+    script: &str,
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+    remove: &[String],
+) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(script).current_dir(cwd);
+    for name in remove {
+        cmd.env_remove(name);
+    }
+    cmd.envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    cmd
+}
+
+/// Reads and checks a results file: the shape, no stage twice.
+pub fn read_results(path: &Path) -> Result<Vec<StageResult>, RunnerError> {
+    let fail = |message: String| RunnerError::Results {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(fail(
+                "the harness did not write it (missing results make the run red)".into(),
+            ))
+        }
+        Err(e) => return Err(fail(format!("cannot read it: {e}"))),
+    };
+    let file: ResultsFile = serde_json::from_slice(&bytes).map_err(|e| {
+        fail(format!(
+            "not a valid results file: {e} (stages are install, upgrade, backup, restore, custom; statuses passed, failed, skipped)"
+        ))
+    })?;
+    let mut seen = Vec::new();
+    for s in &file.stages {
+        if seen.contains(&s.name) {
+            return Err(fail(format!("stage {} is listed twice", s.name)));
+        }
+        if !(s.seconds.is_finite() && s.seconds >= 0.0) {
+            return Err(fail(format!(
+                "stage {} has an invalid duration {}",
+                s.name, s.seconds
+            )));
+        }
+        seen.push(s.name);
+    }
+    Ok(file.stages)
+}
+
+impl CommandRunner {
+    /// Runs `script` to completion or until the timeout, streaming its output to the log.
+    fn exec(
+        &self,
+        what: &str,
+        script: &str,
+        cwd: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> Result<ExitStatus, RunnerError> {
+        tracing::info!(cwd = %cwd.display(), "+ sh -c {script}");
+        let mut child = shell_command(script, cwd, env, &self.remove_env)
+            .spawn()
+            .map_err(|source| RunnerError::Spawn {
+                program: "sh".into(),
+                source,
+            })?;
+        let pumps = [
+            child.stdout.take().map(|o| pump(o, std::io::stdout)),
+            child.stderr.take().map(|e| pump(e, std::io::stderr)),
+        ];
+        let result = wait_until(&mut child, self.timeout);
+        // Whatever the script left running in its group goes too: the run is over.
+        kill_group(&child);
+        for p in pumps.into_iter().flatten() {
+            let _ = p.join();
+        }
+        match result {
+            Ok(status) => Ok(status),
+            Err(()) => Err(RunnerError::Timeout {
+                what: format!("{what} `{script}`"),
+                seconds: self.timeout.as_secs(),
+            }),
+        }
+    }
+}
+
+impl Runner for CommandRunner {
+    fn name(&self) -> &'static str {
+        "command"
+    }
+
+    fn run(&self, ctx: &RunContext) -> Result<Vec<StageResult>, RunnerError> {
+        let results = ctx.run_dir.join(RESULTS_FILE);
+        if let Err(e) = std::fs::remove_file(&results) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(RunnerError::Results {
+                    path: results,
+                    message: format!("cannot clear an old results file: {e}"),
+                });
+            }
+        }
+        let mut env = ctx.env.clone();
+        env.insert("CANON_RESULTS".into(), path_text(&results));
+        let status = self.exec("the harness", &self.command, &ctx.checkout, &env)?;
+        let stages = read_results(&results);
+        if !status.success() {
+            let error = RunnerError::Exit {
+                command: self.command.clone(),
+                status: status.to_string(),
+            };
+            return Err(match stages {
+                Ok(stages) => RunnerError::WithStages {
+                    stages,
+                    error: Box::new(error),
+                },
+                Err(_) => error,
+            });
+        }
+        stages
+    }
+
+    fn promote(&self, ctx: &RunContext) -> Result<(), RunnerError> {
+        let Some(script) = &self.promote_command else {
+            return Ok(());
+        };
+        let mut env = ctx.env.clone();
+        env.insert("CANON_PROMOTE".into(), "1".into());
+        let status = self.exec("the promote command", script, &ctx.checkout, &env)?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(RunnerError::Exit {
+                command: script.clone(),
+                status: status.to_string(),
+            })
+        }
+    }
+}
+
+/// Returns a path as text for an environment variable.
+fn path_text(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Copies a child's pipe to our own stream, line by line with a `| ` prefix, until it closes.
+fn pump<R, W, F>(from: R, to: F) -> JoinHandle<()>
+where
+    R: Read + Send + 'static,
+    W: Write,
+    F: Fn() -> W + Send + 'static,
+{
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(from);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line);
+                    let mut out = to();
+                    let _ = writeln!(out, "| {}", text.trim_end_matches(['\n', '\r']));
+                }
+            }
+        }
+    })
+}
+
+/// Waits for `child` until `timeout`; on timeout kills its process group and returns `Err`.
+fn wait_until(child: &mut Child, timeout: Duration) -> Result<ExitStatus, ()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) if Instant::now() >= deadline => {
+                kill_group(child);
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(());
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            // try_wait only fails when the child was already reaped; treat it as gone.
+            Err(_) => return Err(()),
+        }
+    }
+}
+
+/// Sends SIGKILL to the child's process group (its id, since it was started as group leader).
+fn kill_group(child: &Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use canon_shared::gate::StageStatus;
+    use canon_shared::recipe::Stage;
+
+    #[test]
+    fn the_shell_command_is_built_as_data() {
+        let env = BTreeMap::from([("CANON_TAG".to_string(), "1.0.0+1".to_string())]);
+        let cmd = shell_command(
+            "./harness.sh --all",
+            Path::new("/w/checkout"),
+            &env,
+            &["PLUGIN_UPSTREAM_TOKEN".to_string()],
+        );
+        assert_eq!(cmd.get_program(), "sh");
+        let args: Vec<_> = cmd.get_args().collect();
+        assert_eq!(args, ["-c", "./harness.sh --all"]);
+        assert_eq!(cmd.get_current_dir(), Some(Path::new("/w/checkout")));
+        let envs: Vec<_> = cmd.get_envs().collect();
+        assert!(envs.contains(&("PLUGIN_UPSTREAM_TOKEN".as_ref(), None)));
+        assert!(envs.contains(&("CANON_TAG".as_ref(), Some("1.0.0+1".as_ref()))));
+    }
+
+    fn results(text: &str) -> Result<Vec<StageResult>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        std::fs::write(&path, text).unwrap();
+        read_results(&path).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn results_files_are_read_strictly() {
+        let ok = results(
+            r#"{"stages":[{"name":"install","status":"passed","reason":null,"seconds":41.2},{"name":"upgrade","status":"skipped","reason":"no canonical"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(ok[0].name, Stage::Install);
+        assert_eq!(ok[1].status, StageStatus::Skipped);
+        assert_eq!(ok[1].seconds, 0.0);
+        for (text, want) in [
+            (
+                r#"{"stages":[{"name":"deploy","status":"passed"}]}"#,
+                "unknown variant `deploy`",
+            ),
+            (
+                r#"{"stages":[{"name":"install","status":"ok"}]}"#,
+                "unknown variant `ok`",
+            ),
+            (r#"{"stage":[]}"#, "unknown field `stage`"),
+            ("not json", "not a valid results file"),
+            (
+                r#"{"stages":[{"name":"install","status":"passed"},{"name":"install","status":"failed"}]}"#,
+                "listed twice",
+            ),
+            (
+                r#"{"stages":[{"name":"install","status":"passed","seconds":-1}]}"#,
+                "invalid duration",
+            ),
+            (
+                r#"{"stages":[{"name":"install","status":"passed","extra":1}]}"#,
+                "unknown field `extra`",
+            ),
+        ] {
+            let err = results(text).unwrap_err();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        let err = read_results(Path::new("/nonexistent/results.json")).unwrap_err();
+        assert!(err.to_string().contains("did not write it"), "{err}");
+    }
+}

@@ -1,0 +1,661 @@
+//! Tag mode end to end: local upstream and mirror repos made with the git CLI, scripted harnesses
+//! writing the results file, the gate and the state dir; plus the real binary (exit codes,
+//! concurrent runs on one recipe) and the settings documentation kept in step with the code.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use canon_plugin::run::{self, RunError};
+use canon_plugin::settings::{ClaimedCommit, Environment, Settings, KNOWN_SETTINGS};
+use canon_shared::gate::TestedRef;
+use canon_shared::state::LockWait;
+use support::{Fixture, GREEN_RESULTS, RECORD};
+
+fn tag(t: &str) -> TestedRef {
+    TestedRef::Tag(t.into())
+}
+
+fn history_decisions(f: &Fixture) -> Vec<String> {
+    f.state_dir()
+        .read_history(&f.name())
+        .unwrap()
+        .into_iter()
+        .map(|h| h.decision)
+        .collect()
+}
+
+fn canonical(f: &Fixture) -> Option<(String, String)> {
+    f.state_dir()
+        .read_canonical(&f.name())
+        .unwrap()
+        .map(|c| (c.version.to_string(), c.commit))
+}
+
+/// Promotes `t` with a green harness; returns its commit.
+fn promote(f: &Fixture, t: &str) -> String {
+    let commit = f.peeled(t);
+    let out = run::run_tag_mode(&f.settings(tag(t)), &f.runner(&f.green_harness(), None)).unwrap();
+    assert!(out.promoted(), "{t} should promote: {:?}", out.report.gate);
+    commit
+}
+
+#[test]
+fn green_tags_are_promoted_at_their_exact_peeled_commit_annotated_or_not() {
+    let f = Fixture::new();
+    let first = f.release("1.0.0+1.0", true);
+    let tag_object = support::git(&f.upstream, &["rev-parse", "refs/tags/1.0.0+1.0"]);
+    assert_ne!(tag_object, first, "an annotated tag is its own object");
+
+    let out = run::run_tag_mode(
+        &f.settings(tag("1.0.0+1.0")),
+        &f.runner(&f.green_harness(), None),
+    )
+    .unwrap();
+    assert!(out.promoted());
+    assert_eq!(out.report.exit_code, 0);
+    assert!(out.report.green);
+    assert_eq!(out.report.gate.decision, "promote");
+    assert_eq!(canonical(&f), Some(("1.0.0+1.0".into(), first.clone())));
+    let runs = f.harness_runs();
+    assert_eq!(
+        runs,
+        [format!("1.0.0+1.0 {first} none 1 version=1.0.0+1.0")]
+    );
+
+    // The report file: documented fields, the canonical before and after, no secrets to leak.
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(f.dir.path().join("canon-report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["recipe"], "app");
+    assert_eq!(report["tag"], "1.0.0+1.0");
+    assert_eq!(report["ref"], serde_json::Value::Null);
+    assert_eq!(report["commit"], first.as_str());
+    assert_eq!(report["green"], true);
+    assert_eq!(report["gate"]["decision"], "promote");
+    assert_eq!(report["canonical_before"], serde_json::Value::Null);
+    assert_eq!(report["canonical_after"]["version"], "1.0.0+1.0");
+    assert_eq!(report["stages"][0]["name"], "install");
+
+    // A lightweight tag next, upgraded from the canonical.
+    let second = f.release("1.1.0+1.0", false);
+    let out = run::run_tag_mode(
+        &f.settings(tag("1.1.0+1.0")),
+        &f.runner(&f.green_harness(), None),
+    )
+    .unwrap();
+    assert!(out.promoted(), "{:?}", out.report.gate);
+    assert_eq!(canonical(&f), Some(("1.1.0+1.0".into(), second.clone())));
+    assert!(
+        f.harness_runs()[1].starts_with(&format!("1.1.0+1.0 {second} 1.0.0+1.0 1 ")),
+        "{:?}",
+        f.harness_runs()
+    );
+    assert_eq!(history_decisions(&f), ["promote", "promote"]);
+    assert!(f.leftover_runs().is_empty(), "per-run folders must go");
+}
+
+#[test]
+fn a_green_ref_run_is_never_promoted() {
+    let f = Fixture::new();
+    let head = f.peeled("main");
+    let out = run::run_tag_mode(
+        &f.settings(TestedRef::Ref("main".into())),
+        &f.runner(&f.green_harness(), None),
+    )
+    .unwrap();
+    assert!(out.report.green);
+    assert_eq!(out.report.exit_code, 0);
+    assert!(!out.promoted());
+    assert_eq!(out.report.gate.decision, "refuse");
+    assert!(
+        out.report
+            .gate
+            .reasons
+            .iter()
+            .any(|r| r.contains("ref main is not a tag")),
+        "{:?}",
+        out.report.gate.reasons
+    );
+    assert_eq!(out.report.commit.as_deref(), Some(head.as_str()));
+    assert_eq!(
+        f.harness_runs()[0],
+        format!("main {head} none 1 version=0.0.0+unreleased")
+    );
+    assert_eq!(canonical(&f), None);
+    assert_eq!(history_decisions(&f), ["refuse"]);
+}
+
+#[test]
+fn red_stages_missing_results_and_failing_harnesses_leave_the_canonical_unchanged() {
+    let f = Fixture::new();
+    f.release("1.0.0+1.0", true);
+    let first = promote(&f, "1.0.0+1.0");
+    f.release("1.1.0+1.0", true);
+    let cases = [
+        (
+            "red-stage",
+            r#"cat > "$CANON_RESULTS" <<EOF
+{"stages":[{"name":"install","status":"passed","seconds":1},{"name":"upgrade","status":"failed","reason":"migration 42 failed","seconds":2}]}
+EOF"#,
+            "stage upgrade failed: migration 42 failed",
+        ),
+        (
+            "no-results",
+            "echo 'forgot the results'",
+            "did not write it",
+        ),
+        (
+            "non-zero",
+            &format!("{GREEN_RESULTS}\nexit 3"),
+            "exited with exit status: 3",
+        ),
+        (
+            "bad-status",
+            r#"echo '{"stages":[{"name":"install","status":"ok"}]}' > "$CANON_RESULTS""#,
+            "unknown variant `ok`",
+        ),
+    ];
+    for (name, body, why) in cases {
+        let h = f.harness(name, body);
+        let out = run::run_tag_mode(&f.settings(tag("1.1.0+1.0")), &f.runner(&h, None)).unwrap();
+        assert!(!out.report.green, "{name}");
+        assert_eq!(out.report.exit_code, 1, "{name}");
+        assert!(!out.promoted(), "{name}");
+        assert_eq!(out.report.gate.decision, "refuse", "{name}");
+        assert!(
+            out.report.gate.reasons.iter().any(|r| r.contains(why)),
+            "{name}: {:?}",
+            out.report.gate.reasons
+        );
+        assert_eq!(
+            canonical(&f),
+            Some(("1.0.0+1.0".into(), first.clone())),
+            "{name}"
+        );
+    }
+    // The failing harness's stages are still in the report, but cannot make it green.
+    let h = f.harness("non-zero-2", &format!("{GREEN_RESULTS}\nexit 1"));
+    let out = run::run_tag_mode(&f.settings(tag("1.1.0+1.0")), &f.runner(&h, None)).unwrap();
+    assert_eq!(out.report.stages.len(), 3);
+    assert!(!out.report.green);
+    assert_eq!(
+        history_decisions(&f),
+        ["promote", "refuse", "refuse", "refuse", "refuse", "refuse"]
+    );
+}
+
+#[test]
+fn a_quick_run_is_never_promoted() {
+    let f = Fixture::new();
+    f.release("1.0.0+1.0", true);
+    let mut s = f.settings(tag("1.0.0+1.0"));
+    s.quick = true;
+    let out = run::run_tag_mode(&s, &f.runner(&f.green_harness(), None)).unwrap();
+    assert!(out.report.green);
+    assert_eq!(out.report.exit_code, 0);
+    assert!(!out.promoted());
+    assert!(out
+        .report
+        .gate
+        .reasons
+        .iter()
+        .any(|r| r.contains("--quick")));
+    assert!(
+        f.harness_runs()[0].contains(" none 0 "),
+        "CANON_COLD=0: {:?}",
+        f.harness_runs()
+    );
+    assert_eq!(canonical(&f), None);
+}
+
+#[test]
+fn a_commit_that_is_not_the_tags_is_refused_before_anything_runs() {
+    let f = Fixture::new();
+    let before_release = f.peeled("main");
+    f.release("1.0.0+1.0", true);
+    let mut s = f.settings(tag("1.0.0+1.0"));
+    s.claimed_commits = vec![ClaimedCommit {
+        source: "CANON_COMMIT",
+        commit: before_release.clone(),
+    }];
+    let err = run::run_tag_mode(&s, &f.runner(&f.green_harness(), None)).unwrap_err();
+    assert!(matches!(err, RunError::CommitMismatch { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("claims commit {before_release} (CANON_COMMIT)")),
+        "{text}"
+    );
+    assert!(f.harness_runs().is_empty(), "the harness must not run");
+    assert_eq!(canonical(&f), None);
+    assert_eq!(history_decisions(&f), ["refuse"]);
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(f.dir.path().join("canon-report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["exit_code"], 1);
+    assert!(report["error"].as_str().unwrap().contains("never tested"));
+}
+
+#[test]
+fn an_older_tag_than_the_canonical_is_refused_but_green_exits_zero() {
+    let f = Fixture::new();
+    f.release("1.0.0+1.0", true);
+    f.release("1.1.0+1.0", true);
+    let newer = promote(&f, "1.1.0+1.0");
+    let out = run::run_tag_mode(
+        &f.settings(tag("1.0.0+1.0")),
+        &f.runner(&f.green_harness(), None),
+    )
+    .unwrap();
+    assert!(out.report.green);
+    assert_eq!(out.report.exit_code, 0);
+    assert!(!out.promoted());
+    assert!(out
+        .report
+        .gate
+        .reasons
+        .iter()
+        .any(|r| r.contains("older than the canonical 1.1.0+1.0")));
+    assert!(out.report.summary().contains("GREEN BUT NOT PROMOTED"));
+    assert_eq!(canonical(&f), Some(("1.1.0+1.0".into(), newer)));
+}
+
+#[test]
+fn a_pinned_recipe_is_refused() {
+    let f = Fixture::new();
+    f.release("1.0.0+1.0", true);
+    let first = promote(&f, "1.0.0+1.0");
+    f.state_dir()
+        .pin(&f.name(), "manual migration", "ops", LockWait::Fail)
+        .unwrap();
+    f.release("1.1.0+1.0", true);
+    let out = run::run_tag_mode(
+        &f.settings(tag("1.1.0+1.0")),
+        &f.runner(&f.green_harness(), None),
+    )
+    .unwrap();
+    assert!(out.report.green);
+    assert!(!out.promoted());
+    assert!(out
+        .report
+        .gate
+        .reasons
+        .iter()
+        .any(|r| r.contains("pinned by ops: manual migration")));
+    assert_eq!(canonical(&f), Some(("1.0.0+1.0".into(), first)));
+}
+
+#[test]
+fn a_version_label_that_is_not_the_tag_makes_the_run_red_without_running() {
+    let f = Fixture::new();
+    f.release_labelled("1.0.0+1.0", "0.9.0+1.0", true);
+    let out = run::run_tag_mode(
+        &f.settings(tag("1.0.0+1.0")),
+        &f.runner(&f.green_harness(), None),
+    )
+    .unwrap();
+    assert!(!out.report.green);
+    assert_eq!(out.report.exit_code, 1);
+    assert!(
+        out.report.problems[0].contains(
+            "service `app` has coop-cloud.${STACK_NAME}.version=0.9.0+1.0 but the tag is 1.0.0+1.0"
+        ),
+        "{:?}",
+        out.report.problems
+    );
+    assert!(f.harness_runs().is_empty());
+    assert_eq!(canonical(&f), None);
+}
+
+#[test]
+fn a_mirror_that_lags_or_disagrees_with_upstream_is_refused() {
+    let f = Fixture::new();
+    // Tagged upstream, not yet in the mirror.
+    std::fs::write(f.work.join("compose.yml"), support::compose("1.0.0+1.0")).unwrap();
+    support::git(&f.work, &["commit", "-q", "-am", "release"]);
+    support::git(&f.work, &["tag", "-a", "1.0.0+1.0", "-m", "release"]);
+    support::git(
+        &f.work,
+        &["push", "-q", "origin", "main", "refs/tags/1.0.0+1.0"],
+    );
+    let err = run::run_tag_mode(
+        &f.settings(tag("1.0.0+1.0")),
+        &f.runner(&f.green_harness(), None),
+    )
+    .unwrap_err();
+    assert!(err.is_verification(), "{err}");
+    assert!(format!("{err:?}").contains("MissingTag"), "{err:?}");
+    // Synced, then the tag moves upstream only.
+    f.sync_mirror();
+    support::git(&f.work, &["commit", "-q", "--allow-empty", "-m", "moved"]);
+    support::git(&f.work, &["tag", "-f", "-a", "1.0.0+1.0", "-m", "moved"]);
+    support::git(
+        &f.work,
+        &["push", "-q", "-f", "origin", "main", "refs/tags/1.0.0+1.0"],
+    );
+    let err = run::run_tag_mode(
+        &f.settings(tag("1.0.0+1.0")),
+        &f.runner(&f.green_harness(), None),
+    )
+    .unwrap_err();
+    let chain = format!("{:?}", err);
+    assert!(chain.contains("MirrorDiffers"), "{chain}");
+    assert!(f.harness_runs().is_empty());
+    assert_eq!(canonical(&f), None);
+}
+
+#[test]
+fn a_failing_promote_command_keeps_the_canonical() {
+    let f = Fixture::new();
+    f.release("1.0.0+1.0", true);
+    let out = run::run_tag_mode(
+        &f.settings(tag("1.0.0+1.0")),
+        &f.runner(&f.green_harness(), Some("echo warm deploy failed; exit 4")),
+    )
+    .unwrap();
+    assert!(out.report.green);
+    assert!(!out.promoted());
+    assert_eq!(out.report.exit_code, 1);
+    assert!(out.report.gate.reasons[0].contains("the promote step failed"));
+    assert_eq!(canonical(&f), None);
+    assert_eq!(history_decisions(&f), ["refuse"]);
+}
+
+#[test]
+fn settings_from_a_drone_shaped_environment_run_tag_mode() {
+    let f = Fixture::new();
+    let commit = f.release("1.0.0+1.0", true);
+    let workspace = f.dir.path().join("drone-src");
+    std::fs::create_dir_all(&workspace).unwrap();
+    let env_json = format!(r#"["HARNESS_LOG={}","EXTRA=a,b"]"#, f.log.display());
+    let pairs = vec![
+        ("DRONE_BUILD_EVENT", "custom".to_string()),
+        ("DRONE_BUILD_NUMBER", "42".into()),
+        (
+            "DRONE_BUILD_LINK",
+            "https://drone.example.org/canon/canon/42".into(),
+        ),
+        ("DRONE_WORKSPACE", workspace.display().to_string()),
+        ("DRONE_COMMIT_SHA", "f".repeat(40)),
+        ("DRONE_REPO", "canon/canon".into()),
+        ("CANON_RECIPE", "app".into()),
+        ("CANON_TAG", "1.0.0+1.0".into()),
+        ("CANON_COMMIT", commit.clone()),
+        ("PLUGIN_CONFIG", f.enrollment.display().to_string()),
+        ("PLUGIN_STATE_DIR", f.state.display().to_string()),
+        ("PLUGIN_COMMAND", f.green_harness()),
+        ("PLUGIN_WORK_DIR", f.runs.display().to_string()),
+        ("PLUGIN_ENV", env_json),
+        ("PLUGIN_UPSTREAM_TOKEN", String::new()),
+        ("PLUGIN_MIRROR_TOKEN", String::new()),
+        ("PLUGIN_SSH_KEY", String::new()),
+        ("PLUGIN_TAG", String::new()),
+        ("PLUGIN_LOCK_WAIT", "5s".into()),
+    ];
+    let env = Environment::from_pairs(pairs).unwrap();
+    assert!(env.unknown.is_empty(), "{:?}", env.unknown);
+    let settings = Settings::parse(&env, None, None, Path::new("/nonexistent")).unwrap();
+    assert!(settings.upstream_token.is_none() && settings.ssh_key.is_none());
+    assert_eq!(settings.env["EXTRA"], "a,b");
+    let prepared = run::prepare(&settings).unwrap();
+    let out = run::run_tag_mode(&prepared.run, prepared.runner.as_ref()).unwrap();
+    assert!(out.promoted(), "{:?}", out.report);
+    let record = f.state_dir().read_canonical(&f.name()).unwrap().unwrap();
+    assert_eq!(record.commit, commit);
+    assert_eq!(
+        record.build.as_deref(),
+        Some("https://drone.example.org/canon/canon/42")
+    );
+    let history = f.state_dir().read_history(&f.name()).unwrap();
+    assert_eq!(history[0].trigger.as_deref(), Some("custom"));
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace.join("canon-report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["build"], "42");
+    assert_eq!(report["gate"]["decision"], "promote");
+}
+
+// ----- the real binary -----
+
+fn plugin(args: &[&str], env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_canon-plugin"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn the_binary_exits_2_listing_every_settings_problem() {
+    let out = plugin(
+        &[],
+        &[
+            ("DRONE_BUILD_EVENT", "custom".into()),
+            ("CANON_TAG", "1.0.0+1".into()),
+            ("PLUGIN_RUNNER", "kubernetes".into()),
+            ("PLUGIN_QUICK", "maybe".into()),
+            ("PLUGIN_TOKEN_TYPO", "x".into()),
+        ],
+    )
+    .output()
+    .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    for want in [
+        "`config`",
+        "`recipe`",
+        "`runner` must be",
+        "`quick` must be",
+        "PLUGIN_TOKEN_TYPO",
+    ] {
+        assert!(t.contains(want), "missing {want}: {t}");
+    }
+}
+
+fn concurrent_runs(lock_wait: &str) -> (Fixture, Vec<Output>) {
+    let f = Fixture::new();
+    f.release("1.0.0+1.0", true);
+    let barrier = f.dir.path().join("barrier");
+    std::fs::create_dir_all(&barrier).unwrap();
+    // Both harnesses wait for each other, so both runs reach the gate together.
+    // Upgrade passes even without a base, so the waiting run finds the same version and commit
+    // already promoted: `not-needed`.
+    let results = GREEN_RESULTS.replace(
+        r#"up='"skipped","reason":"no canonical yet"'"#,
+        r#"up='"passed","reason":null'"#,
+    );
+    assert_ne!(results, GREEN_RESULTS);
+    let harness = f.harness(
+        "barrier",
+        &format!(
+            "touch \"$BARRIER/$CANON_BUILD\"\ni=0\nwhile [ \"$(ls \"$BARRIER\" | wc -l)\" -lt 2 ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n{RECORD}\n{results}"
+        ),
+    );
+    let env_setting = format!(
+        "BARRIER={},HARNESS_LOG={}",
+        barrier.display(),
+        f.log.display()
+    );
+    let children: Vec<_> = (1..=2)
+        .map(|n| {
+            let report = f.dir.path().join(format!("report-{n}.json"));
+            plugin(
+                &[
+                    "run",
+                    "--config",
+                    f.enrollment.to_str().unwrap(),
+                    "--state-dir",
+                    f.state.to_str().unwrap(),
+                    "--recipe",
+                    "app",
+                    "--tag",
+                    "1.0.0+1.0",
+                    "--command",
+                    &harness,
+                    "--promote-command",
+                    "sleep 3",
+                    "--env",
+                    &env_setting,
+                    "--lock-wait",
+                    lock_wait,
+                    "--work-dir",
+                    f.runs.to_str().unwrap(),
+                    "--report",
+                    report.to_str().unwrap(),
+                ],
+                &[("DRONE_BUILD_NUMBER", n.to_string())],
+            )
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let outputs = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    (f, outputs)
+}
+
+#[test]
+fn two_concurrent_runs_one_promotes_and_the_other_fails_clearly_without_waiting() {
+    let (f, outputs) = concurrent_runs("0s");
+    let codes: Vec<_> = outputs.iter().map(|o| o.status.code()).collect();
+    let winner = outputs.iter().find(|o| o.status.code() == Some(0));
+    let loser = outputs.iter().find(|o| o.status.code() == Some(1));
+    let (winner, loser) = match (winner, loser) {
+        (Some(w), Some(l)) => (w, l),
+        _ => panic!(
+            "want one 0 and one 1, got {codes:?}:\n{}\n---\n{}",
+            text(&outputs[0]),
+            text(&outputs[1])
+        ),
+    };
+    assert!(
+        text(winner).contains("PROMOTED app to 1.0.0+1.0"),
+        "{}",
+        text(winner)
+    );
+    assert!(
+        text(loser).contains("recipe `app` is locked by another run"),
+        "{}",
+        text(loser)
+    );
+    assert_eq!(history_decisions(&f), ["promote"]);
+    assert_eq!(f.harness_runs().len(), 2);
+    assert_eq!(canonical(&f).unwrap().0, "1.0.0+1.0");
+}
+
+#[test]
+fn two_concurrent_runs_one_promotes_and_the_other_waits_then_finds_nothing_to_do() {
+    let (f, outputs) = concurrent_runs("30s");
+    for o in &outputs {
+        assert_eq!(o.status.code(), Some(0), "{}", text(o));
+    }
+    let mut decisions = history_decisions(&f);
+    decisions.sort();
+    assert_eq!(decisions, ["not-needed", "promote"]);
+    assert_eq!(canonical(&f).unwrap().0, "1.0.0+1.0");
+}
+
+// ----- documentation kept in step with the code -----
+
+#[test]
+fn the_readme_settings_table_is_the_known_settings() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let table = canon_plugin::settings::settings_table_markdown();
+    assert!(
+        readme.contains(&table),
+        "README.md must contain the settings table exactly as rendered:\n{table}"
+    );
+}
+
+#[test]
+fn the_plugin_card_lists_every_setting_with_its_type_and_secrecy() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("card.yaml");
+    let card: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for key in [
+        "title",
+        "author",
+        "repo",
+        "description",
+        "example",
+        "license",
+    ] {
+        assert!(card.get(key).is_some(), "card misses {key}");
+    }
+    let props = card["properties"].as_mapping().unwrap();
+    assert_eq!(props.len(), KNOWN_SETTINGS.len());
+    for s in KNOWN_SETTINGS {
+        let p = &card["properties"][s.name];
+        assert!(p.is_mapping(), "card misses property {}", s.name);
+        let want_type = match s.kind.as_str() {
+            "duration" => "string",
+            other => other,
+        };
+        assert_eq!(p["type"].as_str(), Some(want_type), "{}", s.name);
+        assert_eq!(p["secret"].as_bool(), Some(s.secret), "{}", s.name);
+        assert!(p.get("defaultValue").is_some() && p.get("description").is_some());
+        assert!(p["required"].is_bool());
+        let keys: Vec<_> = p
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .filter_map(|k| k.as_str())
+            .collect();
+        for k in &keys {
+            assert!(
+                ["type", "defaultValue", "description", "secret", "required"].contains(k),
+                "{}: {k} is not allowed by the index schema",
+                s.name
+            );
+        }
+    }
+}
+
+#[test]
+fn the_results_schema_names_exactly_the_stages_and_statuses_canon_reads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/results.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let stage = &schema["$defs"]["stage"]["properties"];
+    let names: Vec<_> = stage["name"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let want: Vec<_> = canon_shared::recipe::Stage::ALL
+        .iter()
+        .map(|s| s.as_str().to_string())
+        .collect();
+    assert_eq!(names, want);
+    assert_eq!(
+        stage["status"]["enum"],
+        serde_json::json!(["passed", "failed", "skipped"])
+    );
+    assert_eq!(schema["additionalProperties"], false);
+    assert_eq!(schema["$defs"]["stage"]["additionalProperties"], false);
+}
