@@ -3,7 +3,7 @@
 # Used by scripts/test.sh and scripts/demo.sh; safe to run again.
 set -euo pipefail
 
-packages=(git pkg-config libssl-dev ca-certificates nix-bin "$@")
+packages=(git pkg-config libssl-dev ca-certificates nix-bin chromium "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -98,7 +98,12 @@ where
                 ForgeKind::Gitea
             }
         }
-        _ => return Err(warp::reject::not_found()),
+        _ => {
+            return Ok(reply_json(
+                StatusCode::NOT_FOUND,
+                &json!({ "error": "not found: use /hooks/gitea or /hooks/github" }),
+            ))
+        }
     };
     let delivery = delivery_id(&headers);
     let reject = |status: StatusCode, outcome: &str, reason: &str| {

@@ -1,0 +1,726 @@
+//! canon-listener end to end, in process: recorded payloads replayed signed, every rejection
+//! path, dedupe, moved tags, the worker against real git repos and a loopback Drone stand-in
+//! that fails and recovers, the API, metrics and the status page in a real headless browser.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use canon_listener::app;
+use support::*;
+
+struct App {
+    base: String,
+    running: app::Running,
+    client: reqwest::Client,
+    _tmp: tempfile::TempDir,
+    root: std::path::PathBuf,
+}
+
+async fn spawn_app(
+    local: &[(&str, &[&str])],
+    forge: &[(&str, &str)],
+    drone: &str,
+) -> (App, Vec<Repos>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let made: Vec<Repos> = local
+        .iter()
+        .map(|(n, tags)| repos(&root, n, tags))
+        .collect();
+    let pairs: Vec<(&str, &Repos)> = local.iter().zip(&made).map(|((n, _), r)| (*n, r)).collect();
+    let enrollment = enrollment(&root, &pairs, forge);
+    let s = settings(env(&root.join("state"), &enrollment, drone));
+    let running = app::start(&s, Duration::from_secs(5))
+        .await
+        .expect("the listener starts");
+    let base = format!("http://{}", running.addr);
+    (
+        App {
+            base,
+            running,
+            client: reqwest::Client::new(),
+            _tmp: tmp,
+            root,
+        },
+        made,
+    )
+}
+
+async fn get_json(app: &App, path: &str) -> serde_json::Value {
+    app.client
+        .get(format!("{}{path}", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+#[tokio::test]
+async fn every_recorded_payload_replays_signed_with_the_expected_outcome() {
+    let (drone, drone_url) = FakeDrone::start().await;
+    let (app, _) = spawn_app(
+        &[],
+        &[
+            ("hello", "gogits/hello-world"),
+            ("recipe", "upstream/recipe"),
+        ],
+        &drone_url,
+    )
+    .await;
+    // (file, event header, status, outcome or error fragment)
+    let table = [
+        (
+            "create-tag.go-scm-fixture.json",
+            "create",
+            200,
+            "not a release tag",
+        ),
+        (
+            "create-tag.woodpecker-gitea-fixture.json",
+            "create",
+            200,
+            "not enrolled",
+        ),
+        ("delete-tag.go-scm-fixture.json", "delete", 202, "deleted"),
+        (
+            "pull_request-closed.woodpecker-gitea-fixture.json",
+            "pull_request",
+            200,
+            "not a tag event",
+        ),
+        (
+            "pull_request-merged.woodpecker-gitea-fixture.json",
+            "pull_request",
+            200,
+            "not a tag event",
+        ),
+        (
+            "push-branch.woodpecker-gitea-fixture.json",
+            "push",
+            200,
+            "branch",
+        ),
+        (
+            "push-newbranch.codeberg.woodpecker-gitea-fixture.json",
+            "push",
+            200,
+            "branch",
+        ),
+        (
+            "release-published.woodpecker-gitea-fixture.json",
+            "release",
+            200,
+            "not enrolled",
+        ),
+        (
+            "synthetic-push-tag.gitea.json",
+            "push",
+            200,
+            "not a release tag",
+        ),
+        (
+            "api-git-refs-tag.go-scm-fixture.json",
+            "push",
+            400,
+            "malformed push payload",
+        ),
+    ];
+    let files: Vec<_> = std::fs::read_dir(format!("{}/tests/data", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        files.len(),
+        table.len(),
+        "every fixture has a row: {files:?}"
+    );
+    for (file, event, status, want) in table {
+        let body = fixture(file);
+        let (got, v) = deliver(&app.client, &app.base, event, &body).await;
+        assert_eq!(got, status, "{file}: {v}");
+        assert!(v.to_string().contains(want), "{file}: {v}");
+    }
+
+    // The synthetic annotated-tag push, with a release tag: one job; the create and release of
+    // the same tag and a replay of the same bytes all land on it.
+    let text = String::from_utf8(fixture("synthetic-push-tag.gitea.json")).unwrap();
+    let push = text.replace("v1.2.0", "1.2.0+1.0");
+    let (s, v) = deliver(&app.client, &app.base, "push", push.as_bytes()).await;
+    assert_eq!((s, v["outcome"].as_str()), (202, Some("accepted")), "{v}");
+    let job = v["job"].as_i64().unwrap();
+    let url = "https://git.example.org/upstream/recipe.git";
+    let sha = "7c3a3b1e0f2d4c5b6a79881726354433221100ff";
+    for (event, body) in [
+        ("push", push.clone().into_bytes()),
+        (
+            "create",
+            create_tag(url, "upstream/recipe", "1.2.0+1.0", sha),
+        ),
+        ("release", release(url, "upstream/recipe", "1.2.0+1.0")),
+    ] {
+        let (s, v) = deliver(&app.client, &app.base, event, &body).await;
+        assert_eq!(
+            (s, v["outcome"].as_str(), v["job"].as_i64()),
+            (202, Some("duplicate"), Some(job)),
+            "{event}: {v}"
+        );
+    }
+    let jobs = get_json(&app, "/api/jobs").await;
+    let jobs = jobs.as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["recipe"], "recipe");
+    assert_eq!(jobs[0]["tag"], "1.2.0+1.0");
+    assert_eq!(jobs[0]["deliveries"].as_array().unwrap().len(), 4);
+    for key in [
+        "id", "forge", "repo", "commit", "state", "attempts", "build", "error",
+    ] {
+        assert!(jobs[0].get(key).is_some(), "{key}");
+    }
+    let deliveries = get_json(&app, "/api/deliveries").await;
+    let d = deliveries.as_array().unwrap();
+    // 9 journaled fixtures (the malformed one is rejected, kept in memory) + 4.
+    assert_eq!(
+        d.iter().filter(|r| r["outcome"] != "rejected").count(),
+        13,
+        "{deliveries}"
+    );
+    assert_eq!(d.iter().filter(|r| r["outcome"] == "rejected").count(), 1);
+    for key in [
+        "delivery",
+        "event",
+        "repo",
+        "tag",
+        "outcome",
+        "job",
+        "received_at",
+    ] {
+        assert!(d[0].get(key).is_some(), "{key}");
+    }
+    // No Drone call happened from intake itself (upstream is not reachable: the job waits).
+    assert!(drone.creates.lock().unwrap().is_empty());
+    app.running.stop().await;
+}
+
+#[tokio::test]
+async fn every_rejection_path_answers_and_stores_nothing() {
+    let (_drone, drone_url) = FakeDrone::start().await;
+    let (app, _) = spawn_app(&[], &[("recipe", "upstream/recipe")], &drone_url).await;
+    let url = "https://git.example.org/upstream/recipe.git";
+    let body = push_tag(url, "upstream/recipe", "1.0.0+1.0", &"a".repeat(40));
+    let post = |headers: Vec<(&'static str, String)>, body: Vec<u8>, path: &'static str| {
+        let mut r = app.client.post(format!("{}{path}", app.base)).body(body);
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let json = ("content-type", "application/json".to_string());
+    let ev = ("x-gitea-event", "push".to_string());
+    type Case = (Vec<(&'static str, String)>, Vec<u8>, &'static str, u16, &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            vec![json.clone(), ev.clone()],
+            body.clone(),
+            "/hooks/gitea",
+            401,
+            "no signature",
+        ),
+        (
+            vec![
+                json.clone(),
+                ev.clone(),
+                ("x-gitea-signature", sign("wrong-secret-0123456789", &body)),
+            ],
+            body.clone(),
+            "/hooks/gitea",
+            401,
+            "does not match",
+        ),
+        (
+            vec![json.clone(), ev.clone(), ("x-gitea-signature", "zz".into())],
+            body.clone(),
+            "/hooks/gitea",
+            401,
+            "malformed",
+        ),
+        (
+            vec![
+                ("content-type", "application/x-www-form-urlencoded".into()),
+                ev.clone(),
+                ("x-gitea-signature", sign(SECRET, &body)),
+            ],
+            body.clone(),
+            "/hooks/gitea",
+            415,
+            "JSON",
+        ),
+        (
+            vec![
+                json.clone(),
+                ev.clone(),
+                (
+                    "x-gitea-signature",
+                    sign(SECRET, &vec![b' '; 1024 * 1024 + 1]),
+                ),
+            ],
+            vec![b' '; 1024 * 1024 + 1],
+            "/hooks/gitea",
+            413,
+            "1 MiB",
+        ),
+        (
+            vec![
+                json.clone(),
+                ev.clone(),
+                ("x-gitea-signature", sign(SECRET, b"{not json")),
+            ],
+            b"{not json".to_vec(),
+            "/hooks/gitea",
+            400,
+            "malformed push payload",
+        ),
+        (
+            vec![json.clone(), ("x-gitea-signature", sign(SECRET, &body))],
+            body.clone(),
+            "/hooks/gitea",
+            400,
+            "no event header",
+        ),
+        (
+            vec![
+                json.clone(),
+                ("x-gitea-event", "wiki".into()),
+                ("x-gitea-signature", sign(SECRET, &body)),
+            ],
+            body.clone(),
+            "/hooks/gitea",
+            200,
+            "not a tag event",
+        ),
+        (
+            vec![
+                json.clone(),
+                ev.clone(),
+                ("x-gitea-signature", sign(SECRET, &body)),
+            ],
+            body.clone(),
+            "/hooks/elsewhere",
+            404,
+            "not found",
+        ),
+    ];
+    for (headers, b, path, status, want) in cases {
+        let (got, text) = post(headers.clone(), b, path).await;
+        assert_eq!(got, status, "{headers:?}: {text}");
+        assert!(text.contains(want), "{headers:?}: {text}");
+        assert!(!text.contains(SECRET));
+    }
+    let jobs = get_json(&app, "/api/jobs").await;
+    assert_eq!(jobs.as_array().unwrap().len(), 0, "nothing stored: {jobs}");
+    app.running.state.journal.flush().await.unwrap();
+    // Only the verified unknown event was journaled (ignored).
+    assert_eq!(app.running.state.journal.delivery_count().await.unwrap(), 1);
+
+    // GitHub's header form and the rotated secret both verify.
+    let r = app
+        .client
+        .post(format!("{}/hooks/github", app.base))
+        .header("content-type", "application/json")
+        .header("X-GitHub-Event", "push")
+        .header(
+            "X-Hub-Signature-256",
+            format!("sha256={}", sign(ROTATED, &body)),
+        )
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let jobs = get_json(&app, "/api/jobs").await;
+    assert_eq!(jobs[0]["forge"], "github");
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("canon_listener_deliveries_total{outcome=\"rejected_signature\"} 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("canon_listener_deliveries_total{outcome=\"accepted\"} 1"));
+    app.running.stop().await;
+}
+
+#[tokio::test]
+async fn a_tag_that_moves_is_recorded_and_flagged_and_deletions_trigger_nothing() {
+    let (_drone, drone_url) = FakeDrone::start().await;
+    let (app, _) = spawn_app(&[], &[("recipe", "upstream/recipe")], &drone_url).await;
+    let url = "https://git.example.org/upstream/recipe.git";
+    let (a, b) = ("a".repeat(40), "b".repeat(40));
+    let (s, v) = deliver(
+        &app.client,
+        &app.base,
+        "push",
+        &push_tag(url, "upstream/recipe", "1.0.0+1.0", &a),
+    )
+    .await;
+    assert_eq!((s, v["outcome"].as_str()), (202, Some("accepted")));
+    let (s, v) = deliver(
+        &app.client,
+        &app.base,
+        "create",
+        &create_tag(url, "upstream/recipe", "1.0.0+1.0", &b),
+    )
+    .await;
+    assert_eq!((s, v["outcome"].as_str()), (202, Some("moved")), "{v}");
+    let del = serde_json::to_vec(
+        &serde_json::json!({"ref": "1.0.0+1.0", "ref_type": "tag", "pusher_type": "user",
+        "repository": {"full_name": "upstream/recipe"}}),
+    )
+    .unwrap();
+    let (s, v) = deliver(&app.client, &app.base, "delete", &del).await;
+    assert_eq!((s, v["outcome"].as_str()), (202, Some("deleted")), "{v}");
+    let jobs = get_json(&app, "/api/jobs").await;
+    let flags = jobs[0]["flags"].as_array().unwrap();
+    assert_eq!(flags.len(), 2, "{jobs}");
+    assert!(flags[0]
+        .as_str()
+        .unwrap()
+        .contains(&format!("ref was {a}, now {b}")));
+    assert!(flags[1].as_str().unwrap().contains("deleted upstream"));
+    assert_eq!(jobs.as_array().unwrap().len(), 1);
+    app.running.stop().await;
+}
+
+#[tokio::test]
+async fn jobs_sync_the_mirror_and_build_once_each_while_drone_fails_then_recovers() {
+    let (drone, drone_url) = FakeDrone::start().await;
+    drone.fail_creates.store(5, Ordering::SeqCst);
+    let tags = ["1.0.0+1.0", "1.1.0+1.0", "2.0.0+2.1"];
+    let (app, repos) = spawn_app(&[("alpha", &tags), ("beta", &tags)], &[], &drone_url).await;
+    for (name, r) in ["alpha", "beta"].iter().zip(&repos) {
+        let url = r.upstream.display().to_string();
+        for tag in tags {
+            let sha = rev(&r.upstream, tag);
+            for (event, body) in [
+                ("push", push_tag(&url, name, tag, &sha)),
+                ("release", release(&url, name, tag)),
+                ("create", create_tag(&url, name, tag, &sha)),
+            ] {
+                let (s, v) = deliver(&app.client, &app.base, event, &body).await;
+                assert_eq!(s, 202, "{v}");
+            }
+        }
+    }
+    let done = eventually(30, || async {
+        let jobs = get_json(&app, "/api/jobs").await;
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["state"] == "done")
+    })
+    .await;
+    let jobs = get_json(&app, "/api/jobs").await;
+    assert!(done, "{jobs:#}");
+    assert_eq!(jobs.as_array().unwrap().len(), 6);
+    for (name, r) in ["alpha", "beta"].iter().zip(&repos) {
+        for tag in tags {
+            assert_eq!(drone.count(name, tag), 1, "{name} {tag}");
+            // The mirror holds the tag at upstream's commit.
+            assert_eq!(rev(&r.mirror, tag), rev(&r.upstream, tag));
+        }
+    }
+    // The + of every tag travelled as %2B.
+    for q in drone.creates.lock().unwrap().iter() {
+        assert!(
+            q.contains("CANON_TAG=") && q.contains("%2B") && !q.contains('+'),
+            "{q}"
+        );
+        assert!(q.starts_with("branch=main&CANON_RECIPE="), "{q}");
+    }
+    assert!(jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|j| j["attempts"].as_u64().unwrap() > 1));
+    let j = &jobs[0];
+    assert!(
+        j["build"].as_u64().is_some() && j["commit"].as_str().unwrap().len() == 40,
+        "{j}"
+    );
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("canon_listener_job_failures_total 5"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("canon_listener_queue_depth 0"));
+    assert!(metrics.contains("canon_listener_last_event_age_seconds{recipe=\"alpha\"}"));
+    let syncs: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("canon_listener_sync_seconds_count "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(syncs >= 6, "{metrics}");
+    app.running.stop().await;
+}
+
+#[tokio::test]
+async fn permanent_drone_answers_fail_the_job_with_a_clear_reason() {
+    let (drone, drone_url) = FakeDrone::start().await;
+    drone.null_creates.store(1, Ordering::SeqCst);
+    let (app, repos) = spawn_app(&[("alpha", &["1.0.0+1.0"])], &[], &drone_url).await;
+    let url = repos[0].upstream.display().to_string();
+    let sha = rev(&repos[0].upstream, "1.0.0+1.0");
+    deliver(
+        &app.client,
+        &app.base,
+        "push",
+        &push_tag(&url, "alpha", "1.0.0+1.0", &sha),
+    )
+    .await;
+    let failed = eventually(20, || async {
+        get_json(&app, "/api/jobs").await[0]["state"] == "failed"
+    })
+    .await;
+    let jobs = get_json(&app, "/api/jobs").await;
+    assert!(failed, "{jobs}");
+    assert!(
+        jobs[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no pipeline matched"),
+        "{jobs}"
+    );
+    assert_eq!(jobs[0]["attempts"], 1);
+    let page = app
+        .client
+        .get(format!("{}/", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Failed jobs (1)") && page.contains("no pipeline matched"),
+        "{page}"
+    );
+    app.running.stop().await;
+}
+
+#[tokio::test]
+async fn drone_client_reports_401_404_and_501_clearly() {
+    use canon_shared::drone::{BuildParams, DroneClient, DroneError};
+    let (drone, url) = FakeDrone::start().await;
+    let client = DroneClient::new(
+        &url,
+        canon_shared::secret::Secret::new("drone-token"),
+        "canon/ci",
+    )
+    .unwrap();
+    let params = BuildParams {
+        recipe: canon_shared::recipe::RecipeName::parse("alpha").unwrap(),
+        tag: "1.0.0+1.0".into(),
+        commit: "c".repeat(40),
+    };
+    assert!(client.find_build(&params).await.unwrap().is_none());
+    let b = client.start_build("main", &params).await.unwrap();
+    assert_eq!(b.params["CANON_TAG"], "1.0.0+1.0");
+    assert_eq!(
+        client.find_build(&params).await.unwrap().unwrap().number,
+        b.number
+    );
+    for (status, want) in [
+        (401, "not valid"),
+        (404, "no write access"),
+        (501, "does not offer"),
+    ] {
+        drone.force_status.store(status, Ordering::SeqCst);
+        let e = client.start_build("main", &params).await.unwrap_err();
+        assert!(e.to_string().contains(want), "{status}: {e}");
+        assert!(!e.to_string().contains("drone-token"));
+        assert!(!e.is_transient());
+    }
+    drone.force_status.store(0, Ordering::SeqCst);
+    drone.null_creates.store(1, Ordering::SeqCst);
+    assert!(matches!(
+        client.start_build("main", &params).await,
+        Err(DroneError::NoPipeline { .. })
+    ));
+    let dead = DroneClient::new(
+        "http://127.0.0.1:9",
+        canon_shared::secret::Secret::new("t"),
+        "a/b",
+    )
+    .unwrap();
+    assert!(dead.find_build(&params).await.unwrap_err().is_transient());
+}
+
+#[tokio::test]
+async fn tags_not_newer_than_the_canonical_are_skipped_with_the_reason() {
+    use canon_shared::recipe::RecipeName;
+    use canon_shared::state::{CanonicalRecord, LockWait, StateDir};
+    let (drone, drone_url) = FakeDrone::start().await;
+    let (app, repos) = spawn_app(&[("alpha", &["1.0.0+1.0", "1.1.0+1.0"])], &[], &drone_url).await;
+    let name = RecipeName::parse("alpha").unwrap();
+    let state = StateDir::new(app.root.join("state"));
+    let lock = state.lock(&name, LockWait::Fail).unwrap();
+    state
+        .write_canonical(
+            &lock,
+            &CanonicalRecord {
+                recipe: name.clone(),
+                version: "1.1.0+1.0".parse().unwrap(),
+                commit: rev(&repos[0].upstream, "1.1.0+1.0"),
+                promoted_at: canon_shared::state::now(),
+                build: None,
+                pinned: None,
+            },
+        )
+        .unwrap();
+    drop(lock);
+    let url = repos[0].upstream.display().to_string();
+    for tag in ["1.0.0+1.0", "1.1.0+1.0"] {
+        let sha = rev(&repos[0].upstream, tag);
+        deliver(
+            &app.client,
+            &app.base,
+            "push",
+            &push_tag(&url, "alpha", tag, &sha),
+        )
+        .await;
+    }
+    let skipped = eventually(20, || async {
+        get_json(&app, "/api/jobs")
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["state"] == "skipped")
+    })
+    .await;
+    let jobs = get_json(&app, "/api/jobs").await;
+    assert!(skipped, "{jobs}");
+    let text = jobs.to_string();
+    assert!(
+        text.contains("older than the canonical 1.1.0+1.0")
+            && text.contains("already the canonical"),
+        "{text}"
+    );
+    assert!(drone.builds.lock().unwrap().is_empty());
+    app.running.stop().await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_the_status_page_in_a_headless_browser() {
+    let (_drone, drone_url) = FakeDrone::start().await;
+    let (app, _) = spawn_app(
+        &[],
+        &[("recipe", "upstream/recipe"), ("other", "upstream/other")],
+        &drone_url,
+    )
+    .await;
+    let url = "https://git.example.org/upstream/recipe.git";
+    deliver(
+        &app.client,
+        &app.base,
+        "push",
+        &push_tag(url, "upstream/recipe", "1.0.0+1.0", &"a".repeat(40)),
+    )
+    .await;
+    for (path, want) in [("/healthz", "alive"), ("/readyz", "\"ready\":true")] {
+        let r = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert!(r.text().await.unwrap().contains(want));
+    }
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
+        .expect("chromium is installed (scripts/setup-system.sh installs it)");
+    let shot = app.root.join("status.png");
+    let profile = app.root.join("chromium-profile");
+    let base = app.base.clone();
+    let out = tokio::task::spawn_blocking({
+        let shot = shot.clone();
+        move || {
+            let common = |c: &mut std::process::Command| {
+                c.args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                ])
+                .arg(format!("--user-data-dir={}", profile.display()));
+            };
+            let mut c = std::process::Command::new(chromium);
+            common(&mut c);
+            c.arg(format!("--screenshot={}", shot.display()))
+                .arg("--window-size=1200,900")
+                .arg(format!("{base}/"));
+            let s = c.output().unwrap();
+            let mut d = std::process::Command::new(chromium);
+            common(&mut d);
+            d.arg("--dump-dom").arg(format!("{base}/"));
+            (s, d.output().unwrap())
+        }
+    })
+    .await
+    .unwrap();
+    let (shot_out, dom) = out;
+    assert!(
+        shot_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shot_out.stderr)
+    );
+    let png = std::fs::read(&shot).expect("a screenshot was written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 5_000,
+        "{} bytes",
+        png.len()
+    );
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("<table id=\"recipes\">"), "{dom}");
+    assert!(
+        dom.contains("<td>recipe</td><td>upstream/recipe</td><td>none yet</td>"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("Pending jobs (1)") && dom.contains("1.0.0+1.0"),
+        "{dom}"
+    );
+    app.running.stop().await;
+}
