@@ -238,7 +238,8 @@ pub fn make_runner(settings: &Settings) -> Result<Box<dyn Runner>, SettingsError
             timeout: settings.timeout,
             remove_env: Settings::secret_env_vars().map(String::from).collect(),
         })),
-        kind @ (RunnerKind::Docker | RunnerKind::Abra) => Err(SettingsError {
+        RunnerKind::Docker => Ok(Box::new(crate::runners::docker::DockerRunner::default())),
+        kind @ RunnerKind::Abra => Err(SettingsError {
             problems: vec![format!(
                 "the {} runner is not available in this build; use `runner: command`",
                 kind.as_str()
@@ -874,6 +875,8 @@ mod tests {
             ("PLUGIN_COMMAND", "true"),
         ]);
         assert_eq!(make_runner(&s).unwrap().name(), "command");
+        s.runner = RunnerKind::Docker;
+        assert_eq!(make_runner(&s).unwrap().name(), "docker");
         s.quick = true;
         let env = harness_env(
             &RunSettings {
