@@ -285,7 +285,7 @@ impl Stack {
                 .filter(|t| {
                     t["ServiceID"].as_str() == Some(id)
                         && t["Status"]["State"].as_str() == Some("running")
-                        && &t["Spec"]["ContainerSpec"] == spec
+                        && same_spec(&t["Spec"]["ContainerSpec"], spec)
                 })
                 .count();
             let wanted = svc["Spec"]["Mode"]["Replicated"]["Replicas"]
@@ -591,6 +591,16 @@ impl Stack {
         let _ = std::fs::remove_file(&file);
         Ok(())
     }
+}
+
+/// Returns true when a task runs the service's current container spec. Compares the fields a
+/// deploy changes; the engine omits some defaults (stop grace period, DNS) from a task's copy.
+fn same_spec(task: &Value, service: &Value) -> bool {
+    [
+        "Image", "Env", "Labels", "Command", "Args", "Mounts", "Secrets", "Configs",
+    ]
+    .iter()
+    .all(|k| task[k] == service[k])
 }
 
 /// Sends `GET path` over plain HTTP and returns the status code. Health endpoints answer in
@@ -1334,6 +1344,15 @@ mod tests {
         assert_eq!(parse_size("2.1GB"), Some(2_100_000_000));
         assert_eq!(parse_size("N/A"), None);
         assert_eq!(parse_size("12XB"), None);
+    }
+
+    #[test]
+    fn a_task_runs_the_current_spec_when_the_deployed_fields_match() {
+        let service = serde_json::json!({"Image": "a:1", "Env": ["X=1"], "StopGracePeriod": 10, "DNSConfig": {}});
+        let task = serde_json::json!({"Image": "a:1", "Env": ["X=1"]});
+        assert!(same_spec(&task, &service));
+        let old = serde_json::json!({"Image": "a:1", "Env": ["X=0"]});
+        assert!(!same_spec(&old, &service));
     }
 
     #[test]

@@ -1,0 +1,565 @@
+//! The `docker` runner on the machine's real Docker engine: the fixture recipe (`fixtures/recipe`,
+//! image built locally from `testapp/`) released as tags in a local upstream, cold runs, promotes
+//! to `warm-<recipe>`, and nothing left behind.
+//!
+//! These tests need a Docker engine. Without one they FAIL with a message saying so; they are
+//! never skipped. Each test uses its own recipe name, so they run in parallel without sharing a
+//! stack, a volume or a secret.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use canon_plugin::runners::docker::{cleanup_stale, warm_volume_sizes, DockerRunner};
+use canon_plugin::runners::{RunContext, Runner};
+use canon_shared::gate::{StageResult, StageStatus, TestedRef};
+use canon_shared::recipe::{Enrollment, Recipe, RecipeName, Stage};
+use canon_shared::state::CanonicalRecord;
+use canon_shared::version::ReleaseVersion;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn sh(program: &str, args: &[&str]) -> std::process::Output {
+    Command::new(program)
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {program}: {e}"))
+}
+
+fn ok(program: &str, args: &[&str]) -> String {
+    let out = sh(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Fails loudly when no engine answers; makes the engine a swarm manager when it is not yet.
+fn engine() {
+    let out = Command::new("docker")
+        .args(["info", "--format", "{{.Swarm.LocalNodeState}}"])
+        .output();
+    let out = match out {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => panic!(
+            "these tests need a running Docker engine, and `docker info` failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => panic!("these tests need the docker CLI and a Docker engine: {e}"),
+    };
+    let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if state != "active" {
+        let init = sh(
+            "docker",
+            &["swarm", "init", "--advertise-addr", "127.0.0.1"],
+        );
+        let again = ok("docker", &["info", "--format", "{{.Swarm.LocalNodeState}}"]);
+        assert_eq!(
+            again.trim(),
+            "active",
+            "the engine refuses swarm mode: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+    }
+    let image = ok(
+        "bash",
+        &[repo_root()
+            .join("scripts/build-fixture-image.sh")
+            .to_str()
+            .unwrap()],
+    );
+    assert_eq!(image.trim(), "canon-testapp:0.1.0");
+}
+
+/// A local upstream of the fixture recipe, with release tags.
+struct Upstream {
+    _tmp: tempfile::TempDir,
+    repo: PathBuf,
+    work: PathBuf,
+    name: String,
+}
+
+impl Upstream {
+    fn new(prefix: &str) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("upstream");
+        std::fs::create_dir_all(&repo).unwrap();
+        let git = |args: &[&str]| ok("git", &[&["-C", repo.to_str().unwrap()], args].concat());
+        git(&["init", "-q", "-b", "main"]);
+        git(&["config", "user.email", "ci@canon.test"]);
+        git(&["config", "user.name", "canon test"]);
+        let suffix = &tmp
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_ascii_lowercase();
+        let suffix: String = suffix
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let name = format!("{prefix}{}", &suffix[suffix.len().saturating_sub(6)..]);
+        let work = tmp.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        Upstream {
+            _tmp: tmp,
+            repo,
+            work,
+            name,
+        }
+    }
+
+    /// Commits the fixture at `tag` (label = tag, `APP_VERSION=app_version`) and tags it.
+    fn release(&self, tag: &str, app_version: &str, never_healthy: bool) -> String {
+        let src = repo_root().join("fixtures/recipe");
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), self.repo.join(entry.file_name())).unwrap();
+        }
+        let compose = std::fs::read_to_string(self.repo.join("compose.yml")).unwrap();
+        assert!(compose.contains(".version=1.0.0+0.1.0") && compose.contains("APP_VERSION=1.0.0"));
+        let mut compose = compose
+            .replace(".version=1.0.0+0.1.0", &format!(".version={tag}"))
+            .replace("APP_VERSION=1.0.0", &format!("APP_VERSION={app_version}"));
+        if never_healthy {
+            compose = compose.replace("${NEVER_HEALTHY:-0}", "${NEVER_HEALTHY:-1}");
+        }
+        std::fs::write(self.repo.join("compose.yml"), compose).unwrap();
+        let git = |args: &[&str]| {
+            ok(
+                "git",
+                &[&["-C", self.repo.to_str().unwrap()], args].concat(),
+            )
+        };
+        git(&["add", "-A"]);
+        git(&[
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            &format!("chore: publish {tag} release"),
+        ]);
+        git(&[
+            "tag",
+            "-a",
+            tag,
+            "-m",
+            &format!("chore: publish {tag} release"),
+        ]);
+        git(&["rev-parse", &format!("{tag}^{{commit}}")])
+            .trim()
+            .to_string()
+    }
+
+    /// A fresh clone checked out at `rev`.
+    fn checkout(&self, rev: &str) -> PathBuf {
+        let dir = self
+            .work
+            .join(format!("co-{}", rev.replace(['+', '/'], "_")));
+        if !dir.exists() {
+            ok(
+                "git",
+                &[
+                    "clone",
+                    "-q",
+                    self.repo.to_str().unwrap(),
+                    dir.to_str().unwrap(),
+                ],
+            );
+            ok("git", &["-C", dir.to_str().unwrap(), "checkout", "-q", rev]);
+        }
+        dir
+    }
+
+    fn recipe(&self, timeout: u64, test_command: Option<&str>) -> Recipe {
+        let mut yaml = format!(
+            "recipes:\n  - name: {}\n    upstream: {}\n    mirror: {}/mirror.git\n    deploy_timeout: {timeout}\n    health_path: /health\n",
+            self.name,
+            self.repo.display(),
+            self.work.display()
+        );
+        if let Some(c) = test_command {
+            yaml.push_str(&format!(
+                "    test_command: {}\n",
+                serde_json::to_string(c).unwrap()
+            ));
+        }
+        let e = Enrollment::parse(Path::new("enrollment.yml"), &yaml).unwrap();
+        e.recipes[0].clone()
+    }
+
+    fn ctx(&self, recipe: &Recipe, tag: &str, commit: &str, build: &str) -> RunContext {
+        let run_dir = self.work.join(format!("run-{build}"));
+        std::fs::create_dir_all(&run_dir).unwrap();
+        RunContext {
+            recipe: recipe.clone(),
+            tested: TestedRef::Tag(tag.to_string()),
+            commit: commit.to_string(),
+            checkout: self.checkout(tag),
+            run_dir,
+            canonical: None,
+            base_checkout: None,
+            build: build.to_string(),
+            quick: false,
+            env: BTreeMap::new(),
+        }
+    }
+
+    fn canonical(&self, tag: &str, commit: &str) -> CanonicalRecord {
+        CanonicalRecord {
+            recipe: RecipeName::parse(&self.name).unwrap(),
+            version: ReleaseVersion::parse(tag).unwrap(),
+            commit: commit.to_string(),
+            promoted_at: time::OffsetDateTime::now_utc(),
+            build: None,
+            pinned: None,
+        }
+    }
+
+    /// Every engine object whose name holds this recipe's name, by kind.
+    fn objects(&self) -> BTreeMap<&'static str, Vec<String>> {
+        let mut all = BTreeMap::new();
+        for (kind, args) in [
+            ("containers", vec!["ps", "-a", "--format", "{{.Names}}"]),
+            ("services", vec!["service", "ls", "--format", "{{.Name}}"]),
+            ("volumes", vec!["volume", "ls", "--format", "{{.Name}}"]),
+            ("secrets", vec!["secret", "ls", "--format", "{{.Name}}"]),
+            ("networks", vec!["network", "ls", "--format", "{{.Name}}"]),
+        ] {
+            let mut names: Vec<String> = ok("docker", &args)
+                .lines()
+                .filter(|n| n.contains(&self.name))
+                .map(str::to_string)
+                .collect();
+            names.sort();
+            all.insert(kind, names);
+        }
+        let labelled = ok(
+            "docker",
+            &[
+                "ps",
+                "-a",
+                "-q",
+                "--filter",
+                &format!("label=canon.recipe={}", self.name),
+            ],
+        );
+        if !labelled.trim().is_empty() {
+            all.entry("containers")
+                .or_default()
+                .push(format!("labelled container(s): {}", labelled.trim()));
+        }
+        all
+    }
+
+    /// Reads a file of a volume through a created, never started container.
+    fn volume_file(&self, volume: &str, file: &str) -> String {
+        let helper = format!("{}-test-reader", self.name);
+        ok(
+            "docker",
+            &[
+                "create",
+                "--name",
+                &helper,
+                "-v",
+                &format!("{volume}:/v"),
+                "--entrypoint",
+                "/x",
+                "canon-testapp:0.1.0",
+            ],
+        );
+        let out = sh("docker", &["cp", &format!("{helper}:/v/{file}"), "-"]);
+        ok("docker", &["rm", "-f", &helper]);
+        assert!(out.status.success(), "{volume}:{file} is missing");
+        // A tar stream of one small text file: the content sits between NUL padding.
+        String::from_utf8_lossy(&out.stdout[512..])
+            .trim_end_matches('\0')
+            .to_string()
+    }
+
+    /// Removes this recipe's warm canonical (the tests' own cleanup).
+    fn drop_warm(&self) {
+        let warm = format!("warm-{}", self.name);
+        let _ = sh("docker", &["stack", "rm", &warm]);
+        for (kind, filter) in [("volume", "name"), ("secret", "name")] {
+            let names = ok(
+                "docker",
+                &[kind, "ls", "-q", "--filter", &format!("{filter}={warm}")],
+            );
+            for n in names.lines().filter(|n| !n.is_empty()) {
+                let _ = sh("docker", &[kind, "rm", n]);
+            }
+        }
+    }
+}
+
+fn status(results: &[StageResult]) -> Vec<(Stage, StageStatus)> {
+    results.iter().map(|r| (r.name, r.status)).collect()
+}
+
+fn empty() -> BTreeMap<&'static str, Vec<String>> {
+    ["containers", "networks", "secrets", "services", "volumes"]
+        .into_iter()
+        .map(|k| (k, Vec::new()))
+        .collect()
+}
+
+/// The custom stage: the data marker the app wrote at install must still be there, unchanged.
+const MARKER_CHECK: &str = r#"set -eu
+c=$(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK_NAME}_app" | head -n1)
+got=$(docker exec "$c" /canon-testapp marker)
+echo "marker: $got"
+test "$got" = "$EXPECT_MARKER""#;
+
+#[test]
+fn first_tag_goes_green_and_is_promoted_then_the_warm_canonical_upgrades_in_place() {
+    engine();
+    let up = Upstream::new("cfxa");
+    let c1 = up.release("1.0.0+0.1.0", "1.0.0", false);
+    let recipe = up.recipe(60, Some(MARKER_CHECK));
+    let mut ctx = up.ctx(&recipe, "1.0.0+0.1.0", &c1, "1");
+    ctx.env.insert("EXPECT_MARKER".into(), "1.0.0".into());
+    let runner = DockerRunner::default();
+    assert_eq!(up.objects(), empty());
+
+    let results = runner.run(&ctx).expect("the run reports stages");
+    assert_eq!(
+        status(&results),
+        vec![
+            (Stage::Install, StageStatus::Passed),
+            (Stage::Upgrade, StageStatus::Skipped),
+            (Stage::Backup, StageStatus::Passed),
+            (Stage::Restore, StageStatus::Passed),
+            (Stage::Custom, StageStatus::Passed),
+        ],
+        "{results:#?}"
+    );
+    assert_eq!(results[1].reason.as_deref(), Some("no canonical yet"));
+    assert_eq!(up.objects(), empty(), "the cold run left objects behind");
+
+    runner.promote(&ctx).expect("promote");
+    let warm = format!("warm-{}", up.name);
+    let mut want = empty();
+    want.insert("volumes", vec![format!("{warm}_data")]);
+    want.insert("secrets", vec![format!("{warm}_app_key_v1")]);
+    assert_eq!(
+        up.objects(),
+        want,
+        "promote must leave only the warm volumes and secrets"
+    );
+    assert_eq!(
+        up.volume_file(&format!("{warm}_data"), "installed"),
+        "1.0.0"
+    );
+    let sizes = warm_volume_sizes(&up.name).unwrap();
+    assert_eq!(sizes.len(), 1, "{sizes:?}");
+    assert_eq!(sizes[0].name, format!("{warm}_data"));
+    assert!(sizes[0].bytes.is_some(), "{sizes:?}");
+
+    // The next tag's promote upgrades the warm data in place: the install marker survives.
+    let c2 = up.release("1.1.0+0.1.0", "1.1.0", false);
+    let ctx2 = up.ctx(&recipe, "1.1.0+0.1.0", &c2, "2");
+    runner.promote(&ctx2).expect("second promote");
+    assert_eq!(up.objects(), want);
+    assert_eq!(
+        up.volume_file(&format!("{warm}_data"), "installed"),
+        "1.0.0"
+    );
+
+    // A tag that never becomes healthy cannot replace the warm canonical: its data is put back.
+    let c3 = up.release("1.2.0+0.1.0", "1.2.0", true);
+    let bad = up.recipe(8, None);
+    let ctx3 = up.ctx(&bad, "1.2.0+0.1.0", &c3, "3");
+    let err = runner.promote(&ctx3).unwrap_err().to_string();
+    assert!(err.contains("timed out"), "{err}");
+    assert_eq!(up.objects(), want);
+    assert_eq!(
+        up.volume_file(&format!("{warm}_data"), "installed"),
+        "1.0.0"
+    );
+    up.drop_warm();
+}
+
+#[test]
+fn second_tag_upgrades_from_the_canonical_and_the_install_marker_survives_upgrade_and_restore() {
+    engine();
+    let up = Upstream::new("cfxb");
+    let c1 = up.release("1.0.0+0.1.0", "1.0.0", false);
+    let c2 = up.release("1.1.0+0.1.0", "1.1.0", false);
+    let recipe = up.recipe(60, Some(MARKER_CHECK));
+    let mut ctx = up.ctx(&recipe, "1.1.0+0.1.0", &c2, "7");
+    ctx.canonical = Some(up.canonical("1.0.0+0.1.0", &c1));
+    ctx.base_checkout = Some(up.checkout("1.0.0+0.1.0"));
+    // Installed at the canonical: the marker says 1.0.0 after upgrade, backup and restore.
+    ctx.env.insert("EXPECT_MARKER".into(), "1.0.0".into());
+    let before = up.objects();
+    let results = DockerRunner::default()
+        .run(&ctx)
+        .expect("the run reports stages");
+    assert!(
+        results.iter().all(|r| r.status == StageStatus::Passed),
+        "{results:#?}"
+    );
+    assert_eq!(results.len(), 5);
+    assert_eq!(up.objects(), before, "the cold run left objects behind");
+}
+
+#[test]
+fn a_never_healthy_tag_goes_red_within_its_timeout_and_leaves_nothing_behind() {
+    engine();
+    let up = Upstream::new("cfxc");
+    let c1 = up.release("1.0.0+0.1.0", "1.0.0", true);
+    let recipe = up.recipe(10, Some("true"));
+    let ctx = up.ctx(&recipe, "1.0.0+0.1.0", &c1, "9");
+    let before = up.objects();
+    let started = Instant::now();
+    let results = DockerRunner::default()
+        .run(&ctx)
+        .expect("the run reports stages");
+    let took = started.elapsed();
+    assert_eq!(results[0].name, Stage::Install);
+    assert_eq!(results[0].status, StageStatus::Failed, "{results:#?}");
+    let reason = results[0].reason.clone().unwrap_or_default();
+    assert!(reason.contains("timed out after 10s"), "{reason}");
+    assert!(reason.contains("0/1 running"), "{reason}");
+    assert!(
+        results[1..]
+            .iter()
+            .all(|r| r.status == StageStatus::Skipped),
+        "{results:#?}"
+    );
+    assert!(results[0].seconds < 20.0, "{results:#?}");
+    assert!(took < Duration::from_secs(60), "the red run took {took:?}");
+    assert_eq!(up.objects(), before, "the red run left objects behind");
+    assert_eq!(before, empty());
+}
+
+#[test]
+fn the_sweep_removes_an_old_killed_runs_leftovers_and_never_a_warm_canonical() {
+    engine();
+    let up = Upstream::new("cfxd");
+    let old = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 7200)
+        .to_string();
+    let cold = format!("cold-{}-abcdef-1", up.name);
+    let warm = format!("warm-{}", up.name);
+    let labels = |stack: &str, kind: &str| {
+        vec![
+            "--label".to_string(),
+            "canon.managed=true".to_string(),
+            "--label".to_string(),
+            format!("canon.stack={stack}"),
+            "--label".to_string(),
+            format!("canon.kind={kind}"),
+            "--label".to_string(),
+            format!("canon.recipe={}", up.name),
+            "--label".to_string(),
+            format!("canon.created={old}"),
+        ]
+    };
+    let create = |what: &[&str], stack: &str, kind: &str, name: &str| {
+        let mut args: Vec<String> = what.iter().map(|s| s.to_string()).collect();
+        args.extend(labels(stack, kind));
+        args.push(name.to_string());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok("docker", &args);
+    };
+    create(
+        &["volume", "create"],
+        &cold,
+        "cold",
+        &format!("{cold}_data"),
+    );
+    create(
+        &["network", "create", "--driver", "overlay"],
+        &cold,
+        "cold",
+        &format!("{cold}_internal"),
+    );
+    let mut secret = Command::new("docker");
+    secret
+        .args(["secret", "create"])
+        .args(labels(&cold, "cold"))
+        .args([&format!("{cold}_key_v1"), "-"]);
+    let mut child = secret.stdin(std::process::Stdio::piped()).spawn().unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"leftover").unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    let helper = format!("{cold}-canon-helper-1");
+    create(
+        &["create", "--name", &helper, "--entrypoint", "/x"],
+        &cold,
+        "helper",
+        "canon-testapp:0.1.0",
+    );
+    create(
+        &["volume", "create"],
+        &warm,
+        "warm",
+        &format!("{warm}_data"),
+    );
+    create(
+        &["volume", "create"],
+        &warm,
+        "warm-prev",
+        &format!("{warm}_data.prev"),
+    );
+
+    let dry = cleanup_stale(Duration::from_secs(3600), true).unwrap();
+    let mine: Vec<&(String, String)> = dry
+        .removed
+        .iter()
+        .filter(|(_, n)| n.contains(&up.name))
+        .collect();
+    assert_eq!(mine.len(), 4, "{dry:?}");
+    assert!(
+        dry.removed.iter().all(|(_, n)| !n.starts_with("warm-")),
+        "{dry:?}"
+    );
+    assert!(up.objects()["volumes"].contains(&format!("{cold}_data")));
+
+    let young = cleanup_stale(Duration::from_secs(3 * 3600), false).unwrap();
+    assert!(
+        young.removed.iter().all(|(_, n)| !n.contains(&up.name)),
+        "{young:?}"
+    );
+
+    let report = cleanup_stale(Duration::from_secs(3600), false).unwrap();
+    assert!(report.failed.is_empty(), "{report:?}");
+    let left = up.objects();
+    assert_eq!(
+        left["volumes"],
+        vec![format!("{warm}_data"), format!("{warm}_data.prev")]
+    );
+    assert!(
+        left["secrets"].is_empty() && left["networks"].is_empty(),
+        "{left:?}"
+    );
+    let helpers = ok(
+        "docker",
+        &[
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            &format!("label=canon.stack={cold}"),
+        ],
+    );
+    assert!(
+        helpers.trim().is_empty(),
+        "helper container left: {helpers}"
+    );
+    up.drop_warm();
+}
