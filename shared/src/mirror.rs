@@ -841,7 +841,7 @@ pub fn sync(req: &SyncRequest) -> Result<SyncReport, MirrorError> {
     {
         let p = plan(&listed, &mirror_before, &req.branch);
         let rep = report(&listed, p, true, (0, 0));
-        tracing::info!(upstream = %rep.upstream, mirror = %rep.mirror, "Mirror already equals upstream.");
+        tracing::debug!(upstream = %rep.upstream, mirror = %rep.mirror, "Mirror already equals upstream.");
         return Ok(rep);
     }
 
@@ -851,7 +851,7 @@ pub fn sync(req: &SyncRequest) -> Result<SyncReport, MirrorError> {
     let wanted = cache_state(&repo, &req.cache_dir, &req.branch, &up.tags)?;
     let p = plan(&wanted, &mirror_before, &req.branch);
     if !p.refspecs.is_empty() {
-        tracing::info!(
+        tracing::debug!(
             mirror = %mirror_url,
             refs = p.refspecs.len(),
             "Pushing the branch and tags to the mirror."

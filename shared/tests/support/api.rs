@@ -205,7 +205,7 @@ fn decode(s: &str) -> String {
 }
 
 /// Splits `/…/repos/{o}/{r}/rest` after `prefix`; returns (owner/name, rest segments decoded).
-fn route<'a>(path: &'a str, prefix: &str) -> Option<(String, Vec<String>)> {
+fn route(path: &str, prefix: &str) -> Option<(String, Vec<String>)> {
     let rest = path.strip_prefix(prefix)?.strip_prefix("/repos/")?;
     let mut parts = rest.split('/');
     let owner = decode(parts.next()?);
