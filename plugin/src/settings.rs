@@ -313,6 +313,76 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         required: Required::No,
         meaning: "Sweep: run tag mode in-process, one recipe at a time, instead of starting Drone builds.",
     },
+    SettingDoc {
+        name: "drone_server",
+        env: &["PLUGIN_DRONE_SERVER"],
+        flag: "--drone-server",
+        kind: SettingType::String,
+        default: "${DRONE_SYSTEM_PROTO}://${DRONE_SYSTEM_HOST}",
+        secret: false,
+        required: Required::No,
+        meaning: "Sweep: the Drone server that builds are started on.",
+    },
+    SettingDoc {
+        name: "drone_token",
+        env: &["PLUGIN_DRONE_TOKEN"],
+        flag: "--drone-token",
+        kind: SettingType::String,
+        default: "",
+        secret: true,
+        required: Required::No,
+        meaning: "Sweep: a Drone API token with write access to `drone_repo` (Drone gives steps none).",
+    },
+    SettingDoc {
+        name: "drone_repo",
+        env: &["PLUGIN_DRONE_REPO", "DRONE_REPO"],
+        flag: "--drone-repo",
+        kind: SettingType::String,
+        default: "",
+        secret: false,
+        required: Required::No,
+        meaning: "Sweep: `owner/name` of the repository whose `canonical` pipeline runs tag mode; in tag mode, finds the recipe when `recipe` is unset.",
+    },
+    SettingDoc {
+        name: "drone_branch",
+        env: &["PLUGIN_DRONE_BRANCH"],
+        flag: "--drone-branch",
+        kind: SettingType::String,
+        default: "main",
+        secret: false,
+        required: Required::No,
+        meaning: "Sweep: the branch of `drone_repo` the started builds run on.",
+    },
+    SettingDoc {
+        name: "cleanup_after",
+        env: &["PLUGIN_CLEANUP_AFTER"],
+        flag: "--cleanup-after",
+        kind: SettingType::Duration,
+        default: "3h",
+        secret: false,
+        required: Required::No,
+        meaning: "Sweep: remove what cold runs older than this left behind (killed runs); never a `warm-*` canonical.",
+    },
+    SettingDoc {
+        name: "min_free",
+        env: &["PLUGIN_MIN_FREE"],
+        flag: "--min-free",
+        kind: SettingType::String,
+        default: "",
+        secret: false,
+        required: Required::No,
+        meaning: "Sweep: skip a recipe when the state dir or Docker's data root has less free space than this (`10G`, `500M`); unset: no check.",
+    },
+    SettingDoc {
+        name: "idle_exit_code",
+        env: &["PLUGIN_IDLE_EXIT_CODE"],
+        flag: "--idle-exit-code",
+        kind: SettingType::Number,
+        default: "0",
+        secret: false,
+        required: Required::No,
+        meaning: "Sweep: the exit code when nothing needed doing; `78` makes Drone skip the remaining steps.",
+    },
 ];
 
 /// Returns the documentation of the setting called `name`.
@@ -425,14 +495,35 @@ pub struct RawSettings {
     #[arg(long)]
     pub ssh_key: Option<String>,
     /// Sweep: recipes at once.
-    #[arg(skip)]
+    #[arg(long)]
     pub jobs: Option<String>,
     /// Sweep: change nothing.
-    #[arg(skip)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub dry_run: Option<String>,
     /// Sweep: run tag mode in-process.
-    #[arg(skip)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub inline: Option<String>,
+    /// Sweep: the Drone server.
+    #[arg(long)]
+    pub drone_server: Option<String>,
+    /// Sweep: a Drone API token (prefer `PLUGIN_DRONE_TOKEN`: flags show in `ps`).
+    #[arg(long)]
+    pub drone_token: Option<String>,
+    /// Sweep: `owner/name` of the Drone repository.
+    #[arg(long)]
+    pub drone_repo: Option<String>,
+    /// Sweep: the branch of the Drone repository.
+    #[arg(long)]
+    pub drone_branch: Option<String>,
+    /// Sweep: the age after which a cold run's leftovers are removed.
+    #[arg(long)]
+    pub cleanup_after: Option<String>,
+    /// Sweep: the minimum free space (e.g. `10G`).
+    #[arg(long)]
+    pub min_free: Option<String>,
+    /// Sweep: the exit code when nothing needed doing.
+    #[arg(long)]
+    pub idle_exit_code: Option<String>,
 }
 
 impl RawSettings {
@@ -465,6 +556,13 @@ impl RawSettings {
             jobs: pick(self.jobs, fallback.jobs),
             dry_run: pick(self.dry_run, fallback.dry_run),
             inline: pick(self.inline, fallback.inline),
+            drone_server: pick(self.drone_server, fallback.drone_server),
+            drone_token: pick(self.drone_token, fallback.drone_token),
+            drone_repo: pick(self.drone_repo, fallback.drone_repo),
+            drone_branch: pick(self.drone_branch, fallback.drone_branch),
+            cleanup_after: pick(self.cleanup_after, fallback.cleanup_after),
+            min_free: pick(self.min_free, fallback.min_free),
+            idle_exit_code: pick(self.idle_exit_code, fallback.idle_exit_code),
         }
     }
 }
@@ -498,6 +596,10 @@ pub struct DroneMeta {
     pub canon_enrollment: Option<String>,
     /// The state directory (accepted as a fallback).
     pub canon_state_dir: Option<String>,
+    /// `http` or `https`: with the host, the Drone server's URL.
+    pub drone_system_proto: Option<String>,
+    /// The Drone server's host name.
+    pub drone_system_host: Option<String>,
 }
 
 /// Everything read from the process environment, once.
@@ -511,8 +613,8 @@ pub struct Environment {
     pub unknown: Vec<String>,
 }
 
-/// The environment could not be read at all (a value that is not UTF-8 is skipped by std; this is
-/// envy failing on the shape, which should not happen with string fields).
+/// The environment could not be read (envy failing on the shape, which string fields make
+/// unlikely).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read settings from the environment: {0}")]
 pub struct EnvironmentError(#[from] envy::Error);
@@ -548,7 +650,11 @@ impl Environment {
 
     /// Reads the process environment (variables that are not UTF-8 are ignored).
     pub fn from_process() -> Result<Self, EnvironmentError> {
-        Self::from_pairs(std::env::vars())
+        // `std::env::vars` panics on a non-UTF-8 variable; skip those instead.
+        Self::from_pairs(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
     }
 }
 
@@ -649,6 +755,18 @@ pub struct Settings {
     pub dry_run: bool,
     /// Sweep: run tag mode in-process.
     pub inline: bool,
+    /// Sweep: the Drone server URL.
+    pub drone_server: Option<String>,
+    /// Sweep: the Drone API token.
+    pub drone_token: Option<Secret>,
+    /// Sweep: the branch of `drone_repo` builds run on.
+    pub drone_branch: String,
+    /// Sweep: the age after which a cold run's leftovers are removed.
+    pub cleanup_after: Duration,
+    /// Sweep: the minimum free space in bytes (`None`: no check).
+    pub min_free_bytes: Option<u64>,
+    /// Sweep: the exit code when nothing needed doing.
+    pub idle_exit_code: u8,
 }
 
 /// Bad settings: every problem, one per line. Exit code 2.
@@ -739,6 +857,27 @@ fn parse_env_items(name: &str, items: &[String]) -> Result<BTreeMap<String, Stri
         out.insert(k.to_string(), v.to_string());
     }
     Ok(out)
+}
+
+/// Parses a size: bytes, or a number with `K`, `M`, `G` or `T` (powers of 1024; `KB`, `KiB`,
+/// `GB`, `GiB` and lower case are read the same).
+pub fn parse_size(value: &str) -> Option<u64> {
+    let v = value.trim();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    let bytes = num * (1u64 << shift) as f64;
+    (bytes.is_finite() && bytes >= 0.0).then_some(bytes as u64)
 }
 
 /// Returns the lower-cased commit when it is full hex (40 for SHA-1, 64 for SHA-256).
@@ -840,10 +979,11 @@ impl Settings {
             None => None,
         };
 
+        let drone_repo = raw.drone_repo.clone().or(drone_value(&d.drone_repo));
         let mut tested = None;
         let mut claimed_commits = Vec::new();
         if mode == Some(Mode::Tag) {
-            if !recipe_given && drone_value(&d.drone_repo).is_none() {
+            if !recipe_given && drone_repo.is_none() {
                 problems.push(
                     "`recipe` (PLUGIN_RECIPE, CANON_RECIPE or --recipe) is required in tag mode"
                         .into(),
@@ -964,6 +1104,11 @@ impl Settings {
             }),
         };
         let timeout = duration("timeout", &raw.timeout, Duration::from_secs(3600));
+        let cleanup_after = duration(
+            "cleanup_after",
+            &raw.cleanup_after,
+            Duration::from_secs(3 * 3600),
+        );
         let lock_wait = duration("lock_wait", &raw.lock_wait, Duration::from_secs(1800));
         if timeout.is_zero() {
             problems.push("`timeout` must be longer than 0s".into());
@@ -979,6 +1124,38 @@ impl Settings {
                 }
             },
         };
+
+        let min_free_bytes = match raw.min_free.as_deref() {
+            None => None,
+            Some(v) => match parse_size(v) {
+                Some(n) => Some(n),
+                None => {
+                    problems.push(format!(
+                        "`min_free` must be a size like 10G, 500M or 1048576, not {:?}",
+                        v.trim()
+                    ));
+                    None
+                }
+            },
+        };
+        let idle_exit_code = match raw.idle_exit_code.as_deref().map(str::trim) {
+            None => 0,
+            Some(v) => v.parse::<u8>().unwrap_or_else(|_| {
+                problems.push(format!(
+                    "`idle_exit_code` must be a number from 0 to 255, not {v:?}"
+                ));
+                0
+            }),
+        };
+        let drone_server = raw.drone_server.clone().or_else(|| {
+            match (
+                drone_value(&d.drone_system_proto),
+                drone_value(&d.drone_system_host),
+            ) {
+                (Some(proto), Some(host)) => Some(format!("{proto}://{host}")),
+                _ => None,
+            }
+        });
 
         let workspace = drone_value(&d.drone_workspace)
             .map(PathBuf::from)
@@ -1027,10 +1204,16 @@ impl Settings {
             build,
             build_link: drone_value(&d.drone_build_link),
             trigger: event.unwrap_or_else(|| "cli".into()),
-            drone_repo: drone_value(&d.drone_repo),
+            drone_repo,
             jobs,
             dry_run,
             inline,
+            drone_server,
+            drone_token: raw.drone_token.map(Secret::new),
+            drone_branch: raw.drone_branch.unwrap_or_else(|| "main".into()),
+            cleanup_after,
+            min_free_bytes,
+            idle_exit_code,
         })
     }
 
@@ -1208,6 +1391,34 @@ mod tests {
     }
 
     #[test]
+    fn sweep_settings_fall_back_to_drone_metadata_and_sizes_parse() {
+        let s = parse(&[
+            ("DRONE_BUILD_EVENT", "cron"),
+            ("DRONE_SYSTEM_PROTO", "https"),
+            ("DRONE_SYSTEM_HOST", "drone.example.org"),
+            ("DRONE_REPO", "canon/canon"),
+            ("PLUGIN_CONFIG", "e.yml"),
+            ("PLUGIN_DRONE_TOKEN", "t0k"),
+            ("PLUGIN_MIN_FREE", "10G"),
+            ("PLUGIN_IDLE_EXIT_CODE", "78"),
+            ("PLUGIN_CLEANUP_AFTER", "2h"),
+        ])
+        .unwrap();
+        assert_eq!(s.drone_server.as_deref(), Some("https://drone.example.org"));
+        assert_eq!(s.drone_repo.as_deref(), Some("canon/canon"));
+        assert_eq!(s.drone_branch, "main");
+        assert_eq!(format!("{:?}", s.drone_token), "Some(***)");
+        assert_eq!(s.min_free_bytes, Some(10 << 30));
+        assert_eq!(s.idle_exit_code, 78);
+        assert_eq!(s.cleanup_after, Duration::from_secs(7200));
+        assert_eq!(parse_size("1048576"), Some(1 << 20));
+        assert_eq!(parse_size("1.5GiB"), Some(3 << 29));
+        assert_eq!(parse_size("500 mb"), Some(500 << 20));
+        assert_eq!(parse_size("ten"), None);
+        assert_eq!(parse_size("5X"), None);
+    }
+
+    #[test]
     fn lists_are_comma_joined_or_json() {
         assert_eq!(parse_list("x", "a, b,,c").unwrap(), ["a", "b", "c"]);
         assert_eq!(parse_list("x", r#"["a,b", 1]"#).unwrap(), ["a,b", "1"]);
@@ -1252,7 +1463,8 @@ mod tests {
             [
                 "PLUGIN_UPSTREAM_TOKEN",
                 "PLUGIN_MIRROR_TOKEN",
-                "PLUGIN_SSH_KEY"
+                "PLUGIN_SSH_KEY",
+                "PLUGIN_DRONE_TOKEN"
             ]
         );
         for s in KNOWN_SETTINGS {
