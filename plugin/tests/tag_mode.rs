@@ -659,3 +659,28 @@ fn the_results_schema_names_exactly_the_stages_and_statuses_canon_reads() {
     assert_eq!(schema["additionalProperties"], false);
     assert_eq!(schema["$defs"]["stage"]["additionalProperties"], false);
 }
+
+#[test]
+fn a_harness_that_outlives_its_timeout_is_killed_and_the_run_is_red() {
+    let f = Fixture::new();
+    f.release("1.0.0+1.0", true);
+    // The background sleep holds the output pipes open: the whole process group must go.
+    let h = f.harness("slow", "sleep 30 &\nsleep 30");
+    let mut runner = f.runner(&h, None);
+    runner.timeout = std::time::Duration::from_secs(1);
+    let started = std::time::Instant::now();
+    let out = run::run_tag_mode(&f.settings(tag("1.0.0+1.0")), &runner).unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!out.report.green);
+    assert_eq!(out.report.exit_code, 1);
+    assert!(
+        out.report.problems[0].contains("timed out after 1s"),
+        "{:?}",
+        out.report.problems
+    );
+    assert_eq!(canonical(&f), None);
+}
