@@ -1,13 +1,397 @@
-//! Placeholder module; its mode is built in its own change.
+//! `canon-plugin mirror-sync`: make mirrors equal to upstream for the branch and all tags.
+//!
+//! Two forms:
+//! - `--upstream URL --mirror URL [--branch main] [--cache DIR]`: one repository pair.
+//! - `--config ENROLLMENT [--jobs N] [--state-dir DIR]`: every enrolled recipe, at most `N` at a
+//!   time, one line per recipe as it finishes and a total; one recipe failing never stops others.
+//!
+//! Tokens come only from the environment (`CANON_UPSTREAM_TOKEN`, `CANON_MIRROR_TOKEN`), never
+//! from flags, so they do not show in process listings. After a sync, open mirror PRs whose head
+//! upstream has merged are closed when the mirror's forge is known (`--mirror-forge` and
+//! `--mirror-repo`, or the enrollment's forge and `owner/name`) and a mirror token is set.
+//!
+//! Exit 0 when every mirror is faithful, 1 when any sync (or PR close) failed, 2 on bad usage.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
 
-/// Arguments (none yet).
+use canon_shared::forge::{self, ForgeKind};
+use canon_shared::mirror::{self, GitRemote, SyncReport, SyncRequest};
+use canon_shared::recipe::{Enrollment, RecipeName};
+use canon_shared::secret::Secret;
+
+/// Exit code when a sync failed.
+pub const EXIT_FAILED: u8 = 1;
+
+/// Arguments of `mirror-sync`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["upstream", "config"])))]
+pub struct Args {
+    /// The upstream repository (URL or local path). Token: env CANON_UPSTREAM_TOKEN.
+    #[arg(long, requires = "mirror", conflicts_with = "config")]
+    pub upstream: Option<String>,
+    /// The mirror repository (URL or local path). Token: env CANON_MIRROR_TOKEN.
+    #[arg(long, requires = "upstream", conflicts_with = "config")]
+    pub mirror: Option<String>,
+    /// The branch kept equal to upstream's.
+    #[arg(long, default_value = "main", conflicts_with = "config")]
+    pub branch: String,
+    /// The bare cache for this pair (reused between runs so only new objects move). Default: a
+    /// temporary folder, so every run fetches everything.
+    #[arg(long, conflicts_with = "config")]
+    pub cache: Option<PathBuf>,
+    /// The mirror's forge base URL, to close PRs merged upstream (with --mirror-repo).
+    #[arg(long, requires = "mirror_repo", conflicts_with = "config")]
+    pub mirror_forge: Option<String>,
+    /// The mirror's `owner/name` on its forge (with --mirror-forge).
+    #[arg(long, requires = "mirror_forge", conflicts_with = "config")]
+    pub mirror_repo: Option<String>,
+    /// The enrollment file: sync every enrolled recipe.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// With --config: how many recipes sync at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// With --config: the state directory; caches live at `<state>/<recipe>/upstream.git`.
+    #[arg(long, env = "CANON_STATE_DIR", default_value = "./canon-state")]
+    pub state_dir: PathBuf,
+    /// With --config: only these recipes (repeatable).
+    #[arg(long = "only", value_name = "RECIPE")]
+    pub only: Vec<RecipeName>,
+    /// An SSH private key for SSH remotes (both sides).
+    #[arg(long)]
+    pub ssh_key: Option<PathBuf>,
+    /// Do not close mirror PRs merged upstream.
+    #[arg(long)]
+    pub no_close_prs: bool,
+    /// Print each report as one JSON line on stdout instead of a text line.
+    #[arg(long)]
+    pub json: bool,
+}
 
-/// Reports that this mode is not available in this build.
-pub fn main(_args: Args) -> ExitCode {
-    eprintln!("error: this mode is not available in this build");
-    ExitCode::from(crate::cli::EXIT_USAGE)
+/// Credentials read once from the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    /// CANON_UPSTREAM_TOKEN.
+    pub upstream: Option<Secret>,
+    /// CANON_MIRROR_TOKEN.
+    pub mirror: Option<Secret>,
+}
+
+impl Tokens {
+    /// Reads the tokens from `vars` (name, value) pairs; empty values count as unset.
+    pub fn from_vars<I: IntoIterator<Item = (String, String)>>(vars: I) -> Self {
+        let mut t = Tokens::default();
+        for (k, v) in vars {
+            if v.is_empty() {
+                continue;
+            }
+            match k.as_str() {
+                "CANON_UPSTREAM_TOKEN" => t.upstream = Some(Secret::new(v)),
+                "CANON_MIRROR_TOKEN" => t.mirror = Some(Secret::new(v)),
+                _ => {}
+            }
+        }
+        t
+    }
+}
+
+/// One pair to sync, with what is needed to close merged PRs afterwards.
+#[derive(Debug, Clone)]
+struct Job {
+    label: String,
+    request: SyncRequest,
+    /// (forge base URL, owner/name) of the mirror, when PRs should be closed.
+    close_on: Option<(String, String)>,
+}
+
+/// The outcome of one job, printed as one line.
+#[derive(Debug, serde::Serialize)]
+struct Outcome {
+    recipe: String,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report: Option<SyncReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    closed_prs: Option<mirror::CloseReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Runs `mirror-sync`.
+pub fn main(args: Args) -> ExitCode {
+    let tokens = Tokens::from_vars(std::env::vars());
+    let mut temp_cache = None;
+    let jobs = match build_jobs(&args, &tokens, &mut temp_cache) {
+        Ok(jobs) => jobs,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return ExitCode::from(crate::cli::EXIT_USAGE);
+        }
+    };
+    let started = Instant::now();
+    let single = args.config.is_none();
+    let outcomes = run_jobs(&jobs, usize::from(args.jobs), &tokens, args.json);
+    let failed = outcomes.iter().filter(|o| !o.ok).count();
+    let no_op = outcomes
+        .iter()
+        .filter(|o| o.report.as_ref().is_some_and(|r| r.no_op))
+        .count();
+    if !single || failed > 0 {
+        let line = format!(
+            "mirror-sync: {} recipes, {} ok ({} no-op), {} failed, {:.2} s",
+            outcomes.len(),
+            outcomes.len() - failed,
+            no_op,
+            failed,
+            started.elapsed().as_secs_f64()
+        );
+        if args.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+    if let Some(dir) = temp_cache {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    }
+}
+
+fn remote(url: &str, token: &Option<Secret>, ssh_key: &Option<PathBuf>) -> GitRemote {
+    GitRemote {
+        url: url.to_string(),
+        token: token.clone(),
+        ssh_key: ssh_key.clone(),
+    }
+}
+
+fn build_jobs(
+    args: &Args,
+    tokens: &Tokens,
+    temp_cache: &mut Option<PathBuf>,
+) -> Result<Vec<Job>, String> {
+    if let Some(path) = &args.config {
+        let enrollment = Enrollment::load(path).map_err(|e| e.to_string())?;
+        for name in &args.only {
+            if enrollment.get(name).is_none() {
+                return Err(format!(
+                    "recipe `{name}` is not enrolled in {}",
+                    path.display()
+                ));
+            }
+        }
+        return Ok(enrollment
+            .recipes
+            .iter()
+            .filter(|r| args.only.is_empty() || args.only.contains(&r.name))
+            .map(|r| Job {
+                label: r.name.to_string(),
+                request: SyncRequest {
+                    upstream: remote(&r.upstream.url, &tokens.upstream, &args.ssh_key),
+                    mirror: remote(&r.mirror.url, &tokens.mirror, &args.ssh_key),
+                    branch: r.branch.clone(),
+                    cache_dir: mirror::cache_dir(&args.state_dir, &r.name),
+                },
+                close_on: match (&r.mirror.forge, &r.mirror.full_name) {
+                    (Some(f), Some(n)) if !args.no_close_prs => Some((f.clone(), n.clone())),
+                    _ => None,
+                },
+            })
+            .collect());
+    }
+    let (Some(upstream), Some(mirror_url)) = (&args.upstream, &args.mirror) else {
+        return Err("give --upstream and --mirror, or --config".into());
+    };
+    let cache = match &args.cache {
+        Some(c) => c.clone(),
+        None => {
+            let dir = std::env::temp_dir().join(format!(
+                "canon-mirror-cache-{}-{}",
+                std::process::id(),
+                started_nanos()
+            ));
+            *temp_cache = Some(dir.clone());
+            dir.join("upstream.git")
+        }
+    };
+    let up = remote(upstream, &tokens.upstream, &args.ssh_key);
+    Ok(vec![Job {
+        label: up.display_url(),
+        request: SyncRequest {
+            upstream: up,
+            mirror: remote(mirror_url, &tokens.mirror, &args.ssh_key),
+            branch: args.branch.clone(),
+            cache_dir: cache,
+        },
+        close_on: match (&args.mirror_forge, &args.mirror_repo) {
+            (Some(f), Some(n)) if !args.no_close_prs => Some((f.clone(), n.clone())),
+            _ => None,
+        },
+    }])
+}
+
+fn started_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// Runs the jobs on at most `jobs` threads, printing each outcome as it finishes.
+fn run_jobs(jobs: &[Job], workers: usize, tokens: &Tokens, json: bool) -> Vec<Outcome> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::with_capacity(jobs.len()));
+    std::thread::scope(|s| {
+        for _ in 0..workers.clamp(1, jobs.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else { break };
+                let outcome = run_one(job, tokens);
+                print_outcome(&outcome, json);
+                // A poisoned lock only means another worker panicked; keep its results anyway.
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((i, outcome));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, o)| o).collect()
+}
+
+fn run_one(job: &Job, tokens: &Tokens) -> Outcome {
+    let mut out = Outcome {
+        recipe: job.label.clone(),
+        ok: false,
+        report: None,
+        closed_prs: None,
+        error: None,
+    };
+    let report = match mirror::sync(&job.request) {
+        Ok(r) => r,
+        Err(e) => {
+            out.error = Some(error_chain(&e));
+            return out;
+        }
+    };
+    if let Some((base, repo)) = &job.close_on {
+        match close_prs(
+            base,
+            repo,
+            &job.request.cache_dir,
+            &report.upstream_head,
+            tokens,
+        ) {
+            Ok(Some(closed)) => {
+                if !closed.failed.is_empty() {
+                    out.error = Some(format!(
+                        "could not close PRs merged upstream: {}",
+                        closed
+                            .failed
+                            .iter()
+                            .map(|f| format!("#{}: {}", f.number, f.error))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ));
+                }
+                out.closed_prs = Some(closed);
+            }
+            Ok(None) => {}
+            Err(e) => out.error = Some(e),
+        }
+    }
+    out.ok = out.error.is_none();
+    out.report = Some(report);
+    out
+}
+
+/// Closes merged PRs; `Ok(None)` when no mirror token is set (closing needs one).
+fn close_prs(
+    base: &str,
+    repo: &str,
+    cache: &Path,
+    head: &str,
+    tokens: &Tokens,
+) -> Result<Option<mirror::CloseReport>, String> {
+    let Some(token) = tokens.mirror.clone() else {
+        tracing::warn!(
+            repo,
+            "No CANON_MIRROR_TOKEN: not closing PRs merged upstream."
+        );
+        return Ok(None);
+    };
+    let client =
+        forge::client(ForgeKind::guess(base), base, Some(token)).map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    rt.block_on(mirror::close_merged_prs(client.as_ref(), repo, cache, head))
+        .map(Some)
+        .map_err(|e| format!("closing PRs merged upstream: {}", error_chain(&e)))
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut msg = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = s.source();
+    }
+    msg
+}
+
+fn print_outcome(o: &Outcome, json: bool) {
+    if json {
+        match serde_json::to_string(o) {
+            Ok(line) => println!("{line}"),
+            Err(e) => eprintln!("error: cannot encode the report of {}: {e}", o.recipe),
+        }
+        return;
+    }
+    match (&o.report, &o.error) {
+        (Some(r), None) => {
+            let mut line = format!("ok   {}: {}", o.recipe, r.summary());
+            if let Some(c) = &o.closed_prs {
+                if !c.closed.is_empty() {
+                    let n: Vec<String> =
+                        c.closed.iter().map(|p| format!("#{}", p.number)).collect();
+                    line.push_str(&format!("; closed PRs merged upstream: {}", n.join(" ")));
+                }
+            }
+            println!("{line}");
+        }
+        (_, Some(e)) => println!("FAIL {}: {e}", o.recipe),
+        (None, None) => println!("FAIL {}: no report", o.recipe),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_come_from_the_two_variables_and_empty_means_unset() {
+        let t = Tokens::from_vars([
+            ("CANON_UPSTREAM_TOKEN".to_string(), "u".to_string()),
+            ("CANON_MIRROR_TOKEN".to_string(), String::new()),
+            ("OTHER".to_string(), "x".to_string()),
+        ]);
+        assert_eq!(t.upstream.as_ref().map(|s| s.expose()), Some("u"));
+        assert!(t.mirror.is_none());
+    }
 }
