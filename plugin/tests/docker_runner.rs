@@ -563,3 +563,184 @@ fn the_sweep_removes_an_old_killed_runs_leftovers_and_never_a_warm_canonical() {
     );
     up.drop_warm();
 }
+
+#[test]
+fn tag_mode_through_the_docker_runner_promotes_the_first_tag_then_upgrades_to_the_second() {
+    use canon_plugin::run::{run_tag_mode, RunSettings};
+    use canon_shared::mirror::GitRemote;
+    use canon_shared::state::{LockWait, StateDir};
+
+    engine();
+    let up = Upstream::new("cfxe");
+    let c1 = up.release("1.0.0+0.1.0", "1.0.0", false);
+    let mirror = up.work.join("mirror.git");
+    let sync_mirror = || {
+        if mirror.exists() {
+            ok(
+                "git",
+                &[
+                    "-C",
+                    mirror.to_str().unwrap(),
+                    "fetch",
+                    "-q",
+                    "--prune",
+                    "origin",
+                    "+refs/*:refs/*",
+                ],
+            );
+        } else {
+            ok(
+                "git",
+                &[
+                    "clone",
+                    "-q",
+                    "--mirror",
+                    up.repo.to_str().unwrap(),
+                    mirror.to_str().unwrap(),
+                ],
+            );
+        }
+    };
+    sync_mirror();
+    let recipe = up.recipe(60, Some(MARKER_CHECK));
+    let state = up.work.join("state");
+    let settings = |tag: &str| RunSettings {
+        upstream: GitRemote::local(recipe.upstream.url.clone()),
+        mirror: GitRemote::local(recipe.mirror.url.clone()),
+        recipe: recipe.clone(),
+        tested: TestedRef::Tag(tag.to_string()),
+        claimed_commits: vec![],
+        quick: false,
+        state_dir: state.clone(),
+        work_dir: up.work.join("runs"),
+        keep_work_dir: false,
+        lock_wait: LockWait::Wait(Duration::from_secs(10)),
+        env: BTreeMap::from([("EXPECT_MARKER".to_string(), "1.0.0".to_string())]),
+        build: "11".into(),
+        build_link: None,
+        trigger: "test".into(),
+        report: None,
+    };
+    let runner = DockerRunner::default();
+    let name = RecipeName::parse(&up.name).unwrap();
+
+    let first = run_tag_mode(&settings("1.0.0+0.1.0"), &runner).expect("first run");
+    assert!(first.promoted(), "{:#?}", first.report);
+    let canonical = StateDir::new(&state)
+        .read_canonical(&name)
+        .unwrap()
+        .unwrap();
+    assert_eq!(canonical.version.to_string(), "1.0.0+0.1.0");
+    assert_eq!(canonical.commit, c1);
+
+    let c2 = up.release("1.1.0+0.1.0", "1.1.0", false);
+    sync_mirror();
+    let second = run_tag_mode(&settings("1.1.0+0.1.0"), &runner).expect("second run");
+    assert!(second.promoted(), "{:#?}", second.report);
+    let upgrade = second
+        .report
+        .stages
+        .iter()
+        .find(|s| s.name == Stage::Upgrade)
+        .unwrap();
+    assert_eq!(
+        upgrade.status,
+        StageStatus::Passed,
+        "{:#?}",
+        second.report.stages
+    );
+    let canonical = StateDir::new(&state)
+        .read_canonical(&name)
+        .unwrap()
+        .unwrap();
+    assert_eq!(canonical.version.to_string(), "1.1.0+0.1.0");
+    assert_eq!(canonical.commit, c2);
+    let warm = format!("warm-{}", up.name);
+    let mut want = empty();
+    want.insert("volumes", vec![format!("{warm}_data")]);
+    want.insert("secrets", vec![format!("{warm}_app_key_v1")]);
+    assert_eq!(up.objects(), want);
+    assert_eq!(
+        up.volume_file(&format!("{warm}_data"), "installed"),
+        "1.0.0"
+    );
+    up.drop_warm();
+}
+
+#[test]
+fn the_abra_runner_runs_the_ladder_in_order_with_a_private_abra_dir() {
+    use canon_plugin::runners::abra::AbraRunner;
+    use std::os::unix::fs::PermissionsExt;
+
+    let up = Upstream::new("cfxf");
+    let c1 = up.release("1.0.0+0.1.0", "1.0.0", false);
+    let c2 = up.release("1.1.0+0.1.0", "1.1.0", false);
+    let log = up.work.join("abra.log");
+    let fake = up.work.join("abra");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho \"$ABRA_DIR|$*\" >> {}\ncase \"$*\" in *'app restore'*) echo 'no snapshot' >&2; exit 4;; esac\nexit 0\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let runner = AbraRunner {
+        program: fake.display().to_string(),
+        ..AbraRunner::default()
+    };
+    let recipe = up.recipe(30, Some("test \"$CANON_RUNNER\" = abra"));
+    let mut ctx = up.ctx(&recipe, "1.1.0+0.1.0", &c2, "5");
+    ctx.canonical = Some(up.canonical("1.0.0+0.1.0", &c1));
+    ctx.base_checkout = Some(up.checkout("1.0.0+0.1.0"));
+    let results = runner.run(&ctx).unwrap();
+    assert_eq!(
+        status(&results),
+        vec![
+            (Stage::Install, StageStatus::Passed),
+            (Stage::Upgrade, StageStatus::Passed),
+            (Stage::Backup, StageStatus::Passed),
+            (Stage::Restore, StageStatus::Failed),
+            (Stage::Custom, StageStatus::Passed),
+        ]
+    );
+    assert!(
+        results[3]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("no snapshot"),
+        "{results:#?}"
+    );
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let abra_dir = ctx.run_dir.join("abra");
+    let domain = format!(
+        "{}.canon.localhost",
+        canon_plugin::runners::docker::cmd::cold_stack_name(&up.name, "1.1.0+0.1.0", "5")
+    );
+    let want: Vec<String> = [
+        "server add --local --no-input".to_string(),
+        format!("app new {} 1.0.0+0.1.0 --server default --domain {domain} --secrets --no-input --offline", up.name),
+        format!("app deploy {domain} 1.0.0+0.1.0 --no-input --offline"),
+        format!("app upgrade {domain} 1.1.0+0.1.0 --no-input --offline"),
+        format!("app backup create {domain} --no-input"),
+        format!("app restore {domain} --no-input"),
+        format!("app undeploy {domain} --no-input"),
+        format!("app volume remove {domain} --force --no-input"),
+        format!("app secret remove {domain} --all --no-input"),
+        format!("app remove {domain} --force --no-input"),
+    ]
+    .into_iter()
+    .map(|l| format!("{}|{l}", abra_dir.display()))
+    .collect();
+    assert_eq!(lines.lines().collect::<Vec<_>>(), want);
+    assert!(
+        abra_dir
+            .join("recipes")
+            .join(&up.name)
+            .join("compose.yml")
+            .exists(),
+        "the recipe is cloned into the private ABRA_DIR"
+    );
+}

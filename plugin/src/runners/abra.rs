@@ -1,1 +1,456 @@
-//! The built-in `abra` runner (placeholder while it is written).
+//! The built-in `abra` runner: the same stage ladder as the `docker` runner, through the abra CLI
+//! (Co-op Cloud's own tool), with a per-run `ABRA_DIR` so concurrent runs never share a recipe
+//! checkout (`abra app new` moves the checkout to the release tag).
+//!
+//! Every abra command line is built by a pure function below. They were written for abra 0.10
+//! (the `abra app ...` command set and flags of its 2024–2025 docs); abra is not installed where
+//! canon is built, so the tests check the command lines and the order of the ladder with a
+//! recording stand-in for `abra`. The README lists the exact commands.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use canon_shared::gate::{StageResult, StageStatus, TestedRef};
+use canon_shared::recipe::Stage;
+
+use super::docker::cmd::{cold_stack_name, warm_stack_name};
+use super::docker::compose_facts::RecipeFiles;
+use super::docker::exec::{self, Cmd};
+use super::docker::{custom_command, run_custom, DEFAULT_DEPLOY_TIMEOUT};
+use super::{RunContext, Runner, RunnerError};
+
+/// The abra version these command lines were written for.
+pub const ABRA_VERSION: &str = "0.10";
+
+/// The `abra` runner.
+#[derive(Debug, Clone)]
+pub struct AbraRunner {
+    /// The abra executable (default `abra` on `PATH`).
+    pub program: String,
+    /// The abra server apps are deployed to (`default`: the local engine, `abra server add
+    /// --local`).
+    pub server: String,
+    /// Apps get `<stack>.<domain_suffix>` as their domain.
+    pub domain_suffix: String,
+}
+
+impl Default for AbraRunner {
+    fn default() -> Self {
+        AbraRunner {
+            program: "abra".to_string(),
+            server: "default".to_string(),
+            domain_suffix: "canon.localhost".to_string(),
+        }
+    }
+}
+
+/// The abra command lines of one app, as pure functions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbraApp {
+    /// The abra executable.
+    pub program: String,
+    /// The per-run `ABRA_DIR`.
+    pub abra_dir: PathBuf,
+    /// The recipe name.
+    pub recipe: String,
+    /// The app's domain (abra's app name).
+    pub domain: String,
+    /// The abra server.
+    pub server: String,
+}
+
+impl AbraApp {
+    fn cmd(&self, args: &[&str]) -> Cmd {
+        let mut c = Cmd::new(&self.program, args.iter().copied());
+        c.env = vec![("ABRA_DIR".to_string(), self.abra_dir.display().to_string())];
+        c
+    }
+
+    /// `abra server add --local` (once per `ABRA_DIR`: the local engine as server `default`).
+    pub fn server_add(&self) -> Cmd {
+        self.cmd(&["server", "add", "--local", "--no-input"])
+    }
+
+    /// `abra app new <recipe> <version> --server <s> --domain <d> --secrets --no-input --offline`
+    /// (creates the app's `.env` from `.env.sample` and generates the declared secrets).
+    pub fn new_app(&self, version: &str) -> Cmd {
+        self.cmd(&[
+            "app",
+            "new",
+            &self.recipe,
+            version,
+            "--server",
+            &self.server,
+            "--domain",
+            &self.domain,
+            "--secrets",
+            "--no-input",
+            "--offline",
+        ])
+    }
+
+    /// `abra app deploy <domain> <version> --no-input --offline` (`--force` to redeploy the
+    /// running version; `--chaos` is never used: canon tests tagged releases).
+    pub fn deploy(&self, version: &str, force: bool) -> Cmd {
+        let mut args = vec![
+            "app",
+            "deploy",
+            &self.domain,
+            version,
+            "--no-input",
+            "--offline",
+        ];
+        if force {
+            args.push("--force");
+        }
+        self.cmd(&args)
+    }
+
+    /// `abra app upgrade <domain> <version> --no-input --offline` (over the running base).
+    pub fn upgrade(&self, version: &str) -> Cmd {
+        self.cmd(&[
+            "app",
+            "upgrade",
+            &self.domain,
+            version,
+            "--no-input",
+            "--offline",
+        ])
+    }
+
+    /// `abra app backup create <domain> --no-input` (backupbot snapshot of the labelled volumes).
+    pub fn backup(&self) -> Cmd {
+        self.cmd(&["app", "backup", "create", &self.domain, "--no-input"])
+    }
+
+    /// `abra app restore <domain> --no-input` (the latest snapshot).
+    pub fn restore(&self) -> Cmd {
+        self.cmd(&["app", "restore", &self.domain, "--no-input"])
+    }
+
+    /// `abra app undeploy <domain> --no-input` (stops the stack, keeps volumes).
+    pub fn undeploy(&self) -> Cmd {
+        self.cmd(&["app", "undeploy", &self.domain, "--no-input"])
+    }
+
+    /// `abra app volume remove <domain> --force --no-input`.
+    pub fn volume_remove(&self) -> Cmd {
+        self.cmd(&[
+            "app",
+            "volume",
+            "remove",
+            &self.domain,
+            "--force",
+            "--no-input",
+        ])
+    }
+
+    /// `abra app secret remove <domain> --all --no-input`.
+    pub fn secret_remove(&self) -> Cmd {
+        self.cmd(&[
+            "app",
+            "secret",
+            "remove",
+            &self.domain,
+            "--all",
+            "--no-input",
+        ])
+    }
+
+    /// `abra app remove <domain> --force --no-input` (the app's `.env`).
+    pub fn remove(&self) -> Cmd {
+        self.cmd(&["app", "remove", &self.domain, "--force", "--no-input"])
+    }
+
+    /// `git clone --quiet <checkout> <ABRA_DIR>/recipes/<recipe>`: abra reads the recipe, its
+    /// tags included, from there; a private copy per run.
+    pub fn clone_recipe(&self, checkout: &Path) -> Cmd {
+        let dest = self.abra_dir.join("recipes").join(&self.recipe);
+        let mut c = Cmd::new(
+            "git",
+            [
+                "clone".to_string(),
+                "--quiet".to_string(),
+                checkout.display().to_string(),
+                dest.display().to_string(),
+            ],
+        );
+        c.env = vec![
+            ("GIT_CONFIG_NOSYSTEM".to_string(), "1".to_string()),
+            ("GIT_TERMINAL_PROMPT".to_string(), "0".to_string()),
+        ];
+        c
+    }
+}
+
+fn result(name: Stage, started: Instant, outcome: Result<(), String>) -> StageResult {
+    StageResult {
+        name,
+        status: if outcome.is_ok() {
+            StageStatus::Passed
+        } else {
+            StageStatus::Failed
+        },
+        reason: outcome.err(),
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+fn skipped(name: Stage, reason: &str) -> StageResult {
+    StageResult {
+        name,
+        status: StageStatus::Skipped,
+        reason: Some(reason.to_string()),
+        seconds: 0.0,
+    }
+}
+
+impl AbraRunner {
+    fn app(&self, ctx: &RunContext, stack: &str, dir: &str) -> Result<AbraApp, RunnerError> {
+        let abra_dir = ctx.run_dir.join(dir);
+        std::fs::create_dir_all(abra_dir.join("recipes")).map_err(|e| {
+            RunnerError::Other(format!("could not create {}: {e}", abra_dir.display()))
+        })?;
+        Ok(AbraApp {
+            program: self.program.clone(),
+            abra_dir,
+            recipe: ctx.recipe.name.as_str().to_string(),
+            domain: format!("{stack}.{}", self.domain_suffix),
+            server: self.server.clone(),
+        })
+    }
+
+    fn timeout(ctx: &RunContext) -> Duration {
+        ctx.recipe
+            .deploy_timeout_secs
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_DEPLOY_TIMEOUT)
+    }
+
+    fn step(c: &Cmd, timeout: Duration) -> Result<(), String> {
+        exec::run_ok(c, timeout)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    fn prepare(app: &AbraApp, checkout: &Path) -> Result<(), RunnerError> {
+        exec::run_ok(&app.clone_recipe(checkout), Duration::from_secs(120))?;
+        exec::run_ok(&app.server_add(), Duration::from_secs(60))?;
+        Ok(())
+    }
+
+    fn ladder(&self, ctx: &RunContext, app: &AbraApp) -> Vec<StageResult> {
+        let timeout = Self::timeout(ctx);
+        let tag = ctx.tested_name().to_string();
+        let base = match (&ctx.canonical, &ctx.base_checkout) {
+            (Some(c), Some(_)) => Some(c.version.to_string()),
+            _ => None,
+        };
+        let mut out = Vec::new();
+        let t = Instant::now();
+        let install_version = base.clone().unwrap_or_else(|| tag.clone());
+        let install = Self::step(&app.new_app(&install_version), timeout)
+            .and_then(|()| Self::step(&app.deploy(&install_version, false), timeout));
+        let ok = install.is_ok();
+        out.push(result(Stage::Install, t, install));
+        if !ok {
+            for s in [Stage::Upgrade, Stage::Backup, Stage::Restore, Stage::Custom] {
+                out.push(skipped(s, "install failed"));
+            }
+            return out;
+        }
+        if base.is_some() {
+            let t = Instant::now();
+            let up = Self::step(&app.upgrade(&tag), timeout);
+            let ok = up.is_ok();
+            out.push(result(Stage::Upgrade, t, up));
+            if !ok {
+                for s in [Stage::Backup, Stage::Restore, Stage::Custom] {
+                    out.push(skipped(s, "upgrade failed"));
+                }
+                return out;
+            }
+        } else {
+            out.push(skipped(Stage::Upgrade, "no canonical yet"));
+        }
+        let backups = RecipeFiles::load(&ctx.checkout, "app", &BTreeMap::new())
+            .map(|f| f.facts.declares_backups())
+            .unwrap_or(false);
+        if backups {
+            let t = Instant::now();
+            let b = Self::step(&app.backup(), timeout);
+            let ok = b.is_ok();
+            out.push(result(Stage::Backup, t, b));
+            if ok {
+                let t = Instant::now();
+                out.push(result(
+                    Stage::Restore,
+                    t,
+                    Self::step(&app.restore(), timeout),
+                ));
+            } else {
+                out.push(skipped(Stage::Restore, "backup failed"));
+            }
+        } else {
+            let why = "the recipe declares no backups (no backupbot.backup=true label)";
+            out.push(skipped(Stage::Backup, why));
+            out.push(skipped(Stage::Restore, why));
+        }
+        match &ctx.recipe.test_command {
+            None => out.push(skipped(
+                Stage::Custom,
+                "the enrollment names no test_command",
+            )),
+            Some(_) => {
+                let t = Instant::now();
+                let stack = app.domain.replace('.', "_");
+                let c = custom_command(ctx, &stack, &app.domain, self.name());
+                out.push(result(Stage::Custom, t, run_custom(&c, timeout)));
+            }
+        }
+        out
+    }
+
+    fn teardown(app: &AbraApp) -> Vec<String> {
+        let mut problems = Vec::new();
+        for c in [
+            app.undeploy(),
+            app.volume_remove(),
+            app.secret_remove(),
+            app.remove(),
+        ] {
+            if let Err(e) = exec::run_ok(&c, Duration::from_secs(300)) {
+                problems.push(e.to_string());
+            }
+        }
+        problems
+    }
+}
+
+impl Runner for AbraRunner {
+    fn name(&self) -> &'static str {
+        "abra"
+    }
+
+    fn run(&self, ctx: &RunContext) -> Result<Vec<StageResult>, RunnerError> {
+        let stack = cold_stack_name(ctx.recipe.name.as_str(), ctx.tested_name(), &ctx.build);
+        let app = self.app(ctx, &stack, "abra")?;
+        Self::prepare(&app, &ctx.checkout)?;
+        let results = self.ladder(ctx, &app);
+        let problems = Self::teardown(&app);
+        if !problems.is_empty() {
+            tracing::error!(domain = %app.domain, ?problems, "abra teardown left objects behind");
+        }
+        Ok(results)
+    }
+
+    fn promote(&self, ctx: &RunContext) -> Result<(), RunnerError> {
+        let TestedRef::Tag(tag) = &ctx.tested else {
+            return Err(RunnerError::Other(
+                "only a tag can become the warm canonical".into(),
+            ));
+        };
+        let stack = warm_stack_name(ctx.recipe.name.as_str());
+        let app = self.app(ctx, &stack, "abra-warm")?;
+        Self::prepare(&app, &ctx.checkout)?;
+        let timeout = Self::timeout(ctx);
+        // The warm app's `.env` lives in this run's ABRA_DIR; `app new` recreates it and keeps
+        // the existing secrets and volumes of the same domain on the server.
+        exec::run_ok(&app.new_app(tag), timeout)?;
+        exec::run_ok(&app.deploy(tag, true), timeout)?;
+        exec::run_ok(&app.undeploy(), timeout)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app() -> AbraApp {
+        AbraApp {
+            program: "abra".into(),
+            abra_dir: PathBuf::from("/run/1/abra"),
+            recipe: "gitea".into(),
+            domain: "cold-gitea-abc123-7.canon.localhost".into(),
+            server: "default".into(),
+        }
+    }
+
+    #[test]
+    fn every_abra_command_line_is_exact() {
+        let a = app();
+        let d = "cold-gitea-abc123-7.canon.localhost";
+        let table: Vec<(Cmd, Vec<&str>)> = vec![
+            (
+                a.server_add(),
+                vec!["server", "add", "--local", "--no-input"],
+            ),
+            (
+                a.new_app("1.0.0+1.21"),
+                vec![
+                    "app",
+                    "new",
+                    "gitea",
+                    "1.0.0+1.21",
+                    "--server",
+                    "default",
+                    "--domain",
+                    d,
+                    "--secrets",
+                    "--no-input",
+                    "--offline",
+                ],
+            ),
+            (
+                a.deploy("1.0.0+1.21", false),
+                vec!["app", "deploy", d, "1.0.0+1.21", "--no-input", "--offline"],
+            ),
+            (
+                a.deploy("1.0.0+1.21", true),
+                vec![
+                    "app",
+                    "deploy",
+                    d,
+                    "1.0.0+1.21",
+                    "--no-input",
+                    "--offline",
+                    "--force",
+                ],
+            ),
+            (
+                a.upgrade("1.1.0+1.22"),
+                vec!["app", "upgrade", d, "1.1.0+1.22", "--no-input", "--offline"],
+            ),
+            (a.backup(), vec!["app", "backup", "create", d, "--no-input"]),
+            (a.restore(), vec!["app", "restore", d, "--no-input"]),
+            (a.undeploy(), vec!["app", "undeploy", d, "--no-input"]),
+            (
+                a.volume_remove(),
+                vec!["app", "volume", "remove", d, "--force", "--no-input"],
+            ),
+            (
+                a.secret_remove(),
+                vec!["app", "secret", "remove", d, "--all", "--no-input"],
+            ),
+            (
+                a.remove(),
+                vec!["app", "remove", d, "--force", "--no-input"],
+            ),
+        ];
+        for (cmd, want) in table {
+            assert_eq!(cmd.program, "abra");
+            assert_eq!(cmd.argv(), want);
+            assert_eq!(
+                cmd.env,
+                vec![("ABRA_DIR".to_string(), "/run/1/abra".to_string())]
+            );
+        }
+        let clone = a.clone_recipe(Path::new("/run/1/checkout"));
+        assert_eq!(
+            clone.display(),
+            "git clone --quiet /run/1/checkout /run/1/abra/recipes/gitea"
+        );
+    }
+}
