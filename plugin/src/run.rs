@@ -3,7 +3,7 @@
 //!
 //! The way in from Drone (no subcommand) also lives here: [`drone_main`] reads the settings and
 //! picks the mode (an explicit `mode` setting, else `DRONE_BUILD_EVENT`); a cron build goes to the
-//! sweep through [`sweep_argv`].
+//! sweep ([`crate::sweep::sweep_main`]) with the same validated settings.
 //!
 //! The core is [`run_tag_mode`], a library function over [`RunSettings`] and a [`Runner`], so the
 //! sweep's inline mode and the tests call it in-process.
@@ -21,7 +21,6 @@ use canon_shared::mirror::{self, GitRemote, MirrorError};
 use canon_shared::recipe::{Enrollment, Recipe};
 use canon_shared::secret::Secret;
 use canon_shared::state::{self, CanonicalRecord, HistoryEntry, LockWait, StateDir, StateError};
-use clap::Parser;
 
 use crate::checkout::{self, CheckoutError, Want};
 use crate::compose::{self, ComposeFile};
@@ -87,50 +86,8 @@ pub fn dispatch(env: &Environment, cli: Option<RawSettings>, forced: Option<Mode
     }
 }
 
-/// Returns the `canon-plugin sweep` command line the settings stand for (a cron build runs the
-/// sweep with it): `--config`, `--state-dir`, and `--jobs`, `--dry-run`, `--inline`, `--report`
-/// when set.
-pub fn sweep_argv(settings: &Settings) -> Vec<String> {
-    let mut argv = vec![
-        "sweep".to_string(),
-        "--config".into(),
-        settings.config.display().to_string(),
-        "--state-dir".into(),
-        settings.state_dir.display().to_string(),
-    ];
-    if let Some(j) = settings.jobs {
-        argv.extend(["--jobs".into(), j.to_string()]);
-    }
-    if settings.dry_run {
-        argv.push("--dry-run".into());
-    }
-    if settings.inline {
-        argv.push("--inline".into());
-    }
-    if let Some(r) = &settings.report {
-        argv.extend(["--report".into(), r.display().to_string()]);
-    }
-    argv
-}
-
-/// Parses the sweep's own arguments.
-#[derive(Debug, Parser)]
-#[command(name = "sweep")]
-struct SweepCli {
-    #[command(flatten)]
-    args: crate::sweep::Args,
-}
-
 fn sweep_mode(settings: &Settings) -> ExitCode {
-    let argv = sweep_argv(settings);
-    tracing::info!("Running the sweep as `canon-plugin {}`.", argv.join(" "));
-    match SweepCli::try_parse_from(&argv) {
-        Ok(cli) => crate::sweep::main(cli.args),
-        Err(e) => {
-            eprintln!("error: the sweep does not accept these settings: {e}");
-            ExitCode::from(EXIT_SETTINGS)
-        }
-    }
+    ExitCode::from(crate::sweep::sweep_main(settings))
 }
 
 /// A tag-mode run ready to go: its settings, its runner, and files that must outlive the run.
@@ -842,7 +799,7 @@ mod tests {
     }
 
     #[test]
-    fn a_cron_build_becomes_the_sweep_command_line() {
+    fn a_cron_build_selects_the_sweep_with_its_settings() {
         let s = settings(&[
             ("DRONE_BUILD_EVENT", "cron"),
             ("PLUGIN_CONFIG", "enrollment.yml"),
@@ -850,19 +807,10 @@ mod tests {
             ("PLUGIN_JOBS", "3"),
             ("PLUGIN_INLINE", "true"),
         ]);
-        assert_eq!(
-            sweep_argv(&s),
-            [
-                "sweep",
-                "--config",
-                "enrollment.yml",
-                "--state-dir",
-                "/var/lib/canon",
-                "--jobs",
-                "3",
-                "--inline"
-            ]
-        );
+        assert_eq!(s.mode, Mode::Sweep);
+        assert_eq!(s.jobs, Some(3));
+        assert!(s.inline);
+        assert_eq!(s.state_dir, Path::new("/var/lib/canon"));
     }
 
     #[test]

@@ -1,13 +1,844 @@
-//! Placeholder module; its mode is built in its own change.
+//! The weekly sweep: for every enrolled recipe, sync its mirror, find the latest upstream release
+//! and, when it is newer than the canonical, get it tested and promoted.
+//!
+//! Webhooks get lost (Gitea never retries; a Gitea bug drops `create` for pushed tags), so the
+//! sweep is the safety net, not an optimisation. It fails loudly rather than "sweep nothing and
+//! report success": an enrollment with no recipes is an error, and any recipe's error makes the
+//! exit code non-zero while the other recipes still finish.
+//!
+//! Two phases. Deciding (mirror sync, tag listing, the sweep decision) runs for all recipes with
+//! bounded concurrency. Acting either starts one Drone build per recipe and tag through the same
+//! client call the listener uses, or runs tag mode in-process one recipe at a time (runs share
+//! the Docker engine and the disk). A dry run decides and reports and changes nothing: it lists
+//! refs instead of syncing, starts nothing and writes nothing under the state directory.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
 
-/// Arguments (none yet).
+use canon_shared::drone::{BuildParams, DroneClient};
+use canon_shared::gate::{sweep_decision, SweepDecision};
+use canon_shared::mirror::{self, GitRemote, SyncRequest};
+use canon_shared::recipe::{Enrollment, Recipe};
+use canon_shared::state::{self, StateDir};
+use canon_shared::version::{self, ReleaseVersion};
+use serde::Serialize;
+
+use crate::run::{make_runner, run_tag_mode, RunSettings, EXIT_RED, EXIT_SETTINGS};
+use crate::settings::{Environment, Mode, RawSettings, RunnerKind, Settings};
+
+/// Drone's "success, skip the remaining steps" exit code.
+pub const EXIT_IDLE: u8 = 78;
+
+/// The file, under the state directory, where the sweep records each tag it had to start that
+/// no webhook had announced (one JSON line per tag). The listener turns it into a metric.
+pub const MISSED_WEBHOOKS_FILE: &str = "missed-webhooks.jsonl";
+
+/// `canon-plugin sweep`: every setting as a flag (flags win over `PLUGIN_*`).
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Boxed: the settings are large next to the other subcommands' arguments.
+    #[command(flatten)]
+    pub settings: Box<RawSettings>,
+}
 
-/// Reports that this mode is not available in this build.
-pub fn main(_args: Args) -> ExitCode {
-    eprintln!("error: this mode is not available in this build");
-    ExitCode::from(crate::cli::EXIT_USAGE)
+/// Runs the sweep from the command line.
+pub fn main(args: Args) -> ExitCode {
+    let env = match Environment::from_process() {
+        Ok(env) => env,
+        Err(e) => {
+            crate::cli::report_error(&e);
+            return ExitCode::from(EXIT_SETTINGS);
+        }
+    };
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    match Settings::parse(&env, Some(*args.settings), Some(Mode::Sweep), &cwd) {
+        Ok(settings) => ExitCode::from(sweep_main(&settings)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_SETTINGS)
+        }
+    }
+}
+
+/// One recipe's line in the report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RecipeEntry {
+    /// The recipe.
+    pub recipe: String,
+    /// The canonical version before the sweep.
+    pub canonical: Option<String>,
+    /// The latest upstream release tag.
+    pub latest: Option<String>,
+    /// The commit the latest tag points to upstream.
+    pub latest_commit: Option<String>,
+    /// `run` or `skip`; `null` when an error came before a decision.
+    pub decision: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// What was done: a build number, an inline result, or the error.
+    pub action: String,
+    /// The error, when this recipe failed.
+    pub error: Option<String>,
+    /// Tags the sweep had to start with no earlier build or listener job: missed webhooks.
+    pub missed_webhooks: u32,
+    /// The mirror sync's one-line summary (`null` on a dry run).
+    pub sync: Option<String>,
+    /// Upstream tags that moved (same name, new commit).
+    pub moved_tags: Vec<String>,
+    /// Size of the mirror cache, in bytes.
+    pub mirror_cache_bytes: Option<u64>,
+    /// Size of the warm canonical's volumes, in bytes (docker runner).
+    pub warm_volume_bytes: Option<u64>,
+}
+
+/// The sweep report (`--report`, default `sweep-report.json`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SweepReport {
+    /// When the sweep started, RFC 3339 UTC.
+    pub started_at: String,
+    /// The enrollment file.
+    pub config: String,
+    /// True for a dry run.
+    pub dry_run: bool,
+    /// `drone`, `inline` or `dry-run`.
+    pub launch: String,
+    /// One entry per enrolled recipe, in enrollment order.
+    pub recipes: Vec<RecipeEntry>,
+    /// What the cleanup of killed runs removed (or would remove), or why it did not run.
+    pub cleanup: Vec<String>,
+    /// How many recipes errored.
+    pub errors: usize,
+    /// How many tags were started or run.
+    pub started: usize,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+/// How the sweep gets a tag tested.
+enum Launch {
+    DryRun,
+    Drone { client: DroneClient, branch: String },
+    Inline,
+}
+
+/// Runs a whole sweep with validated settings; returns the exit code.
+pub fn sweep_main(settings: &Settings) -> u8 {
+    let enrollment = match Enrollment::load(&settings.config) {
+        Ok(e) => e,
+        Err(e) => {
+            // The hollow-sweep guard: a missing or empty enrollment never sweeps "nothing".
+            crate::cli::report_error(&e);
+            return EXIT_SETTINGS;
+        }
+    };
+    let launch = match launch_from(settings) {
+        Ok(l) => l,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            return EXIT_SETTINGS;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_RED;
+        }
+    };
+    let report = runtime.block_on(sweep(settings, &enrollment, launch));
+    println!("{}", table(&report));
+    let path = settings.report_path("sweep-report.json");
+    match serde_json::to_vec_pretty(&report) {
+        Ok(mut bytes) => {
+            bytes.push(b'\n');
+            if let Err(e) = std::fs::write(&path, bytes) {
+                tracing::error!(path = %path.display(), error = %e, "Cannot write the sweep report.");
+                return EXIT_RED;
+            }
+            tracing::info!(path = %path.display(), "Wrote the sweep report.");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot encode the sweep report.");
+            return EXIT_RED;
+        }
+    }
+    exit_code(&report, settings.idle_exit_code)
+}
+
+/// Returns the exit code for a finished sweep: 1 when any recipe (or the cleanup) errored;
+/// `idle` when nothing needed doing; else 0.
+pub fn exit_code(report: &SweepReport, idle: u8) -> u8 {
+    if report.errors > 0 {
+        EXIT_RED
+    } else if report.started == 0 {
+        idle
+    } else {
+        0
+    }
+}
+
+fn launch_from(settings: &Settings) -> Result<Launch, String> {
+    if settings.dry_run {
+        return Ok(Launch::DryRun);
+    }
+    if settings.inline {
+        return Ok(Launch::Inline);
+    }
+    let mut missing = Vec::new();
+    if settings.drone_server.is_none() {
+        missing.push("drone_server (PLUGIN_DRONE_SERVER, or DRONE_SYSTEM_PROTO/DRONE_SYSTEM_HOST)");
+    }
+    if settings.drone_token.is_none() {
+        missing.push("drone_token (PLUGIN_DRONE_TOKEN)");
+    }
+    if settings.drone_repo.is_none() {
+        missing.push("drone_repo (PLUGIN_DRONE_REPO or DRONE_REPO)");
+    }
+    match (&settings.drone_server, &settings.drone_token, &settings.drone_repo) {
+        (Some(server), Some(token), Some(repo)) => {
+            let client = DroneClient::new(server, token.clone(), repo)
+                .map_err(|e| format!("drone settings: {e}"))?;
+            Ok(Launch::Drone {
+                client,
+                branch: settings.drone_branch.clone(),
+            })
+        }
+        _ => Err(format!(
+            "the sweep starts Drone builds but these settings are missing: {}; or run it standalone with `inline: true` (`--inline`)",
+            missing.join(", ")
+        )),
+    }
+}
+
+/// The sweep itself: decide for every recipe (bounded concurrency), then act.
+async fn sweep(settings: &Settings, enrollment: &Enrollment, launch: Launch) -> SweepReport {
+    let started = Instant::now();
+    let mut report = SweepReport {
+        started_at: rfc3339(state::now()),
+        config: settings.config.display().to_string(),
+        dry_run: settings.dry_run,
+        launch: match &launch {
+            Launch::DryRun => "dry-run",
+            Launch::Drone { .. } => "drone",
+            Launch::Inline => "inline",
+        }
+        .into(),
+        ..SweepReport::default()
+    };
+    if settings.runner == RunnerKind::Docker {
+        report.cleanup = cleanup(settings).await;
+    }
+    let settings_arc = Arc::new(settings.clone());
+    let jobs = settings.jobs.unwrap_or(4).max(1);
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(jobs));
+    let mut tasks = Vec::new();
+    for recipe in &enrollment.recipes {
+        let (settings, recipe, semaphore) =
+            (settings_arc.clone(), recipe.clone(), semaphore.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            decide(&settings, &recipe).await
+        }));
+    }
+    let mut decided = Vec::new();
+    for (task, recipe) in tasks.into_iter().zip(&enrollment.recipes) {
+        decided.push(match task.await {
+            Ok(d) => d,
+            Err(e) => Decided::failed(recipe, format!("the recipe's task failed: {e}")),
+        });
+    }
+    for mut d in decided {
+        if d.entry.error.is_none() {
+            if let Some(tag) = d.run.clone() {
+                act(settings, &launch, &mut d, &tag).await;
+            }
+        }
+        if d.entry.error.is_some() {
+            report.errors += 1;
+            tracing::error!(recipe = %d.entry.recipe, error = d.entry.error.as_deref().unwrap_or(""), "The recipe's sweep failed.");
+        }
+        report.recipes.push(d.entry);
+    }
+    report.started = report
+        .recipes
+        .iter()
+        .filter(|e| e.decision.as_deref() == Some("run") && e.error.is_none())
+        .filter(|e| !e.action.starts_with("dry run") && !e.action.starts_with("already"))
+        .count();
+    if report.cleanup.iter().any(|c| c.starts_with("error")) {
+        report.errors += 1;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    report
+}
+
+/// A recipe after the deciding phase.
+struct Decided {
+    recipe: Recipe,
+    entry: RecipeEntry,
+    /// The tag to run, when the decision is `run`.
+    run: Option<(ReleaseVersion, String)>,
+}
+
+impl Decided {
+    fn failed(recipe: &Recipe, error: String) -> Self {
+        Self {
+            recipe: recipe.clone(),
+            entry: RecipeEntry {
+                recipe: recipe.name.to_string(),
+                action: format!("error: {error}"),
+                error: Some(error),
+                ..RecipeEntry::default()
+            },
+            run: None,
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("a blocking task failed: {e}"))?
+}
+
+/// Syncs (or, on a dry run, lists) and decides for one recipe. Never fails: errors are recorded.
+async fn decide(settings: &Settings, recipe: &Recipe) -> Decided {
+    let mut d = Decided {
+        recipe: recipe.clone(),
+        entry: RecipeEntry {
+            recipe: recipe.name.to_string(),
+            ..RecipeEntry::default()
+        },
+        run: None,
+    };
+    let fail = |mut d: Decided, error: String| {
+        d.entry.action = format!("error: {error}");
+        d.entry.error = Some(error);
+        d
+    };
+    let state_dir = StateDir::new(&settings.state_dir);
+    let canonical = match state_dir.read_canonical(&recipe.name) {
+        Ok(c) => c,
+        Err(e) => return fail(d, e.to_string()),
+    };
+    d.entry.canonical = canonical.as_ref().map(|c| c.version.to_string());
+    let upstream = remote(&recipe.upstream.url, settings.upstream_token.clone());
+    let tags: BTreeMap<String, String> = if settings.dry_run {
+        match blocking(move || mirror::ls_remote(&upstream).map_err(|e| e.to_string())).await {
+            Ok(refs) => refs.tags.into_iter().map(|(n, t)| (n, t.peeled)).collect(),
+            Err(e) => return fail(d, e),
+        }
+    } else {
+        let request = SyncRequest {
+            upstream,
+            mirror: remote(&recipe.mirror.url, settings.mirror_token.clone()),
+            branch: recipe.branch.clone(),
+            cache_dir: mirror::cache_dir(&settings.state_dir, &recipe.name),
+        };
+        match blocking(move || mirror::sync(&request).map_err(|e| e.to_string())).await {
+            Ok(sync) => {
+                d.entry.sync = Some(sync.summary());
+                d.entry.moved_tags = sync
+                    .moved_tags
+                    .iter()
+                    .map(|m| format!("{} {} -> {}", m.name, m.old_commit, m.new_commit))
+                    .collect();
+                sync.upstream_tags
+            }
+            Err(e) => return fail(d, format!("mirror sync: {e}")),
+        }
+    };
+    d.entry.mirror_cache_bytes = dir_size(&mirror::cache_dir(&settings.state_dir, &recipe.name));
+    let latest = match version::latest(tags.keys().map(String::as_str)) {
+        Ok(l) => l,
+        Err(conflict) => return fail(d, conflict.to_string()),
+    };
+    let latest_commit = latest
+        .as_ref()
+        .and_then(|v| tags.get(&v.to_string()).cloned());
+    d.entry.latest = latest.as_ref().map(ToString::to_string);
+    d.entry.latest_commit = latest_commit.clone();
+    let decision = sweep_decision(
+        latest.as_ref().zip(latest_commit.as_deref()),
+        canonical.as_ref(),
+    );
+    match decision {
+        SweepDecision::Skip { reason } => {
+            d.entry.decision = Some("skip".into());
+            d.entry.reason = reason.to_string();
+            d.entry.action = "none".into();
+        }
+        SweepDecision::Run { tag } => {
+            d.entry.decision = Some("run".into());
+            d.entry.reason = match &canonical {
+                None => format!("{tag} is the first release to test (no canonical yet)"),
+                Some(c) => format!("{tag} is newer than the canonical {}", c.version),
+            };
+            if let Some(problem) = disk_problem(settings).await {
+                d.entry.decision = Some("skip".into());
+                d.entry.reason = problem;
+                d.entry.action = "none".into();
+            } else {
+                d.run = Some((tag, latest_commit.unwrap_or_default()));
+            }
+        }
+    }
+    d
+}
+
+/// Gets one tag tested: a Drone build (unless one for the same recipe, tag and commit is already
+/// pending, running or passed), or an inline run.
+async fn act(
+    settings: &Settings,
+    launch: &Launch,
+    d: &mut Decided,
+    run: &(ReleaseVersion, String),
+) {
+    let (tag, commit) = run;
+    let listener_job = listener_has_job(&settings.state_dir, &d.recipe, &tag.to_string());
+    match launch {
+        Launch::DryRun => {
+            d.entry.action = "dry run: would get it tested".into();
+        }
+        Launch::Drone { client, branch } => {
+            let params = BuildParams {
+                recipe: d.recipe.name.clone(),
+                tag: tag.to_string(),
+                commit: commit.clone(),
+            };
+            match client.find_build(&params).await {
+                Ok(Some(build)) => {
+                    d.entry.action = format!("already build #{} ({})", build.number, build.status);
+                }
+                Ok(None) => match client.start_build(branch, &params).await {
+                    Ok(build) => {
+                        d.entry.action = format!("started build #{}", build.number);
+                        if !listener_job {
+                            record_missed(settings, d, tag, commit);
+                        }
+                    }
+                    Err(e) => {
+                        d.entry.error = Some(e.to_string());
+                        d.entry.action = format!("error: {e}");
+                    }
+                },
+                Err(e) => {
+                    d.entry.error = Some(e.to_string());
+                    d.entry.action = format!("error: {e}");
+                }
+            }
+        }
+        Launch::Inline => {
+            if !listener_job {
+                record_missed(settings, d, tag, commit);
+            }
+            let run_settings = inline_settings(settings, &d.recipe, tag, commit);
+            let runner_settings = settings.clone();
+            let result = blocking(move || {
+                let runner = make_runner(&runner_settings).map_err(|e| e.to_string())?;
+                run_tag_mode(&run_settings, runner.as_ref()).map_err(|e| {
+                    let mut text = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(s) = source {
+                        let _ = write!(text, ": {s}");
+                        source = s.source();
+                    }
+                    text
+                })
+            })
+            .await;
+            match result {
+                Ok(outcome) => {
+                    let r = &outcome.report;
+                    d.entry.action = if outcome.promoted() {
+                        format!("promoted {tag}")
+                    } else if r.green {
+                        format!("green, not promoted: {}", r.gate.reasons.join("; "))
+                    } else {
+                        let why = r
+                            .problems
+                            .first()
+                            .cloned()
+                            .or_else(|| r.gate.reasons.first().cloned())
+                            .unwrap_or_else(|| "red".into());
+                        format!("red: {why}")
+                    };
+                    if !r.green {
+                        d.entry.error = Some(format!("the cold run of {tag} was red"));
+                    }
+                }
+                Err(e) => {
+                    d.entry.action = format!("error: {e}");
+                    d.entry.error = Some(e);
+                }
+            }
+        }
+    }
+    if settings.runner == RunnerKind::Docker && !settings.dry_run {
+        d.entry.warm_volume_bytes = warm_bytes(&d.recipe).await;
+    }
+}
+
+/// Builds the in-process tag-mode settings for one recipe and tag.
+fn inline_settings(
+    settings: &Settings,
+    recipe: &Recipe,
+    tag: &ReleaseVersion,
+    commit: &str,
+) -> RunSettings {
+    RunSettings {
+        recipe: recipe.clone(),
+        tested: canon_shared::gate::TestedRef::Tag(tag.to_string()),
+        claimed_commits: vec![crate::settings::ClaimedCommit {
+            source: "sweep",
+            commit: commit.to_string(),
+        }],
+        quick: false,
+        state_dir: settings.state_dir.clone(),
+        work_dir: settings.work_dir.clone(),
+        keep_work_dir: settings.keep_work_dir,
+        lock_wait: settings.lock_wait,
+        upstream: remote(&recipe.upstream.url, settings.upstream_token.clone()),
+        mirror: remote(&recipe.mirror.url, settings.mirror_token.clone()),
+        env: settings.env.clone(),
+        build: settings.build.clone(),
+        build_link: settings.build_link.clone(),
+        trigger: "sweep".into(),
+        report: Some(
+            settings
+                .workspace
+                .join(format!("canon-report-{}.json", recipe.name)),
+        ),
+    }
+}
+
+fn remote(url: &str, token: Option<canon_shared::secret::Secret>) -> GitRemote {
+    GitRemote {
+        url: url.to_string(),
+        token,
+        ssh_key: None,
+    }
+}
+
+/// Returns true when the listener's journal (sharing the state dir) has a job for this tag.
+fn listener_has_job(state_root: &Path, recipe: &Recipe, tag: &str) -> bool {
+    let path = state_root.join("listener.sqlite3");
+    if !path.exists() {
+        return false;
+    }
+    let flags =
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let Ok(conn) = rusqlite::Connection::open_with_flags(&path, flags) else {
+        return false;
+    };
+    conn.query_row(
+        "SELECT COUNT(*) FROM jobs WHERE recipe = ?1 AND tag = ?2",
+        rusqlite::params![recipe.name.as_str(), tag],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+    .unwrap_or(false)
+}
+
+/// Counts a missed webhook in the report and appends it to the state dir's record.
+fn record_missed(settings: &Settings, d: &mut Decided, tag: &ReleaseVersion, commit: &str) {
+    d.entry.missed_webhooks += 1;
+    if settings.dry_run {
+        return;
+    }
+    let line = serde_json::json!({
+        "at": rfc3339(state::now()),
+        "recipe": d.recipe.name.as_str(),
+        "tag": tag.to_string(),
+        "commit": commit,
+    });
+    let path = settings.state_dir.join(MISSED_WEBHOOKS_FILE);
+    let result = std::fs::create_dir_all(&settings.state_dir).and_then(|()| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        f.write_all(format!("{line}\n").as_bytes())
+    });
+    if let Err(e) = result {
+        tracing::warn!(path = %path.display(), error = %e, "Cannot record the missed webhook.");
+    }
+}
+
+/// Removes what killed cold runs left behind (docker runner); never touches `warm-*`.
+async fn cleanup(settings: &Settings) -> Vec<String> {
+    let (older, dry) = (settings.cleanup_after, settings.dry_run);
+    match blocking(move || {
+        crate::runners::docker::cleanup_stale(older, dry).map_err(|e| e.to_string())
+    })
+    .await
+    {
+        Ok(r) => {
+            let verb = if r.dry_run { "would remove" } else { "removed" };
+            let mut lines: Vec<String> = r
+                .removed
+                .iter()
+                .map(|(kind, name)| format!("{verb} {kind} {name}"))
+                .collect();
+            lines.extend(r.failed.iter().map(|f| format!("error: {f}")));
+            if lines.is_empty() {
+                lines.push(format!(
+                    "nothing left behind by killed runs (older than {})",
+                    humantime::format_duration(older)
+                ));
+            }
+            lines
+        }
+        Err(e) => vec![format!("error: cleanup of killed runs: {e}")],
+    }
+}
+
+/// Returns why a run must not start for lack of disk, or `None` when there is room.
+async fn disk_problem(settings: &Settings) -> Option<String> {
+    let min = settings.min_free_bytes?;
+    let mut paths = vec![settings.state_dir.clone()];
+    if settings.runner == RunnerKind::Docker {
+        if let Ok(root) = blocking(docker_root_dir).await {
+            paths.push(root);
+        }
+    }
+    for path in paths {
+        let probe = existing_ancestor(&path);
+        match fs_available(&probe) {
+            Some(free) if free < min => {
+                return Some(format!(
+                    "low disk: {} has {} free, below the minimum {}",
+                    path.display(),
+                    human_bytes(free),
+                    human_bytes(min)
+                ))
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn existing_ancestor(path: &Path) -> PathBuf {
+    let mut p = path.to_path_buf();
+    while !p.exists() {
+        if !p.pop() {
+            return PathBuf::from(".");
+        }
+    }
+    p
+}
+
+fn fs_available(path: &Path) -> Option<u64> {
+    let out = std::process::Command::new("df")
+        .args(["-P", "-B1", "--"])
+        .arg(path)
+        .output()
+        .ok()?;
+    parse_df_available(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Parses the "Available" column of `df -P -B1` output.
+pub fn parse_df_available(text: &str) -> Option<u64> {
+    text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
+}
+
+fn docker_root_dir() -> Result<PathBuf, String> {
+    let out = std::process::Command::new("docker")
+        .args(["info", "--format", "{{.DockerRootDir}}"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.status.success() && !text.is_empty() {
+        Ok(PathBuf::from(text))
+    } else {
+        Err("docker info failed".into())
+    }
+}
+
+async fn warm_bytes(recipe: &Recipe) -> Option<u64> {
+    let name = recipe.name.to_string();
+    blocking(move || crate::runners::docker::warm_volume_sizes(&name).map_err(|e| e.to_string()))
+        .await
+        .ok()
+        .map(|sizes| sizes.iter().filter_map(|s| s.bytes).sum())
+}
+
+fn dir_size(path: &Path) -> Option<u64> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_dir() {
+        return Some(meta.len());
+    }
+    let mut total = 0;
+    for entry in std::fs::read_dir(path).ok()?.flatten() {
+        total += dir_size(&entry.path()).unwrap_or(0);
+    }
+    Some(total)
+}
+
+/// Formats a byte count with binary units (`1.5 GiB`).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// Renders the report as the table the log shows.
+pub fn table(report: &SweepReport) -> String {
+    let header = [
+        "recipe",
+        "canonical",
+        "latest",
+        "decision",
+        "reason",
+        "action",
+    ];
+    let rows: Vec<[String; 6]> = report
+        .recipes
+        .iter()
+        .map(|e| {
+            [
+                e.recipe.clone(),
+                e.canonical.clone().unwrap_or_else(|| "-".into()),
+                e.latest.clone().unwrap_or_else(|| "-".into()),
+                e.decision.clone().unwrap_or_else(|| "-".into()),
+                if e.reason.is_empty() {
+                    "-".into()
+                } else {
+                    e.reason.clone()
+                },
+                e.action.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: &[String], out: &mut String| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", parts.join("  ").trim_end());
+    };
+    line(&header.map(String::from), &mut out);
+    line(&widths.map(|w| "-".repeat(w)), &mut out);
+    for row in &rows {
+        line(row, &mut out);
+    }
+    for c in &report.cleanup {
+        let _ = writeln!(out, "cleanup: {c}");
+    }
+    let missed: u32 = report.recipes.iter().map(|e| e.missed_webhooks).sum();
+    let _ = write!(
+        out,
+        "{} recipe(s), {} started, {} error(s), {} missed webhook(s), {:.1}s{}",
+        report.recipes.len(),
+        report.started,
+        report.errors,
+        missed,
+        report.seconds,
+        if report.dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        }
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn df_available_column_is_read() {
+        let text = "Filesystem 1-blocks Used Available Capacity Mounted on\n/dev/vda 270000 1000 269000 1% /\n";
+        assert_eq!(parse_df_available(text), Some(269000));
+        assert_eq!(parse_df_available("garbage"), None);
+    }
+
+    #[test]
+    fn bytes_are_shown_with_binary_units() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
+    }
+
+    #[test]
+    fn exit_code_is_red_on_error_idle_when_nothing_started() {
+        let mut r = SweepReport::default();
+        assert_eq!(exit_code(&r, EXIT_IDLE), EXIT_IDLE);
+        assert_eq!(exit_code(&r, 0), 0);
+        r.started = 1;
+        assert_eq!(exit_code(&r, EXIT_IDLE), 0);
+        r.errors = 1;
+        assert_eq!(exit_code(&r, EXIT_IDLE), EXIT_RED);
+    }
+
+    #[test]
+    fn table_lists_every_recipe_and_totals() {
+        let r = SweepReport {
+            recipes: vec![
+                RecipeEntry {
+                    recipe: "app".into(),
+                    canonical: Some("1.0.0+1".into()),
+                    latest: Some("1.1.0+1".into()),
+                    decision: Some("run".into()),
+                    reason: "newer".into(),
+                    action: "started build #7".into(),
+                    missed_webhooks: 1,
+                    ..RecipeEntry::default()
+                },
+                RecipeEntry {
+                    recipe: "other".into(),
+                    action: "error: boom".into(),
+                    error: Some("boom".into()),
+                    ..RecipeEntry::default()
+                },
+            ],
+            started: 1,
+            errors: 1,
+            ..SweepReport::default()
+        };
+        let t = table(&r);
+        assert!(t.lines().next().unwrap().starts_with("recipe"), "{t}");
+        assert!(t.contains("app     1.0.0+1"), "{t}");
+        assert!(t.contains("started build #7"), "{t}");
+        assert!(t.contains("error: boom"), "{t}");
+        assert!(
+            t.ends_with("2 recipe(s), 1 started, 1 error(s), 1 missed webhook(s), 0.0s"),
+            "{t}"
+        );
+    }
 }

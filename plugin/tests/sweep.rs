@@ -1,0 +1,569 @@
+//! The sweep end to end through the real binary: local upstream and mirror repos made with the
+//! git CLI, the `command` runner with scripted harnesses for inline runs, and a loopback
+//! Drone-shaped server for the fan-out.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use support::{git, Fixture};
+
+/// Runs `canon-plugin` with a clean environment (no `PLUGIN_*` or `DRONE_*` from outside).
+fn plugin(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_canon-plugin"));
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("canon-plugin runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Sweeps the fixture inline with its green harness; returns the process output.
+fn sweep_inline(f: &Fixture, extra: &[&str]) -> Output {
+    let harness = f.green_harness();
+    let state = f.state.display().to_string();
+    let config = f.enrollment.display().to_string();
+    let work = f.runs.display().to_string();
+    let log = format!("HARNESS_LOG={}", f.log.display());
+    let mut args = vec![
+        "sweep",
+        "--config",
+        &config,
+        "--state-dir",
+        &state,
+        "--inline",
+        "--runner",
+        "command",
+        "--command",
+        &harness,
+        "--work-dir",
+        &work,
+        "--env",
+        &log,
+    ];
+    args.extend_from_slice(extra);
+    plugin(f.dir.path(), &args, &[])
+}
+
+fn report(f: &Fixture) -> Value {
+    let path = f.dir.path().join("sweep-report.json");
+    serde_json::from_slice(&std::fs::read(&path).expect("the sweep writes its report")).unwrap()
+}
+
+fn entry<'a>(report: &'a Value, recipe: &str) -> &'a Value {
+    report["recipes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["recipe"] == recipe)
+        .unwrap_or_else(|| panic!("no entry for {recipe}: {report}"))
+}
+
+fn canonical_version(f: &Fixture) -> Option<String> {
+    f.state_dir()
+        .read_canonical(&f.name())
+        .unwrap()
+        .map(|c| c.version.to_string())
+}
+
+#[test]
+fn a_missing_or_empty_enrollment_fails_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.yml");
+    let out = plugin(
+        dir.path(),
+        &["sweep", "--config", missing.to_str().unwrap(), "--inline"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("nope.yml"), "{}", text(&out));
+
+    let empty = dir.path().join("empty.yml");
+    std::fs::write(&empty, "recipes: []\n").unwrap();
+    let out = plugin(
+        dir.path(),
+        &["sweep", "--config", empty.to_str().unwrap(), "--inline"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("empty.yml"), "{}", text(&out));
+    assert!(text(&out).contains("enrolls no recipes"), "{}", text(&out));
+    assert!(!dir.path().join("sweep-report.json").exists());
+}
+
+#[test]
+fn never_released_is_skipped_then_a_new_tag_is_run_and_then_not_again() {
+    let f = Fixture::new();
+    let out = sweep_inline(&f, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = report(&f);
+    assert_eq!(entry(&r, "app")["decision"], "skip");
+    assert!(
+        entry(&r, "app")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("never released"),
+        "{r}"
+    );
+
+    // Upstream publishes; the mirror is NOT synced by the test: the sweep must do it.
+    std::fs::write(f.work.join("compose.yml"), support::compose("1.0.0+1.0")).unwrap();
+    git(
+        &f.work,
+        &["commit", "-q", "-am", "chore: publish 1.0.0+1.0 release"],
+    );
+    git(&f.work, &["tag", "-a", "1.0.0+1.0", "-m", "release"]);
+    git(
+        &f.work,
+        &["push", "-q", "origin", "main", "refs/tags/1.0.0+1.0"],
+    );
+    let commit = f.peeled("1.0.0+1.0");
+
+    let out = sweep_inline(&f, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = report(&f);
+    let e = entry(&r, "app");
+    assert_eq!(e["decision"], "run", "{r}");
+    assert_eq!(e["latest"], "1.0.0+1.0");
+    assert_eq!(e["latest_commit"], commit.as_str());
+    assert_eq!(e["action"], "promoted 1.0.0+1.0", "{r}");
+    assert_eq!(
+        e["missed_webhooks"], 1,
+        "no listener saw it: a missed webhook"
+    );
+    assert_eq!(canonical_version(&f).as_deref(), Some("1.0.0+1.0"));
+    assert_eq!(
+        git(&f.mirror, &["rev-parse", "refs/tags/1.0.0+1.0^{commit}"]),
+        commit,
+        "the sweep synced the mirror"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("recipe") && stdout.contains("promoted 1.0.0+1.0"),
+        "{stdout}"
+    );
+
+    let out = sweep_inline(&f, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = report(&f);
+    assert_eq!(entry(&r, "app")["decision"], "skip");
+    assert!(
+        entry(&r, "app")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no new version"),
+        "{r}"
+    );
+    assert_eq!(f.harness_runs().len(), 1, "the same tag is not run twice");
+
+    // Drone's "skip the remaining steps" when nothing needed doing, on request.
+    let out = sweep_inline(&f, &["--idle-exit-code", "78"]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+}
+
+#[test]
+fn an_older_tag_published_after_a_newer_one_does_not_win() {
+    let f = Fixture::new();
+    f.release("6.0.1+28.0.2-fpm", true);
+    // Published later, older version (an in-between release of an old line).
+    git(&f.work, &["checkout", "-q", "-b", "old-line", "HEAD~1"]);
+    std::fs::write(
+        f.work.join("compose.yml"),
+        support::compose("5.0.3+27.0.1-fpm"),
+    )
+    .unwrap();
+    git(
+        &f.work,
+        &[
+            "commit",
+            "-q",
+            "-am",
+            "chore: publish 5.0.3+27.0.1-fpm release",
+        ],
+    );
+    git(&f.work, &["tag", "-a", "5.0.3+27.0.1-fpm", "-m", "release"]);
+    git(
+        &f.work,
+        &["push", "-q", "origin", "refs/tags/5.0.3+27.0.1-fpm"],
+    );
+
+    let out = sweep_inline(&f, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = report(&f);
+    assert_eq!(entry(&r, "app")["latest"], "6.0.1+28.0.2-fpm", "{r}");
+    assert_eq!(canonical_version(&f).as_deref(), Some("6.0.1+28.0.2-fpm"));
+    let runs = f.harness_runs();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(runs[0].starts_with("6.0.1+28.0.2-fpm "), "{runs:?}");
+}
+
+#[test]
+fn pinned_and_moved_tags_are_skipped_with_their_reason() {
+    let f = Fixture::new();
+    f.release("1.0.0+1.0", true);
+    assert_eq!(sweep_inline(&f, &[]).status.code(), Some(0));
+    assert_eq!(canonical_version(&f).as_deref(), Some("1.0.0+1.0"));
+
+    // The tag moves upstream to a new commit.
+    std::fs::write(f.work.join("README.md"), "moved\n").unwrap();
+    git(&f.work, &["add", "README.md"]);
+    git(&f.work, &["commit", "-q", "-m", "retag"]);
+    git(
+        &f.work,
+        &["tag", "-f", "-a", "1.0.0+1.0", "-m", "release again"],
+    );
+    git(
+        &f.work,
+        &["push", "-q", "-f", "origin", "main", "refs/tags/1.0.0+1.0"],
+    );
+    let out = sweep_inline(&f, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = report(&f);
+    let e = entry(&r, "app");
+    assert_eq!(e["decision"], "skip");
+    assert!(
+        e["reason"].as_str().unwrap().contains("moved upstream"),
+        "{r}"
+    );
+    assert_eq!(e["moved_tags"].as_array().unwrap().len(), 1, "{r}");
+
+    // A newer release while pinned is not run.
+    f.release("2.0.0+1.0", true);
+    let pin = plugin(
+        f.dir.path(),
+        &[
+            "canonical",
+            "pin",
+            "--state-dir",
+            f.state.to_str().unwrap(),
+            "--recipe",
+            "app",
+            "--reason",
+            "manual migration",
+            "--by",
+            "ops",
+        ],
+        &[],
+    );
+    assert!(pin.status.success(), "{}", text(&pin));
+    let out = sweep_inline(&f, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = report(&f);
+    assert!(
+        entry(&r, "app")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("pinned by ops: manual migration"),
+        "{r}"
+    );
+    assert_eq!(canonical_version(&f).as_deref(), Some("1.0.0+1.0"));
+    assert_eq!(f.harness_runs().len(), 1);
+}
+
+/// Every file under `dir` with its contents.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_dry_run_decides_and_reports_and_changes_nothing() {
+    let f = Fixture::new();
+    f.release("1.0.0+1.0", true);
+    assert_eq!(sweep_inline(&f, &[]).status.code(), Some(0));
+    // A new release upstream that the mirror does not have yet.
+    std::fs::write(f.work.join("compose.yml"), support::compose("1.1.0+1.0")).unwrap();
+    git(
+        &f.work,
+        &["commit", "-q", "-am", "chore: publish 1.1.0+1.0 release"],
+    );
+    git(&f.work, &["tag", "-a", "1.1.0+1.0", "-m", "release"]);
+    git(
+        &f.work,
+        &["push", "-q", "origin", "main", "refs/tags/1.1.0+1.0"],
+    );
+
+    let refs_before = git(&f.mirror, &["for-each-ref"]);
+    let state_before = snapshot(&f.state);
+    let out = sweep_inline(&f, &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = report(&f);
+    let e = entry(&r, "app");
+    assert_eq!(e["decision"], "run");
+    assert_eq!(e["latest"], "1.1.0+1.0");
+    assert!(e["action"].as_str().unwrap().starts_with("dry run"), "{r}");
+    assert_eq!(git(&f.mirror, &["for-each-ref"]), refs_before, "no push");
+    assert_eq!(
+        snapshot(&f.state),
+        state_before,
+        "no file written under the state dir"
+    );
+    assert_eq!(f.harness_runs().len(), 1, "nothing deployed or run");
+    assert_eq!(canonical_version(&f).as_deref(), Some("1.0.0+1.0"));
+}
+
+#[test]
+fn one_recipe_failing_does_not_stop_the_others() {
+    let f = Fixture::new();
+    f.release("1.0.0+1.0", true);
+    let text_enrollment = std::fs::read_to_string(&f.enrollment).unwrap();
+    let broken = f.dir.path().join("gone.git");
+    std::fs::write(
+        &f.enrollment,
+        format!(
+            "recipes:\n  - name: broken\n    upstream: {}\n    mirror: {}\n{}",
+            broken.display(),
+            f.dir.path().join("gone-mirror.git").display(),
+            text_enrollment.trim_start_matches("recipes:\n")
+        ),
+    )
+    .unwrap();
+    let out = sweep_inline(&f, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let r = report(&f);
+    assert_eq!(r["errors"], 1, "{r}");
+    let b = entry(&r, "broken");
+    assert!(b["error"].as_str().unwrap().contains("gone.git"), "{r}");
+    assert!(b["decision"].is_null());
+    assert_eq!(entry(&r, "app")["action"], "promoted 1.0.0+1.0", "{r}");
+    assert_eq!(canonical_version(&f).as_deref(), Some("1.0.0+1.0"));
+}
+
+/// A Drone-shaped loopback server: creates builds on POST (or answers `null`), lists them on GET.
+struct DroneStandIn {
+    url: String,
+    requests: Arc<Mutex<Vec<String>>>,
+    builds: Arc<Mutex<Vec<Value>>>,
+}
+
+impl DroneStandIn {
+    fn start(answer_null: bool) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let builds: Arc<Mutex<Vec<Value>>> = Arc::new(Mutex::new(Vec::new()));
+        let (reqs, blds) = (requests.clone(), builds.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut auth = String::new();
+                let mut length = 0usize;
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                    let lower = h.to_ascii_lowercase();
+                    if lower.starts_with("authorization:") {
+                        auth = h.trim().to_string();
+                    }
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                reqs.lock()
+                    .unwrap()
+                    .push(format!("{} {target}", &line[..4].trim()));
+                let (status, payload) = if auth != "authorization: Bearer drone-token"
+                    && auth != "Authorization: Bearer drone-token"
+                {
+                    (
+                        "401 Unauthorized",
+                        r#"{"message":"Unauthorized"}"#.to_string(),
+                    )
+                } else if line.starts_with("POST") {
+                    if answer_null {
+                        ("200 OK", "null".to_string())
+                    } else {
+                        let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+                        let mut params = serde_json::Map::new();
+                        for pair in query.split('&') {
+                            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                            if k.starts_with("CANON_") {
+                                let v = percent_decode(v);
+                                params.insert(k.to_string(), Value::String(v));
+                            }
+                        }
+                        let mut b = blds.lock().unwrap();
+                        let build = serde_json::json!({
+                            "id": b.len() + 100, "number": b.len() + 1, "status": "pending",
+                            "event": "custom", "params": params,
+                        });
+                        b.insert(0, build.clone());
+                        ("200 OK", build.to_string())
+                    }
+                } else {
+                    (
+                        "200 OK",
+                        Value::Array(blds.lock().unwrap().clone()).to_string(),
+                    )
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+                    payload.len()
+                );
+            }
+        });
+        Self {
+            url,
+            requests,
+            builds,
+        }
+    }
+
+    fn posts(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.starts_with("POST"))
+            .cloned()
+            .collect()
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .unwrap()
+        .into_owned()
+}
+
+fn sweep_drone(f: &Fixture, drone: &DroneStandIn) -> Output {
+    let state = f.state.display().to_string();
+    let config = f.enrollment.display().to_string();
+    plugin(
+        f.dir.path(),
+        &["sweep", "--config", &config, "--state-dir", &state],
+        &[
+            ("PLUGIN_DRONE_SERVER", drone.url.as_str()),
+            ("PLUGIN_DRONE_TOKEN", "drone-token"),
+            ("PLUGIN_DRONE_REPO", "canon/ci"),
+        ],
+    )
+}
+
+#[test]
+fn the_fan_out_starts_one_build_per_tag_once_with_plus_encoded() {
+    let f = Fixture::new();
+    f.release("1.2.0+3.4.5", true);
+    let commit = f.peeled("1.2.0+3.4.5");
+    let drone = DroneStandIn::start(false);
+
+    let out = sweep_drone(&f, &drone);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let posts = drone.posts();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert!(
+        posts[0].contains("/api/repos/canon/ci/builds?branch=main"),
+        "{posts:?}"
+    );
+    assert!(
+        posts[0].contains("CANON_TAG=1.2.0%2B3.4.5"),
+        "`+` travels as %2B: {posts:?}"
+    );
+    assert!(
+        posts[0].contains(&format!("CANON_COMMIT={commit}")),
+        "{posts:?}"
+    );
+    assert!(posts[0].contains("CANON_RECIPE=app"), "{posts:?}");
+    let r = report(&f);
+    assert_eq!(entry(&r, "app")["action"], "started build #1", "{r}");
+    assert_eq!(entry(&r, "app")["missed_webhooks"], 1);
+    assert_eq!(
+        drone.builds.lock().unwrap()[0]["params"]["CANON_TAG"],
+        "1.2.0+3.4.5"
+    );
+
+    // The build is still pending: a second sweep finds it and starts nothing.
+    let out = sweep_drone(&f, &drone);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(drone.posts().len(), 1, "{:?}", drone.posts());
+    let r = report(&f);
+    assert_eq!(
+        entry(&r, "app")["action"],
+        "already build #1 (pending)",
+        "{r}"
+    );
+    assert_eq!(entry(&r, "app")["missed_webhooks"], 0);
+    let secrets_seen = text(&out).contains("drone-token")
+        || std::fs::read_to_string(f.dir.path().join("sweep-report.json"))
+            .unwrap()
+            .contains("drone-token");
+    assert!(
+        !secrets_seen,
+        "the Drone token never reaches output or the report"
+    );
+}
+
+#[test]
+fn a_null_answer_from_drone_is_reported_as_an_error() {
+    let f = Fixture::new();
+    f.release("1.0.0+1.0", true);
+    let drone = DroneStandIn::start(true);
+    let out = sweep_drone(&f, &drone);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let r = report(&f);
+    let e = entry(&r, "app");
+    assert!(
+        e["error"].as_str().unwrap().contains("no pipeline matched"),
+        "{r}"
+    );
+    assert_eq!(drone.posts().len(), 1);
+}
+
+#[test]
+fn the_fan_out_without_drone_settings_is_a_settings_error() {
+    let f = Fixture::new();
+    let out = plugin(
+        f.dir.path(),
+        &["sweep", "--config", f.enrollment.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("drone_server"), "{}", text(&out));
+    assert!(text(&out).contains("--inline"), "{}", text(&out));
+}
