@@ -227,7 +227,7 @@ impl Stack {
         }
         for n in files.facts.networks.iter().filter(|n| n.external) {
             let found = exec::run(
-                &cmd::inspect(Kind::Network, &[n.name.clone()]),
+                &cmd::inspect(Kind::Network, std::slice::from_ref(&n.name)),
                 COMMAND_TIMEOUT,
             )?;
             if !found.success() {
@@ -491,7 +491,7 @@ impl Stack {
         let labels = self.labels.map(Some("helper"));
         docker(&cmd::helper_create(&name, image, volume, &labels))?;
         let result = f(&name);
-        if let Err(e) = docker(&cmd::remove(Kind::Container, &[name.clone()])) {
+        if let Err(e) = docker(&cmd::remove(Kind::Container, std::slice::from_ref(&name))) {
             tracing::warn!(container = %name, error = %e, "could not remove a helper container");
         }
         result
@@ -935,12 +935,15 @@ impl DockerRunner {
         for prev in &stale_prev {
             let live = prev.trim_end_matches(".prev").to_string();
             tracing::warn!(volume = %live, "an earlier promote did not finish; restoring the known-good copy");
-            let _ = exec::run(&cmd::remove(Kind::Volume, &[live.clone()]), COMMAND_TIMEOUT);
+            let _ = exec::run(
+                &cmd::remove(Kind::Volume, std::slice::from_ref(&live)),
+                COMMAND_TIMEOUT,
+            );
             let labels = volume_labels(prev)?;
             let mut labels = labels;
             labels.insert(cmd::KIND_LABEL.into(), "warm".into());
             stack.copy_volume(prev, &live, &image, &labels)?;
-            docker(&cmd::remove(Kind::Volume, &[prev.clone()]))?;
+            docker(&cmd::remove(Kind::Volume, std::slice::from_ref(prev)))?;
         }
         let live: Vec<String> = list_ids(Kind::Volume, &stack.stack_filter())?;
         let mut prevs = Vec::new();
@@ -958,7 +961,7 @@ impl DockerRunner {
         match outcome.and(stopped) {
             Ok(()) => {
                 for (_, prev) in &prevs {
-                    docker(&cmd::remove(Kind::Volume, &[prev.clone()]))?;
+                    docker(&cmd::remove(Kind::Volume, std::slice::from_ref(prev)))?;
                 }
                 tracing::info!(stack = %stack.name, volumes = ?live, "warm canonical replaced");
                 Ok(())
@@ -974,9 +977,9 @@ impl DockerRunner {
                     for (v, prev) in &prevs {
                         let mut labels = volume_labels(prev)?;
                         labels.insert(cmd::KIND_LABEL.into(), "warm".into());
-                        docker(&cmd::remove(Kind::Volume, &[v.clone()]))?;
+                        docker(&cmd::remove(Kind::Volume, std::slice::from_ref(v)))?;
                         stack.copy_volume(prev, v, &image, &labels)?;
-                        docker(&cmd::remove(Kind::Volume, &[prev.clone()]))?;
+                        docker(&cmd::remove(Kind::Volume, std::slice::from_ref(prev)))?;
                     }
                     tracing::warn!(stack = %stack.name, "promote failed; the previous warm volumes were put back");
                 }
@@ -1165,7 +1168,10 @@ pub fn cleanup_stale(older_than: Duration, dry_run: bool) -> Result<CleanupRepor
             .collect();
         for id in ids {
             loop {
-                match exec::run(&cmd::remove(kind, &[id.clone()]), COMMAND_TIMEOUT) {
+                match exec::run(
+                    &cmd::remove(kind, std::slice::from_ref(&id)),
+                    COMMAND_TIMEOUT,
+                ) {
                     Ok(o) if o.success() => break,
                     Ok(o) if o.stderr.contains("No such") || o.stderr.contains("not found") => {
                         break
