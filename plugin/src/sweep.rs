@@ -84,7 +84,8 @@ pub struct RecipeEntry {
     pub action: String,
     /// The error, when this recipe failed.
     pub error: Option<String>,
-    /// Tags the sweep had to start with no earlier build or listener job: missed webhooks.
+    /// Tags the sweep had to start with no earlier build or listener job: missed webhooks
+    /// (inline, only counted when a listener shares the state dir).
     pub missed_webhooks: u32,
     /// The mirror sync's one-line summary (`null` on a dry run).
     pub sync: Option<String>,
@@ -424,7 +425,8 @@ async fn act(
                 Ok(None) => match client.start_build(branch, &params).await {
                     Ok(build) => {
                         d.entry.action = format!("started build #{}", build.number);
-                        if !listener_job {
+                        // No earlier build, and no listener job either: the webhook was missed.
+                        if listener_job != Some(true) {
                             record_missed(settings, d, tag, commit);
                         }
                     }
@@ -440,7 +442,9 @@ async fn act(
             }
         }
         Launch::Inline => {
-            if !listener_job {
+            // Standalone there are no webhooks to miss; with a listener sharing the state dir,
+            // a tag it never saw was missed.
+            if listener_job == Some(false) {
                 record_missed(settings, d, tag, commit);
             }
             let run_settings = inline_settings(settings, &d.recipe, tag, commit);
@@ -531,24 +535,23 @@ fn remote(url: &str, token: Option<canon_shared::secret::Secret>) -> GitRemote {
     }
 }
 
-/// Returns true when the listener's journal (sharing the state dir) has a job for this tag.
-fn listener_has_job(state_root: &Path, recipe: &Recipe, tag: &str) -> bool {
+/// What the listener's journal (when the listener shares the state dir) knows of a tag:
+/// `None` when there is no journal (no listener), else whether it has a job for the tag.
+fn listener_has_job(state_root: &Path, recipe: &Recipe, tag: &str) -> Option<bool> {
     let path = state_root.join("listener.sqlite3");
     if !path.exists() {
-        return false;
+        return None;
     }
     let flags =
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let Ok(conn) = rusqlite::Connection::open_with_flags(&path, flags) else {
-        return false;
-    };
+    let conn = rusqlite::Connection::open_with_flags(&path, flags).ok()?;
     conn.query_row(
         "SELECT COUNT(*) FROM jobs WHERE recipe = ?1 AND tag = ?2",
         rusqlite::params![recipe.name.as_str(), tag],
         |row| row.get::<_, i64>(0),
     )
     .map(|n| n > 0)
-    .unwrap_or(false)
+    .ok()
 }
 
 /// Counts a missed webhook in the report and appends it to the state dir's record.

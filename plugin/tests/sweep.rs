@@ -147,8 +147,8 @@ fn never_released_is_skipped_then_a_new_tag_is_run_and_then_not_again() {
     assert_eq!(e["latest_commit"], commit.as_str());
     assert_eq!(e["action"], "promoted 1.0.0+1.0", "{r}");
     assert_eq!(
-        e["missed_webhooks"], 1,
-        "no listener saw it: a missed webhook"
+        e["missed_webhooks"], 0,
+        "standalone, there is no webhook to miss"
     );
     assert_eq!(canonical_version(&f).as_deref(), Some("1.0.0+1.0"));
     assert_eq!(
@@ -566,4 +566,44 @@ fn the_fan_out_without_drone_settings_is_a_settings_error() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("drone_server"), "{}", text(&out));
     assert!(text(&out).contains("--inline"), "{}", text(&out));
+}
+
+/// Writes a listener journal (the listener's `jobs` table, as far as the sweep reads it) into
+/// the state dir, with one job per `(recipe, tag)`.
+fn listener_journal(state: &Path, jobs: &[(&str, &str)]) {
+    std::fs::create_dir_all(state).unwrap();
+    let conn = rusqlite::Connection::open(state.join("listener.sqlite3")).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, recipe TEXT NOT NULL, tag TEXT NOT NULL)",
+    )
+    .unwrap();
+    for (recipe, tag) in jobs {
+        conn.execute(
+            "INSERT INTO jobs (recipe, tag) VALUES (?1, ?2)",
+            rusqlite::params![recipe, tag],
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn missed_webhooks_are_tags_the_listener_never_saw() {
+    // The listener saw 1.0.0: the sweep's build is not a missed webhook.
+    let f = Fixture::new();
+    f.release("1.0.0+1.0", true);
+    listener_journal(&f.state, &[("app", "1.0.0+1.0")]);
+    let drone = DroneStandIn::start(false);
+    assert_eq!(sweep_drone(&f, &drone).status.code(), Some(0));
+    assert_eq!(entry(&report(&f), "app")["missed_webhooks"], 0);
+    assert_eq!(drone.posts().len(), 1, "the build is still started");
+
+    // Inline with a listener sharing the state dir that never saw the tag: missed, and recorded.
+    let g = Fixture::new();
+    g.release("1.0.0+1.0", true);
+    listener_journal(&g.state, &[("app", "0.9.0+1.0")]);
+    let out = sweep_inline(&g, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(entry(&report(&g), "app")["missed_webhooks"], 1);
+    let recorded = std::fs::read_to_string(g.state.join("missed-webhooks.jsonl")).unwrap();
+    assert!(recorded.contains("\"tag\":\"1.0.0+1.0\""), "{recorded}");
 }
