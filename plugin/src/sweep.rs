@@ -519,9 +519,12 @@ fn inline_settings(
         build: settings.build.clone(),
         build_link: settings.build_link.clone(),
         trigger: "sweep".into(),
+        // Each inline run's own report goes next to the sweep report.
         report: Some(
             settings
-                .workspace
+                .report_path("sweep-report.json")
+                .parent()
+                .unwrap_or(&settings.workspace)
                 .join(format!("canon-report-{}.json", recipe.name)),
         ),
     }

@@ -156,6 +156,10 @@ fn never_released_is_skipped_then_a_new_tag_is_run_and_then_not_again() {
         commit,
         "the sweep synced the mirror"
     );
+    let run_report = f.dir.path().join("canon-report-app.json");
+    let run_report: Value = serde_json::from_slice(&std::fs::read(run_report).unwrap()).unwrap();
+    assert_eq!(run_report["trigger"], "sweep");
+    assert_eq!(run_report["promoted"], true);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("recipe") && stdout.contains("promoted 1.0.0+1.0"),
