@@ -196,12 +196,7 @@ pub fn make_runner(settings: &Settings) -> Result<Box<dyn Runner>, SettingsError
             remove_env: Settings::secret_env_vars().map(String::from).collect(),
         })),
         RunnerKind::Docker => Ok(Box::new(crate::runners::docker::DockerRunner::default())),
-        kind @ RunnerKind::Abra => Err(SettingsError {
-            problems: vec![format!(
-                "the {} runner is not available in this build; use `runner: command`",
-                kind.as_str()
-            )],
-        }),
+        RunnerKind::Abra => Ok(Box::new(crate::runners::abra::AbraRunner::default())),
     }
 }
 

@@ -146,7 +146,9 @@ fn label_args(cmd: &mut Cmd, labels: &BTreeMap<String, String>) {
 }
 
 /// `docker stack deploy` of the recipe files plus canon's label override, with the deploy env;
-/// never resolves images against a registry (everything is local).
+/// never resolves images against a registry (everything is local). No `--detach`: clients before
+/// 26 do not know the flag and return at once anyway, newer ones default to detached; canon
+/// waits for the services itself.
 pub fn stack_deploy(
     stack: &str,
     files: &[PathBuf],
@@ -160,7 +162,6 @@ pub fn stack_deploy(
             "deploy",
             "--resolve-image",
             "never",
-            "--detach=true",
         ],
     );
     for f in files {
@@ -486,7 +487,7 @@ mod tests {
         );
         assert_eq!(
             c.display(),
-            "docker stack deploy --resolve-image never --detach=true -c /co/compose.yml -c /run/canon.yml s"
+            "docker stack deploy --resolve-image never -c /co/compose.yml -c /run/canon.yml s"
         );
         assert_eq!(c.env, vec![("STACK_NAME".to_string(), "s".to_string())]);
         assert_eq!(c.cwd.as_deref(), Some(Path::new("/co")));
