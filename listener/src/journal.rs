@@ -406,10 +406,31 @@ impl Journal {
                 path: path.to_path_buf(),
                 source,
             })?;
+        // Checkpoints run beside the writer (PASSIVE never blocks it), so a commit never waits
+        // for one; the writer's own automatic checkpoint is off.
+        writer
+            .execute_batch("PRAGMA wal_autocheckpoint=0;")
+            .map_err(|source| JournalError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let checkpointer = open_conn(path)?;
         let reader = open_conn(path)?;
         let (tx, rx) = mpsc::channel::<Op>(QUEUE);
         let healthy = Arc::new(AtomicBool::new(true));
         let h = healthy.clone();
+        let stop = tx.downgrade();
+        std::thread::Builder::new()
+            .name("journal-checkpoint".into())
+            .spawn(move || {
+                while stop.upgrade().is_some() {
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    let _ = checkpointer.execute_batch("PRAGMA wal_checkpoint(PASSIVE);");
+                }
+            })
+            .map_err(|e| {
+                JournalError::Commit(format!("cannot start the checkpoint thread: {e}"))
+            })?;
         let handle = std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || writer_loop(writer, rx, h))
@@ -795,7 +816,8 @@ fn intake_tx(c: &Connection, i: &Intake) -> Result<IntakeResult, rusqlite::Error
                     }
                     _ => {
                         c.prepare_cached(
-                            "UPDATE jobs SET ref_sha=COALESCE(ref_sha, ?2), commit_hint=COALESCE(commit_hint, ?3) WHERE id=?1",
+                            "UPDATE jobs SET ref_sha=COALESCE(ref_sha, ?2), commit_hint=COALESCE(commit_hint, ?3)
+                             WHERE id=?1 AND ((ref_sha IS NULL AND ?2 IS NOT NULL) OR (commit_hint IS NULL AND ?3 IS NOT NULL))",
                         )?
                         .execute(params![id, ref_sha, commit_hint])?;
                         (id, Outcome::Duplicate, None)
