@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup-system.sh
+bash scripts/ensure-swarm.sh
 cargo build --release --quiet -p canon-plugin
 bash scripts/build-fixture-image.sh >/dev/null
 bash examples/standalone/make-upstream.sh ./canon-demo

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages canon's build and tests need, only those that are missing.
-# Used by scripts/test.sh and scripts/demo.sh; safe to run again.
+# Extra packages come as arguments. Used by scripts/test.sh and scripts/demo.sh; safe to run again.
 set -euo pipefail
 
-packages=(git pkg-config libssl-dev ca-certificates nix-bin chromium "$@")
+packages=(git pkg-config libssl-dev ca-certificates "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

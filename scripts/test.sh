@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/setup-system.sh
+# chromium: the status page screenshot; nix-bin: parsing the NixOS module; debootstrap: the
+# local base image of the plugin image test.
+bash scripts/setup-system.sh chromium nix-bin debootstrap
+bash scripts/ensure-swarm.sh
 cargo nextest run --workspace --no-fail-fast "$@"
 cargo test --workspace --doc
