@@ -114,8 +114,14 @@ impl Metrics {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
     }
 
-    /// Renders every series; `jobs` is (state, count), `last_events` is (recipe, age seconds).
-    pub fn render(&self, jobs: &[(String, u64)], last_events: &[(String, f64)]) -> String {
+    /// Renders every series; `jobs` is (state, count), `last_events` is (recipe, age seconds),
+    /// `missed` is (recipe, tags the weekly sweep had to start that no webhook announced).
+    pub fn render(
+        &self,
+        jobs: &[(String, u64)],
+        last_events: &[(String, f64)],
+        missed: &[(String, u64)],
+    ) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP canon_listener_deliveries_total Webhook deliveries by outcome.\n# TYPE canon_listener_deliveries_total counter\n");
         for (i, o) in OUTCOMES.iter().enumerate() {
@@ -174,6 +180,13 @@ impl Metrics {
                 "canon_listener_last_event_age_seconds{{recipe=\"{recipe}\"}} {age:.3}"
             );
         }
+        out.push_str("# HELP canon_missed_webhooks_total Release tags the weekly sweep had to start with no earlier build or listener job, per recipe.\n# TYPE canon_missed_webhooks_total counter\n");
+        for (recipe, n) in missed {
+            let _ = writeln!(
+                out,
+                "canon_missed_webhooks_total{{recipe=\"{recipe}\"}} {n}"
+            );
+        }
         self.sync_latency.render(
             &mut out,
             "canon_listener_sync_seconds",
@@ -207,7 +220,9 @@ mod tests {
         let text = m.render(
             &[("queued".into(), 2), ("done".into(), 5)],
             &[("custom-html".into(), 12.5)],
+            &[("custom-html".into(), 3)],
         );
+        assert!(text.contains("canon_missed_webhooks_total{recipe=\"custom-html\"} 3"));
         assert!(text.contains("canon_listener_deliveries_total{outcome=\"accepted\"} 2"));
         assert!(text.contains("canon_listener_queue_depth 2"));
         assert!(text.contains("canon_listener_jobs{state=\"done\"} 5"));

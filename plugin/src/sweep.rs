@@ -14,7 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,7 +23,7 @@ use canon_shared::drone::{BuildParams, DroneClient};
 use canon_shared::gate::{sweep_decision, SweepDecision};
 use canon_shared::mirror::{self, GitRemote, SyncRequest};
 use canon_shared::recipe::{Enrollment, Recipe};
-use canon_shared::state::{self, StateDir};
+use canon_shared::state::{self, MissedWebhook, StateDir};
 use canon_shared::version::{self, ReleaseVersion};
 use serde::Serialize;
 
@@ -33,10 +32,6 @@ use crate::settings::{Environment, Mode, RawSettings, RunnerKind, Settings};
 
 /// Drone's "success, skip the remaining steps" exit code.
 pub const EXIT_IDLE: u8 = 78;
-
-/// The file, under the state directory, where the sweep records each tag it had to start that
-/// no webhook had announced (one JSON line per tag). The listener turns it into a metric.
-pub const MISSED_WEBHOOKS_FILE: &str = "missed-webhooks.jsonl";
 
 /// `canon-plugin sweep`: every setting as a flag (flags win over `PLUGIN_*`).
 #[derive(Debug, clap::Args)]
@@ -563,22 +558,14 @@ fn record_missed(settings: &Settings, d: &mut Decided, tag: &ReleaseVersion, com
     if settings.dry_run {
         return;
     }
-    let line = serde_json::json!({
-        "at": rfc3339(state::now()),
-        "recipe": d.recipe.name.as_str(),
-        "tag": tag.to_string(),
-        "commit": commit,
-    });
-    let path = settings.state_dir.join(MISSED_WEBHOOKS_FILE);
-    let result = std::fs::create_dir_all(&settings.state_dir).and_then(|()| {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
-        f.write_all(format!("{line}\n").as_bytes())
-    });
-    if let Err(e) = result {
-        tracing::warn!(path = %path.display(), error = %e, "Cannot record the missed webhook.");
+    let missed = MissedWebhook {
+        at: state::now(),
+        recipe: d.recipe.name.clone(),
+        tag: tag.to_string(),
+        commit: commit.to_string(),
+    };
+    if let Err(e) = StateDir::new(&settings.state_dir).record_missed_webhook(&missed) {
+        tracing::warn!(error = %e, "Cannot record the missed webhook.");
     }
 }
 

@@ -409,6 +409,64 @@ impl StateDir {
     }
 }
 
+/// One tag the sweep had to start with no earlier build or listener job: a missed webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissedWebhook {
+    /// When the sweep noticed, RFC 3339 UTC.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The recipe.
+    pub recipe: RecipeName,
+    /// The release tag.
+    pub tag: String,
+    /// The commit the tag points to.
+    pub commit: String,
+}
+
+impl StateDir {
+    /// Returns `<state>/missed-webhooks.jsonl`, shared by the sweep (writes) and the listener
+    /// (reports it as a metric).
+    pub fn missed_webhooks_path(&self) -> PathBuf {
+        self.root.join("missed-webhooks.jsonl")
+    }
+
+    /// Appends a missed webhook (one JSON line, fsynced).
+    pub fn record_missed_webhook(&self, missed: &MissedWebhook) -> Result<(), StateError> {
+        fs::create_dir_all(&self.root).map_err(io_err(&self.root, "create the state folder"))?;
+        let path = self.missed_webhooks_path();
+        let mut line = serde_json::to_vec(missed).map_err(|e| StateError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        line.push(b'\n');
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path, "open the missed-webhook record"))?;
+        file.write_all(&line)
+            .map_err(io_err(&path, "append to the missed-webhook record"))?;
+        file.sync_data()
+            .map_err(io_err(&path, "sync the missed-webhook record"))
+    }
+
+    /// Counts missed webhooks per recipe; a missing file counts none. Unreadable lines are
+    /// skipped: this is a metric, not a record anything is decided on.
+    pub fn missed_webhook_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut counts = std::collections::BTreeMap::new();
+        let Ok(text) = fs::read_to_string(self.missed_webhooks_path()) else {
+            return counts;
+        };
+        for missed in text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<MissedWebhook>(l).ok())
+        {
+            *counts.entry(missed.recipe.to_string()).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
 /// Returns the current time in UTC, truncated to whole seconds (RFC 3339 without fractions).
 pub fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
@@ -599,6 +657,26 @@ mod tests {
             h.join().unwrap();
         }
         assert!(state.read_canonical(&name("app")).unwrap().is_some());
+    }
+
+    #[test]
+    fn missed_webhooks_are_counted_per_recipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("fresh"));
+        assert!(state.missed_webhook_counts().is_empty());
+        for (recipe, tag) in [("app", "1.0.0+1"), ("app", "1.1.0+1"), ("web", "2.0.0+1")] {
+            state
+                .record_missed_webhook(&MissedWebhook {
+                    at: now(),
+                    recipe: name(recipe),
+                    tag: tag.into(),
+                    commit: "c".repeat(40),
+                })
+                .unwrap();
+        }
+        let counts = state.missed_webhook_counts();
+        assert_eq!(counts.get("app"), Some(&2));
+        assert_eq!(counts.get("web"), Some(&1));
     }
 
     #[test]

@@ -44,7 +44,9 @@ pub async fn metrics(state: Arc<AppState>) -> Result<Reply, warp::Rejection> {
             Some((recipe, (now - t).as_seconds_f64().max(0.0)))
         })
         .collect();
-    let body = state.metrics.render(&jobs, &last);
+    // The weekly sweep records the tags it had to start that no webhook announced.
+    let missed: Vec<(String, u64)> = state.state.missed_webhook_counts().into_iter().collect();
+    let body = state.metrics.render(&jobs, &last, &missed);
     Ok(Box::new(warp::reply::with_header(
         body,
         "content-type",
