@@ -249,23 +249,7 @@ impl StateDir {
     /// Appends one decision to `history.jsonl` and fsyncs it.
     pub fn append_history(&self, entry: &HistoryEntry) -> Result<(), StateError> {
         self.ensure_recipe_dir(&entry.recipe)?;
-        let path = self.history_path(&entry.recipe);
-        let mut line = serde_json::to_vec(entry).map_err(|e| StateError::Corrupt {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        line.push(b'\n');
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path, "open the history"))?;
-        // One write call per line: O_APPEND keeps concurrent appenders from interleaving.
-        file.write_all(&line)
-            .map_err(io_err(&path, "append to the history"))?;
-        file.sync_data()
-            .map_err(io_err(&path, "sync the history"))?;
-        Ok(())
+        append_json_line(&self.history_path(&entry.recipe), entry)
     }
 
     /// Reads every history entry; a missing file is an empty history.
@@ -338,39 +322,21 @@ impl StateDir {
         by: &str,
         wait: LockWait,
     ) -> Result<CanonicalRecord, StateError> {
-        let lock = self.lock(recipe, wait)?;
-        let mut record = self
-            .read_canonical(recipe)?
-            .ok_or_else(|| StateError::NoCanonical {
-                recipe: recipe.clone(),
-                action: "pin",
-            })?;
-        if let Some(p) = &record.pinned {
-            return Err(StateError::AlreadyPinned {
-                recipe: recipe.clone(),
-                reason: p.reason.clone(),
-                by: p.by.clone(),
+        self.change_pin(recipe, "pin", reason, by, wait, |record, at| {
+            if let Some(p) = &record.pinned {
+                return Err(StateError::AlreadyPinned {
+                    recipe: recipe.clone(),
+                    reason: p.reason.clone(),
+                    by: p.by.clone(),
+                });
+            }
+            record.pinned = Some(Pin {
+                reason: reason.to_string(),
+                by: by.to_string(),
+                at,
             });
-        }
-        let at = now();
-        record.pinned = Some(Pin {
-            reason: reason.to_string(),
-            by: by.to_string(),
-            at,
-        });
-        self.write_canonical(&lock, &record)?;
-        self.append_history(&HistoryEntry {
-            at,
-            recipe: recipe.clone(),
-            decision: "pin".into(),
-            version: Some(record.version.to_string()),
-            tested_commit: None,
-            reasons: vec![reason.to_string()],
-            trigger: Some(format!("pinned by {by}")),
-            build: None,
-            canonical_before: Some(record.version.to_string()),
-        })?;
-        Ok(record)
+            Ok(())
+        })
     }
 
     /// Removes the pin, recording who did it and why.
@@ -381,27 +347,50 @@ impl StateDir {
         by: &str,
         wait: LockWait,
     ) -> Result<CanonicalRecord, StateError> {
+        self.change_pin(
+            recipe,
+            "unpin",
+            reason,
+            by,
+            wait,
+            |record, _| match record.pinned.take() {
+                Some(_) => Ok(()),
+                None => Err(StateError::NotPinned {
+                    recipe: recipe.clone(),
+                }),
+            },
+        )
+    }
+
+    /// Under the recipe lock: reads the canonical (there must be one), applies `change`, writes
+    /// it back and records `decision` (`pin` or `unpin`) in the history.
+    fn change_pin(
+        &self,
+        recipe: &RecipeName,
+        decision: &'static str,
+        reason: &str,
+        by: &str,
+        wait: LockWait,
+        change: impl FnOnce(&mut CanonicalRecord, OffsetDateTime) -> Result<(), StateError>,
+    ) -> Result<CanonicalRecord, StateError> {
         let lock = self.lock(recipe, wait)?;
         let mut record = self
             .read_canonical(recipe)?
             .ok_or_else(|| StateError::NoCanonical {
                 recipe: recipe.clone(),
-                action: "unpin",
+                action: decision,
             })?;
-        if record.pinned.take().is_none() {
-            return Err(StateError::NotPinned {
-                recipe: recipe.clone(),
-            });
-        }
+        let at = now();
+        change(&mut record, at)?;
         self.write_canonical(&lock, &record)?;
         self.append_history(&HistoryEntry {
-            at: now(),
+            at,
             recipe: recipe.clone(),
-            decision: "unpin".into(),
+            decision: decision.into(),
             version: Some(record.version.to_string()),
             tested_commit: None,
             reasons: vec![reason.to_string()],
-            trigger: Some(format!("unpinned by {by}")),
+            trigger: Some(format!("{decision}ned by {by}")),
             build: None,
             canonical_before: Some(record.version.to_string()),
         })?;
@@ -433,21 +422,7 @@ impl StateDir {
     /// Appends a missed webhook (one JSON line, fsynced).
     pub fn record_missed_webhook(&self, missed: &MissedWebhook) -> Result<(), StateError> {
         fs::create_dir_all(&self.root).map_err(io_err(&self.root, "create the state folder"))?;
-        let path = self.missed_webhooks_path();
-        let mut line = serde_json::to_vec(missed).map_err(|e| StateError::Corrupt {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        line.push(b'\n');
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path, "open the missed-webhook record"))?;
-        file.write_all(&line)
-            .map_err(io_err(&path, "append to the missed-webhook record"))?;
-        file.sync_data()
-            .map_err(io_err(&path, "sync the missed-webhook record"))
+        append_json_line(&self.missed_webhooks_path(), missed)
     }
 
     /// Counts missed webhooks per recipe; a missing file counts none. Unreadable lines are
@@ -471,6 +446,23 @@ impl StateDir {
 pub fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
     t.replace_nanosecond(0).unwrap_or(t)
+}
+
+/// Appends `value` as one JSON line to `path` (created when missing) and fsyncs it.
+fn append_json_line(path: &Path, value: &impl Serialize) -> Result<(), StateError> {
+    let mut line = serde_json::to_vec(value).map_err(|e| StateError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    line.push(b'\n');
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io_err(path, "open for appending"))?;
+    // One write call per line: O_APPEND keeps concurrent appenders from interleaving.
+    file.write_all(&line).map_err(io_err(path, "append"))?;
+    file.sync_data().map_err(io_err(path, "sync"))
 }
 
 /// Writes `bytes` to `path` atomically: a temp file in `dir`, fsync, rename, fsync of `dir`.
