@@ -291,7 +291,7 @@ pub struct MovedTag {
     pub old: String,
     /// The object upstream has now.
     pub new: String,
-    /// The commit the mirror's tag peeled to.
+    /// The commit the mirror's tag peeled to (empty when the old tag object is unknown).
     pub old_commit: String,
     /// The commit upstream's tag peels to.
     pub new_commit: String,
@@ -438,8 +438,63 @@ pub fn ls_remote(remote: &GitRemote) -> Result<RemoteRefs, MirrorError> {
     list(remote, Side::Remote)
 }
 
+/// Returns the filesystem path of a local remote (an absolute path or a `file://` URL).
+fn local_path(url: &str) -> Option<PathBuf> {
+    if url.starts_with('/') {
+        return Some(PathBuf::from(url));
+    }
+    let rest = url.strip_prefix("file://")?;
+    rest.starts_with('/').then(|| PathBuf::from(decode(rest)))
+}
+
+/// Lists a repository on the local filesystem by reading its refs directly: what libgit2's local
+/// transport does, without resolving every ref three times (a fleet-wide no-op sync is mostly
+/// ref reads).
+///
+/// Without `peel`, annotated tags get an empty `peeled` (the sync only compares targets on the
+/// mirror side; inflating every tag object is most of a local listing's cost).
+fn list_local(path: &Path, peel: bool) -> Result<RemoteRefs, git2::Error> {
+    let repo = Repository::open(path)?;
+    let odb = repo.odb()?;
+    let mut refs = RemoteRefs::default();
+    for reference in repo.references()? {
+        let reference = reference?;
+        let (Ok(name), Some(oid)) = (reference.name(), reference.target()) else {
+            continue;
+        };
+        if let Some(branch) = name.strip_prefix("refs/heads/") {
+            refs.branches.insert(branch.to_string(), oid.to_string());
+        } else if let Some(tag) = name.strip_prefix("refs/tags/") {
+            let peeled = match odb.read_header(oid)?.1 {
+                git2::ObjectType::Tag if !peel => String::new(),
+                git2::ObjectType::Tag => repo
+                    .find_object(oid, None)?
+                    .peel(git2::ObjectType::Any)?
+                    .id()
+                    .to_string(),
+                _ => oid.to_string(),
+            };
+            refs.tags.insert(
+                tag.to_string(),
+                TagRef {
+                    target: oid.to_string(),
+                    peeled,
+                },
+            );
+        }
+    }
+    Ok(refs)
+}
+
 fn list(remote: &GitRemote, side: Side) -> Result<RemoteRefs, MirrorError> {
     let r = remote.resolved();
+    if let Some(path) = local_path(&r.url) {
+        return list_local(&path, side != Side::Mirror).map_err(|e| MirrorError::List {
+            side,
+            url: r.url.clone(),
+            message: e.message().to_string(),
+        });
+    }
     let fail = |e: git2::Error, tried: &Cell<u32>| {
         let message = r.scrub(e.message());
         if is_auth_error(&e, tried) {
@@ -573,7 +628,14 @@ fn cache_err(path: &Path) -> impl Fn(git2::Error) -> MirrorError + '_ {
 }
 
 /// Returns true when the cache exists and holds `commit`.
-fn cache_has(path: &Path, commit: &str) -> bool {
+fn cache_has(path: &Path, branch: &str, commit: &str) -> bool {
+    // Fast path: the cache's loose branch ref (as a fetch writes it) already names the commit, and
+    // a ref only points to objects that are present.
+    if std::fs::read_to_string(path.join("refs/heads").join(branch))
+        .is_ok_and(|s| s.trim() == commit)
+    {
+        return true;
+    }
     let Ok(oid) = Oid::from_str(commit) else {
         return false;
     };
@@ -837,7 +899,7 @@ pub fn sync(req: &SyncRequest) -> Result<SyncReport, MirrorError> {
     };
 
     if mirror_equals(&listed, &mirror_before, &req.branch)
-        && cache_has(&req.cache_dir, &listed.head)
+        && cache_has(&req.cache_dir, &req.branch, &listed.head)
     {
         let p = plan(&listed, &mirror_before, &req.branch);
         let rep = report(&listed, p, true, (0, 0));
@@ -849,7 +911,17 @@ pub fn sync(req: &SyncRequest) -> Result<SyncReport, MirrorError> {
     let repo = open_cache(&req.cache_dir)?;
     let fetched = fetch(&repo, &req.upstream, &req.branch)?;
     let wanted = cache_state(&repo, &req.cache_dir, &req.branch, &up.tags)?;
-    let p = plan(&wanted, &mirror_before, &req.branch);
+    let mut p = plan(&wanted, &mirror_before, &req.branch);
+    for moved in &mut p.moved_tags {
+        if moved.old_commit.is_empty() {
+            // The mirror listing was not peeled; the cache held the old tag object until now.
+            moved.old_commit = Oid::from_str(&moved.old)
+                .and_then(|oid| repo.find_object(oid, None))
+                .and_then(|o| o.peel(git2::ObjectType::Any))
+                .map(|o| o.id().to_string())
+                .unwrap_or_default();
+        }
+    }
     if !p.refspecs.is_empty() {
         tracing::debug!(
             mirror = %mirror_url,

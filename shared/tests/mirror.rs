@@ -263,10 +263,24 @@ fn moved_tag_is_updated_and_reported(via: Via) {
     let old_commit = git(&fx.up, &["rev-parse", "1.0.0+1.0^{commit}"]);
     let new_commit = fx.work.head();
     fx.work.git(&["tag", "-f", "1.0.0+1.0", "HEAD"]);
+    // The annotated tag moves back to the first commit.
+    fx.work
+        .git(&["tag", "-f", "-a", "-m", "moved", "1.1.0+1.1", &old_commit]);
     fx.work.push_all();
     let r = fx.sync();
-    assert_eq!(r.updated, vec!["refs/tags/1.0.0+1.0"]);
-    assert_eq!(r.moved_tags.len(), 1);
+    assert_eq!(
+        r.updated,
+        vec!["refs/tags/1.0.0+1.0", "refs/tags/1.1.0+1.1"]
+    );
+    assert_eq!(r.moved_tags.len(), 2);
+    let a = &r.moved_tags[1];
+    assert_eq!(a.name, "1.1.0+1.1");
+    assert_eq!(
+        a.old_commit, new_commit,
+        "the annotated tag pointed at the second commit"
+    );
+    assert_eq!(a.new_commit, old_commit);
+    assert_eq!(r.upstream_tags["1.1.0+1.1"], old_commit);
     let m = &r.moved_tags[0];
     assert_eq!(
         (m.name.as_str(), m.old_commit.as_str()),
