@@ -111,6 +111,14 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
         )?),
         _ => None,
     };
+    let mirror_forge = match (&settings.mirror_url, &settings.mirror_token) {
+        (Some(url), Some(token)) => Some(forge::client(
+            ForgeKind::guess(url),
+            url,
+            Some(token.clone()),
+        )?),
+        _ => None,
+    };
     let metrics = Arc::new(Metrics::default());
     let notify = Arc::new(Notify::new());
     let state = StateDir::new(&settings.state_dir);
@@ -126,6 +134,7 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
         enrollment,
         state,
         forge,
+        mirror_forge,
         upstream_token: settings.forge_token.clone(),
         mirror_token: settings.mirror_token.clone(),
         ssh_key: settings.ssh_key.clone(),

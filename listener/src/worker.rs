@@ -38,6 +38,9 @@ pub struct WorkerCtx {
     pub state: StateDir,
     /// The upstream forge, when a token is configured (tag resolution).
     pub forge: Option<Arc<dyn Forge>>,
+    /// The mirror's forge, when its URL and a mirror token are configured (closing PRs merged
+    /// upstream).
+    pub mirror_forge: Option<Arc<dyn Forge>>,
     /// Token for fetching from the upstream over HTTPS.
     pub upstream_token: Option<Secret>,
     /// Token for pushing to the mirror over HTTPS.
@@ -133,6 +136,36 @@ async fn attempt(
     };
     let commit = resolve_commit(ctx, recipe, &job.tag).await?;
     *commit_seen = Some(commit.clone());
+    let request = SyncRequest {
+        upstream: remote(&recipe.upstream.url, ctx.upstream_token.clone(), ctx),
+        mirror: remote(&recipe.mirror.url, ctx.mirror_token.clone(), ctx),
+        branch: recipe.branch.clone(),
+        cache_dir: mirror::cache_dir(ctx.state.root(), &name),
+    };
+    let started = Instant::now();
+    let report = tokio::task::spawn_blocking(move || mirror::sync(&request))
+        .await
+        .map_err(|e| Failure::Transient(format!("mirror sync task failed: {e}")))?
+        .map_err(|e| Failure::Transient(format!("mirror sync: {e}")))?;
+    ctx.metrics.sync_latency.observe(started.elapsed());
+    tracing::info!(recipe = %name, tag = %job.tag, summary = %report.summary(), "Mirror synced.");
+    close_merged_prs(ctx, recipe, &report.upstream_head).await;
+    match report.upstream_tags.get(&job.tag) {
+        Some(c) if *c == commit => {}
+        Some(c) => {
+            return Err(Failure::Transient(format!(
+                "tag {} moved while syncing (resolved {commit}, synced {c})",
+                job.tag
+            )))
+        }
+        None => {
+            return Err(Failure::Transient(format!(
+                "tag {} is no longer upstream",
+                job.tag
+            )))
+        }
+    }
+
     let canonical = ctx
         .state
         .read_canonical(&name)
@@ -161,35 +194,6 @@ async fn attempt(
                 commit: Some(commit),
                 reason,
             });
-        }
-    }
-
-    let request = SyncRequest {
-        upstream: remote(&recipe.upstream.url, ctx.upstream_token.clone(), ctx),
-        mirror: remote(&recipe.mirror.url, ctx.mirror_token.clone(), ctx),
-        branch: recipe.branch.clone(),
-        cache_dir: mirror::cache_dir(ctx.state.root(), &name),
-    };
-    let started = Instant::now();
-    let report = tokio::task::spawn_blocking(move || mirror::sync(&request))
-        .await
-        .map_err(|e| Failure::Transient(format!("mirror sync task failed: {e}")))?
-        .map_err(|e| Failure::Transient(format!("mirror sync: {e}")))?;
-    ctx.metrics.sync_latency.observe(started.elapsed());
-    tracing::info!(recipe = %name, tag = %job.tag, summary = %report.summary(), "Mirror synced.");
-    match report.upstream_tags.get(&job.tag) {
-        Some(c) if *c == commit => {}
-        Some(c) => {
-            return Err(Failure::Transient(format!(
-                "tag {} moved while syncing (resolved {commit}, synced {c})",
-                job.tag
-            )))
-        }
-        None => {
-            return Err(Failure::Transient(format!(
-                "tag {} is no longer upstream",
-                job.tag
-            )))
         }
     }
 
@@ -225,6 +229,25 @@ async fn attempt(
         link: build.link,
         note,
     })
+}
+
+/// Closes the mirror PRs whose head upstream has merged, when the mirror's forge and a mirror
+/// token are known. A failure is logged, not fatal: the build of a release tag must not wait on
+/// PR housekeeping, and the next sync tries again.
+async fn close_merged_prs(ctx: &WorkerCtx, recipe: &Recipe, upstream_head: &str) {
+    let (Some(forge), Some(repo)) = (&ctx.mirror_forge, &recipe.mirror.full_name) else {
+        return;
+    };
+    let cache = mirror::cache_dir(ctx.state.root(), &recipe.name);
+    match mirror::close_merged_prs(forge.as_ref(), repo, &cache, upstream_head).await {
+        Ok(r) => {
+            let closed: Vec<u64> = r.closed.iter().map(|c| c.number).collect();
+            tracing::info!(recipe = %recipe.name, closed = ?closed, left_open = r.left_open.len(), failed = r.failed.len(), "Mirror PRs merged upstream handled.");
+        }
+        Err(e) => {
+            tracing::warn!(recipe = %recipe.name, error = %e, "Cannot close mirror PRs merged upstream.")
+        }
+    }
 }
 
 fn remote(url: &str, token: Option<Secret>, ctx: &WorkerCtx) -> GitRemote {
