@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use canon_shared::drone::{BuildParams, DroneClient};
+use canon_shared::forge::{self, ForgeKind};
 use canon_shared::gate::{sweep_decision, SweepDecision};
 use canon_shared::mirror::{self, GitRemote, SyncRequest};
 use canon_shared::recipe::{Enrollment, Recipe};
@@ -86,6 +87,10 @@ pub struct RecipeEntry {
     pub sync: Option<String>,
     /// Upstream tags that moved (same name, new commit).
     pub moved_tags: Vec<String>,
+    /// Mirror PRs closed because upstream merged them.
+    pub closed_prs: Vec<u64>,
+    /// Mirror PRs that should have been closed but could not be, or why none could be listed.
+    pub pr_errors: Vec<String>,
     /// Size of the mirror cache, in bytes.
     pub mirror_cache_bytes: Option<u64>,
     /// Size of the warm canonical's volumes, in bytes (docker runner).
@@ -258,7 +263,7 @@ async fn sweep(settings: &Settings, enrollment: &Enrollment, launch: Launch) -> 
                 act(settings, &launch, &mut d, &tag).await;
             }
         }
-        if d.entry.error.is_some() {
+        if d.entry.error.is_some() || !d.entry.pr_errors.is_empty() {
             report.errors += 1;
             tracing::error!(recipe = %d.entry.recipe, error = d.entry.error.as_deref().unwrap_or(""), "The recipe's sweep failed.");
         }
@@ -350,6 +355,7 @@ async fn decide(settings: &Settings, recipe: &Recipe) -> Decided {
                     .iter()
                     .map(|m| format!("{} {} -> {}", m.name, m.old_commit, m.new_commit))
                     .collect();
+                close_merged_prs(settings, recipe, &sync.upstream_head, &mut d.entry).await;
                 sync.upstream_tags
             }
             Err(e) => return fail(d, format!("mirror sync: {e}")),
@@ -391,6 +397,44 @@ async fn decide(settings: &Settings, recipe: &Recipe) -> Decided {
         }
     }
     d
+}
+
+/// After a sync, closes the mirror PRs whose head upstream has merged, when the enrollment names
+/// the mirror's forge (`forge.mirror` and `owner/name`) and a mirror token is set.
+async fn close_merged_prs(
+    settings: &Settings,
+    recipe: &Recipe,
+    upstream_head: &str,
+    entry: &mut RecipeEntry,
+) {
+    let (Some(base), Some(repo), Some(token)) = (
+        &recipe.mirror.forge,
+        &recipe.mirror.full_name,
+        &settings.mirror_token,
+    ) else {
+        return;
+    };
+    let client = match forge::client(ForgeKind::guess(base), base, Some(token.clone())) {
+        Ok(c) => c,
+        Err(e) => {
+            entry.pr_errors.push(format!("mirror forge: {e}"));
+            return;
+        }
+    };
+    let cache = mirror::cache_dir(&settings.state_dir, &recipe.name);
+    match mirror::close_merged_prs(client.as_ref(), repo, &cache, upstream_head).await {
+        Ok(r) => {
+            entry.closed_prs = r.closed.iter().map(|c| c.number).collect();
+            entry.pr_errors = r
+                .failed
+                .iter()
+                .map(|f| format!("PR #{}: {}", f.number, f.error))
+                .collect();
+        }
+        Err(e) => entry
+            .pr_errors
+            .push(format!("closing PRs merged upstream: {e}")),
+    }
 }
 
 /// Gets one tag tested: a Drone build (unless one for the same recipe, tag and commit is already
