@@ -611,3 +611,28 @@ fn missed_webhooks_are_tags_the_listener_never_saw() {
     let recorded = std::fs::read_to_string(g.state.join("missed-webhooks.jsonl")).unwrap();
     assert!(recorded.contains("\"tag\":\"1.0.0+1.0\""), "{recorded}");
 }
+
+#[test]
+fn a_run_is_not_started_below_the_free_space_floor() {
+    let f = Fixture::new();
+    f.release("1.0.0+1.0", true);
+    // No disk has a petabyte free: the floor is always above what is there.
+    let out = sweep_inline(&f, &["--min-free", "1000000TiB"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = report(&f);
+    let e = entry(&r, "app");
+    assert_eq!(e["decision"], "skip", "{r}");
+    let reason = e["reason"].as_str().unwrap();
+    assert!(reason.starts_with("low disk: "), "{reason}");
+    assert!(
+        reason.contains(f.state.to_str().unwrap()),
+        "names the path: {reason}"
+    );
+    assert!(f.harness_runs().is_empty(), "nothing ran");
+    assert_eq!(canonical_version(&f), None);
+
+    // With room, the same sweep runs it.
+    let out = sweep_inline(&f, &["--min-free", "1KiB"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(canonical_version(&f).as_deref(), Some("1.0.0+1.0"));
+}
