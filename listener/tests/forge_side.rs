@@ -1,0 +1,344 @@
+//! The listener's forge-side work against loopback forges: `canon-listener register-hooks` run
+//! as an operator runs it (the real binary against a Gitea-shaped API: one hook created, found
+//! again on the second run, no token or secret printed), and the worker closing mirror PRs that
+//! upstream has merged after a signed tag webhook (mirror over git smart HTTP, PRs on a
+//! Gitea-shaped API, build on the Drone stand-in).
+
+mod support;
+
+#[allow(dead_code)]
+#[path = "../../shared/tests/support/api.rs"]
+mod api;
+#[allow(dead_code)]
+#[path = "../../shared/tests/support/git.rs"]
+mod git_support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use api::{FakeForge, FakePr, ForgeState, Shape};
+use canon_listener::app;
+use git_support::{bare, git, GitHttpServer};
+use support::{deliver, env, eventually, push_tag, settings, FakeDrone, SECRET};
+
+const FORGE_TOKEN: &str = "forge-admin-token-7c1d55e0";
+const MIRROR_TOKEN: &str = "mirror-push-token-3b9f02aa";
+const PUBLIC: &str = "https://canon.example.org/listener";
+
+/// Runs `canon-listener register-hooks` with only `envs` (plus PATH) in its environment.
+fn register_hooks(envs: &[(&str, String)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_canon-listener"));
+    c.arg("register-hooks")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.output().expect("canon-listener runs")
+}
+
+fn printed(o: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn register_hooks_creates_the_hook_once_and_never_prints_the_token_or_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = ForgeState::new("owner/name", FORGE_TOKEN);
+    // Someone else's hook on the same repository must not count as ours; a small page size makes
+    // the client page through the list.
+    state.max_items = 1;
+    state.hooks.push(serde_json::json!({
+        "id": 1, "type": "gitea", "active": true, "events": ["push"],
+        "config": {"url": "https://ci.example.org/hook", "content_type": "json"},
+    }));
+    let forge = FakeForge::start(Shape::Gitea, state);
+    let enrollment = tmp.path().join("enrollment.yml");
+    std::fs::write(
+        &enrollment,
+        format!(
+            "forge:\n  upstream: {}\nrecipes:\n  - name: hello\n    upstream: owner/name\n    mirror: /srv/mirrors/hello.git\n  - name: local\n    upstream: /srv/git/local.git\n    mirror: /srv/mirrors/local.git\n",
+            forge.base_url()
+        ),
+    )
+    .unwrap();
+    let envs = [
+        ("CANON_ENROLLMENT", enrollment.display().to_string()),
+        (
+            "CANON_STATE_DIR",
+            tmp.path().join("state").display().to_string(),
+        ),
+        ("CANON_WEBHOOK_SECRETS", SECRET.to_string()),
+        ("CANON_FORGE_URL", forge.base_url()),
+        ("CANON_FORGE_TOKEN", FORGE_TOKEN.to_string()),
+        ("CANON_PUBLIC_URL", format!("{PUBLIC}/")),
+        ("CANON_DRONE_SERVER", "http://127.0.0.1:9".to_string()),
+        ("CANON_DRONE_TOKEN", "drone-token".to_string()),
+        ("CANON_DRONE_REPO", "canon/ci".to_string()),
+        // The most talkative level the operator might pick still prints no credential.
+        ("CANON_LOG", "debug".to_string()),
+    ];
+    let hook_url = format!("{PUBLIC}/hooks/gitea");
+
+    let first = register_hooks(&envs);
+    let out = printed(&first);
+    assert!(first.status.success(), "{out}");
+    assert!(
+        out.contains(r#"Created { recipe: "hello", repo: "owner/name", id: 2 }"#),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"NotAForgeRepo { recipe: "local" }"#),
+        "{out}"
+    );
+    {
+        let st = forge.state.lock().unwrap();
+        assert_eq!(st.hooks.len(), 2, "{:#?}", st.hooks);
+        let hook = &st.hooks[1];
+        assert_eq!(hook["config"]["url"], hook_url.as_str());
+        assert_eq!(hook["config"]["content_type"], "json");
+        assert_eq!(hook["active"], true);
+        assert_eq!(
+            hook["events"],
+            serde_json::json!(["push", "create", "release", "delete"])
+        );
+    }
+    let posts: Vec<_> = forge
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
+    assert_eq!(posts.len(), 1, "{posts:#?}");
+    assert_eq!(posts[0].path, "/api/v1/repos/owner/name/hooks");
+    assert_eq!(
+        posts[0].authorization.as_deref(),
+        Some(format!("token {FORGE_TOKEN}").as_str())
+    );
+    let sent: serde_json::Value = serde_json::from_str(&posts[0].body).unwrap();
+    assert_eq!(sent["type"], "gitea");
+    assert_eq!(
+        sent["config"]["secret"], SECRET,
+        "the forge gets the secret"
+    );
+    assert_eq!(sent["config"]["content_type"], "json");
+    assert_eq!(sent["active"], true);
+
+    let second = register_hooks(&envs);
+    let out2 = printed(&second);
+    assert!(second.status.success(), "{out2}");
+    assert!(
+        out2.contains(r#"Found { recipe: "hello", repo: "owner/name", id: 2 }"#),
+        "{out2}"
+    );
+    assert_eq!(forge.state.lock().unwrap().hooks.len(), 2, "no second hook");
+    let requests = forge.requests();
+    assert_eq!(
+        requests.iter().filter(|r| r.method == "POST").count(),
+        1,
+        "{requests:#?}"
+    );
+    // Our hook is the second one and the forge serves one per page: the second run found it
+    // only by reading page 2.
+    let pages: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/api/v1/repos/owner/name/hooks")
+        .map(|r| r.query.as_str())
+        .collect();
+    assert!(
+        pages.len() == 3 && pages[2].split('&').any(|kv| kv == "page=2"),
+        "{requests:#?}"
+    );
+    // A token the forge refuses: the recipe fails, the command exits non-zero, and the refused
+    // token is not printed either.
+    let wrong = "wrong-token-9e8d7c6b5a";
+    let mut bad = envs.to_vec();
+    bad.retain(|(k, _)| *k != "CANON_FORGE_TOKEN");
+    bad.push(("CANON_FORGE_TOKEN", wrong.to_string()));
+    let third = register_hooks(&bad);
+    let out3 = printed(&third);
+    assert_eq!(third.status.code(), Some(1), "{out3}");
+    assert!(
+        out3.contains(r#"Failed { recipe: "hello", repo: "owner/name""#),
+        "{out3}"
+    );
+    assert!(!out3.contains(wrong), "refused token printed: {out3}");
+    assert_eq!(forge.state.lock().unwrap().hooks.len(), 2);
+    for text in [&out, &out2, &out3] {
+        assert!(!text.contains(FORGE_TOKEN), "token printed: {text}");
+        assert!(!text.contains(SECRET), "secret printed: {text}");
+    }
+}
+
+#[test]
+fn register_hooks_without_a_forge_token_says_what_is_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let enrollment = tmp.path().join("enrollment.yml");
+    std::fs::write(
+        &enrollment,
+        "recipes:\n  - name: a\n    upstream: /srv/a.git\n    mirror: /srv/m.git\n",
+    )
+    .unwrap();
+    let o = register_hooks(&[
+        ("CANON_ENROLLMENT", enrollment.display().to_string()),
+        ("CANON_WEBHOOK_SECRETS", SECRET.to_string()),
+        ("CANON_FORGE_URL", "http://127.0.0.1:9".to_string()),
+        ("CANON_PUBLIC_URL", PUBLIC.to_string()),
+        ("CANON_DRONE_SERVER", "http://127.0.0.1:9".to_string()),
+        ("CANON_DRONE_TOKEN", "drone-token".to_string()),
+        ("CANON_DRONE_REPO", "canon/ci".to_string()),
+    ]);
+    let out = printed(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("register-hooks needs CANON_FORGE_TOKEN"),
+        "{out}"
+    );
+    assert!(!out.contains(SECRET), "{out}");
+}
+
+/// Builds upstream `main` (a work tree at `up`) and the mirror (bare, under `served/coop`) as
+/// they are before upstream merges a PR: both at C1, the mirror also holding PR branches `pr-1`
+/// and `pr-2`. Then upstream merges `pr-1` and tags the merge. Returns (pr-1 head, pr-2 head,
+/// upstream head).
+fn merged_upstream(up: &Path, mirror: &Path) -> (String, String, String) {
+    std::fs::create_dir_all(up).unwrap();
+    git(up, &["init", "-q", "-b", "main"]);
+    std::fs::write(up.join("compose.yml"), "version: 1\n").unwrap();
+    git(up, &["add", "."]);
+    git(up, &["commit", "-q", "-m", "first"]);
+    let mut heads = Vec::new();
+    for (branch, file) in [("pr-1", "one.txt"), ("pr-2", "two.txt")] {
+        git(up, &["checkout", "-q", "-b", branch, "main"]);
+        std::fs::write(up.join(file), format!("{branch}\n")).unwrap();
+        git(up, &["add", file]);
+        git(up, &["commit", "-q", "-m", &format!("change in {branch}")]);
+        heads.push(git(up, &["rev-parse", "HEAD"]));
+        git(up, &["checkout", "-q", "main"]);
+    }
+    bare(mirror);
+    let mirror_path = mirror.to_str().unwrap();
+    git(up, &["push", "-q", mirror_path, "main", "pr-1", "pr-2"]);
+    // PR branches live on the mirror only; upstream merges pr-1 with a merge commit.
+    git(up, &["merge", "-q", "--no-ff", "-m", "Merge pr-1", "pr-1"]);
+    git(up, &["branch", "-q", "-D", "pr-1", "pr-2"]);
+    git(up, &["tag", "1.0.0+1.0"]);
+    let head = git(up, &["rev-parse", "HEAD"]);
+    (heads[0].clone(), heads[1].clone(), head)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_job_closes_mirror_prs_that_upstream_merged_and_leaves_the_others_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let up = root.join("up");
+    let served = root.join("served");
+    let mirror = served.join("coop/mirror.git");
+    let (pr1, pr2, head) = merged_upstream(&up, &mirror);
+    let git_server = GitHttpServer::start(&served, None, MIRROR_TOKEN);
+    let mirror_url = git_server.url("coop/mirror.git");
+
+    let mut state = ForgeState::new("coop/mirror", MIRROR_TOKEN);
+    state.prs = vec![FakePr::open(1, &pr1), FakePr::open(2, &pr2)];
+    let forge = FakeForge::start(Shape::Gitea, state);
+
+    let enrollment = root.join("enrollment.yml");
+    std::fs::write(
+        &enrollment,
+        format!(
+            "recipes:\n  - name: alpha\n    upstream: {}\n    mirror: {mirror_url}\n",
+            up.display()
+        ),
+    )
+    .unwrap();
+    let (drone, drone_url) = FakeDrone::start().await;
+    let mut pairs = env(&root.join("state"), &enrollment, &drone_url);
+    pairs.push(("CANON_MIRROR_URL".into(), forge.base_url()));
+    pairs.push(("CANON_MIRROR_TOKEN".into(), MIRROR_TOKEN.into()));
+    let s = settings(pairs);
+    let running = app::start(&s, Duration::from_secs(5))
+        .await
+        .expect("the listener starts");
+    let base = format!("http://{}", running.addr);
+    let client = reqwest::Client::new();
+
+    let body = push_tag(&up.display().to_string(), "alpha", "1.0.0+1.0", &head);
+    let (status, v) = deliver(&client, &base, "push", &body).await;
+    assert_eq!(
+        (status, v["outcome"].as_str()),
+        (202, Some("accepted")),
+        "{v}"
+    );
+    let jobs = || async {
+        client
+            .get(format!("{base}/api/jobs"))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    let done = eventually(15, || async {
+        let j = jobs().await;
+        j[0]["state"] == "done" || j[0]["state"] == "failed"
+    })
+    .await;
+    let j = jobs().await;
+    assert!(done && j[0]["state"] == "done", "{j:#}");
+    assert_eq!(j[0]["commit"], head.as_str());
+
+    // The mirror was synced over smart HTTP and the build started.
+    assert_eq!(git(&mirror, &["rev-parse", "refs/heads/main"]), head);
+    assert_eq!(git(&mirror, &["rev-parse", "refs/tags/1.0.0+1.0"]), head);
+    assert!(
+        git_server
+            .take_log()
+            .iter()
+            .any(|l| l.starts_with("POST /coop/mirror.git/git-receive-pack")),
+        "the mirror was pushed to"
+    );
+    assert_eq!(drone.count("alpha", "1.0.0+1.0"), 1);
+
+    // pr-1's head is part of upstream main: closed with a comment naming the upstream commit.
+    {
+        let st = forge.state.lock().unwrap();
+        assert_eq!(st.prs[0].state, "closed", "{:#?}", st.prs);
+        assert_eq!(st.prs[1].state, "open", "{:#?}", st.prs);
+        assert_eq!(st.comments.len(), 1, "{:#?}", st.comments);
+        assert_eq!(st.comments[0].0, 1);
+        assert!(
+            st.comments[0].1.contains(&head) && st.comments[0].1.contains(&pr1),
+            "{}",
+            st.comments[0].1
+        );
+    }
+    let requests = forge.requests();
+    let calls: Vec<String> = requests
+        .iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            "PATCH /api/v1/repos/coop/mirror/pulls/1",
+            "POST /api/v1/repos/coop/mirror/issues/1/comments",
+        ],
+        "{requests:#?}"
+    );
+    assert!(requests
+        .iter()
+        .any(|r| r.method == "GET" && r.path == "/api/v1/repos/coop/mirror/pulls"));
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some(&format!("token {MIRROR_TOKEN}"))),
+        "{requests:#?}"
+    );
+    running.stop().await;
+}
