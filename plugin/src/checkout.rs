@@ -9,15 +9,10 @@
 //! then proves the mirror agrees: a mirror whose tag points elsewhere is out of sync, and testing
 //! it would test something other than the release.
 
-use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
-use canon_shared::mirror::GitRemote;
-use canon_shared::secret::Secret;
-use git2::{
-    build::CheckoutBuilder, AutotagOption, Cred, CredentialType, FetchOptions, Oid,
-    RemoteCallbacks, Repository,
-};
+use canon_shared::mirror::{self, GitRemote, MirrorError, Side};
+use git2::{build::CheckoutBuilder, Oid, Repository};
 
 /// Why a checkout could not be made. URLs are shown without credentials and messages have the
 /// token removed.
@@ -194,71 +189,21 @@ fn find_commit(repo: &Repository, commit: &str) -> Option<Oid> {
     repo.find_commit(oid).ok().map(|c| c.id())
 }
 
-/// Fetches `refspecs` from `remote` into `repo`, with the remote's token or SSH key.
+/// Fetches `refspecs` from `remote` into `repo`, with the remote's token or SSH key (see
+/// [`mirror::fetch_refspecs`], which keeps the token out of the URL and the messages).
 fn fetch(repo: &Repository, remote: &GitRemote, refspecs: &[String]) -> Result<(), CheckoutError> {
-    let url = remote.display_url();
-    let token = remote.token.clone().filter(|t| !t.is_empty());
-    let scrub = |m: &str| match &token {
-        Some(t) => t.redact(m).replace(&remote.url, &url),
-        None => m.replace(&remote.url, &url),
-    };
-    let tried = Cell::new(false);
-    let mut cb = RemoteCallbacks::new();
-    cb.credentials(|_u, user_from_url, allowed| {
-        credentials(
-            &tried,
-            token.as_ref(),
-            remote.ssh_key.as_deref(),
-            user_from_url,
-            allowed,
-        )
-    });
-    let mut fo = FetchOptions::new();
-    fo.remote_callbacks(cb)
-        .download_tags(AutotagOption::None)
-        .update_fetchhead(false);
-    let mut git_remote = repo
-        .remote_anonymous(&url)
-        .map_err(|e| CheckoutError::Fetch {
-            url: url.clone(),
-            message: scrub(e.message()),
-        })?;
-    tracing::debug!(url = %url, refspecs = ?refspecs, "Fetching from the mirror.");
-    git_remote
-        .fetch(refspecs, Some(&mut fo), None)
-        .map_err(|e| CheckoutError::Fetch {
-            url: url.clone(),
-            message: scrub(e.message()),
-        })
-}
-
-/// Offers each credential once: the SSH key (or the agent), then the token as the basic-auth
-/// password. A second request means the server refused it.
-fn credentials(
-    tried: &Cell<bool>,
-    token: Option<&Secret>,
-    ssh_key: Option<&Path>,
-    user_from_url: Option<&str>,
-    allowed: CredentialType,
-) -> Result<Cred, git2::Error> {
-    if tried.replace(true) {
-        return Err(git2::Error::from_str("the mirror refused the credentials"));
-    }
-    if allowed.contains(CredentialType::SSH_KEY) {
-        let user = user_from_url.unwrap_or("git");
-        return match ssh_key {
-            Some(key) => Cred::ssh_key(user, None, key, None),
-            None => Cred::ssh_key_from_agent(user),
-        };
-    }
-    if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-        if let Some(t) = token {
-            return Cred::userpass_plaintext(user_from_url.unwrap_or("x-access-token"), t.expose());
+    tracing::debug!(url = %remote.display_url(), refspecs = ?refspecs, "Fetching from the mirror.");
+    match mirror::fetch_refspecs(repo, remote, Side::Mirror, refspecs) {
+        Ok(_) => Ok(()),
+        Err(MirrorError::Auth { url, message, .. } | MirrorError::Fetch { url, message }) => {
+            Err(CheckoutError::Fetch { url, message })
         }
+        // `fetch_refspecs` fails only with the two above; any other is still a fetch failure.
+        Err(other) => Err(CheckoutError::Fetch {
+            url: remote.display_url(),
+            message: other.to_string(),
+        }),
     }
-    Err(git2::Error::from_str(
-        "the mirror asks for credentials and none were given (set mirror_token or ssh_key)",
-    ))
 }
 
 #[cfg(test)]

@@ -679,13 +679,42 @@ fn fetch(
     upstream: &GitRemote,
     branch: &str,
 ) -> Result<(usize, usize), MirrorError> {
-    let r = upstream.resolved();
+    let specs = [
+        format!("+refs/heads/{branch}:refs/heads/{branch}"),
+        "+refs/tags/*:refs/tags/*".to_string(),
+    ];
+    fetch_with(repo, upstream, Side::Upstream, &specs, FetchPrune::On)
+}
+
+/// Fetches `refspecs` from `remote` into `repo`, authenticating with the remote's token (as the
+/// basic-auth password) or SSH key, each offered once. No other tags are followed and
+/// `FETCH_HEAD` is not written. Returns (objects, bytes) received.
+///
+/// Errors are [`MirrorError::Auth`] (naming `side`) or [`MirrorError::Fetch`]; both carry the URL
+/// without user info and the git message with the token removed.
+pub fn fetch_refspecs(
+    repo: &Repository,
+    remote: &GitRemote,
+    side: Side,
+    refspecs: &[String],
+) -> Result<(usize, usize), MirrorError> {
+    fetch_with(repo, remote, side, refspecs, FetchPrune::Unspecified)
+}
+
+fn fetch_with(
+    repo: &Repository,
+    remote: &GitRemote,
+    side: Side,
+    refspecs: &[String],
+    prune: FetchPrune,
+) -> Result<(usize, usize), MirrorError> {
+    let r = remote.resolved();
     let tried = Cell::new(0);
     let fail = |e: git2::Error, tried: &Cell<u32>| {
         let message = r.scrub(e.message());
         if is_auth_error(&e, tried) {
             MirrorError::Auth {
-                side: Side::Upstream,
+                side,
                 url: r.url.clone(),
                 message,
             }
@@ -696,25 +725,23 @@ fn fetch(
             }
         }
     };
-    let mut remote = repo.remote_anonymous(&r.url).map_err(|e| fail(e, &tried))?;
+    let mut git_remote = repo.remote_anonymous(&r.url).map_err(|e| fail(e, &tried))?;
     let mut fo = FetchOptions::new();
     fo.remote_callbacks(callbacks(&r, &tried))
         .download_tags(AutotagOption::None)
-        .prune(FetchPrune::On)
+        .prune(prune)
         .update_fetchhead(false);
-    let specs = [
-        format!("+refs/heads/{branch}:refs/heads/{branch}"),
-        "+refs/tags/*:refs/tags/*".to_string(),
-    ];
-    remote
-        .fetch(&specs, Some(&mut fo), None)
+    git_remote
+        .fetch(refspecs, Some(&mut fo), None)
         .map_err(|e| fail(e, &tried))?;
-    let stats = remote.stats();
+    let stats = git_remote.stats();
     tracing::debug!(
+        side = %side,
         url = %r.url,
+        refspecs = ?refspecs,
         objects = stats.received_objects(),
         bytes = stats.received_bytes(),
-        "Fetched upstream into the cache."
+        "Fetched refs."
     );
     Ok((stats.received_objects(), stats.received_bytes()))
 }
@@ -1090,6 +1117,52 @@ mod tests {
             GitRemote::local("file:///srv/r.git").display_url(),
             "file:///srv/r.git"
         );
+    }
+
+    #[test]
+    fn fetch_refspecs_brings_only_the_asked_refs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = Repository::init(dir.path().join("source")).expect("init source");
+        let sig = git2::Signature::now("t", "t@example.org").expect("signature");
+        let tree = {
+            let mut index = source.index().expect("index");
+            let oid = index.write_tree().expect("write tree");
+            source.find_tree(oid).expect("tree")
+        };
+        let commit = source
+            .commit(Some("HEAD"), &sig, &sig, "one", &tree, &[])
+            .expect("commit");
+        let object = source.find_object(commit, None).expect("object");
+        source
+            .tag_lightweight("1.0.0", &object, false)
+            .expect("tag");
+        source
+            .tag_lightweight("2.0.0", &object, false)
+            .expect("tag");
+
+        let dest = Repository::init(dir.path().join("dest")).expect("init dest");
+        let remote = GitRemote::local(dir.path().join("source").display().to_string());
+        let spec = "+refs/tags/1.0.0:refs/tags/1.0.0".to_string();
+        fetch_refspecs(&dest, &remote, Side::Mirror, &[spec]).expect("fetch");
+        assert_eq!(
+            dest.refname_to_id("refs/tags/1.0.0").expect("fetched tag"),
+            commit
+        );
+        assert!(
+            dest.refname_to_id("refs/tags/2.0.0").is_err(),
+            "not asked for"
+        );
+        assert!(dest.find_reference("FETCH_HEAD").is_err(), "no FETCH_HEAD");
+
+        let missing = GitRemote::local(dir.path().join("missing").display().to_string());
+        let err = fetch_refspecs(
+            &dest,
+            &missing,
+            Side::Mirror,
+            &["+refs/tags/*:refs/tags/*".into()],
+        )
+        .expect_err("no such repository");
+        assert!(matches!(err, MirrorError::Fetch { .. }), "{err}");
     }
 
     fn t(target: &str, peeled: &str) -> TagRef {
