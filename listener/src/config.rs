@@ -124,9 +124,26 @@ pub struct SettingsError {
     pub problems: Vec<String>,
 }
 
+/// What the settings are for: serving needs Drone; registering hooks does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `canon-listener` (serve webhooks, run jobs).
+    Serve,
+    /// `canon-listener register-hooks`.
+    RegisterHooks,
+}
+
 impl Settings {
-    /// Reads the settings from `(name, value)` pairs such as `std::env::vars()`.
+    /// Reads the settings for serving from `(name, value)` pairs such as `std::env::vars()`.
     pub fn from_pairs<I>(pairs: I) -> Result<Self, SettingsError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        Self::from_pairs_for(pairs, Purpose::Serve)
+    }
+
+    /// Reads the settings `purpose` needs from `(name, value)` pairs.
+    pub fn from_pairs_for<I>(pairs: I, purpose: Purpose) -> Result<Self, SettingsError>
     where
         I: IntoIterator<Item = (String, String)>,
     {
@@ -139,12 +156,19 @@ impl Settings {
                 .map_err(|e| SettingsError {
                     problems: vec![e.to_string()],
                 })?;
-        Self::parse(raw)
+        Self::parse_for(raw, purpose)
     }
 
-    /// Validates raw settings, collecting every problem.
+    /// Validates raw settings for serving, collecting every problem.
     pub fn parse(raw: RawSettings) -> Result<Self, SettingsError> {
+        Self::parse_for(raw, Purpose::Serve)
+    }
+
+    /// Validates raw settings for `purpose`, collecting every problem.
+    pub fn parse_for(raw: RawSettings, purpose: Purpose) -> Result<Self, SettingsError> {
         let mut problems = Vec::new();
+        // Problems that only matter when serving (Drone is not needed to register hooks).
+        let mut serve_problems = Vec::new();
         let nonempty =
             |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         let secret = |v: Option<Secret>| v.filter(|s| !s.expose().trim().is_empty());
@@ -216,15 +240,15 @@ impl Settings {
             &mut problems,
         );
         if nonempty(raw.drone_server).is_none() {
-            problems.push("CANON_DRONE_SERVER is not set: give the Drone server URL".into());
+            serve_problems.push("CANON_DRONE_SERVER is not set: give the Drone server URL".into());
         }
         let drone_token = secret(raw.drone_token);
         if drone_token.is_none() {
-            problems.push("CANON_DRONE_TOKEN is not set: give a Drone API token".into());
+            serve_problems.push("CANON_DRONE_TOKEN is not set: give a Drone API token".into());
         }
         let drone_repo = nonempty(raw.drone_repo);
         match &drone_repo {
-            None => problems.push(
+            None => serve_problems.push(
                 "CANON_DRONE_REPO is not set: give the Drone repository as owner/name".into(),
             ),
             Some(r) if r.split('/').count() != 2 || r.split('/').any(str::is_empty) => {
@@ -283,6 +307,9 @@ impl Settings {
         let forge_token = secret(raw.forge_token);
         if forge_token.is_some() && forge_url.is_none() {
             problems.push("CANON_FORGE_TOKEN is set but CANON_FORGE_URL is not".into());
+        }
+        if purpose == Purpose::Serve {
+            problems.append(&mut serve_problems);
         }
         if !problems.is_empty() {
             return Err(SettingsError { problems });
@@ -379,6 +406,27 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} missing from {text}");
         }
+    }
+
+    #[test]
+    fn registering_hooks_does_not_need_drone_but_serving_does() {
+        let no_drone: Vec<_> = GOOD
+            .iter()
+            .filter(|(k, _)| !k.starts_with("CANON_DRONE_"))
+            .copied()
+            .collect();
+        assert!(Settings::from_pairs_for(pairs(&no_drone), Purpose::RegisterHooks).is_ok());
+        let err = Settings::from_pairs(pairs(&no_drone))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CANON_DRONE_SERVER"), "{err}");
+        // An invalid value is still a problem, whatever the purpose.
+        let mut bad = no_drone.clone();
+        bad.push(("CANON_DRONE_REPO", "flat"));
+        let err = Settings::from_pairs_for(pairs(&bad), Purpose::RegisterHooks)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CANON_DRONE_REPO \"flat\""), "{err}");
     }
 
     #[test]

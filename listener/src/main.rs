@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use canon_listener::app;
-use canon_listener::config::Settings;
+use canon_listener::config::{Purpose, Settings};
 use canon_listener::register::{self, HookResult};
 use clap::{Parser, Subcommand};
 
@@ -37,7 +37,11 @@ fn report(e: &dyn std::error::Error) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::from_pairs(std::env::vars()) {
+    let purpose = match cli.command {
+        Some(Command::RegisterHooks) => Purpose::RegisterHooks,
+        Some(Command::Serve) | None => Purpose::Serve,
+    };
+    let settings = match Settings::from_pairs_for(std::env::vars(), purpose) {
         Ok(s) => s,
         Err(e) => {
             report(&e);
