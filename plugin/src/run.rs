@@ -172,7 +172,8 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, PrepareError> {
     })
 }
 
-fn write_ssh_key(key: &Secret) -> std::io::Result<tempfile::NamedTempFile> {
+/// Writes the SSH private key to a file only the owner can read (removed when dropped).
+pub fn write_ssh_key(key: &Secret) -> std::io::Result<tempfile::NamedTempFile> {
     use std::io::Write;
     // NamedTempFile is created with mode 0600.
     let mut f = tempfile::Builder::new()

@@ -284,6 +284,16 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         meaning: "A private SSH key (the key itself, not a path) for `ssh://` or `user@host:` repositories.",
     },
     SettingDoc {
+        name: "mirror_forge",
+        env: &["PLUGIN_MIRROR_FORGE"],
+        flag: "--mirror-forge",
+        kind: SettingType::String,
+        default: "",
+        secret: false,
+        required: Required::No,
+        meaning: "Sweep: base URL of the mirrors' forge API, for closing mirror PRs merged upstream (with `mirror_token`). Unset: the forge the enrollment's mirror URL names.",
+    },
+    SettingDoc {
         name: "jobs",
         env: &["PLUGIN_JOBS"],
         flag: "--jobs",
@@ -291,7 +301,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         default: "",
         secret: false,
         required: Required::No,
-        meaning: "Sweep: how many recipes to handle at once (passed to `canon-plugin sweep --jobs`).",
+        meaning: "Sweep: how many recipes are synced and decided at once (default 4).",
     },
     SettingDoc {
         name: "dry_run",
@@ -494,6 +504,9 @@ pub struct RawSettings {
     /// A private SSH key (prefer `PLUGIN_SSH_KEY`).
     #[arg(long)]
     pub ssh_key: Option<String>,
+    /// Sweep: base URL of the mirrors' forge API.
+    #[arg(long)]
+    pub mirror_forge: Option<String>,
     /// Sweep: recipes at once.
     #[arg(long)]
     pub jobs: Option<String>,
@@ -557,6 +570,7 @@ impl RawSettings {
             dry_run: pick(self.dry_run, fallback.dry_run),
             inline: pick(self.inline, fallback.inline),
             drone_server: pick(self.drone_server, fallback.drone_server),
+            mirror_forge: pick(self.mirror_forge, fallback.mirror_forge),
             drone_token: pick(self.drone_token, fallback.drone_token),
             drone_repo: pick(self.drone_repo, fallback.drone_repo),
             drone_branch: pick(self.drone_branch, fallback.drone_branch),
@@ -757,6 +771,8 @@ pub struct Settings {
     pub inline: bool,
     /// Sweep: the Drone server URL.
     pub drone_server: Option<String>,
+    /// Sweep: the mirrors' forge API base URL (closing PRs merged upstream).
+    pub mirror_forge: Option<String>,
     /// Sweep: the Drone API token.
     pub drone_token: Option<Secret>,
     /// Sweep: the branch of `drone_repo` builds run on.
@@ -1147,6 +1163,14 @@ impl Settings {
                 0
             }),
         };
+        let mirror_forge = raw.mirror_forge.clone();
+        if let Some(u) = &mirror_forge {
+            if !(u.starts_with("https://") || u.starts_with("http://")) {
+                problems.push(format!(
+                    "mirror_forge {u:?}: must be the forge's http(s) base URL"
+                ));
+            }
+        }
         let drone_server = raw.drone_server.clone().or_else(|| {
             match (
                 drone_value(&d.drone_system_proto),
@@ -1209,6 +1233,7 @@ impl Settings {
             dry_run,
             inline,
             drone_server,
+            mirror_forge,
             drone_token: raw.drone_token.map(Secret::new),
             drone_branch: raw.drone_branch.unwrap_or_else(|| "main".into()),
             cleanup_after,

@@ -155,7 +155,21 @@ pub fn sweep_main(settings: &Settings) -> u8 {
             return EXIT_RED;
         }
     };
-    let report = runtime.block_on(sweep(settings, &enrollment, launch));
+    // The key setting holds the key itself; git wants a file. It lives until the sweep ends.
+    let key_file = match settings
+        .ssh_key
+        .as_ref()
+        .map(crate::run::write_ssh_key)
+        .transpose()
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: cannot write the SSH key to a private file: {e}");
+            return EXIT_SETTINGS;
+        }
+    };
+    let key = key_file.as_ref().map(|f| f.path().to_path_buf());
+    let report = runtime.block_on(sweep(settings, &enrollment, launch, key));
     println!("{}", table(&report));
     let path = settings.report_path("sweep-report.json");
     match serde_json::to_vec_pretty(&report) {
@@ -221,7 +235,12 @@ fn launch_from(settings: &Settings) -> Result<Launch, String> {
 }
 
 /// The sweep itself: decide for every recipe (bounded concurrency), then act.
-async fn sweep(settings: &Settings, enrollment: &Enrollment, launch: Launch) -> SweepReport {
+async fn sweep(
+    settings: &Settings,
+    enrollment: &Enrollment,
+    launch: Launch,
+    key: Option<PathBuf>,
+) -> SweepReport {
     let started = Instant::now();
     let mut report = SweepReport {
         started_at: rfc3339(state::now()),
@@ -243,11 +262,15 @@ async fn sweep(settings: &Settings, enrollment: &Enrollment, launch: Launch) -> 
     let semaphore = Arc::new(tokio::sync::Semaphore::new(jobs));
     let mut tasks = Vec::new();
     for recipe in &enrollment.recipes {
-        let (settings, recipe, semaphore) =
-            (settings_arc.clone(), recipe.clone(), semaphore.clone());
+        let (settings, recipe, semaphore, key) = (
+            settings_arc.clone(),
+            recipe.clone(),
+            semaphore.clone(),
+            key.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore.acquire_owned().await;
-            decide(&settings, &recipe).await
+            decide(&settings, &recipe, key).await
         }));
     }
     let mut decided = Vec::new();
@@ -260,7 +283,7 @@ async fn sweep(settings: &Settings, enrollment: &Enrollment, launch: Launch) -> 
     for mut d in decided {
         if d.entry.error.is_none() {
             if let Some(tag) = d.run.clone() {
-                act(settings, &launch, &mut d, &tag).await;
+                act(settings, &launch, &mut d, &tag, &key).await;
             }
         }
         if d.entry.error.is_some() || !d.entry.pr_errors.is_empty() {
@@ -314,7 +337,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Syncs (or, on a dry run, lists) and decides for one recipe. Never fails: errors are recorded.
-async fn decide(settings: &Settings, recipe: &Recipe) -> Decided {
+async fn decide(settings: &Settings, recipe: &Recipe, key: Option<PathBuf>) -> Decided {
     let mut d = Decided {
         recipe: recipe.clone(),
         entry: RecipeEntry {
@@ -334,7 +357,7 @@ async fn decide(settings: &Settings, recipe: &Recipe) -> Decided {
         Err(e) => return fail(d, e.to_string()),
     };
     d.entry.canonical = canonical.as_ref().map(|c| c.version.to_string());
-    let upstream = remote(&recipe.upstream.url, settings.upstream_token.clone());
+    let upstream = remote(&recipe.upstream.url, settings.upstream_token.clone(), &key);
     let tags: BTreeMap<String, String> = if settings.dry_run {
         match blocking(move || mirror::ls_remote(&upstream).map_err(|e| e.to_string())).await {
             Ok(refs) => refs.tags.into_iter().map(|(n, t)| (n, t.peeled)).collect(),
@@ -343,7 +366,7 @@ async fn decide(settings: &Settings, recipe: &Recipe) -> Decided {
     } else {
         let request = SyncRequest {
             upstream,
-            mirror: remote(&recipe.mirror.url, settings.mirror_token.clone()),
+            mirror: remote(&recipe.mirror.url, settings.mirror_token.clone(), &key),
             branch: recipe.branch.clone(),
             cache_dir: mirror::cache_dir(&settings.state_dir, &recipe.name),
         };
@@ -399,19 +422,22 @@ async fn decide(settings: &Settings, recipe: &Recipe) -> Decided {
     d
 }
 
-/// After a sync, closes the mirror PRs whose head upstream has merged, when the enrollment names
-/// the mirror's forge (`forge.mirror` and `owner/name`) and a mirror token is set.
+/// After a sync, closes the mirror PRs whose head upstream has merged, when the mirror's forge is
+/// known (the `mirror_forge` setting, else the forge the mirror's URL names) and a mirror token
+/// is set.
 async fn close_merged_prs(
     settings: &Settings,
     recipe: &Recipe,
     upstream_head: &str,
     entry: &mut RecipeEntry,
 ) {
-    let (Some(base), Some(repo), Some(token)) = (
-        &recipe.mirror.forge,
-        &recipe.mirror.full_name,
-        &settings.mirror_token,
-    ) else {
+    let base = settings
+        .mirror_forge
+        .as_ref()
+        .or(recipe.mirror.forge.as_ref());
+    let (Some(base), Some(repo), Some(token)) =
+        (base, &recipe.mirror.full_name, &settings.mirror_token)
+    else {
         return;
     };
     let client = match forge::client(ForgeKind::guess(base), base, Some(token.clone())) {
@@ -444,6 +470,7 @@ async fn act(
     launch: &Launch,
     d: &mut Decided,
     run: &(ReleaseVersion, String),
+    key: &Option<PathBuf>,
 ) {
     let (tag, commit) = run;
     let listener_job = listener_has_job(&settings.state_dir, &d.recipe, &tag.to_string());
@@ -486,7 +513,7 @@ async fn act(
             if listener_job == Some(false) {
                 record_missed(settings, d, tag, commit);
             }
-            let run_settings = inline_settings(settings, &d.recipe, tag, commit);
+            let run_settings = inline_settings(settings, &d.recipe, tag, commit, key);
             let runner_settings = settings.clone();
             let result = blocking(move || {
                 let runner = make_runner(&runner_settings).map_err(|e| e.to_string())?;
@@ -539,6 +566,7 @@ fn inline_settings(
     recipe: &Recipe,
     tag: &ReleaseVersion,
     commit: &str,
+    key: &Option<PathBuf>,
 ) -> RunSettings {
     RunSettings {
         recipe: recipe.clone(),
@@ -552,8 +580,8 @@ fn inline_settings(
         work_dir: settings.work_dir.clone(),
         keep_work_dir: settings.keep_work_dir,
         lock_wait: settings.lock_wait,
-        upstream: remote(&recipe.upstream.url, settings.upstream_token.clone()),
-        mirror: remote(&recipe.mirror.url, settings.mirror_token.clone()),
+        upstream: remote(&recipe.upstream.url, settings.upstream_token.clone(), key),
+        mirror: remote(&recipe.mirror.url, settings.mirror_token.clone(), key),
         env: settings.env.clone(),
         build: settings.build.clone(),
         build_link: settings.build_link.clone(),
@@ -569,11 +597,15 @@ fn inline_settings(
     }
 }
 
-fn remote(url: &str, token: Option<canon_shared::secret::Secret>) -> GitRemote {
+fn remote(
+    url: &str,
+    token: Option<canon_shared::secret::Secret>,
+    key: &Option<PathBuf>,
+) -> GitRemote {
     GitRemote {
         url: url.to_string(),
         token,
-        ssh_key: None,
+        ssh_key: key.clone(),
     }
 }
 

@@ -4,6 +4,13 @@
 
 mod support;
 
+#[allow(dead_code)]
+#[path = "../../shared/tests/support/api.rs"]
+mod api;
+#[allow(dead_code)]
+#[path = "../../shared/tests/support/git.rs"]
+mod git_support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -635,4 +642,123 @@ fn a_run_is_not_started_below_the_free_space_floor() {
     let out = sweep_inline(&f, &["--min-free", "1KiB"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(canonical_version(&f).as_deref(), Some("1.0.0+1.0"));
+}
+
+const MIRROR_TOKEN: &str = "mirror-push-token-5e0c77d1";
+
+#[test]
+fn mirror_prs_merged_upstream_are_closed_and_a_dry_run_closes_none() {
+    use api::{FakeForge, FakePr, ForgeState, Shape};
+    use git_support::{bare, GitHttpServer};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let up = root.join("up");
+    let mirror = root.join("served/coop/mirror.git");
+    std::fs::create_dir_all(&up).unwrap();
+    git(&up, &["init", "-q", "-b", "main"]);
+    std::fs::write(up.join("compose.yml"), support::compose("0.0.0+none")).unwrap();
+    git(&up, &["add", "."]);
+    git(&up, &["commit", "-q", "-m", "first"]);
+    let mut heads = Vec::new();
+    for (branch, file) in [("pr-1", "one.txt"), ("pr-2", "two.txt")] {
+        git(&up, &["checkout", "-q", "-b", branch, "main"]);
+        std::fs::write(up.join(file), format!("{branch}\n")).unwrap();
+        git(&up, &["add", file]);
+        git(&up, &["commit", "-q", "-m", &format!("change in {branch}")]);
+        heads.push(git(&up, &["rev-parse", "HEAD"]));
+        git(&up, &["checkout", "-q", "main"]);
+    }
+    bare(&mirror);
+    git(
+        &up,
+        &[
+            "push",
+            "-q",
+            mirror.to_str().unwrap(),
+            "main",
+            "pr-1",
+            "pr-2",
+        ],
+    );
+    // The PR branches live on the mirror only; upstream merges pr-1 and releases.
+    git(&up, &["merge", "-q", "--no-ff", "-m", "Merge pr-1", "pr-1"]);
+    git(&up, &["branch", "-q", "-D", "pr-1", "pr-2"]);
+    std::fs::write(up.join("compose.yml"), support::compose("1.0.0+1.0")).unwrap();
+    git(
+        &up,
+        &["commit", "-q", "-am", "chore: publish 1.0.0+1.0 release"],
+    );
+    git(&up, &["tag", "-a", "1.0.0+1.0", "-m", "release"]);
+    let head = git(&up, &["rev-parse", "HEAD"]);
+
+    let server = GitHttpServer::start(&root.join("served"), None, MIRROR_TOKEN);
+    let mut state = ForgeState::new("coop/mirror", MIRROR_TOKEN);
+    state.prs = vec![FakePr::open(1, &heads[0]), FakePr::open(2, &heads[1])];
+    let forge = FakeForge::start(Shape::Gitea, state);
+    let enrollment = root.join("enrollment.yml");
+    std::fs::write(
+        &enrollment,
+        format!(
+            "recipes:\n  - name: app\n    upstream: {}\n    mirror: {}\n",
+            up.display(),
+            server.url("coop/mirror.git")
+        ),
+    )
+    .unwrap();
+    let drone = DroneStandIn::start(false);
+    let state_dir = root.join("state");
+    let forge_base = forge.base_url();
+    let sweep = |extra: &[&str]| {
+        let mut args = vec![
+            "sweep",
+            "--config",
+            enrollment.to_str().unwrap(),
+            "--state-dir",
+            state_dir.to_str().unwrap(),
+            "--mirror-forge",
+            forge_base.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        plugin(
+            root,
+            &args,
+            &[
+                ("PLUGIN_DRONE_SERVER", drone.url.as_str()),
+                ("PLUGIN_DRONE_TOKEN", "drone-token"),
+                ("PLUGIN_DRONE_REPO", "canon/ci"),
+                ("PLUGIN_MIRROR_TOKEN", MIRROR_TOKEN),
+            ],
+        )
+    };
+    let read_report = || -> Value {
+        serde_json::from_slice(&std::fs::read(root.join("sweep-report.json")).unwrap()).unwrap()
+    };
+
+    let out = sweep(&["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        forge.requests().iter().all(|r| r.method == "GET"),
+        "a dry run changes no PR: {:?}",
+        forge.requests()
+    );
+    assert_eq!(forge.state.lock().unwrap().prs[0].state, "open");
+
+    let out = sweep(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains(MIRROR_TOKEN), "{}", text(&out));
+    let r = read_report();
+    let e = entry(&r, "app");
+    assert_eq!(e["closed_prs"], serde_json::json!([1]), "{r}");
+    assert_eq!(e["pr_errors"], serde_json::json!([]), "{r}");
+    assert_eq!(e["action"], "started build #1", "{r}");
+    assert_eq!(git(&mirror, &["rev-parse", "refs/heads/main"]), head);
+    {
+        let st = forge.state.lock().unwrap();
+        assert_eq!(st.prs[0].state, "closed", "{:#?}", st.prs);
+        assert_eq!(st.prs[1].state, "open", "{:#?}", st.prs);
+        assert!(st.comments[0].1.contains(&head), "{:?}", st.comments);
+    }
+    // The PR branches on the mirror are untouched by the sync.
+    assert_eq!(git(&mirror, &["rev-parse", "refs/heads/pr-2"]), heads[1]);
 }
