@@ -97,7 +97,9 @@ pub struct Deploy {
 }
 
 /// Labels in either compose form: `["k=v", ...]` or `{k: v}`. A list item without `=` is a label
-/// with an empty value, as in compose.
+/// with an empty value, as in compose. Numbers and booleans (in a list, or as a map's keys and
+/// values) are read as text. The Docker runner reads labels through this type too, after
+/// interpolating the YAML (see `runners::docker::compose_facts`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Labels(pub BTreeMap<String, String>);
 
@@ -113,40 +115,50 @@ impl<'de> Deserialize<'de> for Labels {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Form {
-            List(Vec<String>),
-            Map(BTreeMap<String, Option<Scalar>>),
+            List(Vec<Scalar>),
+            Map(BTreeMap<Scalar, Option<Scalar>>),
         }
         Ok(Labels(match Option::<Form>::deserialize(d)? {
             None => BTreeMap::new(),
             Some(Form::List(items)) => items
                 .into_iter()
-                .map(|item| match item.split_once('=') {
+                .map(|Scalar(item)| match item.split_once('=') {
                     Some((k, v)) => (k.trim().to_string(), v.to_string()),
                     None => (item.trim().to_string(), String::new()),
                 })
                 .collect(),
             Some(Form::Map(map)) => map
                 .into_iter()
-                .map(|(k, v)| (k, v.map(|s| s.0).unwrap_or_default()))
+                .map(|(k, v)| (k.0, v.map(|s| s.0).unwrap_or_default()))
                 .collect(),
         }))
     }
 }
 
 /// A YAML scalar read as text (`true`, `3`, `1.5` and strings all become strings).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Scalar(pub String);
+
+impl Scalar {
+    /// Returns the text of a string, number or boolean value; `None` for anything else.
+    pub fn text(value: &serde_yaml::Value) -> Option<String> {
+        match value {
+            serde_yaml::Value::String(s) => Some(s.clone()),
+            serde_yaml::Value::Number(n) => Some(n.to_string()),
+            serde_yaml::Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+}
 
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match serde_yaml::Value::deserialize(d)? {
-            serde_yaml::Value::String(s) => Ok(Scalar(s)),
-            serde_yaml::Value::Number(n) => Ok(Scalar(n.to_string())),
-            serde_yaml::Value::Bool(b) => Ok(Scalar(b.to_string())),
-            other => Err(serde::de::Error::custom(format!(
-                "expected a string, number or boolean, found {other:?}"
-            ))),
-        }
+        let value = serde_yaml::Value::deserialize(d)?;
+        Self::text(&value).map(Scalar).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "expected a string, number or boolean, found {value:?}"
+            ))
+        })
     }
 }
 
@@ -211,6 +223,32 @@ impl ServiceVolume {
             .then_some(self.source.as_deref())
             .flatten()
     }
+
+    /// Parses the short form `[source:]target[:mode]`. A source that looks like a path (`/`, `.`,
+    /// `~`) is a bind mount, any other source a named volume, and no source an anonymous volume.
+    pub fn parse_short(text: &str) -> Self {
+        let parts: Vec<&str> = text.split(':').collect();
+        let (source, target, mode) = match parts.as_slice() {
+            [target] => (None, target.to_string(), None),
+            [source, target] => (Some(source.to_string()), target.to_string(), None),
+            [source, target, mode, ..] => (
+                Some(source.to_string()),
+                target.to_string(),
+                Some(mode.to_string()),
+            ),
+            [] => (None, String::new(), None),
+        };
+        let is_path = |s: &str| s.starts_with('/') || s.starts_with('.') || s.starts_with('~');
+        ServiceVolume {
+            kind: match &source {
+                Some(src) if is_path(src) => "bind".into(),
+                _ => "volume".into(),
+            },
+            read_only: mode.is_some_and(|m| m.split(',').any(|x| x == "ro")),
+            source,
+            target,
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for ServiceVolume {
@@ -238,30 +276,7 @@ impl<'de> Deserialize<'de> for ServiceVolume {
                 target: l.target,
                 read_only: l.read_only,
             },
-            Form::Short(s) => {
-                let parts: Vec<&str> = s.split(':').collect();
-                let (source, target, mode) = match parts.as_slice() {
-                    [target] => (None, target.to_string(), None),
-                    [source, target] => (Some(source.to_string()), target.to_string(), None),
-                    [source, target, mode, ..] => (
-                        Some(source.to_string()),
-                        target.to_string(),
-                        Some(mode.to_string()),
-                    ),
-                    [] => (None, String::new(), None),
-                };
-                let is_path =
-                    |s: &str| s.starts_with('/') || s.starts_with('.') || s.starts_with('~');
-                ServiceVolume {
-                    kind: match &source {
-                        Some(src) if is_path(src) => "bind".into(),
-                        _ => "volume".into(),
-                    },
-                    read_only: mode.is_some_and(|m| m.split(',').any(|x| x == "ro")),
-                    source,
-                    target,
-                }
-            }
+            Form::Short(s) => ServiceVolume::parse_short(&s),
         })
     }
 }
@@ -559,6 +574,20 @@ secrets:
         );
         let err = version_label(&c, "1.0.0+1").unwrap_err();
         assert!(err.to_string().contains("service `worker`"), "{err}");
+    }
+
+    #[test]
+    fn labels_read_numbers_and_booleans_as_text_in_both_forms() {
+        let c = parse(
+            "services:\n  a:\n    labels: [x=1, 7, true]\n  b:\n    labels: {1: 2, on: false}\n",
+        );
+        let a = &c.services["a"];
+        assert_eq!(a.label("x"), Some("1"));
+        assert_eq!(a.label("7"), Some(""));
+        assert_eq!(a.label("true"), Some(""));
+        let b = &c.services["b"];
+        assert_eq!(b.label("1"), Some("2"));
+        assert_eq!(b.label("on"), Some("false"));
     }
 
     #[test]

@@ -3,9 +3,17 @@
 //! networks and labels (backupbot, the HTTP port traefik would route to).
 //!
 //! Pure parsing over file contents; reading the files is the only I/O, in [`RecipeFiles::load`].
+//!
+//! Unlike [`crate::compose::ComposeFile`] (one raw `compose.yml`, `${STACK_NAME}` kept literal for
+//! the release check), this reads the deployed view: several files merged in order, every value
+//! interpolated, services in file order, and shapes canon does not need skipped rather than
+//! refused. The compose forms both read (labels as a list or a map, the short volume syntax,
+//! scalars as text) have one parser, in [`crate::compose`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use crate::compose::{Labels, Scalar, ServiceVolume};
 
 /// A parsing problem, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -239,15 +247,6 @@ fn as_map(v: &serde_yaml::Value) -> Option<&serde_yaml::Mapping> {
     v.as_mapping()
 }
 
-fn scalar(v: &serde_yaml::Value) -> Option<String> {
-    match v {
-        serde_yaml::Value::String(s) => Some(s.clone()),
-        serde_yaml::Value::Number(n) => Some(n.to_string()),
-        serde_yaml::Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
 fn is_external(v: &serde_yaml::Value) -> bool {
     match v.get("external") {
         Some(serde_yaml::Value::Bool(b)) => *b,
@@ -257,33 +256,35 @@ fn is_external(v: &serde_yaml::Value) -> bool {
     }
 }
 
-/// Parses labels in either compose form (`- k=v` list or `k: v` map), interpolated.
+/// Returns `value` with every string in it (mapping keys too) interpolated.
+fn interpolate_value(
+    value: &serde_yaml::Value,
+    env: &BTreeMap<String, String>,
+) -> serde_yaml::Value {
+    use serde_yaml::Value;
+    match value {
+        Value::String(s) => Value::String(interpolate(s, env)),
+        Value::Sequence(items) => {
+            Value::Sequence(items.iter().map(|i| interpolate_value(i, env)).collect())
+        }
+        Value::Mapping(m) => Value::Mapping(
+            m.iter()
+                .map(|(k, v)| (interpolate_value(k, env), interpolate_value(v, env)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Parses labels in either compose form (`- k=v` list or `k: v` map) with [`Labels`], after
+/// interpolating them. Labels of another shape read as none.
 fn labels(
     v: Option<&serde_yaml::Value>,
     env: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    match v {
-        Some(serde_yaml::Value::Sequence(items)) => {
-            for item in items.iter().filter_map(scalar) {
-                let item = interpolate(&item, env);
-                let (k, v) = item.split_once('=').unwrap_or((item.as_str(), ""));
-                out.insert(k.to_string(), v.to_string());
-            }
-        }
-        Some(serde_yaml::Value::Mapping(m)) => {
-            for (k, v) in m {
-                if let Some(k) = scalar(k) {
-                    out.insert(
-                        interpolate(&k, env),
-                        interpolate(&scalar(v).unwrap_or_default(), env),
-                    );
-                }
-            }
-        }
-        _ => {}
-    }
-    out
+    v.and_then(|v| serde_yaml::from_value::<Labels>(interpolate_value(v, env)).ok())
+        .map(|l| l.0)
+        .unwrap_or_default()
 }
 
 /// Parses one compose file's text into `facts` (merging over earlier files).
@@ -302,11 +303,12 @@ pub fn merge_compose(
         serde_yaml::from_str(text).map_err(|e| err(format!("invalid YAML: {e}")))?;
     let top = as_map(&doc).ok_or_else(|| err("not a mapping".into()))?;
     if facts.version.is_none() {
-        facts.version = top.get("version").and_then(scalar);
+        facts.version = top.get("version").and_then(Scalar::text);
     }
     if let Some(services) = top.get("services").and_then(as_map) {
         for (name, body) in services {
-            let name = scalar(name).ok_or_else(|| err("a service name is not a string".into()))?;
+            let name =
+                Scalar::text(name).ok_or_else(|| err("a service name is not a string".into()))?;
             let idx = match facts.services.iter().position(|s| s.name == name) {
                 Some(i) => i,
                 None => {
@@ -318,7 +320,7 @@ pub fn merge_compose(
                 }
             };
             let svc = &mut facts.services[idx];
-            if let Some(image) = body.get("image").and_then(scalar) {
+            if let Some(image) = body.get("image").and_then(Scalar::text) {
                 svc.image = Some(interpolate(&image, env));
             }
             let deploy_labels = labels(body.get("deploy").and_then(|d| d.get("labels")), env);
@@ -327,18 +329,14 @@ pub fn merge_compose(
                 for v in vols {
                     let source = match v {
                         serde_yaml::Value::String(s) => {
-                            let s = interpolate(s, env);
-                            s.split(':').next().map(str::to_string).filter(|src| {
-                                s.contains(':')
-                                    && !src.starts_with('/')
-                                    && !src.starts_with('.')
-                                    && !src.starts_with('~')
-                            })
+                            ServiceVolume::parse_short(&interpolate(s, env))
+                                .named_volume()
+                                .map(str::to_string)
                         }
                         serde_yaml::Value::Mapping(_) => {
-                            let kind = v.get("type").and_then(scalar).unwrap_or_default();
+                            let kind = v.get("type").and_then(Scalar::text).unwrap_or_default();
                             (kind == "volume")
-                                .then(|| v.get("source").and_then(scalar))
+                                .then(|| v.get("source").and_then(Scalar::text))
                                 .flatten()
                         }
                         _ => None,
@@ -353,8 +351,8 @@ pub fn merge_compose(
             if let Some(ports) = body.get("ports").and_then(|v| v.as_sequence()) {
                 for p in ports {
                     let target = match p {
-                        serde_yaml::Value::Mapping(_) => p.get("target").and_then(scalar),
-                        other => scalar(other)
+                        serde_yaml::Value::Mapping(_) => p.get("target").and_then(Scalar::text),
+                        other => Scalar::text(other)
                             .map(|s| s.rsplit(':').next().unwrap_or_default().to_string()),
                     };
                     if let Some(port) =
@@ -368,7 +366,7 @@ pub fn merge_compose(
     }
     if let Some(vols) = top.get("volumes").and_then(as_map) {
         for (k, _) in vols {
-            if let Some(k) = scalar(k) {
+            if let Some(k) = Scalar::text(k) {
                 if !facts.volumes.contains(&k) {
                     facts.volumes.push(k);
                 }
@@ -377,10 +375,10 @@ pub fn merge_compose(
     }
     if let Some(secrets) = top.get("secrets").and_then(as_map) {
         for (k, body) in secrets {
-            let Some(key) = scalar(k) else { continue };
+            let Some(key) = Scalar::text(k) else { continue };
             let name = body
                 .get("name")
-                .and_then(scalar)
+                .and_then(Scalar::text)
                 .map(|n| interpolate(&n, env))
                 .unwrap_or_else(|| format!("{stack}_{key}"));
             let decl = SecretDecl {
@@ -394,10 +392,10 @@ pub fn merge_compose(
     }
     if let Some(networks) = top.get("networks").and_then(as_map) {
         for (k, body) in networks {
-            let Some(key) = scalar(k) else { continue };
+            let Some(key) = Scalar::text(k) else { continue };
             let name = body
                 .get("name")
-                .and_then(scalar)
+                .and_then(Scalar::text)
                 .map(|n| interpolate(&n, env))
                 .unwrap_or_else(|| key.clone());
             facts.networks.retain(|n| n.key != key);
@@ -619,6 +617,39 @@ networks:
             .iter()
             .any(|n| n.key == "internal" && !n.external));
         assert!(f.declares_backups());
+    }
+
+    #[test]
+    fn labels_and_volume_sources_are_read_after_interpolation() {
+        let text = r#"
+services:
+  app:
+    volumes: ["${DATA:-data}:/data", "${CONF:-./conf}:/conf:ro", "/anon"]
+    deploy:
+      labels:
+        backupbot.backup: true
+        "traefik.http.services.${STACK_NAME}.loadbalancer.server.port": 8080
+  worker:
+    deploy:
+      labels: ["coop-cloud.${STACK_NAME}.version=${V:-1.0.0+1}", 42]
+"#;
+        let mut f = ComposeFacts::default();
+        let e = env(&[("STACK_NAME", "s1")]);
+        merge_compose(&mut f, Path::new("compose.yml"), text, "s1", &e).unwrap();
+        let app = &f.services[0];
+        assert_eq!(app.volumes, vec!["data"]);
+        assert!(app.backed_up());
+        assert_eq!(app.http_port(), Some(8080));
+        let worker = &f.services[1];
+        assert_eq!(worker.version_label(), Some("1.0.0+1"));
+        assert_eq!(
+            worker
+                .deploy_labels
+                .get("coop-cloud.s1.version")
+                .map(String::as_str),
+            Some("1.0.0+1")
+        );
+        assert_eq!(worker.deploy_labels.get("42").map(String::as_str), Some(""));
     }
 
     #[test]
