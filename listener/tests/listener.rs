@@ -227,7 +227,13 @@ async fn every_rejection_path_answers_and_stores_nothing() {
     };
     let json = ("content-type", "application/json".to_string());
     let ev = ("x-gitea-event", "push".to_string());
-    type Case = (Vec<(&'static str, String)>, Vec<u8>, &'static str, u16, &'static str);
+    type Case = (
+        Vec<(&'static str, String)>,
+        Vec<u8>,
+        &'static str,
+        u16,
+        &'static str,
+    );
     let cases: Vec<Case> = vec![
         (
             vec![json.clone(), ev.clone()],

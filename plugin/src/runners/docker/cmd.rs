@@ -155,15 +155,7 @@ pub fn stack_deploy(
     env: &BTreeMap<String, String>,
     cwd: &Path,
 ) -> Cmd {
-    let mut c = Cmd::new(
-        "docker",
-        [
-            "stack",
-            "deploy",
-            "--resolve-image",
-            "never",
-        ],
-    );
+    let mut c = Cmd::new("docker", ["stack", "deploy", "--resolve-image", "never"]);
     for f in files {
         c = c.arg("-c").arg(f.display().to_string());
     }
