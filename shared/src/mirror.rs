@@ -45,7 +45,9 @@ pub struct GitRemote {
     pub url: String,
     /// A token sent as the basic-auth password over HTTP(S).
     pub token: Option<Secret>,
-    /// A private key file for SSH remotes (without one, the SSH agent is asked).
+    /// A private key file for SSH remotes (without one, the SSH agent is asked). The server's
+    /// host key must be listed in `~/.ssh/known_hosts` of the user canon runs as (libgit2 reads
+    /// that file; an unknown or changed host key fails the connection before any key is offered).
     pub ssh_key: Option<PathBuf>,
 }
 
@@ -426,6 +428,22 @@ fn callbacks<'a>(remote: &'a Resolved, tried: &'a Cell<u32>) -> RemoteCallbacks<
     cb
 }
 
+/// The host key hint added to libgit2's "invalid or unknown remote ssh hostkey".
+const HOST_KEY_HINT: &str = "canon trusts an SSH server only when its host key is listed in \
+    ~/.ssh/known_hosts of the user it runs as (a non-standard port as `[host]:port`); add the \
+    server's key there, e.g. from `ssh-keyscan -p PORT HOST` checked against the forge's published \
+    fingerprints";
+
+/// A git error's message with the token removed; an SSH host key refusal says how to fix it.
+fn git_message(r: &Resolved, e: &git2::Error) -> String {
+    let message = r.scrub(e.message());
+    if e.code() == git2::ErrorCode::Certificate && e.class() == git2::ErrorClass::Ssh {
+        format!("{message}: {HOST_KEY_HINT}")
+    } else {
+        message
+    }
+}
+
 fn is_auth_error(e: &git2::Error, tried: &Cell<u32>) -> bool {
     e.code() == git2::ErrorCode::Auth
         || (tried.get() != 0 && e.class() == git2::ErrorClass::Http)
@@ -496,7 +514,7 @@ fn list(remote: &GitRemote, side: Side) -> Result<RemoteRefs, MirrorError> {
         });
     }
     let fail = |e: git2::Error, tried: &Cell<u32>| {
-        let message = r.scrub(e.message());
+        let message = git_message(&r, &e);
         if is_auth_error(&e, tried) {
             MirrorError::Auth {
                 side,
@@ -711,7 +729,7 @@ fn fetch_with(
     let r = remote.resolved();
     let tried = Cell::new(0);
     let fail = |e: git2::Error, tried: &Cell<u32>| {
-        let message = r.scrub(e.message());
+        let message = git_message(&r, &e);
         if is_auth_error(&e, tried) {
             MirrorError::Auth {
                 side,
@@ -812,7 +830,7 @@ fn push(repo: &Repository, mirror: &GitRemote, refspecs: &[String]) -> Result<()
         let mut po = PushOptions::new();
         po.remote_callbacks(cb);
         remote.push(refspecs, Some(&mut po)).map_err(|e| {
-            let message = r.scrub(e.message());
+            let message = git_message(&r, &e);
             if is_auth_error(&e, &tried) {
                 MirrorError::Auth {
                     side: Side::Mirror,

@@ -1,0 +1,292 @@
+//! Mirror access over SSH against a real OpenSSH server on loopback (`support::ssh`): listing
+//! refs with the right key, full syncs with either side on SSH, a wrong key (a clear error that
+//! leaks no key material and no token), and host key checking (an unknown or changed host key is
+//! refused; libgit2 trusts only `<home>/.ssh/known_hosts`).
+
+// Only the fixtures this file needs (the shared `support` module also brings the forge fakes).
+#[allow(dead_code)]
+#[path = "support/git.rs"]
+mod git_fixtures;
+#[path = "support/ssh.rs"]
+mod ssh;
+
+use std::path::{Path, PathBuf};
+
+use canon_shared::mirror::{self, GitRemote, MirrorError, Side, SyncRequest};
+use canon_shared::secret::Secret;
+use git_fixtures::{bare, git, synced_refs, Work};
+use ssh::{keygen, ClientHome, SshServer};
+
+const TOKEN: &str = "tok-ssh-7c2d41-secret";
+
+struct Fx {
+    // Field order is drop order: sshd dies before the home lock is released and the dir removed.
+    server: SshServer,
+    home: ClientHome,
+    up: PathBuf,
+    mirror: PathBuf,
+    cache: PathBuf,
+    work: Work,
+    tmp: tempfile::TempDir,
+}
+
+impl Fx {
+    /// A running sshd whose host key is in known_hosts; upstream with two commits, a lightweight
+    /// and an annotated tag; an empty mirror.
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = ClientHome::new(&tmp.path().join("home"));
+        let server = SshServer::start(&tmp.path().join("sshd"));
+        home.trust(server.port, &server.host_key);
+        let up = tmp.path().join("upstream.git");
+        let mirror = tmp.path().join("mirror.git");
+        bare(&up);
+        bare(&mirror);
+        let work = Work::new(&tmp.path().join("work"), &up);
+        work.commit("compose.yml", "version: 1\n");
+        work.tag("1.0.0+1.0");
+        work.commit("compose.yml", "version: 2\n");
+        work.annotated_tag("1.1.0+1.1");
+        work.push_all();
+        let cache = tmp.path().join("state/recipe/upstream.git");
+        Self {
+            server,
+            home,
+            up,
+            mirror,
+            cache,
+            work,
+            tmp,
+        }
+    }
+
+    fn ssh(&self, repo: &Path) -> GitRemote {
+        GitRemote {
+            url: self.server.url(repo),
+            token: None,
+            ssh_key: Some(self.server.client_key.clone()),
+        }
+    }
+
+    fn sync(
+        &self,
+        upstream: GitRemote,
+        mirror: GitRemote,
+    ) -> Result<mirror::SyncReport, MirrorError> {
+        mirror::sync(&SyncRequest {
+            upstream,
+            mirror,
+            branch: "main".into(),
+            cache_dir: self.cache.clone(),
+        })
+    }
+
+    /// Fails with sshd's log, which says why a connection was refused.
+    fn explain(&self, what: &str, e: &MirrorError) -> String {
+        format!("{what}: {e}\nsshd log:\n{}", self.server.log())
+    }
+}
+
+#[test]
+fn ls_remote_over_ssh_lists_branches_and_tags() {
+    let fx = Fx::new();
+    let refs = mirror::ls_remote(&fx.ssh(&fx.up))
+        .unwrap_or_else(|e| panic!("{}", fx.explain("ls_remote over ssh", &e)));
+    assert_eq!(refs.branches.get("main"), Some(&fx.work.head()));
+    assert_eq!(refs.branches.len(), 1);
+    let light = &refs.tags["1.0.0+1.0"];
+    assert_eq!(
+        light.target,
+        git(&fx.up, &["rev-parse", "refs/tags/1.0.0+1.0"])
+    );
+    assert!(!light.is_annotated());
+    let annotated = &refs.tags["1.1.0+1.1"];
+    assert_eq!(
+        annotated.target,
+        git(&fx.up, &["rev-parse", "refs/tags/1.1.0+1.1"])
+    );
+    assert_eq!(annotated.peeled, fx.work.head());
+    assert!(annotated.is_annotated());
+    assert!(
+        fx.server.log().contains("Accepted publickey for root"),
+        "the listing did not go through sshd:\n{}",
+        fx.server.log()
+    );
+
+    // The guard kills sshd: nothing answers on its port afterwards.
+    let port = fx.server.port;
+    drop(fx);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "sshd still listens on {port} after the fixture was dropped"
+    );
+}
+
+#[test]
+fn sync_pushes_a_local_upstream_to_an_ssh_mirror() {
+    let fx = Fx::new();
+    let rep = fx
+        .sync(
+            GitRemote::local(fx.up.to_str().unwrap()),
+            fx.ssh(&fx.mirror),
+        )
+        .unwrap_or_else(|e| panic!("{}", fx.explain("sync to an ssh mirror", &e)));
+    assert!(!rep.no_op);
+    assert_eq!(rep.created.len(), 3, "{rep:?}");
+    assert!(!rep.mirror.contains("root@"), "{}", rep.mirror);
+    assert_eq!(synced_refs(&fx.mirror, "main"), synced_refs(&fx.up, "main"));
+
+    // Nothing moved upstream: the second sync only lists both sides.
+    let again = fx
+        .sync(
+            GitRemote::local(fx.up.to_str().unwrap()),
+            fx.ssh(&fx.mirror),
+        )
+        .unwrap_or_else(|e| panic!("{}", fx.explain("second sync", &e)));
+    assert!(again.no_op, "{again:?}");
+
+    // A new upstream commit reaches the mirror over ssh.
+    let head = fx.work.commit("compose.yml", "version: 3\n");
+    fx.work.push_all();
+    let third = fx
+        .sync(
+            GitRemote::local(fx.up.to_str().unwrap()),
+            fx.ssh(&fx.mirror),
+        )
+        .unwrap_or_else(|e| panic!("{}", fx.explain("third sync", &e)));
+    assert_eq!(third.updated, vec!["refs/heads/main".to_string()]);
+    assert_eq!(git(&fx.mirror, &["rev-parse", "refs/heads/main"]), head);
+}
+
+#[test]
+fn sync_fetches_an_ssh_upstream_into_a_local_mirror() {
+    let fx = Fx::new();
+    let rep = fx
+        .sync(
+            fx.ssh(&fx.up),
+            GitRemote::local(fx.mirror.to_str().unwrap()),
+        )
+        .unwrap_or_else(|e| panic!("{}", fx.explain("sync from an ssh upstream", &e)));
+    assert!(!rep.no_op);
+    assert!(rep.objects_fetched > 0, "{rep:?}");
+    assert_eq!(synced_refs(&fx.mirror, "main"), synced_refs(&fx.up, "main"));
+    assert_eq!(
+        git(&fx.cache, &["rev-parse", "refs/heads/main"]),
+        fx.work.head()
+    );
+}
+
+/// Every piece of secret material a wrong-key failure could leak.
+fn assert_leaks_nothing(text: &str, keys: &[&Path]) {
+    assert!(!text.contains(TOKEN), "the token leaked: {text}");
+    for key in keys {
+        let private = std::fs::read_to_string(key).unwrap();
+        for line in private.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!text.contains(line), "private key material leaked: {text}");
+        }
+        let public = ssh::public_key(key);
+        let blob = public.split_whitespace().nth(1).unwrap();
+        assert!(!text.contains(blob), "public key leaked: {text}");
+    }
+}
+
+#[test]
+fn a_wrong_key_fails_with_an_auth_error_that_leaks_nothing() {
+    let fx = Fx::new();
+    let wrong = fx.tmp.path().join("wrong_ed25519");
+    keygen(&wrong);
+    let remote = |repo: &Path| GitRemote {
+        url: fx.server.url(repo),
+        token: Some(Secret::new(TOKEN)),
+        ssh_key: Some(wrong.clone()),
+    };
+
+    let err = mirror::ls_remote(&remote(&fx.up)).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(&err, MirrorError::Auth { side: Side::Remote, url, .. } if !url.contains("root@")),
+        "{}",
+        fx.explain("expected an auth error", &err)
+    );
+    assert!(text.contains("authentication failed"), "{text}");
+    assert!(
+        text.contains(&format!("127.0.0.1:{}", fx.server.port)),
+        "{text}"
+    );
+    assert_leaks_nothing(&text, &[&wrong, &fx.server.client_key]);
+    assert_leaks_nothing(&format!("{err:?}"), &[&wrong, &fx.server.client_key]);
+
+    // The same for a sync: the mirror side is named, nothing is pushed.
+    let err = fx
+        .sync(
+            GitRemote::local(fx.up.to_str().unwrap()),
+            remote(&fx.mirror),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MirrorError::Auth {
+                side: Side::Mirror,
+                ..
+            }
+        ),
+        "{}",
+        fx.explain("expected a mirror auth error", &err)
+    );
+    assert_leaks_nothing(&err.to_string(), &[&wrong, &fx.server.client_key]);
+    assert!(git(&fx.mirror, &["for-each-ref"]).is_empty());
+    assert!(
+        fx.server.log().contains("Failed publickey for root")
+            || fx
+                .server
+                .log()
+                .contains("Connection closed by authenticating user root"),
+        "sshd saw no refused key:\n{}",
+        fx.server.log()
+    );
+}
+
+#[test]
+fn an_unknown_host_key_is_refused_before_any_key_is_offered() {
+    let fx = Fx::new();
+    std::fs::write(fx.home.known_hosts(), "").unwrap();
+    let err = mirror::ls_remote(&fx.ssh(&fx.up)).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("unknown remote ssh hostkey"), "{text}");
+    assert!(
+        text.contains("known_hosts"),
+        "the error does not say where host keys are read: {text}"
+    );
+    assert!(
+        !fx.server.log().contains("Accepted publickey"),
+        "a key was accepted by an untrusted host:\n{}",
+        fx.server.log()
+    );
+
+    // Nothing was synced from an untrusted upstream either.
+    let err = fx
+        .sync(
+            fx.ssh(&fx.up),
+            GitRemote::local(fx.mirror.to_str().unwrap()),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("known_hosts"), "{err}");
+    assert!(git(&fx.mirror, &["for-each-ref"]).is_empty());
+}
+
+#[test]
+fn a_changed_host_key_is_refused() {
+    let fx = Fx::new();
+    let other = fx.tmp.path().join("other_host_ed25519");
+    let other_key = keygen(&other);
+    std::fs::write(fx.home.known_hosts(), "").unwrap();
+    fx.home.trust(fx.server.port, &other_key);
+    let err = mirror::ls_remote(&fx.ssh(&fx.up)).unwrap_err();
+    assert!(err.to_string().contains("known_hosts"), "{err}");
+    assert!(
+        !fx.server.log().contains("Accepted publickey"),
+        "{}",
+        fx.server.log()
+    );
+}
