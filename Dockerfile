@@ -25,6 +25,9 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 
 # ---- binaries -------------------------------------------------------------------------------
 FROM ${RUST_IMAGE} AS builder
+# Marks the builder stage's image so a local build can prune it (`docker image prune --filter
+# label=canon.stage=builder`): the classic builder leaves it behind as a dangling image.
+LABEL canon.stage=builder
 ARG BINARIES=source
 WORKDIR /src
 COPY . .

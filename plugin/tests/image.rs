@@ -114,6 +114,17 @@ impl Drop for EngineCleanup {
                 let _ = run(rm, Duration::from_secs(60));
             }
         }
+        // Each build leaves the builder stage and the previous plugin image dangling (hundreds
+        // of MB); a CI machine that runs this test again and again must not fill its disk.
+        for label in [
+            "label=canon.stage=builder",
+            "label=org.opencontainers.image.title=canon-plugin",
+        ] {
+            let _ = run(
+                docker(&["image", "prune", "-f", "--filter", label]),
+                Duration::from_secs(120),
+            );
+        }
     }
 }
 
