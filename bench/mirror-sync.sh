@@ -4,11 +4,13 @@
 # Creates N recipe repos (default 200; ~100 commits and 30 annotated tags each, via git
 # fast-import) with an upstream and two mirrors each (one kept by canon, one by the CLI baseline),
 # brings both mirrors in sync, then times:
-#   1. a no-op sync of all N repos;
+#   1. a no-op sync of all N repos (checked: every canon run reports N no-ops, and no ref of any
+#      repo, cache included, changed);
 #   2. a sync where one repo got one new tag;
 # for `canon-plugin mirror-sync --config` (sequential, --jobs 1, and parallel, --jobs 4) and for
-# the baseline: per repo `git fetch` into a bare cache, then `git push --force` of the branch and
-# the tags. Working files live in bench/work (git-ignored).
+# the baseline: per repo, one after the other, `git fetch` into a bare cache, then `git push
+# --force` of the branch and the tags. The ratio compares canon --jobs 1 with that serial loop.
+# Working files live in bench/work (git-ignored).
 #
 # Usage: bench/mirror-sync.sh [N]     env: CANON_BIN (default target/release/canon-plugin)
 set -euo pipefail
@@ -87,15 +89,37 @@ declare -A t
 start=$(now); canon_all 1 initial; t[canon_initial]=$(elapsed "$start")
 start=$(now); cli_all; t[cli_initial]=$(elapsed "$start")
 
-# The no-op runs are repeated (alternating, best of 3) so a busy machine skews neither side.
+# Every ref of every repo (upstreams, both mirrors, the CLI caches and canon's caches).
+refs_snapshot() {
+    local d
+    for d in "$work"/upstream/*.git "$work"/mirror-canon/*.git "$work"/mirror-cli/*.git \
+        "$work"/cli-cache/*.git "$work"/state/*/upstream.git; do
+        echo "== ${d#"$work"/}"
+        git -C "$d" for-each-ref --format='%(refname) %(objectname)'
+    done
+}
+# A canon run must report every repo as a no-op (nothing fetched, nothing pushed).
+check_noop() {
+    grep -q "$n ok ($n no-op), 0 failed" "$work/canon-$1.log" || {
+        echo "the canon $1 run was not a no-op:" >&2; tail -3 "$work/canon-$1.log" >&2; exit 1; }
+}
+
+# The no-op runs are repeated (alternating, best of 3) so a busy machine skews neither side. The
+# fair pair is canon --jobs 1 against the serial CLI loop; --jobs 4 is shown for scale only.
+refs_snapshot >"$work/refs-before-noop.txt"
 min() { awk -v a="${1:-}" -v b="$2" 'BEGIN { if (a == "" || b < a) print b; else print a }'; }
 for _ in 1 2 3; do
     start=$(now); canon_all 1 noop; t[canon_noop]=$(min "${t[canon_noop]:-}" "$(elapsed "$start")")
+    check_noop noop
     start=$(now); canon_all 4 noop4; t[canon_noop4]=$(min "${t[canon_noop4]:-}" "$(elapsed "$start")")
+    check_noop noop4
     start=$(now); cli_all; t[cli_noop]=$(min "${t[cli_noop]:-}" "$(elapsed "$start")")
 done
-grep -q "$n ok ($n no-op), 0 failed" "$work/canon-noop.log" || {
-    echo "the no-op run was not a no-op:" >&2; tail -3 "$work/canon-noop.log" >&2; exit 1; }
+# ... and must really have changed nothing, anywhere.
+refs_snapshot >"$work/refs-after-noop.txt"
+diff -q "$work/refs-before-noop.txt" "$work/refs-after-noop.txt" >/dev/null || {
+    echo "a no-op run changed refs:" >&2
+    diff "$work/refs-before-noop.txt" "$work/refs-after-noop.txt" | head >&2; exit 1; }
 
 # One repo gets one new tag.
 hit=$(printf 'r%03d' $(((n + 1) / 2)))
@@ -117,7 +141,7 @@ done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1fx", a / b }'; }
 echo
 echo "mirror-sync benchmark: $n repos, $commits commits and $tags annotated tags each"
-printf '%-28s %10s %10s %10s %10s\n' "case" "canon -j1" "canon -j4" "git CLI" "CLI/canon"
-printf '%-28s %9ss %10s %9ss %10s\n' "first sync (fill)" "${t[canon_initial]}" "-" "${t[cli_initial]}" "$(ratio "${t[cli_initial]}" "${t[canon_initial]}")"
-printf '%-28s %9ss %9ss %9ss %10s\n' "no-op, all repos (best of 3)" "${t[canon_noop]}" "${t[canon_noop4]}" "${t[cli_noop]}" "$(ratio "${t[cli_noop]}" "${t[canon_noop]}")"
-printf '%-28s %9ss %10s %9ss %10s\n' "one new tag in one repo" "${t[canon_newtag]}" "-" "${t[cli_newtag]}" "$(ratio "${t[cli_newtag]}" "${t[canon_newtag]}")"
+printf '%-28s %10s %10s %10s %12s\n' "case" "canon -j1" "canon -j4" "git CLI" "CLI/canon-j1"
+printf '%-28s %9ss %10s %9ss %12s\n' "first sync (fill)" "${t[canon_initial]}" "-" "${t[cli_initial]}" "$(ratio "${t[cli_initial]}" "${t[canon_initial]}")"
+printf '%-28s %9ss %9ss %9ss %12s\n' "no-op, all repos (best of 3)" "${t[canon_noop]}" "${t[canon_noop4]}" "${t[cli_noop]}" "$(ratio "${t[cli_noop]}" "${t[canon_noop]}")"
+printf '%-28s %9ss %10s %9ss %12s\n' "one new tag in one repo" "${t[canon_newtag]}" "-" "${t[cli_newtag]}" "$(ratio "${t[cli_newtag]}" "${t[canon_newtag]}")"
