@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::{
     excerpt, seg, split_repo, status_hint, CloseOutcome, Forge, ForgeError, ForgeKind, ForgeTag,
-    Hook, HookSpec, PullRequest,
+    Hook, HookSpec, PullRequest, RawPull,
 };
 use crate::secret::Secret;
 
@@ -42,29 +42,6 @@ struct RawTag {
 #[derive(Deserialize)]
 struct RawCommitRef {
     sha: String,
-}
-
-#[derive(Deserialize)]
-struct RawBranchRef {
-    #[serde(default, rename = "ref")]
-    name: String,
-    #[serde(default)]
-    sha: String,
-}
-
-#[derive(Deserialize)]
-struct RawPull {
-    number: u64,
-    #[serde(default)]
-    title: String,
-    #[serde(default)]
-    state: String,
-    #[serde(default)]
-    merged: bool,
-    #[serde(default)]
-    html_url: Option<String>,
-    head: Option<RawBranchRef>,
-    base: Option<RawBranchRef>,
 }
 
 #[derive(Deserialize)]
@@ -337,21 +314,8 @@ impl Forge for Gitea {
             .await?;
         Ok(raw
             .into_iter()
-            .filter(|p| p.state.is_empty() || p.state == "open")
-            .map(|p| {
-                let head = p.head.unwrap_or(RawBranchRef {
-                    name: String::new(),
-                    sha: String::new(),
-                });
-                PullRequest {
-                    number: p.number,
-                    head_sha: head.sha,
-                    head_ref: head.name,
-                    base_ref: p.base.map(|b| b.name).unwrap_or_default(),
-                    title: p.title,
-                    html_url: p.html_url,
-                }
-            })
+            .filter(RawPull::is_open)
+            .map(RawPull::into_pull_request)
             .collect())
     }
 
@@ -365,7 +329,7 @@ impl Forge for Gitea {
         let path = format!("/repos/{}/{}/pulls/{number}", seg(o), seg(r));
         let current: Option<RawPull> = self.get_json(&path, false).await?;
         if let Some(p) = current {
-            if p.merged {
+            if p.is_merged() {
                 return Ok(CloseOutcome::AlreadyMerged);
             }
             if p.state == "closed" {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     seg, split_repo, status_hint, CloseOutcome, Forge, ForgeError, ForgeKind, ForgeTag, Hook,
-    HookSpec, PullRequest,
+    HookSpec, PullRequest, RawPull,
 };
 use crate::secret::Secret;
 
@@ -58,31 +58,6 @@ struct RawCommitRef {
 struct RawTag {
     name: String,
     commit: RawCommitRef,
-}
-
-#[derive(Deserialize)]
-struct RawBranchRef {
-    #[serde(default, rename = "ref")]
-    name: String,
-    #[serde(default)]
-    sha: String,
-}
-
-#[derive(Deserialize)]
-struct RawPull {
-    number: u64,
-    #[serde(default)]
-    title: String,
-    #[serde(default)]
-    state: String,
-    #[serde(default)]
-    merged: Option<bool>,
-    #[serde(default)]
-    merged_at: Option<String>,
-    #[serde(default)]
-    html_url: Option<String>,
-    head: Option<RawBranchRef>,
-    base: Option<RawBranchRef>,
 }
 
 #[derive(Deserialize)]
@@ -260,21 +235,8 @@ impl Forge for GitHub {
         let raw: Vec<RawPull> = self.get_all(&route, Some("open")).await?;
         Ok(raw
             .into_iter()
-            .filter(|p| p.state.is_empty() || p.state == "open")
-            .map(|p| {
-                let head = p.head.unwrap_or(RawBranchRef {
-                    name: String::new(),
-                    sha: String::new(),
-                });
-                PullRequest {
-                    number: p.number,
-                    head_sha: head.sha,
-                    head_ref: head.name,
-                    base_ref: p.base.map(|b| b.name).unwrap_or_default(),
-                    title: p.title,
-                    html_url: p.html_url,
-                }
-            })
+            .filter(RawPull::is_open)
+            .map(RawPull::into_pull_request)
             .collect())
     }
 
@@ -287,7 +249,7 @@ impl Forge for GitHub {
         let (o, r) = split_repo(repo)?;
         let route = format!("/repos/{}/{}/pulls/{number}", seg(o), seg(r));
         let current: RawPull = self.get(&route).await?;
-        if current.merged == Some(true) || current.merged_at.is_some() {
+        if current.is_merged() {
             return Ok(CloseOutcome::AlreadyMerged);
         }
         if current.state == "closed" {

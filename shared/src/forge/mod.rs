@@ -15,7 +15,7 @@ pub mod github;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
@@ -49,6 +49,59 @@ pub struct PullRequest {
     pub title: String,
     /// The web URL, when given.
     pub html_url: Option<String>,
+}
+
+/// A branch end of a pull request, as Gitea, Forgejo and GitHub all serialise it.
+#[derive(Deserialize, Default)]
+pub(crate) struct RawBranchRef {
+    #[serde(default, rename = "ref")]
+    name: String,
+    #[serde(default)]
+    sha: String,
+}
+
+/// A pull request as Gitea, Forgejo and GitHub all serialise it (the fields canon reads).
+#[derive(Deserialize)]
+pub(crate) struct RawPull {
+    number: u64,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    state: String,
+    /// Gitea always sends it; GitHub only on a single PR, and may send `null`.
+    #[serde(default)]
+    merged: Option<bool>,
+    #[serde(default)]
+    merged_at: Option<String>,
+    #[serde(default)]
+    html_url: Option<String>,
+    head: Option<RawBranchRef>,
+    base: Option<RawBranchRef>,
+}
+
+impl RawPull {
+    /// Returns true while the PR is open (a missing state counts as open, as listed).
+    pub(crate) fn is_open(&self) -> bool {
+        self.state.is_empty() || self.state == "open"
+    }
+
+    /// Returns true once the forge says the PR was merged.
+    pub(crate) fn is_merged(&self) -> bool {
+        self.merged == Some(true) || self.merged_at.is_some()
+    }
+
+    /// Returns the PR as canon carries it.
+    pub(crate) fn into_pull_request(self) -> PullRequest {
+        let head = self.head.unwrap_or_default();
+        PullRequest {
+            number: self.number,
+            head_sha: head.sha,
+            head_ref: head.name,
+            base_ref: self.base.map(|b| b.name).unwrap_or_default(),
+            title: self.title,
+            html_url: self.html_url,
+        }
+    }
 }
 
 /// What closing a PR did.
