@@ -12,6 +12,7 @@ use std::time::Duration;
 use canon_shared::drone::{DroneClient, DroneError};
 use canon_shared::forge::{self, ForgeError, ForgeKind};
 use canon_shared::recipe::{Enrollment, EnrollmentError};
+use canon_shared::secret::Secret;
 use canon_shared::state::StateDir;
 use tokio::sync::{watch, Notify};
 
@@ -103,22 +104,8 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
         settings.drone.token.clone(),
         &settings.drone.repo,
     )?;
-    let forge = match (&settings.forge_url, &settings.forge_token) {
-        (Some(url), Some(token)) => Some(forge::client(
-            ForgeKind::guess(url),
-            url,
-            Some(token.clone()),
-        )?),
-        _ => None,
-    };
-    let mirror_forge = match (&settings.mirror_url, &settings.mirror_token) {
-        (Some(url), Some(token)) => Some(forge::client(
-            ForgeKind::guess(url),
-            url,
-            Some(token.clone()),
-        )?),
-        _ => None,
-    };
+    let forge = forge_client(&settings.forge_url, &settings.forge_token)?;
+    let mirror_forge = forge_client(&settings.mirror_url, &settings.mirror_token)?;
     let metrics = Arc::new(Metrics::default());
     let notify = Arc::new(Notify::new());
     let state = StateDir::new(&settings.state_dir);
@@ -180,4 +167,17 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
         worker,
         writer,
     })
+}
+
+/// Returns a client for the forge at `url` when both it and a token are configured.
+fn forge_client(
+    url: &Option<String>,
+    token: &Option<Secret>,
+) -> Result<Option<Arc<dyn forge::Forge>>, ForgeError> {
+    match (url, token) {
+        (Some(url), Some(token)) => {
+            forge::client(ForgeKind::guess(url), url, Some(token.clone())).map(Some)
+        }
+        _ => Ok(None),
+    }
 }
