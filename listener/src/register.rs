@@ -3,8 +3,14 @@
 //! For each recipe whose upstream is a forge repository: list its hooks (paged by the forge
 //! client) and, when none points at `<CANON_PUBLIC_URL>/hooks/<gitea|github>`, create one with
 //! JSON content, the first webhook secret, the push/create/release/delete events, active.
+//!
+//! A hook with our URL that is inactive, lacks one of those events or sends form content would
+//! stay silent or unreadable, so it is edited in place (its other events kept) and reported as
+//! repaired, naming what was wrong. A forge never shows a hook's secret, so a hook that is
+//! otherwise right is left alone: rotating the secret means deleting the hook (or editing it by
+//! hand) and running `register-hooks` again.
 
-use canon_shared::forge::{self, ForgeKind, HookSpec};
+use canon_shared::forge::{self, ForgeKind, Hook, HookSpec, HOOK_EVENTS};
 
 use crate::config::Settings;
 
@@ -16,6 +22,14 @@ pub enum HookResult {
         recipe: String,
         repo: String,
         id: u64,
+    },
+    /// A hook with our URL existed but was broken; it was edited in place.
+    Repaired {
+        recipe: String,
+        repo: String,
+        id: u64,
+        /// What was wrong (`inactive`, `missing events: …`, `content type …`).
+        fixed: Vec<String>,
     },
     /// A hook was created.
     Created {
@@ -90,11 +104,31 @@ pub async fn register_hooks(settings: &Settings) -> Result<Vec<HookResult>, Regi
                 .iter()
                 .find(|h| h.url.trim_end_matches('/') == hook_url)
             {
-                Some(h) => HookResult::Found {
-                    recipe: name,
-                    repo,
-                    id: h.id,
-                },
+                Some(h) => {
+                    let fixed = problems(h);
+                    if fixed.is_empty() {
+                        HookResult::Found {
+                            recipe: name,
+                            repo,
+                            id: h.id,
+                        }
+                    } else {
+                        let spec = repair_spec(h, &hook_url, secret.clone());
+                        match client.edit_hook(&repo, h.id, &spec).await {
+                            Ok(edited) => HookResult::Repaired {
+                                recipe: name,
+                                repo,
+                                id: edited.id,
+                                fixed,
+                            },
+                            Err(e) => HookResult::Failed {
+                                recipe: name,
+                                repo,
+                                error: e.to_string(),
+                            },
+                        }
+                    }
+                }
                 None => match client
                     .create_hook(&repo, &HookSpec::new(&hook_url, secret.clone()))
                     .await
@@ -121,6 +155,15 @@ pub async fn register_hooks(settings: &Settings) -> Result<Vec<HookResult>, Regi
             HookResult::Found { recipe, repo, id } => {
                 tracing::info!(%recipe, %repo, hook = id, "Webhook already registered.")
             }
+            HookResult::Repaired {
+                recipe,
+                repo,
+                id,
+                fixed,
+            } => {
+                let fixed = fixed.join("; ");
+                tracing::warn!(%recipe, %repo, hook = id, %fixed, "Webhook repaired.")
+            }
             HookResult::Created { recipe, repo, id } => {
                 tracing::info!(%recipe, %repo, hook = id, "Webhook created.")
             }
@@ -136,4 +179,90 @@ pub async fn register_hooks(settings: &Settings) -> Result<Vec<HookResult>, Regi
         out.push(result);
     }
     Ok(out)
+}
+
+/// Returns what is wrong with hook `h` (which already has our URL): empty when it is active,
+/// fires for every event canon needs, and sends JSON.
+pub fn problems(h: &Hook) -> Vec<String> {
+    let mut out = Vec::new();
+    if !h.active {
+        out.push("inactive".to_string());
+    }
+    // GitHub's `*` means every event.
+    if !h.events.iter().any(|e| e == "*") {
+        let missing: Vec<&str> = HOOK_EVENTS
+            .iter()
+            .copied()
+            .filter(|want| !h.events.iter().any(|e| e == want))
+            .collect();
+        if !missing.is_empty() {
+            out.push(format!("missing events: {}", missing.join(", ")));
+        }
+    }
+    match h.content_type.as_deref() {
+        Some("json") => {}
+        Some(other) => out.push(format!("content type {other}, not json")),
+        None => out.push("content type not given, not json".to_string()),
+    }
+    out
+}
+
+/// Returns the spec a broken hook is rewritten to: our URL and secret, canon's events plus any
+/// others the hook already fires for (an edit replaces the event list).
+fn repair_spec(h: &Hook, url: &str, secret: canon_shared::secret::Secret) -> HookSpec {
+    let mut spec = HookSpec::new(url, secret);
+    for e in &h.events {
+        if !spec.events.contains(e) {
+            spec.events.push(e.clone());
+        }
+    }
+    spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(active: bool, events: &[&str], content_type: Option<&str>) -> Hook {
+        Hook {
+            id: 7,
+            url: "https://canon.example.org/hooks/gitea".into(),
+            content_type: content_type.map(str::to_string),
+            events: events.iter().map(|e| e.to_string()).collect(),
+            active,
+        }
+    }
+
+    #[test]
+    fn a_correct_hook_has_no_problems() {
+        let all = ["create", "delete", "push", "release"];
+        assert!(problems(&hook(true, &all, Some("json"))).is_empty());
+        assert!(problems(&hook(true, &["*"], Some("json"))).is_empty());
+    }
+
+    #[test]
+    fn each_problem_is_named() {
+        assert_eq!(
+            problems(&hook(false, &["push", "create"], Some("form"))),
+            vec![
+                "inactive",
+                "missing events: release, delete",
+                "content type form, not json"
+            ]
+        );
+        assert_eq!(
+            problems(&hook(true, &HOOK_EVENTS, None)),
+            vec!["content type not given, not json"]
+        );
+    }
+
+    #[test]
+    fn a_repair_keeps_the_hooks_other_events() {
+        let h = hook(false, &["push", "pull_request"], Some("json"));
+        let spec = repair_spec(&h, &h.url, canon_shared::secret::Secret::new("s"));
+        assert_eq!(
+            spec.events,
+            vec!["push", "create", "release", "delete", "pull_request"]
+        );
+    }
 }

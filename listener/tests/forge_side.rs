@@ -1,8 +1,8 @@
 //! The listener's forge-side work against loopback forges: `canon-listener register-hooks` run
 //! as an operator runs it (the real binary against a Gitea-shaped API: one hook created, found
-//! again on the second run, no token or secret printed), and the worker closing mirror PRs that
-//! upstream has merged after a signed tag webhook (mirror over git smart HTTP, PRs on a
-//! Gitea-shaped API, build on the Drone stand-in).
+//! again on the second run; a broken hook repaired in place, then found; no token or secret
+//! printed), and the worker closing mirror PRs that upstream has merged after a signed tag
+//! webhook (mirror over git smart HTTP, PRs on a Gitea-shaped API, build on the Drone stand-in).
 
 mod support;
 
@@ -38,6 +38,23 @@ fn register_hooks(envs: &[(&str, String)]) -> Output {
     c.output().expect("canon-listener runs")
 }
 
+/// The environment `register-hooks` runs with against `forge`.
+fn register_env(root: &Path, enrollment: &Path, forge: &FakeForge) -> Vec<(&'static str, String)> {
+    vec![
+        ("CANON_ENROLLMENT", enrollment.display().to_string()),
+        ("CANON_STATE_DIR", root.join("state").display().to_string()),
+        ("CANON_WEBHOOK_SECRETS", SECRET.to_string()),
+        ("CANON_FORGE_URL", forge.base_url()),
+        ("CANON_FORGE_TOKEN", FORGE_TOKEN.to_string()),
+        ("CANON_PUBLIC_URL", format!("{PUBLIC}/")),
+        ("CANON_DRONE_SERVER", "http://127.0.0.1:9".to_string()),
+        ("CANON_DRONE_TOKEN", "drone-token".to_string()),
+        ("CANON_DRONE_REPO", "canon/ci".to_string()),
+        // The most talkative level the operator might pick still prints no credential.
+        ("CANON_LOG", "debug".to_string()),
+    ]
+}
+
 fn printed(o: &Output) -> String {
     format!(
         "{}\n{}",
@@ -67,22 +84,7 @@ fn register_hooks_creates_the_hook_once_and_never_prints_the_token_or_secret() {
         ),
     )
     .unwrap();
-    let envs = [
-        ("CANON_ENROLLMENT", enrollment.display().to_string()),
-        (
-            "CANON_STATE_DIR",
-            tmp.path().join("state").display().to_string(),
-        ),
-        ("CANON_WEBHOOK_SECRETS", SECRET.to_string()),
-        ("CANON_FORGE_URL", forge.base_url()),
-        ("CANON_FORGE_TOKEN", FORGE_TOKEN.to_string()),
-        ("CANON_PUBLIC_URL", format!("{PUBLIC}/")),
-        ("CANON_DRONE_SERVER", "http://127.0.0.1:9".to_string()),
-        ("CANON_DRONE_TOKEN", "drone-token".to_string()),
-        ("CANON_DRONE_REPO", "canon/ci".to_string()),
-        // The most talkative level the operator might pick still prints no credential.
-        ("CANON_LOG", "debug".to_string()),
-    ];
+    let envs = register_env(tmp.path(), &enrollment, &forge);
     let hook_url = format!("{PUBLIC}/hooks/gitea");
 
     let first = register_hooks(&envs);
@@ -169,6 +171,86 @@ fn register_hooks_creates_the_hook_once_and_never_prints_the_token_or_secret() {
     assert!(!out3.contains(wrong), "refused token printed: {out3}");
     assert_eq!(forge.state.lock().unwrap().hooks.len(), 2);
     for text in [&out, &out2, &out3] {
+        assert!(!text.contains(FORGE_TOKEN), "token printed: {text}");
+        assert!(!text.contains(SECRET), "secret printed: {text}");
+    }
+}
+
+#[test]
+fn register_hooks_repairs_a_broken_hook_once_and_never_prints_the_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hook_url = format!("{PUBLIC}/hooks/gitea");
+    let mut state = ForgeState::new("owner/name", FORGE_TOKEN);
+    // Our hook, disabled and without `delete`: tags would be missed silently. It also fires for
+    // pull requests, which the repair keeps.
+    state.hooks.push(serde_json::json!({
+        "id": 5, "type": "gitea", "active": false, "branch_filter": "",
+        "events": ["create", "push", "release", "pull_request"],
+        "config": {"url": hook_url, "content_type": "json", "http_method": "post"},
+    }));
+    let forge = FakeForge::start(Shape::Gitea, state);
+    let enrollment = tmp.path().join("enrollment.yml");
+    std::fs::write(
+        &enrollment,
+        format!(
+            "forge:\n  upstream: {}\nrecipes:\n  - name: hello\n    upstream: owner/name\n    mirror: /srv/mirrors/hello.git\n",
+            forge.base_url()
+        ),
+    )
+    .unwrap();
+    let envs = register_env(tmp.path(), &enrollment, &forge);
+
+    let first = register_hooks(&envs);
+    let out = printed(&first);
+    assert!(first.status.success(), "{out}");
+    assert!(
+        out.contains(
+            r#"Repaired { recipe: "hello", repo: "owner/name", id: 5, fixed: ["inactive", "missing events: delete"] }"#
+        ),
+        "{out}"
+    );
+    {
+        let st = forge.state.lock().unwrap();
+        assert_eq!(
+            st.hooks.len(),
+            1,
+            "repaired, not duplicated: {:#?}",
+            st.hooks
+        );
+        let hook = &st.hooks[0];
+        assert_eq!(hook["active"], true);
+        assert_eq!(
+            hook["events"],
+            serde_json::json!(["push", "create", "release", "delete", "pull_request"])
+        );
+        assert_eq!(hook["config"]["content_type"], "json");
+        assert_eq!(hook["config"]["url"], hook_url.as_str());
+    }
+    let calls: Vec<String> = forge
+        .requests()
+        .iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(calls, vec!["PATCH /api/v1/repos/owner/name/hooks/5"]);
+
+    let second = register_hooks(&envs);
+    let out2 = printed(&second);
+    assert!(second.status.success(), "{out2}");
+    assert!(
+        out2.contains(r#"Found { recipe: "hello", repo: "owner/name", id: 5 }"#),
+        "{out2}"
+    );
+    assert_eq!(
+        forge
+            .requests()
+            .iter()
+            .filter(|r| r.method != "GET")
+            .count(),
+        1,
+        "a correct hook is left alone"
+    );
+    for text in [&out, &out2] {
         assert!(!text.contains(FORGE_TOKEN), "token printed: {text}");
         assert!(!text.contains(SECRET), "secret printed: {text}");
     }

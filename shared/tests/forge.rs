@@ -1,7 +1,7 @@
 //! Forge clients against loopback servers answering in the Gitea/Forgejo swagger shapes and in
 //! GitHub's shapes (octocrab pointed at the loopback): paging past a clamped limit and `null`
-//! items, tag resolution, closing PRs (412 and already-closed are no-ops), webhooks, and errors
-//! that name the endpoint and status but never the token.
+//! items, tag resolution, closing PRs (412 and already-closed are no-ops), webhooks (created, and
+//! repaired in place), and errors that name the endpoint and status but never the token.
 
 mod support;
 
@@ -178,6 +178,49 @@ async fn gitea_creates_an_active_json_hook_with_a_secret() {
 }
 
 #[tokio::test]
+async fn gitea_edits_a_broken_hook_in_place() {
+    let mut state = ForgeState::new(REPO, TOKEN);
+    state.hooks.push(serde_json::json!({
+        "id": 4, "type": "gitea", "active": false, "events": ["push"], "branch_filter": "main",
+        "config": {"url": "https://canon.example.org/hook", "content_type": "form"},
+    }));
+    let (server, client) = gitea(state);
+    let spec = HookSpec::new("https://canon.example.org/hook", Secret::new("edit-secret"));
+    let hook = client.edit_hook(REPO, 4, &spec).await.unwrap();
+    assert_eq!(hook.id, 4);
+    assert!(hook.active);
+    assert_eq!(hook.content_type.as_deref(), Some("json"));
+    assert_eq!(hook.events, vec!["push", "create", "release", "delete"]);
+    assert_eq!(client.list_hooks(REPO).await.unwrap(), vec![hook]);
+    let patch = server
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PATCH")
+        .unwrap();
+    assert_eq!(patch.path, "/api/v1/repos/coop/gitea/hooks/4");
+    let body: serde_json::Value = serde_json::from_str(&patch.body).unwrap();
+    assert_eq!(
+        body["active"], true,
+        "Gitea keeps `active` unless it is sent"
+    );
+    assert_eq!(body["config"]["content_type"], "json");
+    assert_eq!(body["config"]["url"], "https://canon.example.org/hook");
+    assert_eq!(body["config"]["secret"], "edit-secret");
+    assert_eq!(body["branch_filter"], "");
+
+    // A hook that is gone: 404, endpoint named, neither token nor secret shown.
+    let err = client.edit_hook(REPO, 99, &spec).await.unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    let msg = format!("{err} {err:?}");
+    assert!(
+        msg.starts_with("PATCH /repos/coop/gitea/hooks/99: HTTP 404"),
+        "{msg}"
+    );
+    assert!(!msg.contains("edit-secret"), "{msg}");
+    assert_no_token(&err);
+}
+
+#[tokio::test]
 async fn gitea_errors_name_endpoint_and_status_but_not_the_token() {
     let server = FakeForge::start(Shape::Gitea, ForgeState::new(REPO, TOKEN));
     let wrong = Gitea::new(&server.base_url(), Some(Secret::new("wrong-token-42"))).unwrap();
@@ -289,7 +332,7 @@ async fn github_hooks_and_errors() {
     let spec = HookSpec::new("https://canon.example.org/hook", Secret::new("s3"));
     let hook = client.create_hook(REPO, &spec).await.unwrap();
     assert!(hook.active);
-    assert_eq!(client.list_hooks(REPO).await.unwrap(), vec![hook]);
+    assert_eq!(client.list_hooks(REPO).await.unwrap(), vec![hook.clone()]);
     let post = server
         .requests()
         .into_iter()
@@ -299,6 +342,34 @@ async fn github_hooks_and_errors() {
     assert_eq!(body["name"], "web");
     assert_eq!(body["config"]["content_type"], "json");
     assert_eq!(body["config"]["secret"], "s3");
+
+    // Someone switched the hook to form content, dropped `delete` and disabled it: one PATCH
+    // puts it back, with the secret (GitHub drops a secret missing from an edited config).
+    server.state.lock().unwrap().hooks[0] = serde_json::json!({
+        "id": hook.id, "name": "web", "active": false, "events": ["push", "create", "release"],
+        "config": {"url": "https://canon.example.org/hook", "content_type": "form", "insecure_ssl": "0"},
+    });
+    let edited = client.edit_hook(REPO, hook.id, &spec).await.unwrap();
+    assert_eq!(edited, hook);
+    assert_eq!(client.list_hooks(REPO).await.unwrap(), vec![hook.clone()]);
+    let patch = server
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PATCH")
+        .unwrap();
+    assert_eq!(patch.path, format!("/repos/coop/gitea/hooks/{}", hook.id));
+    let body: serde_json::Value = serde_json::from_str(&patch.body).unwrap();
+    assert_eq!(body["active"], true);
+    assert_eq!(
+        body["events"],
+        serde_json::json!(["push", "create", "release", "delete"])
+    );
+    assert_eq!(body["config"]["content_type"], "json");
+    assert_eq!(body["config"]["secret"], "s3");
+    let err = client.edit_hook(REPO, 1, &spec).await.unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    assert!(!format!("{err} {err:?}").contains("s3"), "{err:?}");
+    assert_no_token(&err);
 
     let err = client.list_open_prs("coop/private").await.unwrap_err();
     assert_eq!(err.status(), Some(404));

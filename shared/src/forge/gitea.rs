@@ -4,7 +4,8 @@
 //! (lowercase `token`, never a query token); pages are 1-based with `limit` silently clamped to
 //! `MAX_RESPONSE_ITEMS` (default 50), so paging stops on `X-Total-Count` or an empty page, never on
 //! "fewer than asked"; Forgejo lists may contain `null`; closing a PR is `PATCH {"state":"closed"}`
-//! (201) and answers 412 when the PR is already merged; hooks need `active: true` explicitly.
+//! (201) and answers 412 when the PR is already merged; hooks need `active: true` explicitly, and
+//! editing one (`PATCH .../hooks/{id}`) never changes its secret.
 
 use std::time::Duration;
 
@@ -386,6 +387,34 @@ impl Forge for Gitea {
             return Err(e);
         }
         let raw: RawHook = Self::decode("POST", &path, &text)?;
+        Ok(raw.into())
+    }
+
+    async fn edit_hook(&self, repo: &str, id: u64, spec: &HookSpec) -> Result<Hook, ForgeError> {
+        let (o, r) = split_repo(repo)?;
+        let path = format!("/repos/{}/{}/hooks/{id}", seg(o), seg(r));
+        // `EditHookOption`: Gitea replaces the events and the branch filter on every edit, sets
+        // `active` only when sent, and reads `url` and `content_type` from the config; it keeps
+        // the stored secret (sent anyway for a forge that honours it).
+        let body = serde_json::json!({
+            "config": {
+                "url": spec.url,
+                "content_type": "json",
+                "secret": spec.secret.expose(),
+            },
+            "events": spec.events,
+            "active": true,
+            "branch_filter": "",
+        });
+        let (status, _, text) = self.send(Method::PATCH, &path, &[], Some(&body)).await?;
+        if !status.is_success() {
+            let mut e = self.status_error("PATCH", &path, status, &text);
+            if let ForgeError::Status { message, .. } = &mut e {
+                *message = spec.secret.redact(message);
+            }
+            return Err(e);
+        }
+        let raw: RawHook = Self::decode("PATCH", &path, &text)?;
         Ok(raw.into())
     }
 }

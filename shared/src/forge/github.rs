@@ -301,6 +301,30 @@ impl Forge for GitHub {
         })?;
         Ok(hook(raw))
     }
+
+    async fn edit_hook(&self, repo: &str, id: u64, spec: &HookSpec) -> Result<Hook, ForgeError> {
+        let (o, r) = split_repo(repo)?;
+        let route = format!("/repos/{}/{}/hooks/{id}", seg(o), seg(r));
+        // GitHub replaces `config` as a whole: a config sent without the secret removes it.
+        let body = serde_json::json!({
+            "active": true,
+            "events": spec.events,
+            "config": {
+                "url": spec.url,
+                "content_type": "json",
+                "secret": spec.secret.expose(),
+                "insecure_ssl": "0",
+            },
+        });
+        let raw: RawHook = self.client.patch(&route, Some(&body)).await.map_err(|e| {
+            let mut err = self.error("PATCH", &route, e);
+            if let ForgeError::Status { message, .. } = &mut err {
+                *message = spec.secret.redact(message);
+            }
+            err
+        })?;
+        Ok(hook(raw))
+    }
 }
 
 fn hook(h: RawHook) -> Hook {

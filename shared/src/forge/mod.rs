@@ -2,8 +2,8 @@
 //! and GitHub ([`github::GitHub`], octocrab).
 //!
 //! canon needs few operations from a forge: resolve a tag to its commit, list tags, list open
-//! PRs, close a PR with a comment, and list or create repository webhooks (for setting up the
-//! listener). The listener holds an `Arc<dyn Forge>`, so the trait uses `async_trait`.
+//! PRs, close a PR with a comment, and list, create or repair repository webhooks (for setting up
+//! the listener). The listener holds an `Arc<dyn Forge>`, so the trait uses `async_trait`.
 //!
 //! Errors name the method, the endpoint and the status, never the token; a 404 says it may mean
 //! missing permission, because that is how Gitea and GitHub answer a token that cannot see a
@@ -131,7 +131,7 @@ pub struct Hook {
     pub active: bool,
 }
 
-/// A webhook to create: JSON content, a secret, canon's events, active.
+/// A webhook to create or repair: JSON content, a secret, canon's events, active.
 #[derive(Debug, Clone)]
 pub struct HookSpec {
     /// The delivery URL (the listener's webhook route).
@@ -304,6 +304,11 @@ pub trait Forge: Send + Sync {
 
     /// Creates an active JSON webhook with a secret.
     async fn create_hook(&self, repo: &str, spec: &HookSpec) -> Result<Hook, ForgeError>;
+
+    /// Rewrites hook `id` in place as an active JSON webhook for `spec`'s URL and events, and
+    /// sends `spec`'s secret with it (GitHub replaces the secret; Gitea and Forgejo keep the one
+    /// the hook already has). Returns the hook as the forge now lists it.
+    async fn edit_hook(&self, repo: &str, id: u64, spec: &HookSpec) -> Result<Hook, ForgeError>;
 }
 
 /// Returns a client for `kind` at `base_url` (web or API base), authenticated by `token`.

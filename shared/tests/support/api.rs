@@ -348,6 +348,34 @@ fn gitea(s: &mut ForgeState, req: &Logged) -> Reply {
             s.hooks.push(hook.clone());
             reply(201, hook)
         }
+        ("PATCH", ["hooks", id]) => {
+            // Gitea's `editHook`: url and content_type from the config when given (the secret is
+            // never read), events and branch filter always replaced, `active` only when sent.
+            let body: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
+            let want = id.parse::<u64>().ok();
+            let Some(hook) = s.hooks.iter_mut().find(|h| h["id"].as_u64() == want) else {
+                return reply(
+                    404,
+                    json!({"message": "The target couldn't be found.", "errors": []}),
+                );
+            };
+            let cfg = &body["config"];
+            if let Some(ct) = cfg["content_type"].as_str() {
+                if ct != "json" && ct != "form" {
+                    return reply(422, json!({"message": "Invalid content type"}));
+                }
+                hook["config"]["content_type"] = json!(ct);
+            }
+            if let Some(url) = cfg["url"].as_str() {
+                hook["config"]["url"] = json!(url);
+            }
+            hook["events"] = body.get("events").cloned().unwrap_or(json!([]));
+            hook["branch_filter"] = body.get("branch_filter").cloned().unwrap_or(json!(""));
+            if let Some(active) = body.get("active").and_then(Value::as_bool) {
+                hook["active"] = json!(active);
+            }
+            reply(200, hook.clone())
+        }
         _ => reply(404, json!({"message": "no such route"})),
     }
 }
@@ -462,6 +490,32 @@ fn github(s: &mut ForgeState, req: &Logged) -> Reply {
             });
             s.hooks.push(hook.clone());
             reply(201, hook)
+        }
+        ("PATCH", ["hooks", id]) => {
+            // GitHub: `config` replaces the whole config, `events` the event list; `active` only
+            // when sent.
+            let body: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
+            let want = id.parse::<u64>().ok();
+            let Some(hook) = s.hooks.iter_mut().find(|h| h["id"].as_u64() == want) else {
+                return reply(404, json!({"message": "Not Found"}));
+            };
+            if let Some(cfg) = body.get("config") {
+                if cfg["url"].as_str().is_none() {
+                    return reply(422, json!({"message": "Validation Failed"}));
+                }
+                hook["config"] = json!({
+                    "url": cfg["url"],
+                    "content_type": cfg.get("content_type").cloned().unwrap_or(json!("form")),
+                    "insecure_ssl": cfg.get("insecure_ssl").cloned().unwrap_or(json!("0")),
+                });
+            }
+            if let Some(events) = body.get("events") {
+                hook["events"] = events.clone();
+            }
+            if let Some(active) = body.get("active").and_then(Value::as_bool) {
+                hook["active"] = json!(active);
+            }
+            reply(200, hook.clone())
         }
         _ => reply(404, json!({"message": "Not Found"})),
     }
