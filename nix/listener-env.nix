@@ -55,6 +55,11 @@
     type = "str";
     description = "Path of an SSH private key for ssh:// or scp-like remotes (a path outside the Nix store, e.g. under /run/secrets).";
   };
+  knownHosts = {
+    env = "CANON_KNOWN_HOSTS";
+    type = "str";
+    description = "Path of an OpenSSH known_hosts file that alone decides which SSH host keys are trusted (unset: ~/.ssh/known_hosts of the service user).";
+  };
   droneServer = {
     env = "CANON_DRONE_SERVER";
     type = "str";

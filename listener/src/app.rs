@@ -125,6 +125,7 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
         upstream_token: settings.forge_token.clone(),
         mirror_token: settings.mirror_token.clone(),
         ssh_key: settings.ssh_key.clone(),
+        known_hosts: settings.known_hosts.clone(),
         drone,
         drone_branch: settings.drone.branch.clone(),
         retry: settings.retry,

@@ -23,6 +23,7 @@ pub const ENV_VARS: &[&str] = &[
     "CANON_MIRROR_URL",
     "CANON_MIRROR_TOKEN",
     "CANON_SSH_KEY",
+    "CANON_KNOWN_HOSTS",
     "CANON_DRONE_SERVER",
     "CANON_DRONE_TOKEN",
     "CANON_DRONE_REPO",
@@ -47,6 +48,7 @@ pub struct RawSettings {
     mirror_url: Option<String>,
     mirror_token: Option<Secret>,
     ssh_key: Option<String>,
+    known_hosts: Option<String>,
     drone_server: Option<String>,
     drone_token: Option<Secret>,
     drone_repo: Option<String>,
@@ -104,6 +106,9 @@ pub struct Settings {
     pub mirror_token: Option<Secret>,
     /// SSH private key used for `ssh://` or scp-like remotes.
     pub ssh_key: Option<PathBuf>,
+    /// An OpenSSH known_hosts file that alone decides which SSH host keys are trusted; unset:
+    /// `~/.ssh/known_hosts` of the service user.
+    pub known_hosts: Option<PathBuf>,
     /// Drone settings.
     pub drone: DroneSettings,
     /// Jobs run at once across recipes (one at a time per recipe).
@@ -324,6 +329,7 @@ impl Settings {
             mirror_url,
             mirror_token: secret(raw.mirror_token),
             ssh_key: nonempty(raw.ssh_key).map(PathBuf::from),
+            known_hosts: nonempty(raw.known_hosts).map(PathBuf::from),
             drone: DroneSettings {
                 server: drone_server.unwrap_or_default(),
                 token: drone_token.unwrap_or_default(),
@@ -455,6 +461,6 @@ mod tests {
         for name in ENV_VARS {
             assert!(name.starts_with("CANON_"));
         }
-        assert_eq!(ENV_VARS.len(), 19);
+        assert_eq!(ENV_VARS.len(), 20);
     }
 }

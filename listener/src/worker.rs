@@ -47,6 +47,8 @@ pub struct WorkerCtx {
     pub mirror_token: Option<Secret>,
     /// SSH key for SSH remotes.
     pub ssh_key: Option<std::path::PathBuf>,
+    /// The known_hosts file SSH host keys are checked against (else `~/.ssh/known_hosts`).
+    pub known_hosts: Option<std::path::PathBuf>,
     /// The Drone client.
     pub drone: DroneClient,
     /// The branch Drone builds run on.
@@ -255,6 +257,7 @@ fn remote(url: &str, token: Option<Secret>, ctx: &WorkerCtx) -> GitRemote {
         url: url.to_string(),
         token,
         ssh_key: ctx.ssh_key.clone(),
+        known_hosts: ctx.known_hosts.clone(),
     }
 }
 

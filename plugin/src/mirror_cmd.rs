@@ -64,6 +64,10 @@ pub struct Args {
     /// An SSH private key for SSH remotes (both sides).
     #[arg(long)]
     pub ssh_key: Option<PathBuf>,
+    /// An OpenSSH known_hosts file that alone decides which SSH host keys are trusted (both
+    /// sides). Default: `~/.ssh/known_hosts`.
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
     /// Do not close mirror PRs merged upstream.
     #[arg(long)]
     pub no_close_prs: bool,
@@ -165,11 +169,12 @@ pub fn main(args: Args) -> ExitCode {
     }
 }
 
-fn remote(url: &str, token: &Option<Secret>, ssh_key: &Option<PathBuf>) -> GitRemote {
+fn remote(url: &str, token: &Option<Secret>, args: &Args) -> GitRemote {
     GitRemote {
         url: url.to_string(),
         token: token.clone(),
-        ssh_key: ssh_key.clone(),
+        ssh_key: args.ssh_key.clone(),
+        known_hosts: args.known_hosts.clone(),
     }
 }
 
@@ -195,8 +200,8 @@ fn build_jobs(
             .map(|r| Job {
                 label: r.name.to_string(),
                 request: SyncRequest {
-                    upstream: remote(&r.upstream.url, &tokens.upstream, &args.ssh_key),
-                    mirror: remote(&r.mirror.url, &tokens.mirror, &args.ssh_key),
+                    upstream: remote(&r.upstream.url, &tokens.upstream, args),
+                    mirror: remote(&r.mirror.url, &tokens.mirror, args),
                     branch: r.branch.clone(),
                     cache_dir: mirror::cache_dir(&args.state_dir, &r.name),
                 },
@@ -222,12 +227,12 @@ fn build_jobs(
             dir.join("upstream.git")
         }
     };
-    let up = remote(upstream, &tokens.upstream, &args.ssh_key);
+    let up = remote(upstream, &tokens.upstream, args);
     Ok(vec![Job {
         label: up.display_url(),
         request: SyncRequest {
             upstream: up,
-            mirror: remote(mirror_url, &tokens.mirror, &args.ssh_key),
+            mirror: remote(mirror_url, &tokens.mirror, args),
             branch: args.branch.clone(),
             cache_dir: cache,
         },

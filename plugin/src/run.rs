@@ -147,6 +147,7 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, PrepareError> {
         url: url.to_string(),
         token: token.clone(),
         ssh_key: key_path.clone(),
+        known_hosts: settings.known_hosts.clone(),
     };
     let runner = make_runner(settings)?;
     Ok(Prepared {

@@ -284,6 +284,16 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         meaning: "A private SSH key (the key itself, not a path) for `ssh://` or `user@host:` repositories.",
     },
     SettingDoc {
+        name: "known_hosts",
+        env: &["PLUGIN_KNOWN_HOSTS"],
+        flag: "--known-hosts",
+        kind: SettingType::String,
+        default: "",
+        secret: false,
+        required: Required::No,
+        meaning: "Path of an OpenSSH `known_hosts` file (relative to the workspace) that alone decides which SSH host keys are trusted. Unset: `~/.ssh/known_hosts` of the user the plugin runs as.",
+    },
+    SettingDoc {
         name: "mirror_forge",
         env: &["PLUGIN_MIRROR_FORGE"],
         flag: "--mirror-forge",
@@ -504,6 +514,9 @@ pub struct RawSettings {
     /// A private SSH key (prefer `PLUGIN_SSH_KEY`).
     #[arg(long)]
     pub ssh_key: Option<String>,
+    /// An OpenSSH known_hosts file trusted for SSH host keys (instead of `~/.ssh/known_hosts`).
+    #[arg(long)]
+    pub known_hosts: Option<String>,
     /// Sweep: base URL of the mirrors' forge API.
     #[arg(long)]
     pub mirror_forge: Option<String>,
@@ -566,6 +579,7 @@ impl RawSettings {
             upstream_token: pick(self.upstream_token, fallback.upstream_token),
             mirror_token: pick(self.mirror_token, fallback.mirror_token),
             ssh_key: pick(self.ssh_key, fallback.ssh_key),
+            known_hosts: pick(self.known_hosts, fallback.known_hosts),
             jobs: pick(self.jobs, fallback.jobs),
             dry_run: pick(self.dry_run, fallback.dry_run),
             inline: pick(self.inline, fallback.inline),
@@ -755,6 +769,9 @@ pub struct Settings {
     pub mirror_token: Option<Secret>,
     /// SSH private key (the key itself).
     pub ssh_key: Option<Secret>,
+    /// The known_hosts file SSH host keys are checked against (resolved against the workspace);
+    /// `None`: `~/.ssh/known_hosts`.
+    pub known_hosts: Option<PathBuf>,
     /// The build number, or a local run id.
     pub build: String,
     /// A link to the build, when Drone gave one.
@@ -1185,6 +1202,7 @@ impl Settings {
             .map(PathBuf::from)
             .unwrap_or_else(|| cwd.to_path_buf());
         let report = raw.report.clone().map(|r| workspace.join(r));
+        let known_hosts = raw.known_hosts.clone().map(|k| workspace.join(k));
         let work_dir = raw
             .work_dir
             .clone()
@@ -1225,6 +1243,7 @@ impl Settings {
             upstream_token: raw.upstream_token.map(Secret::new),
             mirror_token: raw.mirror_token.map(Secret::new),
             ssh_key: raw.ssh_key.map(Secret::new),
+            known_hosts,
             build,
             build_link: drone_value(&d.drone_build_link),
             trigger: event.unwrap_or_else(|| "cli".into()),

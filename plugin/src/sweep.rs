@@ -357,7 +357,12 @@ async fn decide(settings: &Settings, recipe: &Recipe, key: Option<PathBuf>) -> D
         Err(e) => return fail(d, e.to_string()),
     };
     d.entry.canonical = canonical.as_ref().map(|c| c.version.to_string());
-    let upstream = remote(&recipe.upstream.url, settings.upstream_token.clone(), &key);
+    let upstream = remote(
+        &recipe.upstream.url,
+        settings.upstream_token.clone(),
+        &key,
+        &settings.known_hosts,
+    );
     let tags: BTreeMap<String, String> = if settings.dry_run {
         match blocking(move || mirror::ls_remote(&upstream).map_err(|e| e.to_string())).await {
             Ok(refs) => refs.tags.into_iter().map(|(n, t)| (n, t.peeled)).collect(),
@@ -366,7 +371,12 @@ async fn decide(settings: &Settings, recipe: &Recipe, key: Option<PathBuf>) -> D
     } else {
         let request = SyncRequest {
             upstream,
-            mirror: remote(&recipe.mirror.url, settings.mirror_token.clone(), &key),
+            mirror: remote(
+                &recipe.mirror.url,
+                settings.mirror_token.clone(),
+                &key,
+                &settings.known_hosts,
+            ),
             branch: recipe.branch.clone(),
             cache_dir: mirror::cache_dir(&settings.state_dir, &recipe.name),
         };
@@ -580,8 +590,18 @@ fn inline_settings(
         work_dir: settings.work_dir.clone(),
         keep_work_dir: settings.keep_work_dir,
         lock_wait: settings.lock_wait,
-        upstream: remote(&recipe.upstream.url, settings.upstream_token.clone(), key),
-        mirror: remote(&recipe.mirror.url, settings.mirror_token.clone(), key),
+        upstream: remote(
+            &recipe.upstream.url,
+            settings.upstream_token.clone(),
+            key,
+            &settings.known_hosts,
+        ),
+        mirror: remote(
+            &recipe.mirror.url,
+            settings.mirror_token.clone(),
+            key,
+            &settings.known_hosts,
+        ),
         env: settings.env.clone(),
         build: settings.build.clone(),
         build_link: settings.build_link.clone(),
@@ -601,11 +621,13 @@ fn remote(
     url: &str,
     token: Option<canon_shared::secret::Secret>,
     key: &Option<PathBuf>,
+    known_hosts: &Option<PathBuf>,
 ) -> GitRemote {
     GitRemote {
         url: url.to_string(),
         token,
         ssh_key: key.clone(),
+        known_hosts: known_hosts.clone(),
     }
 }
 

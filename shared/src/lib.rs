@@ -7,12 +7,14 @@
 //! - [`gate`]: the promote gate and the sweep decision, pure functions over facts.
 //! - [`secret`]: a string that never prints.
 //! - [`mirror`]: faithful git mirror sync (git2).
+//! - [`known_hosts`]: SSH host key checking against an explicit OpenSSH `known_hosts` file.
 //! - [`forge`]: Gitea/Forgejo (reqwest) and GitHub (octocrab) behind one small trait.
 //! - [`drone`]: the Drone REST client (start a build, list builds).
 
 pub mod drone;
 pub mod forge;
 pub mod gate;
+pub mod known_hosts;
 pub mod mirror;
 pub mod recipe;
 pub mod secret;

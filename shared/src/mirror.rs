@@ -29,13 +29,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use git2::cert::CertHostkey;
 use git2::{
-    AutotagOption, Cred, CredentialType, Direction, FetchOptions, FetchPrune, Oid, PushOptions,
-    Remote, RemoteCallbacks, Repository,
+    AutotagOption, CertificateCheckStatus, Cred, CredentialType, Direction, FetchOptions,
+    FetchPrune, Oid, PushOptions, Remote, RemoteCallbacks, Repository,
 };
 use serde::Serialize;
 
 use crate::forge::{CloseOutcome, Forge, ForgeError};
+use crate::known_hosts::{self, HostKeyRefusal, KnownHosts};
 use crate::recipe::RecipeName;
 use crate::secret::Secret;
 
@@ -53,8 +55,13 @@ pub struct GitRemote {
     pub token: Option<Secret>,
     /// A private key file for SSH remotes (without one, the SSH agent is asked). The server's
     /// host key must be listed in `~/.ssh/known_hosts` of the user canon runs as (libgit2 reads
-    /// that file; an unknown or changed host key fails the connection before any key is offered).
+    /// that file; an unknown or changed host key fails the connection before any key is offered),
+    /// or in [`GitRemote::known_hosts`] when that is set.
     pub ssh_key: Option<PathBuf>,
+    /// An OpenSSH `known_hosts` file that alone decides which SSH host keys are trusted
+    /// ([`crate::known_hosts`]); `~/.ssh/known_hosts` is then not consulted. Unset: libgit2's
+    /// own check against `~/.ssh/known_hosts`. Either way an unknown host key is refused.
+    pub known_hosts: Option<PathBuf>,
 }
 
 impl fmt::Debug for GitRemote {
@@ -63,6 +70,7 @@ impl fmt::Debug for GitRemote {
             .field("url", &self.display_url())
             .field("token", &self.token)
             .field("ssh_key", &self.ssh_key)
+            .field("known_hosts", &self.known_hosts)
             .finish()
     }
 }
@@ -72,8 +80,7 @@ impl GitRemote {
     pub fn local(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            token: None,
-            ssh_key: None,
+            ..Self::default()
         }
     }
 
@@ -82,7 +89,7 @@ impl GitRemote {
         Self {
             url: url.into(),
             token,
-            ssh_key: None,
+            ..Self::default()
         }
     }
 
@@ -99,10 +106,13 @@ impl GitRemote {
             .filter(|t| !t.is_empty())
             .or_else(|| parts.password.clone().map(Secret::new));
         Resolved {
+            port: ssh_port(&parts.url),
             url: parts.url,
             user: parts.user,
             token,
             ssh_key: self.ssh_key.clone(),
+            known_hosts: self.known_hosts.clone(),
+            host_key_refusal: RefCell::new(None),
             raw: self.url.clone(),
         }
     }
@@ -115,6 +125,14 @@ struct Resolved {
     user: Option<String>,
     token: Option<Secret>,
     ssh_key: Option<PathBuf>,
+    /// See [`GitRemote::known_hosts`].
+    known_hosts: Option<PathBuf>,
+    /// The SSH port the URL names (22 when it names none); libgit2 gives the certificate callback
+    /// only the host name.
+    port: u16,
+    /// Why the certificate callback refused the host key: libgit2 replaces the callback's error
+    /// message with its own, so the reason is kept here for [`git_message`].
+    host_key_refusal: RefCell<Option<String>>,
     /// The URL as configured, only used to scrub it out of messages.
     raw: String,
 }
@@ -174,6 +192,17 @@ fn split_userinfo(raw: &str) -> UrlParts {
             _ => plain(),
         },
     }
+}
+
+/// Returns the port of an `ssh://` URL, or 22 (scp-like `host:path` addresses cannot name one).
+fn ssh_port(url: &str) -> u16 {
+    if !url.contains("://") {
+        return known_hosts::DEFAULT_SSH_PORT;
+    }
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.port())
+        .unwrap_or(known_hosts::DEFAULT_SSH_PORT)
 }
 
 fn decode(s: &str) -> String {
@@ -431,20 +460,66 @@ fn callbacks<'a>(remote: &'a Resolved, tried: &'a Cell<u32>) -> RemoteCallbacks<
             "no usable credentials for this remote",
         ))
     });
+    if let Some(path) = &remote.known_hosts {
+        cb.certificate_check(move |cert, host| {
+            // TLS certificates stay with libgit2's own verification.
+            let Some(hostkey) = cert.as_hostkey() else {
+                return Ok(CertificateCheckStatus::CertificatePassthrough);
+            };
+            match check_host_key(path, host, remote.port, hostkey) {
+                Ok(()) => {
+                    tracing::debug!(host, port = remote.port, known_hosts = %path.display(), "SSH host key matches the known_hosts file.");
+                    Ok(CertificateCheckStatus::CertificateOk)
+                }
+                Err(refusal) => {
+                    let message = refusal.to_string();
+                    *remote.host_key_refusal.borrow_mut() = Some(message.clone());
+                    Err(git2::Error::new(
+                        git2::ErrorCode::Certificate,
+                        git2::ErrorClass::Ssh,
+                        message,
+                    ))
+                }
+            }
+        });
+    }
     cb
+}
+
+/// Checks the server's host key against the `known_hosts` file at `path`.
+fn check_host_key(
+    path: &Path,
+    host: &str,
+    port: u16,
+    hostkey: &CertHostkey<'_>,
+) -> Result<(), HostKeyRefusal> {
+    let file = KnownHosts::load(path)?;
+    if !file.skipped().is_empty() {
+        tracing::warn!(known_hosts = %path.display(), lines = ?file.skipped(), "Skipped known_hosts lines that do not parse.");
+    }
+    let (Some(key), Some(key_type)) = (hostkey.hostkey(), hostkey.hostkey_type()) else {
+        return Err(HostKeyRefusal::NoKey {
+            path: path.to_path_buf(),
+            host: known_hosts::lookup_name(host, port),
+        });
+    };
+    file.check(host, port, key_type.name(), key)
 }
 
 /// The host key hint added to libgit2's "invalid or unknown remote ssh hostkey".
 const HOST_KEY_HINT: &str = "canon trusts an SSH server only when its host key is listed in \
-    ~/.ssh/known_hosts of the user it runs as (a non-standard port as `[host]:port`); add the \
-    server's key there, e.g. from `ssh-keyscan -p PORT HOST` checked against the forge's published \
-    fingerprints";
+    ~/.ssh/known_hosts of the user it runs as (a non-standard port as `[host]:port`), or in the \
+    file the known_hosts setting names; add the server's key there, e.g. from \
+    `ssh-keyscan -p PORT HOST` checked against the forge's published fingerprints";
 
 /// A git error's message with the token removed; an SSH host key refusal says how to fix it.
 fn git_message(r: &Resolved, e: &git2::Error) -> String {
     let message = r.scrub(e.message());
     if e.code() == git2::ErrorCode::Certificate && e.class() == git2::ErrorClass::Ssh {
-        format!("{message}: {HOST_KEY_HINT}")
+        match r.host_key_refusal.borrow().as_deref() {
+            Some(refusal) => format!("{message}: {}", r.scrub(refusal)),
+            None => format!("{message}: {HOST_KEY_HINT}"),
+        }
     } else {
         message
     }
@@ -1409,6 +1484,18 @@ mod tests {
             res.scrub("failed https://bot:s3cret@git.example.org/o/r.git s3cret"),
             "failed https://git.example.org/o/r.git ***"
         );
+    }
+
+    #[test]
+    fn the_ssh_port_comes_from_the_url() {
+        for (url, port) in [
+            ("ssh://git@git.example.org:2222/o/r.git", 2222),
+            ("ssh://git@git.example.org/o/r.git", 22),
+            ("git@git.example.org:o/r.git", 22),
+            ("ssh://[::1]:2200/o/r.git", 2200),
+        ] {
+            assert_eq!(GitRemote::local(url).resolved().port, port, "{url}");
+        }
     }
 
     #[test]

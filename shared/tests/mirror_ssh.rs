@@ -1,7 +1,8 @@
 //! Mirror access over SSH against a real OpenSSH server on loopback (`support::ssh`): listing
 //! refs with the right key, full syncs with either side on SSH, a wrong key (a clear error that
 //! leaks no key material and no token), and host key checking (an unknown or changed host key is
-//! refused; libgit2 trusts only `<home>/.ssh/known_hosts`).
+//! refused; libgit2 trusts only `<home>/.ssh/known_hosts`, and with `GitRemote::known_hosts` set
+//! only that file).
 
 // Only the fixtures this file needs (the shared `support` module also brings the forge fakes).
 #[allow(dead_code)]
@@ -65,7 +66,28 @@ impl Fx {
             url: self.server.url(repo),
             token: None,
             ssh_key: Some(self.server.client_key.clone()),
+            known_hosts: None,
         }
+    }
+
+    /// Like [`Fx::ssh`], trusting host keys only from the known_hosts file at `file`.
+    fn ssh_trusting(&self, repo: &Path, file: &Path) -> GitRemote {
+        GitRemote {
+            known_hosts: Some(file.to_path_buf()),
+            ..self.ssh(repo)
+        }
+    }
+
+    /// Writes a known_hosts file with `lines` next to the fixture and returns its path.
+    fn known_hosts_file(&self, name: &str, lines: &str) -> PathBuf {
+        let path = self.tmp.path().join(name);
+        std::fs::write(&path, lines).unwrap();
+        path
+    }
+
+    /// Empties `<home>/.ssh/known_hosts`, so only an explicit file can vouch for the server.
+    fn forget_home_known_hosts(&self) {
+        std::fs::write(self.home.known_hosts(), "").unwrap();
     }
 
     fn sync(
@@ -199,6 +221,7 @@ fn a_wrong_key_fails_with_an_auth_error_that_leaks_nothing() {
         url: fx.server.url(repo),
         token: Some(Secret::new(TOKEN)),
         ssh_key: Some(wrong.clone()),
+        known_hosts: None,
     };
 
     let err = mirror::ls_remote(&remote(&fx.up)).unwrap_err();
@@ -284,6 +307,194 @@ fn a_changed_host_key_is_refused() {
     fx.home.trust(fx.server.port, &other_key);
     let err = mirror::ls_remote(&fx.ssh(&fx.up)).unwrap_err();
     assert!(err.to_string().contains("known_hosts"), "{err}");
+    assert!(
+        !fx.server.log().contains("Accepted publickey"),
+        "{}",
+        fx.server.log()
+    );
+}
+
+#[test]
+fn an_explicit_known_hosts_file_is_trusted_without_home_known_hosts() {
+    let fx = Fx::new();
+    fx.forget_home_known_hosts();
+    let file = fx.known_hosts_file(
+        "canon_known_hosts",
+        &format!(
+            "# the loopback forge\n\n[127.0.0.1]:{} {} canon-test\n",
+            fx.server.port, fx.server.host_key
+        ),
+    );
+
+    let refs = mirror::ls_remote(&fx.ssh_trusting(&fx.up, &file))
+        .unwrap_or_else(|e| panic!("{}", fx.explain("ls_remote with a known_hosts file", &e)));
+    assert_eq!(refs.branches.get("main"), Some(&fx.work.head()));
+    assert_eq!(refs.tags.len(), 2);
+
+    // Both sides over SSH: fetch from upstream, push to the mirror, list the mirror again.
+    let rep = fx
+        .sync(
+            fx.ssh_trusting(&fx.up, &file),
+            fx.ssh_trusting(&fx.mirror, &file),
+        )
+        .unwrap_or_else(|e| panic!("{}", fx.explain("sync with a known_hosts file", &e)));
+    assert!(!rep.no_op);
+    assert_eq!(rep.created.len(), 3, "{rep:?}");
+    assert_eq!(synced_refs(&fx.mirror, "main"), synced_refs(&fx.up, "main"));
+
+    // Without the setting the same server is unknown: the home file is empty.
+    let err = mirror::ls_remote(&fx.ssh(&fx.up)).unwrap_err();
+    assert!(
+        err.to_string().contains("unknown remote ssh hostkey"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_hashed_known_hosts_entry_is_trusted() {
+    let fx = Fx::new();
+    fx.forget_home_known_hosts();
+    let file = fx.known_hosts_file(
+        "hashed_known_hosts",
+        &format!("[127.0.0.1]:{} {}\n", fx.server.port, fx.server.host_key),
+    );
+    // Hash the host names in place, as `HashKnownHosts yes` does.
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.starts_with("|1|") && !text.contains("127.0.0.1"),
+        "{text}"
+    );
+
+    let refs = mirror::ls_remote(&fx.ssh_trusting(&fx.up, &file))
+        .unwrap_or_else(|e| panic!("{}", fx.explain("ls_remote with a hashed entry", &e)));
+    assert_eq!(refs.branches.get("main"), Some(&fx.work.head()));
+}
+
+/// The explicit file decides alone: a server the home known_hosts trusts is still refused.
+fn assert_refused_by_file(fx: &Fx, file: &Path, why: &str) {
+    let remote = |repo: &Path| GitRemote {
+        token: Some(Secret::new(TOKEN)),
+        ..fx.ssh_trusting(repo, file)
+    };
+    let host = format!("[127.0.0.1]:{}", fx.server.port);
+    let err = mirror::ls_remote(&remote(&fx.up)).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(
+            &err,
+            MirrorError::List {
+                side: Side::Remote,
+                ..
+            }
+        ),
+        "{}",
+        fx.explain("expected a listing error", &err)
+    );
+    assert!(text.contains("ssh hostkey"), "{text}");
+    assert!(text.contains(why), "{text}");
+    assert!(
+        text.contains(&file.display().to_string()),
+        "the error does not name the file: {text}"
+    );
+    assert!(
+        text.contains(&host),
+        "the error does not name the host: {text}"
+    );
+    assert_leaks_nothing(&text, &[&fx.server.client_key]);
+    assert!(
+        !fx.server.log().contains("Accepted publickey"),
+        "a key was accepted by an untrusted host:\n{}",
+        fx.server.log()
+    );
+
+    // A sync from that upstream stops before fetching; one to that mirror before pushing.
+    let err = fx
+        .sync(
+            remote(&fx.up),
+            GitRemote::local(fx.mirror.to_str().unwrap()),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            MirrorError::List {
+                side: Side::Upstream,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&file.display().to_string()),
+        "{err}"
+    );
+    let err = fx
+        .sync(
+            GitRemote::local(fx.up.to_str().unwrap()),
+            remote(&fx.mirror),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            MirrorError::List {
+                side: Side::Mirror,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains(why), "{err}");
+    assert_leaks_nothing(&err.to_string(), &[&fx.server.client_key]);
+    assert!(git(&fx.mirror, &["for-each-ref"]).is_empty());
+}
+
+#[test]
+fn an_explicit_known_hosts_file_with_another_key_refuses_the_host() {
+    let fx = Fx::new();
+    // The home file trusts the server; the explicit file, which wins, lists another key.
+    let other_key = keygen(&fx.tmp.path().join("other_host_ed25519"));
+    let file = fx.known_hosts_file(
+        "known_hosts_other_key",
+        &format!("[127.0.0.1]:{} {}\n", fx.server.port, other_key),
+    );
+    assert_refused_by_file(&fx, &file, "does not match");
+}
+
+#[test]
+fn an_explicit_known_hosts_file_without_the_host_refuses_it() {
+    let fx = Fx::new();
+    // The right key, but for port 22 and another port: neither is this server's `[host]:port`.
+    let file = fx.known_hosts_file(
+        "known_hosts_other_hosts",
+        &format!(
+            "127.0.0.1 {key}\n[127.0.0.1]:{other} {key}\n",
+            key = fx.server.host_key,
+            other = fx.server.port.wrapping_add(1)
+        ),
+    );
+    assert_refused_by_file(&fx, &file, "not listed");
+}
+
+#[test]
+fn a_missing_known_hosts_file_refuses_the_host() {
+    let fx = Fx::new();
+    let file = fx.tmp.path().join("no_such_known_hosts");
+    let err = mirror::ls_remote(&fx.ssh_trusting(&fx.up, &file)).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("cannot read the known_hosts file"), "{text}");
+    assert!(text.contains("no_such_known_hosts"), "{text}");
     assert!(
         !fx.server.log().contains("Accepted publickey"),
         "{}",
