@@ -22,7 +22,7 @@ struct Cli {
 enum Command {
     /// Serve webhooks (the default).
     Serve,
-    /// Create (or find) the webhook on every enrolled upstream repository.
+    /// Create, find or repair the webhook on every enrolled upstream repository.
     RegisterHooks,
 }
 
