@@ -457,6 +457,19 @@ mod tests {
     }
 
     #[test]
+    fn known_hosts_is_an_optional_path() {
+        let unset = Settings::from_pairs(pairs(GOOD)).unwrap();
+        assert_eq!(unset.known_hosts, None);
+        let mut p = GOOD.to_vec();
+        p.push(("CANON_KNOWN_HOSTS", "/etc/canon/known_hosts"));
+        let set = Settings::from_pairs(pairs(&p)).unwrap();
+        assert_eq!(
+            set.known_hosts,
+            Some(PathBuf::from("/etc/canon/known_hosts"))
+        );
+    }
+
+    #[test]
     fn env_vars_lists_every_field() {
         for name in ENV_VARS {
             assert!(name.starts_with("CANON_"));

@@ -1336,6 +1336,32 @@ mod tests {
     }
 
     #[test]
+    fn known_hosts_is_a_path_under_the_workspace() {
+        let base = [
+            ("DRONE_BUILD_EVENT", "tag"),
+            ("DRONE_TAG", "1.0.0+1"),
+            ("DRONE_WORKSPACE", "/drone/src"),
+            ("PLUGIN_CONFIG", "e.yml"),
+            ("PLUGIN_RECIPE", "app"),
+        ];
+        let with = |value: &str| {
+            let mut pairs = base.to_vec();
+            pairs.push(("PLUGIN_KNOWN_HOSTS", value));
+            parse(&pairs).unwrap().known_hosts
+        };
+        assert_eq!(
+            with(".drone/known_hosts"),
+            Some(PathBuf::from("/drone/src/.drone/known_hosts"))
+        );
+        assert_eq!(
+            with("/etc/ssh/ssh_known_hosts"),
+            Some(PathBuf::from("/etc/ssh/ssh_known_hosts"))
+        );
+        // Drone passes a missing value as "": unset, so ~/.ssh/known_hosts stays in charge.
+        assert_eq!(with(""), None);
+    }
+
+    #[test]
     fn a_tag_build_claims_drone_commit_sha() {
         let s = parse(&[
             ("DRONE_BUILD_EVENT", "tag"),
