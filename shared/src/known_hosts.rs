@@ -281,7 +281,7 @@ impl Hosts {
             Hosts::Patterns(patterns) => {
                 let mut hit = false;
                 for (negated, glob) in patterns {
-                    if glob_match(glob.as_bytes(), name.as_bytes()) {
+                    if glob_match(glob, name) {
                         if *negated {
                             return false;
                         }
@@ -302,27 +302,10 @@ impl Hosts {
     }
 }
 
-/// Matches `text` against a glob with `*` (any run) and `?` (one character).
-fn glob_match(glob: &[u8], text: &[u8]) -> bool {
-    let (mut g, mut t) = (0, 0);
-    // Where the last `*` was, and the text position it is currently standing for.
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if g < glob.len() && (glob[g] == b'?' || glob[g] == text[t]) {
-            g += 1;
-            t += 1;
-        } else if g < glob.len() && glob[g] == b'*' {
-            star = Some((g, t));
-            g += 1;
-        } else if let Some((sg, st)) = star {
-            g = sg + 1;
-            t = st + 1;
-            star = Some((sg, st + 1));
-        } else {
-            return false;
-        }
-    }
-    glob[g..].iter().all(|&c| c == b'*')
+/// Matches `text` against a glob with `*` (any run) and `?` (one character), as OpenSSH's host
+/// patterns do.
+fn glob_match(glob: &str, text: &str) -> bool {
+    wildmatch::WildMatch::new(glob).matches(text)
 }
 
 #[cfg(test)]
@@ -567,11 +550,7 @@ mod tests {
             ("exact", "exactly", false),
             ("**a", "a", true),
         ] {
-            assert_eq!(
-                glob_match(glob.as_bytes(), text.as_bytes()),
-                want,
-                "{glob} vs {text}"
-            );
+            assert_eq!(glob_match(glob, text), want, "{glob} vs {text}");
         }
     }
 }
