@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::{
     excerpt, seg, split_repo, status_hint, CloseOutcome, Forge, ForgeError, ForgeKind, ForgeTag,
-    Hook, HookSpec, PullRequest, RawPull,
+    Hook, HookSpec, PullRequest, RawHook, RawPull,
 };
 use crate::secret::Secret;
 
@@ -43,41 +43,6 @@ struct RawTag {
 #[derive(Deserialize)]
 struct RawCommitRef {
     sha: String,
-}
-
-#[derive(Deserialize)]
-struct RawHookConfig {
-    #[serde(default)]
-    url: String,
-    #[serde(default)]
-    content_type: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawHook {
-    id: u64,
-    #[serde(default)]
-    config: Option<RawHookConfig>,
-    #[serde(default)]
-    events: Vec<String>,
-    #[serde(default)]
-    active: bool,
-}
-
-impl From<RawHook> for Hook {
-    fn from(h: RawHook) -> Self {
-        let (url, content_type) = h
-            .config
-            .map(|c| (c.url, c.content_type))
-            .unwrap_or_default();
-        Hook {
-            id: h.id,
-            url,
-            content_type,
-            events: h.events,
-            active: h.active,
-        }
-    }
 }
 
 impl Gitea {

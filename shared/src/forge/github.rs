@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     seg, split_repo, status_hint, CloseOutcome, Forge, ForgeError, ForgeKind, ForgeTag, Hook,
-    HookSpec, PullRequest, RawPull,
+    HookSpec, PullRequest, RawHook, RawPull,
 };
 use crate::secret::Secret;
 
@@ -58,25 +58,6 @@ struct RawCommitRef {
 struct RawTag {
     name: String,
     commit: RawCommitRef,
-}
-
-#[derive(Deserialize)]
-struct RawHookConfig {
-    #[serde(default)]
-    url: String,
-    #[serde(default)]
-    content_type: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawHook {
-    id: u64,
-    #[serde(default)]
-    config: Option<RawHookConfig>,
-    #[serde(default)]
-    events: Vec<String>,
-    #[serde(default)]
-    active: bool,
 }
 
 #[derive(Serialize)]
@@ -275,7 +256,7 @@ impl Forge for GitHub {
         let (o, r) = split_repo(repo)?;
         let route = format!("/repos/{}/{}/hooks", seg(o), seg(r));
         let raw: Vec<RawHook> = self.get_all(&route, None).await?;
-        Ok(raw.into_iter().map(hook).collect())
+        Ok(raw.into_iter().map(Hook::from).collect())
     }
 
     async fn create_hook(&self, repo: &str, spec: &HookSpec) -> Result<Hook, ForgeError> {
@@ -299,7 +280,7 @@ impl Forge for GitHub {
             }
             err
         })?;
-        Ok(hook(raw))
+        Ok(raw.into())
     }
 
     async fn edit_hook(&self, repo: &str, id: u64, spec: &HookSpec) -> Result<Hook, ForgeError> {
@@ -323,20 +304,6 @@ impl Forge for GitHub {
             }
             err
         })?;
-        Ok(hook(raw))
-    }
-}
-
-fn hook(h: RawHook) -> Hook {
-    let (url, content_type) = h
-        .config
-        .map(|c| (c.url, c.content_type))
-        .unwrap_or_default();
-    Hook {
-        id: h.id,
-        url,
-        content_type,
-        events: h.events,
-        active: h.active,
+        Ok(raw.into())
     }
 }

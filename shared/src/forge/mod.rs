@@ -60,6 +60,44 @@ pub(crate) struct RawBranchRef {
     sha: String,
 }
 
+/// A webhook's config as Gitea, Forgejo and GitHub all serialise it (the fields canon reads;
+/// the secret is never readable).
+#[derive(Deserialize)]
+pub(crate) struct RawHookConfig {
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    content_type: Option<String>,
+}
+
+/// A repository webhook as Gitea, Forgejo and GitHub all serialise it.
+#[derive(Deserialize)]
+pub(crate) struct RawHook {
+    id: u64,
+    #[serde(default)]
+    config: Option<RawHookConfig>,
+    #[serde(default)]
+    events: Vec<String>,
+    #[serde(default)]
+    active: bool,
+}
+
+impl From<RawHook> for Hook {
+    fn from(h: RawHook) -> Self {
+        let (url, content_type) = h
+            .config
+            .map(|c| (c.url, c.content_type))
+            .unwrap_or_default();
+        Hook {
+            id: h.id,
+            url,
+            content_type,
+            events: h.events,
+            active: h.active,
+        }
+    }
+}
+
 /// A pull request as Gitea, Forgejo and GitHub all serialise it (the fields canon reads).
 #[derive(Deserialize)]
 pub(crate) struct RawPull {
