@@ -331,28 +331,9 @@ impl Forge for Gitea {
     async fn create_hook(&self, repo: &str, spec: &HookSpec) -> Result<Hook, ForgeError> {
         let (o, r) = split_repo(repo)?;
         let path = format!("/repos/{}/{}/hooks", seg(o), seg(r));
-        let body = serde_json::json!({
-            "type": "gitea",
-            "config": {
-                "url": spec.url,
-                "content_type": "json",
-                "secret": spec.secret.expose(),
-            },
-            "events": spec.events,
-            "active": true,
-            "branch_filter": "",
-        });
-        let (status, _, text) = self.send(Method::POST, &path, &[], Some(&body)).await?;
-        if !status.is_success() {
-            // The secret is not in a Gitea error, but redact it anyway.
-            let mut e = self.status_error("POST", &path, status, &text);
-            if let ForgeError::Status { message, .. } = &mut e {
-                *message = spec.secret.redact(message);
-            }
-            return Err(e);
-        }
-        let raw: RawHook = Self::decode("POST", &path, &text)?;
-        Ok(raw.into())
+        let mut body = hook_body(spec);
+        body["type"] = "gitea".into();
+        self.write_hook(Method::POST, &path, &body, spec).await
     }
 
     async fn edit_hook(&self, repo: &str, id: u64, spec: &HookSpec) -> Result<Hook, ForgeError> {
@@ -361,25 +342,42 @@ impl Forge for Gitea {
         // `EditHookOption`: Gitea replaces the events and the branch filter on every edit, sets
         // `active` only when sent, and reads `url` and `content_type` from the config; it keeps
         // the stored secret (sent anyway for a forge that honours it).
-        let body = serde_json::json!({
-            "config": {
-                "url": spec.url,
-                "content_type": "json",
-                "secret": spec.secret.expose(),
-            },
-            "events": spec.events,
-            "active": true,
-            "branch_filter": "",
-        });
-        let (status, _, text) = self.send(Method::PATCH, &path, &[], Some(&body)).await?;
+        self.write_hook(Method::PATCH, &path, &hook_body(spec), spec)
+            .await
+    }
+}
+
+/// The body of a hook creation or edit: the config, the events, active, no branch filter.
+fn hook_body(spec: &HookSpec) -> serde_json::Value {
+    serde_json::json!({
+        "config": spec.config_json(),
+        "events": spec.events,
+        "active": true,
+        "branch_filter": "",
+    })
+}
+
+impl Gitea {
+    /// Sends a hook creation or edit and returns the hook the forge answers with.
+    async fn write_hook(
+        &self,
+        method: Method,
+        path: &str,
+        body: &serde_json::Value,
+        spec: &HookSpec,
+    ) -> Result<Hook, ForgeError> {
+        let verb = if method == Method::POST {
+            "POST"
+        } else {
+            "PATCH"
+        };
+        let (status, _, text) = self.send(method, path, &[], Some(body)).await?;
         if !status.is_success() {
-            let mut e = self.status_error("PATCH", &path, status, &text);
-            if let ForgeError::Status { message, .. } = &mut e {
-                *message = spec.secret.redact(message);
-            }
-            return Err(e);
+            return Err(self
+                .status_error(verb, path, status, &text)
+                .without_secret(&spec.secret));
         }
-        let raw: RawHook = Self::decode("PATCH", &path, &text)?;
+        let raw: RawHook = Self::decode(verb, path, &text)?;
         Ok(raw.into())
     }
 }

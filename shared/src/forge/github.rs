@@ -262,24 +262,13 @@ impl Forge for GitHub {
     async fn create_hook(&self, repo: &str, spec: &HookSpec) -> Result<Hook, ForgeError> {
         let (o, r) = split_repo(repo)?;
         let route = format!("/repos/{}/{}/hooks", seg(o), seg(r));
-        let body = serde_json::json!({
-            "name": "web",
-            "active": true,
-            "events": spec.events,
-            "config": {
-                "url": spec.url,
-                "content_type": "json",
-                "secret": spec.secret.expose(),
-                "insecure_ssl": "0",
-            },
-        });
-        let raw: RawHook = self.client.post(&route, Some(&body)).await.map_err(|e| {
-            let mut err = self.error("POST", &route, e);
-            if let ForgeError::Status { message, .. } = &mut err {
-                *message = spec.secret.redact(message);
-            }
-            err
-        })?;
+        let mut body = hook_body(spec);
+        body["name"] = "web".into();
+        let raw: RawHook = self
+            .client
+            .post(&route, Some(&body))
+            .await
+            .map_err(|e| self.error("POST", &route, e).without_secret(&spec.secret))?;
         Ok(raw.into())
     }
 
@@ -287,23 +276,22 @@ impl Forge for GitHub {
         let (o, r) = split_repo(repo)?;
         let route = format!("/repos/{}/{}/hooks/{id}", seg(o), seg(r));
         // GitHub replaces `config` as a whole: a config sent without the secret removes it.
-        let body = serde_json::json!({
-            "active": true,
-            "events": spec.events,
-            "config": {
-                "url": spec.url,
-                "content_type": "json",
-                "secret": spec.secret.expose(),
-                "insecure_ssl": "0",
-            },
-        });
-        let raw: RawHook = self.client.patch(&route, Some(&body)).await.map_err(|e| {
-            let mut err = self.error("PATCH", &route, e);
-            if let ForgeError::Status { message, .. } = &mut err {
-                *message = spec.secret.redact(message);
-            }
-            err
-        })?;
+        let raw: RawHook = self
+            .client
+            .patch(&route, Some(&hook_body(spec)))
+            .await
+            .map_err(|e| self.error("PATCH", &route, e).without_secret(&spec.secret))?;
         Ok(raw.into())
     }
+}
+
+/// The body of a hook creation or edit: active, the events, the config (TLS verified).
+fn hook_body(spec: &HookSpec) -> serde_json::Value {
+    let mut config = spec.config_json();
+    config["insecure_ssl"] = "0".into();
+    serde_json::json!({
+        "active": true,
+        "events": spec.events,
+        "config": config,
+    })
 }

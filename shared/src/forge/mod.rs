@@ -82,6 +82,17 @@ pub(crate) struct RawHook {
     active: bool,
 }
 
+impl HookSpec {
+    /// Returns the hook's `config` as Gitea, Forgejo and GitHub all take it.
+    pub(crate) fn config_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "url": self.url,
+            "content_type": "json",
+            "secret": self.secret.expose(),
+        })
+    }
+}
+
 impl From<RawHook> for Hook {
     fn from(h: RawHook) -> Self {
         let (url, content_type) = h
@@ -256,6 +267,15 @@ pub enum ForgeError {
 }
 
 impl ForgeError {
+    /// Returns the error with `secret` removed from the forge's message (a webhook call sends
+    /// the hook's secret; no forge is known to echo it, but an error must never carry it).
+    pub(crate) fn without_secret(mut self, secret: &Secret) -> Self {
+        if let ForgeError::Status { message, .. } = &mut self {
+            *message = secret.redact(message);
+        }
+        self
+    }
+
     /// Returns the HTTP status, when the forge answered.
     pub fn status(&self) -> Option<u16> {
         match self {
