@@ -525,6 +525,27 @@ fn git_message(r: &Resolved, e: &git2::Error) -> String {
     }
 }
 
+/// Returns the error for a git2 failure talking to `r`: [`MirrorError::Auth`] when credentials
+/// were refused, else what `other` makes of the URL and the cleaned message.
+fn git_error(
+    r: &Resolved,
+    side: Side,
+    e: &git2::Error,
+    tried: &Cell<u32>,
+    other: impl FnOnce(String, String) -> MirrorError,
+) -> MirrorError {
+    let message = git_message(r, e);
+    if is_auth_error(e, tried) {
+        MirrorError::Auth {
+            side,
+            url: r.url.clone(),
+            message,
+        }
+    } else {
+        other(r.url.clone(), message)
+    }
+}
+
 fn is_auth_error(e: &git2::Error, tried: &Cell<u32>) -> bool {
     e.code() == git2::ErrorCode::Auth
         || (tried.get() != 0 && e.class() == git2::ErrorClass::Http)
@@ -868,20 +889,11 @@ fn list(remote: &GitRemote, side: Side, peels: &mut Peels) -> Result<RemoteRefs,
         });
     }
     let fail = |e: git2::Error, tried: &Cell<u32>| {
-        let message = git_message(&r, &e);
-        if is_auth_error(&e, tried) {
-            MirrorError::Auth {
-                side,
-                url: r.url.clone(),
-                message,
-            }
-        } else {
-            MirrorError::List {
-                side,
-                url: r.url.clone(),
-                message,
-            }
-        }
+        git_error(&r, side, &e, tried, |url, message| MirrorError::List {
+            side,
+            url,
+            message,
+        })
     };
     let tried = Cell::new(0);
     let mut git_remote = Remote::create_detached(r.url.as_str()).map_err(|e| fail(e, &tried))?;
@@ -1083,19 +1095,10 @@ fn fetch_with(
     let r = remote.resolved();
     let tried = Cell::new(0);
     let fail = |e: git2::Error, tried: &Cell<u32>| {
-        let message = git_message(&r, &e);
-        if is_auth_error(&e, tried) {
-            MirrorError::Auth {
-                side,
-                url: r.url.clone(),
-                message,
-            }
-        } else {
-            MirrorError::Fetch {
-                url: r.url.clone(),
-                message,
-            }
-        }
+        git_error(&r, side, &e, tried, |url, message| MirrorError::Fetch {
+            url,
+            message,
+        })
     };
     let mut git_remote = repo.remote_anonymous(&r.url).map_err(|e| fail(e, &tried))?;
     let mut fo = FetchOptions::new();
@@ -1184,19 +1187,9 @@ fn push(repo: &Repository, mirror: &GitRemote, refspecs: &[String]) -> Result<()
         let mut po = PushOptions::new();
         po.remote_callbacks(cb);
         remote.push(refspecs, Some(&mut po)).map_err(|e| {
-            let message = git_message(&r, &e);
-            if is_auth_error(&e, &tried) {
-                MirrorError::Auth {
-                    side: Side::Mirror,
-                    url: r.url.clone(),
-                    message,
-                }
-            } else {
-                MirrorError::Push {
-                    url: r.url.clone(),
-                    message,
-                }
-            }
+            git_error(&r, Side::Mirror, &e, &tried, |url, message| {
+                MirrorError::Push { url, message }
+            })
         })?;
     }
     let rejected = rejected.into_inner();
