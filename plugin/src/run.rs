@@ -400,7 +400,8 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// Returns an error and its sources as one line: `error: source: source`.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -28,7 +28,7 @@ use canon_shared::state::{self, MissedWebhook, StateDir};
 use canon_shared::version::{self, ReleaseVersion};
 use serde::Serialize;
 
-use crate::run::{make_runner, run_tag_mode, RunSettings, EXIT_RED, EXIT_SETTINGS};
+use crate::run::{error_chain, make_runner, run_tag_mode, RunSettings, EXIT_RED, EXIT_SETTINGS};
 use crate::settings::{Environment, Mode, RawSettings, RunnerKind, Settings};
 
 /// Drone's "success, skip the remaining steps" exit code.
@@ -314,17 +314,29 @@ struct Decided {
 }
 
 impl Decided {
-    fn failed(recipe: &Recipe, error: String) -> Self {
+    fn new(recipe: &Recipe) -> Self {
         Self {
             recipe: recipe.clone(),
             entry: RecipeEntry {
                 recipe: recipe.name.to_string(),
-                action: format!("error: {error}"),
-                error: Some(error),
                 ..RecipeEntry::default()
             },
             run: None,
         }
+    }
+
+    fn failed(recipe: &Recipe, error: String) -> Self {
+        let mut d = Self::new(recipe);
+        d.entry.fail(error);
+        d
+    }
+}
+
+impl RecipeEntry {
+    /// Records `error` as this recipe's error and action.
+    fn fail(&mut self, error: String) {
+        self.action = format!("error: {error}");
+        self.error = Some(error);
     }
 }
 
@@ -338,17 +350,9 @@ async fn blocking<T: Send + 'static>(
 
 /// Syncs (or, on a dry run, lists) and decides for one recipe. Never fails: errors are recorded.
 async fn decide(settings: &Settings, recipe: &Recipe, key: Option<PathBuf>) -> Decided {
-    let mut d = Decided {
-        recipe: recipe.clone(),
-        entry: RecipeEntry {
-            recipe: recipe.name.to_string(),
-            ..RecipeEntry::default()
-        },
-        run: None,
-    };
+    let mut d = Decided::new(recipe);
     let fail = |mut d: Decided, error: String| {
-        d.entry.action = format!("error: {error}");
-        d.entry.error = Some(error);
+        d.entry.fail(error);
         d
     };
     let state_dir = StateDir::new(&settings.state_dir);
@@ -506,15 +510,9 @@ async fn act(
                             record_missed(settings, d, tag, commit);
                         }
                     }
-                    Err(e) => {
-                        d.entry.error = Some(e.to_string());
-                        d.entry.action = format!("error: {e}");
-                    }
+                    Err(e) => d.entry.fail(e.to_string()),
                 },
-                Err(e) => {
-                    d.entry.error = Some(e.to_string());
-                    d.entry.action = format!("error: {e}");
-                }
+                Err(e) => d.entry.fail(e.to_string()),
             }
         }
         Launch::Inline => {
@@ -527,15 +525,7 @@ async fn act(
             let runner_settings = settings.clone();
             let result = blocking(move || {
                 let runner = make_runner(&runner_settings).map_err(|e| e.to_string())?;
-                run_tag_mode(&run_settings, runner.as_ref()).map_err(|e| {
-                    let mut text = e.to_string();
-                    let mut source = std::error::Error::source(&e);
-                    while let Some(s) = source {
-                        let _ = write!(text, ": {s}");
-                        source = s.source();
-                    }
-                    text
-                })
+                run_tag_mode(&run_settings, runner.as_ref()).map_err(|e| error_chain(&e))
             })
             .await;
             match result {
@@ -558,10 +548,7 @@ async fn act(
                         d.entry.error = Some(format!("the cold run of {tag} was red"));
                     }
                 }
-                Err(e) => {
-                    d.entry.action = format!("error: {e}");
-                    d.entry.error = Some(e);
-                }
+                Err(e) => d.entry.fail(e),
             }
         }
     }
