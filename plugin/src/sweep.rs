@@ -255,7 +255,9 @@ async fn sweep(
         ..SweepReport::default()
     };
     if settings.runner == RunnerKind::Docker {
-        report.cleanup = cleanup(settings).await;
+        let (lines, failed) = cleanup(settings).await;
+        report.cleanup = lines;
+        report.errors += usize::from(failed);
     }
     let settings_arc = Arc::new(settings.clone());
     let jobs = settings.jobs.unwrap_or(4).max(1);
@@ -283,7 +285,10 @@ async fn sweep(
     for mut d in decided {
         if d.entry.error.is_none() {
             if let Some(tag) = d.run.clone() {
-                act(settings, &launch, &mut d, &tag, &key).await;
+                let started = act(settings, &launch, &mut d, &tag, &key).await;
+                if started && d.entry.error.is_none() {
+                    report.started += 1;
+                }
             }
         }
         if d.entry.error.is_some() || !d.entry.pr_errors.is_empty() {
@@ -291,15 +296,6 @@ async fn sweep(
             tracing::error!(recipe = %d.entry.recipe, error = d.entry.error.as_deref().unwrap_or(""), "The recipe's sweep failed.");
         }
         report.recipes.push(d.entry);
-    }
-    report.started = report
-        .recipes
-        .iter()
-        .filter(|e| e.decision.as_deref() == Some("run") && e.error.is_none())
-        .filter(|e| !e.action.starts_with("dry run") && !e.action.starts_with("already"))
-        .count();
-    if report.cleanup.iter().any(|c| c.starts_with("error")) {
-        report.errors += 1;
     }
     report.seconds = started.elapsed().as_secs_f64();
     report
@@ -478,19 +474,21 @@ async fn close_merged_prs(
 }
 
 /// Gets one tag tested: a Drone build (unless one for the same recipe, tag and commit is already
-/// pending, running or passed), or an inline run.
+/// pending, running or passed), or an inline run. Returns true when it started a build or ran
+/// the tag.
 async fn act(
     settings: &Settings,
     launch: &Launch,
     d: &mut Decided,
     run: &(ReleaseVersion, String),
     key: &Option<PathBuf>,
-) {
+) -> bool {
     let (tag, commit) = run;
     let listener_job = listener_has_job(&settings.state_dir, &d.recipe, &tag.to_string());
-    match launch {
+    let started = match launch {
         Launch::DryRun => {
             d.entry.action = "dry run: would get it tested".into();
+            false
         }
         Launch::Drone { client, branch } => {
             let params = BuildParams {
@@ -501,6 +499,7 @@ async fn act(
             match client.find_build(&params).await {
                 Ok(Some(build)) => {
                     d.entry.action = format!("already build #{} ({})", build.number, build.status);
+                    false
                 }
                 Ok(None) => match client.start_build(branch, &params).await {
                     Ok(build) => {
@@ -509,10 +508,17 @@ async fn act(
                         if listener_job != Some(true) {
                             record_missed(settings, d, tag, commit);
                         }
+                        true
                     }
-                    Err(e) => d.entry.fail(e.to_string()),
+                    Err(e) => {
+                        d.entry.fail(e.to_string());
+                        false
+                    }
                 },
-                Err(e) => d.entry.fail(e.to_string()),
+                Err(e) => {
+                    d.entry.fail(e.to_string());
+                    false
+                }
             }
         }
         Launch::Inline => {
@@ -547,14 +553,19 @@ async fn act(
                     if !r.green {
                         d.entry.error = Some(format!("the cold run of {tag} was red"));
                     }
+                    true
                 }
-                Err(e) => d.entry.fail(e),
+                Err(e) => {
+                    d.entry.fail(e);
+                    false
+                }
             }
         }
-    }
+    };
     if settings.runner == RunnerKind::Docker && !settings.dry_run {
         d.entry.warm_volume_bytes = warm_bytes(&d.recipe).await;
     }
+    started
 }
 
 /// Builds the in-process tag-mode settings for one recipe and tag.
@@ -655,7 +666,8 @@ fn record_missed(settings: &Settings, d: &mut Decided, tag: &ReleaseVersion, com
 }
 
 /// Removes what killed cold runs left behind (docker runner); never touches `warm-*`.
-async fn cleanup(settings: &Settings) -> Vec<String> {
+/// Returns what it did, one line per object, and whether anything failed.
+async fn cleanup(settings: &Settings) -> (Vec<String>, bool) {
     let (older, dry) = (settings.cleanup_after, settings.dry_run);
     match blocking(move || {
         crate::runners::docker::cleanup_stale(older, dry).map_err(|e| e.to_string())
@@ -676,9 +688,9 @@ async fn cleanup(settings: &Settings) -> Vec<String> {
                     humantime::format_duration(older)
                 ));
             }
-            lines
+            (lines, !r.failed.is_empty())
         }
-        Err(e) => vec![format!("error: cleanup of killed runs: {e}")],
+        Err(e) => (vec![format!("error: cleanup of killed runs: {e}")], true),
     }
 }
 
