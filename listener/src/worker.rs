@@ -2,8 +2,9 @@
 //!
 //! [`process_one`] is one attempt at one job, a plain async function that production loops over
 //! ([`run`]) and tests call directly. The payload is only a hint: the attempt resolves the tag's
-//! commit at the forge (or by listing the upstream when no forge token is set), skips tags that
-//! are not newer than the canonical, syncs the mirror, and starts the Drone build unless one with
+//! commit at the forge (or by listing the upstream when no forge token is set), syncs the mirror,
+//! skips tags the gate says not to build (`canon_shared::gate::build_decision`: not newer than the
+//! canonical, or the recipe is pinned), and starts the Drone build unless one with
 //! the same recipe, tag and commit is already pending, running or green. That last check is what
 //! keeps a tag from being built twice when the process died between starting a build and
 //! recording it.
@@ -18,11 +19,12 @@ use std::time::{Duration, Instant};
 
 use canon_shared::drone::{BuildParams, DroneClient, DroneError};
 use canon_shared::forge::Forge;
+use canon_shared::gate::{build_decision, BuildDecision};
 use canon_shared::mirror::{self, GitRemote, SyncRequest};
 use canon_shared::recipe::{Enrollment, Recipe, RecipeName};
 use canon_shared::secret::Secret;
 use canon_shared::state::StateDir;
-use canon_shared::version::{Precedence, ReleaseVersion};
+use canon_shared::version::ReleaseVersion;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
@@ -172,31 +174,11 @@ async fn attempt(
         .state
         .read_canonical(&name)
         .map_err(|e| Failure::Transient(e.to_string()))?;
-    if let Some(c) = &canonical {
-        let reason = match version.precedence(&c.version) {
-            Precedence::Newer => None,
-            Precedence::Older => Some(format!(
-                "{} is older than the canonical {}; not built",
-                job.tag, c.version
-            )),
-            Precedence::Same if c.commit == commit => {
-                Some(format!("{} is already the canonical", job.tag))
-            }
-            Precedence::Same => Some(format!(
-                "{} is the canonical but now points at {commit} instead of {}; not built, needs a look",
-                job.tag, c.commit
-            )),
-            Precedence::Conflict => Some(format!(
-                "{} conflicts with the canonical {} (same recipe version, different upstream part); not built",
-                job.tag, c.version
-            )),
-        };
-        if let Some(reason) = reason {
-            return Ok(JobUpdate::Skipped {
-                commit: Some(commit),
-                reason,
-            });
-        }
+    if let BuildDecision::Skip { reason } = build_decision(&version, &commit, canonical.as_ref()) {
+        return Ok(JobUpdate::Skipped {
+            commit: Some(commit),
+            reason: reason.to_string(),
+        });
     }
 
     let params = BuildParams {

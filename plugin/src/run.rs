@@ -713,24 +713,17 @@ fn gate_and_promote(
         tag_commit_now,
         stages: &report.stages,
         canonical: canonical.as_ref(),
+        problems: &report.problems,
     });
-    // A problem outside the stages (label, runner failure) always refuses, whatever the stages say.
-    let mut reasons = report.problems.clone();
-    for r in decision.reasons() {
-        if !reasons.contains(&r) {
-            reasons.push(r);
-        }
-    }
-    let refused = !report.problems.is_empty() || matches!(decision, GateDecision::Refuse { .. });
     report.gate = GateReport {
-        decision: if refused { "refuse" } else { decision.name() }.into(),
-        reasons,
+        decision: decision.name().into(),
+        reasons: decision.reasons(),
     };
     report.canonical_after = canonical.as_ref().map(CanonicalSummary::from);
     report.exit_code = if report.green { EXIT_GREEN } else { EXIT_RED };
 
-    match (&decision, refused) {
-        (GateDecision::Promote { version, commit }, false) => {
+    match &decision {
+        GateDecision::Promote { version, commit } => {
             tracing::info!(recipe = %name, version = %version, "The gate allows the promotion; running the promote step.");
             if let Err(e) = runner.promote(ctx) {
                 report.gate = GateReport {
@@ -765,13 +758,13 @@ fn gate_and_promote(
                 .map_err(state_err)?;
             println!("canon: PROMOTED {name} to {version} (commit {commit})");
         }
-        (GateDecision::NotNeeded { version }, false) => {
+        GateDecision::NotNeeded { version } => {
             state
                 .append_history(&history_entry(settings, report, "not-needed"))
                 .map_err(state_err)?;
             println!("canon: nothing to promote: {version} is already the canonical of {name} at this commit");
         }
-        _ => {
+        GateDecision::Refuse { .. } => {
             state
                 .append_history(&history_entry(settings, report, "refuse"))
                 .map_err(state_err)?;

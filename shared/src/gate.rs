@@ -85,12 +85,19 @@ pub struct RunFacts<'a> {
     pub stages: &'a [StageResult],
     /// The canonical before the run.
     pub canonical: Option<&'a CanonicalRecord>,
+    /// Problems found outside the stages (the version label does not name the tag, the runner
+    /// failed): each one refuses, whatever the stages say.
+    pub problems: &'a [String],
 }
 
 /// Why the gate refused a promotion. `Display` is a sentence for the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Refusal {
+    /// A problem of the run outside its stages, in the run's own words.
+    RunProblem {
+        problem: String,
+    },
     NotEnrolled,
     NotCold,
     Quick,
@@ -142,6 +149,7 @@ pub enum Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Refusal::RunProblem { problem } => f.write_str(problem),
             Refusal::NotEnrolled => write!(f, "the recipe is not enrolled"),
             Refusal::NotCold => write!(f, "the run was not cold (only a fresh deploy and the full ladder can promote)"),
             Refusal::Quick => write!(f, "a --quick run never promotes"),
@@ -267,11 +275,16 @@ fn stage_refusals(stages: &[StageResult], required: &[Stage]) -> Vec<Refusal> {
     reasons
 }
 
-/// Decides whether a finished run promotes its tag. Promotes only when ALL hold: enrolled; cold
-/// and not quick; every required stage passed and none failed; a release tag whose peeled commit
-/// is, now, the tested commit; strictly newer than the canonical; not pinned.
+/// Decides whether a finished run promotes its tag. Promotes only when ALL hold: no problem
+/// outside the stages; enrolled; cold and not quick; every required stage passed and none failed;
+/// a release tag whose peeled commit is, now, the tested commit; strictly newer than the
+/// canonical; not pinned.
 pub fn promote_gate(facts: &RunFacts<'_>) -> GateDecision {
-    let mut reasons = Vec::new();
+    let mut reasons: Vec<Refusal> = facts
+        .problems
+        .iter()
+        .map(|p| Refusal::RunProblem { problem: p.clone() })
+        .collect();
     let canonical = facts.canonical;
     match facts.recipe {
         None => reasons.push(Refusal::NotEnrolled),
@@ -351,23 +364,26 @@ fn same_commit(a: &str, b: &str) -> bool {
     !a.is_empty() && a.eq_ignore_ascii_case(b)
 }
 
-/// Why the sweep skips a recipe.
+/// Why a release tag is not built (by the listener for a delivered tag, by the sweep for the
+/// latest upstream release).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum SkipReason {
+    /// The sweep found no release tag upstream.
     NeverReleased,
-    NotNewer {
-        latest: String,
-        canonical: String,
-    },
+    /// The recipe is pinned: nothing is built until it is unpinned.
+    Pinned { reason: String, by: String },
+    /// The tag is the canonical, at the same commit.
+    AlreadyCanonical { tag: String },
+    /// The tag is older than the canonical.
+    Older { tag: String, canonical: String },
+    /// The tag and the canonical share a recipe version with different upstream parts.
+    VersionConflict { tag: String, canonical: String },
+    /// The tag is the canonical's version but points at another commit now.
     TagMoved {
         tag: String,
         canonical_commit: String,
         upstream_commit: String,
-    },
-    Pinned {
-        reason: String,
-        by: String,
     },
 }
 
@@ -375,12 +391,18 @@ impl fmt::Display for SkipReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SkipReason::NeverReleased => write!(f, "never released (no release tag upstream)"),
-            SkipReason::NotNewer { latest, canonical } if latest == canonical => {
-                write!(f, "no new version ({latest} is the canonical)")
-            }
-            SkipReason::NotNewer { latest, canonical } => write!(
+            SkipReason::Pinned { reason, by } => write!(f, "pinned by {by}: {reason}"),
+            SkipReason::AlreadyCanonical { tag } => write!(
                 f,
-                "no new version (latest {latest} is not newer than the canonical {canonical})"
+                "no new version ({tag} is the canonical): a tag already the canonical at its commit is not built again"
+            ),
+            SkipReason::Older { tag, canonical } => write!(
+                f,
+                "{tag} is older than the canonical {canonical}: no new version, a tag not newer than the canonical is not built"
+            ),
+            SkipReason::VersionConflict { tag, canonical } => write!(
+                f,
+                "{tag} conflicts with the canonical {canonical} (same recipe version, different upstream part): not newer than the canonical, not built"
             ),
             SkipReason::TagMoved {
                 tag,
@@ -390,8 +412,57 @@ impl fmt::Display for SkipReason {
                 f,
                 "tag {tag} moved upstream from {canonical_commit} to {upstream_commit}; the canonical keeps the tested commit until a newer release"
             ),
-            SkipReason::Pinned { reason, by } => write!(f, "pinned by {by}: {reason}"),
         }
+    }
+}
+
+/// Whether a release tag is built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "kebab-case")]
+pub enum BuildDecision {
+    /// Test (and maybe promote) the tag.
+    Build,
+    /// Not built, with the reason (recorded, never silent).
+    Skip { reason: SkipReason },
+}
+
+/// Decides whether release tag `tag`, pointing at `commit` upstream now, is worth a cold run:
+/// only when the recipe is not pinned and the tag is strictly newer than the canonical (or there
+/// is no canonical yet). The listener asks this for every delivered tag, the sweep for the latest
+/// upstream release; the promote gate checks the same facts again after the run.
+pub fn build_decision(
+    tag: &ReleaseVersion,
+    commit: &str,
+    canonical: Option<&CanonicalRecord>,
+) -> BuildDecision {
+    let Some(c) = canonical else {
+        return BuildDecision::Build;
+    };
+    let skip = |reason| BuildDecision::Skip { reason };
+    if let Some(pin) = &c.pinned {
+        return skip(SkipReason::Pinned {
+            reason: pin.reason.clone(),
+            by: pin.by.clone(),
+        });
+    }
+    match tag.precedence(&c.version) {
+        Precedence::Newer => BuildDecision::Build,
+        Precedence::Same if same_commit(&c.commit, commit) => skip(SkipReason::AlreadyCanonical {
+            tag: tag.to_string(),
+        }),
+        Precedence::Same => skip(SkipReason::TagMoved {
+            tag: tag.to_string(),
+            canonical_commit: c.commit.clone(),
+            upstream_commit: commit.to_string(),
+        }),
+        Precedence::Older => skip(SkipReason::Older {
+            tag: tag.to_string(),
+            canonical: c.version.to_string(),
+        }),
+        Precedence::Conflict => skip(SkipReason::VersionConflict {
+            tag: tag.to_string(),
+            canonical: c.version.to_string(),
+        }),
     }
 }
 
@@ -405,8 +476,9 @@ pub enum SweepDecision {
     Skip { reason: SkipReason },
 }
 
-/// Decides whether the sweep runs the latest upstream release. `latest` carries the tag and the
-/// commit it points to upstream now.
+/// Decides whether the sweep runs the latest upstream release: [`build_decision`] for it, or a
+/// skip when upstream has no release tag. `latest` carries the tag and the commit it points to
+/// upstream now.
 pub fn sweep_decision(
     latest: Option<(&ReleaseVersion, &str)>,
     canonical: Option<&CanonicalRecord>,
@@ -416,32 +488,9 @@ pub fn sweep_decision(
             reason: SkipReason::NeverReleased,
         };
     };
-    let Some(c) = canonical else {
-        return SweepDecision::Run { tag: tag.clone() };
-    };
-    if let Some(pin) = &c.pinned {
-        return SweepDecision::Skip {
-            reason: SkipReason::Pinned {
-                reason: pin.reason.clone(),
-                by: pin.by.clone(),
-            },
-        };
-    }
-    match tag.precedence(&c.version) {
-        Precedence::Newer => SweepDecision::Run { tag: tag.clone() },
-        Precedence::Same if !same_commit(&c.commit, commit) => SweepDecision::Skip {
-            reason: SkipReason::TagMoved {
-                tag: tag.to_string(),
-                canonical_commit: c.commit.clone(),
-                upstream_commit: commit.to_string(),
-            },
-        },
-        Precedence::Same | Precedence::Older | Precedence::Conflict => SweepDecision::Skip {
-            reason: SkipReason::NotNewer {
-                latest: tag.to_string(),
-                canonical: c.version.to_string(),
-            },
-        },
+    match build_decision(tag, commit, canonical) {
+        BuildDecision::Build => SweepDecision::Run { tag: tag.clone() },
+        BuildDecision::Skip { reason } => SweepDecision::Skip { reason },
     }
 }
 
@@ -523,6 +572,7 @@ mod tests {
         canonical: Option<CanonicalRecord>,
         want: &'static str,
         want_reasons: Vec<&'static str>,
+        problems: Vec<String>,
     }
 
     fn base(name: &'static str) -> Case {
@@ -539,6 +589,7 @@ mod tests {
             canonical: Some(canonical("1.0.0+1.0", B, false)),
             want: "promote",
             want_reasons: vec![],
+            problems: vec![],
         }
     }
 
@@ -553,6 +604,7 @@ mod tests {
             tag_commit_now: c.now.map(Into::into),
             stages: &c.stages,
             canonical: c.canonical.as_ref(),
+            problems: &c.problems,
         })
     }
 
@@ -670,6 +722,19 @@ mod tests {
                 ..base("not enrolled refused")
             },
             Case {
+                problems: vec!["compose.yml has no version label".into()],
+                want: "refuse",
+                want_reasons: vec!["compose.yml has no version label"],
+                ..base("a problem outside the stages refuses a green run")
+            },
+            Case {
+                canonical: Some(canonical("1.1.0+2.0", A, false)),
+                problems: vec!["the docker runner failed: boom".into()],
+                want: "refuse",
+                want_reasons: vec!["the docker runner failed: boom"],
+                ..base("a problem refuses even when nothing would be promoted")
+            },
+            Case {
                 quick: true,
                 tested: TestedRef::Ref("refs/pull/4/head".into()),
                 now: None,
@@ -764,6 +829,71 @@ mod tests {
             let got = match sweep_decision(latest, canonical.as_ref()) {
                 SweepDecision::Run { tag } => format!("run {tag}"),
                 SweepDecision::Skip { reason } => reason.to_string(),
+            };
+            assert!(got.contains(want), "{name}: {got}");
+        }
+    }
+
+    #[test]
+    fn build_decision_table() {
+        let v = |s: &str| ReleaseVersion::parse(s).unwrap();
+        let upper_b = B.to_ascii_uppercase();
+        let cases: Vec<(&str, ReleaseVersion, &str, Option<CanonicalRecord>, &str)> = vec![
+            ("no canonical builds", v("1.0.0+1"), A, None, "build"),
+            (
+                "newer builds",
+                v("2.0.0+1"),
+                A,
+                Some(canonical("1.0.0+1.0", B, false)),
+                "build",
+            ),
+            (
+                "a pinned recipe's newer tag is skipped as pinned",
+                v("2.0.0+1"),
+                A,
+                Some(canonical("1.0.0+1.0", B, true)),
+                "pinned by ops: migration",
+            ),
+            (
+                "the canonical itself is not built again",
+                v("1.0.0+1.0"),
+                B,
+                Some(canonical("1.0.0+1.0", B, false)),
+                "already the canonical",
+            ),
+            (
+                "commits compare without regard to case",
+                v("1.0.0+1.0"),
+                &upper_b,
+                Some(canonical("1.0.0+1.0", B, false)),
+                "already the canonical",
+            ),
+            (
+                "the canonical's tag at another commit is a moved tag",
+                v("1.0.0+1.0"),
+                A,
+                Some(canonical("1.0.0+1.0", B, false)),
+                "moved upstream",
+            ),
+            (
+                "older is skipped",
+                v("0.9.0+1"),
+                A,
+                Some(canonical("1.0.0+1.0", B, false)),
+                "older than the canonical 1.0.0+1.0",
+            ),
+            (
+                "a version conflict is skipped",
+                v("1.0.0+2.0"),
+                A,
+                Some(canonical("1.0.0+1.0", B, false)),
+                "conflicts with the canonical 1.0.0+1.0",
+            ),
+        ];
+        for (name, tag, commit, canonical, want) in cases {
+            let got = match build_decision(&tag, commit, canonical.as_ref()) {
+                BuildDecision::Build => "build".to_string(),
+                BuildDecision::Skip { reason } => reason.to_string(),
             };
             assert!(got.contains(want), "{name}: {got}");
         }
