@@ -27,12 +27,7 @@ enum Command {
 }
 
 fn report(e: &dyn std::error::Error) {
-    eprintln!("canon-listener: {e}");
-    let mut source = e.source();
-    while let Some(s) = source {
-        eprintln!("  caused by: {s}");
-        source = s.source();
-    }
+    canon_shared::error_chain::print("canon-listener", e);
 }
 
 fn main() -> ExitCode {

@@ -1,12 +1,18 @@
-//! The command line: one subcommand per mode, and Drone's way in (no subcommand, settings from
-//! `PLUGIN_*` and the mode from `DRONE_BUILD_EVENT`).
+//! The command line and Drone's way in, in one place: one subcommand per mode, and with no
+//! subcommand, Drone's plugin contract (settings from `PLUGIN_*`, the mode from the `mode`
+//! setting or `DRONE_BUILD_EVENT`).
+//!
+//! Both tag mode and the sweep start here from validated [`Settings`]: this file is the only one
+//! that reads the process environment for them and picks the mode.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Exit code for bad settings or usage (Drone shows it as a failed step).
-pub const EXIT_USAGE: u8 = 2;
+use crate::cmd;
+use crate::exit::{report_error, EXIT_USAGE};
+use crate::settings::{Environment, Mode, RawSettings, Settings};
 
 /// canon-plugin: keeps the canonical of every enrolled Co-op Cloud recipe current.
 #[derive(Debug, Parser)]
@@ -21,16 +27,16 @@ pub struct Cli {
 pub enum Command {
     /// Release-tag tools: sort, latest, check.
     #[command(subcommand)]
-    Versions(crate::versions_cmd::VersionsCommand),
+    Versions(cmd::versions::VersionsCommand),
     /// Show, pin or unpin a recipe's canonical.
     #[command(subcommand)]
-    Canonical(crate::canonical_cmd::CanonicalCommand),
+    Canonical(cmd::canonical::CanonicalCommand),
     /// Make mirrors equal to upstream for the branch and all tags.
-    MirrorSync(crate::mirror_cmd::Args),
+    MirrorSync(cmd::mirror_sync::Args),
     /// Cold CI of one recipe at one tag (or ref), then the promote gate.
-    Run(crate::run::Args),
+    Run(cmd::run::Args),
     /// For every enrolled recipe, get the latest upstream release tested and promoted.
-    Sweep(crate::sweep::Args),
+    Sweep(cmd::sweep::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -45,12 +51,16 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::Versions(cmd)) => crate::versions_cmd::main(cmd),
-        Some(Command::Canonical(cmd)) => crate::canonical_cmd::main(cmd),
-        Some(Command::MirrorSync(args)) => crate::mirror_cmd::main(args),
-        Some(Command::Run(args)) => crate::run::main(args),
-        Some(Command::Sweep(args)) => crate::sweep::main(args),
-        None => crate::run::drone_main(),
+        Some(Command::Versions(cmd)) => cmd::versions::main(cmd),
+        Some(Command::Canonical(cmd)) => cmd::canonical::main(cmd),
+        Some(Command::MirrorSync(args)) => cmd::mirror_sync::main(args),
+        Some(Command::Run(args)) => {
+            with_environment(|env| dispatch(env, Some(*args.settings), Some(Mode::Tag)))
+        }
+        Some(Command::Sweep(args)) => {
+            with_environment(|env| dispatch(env, Some(*args.settings), Some(Mode::Sweep)))
+        }
+        None => with_environment(|env| dispatch(env, None, None)),
     }
 }
 
@@ -65,12 +75,32 @@ fn init_logging() {
         .try_init();
 }
 
-/// Prints an error and each of its sources as "caused by:" lines on stderr.
-pub fn report_error(err: &dyn std::error::Error) {
-    eprintln!("error: {err}");
-    let mut source = err.source();
-    while let Some(s) = source {
-        eprintln!("  caused by: {s}");
-        source = s.source();
+fn with_environment(f: impl FnOnce(&Environment) -> ExitCode) -> ExitCode {
+    match Environment::from_process() {
+        Ok(env) => f(&env),
+        Err(e) => {
+            report_error(&e);
+            ExitCode::from(EXIT_USAGE)
+        }
     }
+}
+
+/// Validates the settings (flags win over `PLUGIN_*`) and runs the mode they pick: `forced` for
+/// a subcommand, else the `mode` setting or `DRONE_BUILD_EVENT`. Returns the exit code.
+pub fn dispatch(env: &Environment, cli: Option<RawSettings>, forced: Option<Mode>) -> ExitCode {
+    for name in &env.unknown {
+        tracing::warn!(setting = %name, "Unknown setting ignored (a typo?); see the settings table in the README.");
+    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let settings = match Settings::parse(env, cli, forced, &cwd) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    ExitCode::from(match settings.mode {
+        Mode::Sweep => crate::sweep::main(&settings),
+        Mode::Tag => crate::tag_mode::main(&settings),
+    })
 }

@@ -1,26 +1,32 @@
 //! canon-plugin: the Drone plugin and CLI.
 //!
 //! # Layout
-//! - [`cli`]: the command line (clap) and the dispatch to each mode.
-//! - [`versions_cmd`]: `versions sort|latest|check`, release-tag tools for people and checks.
-//! - [`canonical_cmd`]: `canonical show|pin|unpin`, the state of one recipe's canonical.
-//! - [`mirror_cmd`]: `mirror-sync`, one repo pair or every enrolled recipe.
-//! - [`run`]: tag mode: verify the tag, cold run through a runner, the gate, the promote.
+//! - [`cli`]: the command line (clap) and Drone's way in: the one place that reads the settings
+//!   and picks the mode.
+//! - [`cmd`]: subcommand glue, one file per subcommand (`versions`, `canonical`, `mirror-sync`,
+//!   `run`, `sweep`).
+//! - [`exit`]: exit codes and error printing, the leaf every mode uses.
 //! - [`settings`]: `PLUGIN_*`, `DRONE_*` and flags into validated settings; the settings table.
+//! - [`tag_mode`]: verify the tag, a cold run through a runner, the gate, the promote.
+//! - [`sweep`]: the weekly sweep: decide for every recipe, then start Drone builds or run tag
+//!   mode inline.
+//! - [`remotes`]: the run's git credentials, with the SSH key written to a private file.
 //! - [`checkout`]: fresh per-run checkouts of a recipe's mirror.
 //! - [`compose`]: a recipe's `compose.yml` as a typed model; the version-label check.
 //! - [`report`]: the step log's summary and the JSON report of a run.
-//! - [`runners`]: the runner seam and its implementations.
-//! - [`sweep`]: the weekly sweep.
+//! - [`runners`]: the stage ladder, the child-process executor, and the command, docker and abra
+//!   runners.
+//!
+//! The promote itself is decided in `canon_shared::gate`; this crate gathers the facts and acts.
 
-pub mod canonical_cmd;
 pub mod checkout;
 pub mod cli;
+pub mod cmd;
 pub mod compose;
-pub mod mirror_cmd;
+pub mod exit;
+pub mod remotes;
 pub mod report;
-pub mod run;
 pub mod runners;
 pub mod settings;
 pub mod sweep;
-pub mod versions_cmd;
+pub mod tag_mode;

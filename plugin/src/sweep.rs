@@ -15,51 +15,22 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
 use canon_shared::drone::{BuildParams, DroneClient};
 use canon_shared::forge::{self, ForgeKind};
 use canon_shared::gate::{sweep_decision, SweepDecision};
-use canon_shared::mirror::{self, GitRemote, SyncRequest};
+use canon_shared::mirror::{self, Credentials, SyncRequest};
 use canon_shared::recipe::{Enrollment, Recipe};
 use canon_shared::state::{self, MissedWebhook, StateDir};
 use canon_shared::version::{self, ReleaseVersion};
 use serde::Serialize;
 
-use crate::run::{error_chain, make_runner, run_tag_mode, RunSettings, EXIT_RED, EXIT_SETTINGS};
-use crate::settings::{Environment, Mode, RawSettings, RunnerKind, Settings};
-
-/// Drone's "success, skip the remaining steps" exit code.
-pub const EXIT_IDLE: u8 = 78;
-
-/// `canon-plugin sweep`: every setting as a flag (flags win over `PLUGIN_*`).
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Boxed: the settings are large next to the other subcommands' arguments.
-    #[command(flatten)]
-    pub settings: Box<RawSettings>,
-}
-
-/// Runs the sweep from the command line.
-pub fn main(args: Args) -> ExitCode {
-    let env = match Environment::from_process() {
-        Ok(env) => env,
-        Err(e) => {
-            crate::cli::report_error(&e);
-            return ExitCode::from(EXIT_SETTINGS);
-        }
-    };
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    match Settings::parse(&env, Some(*args.settings), Some(Mode::Sweep), &cwd) {
-        Ok(settings) => ExitCode::from(sweep_main(&settings)),
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_SETTINGS)
-        }
-    }
-}
+use crate::exit::{error_chain, report_error, EXIT_RED, EXIT_USAGE};
+use crate::remotes::GitAccess;
+use crate::settings::{RunnerKind, Settings};
+use crate::tag_mode::{run_tag_mode, RunSettings};
 
 /// One recipe's line in the report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -128,20 +99,20 @@ enum Launch {
 }
 
 /// Runs a whole sweep with validated settings; returns the exit code.
-pub fn sweep_main(settings: &Settings) -> u8 {
+pub fn main(settings: &Settings) -> u8 {
     let enrollment = match Enrollment::load(&settings.config) {
         Ok(e) => e,
         Err(e) => {
             // The hollow-sweep guard: a missing or empty enrollment never sweeps "nothing".
-            crate::cli::report_error(&e);
-            return EXIT_SETTINGS;
+            report_error(&e);
+            return EXIT_USAGE;
         }
     };
     let launch = match launch_from(settings) {
         Ok(l) => l,
         Err(problem) => {
             eprintln!("error: {problem}");
-            return EXIT_SETTINGS;
+            return EXIT_USAGE;
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -155,21 +126,15 @@ pub fn sweep_main(settings: &Settings) -> u8 {
             return EXIT_RED;
         }
     };
-    // The key setting holds the key itself; git wants a file. It lives until the sweep ends.
-    let key_file = match settings
-        .ssh_key
-        .as_ref()
-        .map(crate::run::write_ssh_key)
-        .transpose()
-    {
-        Ok(f) => f,
+    // The SSH key file lives until the sweep ends.
+    let access = match GitAccess::from_settings(settings) {
+        Ok(a) => a,
         Err(e) => {
             eprintln!("error: cannot write the SSH key to a private file: {e}");
-            return EXIT_SETTINGS;
+            return EXIT_USAGE;
         }
     };
-    let key = key_file.as_ref().map(|f| f.path().to_path_buf());
-    let report = runtime.block_on(sweep(settings, &enrollment, launch, key));
+    let report = runtime.block_on(sweep(settings, &enrollment, launch, access.credentials()));
     println!("{}", table(&report));
     let path = settings.report_path("sweep-report.json");
     match serde_json::to_vec_pretty(&report) {
@@ -239,7 +204,7 @@ async fn sweep(
     settings: &Settings,
     enrollment: &Enrollment,
     launch: Launch,
-    key: Option<PathBuf>,
+    credentials: &Credentials,
 ) -> SweepReport {
     let started = Instant::now();
     let mut report = SweepReport {
@@ -264,15 +229,15 @@ async fn sweep(
     let semaphore = Arc::new(tokio::sync::Semaphore::new(jobs));
     let mut tasks = Vec::new();
     for recipe in &enrollment.recipes {
-        let (settings, recipe, semaphore, key) = (
+        let (settings, recipe, semaphore, credentials) = (
             settings_arc.clone(),
             recipe.clone(),
             semaphore.clone(),
-            key.clone(),
+            credentials.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore.acquire_owned().await;
-            decide(&settings, &recipe, key).await
+            decide(&settings, &recipe, &credentials).await
         }));
     }
     let mut decided = Vec::new();
@@ -285,7 +250,7 @@ async fn sweep(
     for mut d in decided {
         if d.entry.error.is_none() {
             if let Some(tag) = d.run.clone() {
-                let started = act(settings, &launch, &mut d, &tag, &key).await;
+                let started = act(settings, &launch, &mut d, &tag, credentials).await;
                 if started && d.entry.error.is_none() {
                     report.started += 1;
                 }
@@ -345,7 +310,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Syncs (or, on a dry run, lists) and decides for one recipe. Never fails: errors are recorded.
-async fn decide(settings: &Settings, recipe: &Recipe, key: Option<PathBuf>) -> Decided {
+async fn decide(settings: &Settings, recipe: &Recipe, credentials: &Credentials) -> Decided {
     let mut d = Decided::new(recipe);
     let fail = |mut d: Decided, error: String| {
         d.entry.fail(error);
@@ -357,12 +322,7 @@ async fn decide(settings: &Settings, recipe: &Recipe, key: Option<PathBuf>) -> D
         Err(e) => return fail(d, e.to_string()),
     };
     d.entry.canonical = canonical.as_ref().map(|c| c.version.to_string());
-    let upstream = remote(
-        &recipe.upstream.url,
-        settings.upstream_token.clone(),
-        &key,
-        &settings.known_hosts,
-    );
+    let upstream = credentials.upstream(recipe);
     let tags: BTreeMap<String, String> = if settings.dry_run {
         match blocking(move || mirror::ls_remote(&upstream).map_err(|e| e.to_string())).await {
             Ok(refs) => refs.tags.into_iter().map(|(n, t)| (n, t.peeled)).collect(),
@@ -371,12 +331,7 @@ async fn decide(settings: &Settings, recipe: &Recipe, key: Option<PathBuf>) -> D
     } else {
         let request = SyncRequest {
             upstream,
-            mirror: remote(
-                &recipe.mirror.url,
-                settings.mirror_token.clone(),
-                &key,
-                &settings.known_hosts,
-            ),
+            mirror: credentials.mirror(recipe),
             branch: recipe.branch.clone(),
             cache_dir: mirror::cache_dir(&settings.state_dir, &recipe.name),
         };
@@ -481,7 +436,7 @@ async fn act(
     launch: &Launch,
     d: &mut Decided,
     run: &(ReleaseVersion, String),
-    key: &Option<PathBuf>,
+    credentials: &Credentials,
 ) -> bool {
     let (tag, commit) = run;
     let listener_job = listener_has_job(&settings.state_dir, &d.recipe, &tag.to_string());
@@ -527,10 +482,11 @@ async fn act(
             if listener_job == Some(false) {
                 record_missed(settings, d, tag, commit);
             }
-            let run_settings = inline_settings(settings, &d.recipe, tag, commit, key);
+            let run_settings = inline_settings(settings, &d.recipe, tag, commit, credentials);
             let runner_settings = settings.clone();
             let result = blocking(move || {
-                let runner = make_runner(&runner_settings).map_err(|e| e.to_string())?;
+                let runner =
+                    crate::runners::from_settings(&runner_settings).map_err(|e| e.to_string())?;
                 run_tag_mode(&run_settings, runner.as_ref()).map_err(|e| error_chain(&e))
             })
             .await;
@@ -574,35 +530,15 @@ fn inline_settings(
     recipe: &Recipe,
     tag: &ReleaseVersion,
     commit: &str,
-    key: &Option<PathBuf>,
+    credentials: &Credentials,
 ) -> RunSettings {
+    let tested = canon_shared::gate::TestedRef::Tag(tag.to_string());
     RunSettings {
-        recipe: recipe.clone(),
-        tested: canon_shared::gate::TestedRef::Tag(tag.to_string()),
         claimed_commits: vec![crate::settings::ClaimedCommit {
             source: "sweep",
             commit: commit.to_string(),
         }],
         quick: false,
-        state_dir: settings.state_dir.clone(),
-        work_dir: settings.work_dir.clone(),
-        keep_work_dir: settings.keep_work_dir,
-        lock_wait: settings.lock_wait,
-        upstream: remote(
-            &recipe.upstream.url,
-            settings.upstream_token.clone(),
-            key,
-            &settings.known_hosts,
-        ),
-        mirror: remote(
-            &recipe.mirror.url,
-            settings.mirror_token.clone(),
-            key,
-            &settings.known_hosts,
-        ),
-        env: settings.env.clone(),
-        build: settings.build.clone(),
-        build_link: settings.build_link.clone(),
         trigger: "sweep".into(),
         // Each inline run's own report goes next to the sweep report.
         report: Some(
@@ -612,20 +548,7 @@ fn inline_settings(
                 .unwrap_or(&settings.workspace)
                 .join(format!("canon-report-{}.json", recipe.name)),
         ),
-    }
-}
-
-fn remote(
-    url: &str,
-    token: Option<canon_shared::secret::Secret>,
-    key: &Option<PathBuf>,
-    known_hosts: &Option<PathBuf>,
-) -> GitRemote {
-    GitRemote {
-        url: url.to_string(),
-        token,
-        ssh_key: key.clone(),
-        known_hosts: known_hosts.clone(),
+        ..RunSettings::new(settings, recipe.clone(), tested, credentials)
     }
 }
 
@@ -870,6 +793,7 @@ pub fn table(report: &SweepReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exit::EXIT_IDLE;
 
     #[test]
     fn df_available_column_is_read() {

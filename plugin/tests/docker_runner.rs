@@ -566,7 +566,7 @@ fn the_sweep_removes_an_old_killed_runs_leftovers_and_never_a_warm_canonical() {
 
 #[test]
 fn tag_mode_through_the_docker_runner_promotes_the_first_tag_then_upgrades_to_the_second() {
-    use canon_plugin::run::{run_tag_mode, RunSettings};
+    use canon_plugin::tag_mode::{run_tag_mode, RunSettings};
     use canon_shared::mirror::GitRemote;
     use canon_shared::state::{LockWait, StateDir};
 

@@ -7,8 +7,8 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use canon_plugin::run::{self, RunError};
 use canon_plugin::settings::{ClaimedCommit, Environment, Settings, KNOWN_SETTINGS};
+use canon_plugin::tag_mode::{self as run, RunError};
 use canon_shared::gate::TestedRef;
 use canon_shared::state::LockWait;
 use support::{Fixture, GREEN_RESULTS, RECORD};

@@ -41,6 +41,9 @@ use crate::known_hosts::{self, HostKeyRefusal, KnownHosts};
 use crate::recipe::RecipeName;
 use crate::secret::Secret;
 
+pub mod credentials;
+pub use credentials::Credentials;
+
 /// The user name sent with a token over HTTPS when the URL names none. Gitea and Forgejo accept
 /// any user name with a token as password; GitHub expects this one.
 const TOKEN_USER: &str = "x-access-token";

@@ -99,3 +99,20 @@ pub trait Runner {
     /// here means the canonical is not written.
     fn promote(&self, ctx: &RunContext) -> Result<(), RunnerError>;
 }
+
+/// Builds the runner the settings name.
+pub fn from_settings(
+    settings: &crate::settings::Settings,
+) -> Result<Box<dyn Runner>, crate::settings::SettingsError> {
+    use crate::settings::{RunnerKind, Settings};
+    match settings.runner {
+        RunnerKind::Command => Ok(Box::new(command::CommandRunner {
+            command: settings.command.clone().unwrap_or_default(),
+            promote_command: settings.promote_command.clone(),
+            timeout: settings.timeout,
+            remove_env: Settings::secret_env_vars().map(String::from).collect(),
+        })),
+        RunnerKind::Docker => Ok(Box::new(docker::DockerRunner::default())),
+        RunnerKind::Abra => Ok(Box::new(abra::AbraRunner::default())),
+    }
+}

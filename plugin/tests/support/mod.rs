@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use canon_plugin::run::RunSettings;
 use canon_plugin::runners::command::CommandRunner;
+use canon_plugin::tag_mode::RunSettings;
 use canon_shared::gate::TestedRef;
 use canon_shared::mirror::GitRemote;
 use canon_shared::recipe::{Enrollment, RecipeName};

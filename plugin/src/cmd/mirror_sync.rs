@@ -23,8 +23,7 @@ use canon_shared::mirror::{self, GitRemote, SyncReport, SyncRequest};
 use canon_shared::recipe::{Enrollment, RecipeName};
 use canon_shared::secret::Secret;
 
-/// Exit code when a sync failed.
-pub const EXIT_FAILED: u8 = 1;
+use crate::exit::{error_chain, EXIT_RED, EXIT_USAGE};
 
 /// Arguments of `mirror-sync`.
 #[derive(Debug, clap::Args)]
@@ -133,7 +132,7 @@ pub fn main(args: Args) -> ExitCode {
         Ok(jobs) => jobs,
         Err(msg) => {
             eprintln!("error: {msg}");
-            return ExitCode::from(crate::cli::EXIT_USAGE);
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     let started = Instant::now();
@@ -165,7 +164,7 @@ pub fn main(args: Args) -> ExitCode {
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(EXIT_FAILED)
+        ExitCode::from(EXIT_RED)
     }
 }
 
@@ -344,20 +343,6 @@ fn close_prs(
     rt.block_on(mirror::close_merged_prs(client.as_ref(), repo, cache, head))
         .map(Some)
         .map_err(|e| format!("closing PRs merged upstream: {}", error_chain(&e)))
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut msg = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        source = s.source();
-    }
-    msg
 }
 
 fn print_outcome(o: &Outcome, json: bool) {

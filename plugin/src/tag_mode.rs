@@ -1,10 +1,6 @@
 //! Tag mode: verify the tag against upstream, a fresh checkout of the mirror, the version-label
 //! check, the cold run through a runner, then the gate and the promote under the recipe's lock.
 //!
-//! The way in from Drone (no subcommand) also lives here: [`drone_main`] reads the settings and
-//! picks the mode (an explicit `mode` setting, else `DRONE_BUILD_EVENT`); a cron build goes to the
-//! sweep ([`crate::sweep::sweep_main`]) with the same validated settings.
-//!
 //! The core is [`run_tag_mode`], a library function over [`RunSettings`] and a [`Runner`], so the
 //! sweep's inline mode and the tests call it in-process.
 //!
@@ -13,91 +9,48 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Instant;
 
 use canon_shared::gate::{self, GateDecision, RunFacts, TestedRef};
-use canon_shared::mirror::{self, GitRemote, MirrorError};
+use canon_shared::mirror::{self, Credentials, GitRemote, MirrorError};
 use canon_shared::recipe::{Enrollment, Recipe};
-use canon_shared::secret::Secret;
 use canon_shared::state::{self, CanonicalRecord, HistoryEntry, LockWait, StateDir, StateError};
 
 use crate::checkout::{self, CheckoutError, Want};
 use crate::compose::{self, ComposeFile};
+use crate::exit::{error_chain, report_error, EXIT_GREEN, EXIT_RED, EXIT_USAGE};
+use crate::remotes::GitAccess;
 use crate::report::{self, CanonicalSummary, GateReport, Report};
-use crate::runners::command::CommandRunner;
 use crate::runners::{RunContext, Runner};
-use crate::settings::{
-    ClaimedCommit, Environment, Mode, RawSettings, RunnerKind, Settings, SettingsError,
-};
+use crate::settings::{ClaimedCommit, Settings, SettingsError};
 
-/// Exit code of a green run.
-pub const EXIT_GREEN: u8 = 0;
-/// Exit code of a red run, a refused verification or an error.
-pub const EXIT_RED: u8 = 1;
-/// Exit code for bad settings.
-pub const EXIT_SETTINGS: u8 = crate::cli::EXIT_USAGE;
-
-/// `canon-plugin run`: every setting as a flag (flags win over `PLUGIN_*`).
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Boxed: the settings are large next to the other subcommands' arguments.
-    #[command(flatten)]
-    pub settings: Box<RawSettings>,
-}
-
-/// Runs tag mode from the command line.
-pub fn main(args: Args) -> ExitCode {
-    with_environment(|env| dispatch(env, Some(*args.settings), Some(Mode::Tag)))
-}
-
-/// Drone's way in: no subcommand, settings from `PLUGIN_*`, the mode from `mode` or
-/// `DRONE_BUILD_EVENT`.
-pub fn drone_main() -> ExitCode {
-    with_environment(|env| dispatch(env, None, None))
-}
-
-fn with_environment(f: impl FnOnce(&Environment) -> ExitCode) -> ExitCode {
-    match Environment::from_process() {
-        Ok(env) => f(&env),
+/// Runs tag mode with validated settings; returns the exit code.
+pub fn main(settings: &Settings) -> u8 {
+    let prepared = match prepare(settings) {
+        Ok(p) => p,
         Err(e) => {
-            crate::cli::report_error(&e);
-            ExitCode::from(EXIT_SETTINGS)
-        }
-    }
-}
-
-/// Validates the settings and runs the mode they pick; returns the exit code.
-pub fn dispatch(env: &Environment, cli: Option<RawSettings>, forced: Option<Mode>) -> ExitCode {
-    for name in &env.unknown {
-        tracing::warn!(setting = %name, "Unknown setting ignored (a typo?); see the settings table in the README.");
-    }
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let settings = match Settings::parse(env, cli, forced, &cwd) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_SETTINGS);
+            report_error(&e);
+            return EXIT_USAGE;
         }
     };
-    match settings.mode {
-        Mode::Sweep => sweep_mode(&settings),
-        Mode::Tag => ExitCode::from(tag_main(&settings)),
+    match run_tag_mode(&prepared.run, prepared.runner.as_ref()) {
+        Ok(outcome) => outcome.report.exit_code,
+        Err(e) => {
+            report_error(&e);
+            EXIT_RED
+        }
     }
 }
 
-fn sweep_mode(settings: &Settings) -> ExitCode {
-    ExitCode::from(crate::sweep::sweep_main(settings))
-}
-
-/// A tag-mode run ready to go: its settings, its runner, and files that must outlive the run.
+/// A tag-mode run ready to go: its settings, its runner, and the git credentials that must
+/// outlive the run.
 pub struct Prepared {
     /// What to run.
     pub run: RunSettings,
     /// The runner.
     pub runner: Box<dyn Runner>,
-    /// The SSH key written to a private file (removed on drop).
-    _ssh_key: Option<tempfile::NamedTempFile>,
+    /// Keeps the SSH key file for the run's remotes.
+    _access: GitAccess,
 }
 
 /// Why tag mode could not be prepared from valid settings: a settings problem (exit 2).
@@ -138,85 +91,13 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, PrepareError> {
         .tested
         .clone()
         .ok_or_else(|| problem("tag mode needs `tag` or `ref`".into()))?;
-    let key_file = match &settings.ssh_key {
-        Some(key) => Some(write_ssh_key(key).map_err(PrepareError::SshKey)?),
-        None => None,
-    };
-    let key_path = key_file.as_ref().map(|f| f.path().to_path_buf());
-    let remote = |url: &str, token: &Option<Secret>| GitRemote {
-        url: url.to_string(),
-        token: token.clone(),
-        ssh_key: key_path.clone(),
-        known_hosts: settings.known_hosts.clone(),
-    };
-    let runner = make_runner(settings)?;
+    let access = GitAccess::from_settings(settings).map_err(PrepareError::SshKey)?;
+    let runner = crate::runners::from_settings(settings)?;
     Ok(Prepared {
-        run: RunSettings {
-            upstream: remote(&recipe.upstream.url, &settings.upstream_token),
-            mirror: remote(&recipe.mirror.url, &settings.mirror_token),
-            recipe,
-            tested,
-            claimed_commits: settings.claimed_commits.clone(),
-            quick: settings.quick,
-            state_dir: settings.state_dir.clone(),
-            work_dir: settings.work_dir.clone(),
-            keep_work_dir: settings.keep_work_dir,
-            lock_wait: settings.lock_wait,
-            env: settings.env.clone(),
-            build: settings.build.clone(),
-            build_link: settings.build_link.clone(),
-            trigger: settings.trigger.clone(),
-            report: Some(settings.report_path("canon-report.json")),
-        },
+        run: RunSettings::new(settings, recipe, tested, access.credentials()),
         runner,
-        _ssh_key: key_file,
+        _access: access,
     })
-}
-
-/// Writes the SSH private key to a file only the owner can read (removed when dropped).
-pub fn write_ssh_key(key: &Secret) -> std::io::Result<tempfile::NamedTempFile> {
-    use std::io::Write;
-    // NamedTempFile is created with mode 0600.
-    let mut f = tempfile::Builder::new()
-        .prefix("canon-ssh-key-")
-        .tempfile()?;
-    f.write_all(key.expose().as_bytes())?;
-    if !key.expose().ends_with('\n') {
-        f.write_all(b"\n")?;
-    }
-    f.flush()?;
-    Ok(f)
-}
-
-/// Builds the runner the settings name.
-pub fn make_runner(settings: &Settings) -> Result<Box<dyn Runner>, SettingsError> {
-    match settings.runner {
-        RunnerKind::Command => Ok(Box::new(CommandRunner {
-            command: settings.command.clone().unwrap_or_default(),
-            promote_command: settings.promote_command.clone(),
-            timeout: settings.timeout,
-            remove_env: Settings::secret_env_vars().map(String::from).collect(),
-        })),
-        RunnerKind::Docker => Ok(Box::new(crate::runners::docker::DockerRunner::default())),
-        RunnerKind::Abra => Ok(Box::new(crate::runners::abra::AbraRunner::default())),
-    }
-}
-
-fn tag_main(settings: &Settings) -> u8 {
-    let prepared = match prepare(settings) {
-        Ok(p) => p,
-        Err(e) => {
-            crate::cli::report_error(&e);
-            return EXIT_SETTINGS;
-        }
-    };
-    match run_tag_mode(&prepared.run, prepared.runner.as_ref()) {
-        Ok(outcome) => outcome.report.exit_code,
-        Err(e) => {
-            crate::cli::report_error(&e);
-            EXIT_RED
-        }
-    }
 }
 
 /// Everything one tag-mode run needs, with no environment access. The sweep's inline mode builds
@@ -253,6 +134,35 @@ pub struct RunSettings {
     pub trigger: String,
     /// Where to write the JSON report (`None`: no file).
     pub report: Option<PathBuf>,
+}
+
+impl RunSettings {
+    /// Returns the run of `recipe` at `tested` that `settings` describe: the one constructor of
+    /// tag mode and the sweep's inline runs (which then set their own claim, trigger and report).
+    pub fn new(
+        settings: &Settings,
+        recipe: Recipe,
+        tested: TestedRef,
+        credentials: &Credentials,
+    ) -> Self {
+        Self {
+            upstream: credentials.upstream(&recipe),
+            mirror: credentials.mirror(&recipe),
+            recipe,
+            tested,
+            claimed_commits: settings.claimed_commits.clone(),
+            quick: settings.quick,
+            state_dir: settings.state_dir.clone(),
+            work_dir: settings.work_dir.clone(),
+            keep_work_dir: settings.keep_work_dir,
+            lock_wait: settings.lock_wait,
+            env: settings.env.clone(),
+            build: settings.build.clone(),
+            build_link: settings.build_link.clone(),
+            trigger: settings.trigger.clone(),
+            report: Some(settings.report_path("canon-report.json")),
+        }
+    }
 }
 
 /// A finished run: its report (which also carries the exit code).
@@ -398,18 +308,6 @@ pub fn run_tag_mode(settings: &RunSettings, runner: &dyn Runner) -> Result<RunOu
 fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
-}
-
-/// Returns an error and its sources as one line: `error: source: source`.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn history_entry(settings: &RunSettings, report: &Report, decision: &str) -> HistoryEntry {
@@ -780,6 +678,7 @@ fn gate_and_promote(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::{Environment, Mode, RunnerKind};
     use std::path::PathBuf;
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
@@ -813,9 +712,9 @@ mod tests {
             ("PLUGIN_TAG", "1.0.0+1"),
             ("PLUGIN_COMMAND", "true"),
         ]);
-        assert_eq!(make_runner(&s).unwrap().name(), "command");
+        assert_eq!(crate::runners::from_settings(&s).unwrap().name(), "command");
         s.runner = RunnerKind::Docker;
-        assert_eq!(make_runner(&s).unwrap().name(), "docker");
+        assert_eq!(crate::runners::from_settings(&s).unwrap().name(), "docker");
         s.quick = true;
         let env = harness_env(
             &RunSettings {

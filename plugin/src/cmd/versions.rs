@@ -33,7 +33,7 @@ pub fn main(cmd: VersionsCommand) -> ExitCode {
             match lines {
                 Err(e) => {
                     eprintln!("error: cannot read tags from stdin: {e}");
-                    return ExitCode::from(crate::cli::EXIT_USAGE);
+                    return ExitCode::from(crate::exit::EXIT_USAGE);
                 }
                 Ok(lines) if matches!(cmd, VersionsCommand::Sort) => {
                     sort(&lines, &mut stdout.lock(), &mut stderr.lock())
@@ -46,7 +46,7 @@ pub fn main(cmd: VersionsCommand) -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: cannot write output: {e}");
-            ExitCode::from(crate::cli::EXIT_USAGE)
+            ExitCode::from(crate::exit::EXIT_USAGE)
         }
     }
 }

@@ -76,7 +76,7 @@ pub fn main(cmd: CanonicalCommand) -> ExitCode {
             ExitCode::FAILURE
         }
         Err(e) => {
-            crate::cli::report_error(&e);
+            crate::exit::report_error(&e);
             ExitCode::FAILURE
         }
     }

@@ -1,0 +1,14 @@
+//! Subcommand glue: each file parses one subcommand's arguments and hands over to the domain code.
+//! `run` and `sweep` carry the settings as flags; [`crate::cli`] validates them and picks the mode.
+//!
+//! - [`versions`]: `versions sort|latest|check`, release-tag tools for people and checks.
+//! - [`canonical`]: `canonical show|pin|unpin`, the state of one recipe's canonical.
+//! - [`mirror_sync`]: `mirror-sync`, one repo pair or every enrolled recipe.
+//! - [`run`]: `run`, tag mode from the command line.
+//! - [`sweep`]: `sweep`, the weekly sweep from the command line.
+
+pub mod canonical;
+pub mod mirror_sync;
+pub mod run;
+pub mod sweep;
+pub mod versions;
