@@ -6,15 +6,14 @@
 //! - [`state`]: the canonical record, the decision history and the per-recipe lock on disk.
 //! - [`gate`]: the promote gate and the sweep decision, pure functions over facts.
 //! - [`secret`]: a string that never prints.
-//! - [`mirror`]: faithful git mirror sync (git2).
-//! - [`known_hosts`]: SSH host key checking against an explicit OpenSSH `known_hosts` file.
+//! - [`mirror`]: faithful git mirror sync (git2), with SSH host key checking against an explicit
+//!   OpenSSH `known_hosts` file ([`mirror::known_hosts`]).
 //! - [`forge`]: Gitea/Forgejo (reqwest) and GitHub (octocrab) behind one small trait.
 //! - [`drone`]: the Drone REST client (start a build, list builds).
 
 pub mod drone;
 pub mod forge;
 pub mod gate;
-pub mod known_hosts;
 pub mod mirror;
 pub mod recipe;
 pub mod secret;

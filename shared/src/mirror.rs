@@ -37,9 +37,12 @@ use git2::{
 use serde::Serialize;
 
 use crate::forge::{CloseOutcome, Forge, ForgeError};
-use crate::known_hosts::{self, HostKeyRefusal, KnownHosts};
 use crate::recipe::RecipeName;
 use crate::secret::Secret;
+
+pub mod known_hosts;
+
+use known_hosts::{HostKeyRefusal, KnownHosts};
 
 /// The user name sent with a token over HTTPS when the URL names none. Gitea and Forgejo accept
 /// any user name with a token as password; GitHub expects this one.
@@ -59,7 +62,7 @@ pub struct GitRemote {
     /// or in [`GitRemote::known_hosts`] when that is set.
     pub ssh_key: Option<PathBuf>,
     /// An OpenSSH `known_hosts` file that alone decides which SSH host keys are trusted
-    /// ([`crate::known_hosts`]); `~/.ssh/known_hosts` is then not consulted. Unset: libgit2's
+    /// ([`known_hosts`](crate::mirror::known_hosts)); `~/.ssh/known_hosts` is then not consulted. Unset: libgit2's
     /// own check against `~/.ssh/known_hosts`. Either way an unknown host key is refused.
     pub known_hosts: Option<PathBuf>,
 }
