@@ -7,8 +7,9 @@
 //! - [`gate`]: the promote gate and the sweep decision, pure functions over facts.
 //! - [`secret`]: a string that never prints.
 //! - [`error_chain`]: an error and its causes as text, the one way every binary prints errors.
-//! - [`mirror`]: faithful git mirror sync (git2).
-//! - [`known_hosts`]: SSH host key checking against an explicit OpenSSH `known_hosts` file.
+//! - [`mirror`]: faithful git mirror sync (git2), the credentials every remote is built from, and
+//!   SSH host key checking against an explicit OpenSSH `known_hosts` file
+//!   ([`mirror::known_hosts`]).
 //! - [`forge`]: Gitea/Forgejo (reqwest) and GitHub (octocrab) behind one small trait.
 //! - [`drone`]: the Drone REST client (start a build, list builds).
 
@@ -16,7 +17,6 @@ pub mod drone;
 pub mod error_chain;
 pub mod forge;
 pub mod gate;
-pub mod known_hosts;
 pub mod mirror;
 pub mod recipe;
 pub mod secret;

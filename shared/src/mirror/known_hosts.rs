@@ -4,6 +4,8 @@
 //! In a Drone plugin container or a hardened service that file is awkward to provide, so a
 //! [`GitRemote`](crate::mirror::GitRemote) may name a file of its own; the mirror's certificate
 //! callback then asks [`KnownHosts::check`] and refuses every key this module does not vouch for.
+//! It sits under the mirror, its only user, but stays a module of its own: parsing and matching
+//! OpenSSH's format knows nothing of git.
 //!
 //! The format is OpenSSH's (`sshd(8)`, "SSH_KNOWN_HOSTS FILE FORMAT"):
 //! - `host[,host2,...] keytype base64 [comment]`; a host on a port other than 22 is written
