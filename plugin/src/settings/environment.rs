@@ -251,6 +251,11 @@ pub(super) fn unset_if_empty(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.trim().is_empty())
 }
 
+/// Returns a `DRONE_*` or `CANON_*` value, `None` when it is unset or blank.
+pub(super) fn drone_value(v: &Option<String>) -> Option<String> {
+    unset_if_empty(v.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

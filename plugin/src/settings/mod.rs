@@ -13,8 +13,9 @@
 //! # Layout
 //! - `table`: [`KNOWN_SETTINGS`], the README table, and what the plugin card is checked against.
 //! - `environment`: [`RawSettings`], [`DroneMeta`] and [`Environment`], the raw strings.
-//! - `values`: parsers for booleans, durations, lists, sizes and commit ids.
-//! - `validate`: [`Settings::parse`], every problem at once.
+//! - `values`: parsers for booleans, durations, lists, sizes, counts and commit ids.
+//! - `target`: what tag mode tests (mode, recipe, tag or ref) and the commits the build claims.
+//! - `validate`: [`Settings::parse`], one function per concern, every problem at once.
 //!
 //! This file holds the validated types the rest of the plugin uses.
 
@@ -30,6 +31,7 @@ use canon_shared::state::LockWait;
 
 mod environment;
 mod table;
+mod target;
 mod validate;
 mod values;
 
@@ -37,7 +39,9 @@ pub use environment::{DroneMeta, Environment, EnvironmentError, RawSettings};
 pub use table::{
     setting_doc, settings_table_markdown, Required, SettingDoc, SettingType, KNOWN_SETTINGS,
 };
-pub use values::{parse_bool, parse_commit, parse_duration, parse_list, parse_size};
+pub use values::{
+    parse_bool, parse_commit, parse_count, parse_duration, parse_exit_code, parse_list, parse_size,
+};
 
 /// The mode a run is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +173,32 @@ impl fmt::Display for SettingsError {
             write!(f, "\n  - {p}")?;
         }
         Ok(())
+    }
+}
+
+/// The problems [`Settings::parse`] found so far, each a sentence naming the setting; they become
+/// one [`SettingsError`] at the end instead of stopping at the first.
+#[derive(Debug, Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    /// Records one problem.
+    fn push(&mut self, problem: impl Into<String>) {
+        self.0.push(problem.into());
+    }
+
+    /// Returns the parsed value, or records why it did not parse and returns `None`.
+    fn check<T>(&mut self, parsed: Result<T, String>) -> Option<T> {
+        parsed.map_err(|problem| self.push(problem)).ok()
+    }
+
+    /// Returns every recorded problem as one error, or `Ok` when there is none.
+    fn into_result(self) -> Result<(), SettingsError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(SettingsError { problems: self.0 })
+        }
     }
 }
 

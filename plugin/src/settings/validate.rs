@@ -1,20 +1,24 @@
-//! Validation: [`Settings::parse`] turns the raw environment and flags into [`Settings`],
-//! collecting every problem before it gives up, so an operator fixes a pipeline in one round.
+//! Validation: [`Settings::parse`] turns the raw environment and flags into [`Settings`].
+//!
+//! One function per concern (here the switches, the runner, the harness environment, durations,
+//! the sweep's numbers and the paths; in `target` the mode, the recipe, the tested ref and the
+//! claimed commits), each recording its problems in one shared list instead of returning early,
+//! so an operator sees every problem at once and fixes a pipeline in one round (exit code 2).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use canon_shared::gate::TestedRef;
-use canon_shared::recipe::RecipeName;
 use canon_shared::secret::Secret;
 use canon_shared::state::LockWait;
 
-use super::environment::unset_if_empty;
+use super::environment::{drone_value, DroneMeta};
+use super::target::{mode, recipe, tag_mode_target, Requested};
 use super::values::{
-    parse_bool, parse_commit, parse_duration, parse_env_items, parse_list, parse_size,
+    parse_bool, parse_count, parse_duration, parse_env_items, parse_exit_code, parse_list,
+    parse_size,
 };
-use super::{ClaimedCommit, Environment, Mode, RawSettings, RunnerKind, Settings, SettingsError};
+use super::{Environment, Mode, Problems, RawSettings, RunnerKind, Settings, SettingsError};
 
 impl Settings {
     /// Validates raw settings. `cli` are the `run` subcommand's flags (they win over `PLUGIN_*`);
@@ -28,290 +32,63 @@ impl Settings {
     ) -> Result<Settings, SettingsError> {
         let raw = cli.unwrap_or_default().or(env.plugin.clone());
         let d = &env.drone;
-        let mut problems = Vec::new();
-        let drone_value = |v: &Option<String>| unset_if_empty(v.clone());
+        let mut problems = Problems::default();
+        let p = &mut problems;
 
+        // Each step below records its problems and goes on; the order is the order they print.
         let event = drone_value(&d.drone_build_event);
-        // DRONE_TAG is set only for refs/tags/* builds; CANON_TAG is the listener's parameter.
-        let setting_tag = raw.tag.clone();
-        let canon_tag = drone_value(&d.canon_tag);
-        let drone_tag = drone_value(&d.drone_tag);
-        let tag = setting_tag
-            .clone()
-            .or(canon_tag.clone())
-            .or(drone_tag.clone());
-        if let (Some(a), Some(b)) = (&canon_tag, &drone_tag) {
-            if setting_tag.is_none() && a != b {
-                problems.push(format!(
-                    "CANON_TAG={a} and DRONE_TAG={b} disagree; set `tag` to say which one to test"
-                ));
-            }
-        }
-        let git_ref = raw.git_ref.clone();
-
-        let mode = match (forced, raw.mode.as_deref().map(str::trim)) {
-            (Some(m), _) => Some(m),
-            (None, Some("tag")) => Some(Mode::Tag),
-            (None, Some("sweep")) => Some(Mode::Sweep),
-            (None, Some(other)) => {
-                problems.push(format!("`mode` must be tag or sweep, not {other:?}"));
-                None
-            }
-            (None, None) => match event.as_deref() {
-                Some("cron") => Some(Mode::Sweep),
-                Some("tag") if tag.is_some() => Some(Mode::Tag),
-                Some("custom") if tag.is_some() || git_ref.is_some() => Some(Mode::Tag),
-                Some("tag") | Some("custom") => {
-                    problems.push(format!(
-                        "DRONE_BUILD_EVENT={} but no tag: set `tag` (or the CANON_TAG build parameter) or `ref`",
-                        event.as_deref().unwrap_or_default()
-                    ));
-                    None
-                }
-                Some(other) => {
-                    problems.push(format!(
-                        "DRONE_BUILD_EVENT={other} does not pick a mode (tag and custom builds run tag mode, cron builds the sweep); set `mode`"
-                    ));
-                    None
-                }
-                None => {
-                    problems.push(
-                        "no mode: not a Drone build (DRONE_BUILD_EVENT is unset) and `mode` is unset; use `canon-plugin run` or `canon-plugin sweep`"
-                            .into(),
-                    );
-                    None
-                }
-            },
-        };
-
+        let requested = Requested::resolve(&raw, d, p);
+        let mode = mode(forced, raw.mode.as_deref(), event.as_deref(), &requested, p);
         let config = raw.config.clone().or(drone_value(&d.canon_enrollment));
         if config.is_none() {
-            problems.push(
-                "`config` (PLUGIN_CONFIG or --config) is required: the enrollment file".into(),
-            );
+            p.push("`config` (PLUGIN_CONFIG or --config) is required: the enrollment file");
         }
         let state_dir = raw
             .state_dir
             .clone()
             .or(drone_value(&d.canon_state_dir))
             .unwrap_or_else(|| "./canon-state".into());
-
-        let recipe_given = raw.recipe.is_some() || drone_value(&d.canon_recipe).is_some();
-        let recipe = match raw.recipe.clone().or(drone_value(&d.canon_recipe)) {
-            Some(r) => match RecipeName::parse(r.trim()) {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    problems.push(format!("`recipe`: {e}"));
-                    None
-                }
-            },
-            None => None,
-        };
-
+        let (recipe_given, recipe) = recipe(&raw, d, p);
         let drone_repo = raw.drone_repo.clone().or(drone_value(&d.drone_repo));
-        let mut tested = None;
-        let mut claimed_commits = Vec::new();
-        if mode == Some(Mode::Tag) {
-            if !recipe_given && drone_repo.is_none() {
-                problems.push(
-                    "`recipe` (PLUGIN_RECIPE, CANON_RECIPE or --recipe) is required in tag mode"
-                        .into(),
-                );
-            }
-            match (&tag, &git_ref) {
-                (Some(_), Some(_)) => problems.push("give `tag` or `ref`, not both".into()),
-                (None, None) => {
-                    problems.push("tag mode needs `tag` (or CANON_TAG, DRONE_TAG) or `ref`".into())
-                }
-                (Some(t), None) => {
-                    let t = t.trim();
-                    if git2::Reference::is_valid_name(&format!("refs/tags/{t}")) {
-                        tested = Some(TestedRef::Tag(t.to_string()));
-                    } else {
-                        problems.push(format!("`tag`: {t:?} is not a valid tag name"));
-                    }
-                }
-                (None, Some(r)) => {
-                    let r = r.trim();
-                    let full = if r.starts_with("refs/") {
-                        r.to_string()
-                    } else {
-                        format!("refs/heads/{r}")
-                    };
-                    if git2::Reference::is_valid_name(&full) {
-                        tested = Some(TestedRef::Ref(r.to_string()));
-                    } else {
-                        problems.push(format!("`ref`: {r:?} is not a valid ref name"));
-                    }
-                }
-            }
-            let mut claim = |source: &'static str, value: Option<String>| {
-                if let Some(v) = value {
-                    match parse_commit(&v) {
-                        Some(c) => claimed_commits.push(ClaimedCommit { source, commit: c }),
-                        None => problems.push(format!(
-                            "{source}: {:?} is not a full commit id (40 or 64 hex digits)",
-                            v.trim()
-                        )),
-                    }
-                }
-            };
-            claim("commit", raw.commit.clone());
-            claim("CANON_COMMIT", drone_value(&d.canon_commit));
-            // DRONE_COMMIT_SHA is the tag's commit only when this build is the tag's build.
-            let tag_build = drone_tag.is_some() && tag == drone_tag && git_ref.is_none();
-            if tag_build {
-                claim("DRONE_COMMIT_SHA", drone_value(&d.drone_commit_sha));
-            }
-        }
-
-        let mut flag = |name: &'static str, v: &Option<String>| -> bool {
-            match v.as_deref().map(|s| parse_bool(name, s)) {
-                None => false,
-                Some(Ok(b)) => b,
-                Some(Err(e)) => {
-                    problems.push(e);
-                    false
-                }
-            }
-        };
-        let quick = flag("quick", &raw.quick);
-        let keep_work_dir = flag("keep_work_dir", &raw.keep_work_dir);
-        let dry_run = flag("dry_run", &raw.dry_run);
-        let inline = flag("inline", &raw.inline);
-
-        let runner = match raw.runner.as_deref().map(str::trim) {
-            Some("command") => Some(RunnerKind::Command),
-            Some("docker") => Some(RunnerKind::Docker),
-            Some("abra") => Some(RunnerKind::Abra),
-            Some(other) => {
-                problems.push(format!(
-                    "`runner` must be command, docker or abra, not {other:?}"
-                ));
-                None
-            }
-            None if raw.command.is_some() => Some(RunnerKind::Command),
-            None => Some(RunnerKind::Docker),
-        };
-        if let (Some(Mode::Tag), Some(runner)) = (mode, runner) {
-            if runner == RunnerKind::Command && raw.command.is_none() {
-                problems.push("the command runner needs `command` (the harness to run)".into());
-            }
-            if runner != RunnerKind::Command {
-                for (name, v) in [
-                    ("command", &raw.command),
-                    ("promote_command", &raw.promote_command),
-                ] {
-                    if v.is_some() {
-                        problems.push(format!(
-                            "`{name}` is only used by the command runner, but `runner` is {}",
-                            runner.as_str()
-                        ));
-                    }
-                }
-            }
-        }
-
-        let env_map = match raw.env.as_deref() {
-            None => BTreeMap::new(),
-            Some(v) => {
-                match parse_list("env", v).and_then(|items| parse_env_items("env", &items)) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        problems.push(e);
-                        BTreeMap::new()
-                    }
-                }
-            }
+        let (tested, claimed_commits) = if mode == Some(Mode::Tag) {
+            tag_mode_target(&raw, d, &requested, recipe_given || drone_repo.is_some(), p)
+        } else {
+            (None, Vec::new())
         };
 
-        let mut duration = |name: &'static str, v: &Option<String>, default: Duration| match v {
-            None => default,
-            Some(v) => parse_duration(name, v).unwrap_or_else(|e| {
-                problems.push(e);
-                default
-            }),
-        };
-        let timeout = duration("timeout", &raw.timeout, Duration::from_secs(3600));
+        let quick = boolean("quick", &raw.quick, p);
+        let keep_work_dir = boolean("keep_work_dir", &raw.keep_work_dir, p);
+        let dry_run = boolean("dry_run", &raw.dry_run, p);
+        let inline = boolean("inline", &raw.inline, p);
+        let runner = runner(&raw, mode, p);
+        let env_map = harness_env(raw.env.as_deref(), p);
+
+        let timeout = duration("timeout", &raw.timeout, Duration::from_secs(3600), p);
         let cleanup_after = duration(
             "cleanup_after",
             &raw.cleanup_after,
             Duration::from_secs(3 * 3600),
+            p,
         );
-        let lock_wait = duration("lock_wait", &raw.lock_wait, Duration::from_secs(1800));
+        let lock_wait = duration("lock_wait", &raw.lock_wait, Duration::from_secs(1800), p);
         if timeout.is_zero() {
-            problems.push("`timeout` must be longer than 0s".into());
+            p.push("`timeout` must be longer than 0s");
         }
 
-        let jobs = match raw.jobs.as_deref().map(str::trim) {
-            None => None,
-            Some(j) => match j.parse::<usize>() {
-                Ok(n) if n > 0 => Some(n),
-                _ => {
-                    problems.push(format!("`jobs` must be a whole number above 0, not {j:?}"));
-                    None
-                }
-            },
-        };
-
-        let min_free_bytes = match raw.min_free.as_deref() {
-            None => None,
-            Some(v) => match parse_size(v) {
-                Some(n) => Some(n),
-                None => {
-                    problems.push(format!(
-                        "`min_free` must be a size like 10G, 500M or 1048576, not {:?}",
-                        v.trim()
-                    ));
-                    None
-                }
-            },
-        };
-        let idle_exit_code = match raw.idle_exit_code.as_deref().map(str::trim) {
+        let jobs = raw
+            .jobs
+            .as_deref()
+            .and_then(|v| p.check(parse_count("jobs", v)));
+        let min_free_bytes = raw.min_free.as_deref().and_then(|v| p.check(min_free(v)));
+        let idle_exit_code = match raw.idle_exit_code.as_deref() {
             None => 0,
-            Some(v) => v.parse::<u8>().unwrap_or_else(|_| {
-                problems.push(format!(
-                    "`idle_exit_code` must be a number from 0 to 255, not {v:?}"
-                ));
-                0
-            }),
+            Some(v) => p.check(parse_exit_code("idle_exit_code", v)).unwrap_or(0),
         };
-        let mirror_forge = raw.mirror_forge.clone();
-        if let Some(u) = &mirror_forge {
-            if !(u.starts_with("https://") || u.starts_with("http://")) {
-                problems.push(format!(
-                    "mirror_forge {u:?}: must be the forge's http(s) base URL"
-                ));
-            }
-        }
-        let drone_server = raw.drone_server.clone().or_else(|| {
-            match (
-                drone_value(&d.drone_system_proto),
-                drone_value(&d.drone_system_host),
-            ) {
-                (Some(proto), Some(host)) => Some(format!("{proto}://{host}")),
-                _ => None,
-            }
-        });
+        let mirror_forge = mirror_forge(raw.mirror_forge.clone(), p);
+        let drone_server = drone_server(&raw, d);
+        let places = Places::resolve(&raw, d, cwd);
 
-        let workspace = drone_value(&d.drone_workspace)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| cwd.to_path_buf());
-        let report = raw.report.clone().map(|r| workspace.join(r));
-        let known_hosts = raw.known_hosts.clone().map(|k| workspace.join(k));
-        let work_dir = raw
-            .work_dir
-            .clone()
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
-
-        let build = drone_value(&d.drone_build_number).unwrap_or_else(|| {
-            format!("local-{}", time::OffsetDateTime::now_utc().unix_timestamp())
-        });
-
-        if !problems.is_empty() {
-            return Err(SettingsError { problems });
-        }
+        problems.into_result()?;
         Ok(Settings {
             // `mode` is Some whenever no problem was recorded.
             mode: mode.unwrap_or(Mode::Tag),
@@ -332,15 +109,15 @@ impl Settings {
             } else {
                 LockWait::Wait(lock_wait)
             },
-            report,
-            workspace,
-            work_dir,
+            report: places.report,
+            workspace: places.workspace,
+            work_dir: places.work_dir,
             keep_work_dir,
             upstream_token: raw.upstream_token.map(Secret::new),
             mirror_token: raw.mirror_token.map(Secret::new),
             ssh_key: raw.ssh_key.map(Secret::new),
-            known_hosts,
-            build,
+            known_hosts: places.known_hosts,
+            build: build_id(d),
             build_link: drone_value(&d.drone_build_link),
             trigger: event.unwrap_or_else(|| "cli".into()),
             drone_repo,
@@ -358,9 +135,148 @@ impl Settings {
     }
 }
 
+/// Returns a boolean setting, `false` when unset or bad (a bad value is recorded).
+fn boolean(name: &'static str, v: &Option<String>, problems: &mut Problems) -> bool {
+    v.as_deref()
+        .and_then(|s| problems.check(parse_bool(name, s)))
+        .unwrap_or(false)
+}
+
+/// Returns a duration setting, `default` when unset or bad (a bad value is recorded).
+fn duration(
+    name: &'static str,
+    v: &Option<String>,
+    default: Duration,
+    problems: &mut Problems,
+) -> Duration {
+    v.as_deref()
+        .and_then(|s| problems.check(parse_duration(name, s)))
+        .unwrap_or(default)
+}
+
+/// Returns the runner (`command` when unset and a `command` is given, else `docker`), and in
+/// tag mode records `command` settings that the chosen runner would not use.
+fn runner(raw: &RawSettings, mode: Option<Mode>, problems: &mut Problems) -> Option<RunnerKind> {
+    let runner = match raw.runner.as_deref().map(str::trim) {
+        Some("command") => Some(RunnerKind::Command),
+        Some("docker") => Some(RunnerKind::Docker),
+        Some("abra") => Some(RunnerKind::Abra),
+        Some(other) => {
+            problems.push(format!(
+                "`runner` must be command, docker or abra, not {other:?}"
+            ));
+            None
+        }
+        None if raw.command.is_some() => Some(RunnerKind::Command),
+        None => Some(RunnerKind::Docker),
+    };
+    if let (Some(Mode::Tag), Some(runner)) = (mode, runner) {
+        if runner == RunnerKind::Command && raw.command.is_none() {
+            problems.push("the command runner needs `command` (the harness to run)");
+        }
+        if runner != RunnerKind::Command {
+            for (name, v) in [
+                ("command", &raw.command),
+                ("promote_command", &raw.promote_command),
+            ] {
+                if v.is_some() {
+                    problems.push(format!(
+                        "`{name}` is only used by the command runner, but `runner` is {}",
+                        runner.as_str()
+                    ));
+                }
+            }
+        }
+    }
+    runner
+}
+
+/// Returns the harness's extra environment from the `env` list (empty when unset or bad).
+fn harness_env(v: Option<&str>, problems: &mut Problems) -> BTreeMap<String, String> {
+    v.and_then(|v| {
+        problems.check(parse_list("env", v).and_then(|items| parse_env_items("env", &items)))
+    })
+    .unwrap_or_default()
+}
+
+/// Parses `min_free`, with the sentence that names the setting.
+fn min_free(v: &str) -> Result<u64, String> {
+    parse_size(v).ok_or_else(|| {
+        format!(
+            "`min_free` must be a size like 10G, 500M or 1048576, not {:?}",
+            v.trim()
+        )
+    })
+}
+
+/// Returns `mirror_forge`, recording a value that is not an http(s) URL.
+fn mirror_forge(v: Option<String>, problems: &mut Problems) -> Option<String> {
+    if let Some(u) = &v {
+        if !(u.starts_with("https://") || u.starts_with("http://")) {
+            problems.push(format!(
+                "mirror_forge {u:?}: must be the forge's http(s) base URL"
+            ));
+        }
+    }
+    v
+}
+
+/// Returns `drone_server`, else the server Drone says it is (`DRONE_SYSTEM_PROTO://HOST`).
+fn drone_server(raw: &RawSettings, d: &DroneMeta) -> Option<String> {
+    raw.drone_server.clone().or_else(|| {
+        match (
+            drone_value(&d.drone_system_proto),
+            drone_value(&d.drone_system_host),
+        ) {
+            (Some(proto), Some(host)) => Some(format!("{proto}://{host}")),
+            _ => None,
+        }
+    })
+}
+
+/// The paths a run uses, resolved against the workspace.
+struct Places {
+    /// `DRONE_WORKSPACE`, else the working directory.
+    workspace: PathBuf,
+    /// `report` under the workspace.
+    report: Option<PathBuf>,
+    /// `known_hosts` under the workspace.
+    known_hosts: Option<PathBuf>,
+    /// `work_dir`, else the system temp dir.
+    work_dir: PathBuf,
+}
+
+impl Places {
+    /// Resolves relative paths against `DRONE_WORKSPACE`, else `cwd`.
+    fn resolve(raw: &RawSettings, d: &DroneMeta, cwd: &Path) -> Places {
+        let workspace = drone_value(&d.drone_workspace)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| cwd.to_path_buf());
+        Places {
+            report: raw.report.clone().map(|r| workspace.join(r)),
+            known_hosts: raw.known_hosts.clone().map(|k| workspace.join(k)),
+            work_dir: raw
+                .work_dir
+                .clone()
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir),
+            workspace,
+        }
+    }
+}
+
+/// Returns the Drone build number, or `local-<unix time>` outside Drone.
+fn build_id(d: &DroneMeta) -> String {
+    drone_value(&d.drone_build_number)
+        .unwrap_or_else(|| format!("local-{}", time::OffsetDateTime::now_utc().unix_timestamp()))
+}
+
 #[cfg(test)]
 mod tests {
+    use canon_shared::gate::TestedRef;
+
     use super::*;
+    use crate::settings::ClaimedCommit;
 
     const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -442,41 +358,6 @@ mod tests {
     }
 
     #[test]
-    fn a_tag_build_claims_drone_commit_sha() {
-        let s = parse(&[
-            ("DRONE_BUILD_EVENT", "tag"),
-            ("DRONE_TAG", "1.0.0+1"),
-            ("DRONE_COMMIT_SHA", &SHA.to_uppercase()),
-            ("PLUGIN_CONFIG", "e.yml"),
-            ("PLUGIN_RECIPE", "app"),
-            ("PLUGIN_RUNNER", "docker"),
-        ])
-        .unwrap();
-        assert_eq!(s.tested, Some(TestedRef::Tag("1.0.0+1".into())));
-        assert_eq!(s.claimed_commits[0].source, "DRONE_COMMIT_SHA");
-        assert_eq!(s.claimed_commits[0].commit, SHA);
-    }
-
-    #[test]
-    fn cron_is_the_sweep_and_mode_wins_over_the_event() {
-        let s = parse(&[
-            ("DRONE_BUILD_EVENT", "cron"),
-            ("PLUGIN_CONFIG", "e.yml"),
-            ("PLUGIN_JOBS", "4"),
-            ("PLUGIN_DRY_RUN", "true"),
-        ])
-        .unwrap();
-        assert_eq!((s.mode, s.jobs, s.dry_run), (Mode::Sweep, Some(4), true));
-        let s = parse(&[
-            ("DRONE_BUILD_EVENT", "push"),
-            ("PLUGIN_MODE", "sweep"),
-            ("PLUGIN_CONFIG", "e.yml"),
-        ])
-        .unwrap();
-        assert_eq!(s.mode, Mode::Sweep);
-    }
-
-    #[test]
     fn every_problem_is_reported_at_once() {
         let err = parse(&[
             ("DRONE_BUILD_EVENT", "custom"),
@@ -502,42 +383,6 @@ mod tests {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
         assert_eq!(err.problems.len(), 7, "{text}");
-    }
-
-    #[test]
-    fn events_that_pick_no_mode_are_explained() {
-        let err = parse(&[("DRONE_BUILD_EVENT", "push"), ("PLUGIN_CONFIG", "e")]).unwrap_err();
-        assert!(err
-            .to_string()
-            .contains("DRONE_BUILD_EVENT=push does not pick a mode"));
-        let err = parse(&[("DRONE_BUILD_EVENT", "custom"), ("PLUGIN_CONFIG", "e")]).unwrap_err();
-        assert!(err.to_string().contains("but no tag"));
-        let err = parse(&[("PLUGIN_CONFIG", "e")]).unwrap_err();
-        assert!(err.to_string().contains("not a Drone build"));
-    }
-
-    #[test]
-    fn flags_win_over_plugin_env_and_tag_and_ref_exclude_each_other() {
-        let e = env(&[
-            ("PLUGIN_CONFIG", "e.yml"),
-            ("PLUGIN_RECIPE", "from-env"),
-            ("PLUGIN_COMMAND", "true"),
-        ]);
-        let cli = RawSettings {
-            recipe: Some("from-flag".into()),
-            git_ref: Some("main".into()),
-            ..Default::default()
-        };
-        let s = Settings::parse(&e, Some(cli), Some(Mode::Tag), Path::new("/w")).unwrap();
-        assert_eq!(s.recipe.unwrap().as_str(), "from-flag");
-        assert_eq!(s.tested, Some(TestedRef::Ref("main".into())));
-        let cli = RawSettings {
-            tag: Some("1.0.0+1".into()),
-            git_ref: Some("main".into()),
-            ..Default::default()
-        };
-        let err = Settings::parse(&e, Some(cli), Some(Mode::Tag), Path::new("/w")).unwrap_err();
-        assert!(err.to_string().contains("not both"));
     }
 
     #[test]

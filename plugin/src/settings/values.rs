@@ -1,5 +1,6 @@
 //! Value parsers: one function per kind of setting value (booleans, durations, lists, sizes,
-//! commit ids), each returning a sentence that names the setting when the value is bad.
+//! counts, exit codes, commit ids), each returning a sentence that names the setting when the
+//! value is bad.
 //!
 //! Pure functions over one string, separate from validation so each can be tested on its own
 //! and reused by every setting of its kind.
@@ -97,6 +98,24 @@ pub fn parse_size(value: &str) -> Option<u64> {
     };
     let bytes = num * (1u64 << shift) as f64;
     (bytes.is_finite() && bytes >= 0.0).then_some(bytes as u64)
+}
+
+/// Parses a count that must be above 0, like `jobs`.
+pub fn parse_count(name: &str, value: &str) -> Result<usize, String> {
+    let v = value.trim();
+    match v.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "`{name}` must be a whole number above 0, not {v:?}"
+        )),
+    }
+}
+
+/// Parses a process exit code (0 to 255).
+pub fn parse_exit_code(name: &str, value: &str) -> Result<u8, String> {
+    let v = value.trim();
+    v.parse::<u8>()
+        .map_err(|_| format!("`{name}` must be a number from 0 to 255, not {v:?}"))
 }
 
 /// Returns the lower-cased commit when it is full hex (40 for SHA-1, 64 for SHA-256).
