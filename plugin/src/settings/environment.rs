@@ -101,6 +101,9 @@ pub struct RawSettings {
     /// Sweep: the branch of the Drone repository.
     #[arg(long)]
     pub drone_branch: Option<String>,
+    /// Sweep: base URL of canon-listener's HTTP API (e.g. `http://127.0.0.1:8088`).
+    #[arg(long)]
+    pub listener_url: Option<String>,
     /// Sweep: the age after which a cold run's leftovers are removed.
     #[arg(long)]
     pub cleanup_after: Option<String>,
@@ -148,6 +151,7 @@ impl RawSettings {
             drone_token: pick(self.drone_token, fallback.drone_token),
             drone_repo: pick(self.drone_repo, fallback.drone_repo),
             drone_branch: pick(self.drone_branch, fallback.drone_branch),
+            listener_url: pick(self.listener_url, fallback.listener_url),
             cleanup_after: pick(self.cleanup_after, fallback.cleanup_after),
             min_free: pick(self.min_free, fallback.min_free),
             idle_exit_code: pick(self.idle_exit_code, fallback.idle_exit_code),
@@ -265,5 +269,31 @@ mod tests {
         let e = Environment::from_pairs([("PLUGIN_PROMOTE_COMAND", "x"), ("PLUGIN_RECIPE", "a")])
             .unwrap();
         assert_eq!(e.unknown, ["PLUGIN_PROMOTE_COMAND"]);
+    }
+
+    /// The `run` and `sweep` subcommands flatten [`RawSettings`] like this.
+    #[derive(Debug, clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        raw: RawSettings,
+    }
+
+    #[test]
+    fn every_documented_flag_is_a_flag() {
+        use clap::Parser;
+        for s in crate::settings::KNOWN_SETTINGS {
+            let arg = format!("{}=x", s.flag);
+            let parsed = Flags::try_parse_from(["canon-plugin", arg.as_str()]);
+            assert!(parsed.is_ok(), "{}: {}", s.flag, parsed.unwrap_err());
+        }
+        let f = Flags::try_parse_from(["canon-plugin", "--listener-url", "http://l:8088"]).unwrap();
+        assert_eq!(f.raw.listener_url.as_deref(), Some("http://l:8088"));
+    }
+
+    #[test]
+    fn plugin_listener_url_is_read() {
+        let e = Environment::from_pairs([("PLUGIN_LISTENER_URL", "http://l:8088")]).unwrap();
+        assert_eq!(e.plugin.listener_url.as_deref(), Some("http://l:8088"));
+        assert!(e.unknown.is_empty(), "{:?}", e.unknown);
     }
 }

@@ -13,7 +13,7 @@
 //! # Layout
 //! - `table`: [`KNOWN_SETTINGS`], the README table, and what the plugin card is checked against.
 //! - `environment`: [`RawSettings`], [`DroneMeta`] and [`Environment`], the raw strings.
-//! - `values`: parsers for booleans, durations, lists, sizes, counts and commit ids.
+//! - `values`: parsers for booleans, durations, lists, sizes, counts, commit ids and base URLs.
 //! - `target`: what tag mode tests (mode, recipe, tag or ref) and the commits the build claims.
 //! - `validate`: [`Settings::parse`], one function per concern, every problem at once.
 //!
@@ -40,7 +40,8 @@ pub use table::{
     setting_doc, settings_table_markdown, Required, SettingDoc, SettingType, KNOWN_SETTINGS,
 };
 pub use values::{
-    parse_bool, parse_commit, parse_count, parse_duration, parse_exit_code, parse_list, parse_size,
+    parse_base_url, parse_bool, parse_commit, parse_count, parse_duration, parse_exit_code,
+    parse_list, parse_size,
 };
 
 /// The mode a run is in.
@@ -151,6 +152,10 @@ pub struct Settings {
     pub drone_token: Option<Secret>,
     /// Sweep: the branch of `drone_repo` builds run on.
     pub drone_branch: String,
+    /// Sweep: canon-listener's HTTP API, asked whether the listener had a job for a tag. An
+    /// `http(s)` base URL with no user info, query or fragment, whose path ends with `/` so
+    /// [`url::Url::join`] with a relative path stays under it.
+    pub listener_url: Option<url::Url>,
     /// Sweep: the age after which a cold run's leftovers are removed.
     pub cleanup_after: Duration,
     /// Sweep: the minimum free space in bytes (`None`: no check).

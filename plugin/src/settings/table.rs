@@ -359,6 +359,16 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         meaning: "Sweep: the branch of `drone_repo` the started builds run on.",
     },
     SettingDoc {
+        name: "listener_url",
+        env: &["PLUGIN_LISTENER_URL"],
+        flag: "--listener-url",
+        kind: SettingType::String,
+        default: "",
+        secret: false,
+        required: Required::No,
+        meaning: "Sweep: base URL of canon-listener's HTTP API (`http://127.0.0.1:8088`), to ask whether the listener already had a job for a tag the sweep starts, so missed webhooks are counted. `http` or `https`, without a user or password.",
+    },
+    SettingDoc {
         name: "cleanup_after",
         env: &["PLUGIN_CLEANUP_AFTER"],
         flag: "--cleanup-after",

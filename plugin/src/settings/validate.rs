@@ -15,8 +15,8 @@ use canon_shared::state::LockWait;
 use super::environment::{drone_value, DroneMeta};
 use super::target::{mode, recipe, tag_mode_target, Requested};
 use super::values::{
-    parse_bool, parse_count, parse_duration, parse_env_items, parse_exit_code, parse_list,
-    parse_size,
+    parse_base_url, parse_bool, parse_count, parse_duration, parse_env_items, parse_exit_code,
+    parse_list, parse_size,
 };
 use super::{Environment, Mode, Problems, RawSettings, RunnerKind, Settings, SettingsError};
 
@@ -85,6 +85,10 @@ impl Settings {
             Some(v) => p.check(parse_exit_code("idle_exit_code", v)).unwrap_or(0),
         };
         let mirror_forge = mirror_forge(raw.mirror_forge.clone(), p);
+        let listener_url = raw
+            .listener_url
+            .as_deref()
+            .and_then(|v| p.check(parse_base_url("listener_url", v)));
         let drone_server = drone_server(&raw, d);
         let places = Places::resolve(&raw, d, cwd);
 
@@ -128,6 +132,7 @@ impl Settings {
             mirror_forge,
             drone_token: raw.drone_token.map(Secret::new),
             drone_branch: raw.drone_branch.unwrap_or_else(|| "main".into()),
+            listener_url,
             cleanup_after,
             min_free_bytes,
             idle_exit_code,
@@ -422,5 +427,72 @@ mod tests {
         assert!(err
             .to_string()
             .contains("`promote_command` is only used by the command runner"));
+    }
+
+    #[test]
+    fn listener_url_is_an_optional_http_base_url() {
+        let sweep = |value: Option<&str>| {
+            let mut pairs = vec![("DRONE_BUILD_EVENT", "cron"), ("PLUGIN_CONFIG", "e.yml")];
+            pairs.extend(value.map(|v| ("PLUGIN_LISTENER_URL", v)));
+            parse(&pairs).map(|s| s.listener_url.map(String::from))
+        };
+        for (value, want) in [
+            (None, None),
+            // Drone passes a missing value as "": unset.
+            (Some(""), None),
+            (
+                Some("http://127.0.0.1:8088"),
+                Some("http://127.0.0.1:8088/"),
+            ),
+            (
+                Some("https://canon.example.org/listener"),
+                Some("https://canon.example.org/listener/"),
+            ),
+        ] {
+            assert_eq!(sweep(value).unwrap(), want.map(String::from), "{value:?}");
+        }
+        for value in [
+            "listener:8088",
+            "ftp://listener/",
+            "http://canon:hunter2@listener:8088/",
+        ] {
+            let err = sweep(Some(value)).unwrap_err();
+            assert_eq!(err.problems.len(), 1, "{value:?}: {err}");
+            assert!(err.problems[0].starts_with("`listener_url` "), "{err}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_listener_url_flag_wins_and_its_problem_is_one_of_many() {
+        let e = env(&[
+            ("DRONE_BUILD_EVENT", "cron"),
+            ("PLUGIN_CONFIG", "e.yml"),
+            ("PLUGIN_LISTENER_URL", "http://from-env:8088"),
+        ]);
+        let cli = RawSettings {
+            listener_url: Some("http://from-flag:8088".into()),
+            ..Default::default()
+        };
+        let s = Settings::parse(&e, Some(cli), None, Path::new("/w")).unwrap();
+        assert_eq!(
+            s.listener_url.map(String::from).as_deref(),
+            Some("http://from-flag:8088/")
+        );
+        let err = parse(&[
+            ("DRONE_BUILD_EVENT", "cron"),
+            ("PLUGIN_CONFIG", "e.yml"),
+            ("PLUGIN_JOBS", "0"),
+            ("PLUGIN_LISTENER_URL", "https://canon:hunter2@listener/"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 2, "{text}");
+        assert!(text.contains("`jobs`"), "{text}");
+        assert!(
+            text.contains("`listener_url` must not carry a user or password"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
     }
 }

@@ -1,5 +1,5 @@
 //! Value parsers: one function per kind of setting value (booleans, durations, lists, sizes,
-//! counts, exit codes, commit ids), each returning a sentence that names the setting when the
+//! counts, exit codes, commit ids, base URLs), each returning a sentence that names the setting when the
 //! value is bad.
 //!
 //! Pure functions over one string, separate from validation so each can be tested on its own
@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+use url::Url;
 
 /// Parses a boolean setting: `true` or `false` (any case).
 pub fn parse_bool(name: &str, value: &str) -> Result<bool, String> {
@@ -125,6 +127,49 @@ pub fn parse_commit(value: &str) -> Option<String> {
         .then(|| v.to_ascii_lowercase())
 }
 
+/// Parses the base URL of an HTTP API (like `listener_url`): `http` or `https` with a host, and
+/// no user, password, query or fragment. The path gets a trailing `/`, so [`Url::join`] with a
+/// relative path (`api/jobs`) stays under it instead of replacing its last segment.
+///
+/// A user or password is refused rather than kept: these settings are not secrets, so Drone would
+/// show them with the step's settings. A refused value is shown with its user info masked.
+pub fn parse_base_url(name: &str, value: &str) -> Result<Url, String> {
+    let v = value.trim();
+    let shown = without_userinfo(v);
+    let mut url = Url::parse(v).map_err(|e| {
+        format!("`{name}` must be an http(s) URL like http://127.0.0.1:8088, not {shown:?}: {e}")
+    })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "`{name}` must not carry a user or password, not {shown:?}: it is not a secret setting"
+        ));
+    }
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("`{name}` must be an http(s) URL, not {shown:?}"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "`{name}` must be a base URL without a query or fragment, not {shown:?}"
+        ));
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// Returns `value` with everything between the scheme and the last `@` masked as `***`: the user
+/// info of a URL, even one too broken to parse. (A path with an `@` is masked too; that only
+/// hides more.)
+fn without_userinfo(value: &str) -> String {
+    let start = value.find("://").map_or(0, |i| i + 3);
+    match value[start..].rfind('@') {
+        Some(at) => format!("{}***{}", &value[..start], &value[start + at..]),
+        None => value.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +200,74 @@ mod tests {
         assert_eq!(parse_size("500 mb"), Some(500 << 20));
         assert_eq!(parse_size("ten"), None);
         assert_eq!(parse_size("5X"), None);
+    }
+
+    #[test]
+    fn base_urls_are_http_or_https_and_end_with_a_slash() {
+        for (value, want) in [
+            ("http://127.0.0.1:8088", "http://127.0.0.1:8088/"),
+            ("  http://localhost:8088/  ", "http://localhost:8088/"),
+            (
+                "https://canon.example.org/listener",
+                "https://canon.example.org/listener/",
+            ),
+            (
+                "https://canon.example.org/listener/",
+                "https://canon.example.org/listener/",
+            ),
+            ("HTTPS://Canon.Example.org", "https://canon.example.org/"),
+        ] {
+            let url = parse_base_url("listener_url", value).unwrap();
+            assert_eq!(url.as_str(), want, "{value:?}");
+        }
+        let base = parse_base_url("listener_url", "https://canon.example.org/listener").unwrap();
+        assert_eq!(
+            base.join("api/jobs").unwrap().as_str(),
+            "https://canon.example.org/listener/api/jobs"
+        );
+    }
+
+    #[test]
+    fn bad_base_urls_name_the_setting_and_never_show_credentials() {
+        for (value, want) in [
+            ("listener", "must be an http(s) URL like"),
+            ("http://", "must be an http(s) URL like"),
+            ("canon.example.org:8088", "must be an http(s) URL, not"),
+            ("ftp://canon.example.org/", "must be an http(s) URL, not"),
+            ("file:///run/canon.sock", "must be an http(s) URL, not"),
+            (
+                "http://listener:8088/?recipe=x",
+                "without a query or fragment",
+            ),
+            ("http://listener:8088/#jobs", "without a query or fragment"),
+            (
+                "http://canon:hunter2@listener:8088/",
+                "must not carry a user or password",
+            ),
+            (
+                "https://hunter2@listener/",
+                "must not carry a user or password",
+            ),
+            (
+                "http://canon:hunt@er2@listener/",
+                "must not carry a user or password",
+            ),
+            (
+                "ftp://canon:hunter2@listener/",
+                "must not carry a user or password",
+            ),
+            (
+                "http://canon:hunter2@listener:port/",
+                "must be an http(s) URL like",
+            ),
+            ("canon:hunter2@listener", "must be an http(s) URL, not"),
+        ] {
+            let err = parse_base_url("listener_url", value).unwrap_err();
+            assert!(err.starts_with("`listener_url` "), "{value:?}: {err}");
+            assert!(err.contains(want), "{value:?}: {err}");
+            for secret in ["hunter2", "er2", "canon:"] {
+                assert!(!err.contains(secret), "{value:?} shows {secret:?}: {err}");
+            }
+        }
     }
 }
