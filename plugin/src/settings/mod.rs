@@ -1,0 +1,226 @@
+//! Settings: raw values from Drone (`PLUGIN_*`, `DRONE_*`, the listener's `CANON_*` build
+//! parameters) or from command-line flags, validated into one [`Settings`] value.
+//!
+//! Two stages, as the house style asks: [`RawSettings`] holds strings exactly as they arrived
+//! (an empty value is unset, because Drone sets a `from_secret` whose secret is missing to `""`);
+//! [`Settings::parse`] turns them into types and reports every problem at once. Env is read once,
+//! in `main`; tests pass a list of pairs to [`Environment::from_pairs`].
+//!
+//! [`KNOWN_SETTINGS`] is the single list of settings: the README table is rendered from it
+//! ([`settings_table_markdown`]) and checked against it by a test, and a packaging check can use
+//! it to verify the settings a `.drone.yml` passes.
+//!
+//! # Layout
+//! - `table`: [`KNOWN_SETTINGS`], the README table, and what the plugin card is checked against.
+//! - `environment`: [`RawSettings`], [`DroneMeta`] and [`Environment`], the raw strings.
+//! - `values`: parsers for booleans, durations, lists, sizes, counts, commit ids and base URLs.
+//! - `target`: what tag mode tests (mode, recipe, tag or ref) and the commits the build claims.
+//! - `validate`: [`Settings::parse`], one function per concern, every problem at once.
+//!
+//! This file holds the validated types the rest of the plugin uses.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use canon_shared::gate::TestedRef;
+use canon_shared::recipe::RecipeName;
+use canon_shared::secret::Secret;
+use canon_shared::state::LockWait;
+
+mod environment;
+mod table;
+mod target;
+mod validate;
+mod values;
+
+pub use environment::{DroneMeta, Environment, EnvironmentError, RawSettings};
+pub use table::{
+    setting_doc, settings_table_markdown, Required, SettingDoc, SettingType, KNOWN_SETTINGS,
+};
+pub use values::{
+    parse_base_url, parse_bool, parse_commit, parse_count, parse_duration, parse_exit_code,
+    parse_list, parse_size,
+};
+
+/// The mode a run is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Test one recipe at one tag (or ref), then the gate.
+    Tag,
+    /// The weekly sweep.
+    Sweep,
+}
+
+/// Which runner runs the stage ladder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunnerKind {
+    /// An external harness command.
+    Command,
+    /// The built-in Docker runner.
+    Docker,
+    /// The built-in abra runner.
+    Abra,
+}
+
+impl RunnerKind {
+    /// Returns the runner's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunnerKind::Command => "command",
+            RunnerKind::Docker => "docker",
+            RunnerKind::Abra => "abra",
+        }
+    }
+}
+
+/// A commit the build claims for its tag, and where the claim came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedCommit {
+    /// Where it came from (`commit`, `CANON_COMMIT`, `DRONE_COMMIT_SHA`).
+    pub source: &'static str,
+    /// The commit, lower-case full hex.
+    pub commit: String,
+}
+
+/// Validated settings for every mode. Public so the sweep can build on them.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The mode.
+    pub mode: Mode,
+    /// The enrollment file.
+    pub config: PathBuf,
+    /// The state directory.
+    pub state_dir: PathBuf,
+    /// The recipe (tag mode; `None` means: find it from `DRONE_REPO`).
+    pub recipe: Option<RecipeName>,
+    /// What to test (tag mode).
+    pub tested: Option<TestedRef>,
+    /// Every commit the build claims for the tag; each must be the tag's peeled commit.
+    pub claimed_commits: Vec<ClaimedCommit>,
+    /// A quick run.
+    pub quick: bool,
+    /// The runner.
+    pub runner: RunnerKind,
+    /// The harness command (`command` runner).
+    pub command: Option<String>,
+    /// The promote command (`command` runner).
+    pub promote_command: Option<String>,
+    /// Extra environment for the harness.
+    pub env: BTreeMap<String, String>,
+    /// Harness timeout.
+    pub timeout: Duration,
+    /// How to take the recipe lock.
+    pub lock_wait: LockWait,
+    /// The report path when set (resolved against the workspace); see [`Settings::report_path`].
+    pub report: Option<PathBuf>,
+    /// `DRONE_WORKSPACE`, else the working directory.
+    pub workspace: PathBuf,
+    /// Where per-run folders are made.
+    pub work_dir: PathBuf,
+    /// Keep the per-run folder.
+    pub keep_work_dir: bool,
+    /// Upstream token.
+    pub upstream_token: Option<Secret>,
+    /// Mirror token.
+    pub mirror_token: Option<Secret>,
+    /// SSH private key (the key itself).
+    pub ssh_key: Option<Secret>,
+    /// The known_hosts file SSH host keys are checked against (resolved against the workspace);
+    /// `None`: `~/.ssh/known_hosts`.
+    pub known_hosts: Option<PathBuf>,
+    /// The build number, or a local run id.
+    pub build: String,
+    /// A link to the build, when Drone gave one.
+    pub build_link: Option<String>,
+    /// What started the run: the Drone event, or `cli`.
+    pub trigger: String,
+    /// `owner/name` of the Drone repository.
+    pub drone_repo: Option<String>,
+    /// Sweep: recipes at once.
+    pub jobs: Option<usize>,
+    /// Sweep: change nothing.
+    pub dry_run: bool,
+    /// Sweep: run tag mode in-process.
+    pub inline: bool,
+    /// Sweep: the Drone server URL.
+    pub drone_server: Option<String>,
+    /// Sweep: the mirrors' forge API base URL (closing PRs merged upstream).
+    pub mirror_forge: Option<String>,
+    /// Sweep: the Drone API token.
+    pub drone_token: Option<Secret>,
+    /// Sweep: the branch of `drone_repo` builds run on.
+    pub drone_branch: String,
+    /// Sweep: canon-listener's HTTP API, asked whether the listener had a job for a tag. An
+    /// `http(s)` base URL with no user info, query or fragment, whose path ends with `/` so
+    /// [`url::Url::join`] with a relative path stays under it.
+    pub listener_url: Option<url::Url>,
+    /// Sweep: the age after which a cold run's leftovers are removed.
+    pub cleanup_after: Duration,
+    /// Sweep: the minimum free space in bytes (`None`: no check).
+    pub min_free_bytes: Option<u64>,
+    /// Sweep: the exit code when nothing needed doing.
+    pub idle_exit_code: u8,
+}
+
+/// Bad settings: every problem, one per line. Exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SettingsError {
+    /// Each problem as a sentence naming the setting.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} problem(s) with the settings:", self.problems.len())?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The problems [`Settings::parse`] found so far, each a sentence naming the setting; they become
+/// one [`SettingsError`] at the end instead of stopping at the first.
+#[derive(Debug, Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    /// Records one problem.
+    fn push(&mut self, problem: impl Into<String>) {
+        self.0.push(problem.into());
+    }
+
+    /// Returns the parsed value, or records why it did not parse and returns `None`.
+    fn check<T>(&mut self, parsed: Result<T, String>) -> Option<T> {
+        parsed.map_err(|problem| self.push(problem)).ok()
+    }
+
+    /// Returns every recorded problem as one error, or `Ok` when there is none.
+    fn into_result(self) -> Result<(), SettingsError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(SettingsError { problems: self.0 })
+        }
+    }
+}
+
+impl Settings {
+    /// Returns the report path: the `report` setting, else `default_name` in the workspace.
+    pub fn report_path(&self, default_name: &str) -> PathBuf {
+        self.report
+            .clone()
+            .unwrap_or_else(|| self.workspace.join(default_name))
+    }
+
+    /// Returns the names of every environment variable that carries a secret setting, so child
+    /// processes can be started without them.
+    pub fn secret_env_vars() -> impl Iterator<Item = &'static str> {
+        KNOWN_SETTINGS
+            .iter()
+            .filter(|s| s.secret)
+            .flat_map(|s| s.env.iter().copied())
+    }
+}

@@ -1,0 +1,289 @@
+//! Tag mode's target: the mode, the recipe, the tag or ref to test, and every commit the build
+//! claims for the tag.
+//!
+//! Separate from the rest of validation because these values decide what is tested and whether
+//! the result may promote: the gate trusts them, so their sources and precedence (flags, then
+//! `PLUGIN_*`, then the listener's `CANON_*` parameters, then `DRONE_*`) live in one place.
+
+use canon_shared::gate::TestedRef;
+use canon_shared::recipe::RecipeName;
+
+use super::environment::{drone_value, DroneMeta};
+use super::values::parse_commit;
+use super::{ClaimedCommit, Mode, Problems, RawSettings};
+
+/// What the build asks to test, before the mode is known: the tag from wherever it came, the tag
+/// Drone set (only on `refs/tags/*` builds) and the ref.
+pub(super) struct Requested {
+    /// `tag`, else `CANON_TAG` (the listener's parameter), else `DRONE_TAG`.
+    pub(super) tag: Option<String>,
+    /// `DRONE_TAG`: set only when this build is the tag's own build.
+    pub(super) drone_tag: Option<String>,
+    /// `ref`.
+    pub(super) git_ref: Option<String>,
+}
+
+impl Requested {
+    /// Picks the tag and records a problem when `CANON_TAG` and `DRONE_TAG` disagree with no
+    /// `tag` setting to settle it.
+    pub(super) fn resolve(raw: &RawSettings, d: &DroneMeta, problems: &mut Problems) -> Requested {
+        let canon_tag = drone_value(&d.canon_tag);
+        let drone_tag = drone_value(&d.drone_tag);
+        if let (None, Some(a), Some(b)) = (&raw.tag, &canon_tag, &drone_tag) {
+            if a != b {
+                problems.push(format!(
+                    "CANON_TAG={a} and DRONE_TAG={b} disagree; set `tag` to say which one to test"
+                ));
+            }
+        }
+        Requested {
+            tag: raw.tag.clone().or(canon_tag).or(drone_tag.clone()),
+            drone_tag,
+            git_ref: raw.git_ref.clone(),
+        }
+    }
+}
+
+/// Returns the mode: the one a subcommand forces, else `mode`, else the one
+/// `DRONE_BUILD_EVENT` picks (`None` after recording why none could be picked).
+pub(super) fn mode(
+    forced: Option<Mode>,
+    setting: Option<&str>,
+    event: Option<&str>,
+    requested: &Requested,
+    problems: &mut Problems,
+) -> Option<Mode> {
+    match (forced, setting.map(str::trim)) {
+        (Some(m), _) => Some(m),
+        (None, Some("tag")) => Some(Mode::Tag),
+        (None, Some("sweep")) => Some(Mode::Sweep),
+        (None, Some(other)) => {
+            problems.push(format!("`mode` must be tag or sweep, not {other:?}"));
+            None
+        }
+        (None, None) => mode_from_event(event, requested, problems),
+    }
+}
+
+/// Returns the mode a Drone build event picks when `mode` is unset.
+fn mode_from_event(
+    event: Option<&str>,
+    requested: &Requested,
+    problems: &mut Problems,
+) -> Option<Mode> {
+    let has_tag = requested.tag.is_some();
+    match event {
+        Some("cron") => Some(Mode::Sweep),
+        Some("tag") if has_tag => Some(Mode::Tag),
+        Some("custom") if has_tag || requested.git_ref.is_some() => Some(Mode::Tag),
+        Some(event @ ("tag" | "custom")) => {
+            problems.push(format!(
+                "DRONE_BUILD_EVENT={event} but no tag: set `tag` (or the CANON_TAG build parameter) or `ref`"
+            ));
+            None
+        }
+        Some(other) => {
+            problems.push(format!(
+                "DRONE_BUILD_EVENT={other} does not pick a mode (tag and custom builds run tag mode, cron builds the sweep); set `mode`"
+            ));
+            None
+        }
+        None => {
+            problems.push(
+                "no mode: not a Drone build (DRONE_BUILD_EVENT is unset) and `mode` is unset; use `canon-plugin run` or `canon-plugin sweep`",
+            );
+            None
+        }
+    }
+}
+
+/// Returns whether a recipe was given (`recipe`, else `CANON_RECIPE`) and its name when valid.
+pub(super) fn recipe(
+    raw: &RawSettings,
+    d: &DroneMeta,
+    problems: &mut Problems,
+) -> (bool, Option<RecipeName>) {
+    let Some(given) = raw.recipe.clone().or(drone_value(&d.canon_recipe)) else {
+        return (false, None);
+    };
+    let name = RecipeName::parse(given.trim()).map_err(|e| format!("`recipe`: {e}"));
+    (true, problems.check(name))
+}
+
+/// Returns what tag mode tests and every commit the build claims for it. `recipe_known` says
+/// whether a recipe was given or can be found from `drone_repo`; without one, that is recorded.
+pub(super) fn tag_mode_target(
+    raw: &RawSettings,
+    d: &DroneMeta,
+    requested: &Requested,
+    recipe_known: bool,
+    problems: &mut Problems,
+) -> (Option<TestedRef>, Vec<ClaimedCommit>) {
+    if !recipe_known {
+        problems.push("`recipe` (PLUGIN_RECIPE, CANON_RECIPE or --recipe) is required in tag mode");
+    }
+    (
+        tested_ref(requested, problems),
+        claimed_commits(raw, d, requested, problems),
+    )
+}
+
+/// Returns what tag mode tests: the tag or the ref, exactly one, with a valid git name.
+fn tested_ref(requested: &Requested, problems: &mut Problems) -> Option<TestedRef> {
+    match (&requested.tag, &requested.git_ref) {
+        (Some(_), Some(_)) => {
+            problems.push("give `tag` or `ref`, not both");
+            None
+        }
+        (None, None) => {
+            problems.push("tag mode needs `tag` (or CANON_TAG, DRONE_TAG) or `ref`");
+            None
+        }
+        (Some(t), None) => {
+            let t = t.trim();
+            if git2::Reference::is_valid_name(&format!("refs/tags/{t}")) {
+                Some(TestedRef::Tag(t.to_string()))
+            } else {
+                problems.push(format!("`tag`: {t:?} is not a valid tag name"));
+                None
+            }
+        }
+        (None, Some(r)) => {
+            let r = r.trim();
+            let full = if r.starts_with("refs/") {
+                r.to_string()
+            } else {
+                format!("refs/heads/{r}")
+            };
+            if git2::Reference::is_valid_name(&full) {
+                Some(TestedRef::Ref(r.to_string()))
+            } else {
+                problems.push(format!("`ref`: {r:?} is not a valid ref name"));
+                None
+            }
+        }
+    }
+}
+
+/// Returns every commit the build claims for the tag: `commit`, `CANON_COMMIT`, and
+/// `DRONE_COMMIT_SHA` when this build is the tag's own build.
+fn claimed_commits(
+    raw: &RawSettings,
+    d: &DroneMeta,
+    requested: &Requested,
+    problems: &mut Problems,
+) -> Vec<ClaimedCommit> {
+    // DRONE_COMMIT_SHA is the tag's commit only when this build is the tag's build.
+    let tag_build = requested.drone_tag.is_some()
+        && requested.tag == requested.drone_tag
+        && requested.git_ref.is_none();
+    let sources = [
+        ("commit", raw.commit.clone()),
+        ("CANON_COMMIT", drone_value(&d.canon_commit)),
+        (
+            "DRONE_COMMIT_SHA",
+            drone_value(&d.drone_commit_sha).filter(|_| tag_build),
+        ),
+    ];
+    let mut claimed = Vec::new();
+    for (source, value) in sources {
+        let Some(v) = value else { continue };
+        match parse_commit(&v) {
+            Some(commit) => claimed.push(ClaimedCommit { source, commit }),
+            None => problems.push(format!(
+                "{source}: {:?} is not a full commit id (40 or 64 hex digits)",
+                v.trim()
+            )),
+        }
+    }
+    claimed
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::settings::{Environment, Settings, SettingsError};
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn env(pairs: &[(&str, &str)]) -> Environment {
+        Environment::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+    }
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::parse(&env(pairs), None, None, Path::new("/work"))
+    }
+
+    #[test]
+    fn a_tag_build_claims_drone_commit_sha() {
+        let s = parse(&[
+            ("DRONE_BUILD_EVENT", "tag"),
+            ("DRONE_TAG", "1.0.0+1"),
+            ("DRONE_COMMIT_SHA", &SHA.to_uppercase()),
+            ("PLUGIN_CONFIG", "e.yml"),
+            ("PLUGIN_RECIPE", "app"),
+            ("PLUGIN_RUNNER", "docker"),
+        ])
+        .unwrap();
+        assert_eq!(s.tested, Some(TestedRef::Tag("1.0.0+1".into())));
+        assert_eq!(s.claimed_commits[0].source, "DRONE_COMMIT_SHA");
+        assert_eq!(s.claimed_commits[0].commit, SHA);
+    }
+
+    #[test]
+    fn cron_is_the_sweep_and_mode_wins_over_the_event() {
+        let s = parse(&[
+            ("DRONE_BUILD_EVENT", "cron"),
+            ("PLUGIN_CONFIG", "e.yml"),
+            ("PLUGIN_JOBS", "4"),
+            ("PLUGIN_DRY_RUN", "true"),
+        ])
+        .unwrap();
+        assert_eq!((s.mode, s.jobs, s.dry_run), (Mode::Sweep, Some(4), true));
+        let s = parse(&[
+            ("DRONE_BUILD_EVENT", "push"),
+            ("PLUGIN_MODE", "sweep"),
+            ("PLUGIN_CONFIG", "e.yml"),
+        ])
+        .unwrap();
+        assert_eq!(s.mode, Mode::Sweep);
+    }
+
+    #[test]
+    fn events_that_pick_no_mode_are_explained() {
+        let err = parse(&[("DRONE_BUILD_EVENT", "push"), ("PLUGIN_CONFIG", "e")]).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("DRONE_BUILD_EVENT=push does not pick a mode"));
+        let err = parse(&[("DRONE_BUILD_EVENT", "custom"), ("PLUGIN_CONFIG", "e")]).unwrap_err();
+        assert!(err.to_string().contains("but no tag"));
+        let err = parse(&[("PLUGIN_CONFIG", "e")]).unwrap_err();
+        assert!(err.to_string().contains("not a Drone build"));
+    }
+
+    #[test]
+    fn flags_win_over_plugin_env_and_tag_and_ref_exclude_each_other() {
+        let e = env(&[
+            ("PLUGIN_CONFIG", "e.yml"),
+            ("PLUGIN_RECIPE", "from-env"),
+            ("PLUGIN_COMMAND", "true"),
+        ]);
+        let cli = RawSettings {
+            recipe: Some("from-flag".into()),
+            git_ref: Some("main".into()),
+            ..Default::default()
+        };
+        let s = Settings::parse(&e, Some(cli), Some(Mode::Tag), Path::new("/w")).unwrap();
+        assert_eq!(s.recipe.unwrap().as_str(), "from-flag");
+        assert_eq!(s.tested, Some(TestedRef::Ref("main".into())));
+        let cli = RawSettings {
+            tag: Some("1.0.0+1".into()),
+            git_ref: Some("main".into()),
+            ..Default::default()
+        };
+        let err = Settings::parse(&e, Some(cli), Some(Mode::Tag), Path::new("/w")).unwrap_err();
+        assert!(err.to_string().contains("not both"));
+    }
+}

@@ -1,0 +1,498 @@
+//! Validation: [`Settings::parse`] turns the raw environment and flags into [`Settings`].
+//!
+//! One function per concern (here the switches, the runner, the harness environment, durations,
+//! the sweep's numbers and the paths; in `target` the mode, the recipe, the tested ref and the
+//! claimed commits), each recording its problems in one shared list instead of returning early,
+//! so an operator sees every problem at once and fixes a pipeline in one round (exit code 2).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use canon_shared::secret::Secret;
+use canon_shared::state::LockWait;
+
+use super::environment::{drone_value, DroneMeta};
+use super::target::{mode, recipe, tag_mode_target, Requested};
+use super::values::{
+    parse_base_url, parse_bool, parse_count, parse_duration, parse_env_items, parse_exit_code,
+    parse_list, parse_size,
+};
+use super::{Environment, Mode, Problems, RawSettings, RunnerKind, Settings, SettingsError};
+
+impl Settings {
+    /// Validates raw settings. `cli` are the `run` subcommand's flags (they win over `PLUGIN_*`);
+    /// `forced` is the mode a subcommand implies. `cwd` resolves the default report path when
+    /// `DRONE_WORKSPACE` is unset. Every problem is reported at once.
+    pub fn parse(
+        env: &Environment,
+        cli: Option<RawSettings>,
+        forced: Option<Mode>,
+        cwd: &Path,
+    ) -> Result<Settings, SettingsError> {
+        let raw = cli.unwrap_or_default().or(env.plugin.clone());
+        let d = &env.drone;
+        let mut problems = Problems::default();
+        let p = &mut problems;
+
+        // Each step below records its problems and goes on; the order is the order they print.
+        let event = drone_value(&d.drone_build_event);
+        let requested = Requested::resolve(&raw, d, p);
+        let mode = mode(forced, raw.mode.as_deref(), event.as_deref(), &requested, p);
+        let config = raw.config.clone().or(drone_value(&d.canon_enrollment));
+        if config.is_none() {
+            p.push("`config` (PLUGIN_CONFIG or --config) is required: the enrollment file");
+        }
+        let state_dir = raw
+            .state_dir
+            .clone()
+            .or(drone_value(&d.canon_state_dir))
+            .unwrap_or_else(|| "./canon-state".into());
+        let (recipe_given, recipe) = recipe(&raw, d, p);
+        let drone_repo = raw.drone_repo.clone().or(drone_value(&d.drone_repo));
+        let (tested, claimed_commits) = if mode == Some(Mode::Tag) {
+            tag_mode_target(&raw, d, &requested, recipe_given || drone_repo.is_some(), p)
+        } else {
+            (None, Vec::new())
+        };
+
+        let quick = boolean("quick", &raw.quick, p);
+        let keep_work_dir = boolean("keep_work_dir", &raw.keep_work_dir, p);
+        let dry_run = boolean("dry_run", &raw.dry_run, p);
+        let inline = boolean("inline", &raw.inline, p);
+        let runner = runner(&raw, mode, p);
+        let env_map = harness_env(raw.env.as_deref(), p);
+
+        let timeout = duration("timeout", &raw.timeout, Duration::from_secs(3600), p);
+        let cleanup_after = duration(
+            "cleanup_after",
+            &raw.cleanup_after,
+            Duration::from_secs(3 * 3600),
+            p,
+        );
+        let lock_wait = duration("lock_wait", &raw.lock_wait, Duration::from_secs(1800), p);
+        if timeout.is_zero() {
+            p.push("`timeout` must be longer than 0s");
+        }
+
+        let jobs = raw
+            .jobs
+            .as_deref()
+            .and_then(|v| p.check(parse_count("jobs", v)));
+        let min_free_bytes = raw.min_free.as_deref().and_then(|v| p.check(min_free(v)));
+        let idle_exit_code = match raw.idle_exit_code.as_deref() {
+            None => 0,
+            Some(v) => p.check(parse_exit_code("idle_exit_code", v)).unwrap_or(0),
+        };
+        let mirror_forge = mirror_forge(raw.mirror_forge.clone(), p);
+        let listener_url = raw
+            .listener_url
+            .as_deref()
+            .and_then(|v| p.check(parse_base_url("listener_url", v)));
+        let drone_server = drone_server(&raw, d);
+        let places = Places::resolve(&raw, d, cwd);
+
+        problems.into_result()?;
+        Ok(Settings {
+            // `mode` is Some whenever no problem was recorded.
+            mode: mode.unwrap_or(Mode::Tag),
+            config: PathBuf::from(config.unwrap_or_default()),
+            state_dir: PathBuf::from(state_dir),
+            recipe,
+            tested,
+            claimed_commits,
+            quick,
+            // `runner` is Some whenever no problem was recorded.
+            runner: runner.unwrap_or(RunnerKind::Docker),
+            command: raw.command,
+            promote_command: raw.promote_command,
+            env: env_map,
+            timeout,
+            lock_wait: if lock_wait.is_zero() {
+                LockWait::Fail
+            } else {
+                LockWait::Wait(lock_wait)
+            },
+            report: places.report,
+            workspace: places.workspace,
+            work_dir: places.work_dir,
+            keep_work_dir,
+            upstream_token: raw.upstream_token.map(Secret::new),
+            mirror_token: raw.mirror_token.map(Secret::new),
+            ssh_key: raw.ssh_key.map(Secret::new),
+            known_hosts: places.known_hosts,
+            build: build_id(d),
+            build_link: drone_value(&d.drone_build_link),
+            trigger: event.unwrap_or_else(|| "cli".into()),
+            drone_repo,
+            jobs,
+            dry_run,
+            inline,
+            drone_server,
+            mirror_forge,
+            drone_token: raw.drone_token.map(Secret::new),
+            drone_branch: raw.drone_branch.unwrap_or_else(|| "main".into()),
+            listener_url,
+            cleanup_after,
+            min_free_bytes,
+            idle_exit_code,
+        })
+    }
+}
+
+/// Returns a boolean setting, `false` when unset or bad (a bad value is recorded).
+fn boolean(name: &'static str, v: &Option<String>, problems: &mut Problems) -> bool {
+    v.as_deref()
+        .and_then(|s| problems.check(parse_bool(name, s)))
+        .unwrap_or(false)
+}
+
+/// Returns a duration setting, `default` when unset or bad (a bad value is recorded).
+fn duration(
+    name: &'static str,
+    v: &Option<String>,
+    default: Duration,
+    problems: &mut Problems,
+) -> Duration {
+    v.as_deref()
+        .and_then(|s| problems.check(parse_duration(name, s)))
+        .unwrap_or(default)
+}
+
+/// Returns the runner (`command` when unset and a `command` is given, else `docker`), and in
+/// tag mode records `command` settings that the chosen runner would not use.
+fn runner(raw: &RawSettings, mode: Option<Mode>, problems: &mut Problems) -> Option<RunnerKind> {
+    let runner = match raw.runner.as_deref().map(str::trim) {
+        Some("command") => Some(RunnerKind::Command),
+        Some("docker") => Some(RunnerKind::Docker),
+        Some("abra") => Some(RunnerKind::Abra),
+        Some(other) => {
+            problems.push(format!(
+                "`runner` must be command, docker or abra, not {other:?}"
+            ));
+            None
+        }
+        None if raw.command.is_some() => Some(RunnerKind::Command),
+        None => Some(RunnerKind::Docker),
+    };
+    if let (Some(Mode::Tag), Some(runner)) = (mode, runner) {
+        if runner == RunnerKind::Command && raw.command.is_none() {
+            problems.push("the command runner needs `command` (the harness to run)");
+        }
+        if runner != RunnerKind::Command {
+            for (name, v) in [
+                ("command", &raw.command),
+                ("promote_command", &raw.promote_command),
+            ] {
+                if v.is_some() {
+                    problems.push(format!(
+                        "`{name}` is only used by the command runner, but `runner` is {}",
+                        runner.as_str()
+                    ));
+                }
+            }
+        }
+    }
+    runner
+}
+
+/// Returns the harness's extra environment from the `env` list (empty when unset or bad).
+fn harness_env(v: Option<&str>, problems: &mut Problems) -> BTreeMap<String, String> {
+    v.and_then(|v| {
+        problems.check(parse_list("env", v).and_then(|items| parse_env_items("env", &items)))
+    })
+    .unwrap_or_default()
+}
+
+/// Parses `min_free`, with the sentence that names the setting.
+fn min_free(v: &str) -> Result<u64, String> {
+    parse_size(v).ok_or_else(|| {
+        format!(
+            "`min_free` must be a size like 10G, 500M or 1048576, not {:?}",
+            v.trim()
+        )
+    })
+}
+
+/// Returns `mirror_forge`, recording a value that is not an http(s) URL.
+fn mirror_forge(v: Option<String>, problems: &mut Problems) -> Option<String> {
+    if let Some(u) = &v {
+        if !(u.starts_with("https://") || u.starts_with("http://")) {
+            problems.push(format!(
+                "mirror_forge {u:?}: must be the forge's http(s) base URL"
+            ));
+        }
+    }
+    v
+}
+
+/// Returns `drone_server`, else the server Drone says it is (`DRONE_SYSTEM_PROTO://HOST`).
+fn drone_server(raw: &RawSettings, d: &DroneMeta) -> Option<String> {
+    raw.drone_server.clone().or_else(|| {
+        match (
+            drone_value(&d.drone_system_proto),
+            drone_value(&d.drone_system_host),
+        ) {
+            (Some(proto), Some(host)) => Some(format!("{proto}://{host}")),
+            _ => None,
+        }
+    })
+}
+
+/// The paths a run uses, resolved against the workspace.
+struct Places {
+    /// `DRONE_WORKSPACE`, else the working directory.
+    workspace: PathBuf,
+    /// `report` under the workspace.
+    report: Option<PathBuf>,
+    /// `known_hosts` under the workspace.
+    known_hosts: Option<PathBuf>,
+    /// `work_dir`, else the system temp dir.
+    work_dir: PathBuf,
+}
+
+impl Places {
+    /// Resolves relative paths against `DRONE_WORKSPACE`, else `cwd`.
+    fn resolve(raw: &RawSettings, d: &DroneMeta, cwd: &Path) -> Places {
+        let workspace = drone_value(&d.drone_workspace)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| cwd.to_path_buf());
+        Places {
+            report: raw.report.clone().map(|r| workspace.join(r)),
+            known_hosts: raw.known_hosts.clone().map(|k| workspace.join(k)),
+            work_dir: raw
+                .work_dir
+                .clone()
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir),
+            workspace,
+        }
+    }
+}
+
+/// Returns the Drone build number, or `local-<unix time>` outside Drone.
+fn build_id(d: &DroneMeta) -> String {
+    drone_value(&d.drone_build_number)
+        .unwrap_or_else(|| format!("local-{}", time::OffsetDateTime::now_utc().unix_timestamp()))
+}
+
+#[cfg(test)]
+mod tests {
+    use canon_shared::gate::TestedRef;
+
+    use super::*;
+    use crate::settings::ClaimedCommit;
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn env(pairs: &[(&str, &str)]) -> Environment {
+        Environment::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+    }
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::parse(&env(pairs), None, None, Path::new("/work"))
+    }
+
+    #[test]
+    fn a_drone_custom_build_from_the_listener_is_tag_mode() {
+        let s = parse(&[
+            ("DRONE_BUILD_EVENT", "custom"),
+            ("DRONE_BUILD_NUMBER", "17"),
+            ("DRONE_WORKSPACE", "/drone/src"),
+            (
+                "DRONE_COMMIT_SHA",
+                "ffffffffffffffffffffffffffffffffffffffff",
+            ),
+            ("CANON_RECIPE", "custom-html"),
+            ("CANON_TAG", "1.2.0+3.4.5"),
+            ("CANON_COMMIT", SHA),
+            ("PLUGIN_CONFIG", "enrollment.yml"),
+            ("PLUGIN_COMMAND", "./harness.sh"),
+            ("PLUGIN_UPSTREAM_TOKEN", ""),
+            ("PLUGIN_ENV", r#"{"A":"1","B":2}"#),
+            ("PLUGIN_LOCK_WAIT", "90s"),
+        ])
+        .unwrap();
+        assert_eq!(s.mode, Mode::Tag);
+        assert_eq!(s.recipe.clone().unwrap().as_str(), "custom-html");
+        assert_eq!(s.tested, Some(TestedRef::Tag("1.2.0+3.4.5".into())));
+        // DRONE_COMMIT_SHA is the config repo's commit here, not the tag's: not a claim.
+        assert_eq!(
+            s.claimed_commits,
+            vec![ClaimedCommit {
+                source: "CANON_COMMIT",
+                commit: SHA.into()
+            }]
+        );
+        assert_eq!(s.runner, RunnerKind::Command);
+        assert!(s.upstream_token.is_none(), "an empty secret is unset");
+        assert_eq!(s.env.get("B").map(String::as_str), Some("2"));
+        assert_eq!(s.lock_wait, LockWait::Wait(Duration::from_secs(90)));
+        assert_eq!(
+            s.report_path("canon-report.json"),
+            PathBuf::from("/drone/src/canon-report.json")
+        );
+        assert_eq!(s.build, "17");
+        assert_eq!(s.trigger, "custom");
+    }
+
+    #[test]
+    fn known_hosts_is_a_path_under_the_workspace() {
+        let base = [
+            ("DRONE_BUILD_EVENT", "tag"),
+            ("DRONE_TAG", "1.0.0+1"),
+            ("DRONE_WORKSPACE", "/drone/src"),
+            ("PLUGIN_CONFIG", "e.yml"),
+            ("PLUGIN_RECIPE", "app"),
+        ];
+        let with = |value: &str| {
+            let mut pairs = base.to_vec();
+            pairs.push(("PLUGIN_KNOWN_HOSTS", value));
+            parse(&pairs).unwrap().known_hosts
+        };
+        assert_eq!(
+            with(".drone/known_hosts"),
+            Some(PathBuf::from("/drone/src/.drone/known_hosts"))
+        );
+        assert_eq!(
+            with("/etc/ssh/ssh_known_hosts"),
+            Some(PathBuf::from("/etc/ssh/ssh_known_hosts"))
+        );
+        // Drone passes a missing value as "": unset, so ~/.ssh/known_hosts stays in charge.
+        assert_eq!(with(""), None);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = parse(&[
+            ("DRONE_BUILD_EVENT", "custom"),
+            ("PLUGIN_TAG", "1.0.0+1"),
+            ("PLUGIN_RECIPE", "Bad/Name"),
+            ("PLUGIN_COMMIT", "abc123"),
+            ("PLUGIN_QUICK", "yes"),
+            ("PLUGIN_RUNNER", "kubernetes"),
+            ("PLUGIN_TIMEOUT", "soon"),
+            ("PLUGIN_ENV", "[1, {\"x\": 1}]"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        for want in [
+            "`config`",
+            "`recipe`: invalid recipe name",
+            "commit: \"abc123\" is not a full commit id",
+            "`quick` must be true or false",
+            "`runner` must be command, docker or abra",
+            "`timeout` must be a duration",
+            "`env`: items must be",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+        assert_eq!(err.problems.len(), 7, "{text}");
+    }
+
+    #[test]
+    fn sweep_settings_fall_back_to_drone_metadata() {
+        let s = parse(&[
+            ("DRONE_BUILD_EVENT", "cron"),
+            ("DRONE_SYSTEM_PROTO", "https"),
+            ("DRONE_SYSTEM_HOST", "drone.example.org"),
+            ("DRONE_REPO", "canon/canon"),
+            ("PLUGIN_CONFIG", "e.yml"),
+            ("PLUGIN_DRONE_TOKEN", "t0k"),
+            ("PLUGIN_MIN_FREE", "10G"),
+            ("PLUGIN_IDLE_EXIT_CODE", "78"),
+            ("PLUGIN_CLEANUP_AFTER", "2h"),
+        ])
+        .unwrap();
+        assert_eq!(s.drone_server.as_deref(), Some("https://drone.example.org"));
+        assert_eq!(s.drone_repo.as_deref(), Some("canon/canon"));
+        assert_eq!(s.drone_branch, "main");
+        assert_eq!(format!("{:?}", s.drone_token), "Some(***)");
+        assert_eq!(s.min_free_bytes, Some(10 << 30));
+        assert_eq!(s.idle_exit_code, 78);
+        assert_eq!(s.cleanup_after, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn command_settings_with_a_builtin_runner_are_refused() {
+        let err = parse(&[
+            ("PLUGIN_MODE", "tag"),
+            ("PLUGIN_CONFIG", "e"),
+            ("PLUGIN_RECIPE", "a"),
+            ("PLUGIN_TAG", "1.0.0+1"),
+            ("PLUGIN_RUNNER", "docker"),
+            ("PLUGIN_PROMOTE_COMMAND", "x"),
+        ])
+        .unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("`promote_command` is only used by the command runner"));
+    }
+
+    #[test]
+    fn listener_url_is_an_optional_http_base_url() {
+        let sweep = |value: Option<&str>| {
+            let mut pairs = vec![("DRONE_BUILD_EVENT", "cron"), ("PLUGIN_CONFIG", "e.yml")];
+            pairs.extend(value.map(|v| ("PLUGIN_LISTENER_URL", v)));
+            parse(&pairs).map(|s| s.listener_url.map(String::from))
+        };
+        for (value, want) in [
+            (None, None),
+            // Drone passes a missing value as "": unset.
+            (Some(""), None),
+            (
+                Some("http://127.0.0.1:8088"),
+                Some("http://127.0.0.1:8088/"),
+            ),
+            (
+                Some("https://canon.example.org/listener"),
+                Some("https://canon.example.org/listener/"),
+            ),
+        ] {
+            assert_eq!(sweep(value).unwrap(), want.map(String::from), "{value:?}");
+        }
+        for value in [
+            "listener:8088",
+            "ftp://listener/",
+            "http://canon:hunter2@listener:8088/",
+        ] {
+            let err = sweep(Some(value)).unwrap_err();
+            assert_eq!(err.problems.len(), 1, "{value:?}: {err}");
+            assert!(err.problems[0].starts_with("`listener_url` "), "{err}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_listener_url_flag_wins_and_its_problem_is_one_of_many() {
+        let e = env(&[
+            ("DRONE_BUILD_EVENT", "cron"),
+            ("PLUGIN_CONFIG", "e.yml"),
+            ("PLUGIN_LISTENER_URL", "http://from-env:8088"),
+        ]);
+        let cli = RawSettings {
+            listener_url: Some("http://from-flag:8088".into()),
+            ..Default::default()
+        };
+        let s = Settings::parse(&e, Some(cli), None, Path::new("/w")).unwrap();
+        assert_eq!(
+            s.listener_url.map(String::from).as_deref(),
+            Some("http://from-flag:8088/")
+        );
+        let err = parse(&[
+            ("DRONE_BUILD_EVENT", "cron"),
+            ("PLUGIN_CONFIG", "e.yml"),
+            ("PLUGIN_JOBS", "0"),
+            ("PLUGIN_LISTENER_URL", "https://canon:hunter2@listener/"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 2, "{text}");
+        assert!(text.contains("`jobs`"), "{text}");
+        assert!(
+            text.contains("`listener_url` must not carry a user or password"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}
