@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use canon_shared::forge::{self, ForgeKind};
-use canon_shared::mirror::{self, GitRemote, SyncReport, SyncRequest};
+use canon_shared::mirror::{self, Credentials, SyncReport, SyncRequest};
 use canon_shared::recipe::{Enrollment, RecipeName};
 use canon_shared::secret::Secret;
 
@@ -168,10 +168,12 @@ pub fn main(args: Args) -> ExitCode {
     }
 }
 
-fn remote(url: &str, token: &Option<Secret>, args: &Args) -> GitRemote {
-    GitRemote {
-        url: url.to_string(),
-        token: token.clone(),
+/// Returns the credentials for every remote: the tokens from the environment, the SSH settings
+/// from the flags.
+fn credentials(args: &Args, tokens: &Tokens) -> Credentials {
+    Credentials {
+        upstream_token: tokens.upstream.clone(),
+        mirror_token: tokens.mirror.clone(),
         ssh_key: args.ssh_key.clone(),
         known_hosts: args.known_hosts.clone(),
     }
@@ -182,6 +184,7 @@ fn build_jobs(
     tokens: &Tokens,
     temp_cache: &mut Option<PathBuf>,
 ) -> Result<Vec<Job>, String> {
+    let credentials = credentials(args, tokens);
     if let Some(path) = &args.config {
         let enrollment = Enrollment::load(path).map_err(|e| e.to_string())?;
         for name in &args.only {
@@ -199,8 +202,8 @@ fn build_jobs(
             .map(|r| Job {
                 label: r.name.to_string(),
                 request: SyncRequest {
-                    upstream: remote(&r.upstream.url, &tokens.upstream, args),
-                    mirror: remote(&r.mirror.url, &tokens.mirror, args),
+                    upstream: credentials.upstream(r),
+                    mirror: credentials.mirror(r),
                     branch: r.branch.clone(),
                     cache_dir: mirror::cache_dir(&args.state_dir, &r.name),
                 },
@@ -226,12 +229,12 @@ fn build_jobs(
             dir.join("upstream.git")
         }
     };
-    let up = remote(upstream, &tokens.upstream, args);
+    let up = credentials.upstream_remote(upstream);
     Ok(vec![Job {
         label: up.display_url(),
         request: SyncRequest {
             upstream: up,
-            mirror: remote(mirror_url, &tokens.mirror, args),
+            mirror: credentials.mirror_remote(mirror_url),
             branch: args.branch.clone(),
             cache_dir: cache,
         },
