@@ -63,6 +63,8 @@ mod tests {
             [
                 ("PLUGIN_MODE", "tag"),
                 ("PLUGIN_CONFIG", "e"),
+                ("PLUGIN_RECIPE", "app"),
+                ("PLUGIN_TAG", "1.0.0+1"),
                 ("PLUGIN_SSH_KEY", "-----KEY-----"),
             ]
             .map(|(k, v)| (k.to_string(), v.to_string())),
