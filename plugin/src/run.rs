@@ -195,7 +195,6 @@ pub fn make_runner(settings: &Settings) -> Result<Box<dyn Runner>, SettingsError
             command: settings.command.clone().unwrap_or_default(),
             promote_command: settings.promote_command.clone(),
             timeout: settings.timeout,
-            remove_env: Settings::secret_env_vars().map(String::from).collect(),
         })),
         RunnerKind::Docker => Ok(Box::new(crate::runners::docker::DockerRunner::default())),
         RunnerKind::Abra => Ok(Box::new(crate::runners::abra::AbraRunner::default())),

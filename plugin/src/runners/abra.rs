@@ -16,8 +16,8 @@ use canon_shared::recipe::Stage;
 
 use super::docker::cmd::{cold_stack_name, warm_stack_name};
 use super::docker::compose_facts::RecipeFiles;
-use super::docker::exec::{self, Cmd};
 use super::docker::{custom_command, run_custom, DEFAULT_DEPLOY_TIMEOUT};
+use super::exec::{self, Cmd};
 use super::{RunContext, Runner, RunnerError};
 
 /// The abra version these command lines were written for.

@@ -4,8 +4,6 @@
 //! `warm-<recipe>`.
 //!
 //! # Layout
-//! - [`exec`]: running one child (logged with secrets masked, both pipes drained, killed at its
-//!   deadline).
 //! - [`cmd`]: every docker command as a pure function, plus stack names and labels.
 //! - [`compose_facts`]: what the recipe's `.env.sample`, `abra.sh` and compose files declare.
 //! - this file: the ladder, the promote, the sweep's [`cleanup_stale`] and [`warm_volume_sizes`].
@@ -19,7 +17,6 @@
 
 pub mod cmd;
 pub mod compose_facts;
-pub mod exec;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -34,7 +31,7 @@ use serde_json::Value;
 
 use self::cmd::{Kind, RunLabels, StackKind};
 use self::compose_facts::RecipeFiles;
-use self::exec::Cmd;
+use super::exec::{self, Cmd};
 use super::{RunContext, Runner, RunnerError};
 
 /// The deploy timeout when the enrollment sets none.

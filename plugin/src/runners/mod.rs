@@ -5,6 +5,7 @@
 
 pub mod abra;
 pub mod docker;
+pub mod exec;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use canon_shared::secret::Secret;
 
 use super::compose_facts::ComposeFacts;
-use super::exec::{Cmd, Input};
+use crate::runners::exec::{Cmd, Input};
 
 /// The label `docker stack deploy` puts on everything a stack owns.
 pub const STACK_LABEL: &str = "com.docker.stack.namespace";
