@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use canon_shared::gate::{StageResult, StageStatus, TestedRef};
 use canon_shared::recipe::Stage;
 
-use super::docker::cmd::{cold_stack_name, warm_stack_name};
-use super::docker::compose_facts::RecipeFiles;
+use super::compose_facts::RecipeFiles;
 use super::docker::{custom_command, run_custom, DEFAULT_DEPLOY_TIMEOUT};
 use super::exec::{self, Cmd};
+use super::stack_names::{cold_stack_name, warm_stack_name};
 use super::{RunContext, Runner, RunnerError};
 
 /// The abra version these command lines were written for.

@@ -5,7 +5,6 @@
 //!
 //! # Layout
 //! - [`cmd`]: every docker command as a pure function, plus stack names and labels.
-//! - [`compose_facts`]: what the recipe's `.env.sample`, `abra.sh` and compose files declare.
 //! - this file: the ladder, the promote, the sweep's [`cleanup_stale`] and [`warm_volume_sizes`].
 //!
 //! # Objects and labels
@@ -16,7 +15,6 @@
 //! run left behind. The warm canonical's objects say `canon.kind=warm` and are never swept.
 
 pub mod cmd;
-pub mod compose_facts;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -30,8 +28,9 @@ use canon_shared::secret::Secret;
 use serde_json::Value;
 
 use self::cmd::{Kind, RunLabels, StackKind};
-use self::compose_facts::RecipeFiles;
+use super::compose_facts::RecipeFiles;
 use super::exec::{self, Cmd};
+use super::stack_names;
 use super::{RunContext, Runner, RunnerError};
 
 /// The deploy timeout when the enrollment sets none.
@@ -1018,7 +1017,8 @@ impl Runner for DockerRunner {
 
     fn run(&self, ctx: &RunContext) -> Result<Vec<StageResult>, RunnerError> {
         ensure_swarm()?;
-        let name = cmd::cold_stack_name(ctx.recipe.name.as_str(), ctx.tested_name(), &ctx.build);
+        let name =
+            stack_names::cold_stack_name(ctx.recipe.name.as_str(), ctx.tested_name(), &ctx.build);
         let stack = Stack::new(self, ctx, name, StackKind::Cold)?;
         tracing::info!(recipe = %ctx.recipe.name, tested = %ctx.tested, stack = %stack.name, "cold run starts");
         let mut guard = TeardownGuard {
@@ -1043,7 +1043,7 @@ impl Runner for DockerRunner {
             ));
         }
         ensure_swarm()?;
-        let name = cmd::warm_stack_name(ctx.recipe.name.as_str());
+        let name = stack_names::warm_stack_name(ctx.recipe.name.as_str());
         let stack = Stack::new(self, ctx, name, StackKind::Warm)?;
         tracing::info!(recipe = %ctx.recipe.name, tested = %ctx.tested, stack = %stack.name, "promote: deploying the warm canonical");
         self.promote_inner(&stack, ctx)
@@ -1223,7 +1223,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
 
 /// Returns the size of each volume of the warm canonical `warm-<recipe>`.
 pub fn warm_volume_sizes(recipe: &str) -> Result<Vec<VolumeSize>, RunnerError> {
-    let prefix = format!("{}_", cmd::warm_stack_name(recipe));
+    let prefix = format!("{}_", stack_names::warm_stack_name(recipe));
     let out = docker(&cmd::volume_sizes())?;
     let rows: Vec<Value> = serde_json::from_str(out.stdout.trim())
         .map_err(|e| RunnerError::Other(format!("docker system df printed invalid JSON: {e}")))?;

@@ -4,8 +4,10 @@
 //! the stages and the gate (`canon_shared::gate`).
 
 pub mod abra;
+pub mod compose_facts;
 pub mod docker;
 pub mod exec;
+pub mod stack_names;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
