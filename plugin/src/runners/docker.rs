@@ -22,19 +22,17 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use canon_shared::gate::{StageResult, StageStatus, TestedRef};
-use canon_shared::recipe::Stage;
+use canon_shared::gate::{StageResult, TestedRef};
 use canon_shared::secret::Secret;
 use serde_json::Value;
 
 use self::cmd::{Kind, RunLabels, StackKind};
 use super::compose_facts::RecipeFiles;
 use super::exec::{self, Cmd};
+use super::ladder::{self, deploy_timeout, Release, Steps, Target};
 use super::stack_names;
 use super::{RunContext, Runner, RunnerError};
 
-/// The deploy timeout when the enrollment sets none.
-pub const DEFAULT_DEPLOY_TIMEOUT: Duration = Duration::from_secs(300);
 /// The limit on one docker command (deploys return at once; waits poll).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// The limit on a stack's containers going away after `docker stack rm`.
@@ -173,11 +171,7 @@ impl Stack {
             domain: format!("{name}.{}", runner.domain_suffix),
             name,
             work,
-            timeout: ctx
-                .recipe
-                .deploy_timeout_secs
-                .map(Duration::from_secs)
-                .unwrap_or(DEFAULT_DEPLOY_TIMEOUT),
+            timeout: deploy_timeout(&ctx.recipe),
             health_path: ctx.recipe.health_path.clone(),
             extra_env: ctx.env.clone(),
             helpers: std::cell::Cell::new(0),
@@ -629,36 +623,6 @@ fn parse_status_line(head: &[u8]) -> Option<u16> {
     parts.next()?.parse().ok()
 }
 
-fn stage(name: Stage, started: Instant, outcome: Result<(), String>) -> StageResult {
-    let seconds = started.elapsed().as_secs_f64();
-    match outcome {
-        Ok(()) => StageResult {
-            name,
-            status: StageStatus::Passed,
-            reason: None,
-            seconds,
-        },
-        Err(reason) => {
-            tracing::warn!(stage = %name, %reason, "stage failed");
-            StageResult {
-                name,
-                status: StageStatus::Failed,
-                reason: Some(reason),
-                seconds,
-            }
-        }
-    }
-}
-
-fn skipped(name: Stage, reason: &str) -> StageResult {
-    StageResult {
-        name,
-        status: StageStatus::Skipped,
-        reason: Some(reason.to_string()),
-        seconds: 0.0,
-    }
-}
-
 /// Returns the first local image the files' services use (helper containers need one).
 fn helper_image(files: &RecipeFiles) -> Result<String, RunnerError> {
     files
@@ -670,169 +634,7 @@ fn helper_image(files: &RecipeFiles) -> Result<String, RunnerError> {
         .ok_or_else(|| RunnerError::Other("no service names an image".into()))
 }
 
-/// Returns the `sh -c` command of the custom stage, with its env.
-pub fn custom_command(ctx: &RunContext, stack: &str, domain: &str, runner: &str) -> Cmd {
-    let mut c = Cmd::new(
-        "sh",
-        ["-c", ctx.recipe.test_command.as_deref().unwrap_or("true")],
-    );
-    let mut env: BTreeMap<String, String> = ctx.env.clone();
-    env.insert("DOMAIN".into(), domain.into());
-    env.insert("STACK_NAME".into(), stack.into());
-    env.insert("CANON_RECIPE".into(), ctx.recipe.name.as_str().into());
-    env.insert("CANON_TAG".into(), ctx.tested_name().into());
-    env.insert("CANON_COMMIT".into(), ctx.commit.clone());
-    env.insert("CANON_BUILD".into(), ctx.build.clone());
-    env.insert("CANON_RUNNER".into(), runner.into());
-    env.insert("CANON_RUN_DIR".into(), ctx.run_dir.display().to_string());
-    c.env = env.into_iter().collect();
-    c.cwd = Some(ctx.checkout.clone());
-    c
-}
-
-/// Runs the custom stage's command; its output goes to the log.
-pub fn run_custom(c: &Cmd, timeout: Duration) -> Result<(), String> {
-    let out = exec::run(c, timeout).map_err(|e| e.to_string())?;
-    for line in out.stdout.lines().chain(out.stderr.lines()) {
-        tracing::info!(stage = "custom", "{line}");
-    }
-    if out.success() {
-        Ok(())
-    } else {
-        Err(exec::exit_error(c, &out).to_string())
-    }
-}
-
-struct TeardownGuard<'a> {
-    stack: &'a Stack,
-    done: bool,
-}
-
-impl TeardownGuard<'_> {
-    fn run(&mut self) -> Vec<String> {
-        self.done = true;
-        self.stack.teardown()
-    }
-}
-
-impl Drop for TeardownGuard<'_> {
-    fn drop(&mut self) {
-        // Also on a panic: a run never leaves its stack behind if the process lives.
-        if !self.done {
-            let problems = self.stack.teardown();
-            if !problems.is_empty() {
-                tracing::error!(stack = %self.stack.name, ?problems, "teardown left objects behind");
-            }
-        }
-    }
-}
-
 impl DockerRunner {
-    fn ladder(&self, ctx: &RunContext, stack: &Stack) -> Vec<StageResult> {
-        let mut results = Vec::new();
-        let from_canonical = match (&ctx.canonical, &ctx.base_checkout) {
-            (Some(_), Some(dir)) => Some(dir.clone()),
-            _ => None,
-        };
-        // install: at the canonical when there is one to upgrade from, else at the tag.
-        let t = Instant::now();
-        let base_dir = from_canonical
-            .clone()
-            .unwrap_or_else(|| ctx.checkout.clone());
-        let install = stack
-            .deploy(&base_dir)
-            .and_then(|files| stack.wait_healthy(&files).map(|()| files));
-        let install_ok = install.is_ok();
-        results.push(stage(
-            Stage::Install,
-            t,
-            install.as_ref().map(drop).map_err(|e| e.to_string()),
-        ));
-        if !install_ok {
-            for s in [Stage::Upgrade, Stage::Backup, Stage::Restore, Stage::Custom] {
-                results.push(skipped(s, "install failed"));
-            }
-            return results;
-        }
-        // upgrade: the tag over the running base, on the same volumes.
-        let mut files = install.ok();
-        if from_canonical.is_some() {
-            let t = Instant::now();
-            let up = stack
-                .deploy(&ctx.checkout)
-                .and_then(|f| stack.wait_healthy(&f).map(|()| f));
-            let ok = up.is_ok();
-            results.push(stage(
-                Stage::Upgrade,
-                t,
-                up.as_ref().map(drop).map_err(|e| e.to_string()),
-            ));
-            if !ok {
-                for s in [Stage::Backup, Stage::Restore, Stage::Custom] {
-                    results.push(skipped(s, "upgrade failed"));
-                }
-                return results;
-            }
-            files = up.ok();
-        } else {
-            let why = if ctx.canonical.is_some() {
-                "no checkout of the canonical's commit"
-            } else {
-                "no canonical yet"
-            };
-            results.push(skipped(Stage::Upgrade, why));
-        }
-        let Some(files) = files else {
-            return results;
-        };
-        // backup and restore: volume snapshots while the services are stopped.
-        let mut running = true;
-        if files.facts.declares_backups() {
-            let t = Instant::now();
-            let backup = self.backup(stack, &files);
-            running = false;
-            let backup_ok = backup.is_ok();
-            let nonce_files = backup.as_ref().ok().cloned();
-            results.push(stage(
-                Stage::Backup,
-                t,
-                backup.map(drop).map_err(|e| e.to_string()),
-            ));
-            if let Some(snapshots) = nonce_files.filter(|_| backup_ok) {
-                let t = Instant::now();
-                let restore = self
-                    .restore(stack, &files, &snapshots)
-                    .and_then(|()| stack.deploy(&ctx.checkout))
-                    .and_then(|f| stack.wait_healthy(&f));
-                running = restore.is_ok();
-                results.push(stage(Stage::Restore, t, restore.map_err(|e| e.to_string())));
-            } else {
-                results.push(skipped(Stage::Restore, "backup failed"));
-            }
-        } else {
-            let why = "the recipe declares no backups (no backupbot.backup=true label)";
-            results.push(skipped(Stage::Backup, why));
-            results.push(skipped(Stage::Restore, why));
-        }
-        // custom: the recipe's own test command, against the running stack.
-        match &ctx.recipe.test_command {
-            None => results.push(skipped(
-                Stage::Custom,
-                "the enrollment names no test_command",
-            )),
-            Some(_) if !running => results.push(skipped(
-                Stage::Custom,
-                "the stack is not running after a failed backup or restore",
-            )),
-            Some(_) => {
-                let t = Instant::now();
-                let c = custom_command(ctx, &stack.name, &stack.domain, self.name());
-                results.push(stage(Stage::Custom, t, run_custom(&c, stack.timeout)));
-            }
-        }
-        results
-    }
-
     /// Stops the stack, writes a fresh marker into each backed-up volume and snapshots it.
     /// Returns the snapshots with their markers.
     fn backup(&self, stack: &Stack, files: &RecipeFiles) -> Result<Vec<Snapshot>, RunnerError> {
@@ -1010,6 +812,81 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// The docker runner's steps of one cold run, for the [`ladder`]: what the last deploy deployed,
+/// the snapshots of the backup, and whether the stack is up.
+struct ColdSteps<'a> {
+    runner: &'a DockerRunner,
+    stack: &'a Stack,
+    files: Option<RecipeFiles>,
+    snapshots: Vec<Snapshot>,
+    running: bool,
+}
+
+impl ColdSteps<'_> {
+    /// Deploys the checkout and waits until it is healthy; keeps what it deployed.
+    fn deploy_healthy(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+        let files = self.stack.deploy(release.checkout)?;
+        self.stack.wait_healthy(&files)?;
+        self.files = Some(files);
+        self.running = true;
+        Ok(())
+    }
+
+    fn files(&self) -> Result<&RecipeFiles, RunnerError> {
+        self.files
+            .as_ref()
+            .ok_or_else(|| RunnerError::Other("nothing was deployed".into()))
+    }
+}
+
+impl Steps for ColdSteps<'_> {
+    fn runner(&self) -> &'static str {
+        self.runner.name()
+    }
+
+    fn target(&self) -> Target {
+        Target {
+            stack: self.stack.name.clone(),
+            domain: self.stack.domain.clone(),
+        }
+    }
+
+    fn install(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+        self.deploy_healthy(release)
+    }
+
+    fn upgrade(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+        self.deploy_healthy(release)
+    }
+
+    fn declares_backups(&self) -> bool {
+        self.files
+            .as_ref()
+            .is_some_and(|f| f.facts.declares_backups())
+    }
+
+    fn backup(&mut self) -> Result<(), RunnerError> {
+        // Volume snapshots are taken while the services are stopped.
+        self.running = false;
+        self.snapshots = self.runner.backup(self.stack, self.files()?)?;
+        Ok(())
+    }
+
+    fn restore(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+        self.runner
+            .restore(self.stack, self.files()?, &self.snapshots)?;
+        self.deploy_healthy(release)
+    }
+
+    fn running(&self) -> bool {
+        self.running
+    }
+
+    fn teardown(&mut self) -> Vec<String> {
+        self.stack.teardown()
+    }
+}
+
 impl Runner for DockerRunner {
     fn name(&self) -> &'static str {
         "docker"
@@ -1021,19 +898,14 @@ impl Runner for DockerRunner {
             stack_names::cold_stack_name(ctx.recipe.name.as_str(), ctx.tested_name(), &ctx.build);
         let stack = Stack::new(self, ctx, name, StackKind::Cold)?;
         tracing::info!(recipe = %ctx.recipe.name, tested = %ctx.tested, stack = %stack.name, "cold run starts");
-        let mut guard = TeardownGuard {
+        let mut steps = ColdSteps {
+            runner: self,
             stack: &stack,
-            done: false,
+            files: None,
+            snapshots: Vec::new(),
+            running: false,
         };
-        let results = self.ladder(ctx, &stack);
-        let problems = guard.run();
-        if problems.is_empty() {
-            tracing::info!(stack = %stack.name, "teardown complete");
-        } else {
-            // The stage results stand; the sweep removes what is left (every object is labelled).
-            tracing::error!(stack = %stack.name, ?problems, "teardown left objects behind");
-        }
-        Ok(results)
+        Ok(ladder::run(ctx, &mut steps))
     }
 
     fn promote(&self, ctx: &RunContext) -> Result<(), RunnerError> {

@@ -7,6 +7,7 @@ pub mod abra;
 pub mod compose_facts;
 pub mod docker;
 pub mod exec;
+pub mod ladder;
 pub mod stack_names;
 
 use std::collections::BTreeMap;
