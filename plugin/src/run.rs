@@ -25,11 +25,8 @@ use canon_shared::state::{self, CanonicalRecord, HistoryEntry, LockWait, StateDi
 use crate::checkout::{self, CheckoutError, Want};
 use crate::compose::{self, ComposeFile};
 use crate::report::{self, CanonicalSummary, GateReport, Report};
-use crate::runners::command::CommandRunner;
-use crate::runners::{RunContext, Runner};
-use crate::settings::{
-    ClaimedCommit, Environment, Mode, RawSettings, RunnerKind, Settings, SettingsError,
-};
+use crate::runners::{self, RunContext, Runner};
+use crate::settings::{ClaimedCommit, Environment, Mode, RawSettings, Settings, SettingsError};
 
 /// Exit code of a green run.
 pub const EXIT_GREEN: u8 = 0;
@@ -149,7 +146,7 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, PrepareError> {
         ssh_key: key_path.clone(),
         known_hosts: settings.known_hosts.clone(),
     };
-    let runner = make_runner(settings)?;
+    let runner = runners::from_settings(settings)?;
     Ok(Prepared {
         run: RunSettings {
             upstream: remote(&recipe.upstream.url, &settings.upstream_token),
@@ -186,19 +183,6 @@ pub fn write_ssh_key(key: &Secret) -> std::io::Result<tempfile::NamedTempFile> {
     }
     f.flush()?;
     Ok(f)
-}
-
-/// Builds the runner the settings name.
-pub fn make_runner(settings: &Settings) -> Result<Box<dyn Runner>, SettingsError> {
-    match settings.runner {
-        RunnerKind::Command => Ok(Box::new(CommandRunner {
-            command: settings.command.clone().unwrap_or_default(),
-            promote_command: settings.promote_command.clone(),
-            timeout: settings.timeout,
-        })),
-        RunnerKind::Docker => Ok(Box::new(crate::runners::docker::DockerRunner::default())),
-        RunnerKind::Abra => Ok(Box::new(crate::runners::abra::AbraRunner::default())),
-    }
 }
 
 fn tag_main(settings: &Settings) -> u8 {
@@ -786,6 +770,7 @@ fn gate_and_promote(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::RunnerKind;
     use std::path::PathBuf;
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
@@ -819,9 +804,9 @@ mod tests {
             ("PLUGIN_TAG", "1.0.0+1"),
             ("PLUGIN_COMMAND", "true"),
         ]);
-        assert_eq!(make_runner(&s).unwrap().name(), "command");
+        assert_eq!(runners::from_settings(&s).unwrap().name(), "command");
         s.runner = RunnerKind::Docker;
-        assert_eq!(make_runner(&s).unwrap().name(), "docker");
+        assert_eq!(runners::from_settings(&s).unwrap().name(), "docker");
         s.quick = true;
         let env = harness_env(
             &RunSettings {

@@ -28,7 +28,7 @@ use canon_shared::state::{self, MissedWebhook, StateDir};
 use canon_shared::version::{self, ReleaseVersion};
 use serde::Serialize;
 
-use crate::run::{error_chain, make_runner, run_tag_mode, RunSettings, EXIT_RED, EXIT_SETTINGS};
+use crate::run::{error_chain, run_tag_mode, RunSettings, EXIT_RED, EXIT_SETTINGS};
 use crate::settings::{Environment, Mode, RawSettings, RunnerKind, Settings};
 
 /// Drone's "success, skip the remaining steps" exit code.
@@ -530,7 +530,8 @@ async fn act(
             let run_settings = inline_settings(settings, &d.recipe, tag, commit, key);
             let runner_settings = settings.clone();
             let result = blocking(move || {
-                let runner = make_runner(&runner_settings).map_err(|e| e.to_string())?;
+                let runner =
+                    crate::runners::from_settings(&runner_settings).map_err(|e| e.to_string())?;
                 run_tag_mode(&run_settings, runner.as_ref()).map_err(|e| error_chain(&e))
             })
             .await;
