@@ -1,6 +1,6 @@
 //! The built-in `abra` runner: the steps of the one stage ladder ([`super::ladder`]) through the
-//! abra CLI (Co-op Cloud's own tool), with a per-run `ABRA_DIR` so concurrent runs never share a recipe
-//! checkout (`abra app new` moves the checkout to the release tag).
+//! abra CLI (Co-op Cloud's own tool), with a per-run `ABRA_DIR` so concurrent runs never share a
+//! recipe checkout (`abra app new` moves the checkout to the release tag).
 //!
 //! Every abra command line is built by a pure function below. They were written for abra 0.10
 //! (the `abra app ...` command set and flags of its 2024–2025 docs); abra is not installed where

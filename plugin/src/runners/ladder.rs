@@ -213,10 +213,12 @@ fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> Vec<StageResult>
     } else {
         rungs.skip(&[Stage::Upgrade], "no canonical yet");
     }
+    let mut backup_or_restore_failed = false;
     if steps.declares_backups() {
         if rungs.run(Stage::Backup, || steps.backup()) {
-            rungs.run(Stage::Restore, || steps.restore(tested));
+            backup_or_restore_failed = !rungs.run(Stage::Restore, || steps.restore(tested));
         } else {
+            backup_or_restore_failed = true;
             rungs.skip(&[Stage::Restore], "backup failed");
         }
     } else {
@@ -228,10 +230,12 @@ fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> Vec<StageResult>
     if ctx.recipe.test_command.is_none() {
         rungs.skip(&[Stage::Custom], "the enrollment names no test_command");
     } else if !steps.running() {
-        rungs.skip(
-            &[Stage::Custom],
-            "the stack is not running after a failed backup or restore",
-        );
+        let why = if backup_or_restore_failed {
+            "the stack is not running after a failed backup or restore"
+        } else {
+            "the stack is not running"
+        };
+        rungs.skip(&[Stage::Custom], why);
     } else {
         let c = custom_command(ctx, &steps.target(), steps.runner());
         rungs.run(Stage::Custom, || {
@@ -525,7 +529,8 @@ mod tests {
             &Script::default().target(),
             "script",
         );
-        assert_eq!(c.argv(), ["sh", "-c", "exit 0"][1..]);
+        assert_eq!((c.program.as_str(), c.argv()), ("sh", vec!["-c", "exit 0"]));
+        assert_eq!(c.cwd.as_deref(), Some(std::env::temp_dir().as_path()));
         let env: BTreeMap<_, _> = c.env.iter().cloned().collect();
         assert_eq!(env["STACK_NAME"], "cold-app-1-1");
         assert_eq!(env["DOMAIN"], "cold-app-1-1.test");
