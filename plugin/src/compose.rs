@@ -99,7 +99,7 @@ pub struct Deploy {
 /// Labels in either compose form: `["k=v", ...]` or `{k: v}`. A list item without `=` is a label
 /// with an empty value, as in compose. Numbers and booleans (in a list, or as a map's keys and
 /// values) are read as text. The Docker runner reads labels through this type too, after
-/// interpolating the YAML (see `runners::docker::compose_facts`).
+/// interpolating the YAML (see `runners::compose_facts`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Labels(pub BTreeMap<String, String>);
 

@@ -1,6 +1,6 @@
-//! The built-in `abra` runner: the same stage ladder as the `docker` runner, through the abra CLI
-//! (Co-op Cloud's own tool), with a per-run `ABRA_DIR` so concurrent runs never share a recipe
-//! checkout (`abra app new` moves the checkout to the release tag).
+//! The built-in `abra` runner: the steps of the one stage ladder ([`super::ladder`]) through the
+//! abra CLI (Co-op Cloud's own tool), with a per-run `ABRA_DIR` so concurrent runs never share a
+//! recipe checkout (`abra app new` moves the checkout to the release tag).
 //!
 //! Every abra command line is built by a pure function below. They were written for abra 0.10
 //! (the `abra app ...` command set and flags of its 2024–2025 docs); abra is not installed where
@@ -9,15 +9,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use canon_shared::gate::{StageResult, StageStatus, TestedRef};
-use canon_shared::recipe::Stage;
+use canon_shared::gate::{StageResult, TestedRef};
 
-use super::docker::cmd::{cold_stack_name, warm_stack_name};
-use super::docker::compose_facts::RecipeFiles;
-use super::docker::exec::{self, Cmd};
-use super::docker::{custom_command, run_custom, DEFAULT_DEPLOY_TIMEOUT};
+use super::compose_facts::RecipeFiles;
+use super::exec::{self, Cmd};
+use super::ladder::{self, deploy_timeout, Release, Steps, Target};
+use super::stack_names::{cold_stack_name, warm_stack_name};
 use super::{RunContext, Runner, RunnerError};
 
 /// The abra version these command lines were written for.
@@ -184,28 +183,6 @@ impl AbraApp {
     }
 }
 
-fn result(name: Stage, started: Instant, outcome: Result<(), String>) -> StageResult {
-    StageResult {
-        name,
-        status: if outcome.is_ok() {
-            StageStatus::Passed
-        } else {
-            StageStatus::Failed
-        },
-        reason: outcome.err(),
-        seconds: started.elapsed().as_secs_f64(),
-    }
-}
-
-fn skipped(name: Stage, reason: &str) -> StageResult {
-    StageResult {
-        name,
-        status: StageStatus::Skipped,
-        reason: Some(reason.to_string()),
-        seconds: 0.0,
-    }
-}
-
 impl AbraRunner {
     fn app(&self, ctx: &RunContext, stack: &str, dir: &str) -> Result<AbraApp, RunnerError> {
         let abra_dir = ctx.run_dir.join(dir);
@@ -221,95 +198,10 @@ impl AbraRunner {
         })
     }
 
-    fn timeout(ctx: &RunContext) -> Duration {
-        ctx.recipe
-            .deploy_timeout_secs
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_DEPLOY_TIMEOUT)
-    }
-
-    fn step(c: &Cmd, timeout: Duration) -> Result<(), String> {
-        exec::run_ok(c, timeout)
-            .map(drop)
-            .map_err(|e| e.to_string())
-    }
-
     fn prepare(app: &AbraApp, checkout: &Path) -> Result<(), RunnerError> {
         exec::run_ok(&app.clone_recipe(checkout), Duration::from_secs(120))?;
         exec::run_ok(&app.server_add(), Duration::from_secs(60))?;
         Ok(())
-    }
-
-    fn ladder(&self, ctx: &RunContext, app: &AbraApp) -> Vec<StageResult> {
-        let timeout = Self::timeout(ctx);
-        let tag = ctx.tested_name().to_string();
-        let base = match (&ctx.canonical, &ctx.base_checkout) {
-            (Some(c), Some(_)) => Some(c.version.to_string()),
-            _ => None,
-        };
-        let mut out = Vec::new();
-        let t = Instant::now();
-        let install_version = base.clone().unwrap_or_else(|| tag.clone());
-        let install = Self::step(&app.new_app(&install_version), timeout)
-            .and_then(|()| Self::step(&app.deploy(&install_version, false), timeout));
-        let ok = install.is_ok();
-        out.push(result(Stage::Install, t, install));
-        if !ok {
-            for s in [Stage::Upgrade, Stage::Backup, Stage::Restore, Stage::Custom] {
-                out.push(skipped(s, "install failed"));
-            }
-            return out;
-        }
-        if base.is_some() {
-            let t = Instant::now();
-            let up = Self::step(&app.upgrade(&tag), timeout);
-            let ok = up.is_ok();
-            out.push(result(Stage::Upgrade, t, up));
-            if !ok {
-                for s in [Stage::Backup, Stage::Restore, Stage::Custom] {
-                    out.push(skipped(s, "upgrade failed"));
-                }
-                return out;
-            }
-        } else {
-            out.push(skipped(Stage::Upgrade, "no canonical yet"));
-        }
-        let backups = RecipeFiles::load(&ctx.checkout, "app", &BTreeMap::new())
-            .map(|f| f.facts.declares_backups())
-            .unwrap_or(false);
-        if backups {
-            let t = Instant::now();
-            let b = Self::step(&app.backup(), timeout);
-            let ok = b.is_ok();
-            out.push(result(Stage::Backup, t, b));
-            if ok {
-                let t = Instant::now();
-                out.push(result(
-                    Stage::Restore,
-                    t,
-                    Self::step(&app.restore(), timeout),
-                ));
-            } else {
-                out.push(skipped(Stage::Restore, "backup failed"));
-            }
-        } else {
-            let why = "the recipe declares no backups (no backupbot.backup=true label)";
-            out.push(skipped(Stage::Backup, why));
-            out.push(skipped(Stage::Restore, why));
-        }
-        match &ctx.recipe.test_command {
-            None => out.push(skipped(
-                Stage::Custom,
-                "the enrollment names no test_command",
-            )),
-            Some(_) => {
-                let t = Instant::now();
-                let stack = app.domain.replace('.', "_");
-                let c = custom_command(ctx, &stack, &app.domain, self.name());
-                out.push(result(Stage::Custom, t, run_custom(&c, timeout)));
-            }
-        }
-        out
     }
 
     fn teardown(app: &AbraApp) -> Vec<String> {
@@ -328,6 +220,65 @@ impl AbraRunner {
     }
 }
 
+/// The abra runner's steps of one cold run, for the [`ladder`].
+struct AbraSteps<'a> {
+    app: &'a AbraApp,
+    timeout: Duration,
+    checkout: &'a Path,
+}
+
+impl AbraSteps<'_> {
+    fn abra(&self, c: &Cmd) -> Result<(), RunnerError> {
+        exec::run_ok(c, self.timeout).map(drop)
+    }
+}
+
+impl Steps for AbraSteps<'_> {
+    fn runner(&self) -> &'static str {
+        "abra"
+    }
+
+    fn target(&self) -> Target {
+        Target {
+            // abra's own stack name for an app: its domain with `.` as `_`.
+            stack: self.app.domain.replace('.', "_"),
+            domain: self.app.domain.clone(),
+        }
+    }
+
+    fn install(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+        self.abra(&self.app.new_app(release.version))?;
+        self.abra(&self.app.deploy(release.version, false))
+    }
+
+    fn upgrade(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+        self.abra(&self.app.upgrade(release.version))
+    }
+
+    fn declares_backups(&self) -> bool {
+        RecipeFiles::load(self.checkout, "app", &BTreeMap::new())
+            .map(|f| f.facts.declares_backups())
+            .unwrap_or(false)
+    }
+
+    fn backup(&mut self) -> Result<(), RunnerError> {
+        self.abra(&self.app.backup())
+    }
+
+    fn restore(&mut self, _release: Release<'_>) -> Result<(), RunnerError> {
+        self.abra(&self.app.restore())
+    }
+
+    fn running(&self) -> bool {
+        // backupbot backs up and restores the running app: abra never stops it in between.
+        true
+    }
+
+    fn teardown(&mut self) -> Vec<String> {
+        AbraRunner::teardown(self.app)
+    }
+}
+
 impl Runner for AbraRunner {
     fn name(&self) -> &'static str {
         "abra"
@@ -337,12 +288,12 @@ impl Runner for AbraRunner {
         let stack = cold_stack_name(ctx.recipe.name.as_str(), ctx.tested_name(), &ctx.build);
         let app = self.app(ctx, &stack, "abra")?;
         Self::prepare(&app, &ctx.checkout)?;
-        let results = self.ladder(ctx, &app);
-        let problems = Self::teardown(&app);
-        if !problems.is_empty() {
-            tracing::error!(domain = %app.domain, ?problems, "abra teardown left objects behind");
-        }
-        Ok(results)
+        let mut steps = AbraSteps {
+            app: &app,
+            timeout: deploy_timeout(&ctx.recipe),
+            checkout: &ctx.checkout,
+        };
+        Ok(ladder::run(ctx, &mut steps))
     }
 
     fn promote(&self, ctx: &RunContext) -> Result<(), RunnerError> {
@@ -354,7 +305,7 @@ impl Runner for AbraRunner {
         let stack = warm_stack_name(ctx.recipe.name.as_str());
         let app = self.app(ctx, &stack, "abra-warm")?;
         Self::prepare(&app, &ctx.checkout)?;
-        let timeout = Self::timeout(ctx);
+        let timeout = deploy_timeout(&ctx.recipe);
         // The warm app's `.env` lives in this run's ABRA_DIR; `app new` recreates it and keeps
         // the existing secrets and volumes of the same domain on the server.
         exec::run_ok(&app.new_app(tag), timeout)?;

@@ -6,21 +6,21 @@
 //! (JSON Schema: `plugin/schema/results.schema.json`). Its output streams to the step log, line by
 //! line, prefixed with `| `.
 //!
+//! It has no stage ladder of its own (the harness climbs it); its children go through the one
+//! executor, [`super::exec`], like every runner's.
+//!
 //! The harness reports stages; it never gives the verdict. A non-zero exit, a missing or invalid
 //! results file, an unknown stage or status, or a stage listed twice makes the run red, whatever
 //! the stages say.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use canon_shared::gate::StageResult;
 use serde::Deserialize;
 
+use super::exec::{self, Cmd, OutputMode};
 use super::{RunContext, Runner, RunnerError};
 
 /// The file name of the results file inside the run folder.
@@ -35,8 +35,6 @@ pub struct CommandRunner {
     pub promote_command: Option<String>,
     /// How long each command may run.
     pub timeout: Duration,
-    /// Variables removed from the inherited environment (the plugin's secret settings).
-    pub remove_env: Vec<String>,
 }
 
 /// The results file's shape.
@@ -46,25 +44,13 @@ struct ResultsFile {
     stages: Vec<StageResult>,
 }
 
-/// Builds the child process for `script`: `sh -c <script>` in `cwd`, with `env` added and
-/// `remove` taken out of the inherited environment, both pipes captured, in its own process group
-/// (so a timeout kills everything the script started).
-pub fn shell_command(
-    script: &str,
-    cwd: &Path,
-    env: &BTreeMap<String, String>,
-    remove: &[String],
-) -> Command {
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(script).current_dir(cwd);
-    for name in remove {
-        cmd.env_remove(name);
-    }
-    cmd.envs(env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+/// Returns the child for `script`: `sh -c <script>` in `cwd` with `env` added (the environment
+/// policy of [`exec::child_environment`] applies), its output streamed to the step log.
+pub fn shell_command(script: &str, cwd: &Path, env: &BTreeMap<String, String>) -> Cmd {
+    let mut cmd = Cmd::new("sh", ["-c", script]);
+    cmd.cwd = Some(cwd.to_path_buf());
+    cmd.env = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    cmd.output = OutputMode::Stream;
     cmd
 }
 
@@ -112,31 +98,14 @@ impl CommandRunner {
         script: &str,
         cwd: &Path,
         env: &BTreeMap<String, String>,
-    ) -> Result<ExitStatus, RunnerError> {
-        tracing::info!(cwd = %cwd.display(), "+ sh -c {script}");
-        let mut child = shell_command(script, cwd, env, &self.remove_env)
-            .spawn()
-            .map_err(|source| RunnerError::Spawn {
-                program: "sh".into(),
-                source,
-            })?;
-        let pumps = [
-            child.stdout.take().map(|o| pump(o, std::io::stdout)),
-            child.stderr.take().map(|e| pump(e, std::io::stderr)),
-        ];
-        let result = wait_until(&mut child, self.timeout);
-        // Whatever the script left running in its group goes too: the run is over.
-        kill_group(&child);
-        for p in pumps.into_iter().flatten() {
-            let _ = p.join();
-        }
-        match result {
-            Ok(status) => Ok(status),
-            Err(()) => Err(RunnerError::Timeout {
+    ) -> Result<exec::Output, RunnerError> {
+        exec::run(&shell_command(script, cwd, env), self.timeout).map_err(|e| match e {
+            RunnerError::Timeout { seconds, .. } => RunnerError::Timeout {
                 what: format!("{what} `{script}`"),
-                seconds: self.timeout.as_secs(),
-            }),
-        }
+                seconds,
+            },
+            other => other,
+        })
     }
 }
 
@@ -157,12 +126,12 @@ impl Runner for CommandRunner {
         }
         let mut env = ctx.env.clone();
         env.insert("CANON_RESULTS".into(), path_text(&results));
-        let status = self.exec("the harness", &self.command, &ctx.checkout, &env)?;
+        let out = self.exec("the harness", &self.command, &ctx.checkout, &env)?;
         let stages = read_results(&results);
-        if !status.success() {
+        if !out.success() {
             let error = RunnerError::Exit {
                 command: self.command.clone(),
-                status: status.to_string(),
+                status: out.status.to_string(),
             };
             return Err(match stages {
                 Ok(stages) => RunnerError::WithStages {
@@ -181,13 +150,13 @@ impl Runner for CommandRunner {
         };
         let mut env = ctx.env.clone();
         env.insert("CANON_PROMOTE".into(), "1".into());
-        let status = self.exec("the promote command", script, &ctx.checkout, &env)?;
-        if status.success() {
+        let out = self.exec("the promote command", script, &ctx.checkout, &env)?;
+        if out.success() {
             Ok(())
         } else {
             Err(RunnerError::Exit {
                 command: script.clone(),
-                status: status.to_string(),
+                status: out.status.to_string(),
             })
         }
     }
@@ -196,58 +165,6 @@ impl Runner for CommandRunner {
 /// Returns a path as text for an environment variable.
 fn path_text(p: &Path) -> String {
     p.to_string_lossy().into_owned()
-}
-
-/// Copies a child's pipe to our own stream, line by line with a `| ` prefix, until it closes.
-fn pump<R, W, F>(from: R, to: F) -> JoinHandle<()>
-where
-    R: Read + Send + 'static,
-    W: Write,
-    F: Fn() -> W + Send + 'static,
-{
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(from);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let text = String::from_utf8_lossy(&line);
-                    let mut out = to();
-                    let _ = writeln!(out, "| {}", text.trim_end_matches(['\n', '\r']));
-                }
-            }
-        }
-    })
-}
-
-/// Waits for `child` until `timeout`; on timeout kills its process group and returns `Err`.
-fn wait_until(child: &mut Child, timeout: Duration) -> Result<ExitStatus, ()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Ok(status),
-            Ok(None) if Instant::now() >= deadline => {
-                kill_group(child);
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(());
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            // try_wait only fails when the child was already reaped; treat it as gone.
-            Err(_) => return Err(()),
-        }
-    }
-}
-
-/// Sends SIGKILL to the child's process group (its id, since it was started as group leader).
-fn kill_group(child: &Child) {
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", child.id())])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 #[cfg(test)]
@@ -259,12 +176,9 @@ mod tests {
     #[test]
     fn the_shell_command_is_built_as_data() {
         let env = BTreeMap::from([("CANON_TAG".to_string(), "1.0.0+1".to_string())]);
-        let cmd = shell_command(
-            "./harness.sh --all",
-            Path::new("/w/checkout"),
-            &env,
-            &["PLUGIN_UPSTREAM_TOKEN".to_string()],
-        );
+        let shell = shell_command("./harness.sh --all", Path::new("/w/checkout"), &env);
+        assert_eq!(shell.output, OutputMode::Stream);
+        let cmd = exec::command(&shell);
         assert_eq!(cmd.get_program(), "sh");
         let args: Vec<_> = cmd.get_args().collect();
         assert_eq!(args, ["-c", "./harness.sh --all"]);

@@ -2,9 +2,32 @@
 //!
 //! A runner reports stage results; it never decides the verdict. The verdict is canon's, from
 //! the stages and the gate (`canon_shared::gate`).
+//!
+//! # Layout
+//! - this file: [`RunContext`], [`RunnerError`], the [`Runner`] trait and [`from_settings`], which
+//!   builds the runner the settings name.
+//! - [`ladder`]: the one stage ladder (install, upgrade, backup, restore, custom): order, skip
+//!   rules, stage bookkeeping, the custom stage and the teardown. A built-in runner fills in only
+//!   its [`ladder::Steps`].
+//! - [`exec`]: the one child-process executor of every runner: deadline, process-group kill, both
+//!   pipes drained, secrets masked in logs, and the one policy for a child's environment.
+//! - [`command`]: the `command` runner: an external harness climbs the ladder and writes a
+//!   results file; only the executor is shared.
+//! - [`docker`]: the built-in `docker` runner (`docker stack deploy` on a single-node swarm), its
+//!   steps, the promote of the warm canonical and the sweep's cleanup.
+//! - [`abra`]: the built-in `abra` runner: the same steps through the abra CLI.
+//! - [`compose_facts`]: what a recipe checkout declares (env, compose files, services, volumes,
+//!   backups); read by docker and abra.
+//! - [`stack_names`]: the names of a cold run's stack and of the warm canonical, shared by docker
+//!   and abra.
 
 pub mod abra;
+pub mod command;
+pub mod compose_facts;
 pub mod docker;
+pub mod exec;
+pub mod ladder;
+pub mod stack_names;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,7 +36,7 @@ use canon_shared::gate::{StageResult, TestedRef};
 use canon_shared::recipe::Recipe;
 use canon_shared::state::CanonicalRecord;
 
-pub mod command;
+use crate::settings::{RunnerKind, Settings, SettingsError};
 
 /// Everything a runner needs to know about one run.
 #[derive(Debug, Clone)]
@@ -100,17 +123,14 @@ pub trait Runner {
     fn promote(&self, ctx: &RunContext) -> Result<(), RunnerError>;
 }
 
-/// Builds the runner the settings name.
-pub fn from_settings(
-    settings: &crate::settings::Settings,
-) -> Result<Box<dyn Runner>, crate::settings::SettingsError> {
-    use crate::settings::{RunnerKind, Settings};
+/// Returns the runner the settings name: the `command` runner with the harness and promote
+/// commands and the timeout, or the built-in `docker` or `abra` runner.
+pub fn from_settings(settings: &Settings) -> Result<Box<dyn Runner>, SettingsError> {
     match settings.runner {
         RunnerKind::Command => Ok(Box::new(command::CommandRunner {
             command: settings.command.clone().unwrap_or_default(),
             promote_command: settings.promote_command.clone(),
             timeout: settings.timeout,
-            remove_env: Settings::secret_env_vars().map(String::from).collect(),
         })),
         RunnerKind::Docker => Ok(Box::new(docker::DockerRunner::default())),
         RunnerKind::Abra => Ok(Box::new(abra::AbraRunner::default())),

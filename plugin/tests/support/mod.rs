@@ -219,7 +219,6 @@ impl Fixture {
             command: command.to_string(),
             promote_command: promote.map(String::from),
             timeout: Duration::from_secs(30),
-            remove_env: vec![],
         }
     }
 

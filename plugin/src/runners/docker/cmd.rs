@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use canon_shared::secret::Secret;
 
-use super::compose_facts::ComposeFacts;
-use super::exec::{Cmd, Input};
+use crate::runners::compose_facts::ComposeFacts;
+use crate::runners::exec::{Cmd, Input};
 
 /// The label `docker stack deploy` puts on everything a stack owns.
 pub const STACK_LABEL: &str = "com.docker.stack.namespace";
@@ -81,52 +81,6 @@ impl RunLabels {
             (CREATED_LABEL.to_string(), self.created.to_string()),
         ])
     }
-}
-
-/// Returns a short stable hash (FNV-1a, 6 hex digits) of `text`, for names, not for security.
-pub fn short_hash(text: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{:06x}", h & 0xff_ffff)
-}
-
-fn sanitize(text: &str, max: usize) -> String {
-    let s: String = text
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    let s = s.trim_matches('-');
-    s.chars()
-        .take(max)
-        .collect::<String>()
-        .trim_end_matches('-')
-        .to_string()
-}
-
-/// Returns the unique stack name of a cold run: `cold-<recipe>-<tag hash>-<build>` (recipe cut to
-/// 24 characters, build to 10), so concurrent runs never share a stack.
-pub fn cold_stack_name(recipe: &str, tag: &str, build: &str) -> String {
-    let build = sanitize(build, 10);
-    let build = if build.is_empty() {
-        "0".to_string()
-    } else {
-        build
-    };
-    format!(
-        "cold-{}-{}-{}",
-        sanitize(recipe, 24),
-        short_hash(tag),
-        build
-    )
-}
-
-/// Returns the warm canonical's stack name, `warm-<recipe>`.
-pub fn warm_stack_name(recipe: &str) -> String {
-    format!("warm-{recipe}")
 }
 
 /// Returns the engine name of a stack's volume (`<stack>_<key>`).
@@ -428,8 +382,8 @@ pub fn label_override(facts: &ComposeFacts, labels: &BTreeMap<String, String>) -
 
 #[cfg(test)]
 mod tests {
-    use super::super::compose_facts::{merge_compose, ComposeFacts};
     use super::*;
+    use crate::runners::compose_facts::{merge_compose, ComposeFacts};
 
     fn labels() -> RunLabels {
         RunLabels {
@@ -443,25 +397,7 @@ mod tests {
     }
 
     #[test]
-    fn stack_names_are_unique_per_recipe_tag_and_build_and_valid() {
-        let a = cold_stack_name("custom-html", "1.0.0+1.2", "41");
-        assert!(
-            a.starts_with("cold-custom-html-") && a.ends_with("-41"),
-            "{a}"
-        );
-        assert_ne!(a, cold_stack_name("custom-html", "1.0.1+1.2", "41"));
-        assert_ne!(a, cold_stack_name("custom-html", "1.0.0+1.2", "42"));
-        assert_ne!(a, cold_stack_name("custom-htm", "1.0.0+1.2", "41"));
-        let long = cold_stack_name(&"x_y".repeat(30), "t", "Local Run/99999999999");
-        assert!(long.len() <= 46, "{long}");
-        assert!(long
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
-        assert_eq!(
-            cold_stack_name("a", "t", "!!"),
-            format!("cold-a-{}-0", short_hash("t"))
-        );
-        assert_eq!(warm_stack_name("gitea"), "warm-gitea");
+    fn a_warm_volumes_copy_is_named_after_it() {
         assert_eq!(prev_volume("warm-gitea_data"), "warm-gitea_data.prev");
     }
 

@@ -1,6 +1,6 @@
-//! What the Docker runner needs to know about a recipe checkout: its env (`.env.sample`,
-//! `abra.sh` exports), its compose files, and from them the services, volumes, secrets,
-//! networks and labels (backupbot, the HTTP port traefik would route to).
+//! What the built-in runners (docker, abra) need to know about a recipe checkout: its env
+//! (`.env.sample`, `abra.sh` exports), its compose files, and from them the services, volumes,
+//! secrets, networks and labels (backupbot, the HTTP port traefik would route to).
 //!
 //! Pure parsing over file contents; reading the files is the only I/O, in [`RecipeFiles::load`].
 //!

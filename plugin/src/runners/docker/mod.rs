@@ -1,0 +1,171 @@
+//! The built-in `docker` runner: a real cold deploy of a recipe on the machine's Docker engine,
+//! the way Co-op Cloud deploys (a single-node swarm and `docker stack deploy`), through the one
+//! stage ladder ([`crate::runners::ladder`]), with teardown always; and the promote step that
+//! keeps the data-warm canonical `warm-<recipe>`.
+//!
+//! # Layout
+//! - this file: the runner, its [`ladder`] steps and the [`Runner`] entry points.
+//! - [`cmd`]: every docker command as a pure function, plus the labels.
+//! - `engine`: running a docker command, listing and inspecting objects, the swarm check.
+//! - `stack`: one stack: deploy, stop, teardown.
+//! - `probe`: when a stack is healthy (replicas, spec, version label, HTTP health path).
+//! - `volumes`: reading and writing volumes through helper containers.
+//! - `backup`: the backup and restore stages (snapshots proven by markers).
+//! - `promote`: the warm canonical's move to a new tag, with `.prev` copies.
+//! - `sweep`: what the sweep asks: [`cleanup_stale`] and [`warm_volume_sizes`].
+//!
+//! # Objects and labels
+//! A cold run deploys the stack `cold-<recipe>-<tag hash>-<build>`; everything it creates (the
+//! services and their containers, volumes, networks, secrets, helper containers) carries
+//! `canon.managed=true`, `canon.stack`, `canon.kind=cold`, `canon.recipe`, `canon.tag`,
+//! `canon.build` and `canon.created` (unix seconds), so [`cleanup_stale`] can remove what a killed
+//! run left behind. The warm canonical's objects say `canon.kind=warm` and are never swept.
+
+mod backup;
+pub mod cmd;
+mod engine;
+mod probe;
+mod promote;
+mod stack;
+mod sweep;
+mod volumes;
+
+use canon_shared::gate::{StageResult, TestedRef};
+
+use self::backup::Snapshot;
+use self::cmd::StackKind;
+use self::stack::Stack;
+use super::compose_facts::RecipeFiles;
+use super::ladder::{self, Release, Steps, Target};
+use super::stack_names;
+use super::{RunContext, Runner, RunnerError};
+
+pub use self::engine::ensure_swarm;
+pub use self::sweep::{
+    cleanup_stale, is_stale, parse_size, warm_volume_sizes, CleanupReport, VolumeSize,
+};
+
+/// The runner's name (`CANON_RUNNER` of the custom stage).
+const NAME: &str = "docker";
+
+/// The `docker` runner.
+#[derive(Debug, Clone)]
+pub struct DockerRunner {
+    /// Apps get `DOMAIN=<stack>.<domain_suffix>`.
+    pub domain_suffix: String,
+}
+
+impl Default for DockerRunner {
+    fn default() -> Self {
+        DockerRunner {
+            domain_suffix: "canon.localhost".to_string(),
+        }
+    }
+}
+
+/// The docker runner's steps of one cold run, for the [`ladder`]: what the last deploy deployed,
+/// the snapshots of the backup, and whether the stack is up.
+struct ColdSteps<'a> {
+    stack: &'a Stack,
+    files: Option<RecipeFiles>,
+    snapshots: Vec<Snapshot>,
+    running: bool,
+}
+
+impl ColdSteps<'_> {
+    /// Deploys the checkout and waits until it is healthy; keeps what it deployed.
+    fn deploy_healthy(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+        let files = self.stack.deploy(release.checkout)?;
+        self.stack.wait_healthy(&files)?;
+        self.files = Some(files);
+        self.running = true;
+        Ok(())
+    }
+
+    fn files(&self) -> Result<&RecipeFiles, RunnerError> {
+        self.files
+            .as_ref()
+            .ok_or_else(|| RunnerError::Other("nothing was deployed".into()))
+    }
+}
+
+impl Steps for ColdSteps<'_> {
+    fn runner(&self) -> &'static str {
+        NAME
+    }
+
+    fn target(&self) -> Target {
+        Target {
+            stack: self.stack.name.clone(),
+            domain: self.stack.domain.clone(),
+        }
+    }
+
+    fn install(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+        self.deploy_healthy(release)
+    }
+
+    fn upgrade(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+        self.deploy_healthy(release)
+    }
+
+    fn declares_backups(&self) -> bool {
+        self.files
+            .as_ref()
+            .is_some_and(|f| f.facts.declares_backups())
+    }
+
+    fn backup(&mut self) -> Result<(), RunnerError> {
+        // Volume snapshots are taken while the services are stopped.
+        self.running = false;
+        self.snapshots = self.stack.backup(self.files()?)?;
+        Ok(())
+    }
+
+    fn restore(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+        self.stack.restore(self.files()?, &self.snapshots)?;
+        self.deploy_healthy(release)
+    }
+
+    fn running(&self) -> bool {
+        self.running
+    }
+
+    fn teardown(&mut self) -> Vec<String> {
+        self.stack.teardown()
+    }
+}
+
+impl Runner for DockerRunner {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn run(&self, ctx: &RunContext) -> Result<Vec<StageResult>, RunnerError> {
+        ensure_swarm()?;
+        let name =
+            stack_names::cold_stack_name(ctx.recipe.name.as_str(), ctx.tested_name(), &ctx.build);
+        let stack = Stack::new(self, ctx, name, StackKind::Cold)?;
+        tracing::info!(recipe = %ctx.recipe.name, tested = %ctx.tested, stack = %stack.name, "cold run starts");
+        let mut steps = ColdSteps {
+            stack: &stack,
+            files: None,
+            snapshots: Vec::new(),
+            running: false,
+        };
+        Ok(ladder::run(ctx, &mut steps))
+    }
+
+    fn promote(&self, ctx: &RunContext) -> Result<(), RunnerError> {
+        if !matches!(ctx.tested, TestedRef::Tag(_)) {
+            return Err(RunnerError::Other(
+                "only a tag can become the warm canonical".into(),
+            ));
+        }
+        ensure_swarm()?;
+        let name = stack_names::warm_stack_name(ctx.recipe.name.as_str());
+        let stack = Stack::new(self, ctx, name, StackKind::Warm)?;
+        tracing::info!(recipe = %ctx.recipe.name, tested = %ctx.tested, stack = %stack.name, "promote: deploying the warm canonical");
+        stack.promote(ctx)
+    }
+}

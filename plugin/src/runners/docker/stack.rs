@@ -1,0 +1,208 @@
+//! One stack (a cold run's or the warm canonical) on the engine: its names and labels, deploying
+//! a recipe checkout as it, stopping it, and removing everything it created.
+//!
+//! Its health ([`super::probe`]), its volumes ([`super::volumes`]), backup and restore
+//! ([`super::backup`]) and the promote ([`super::promote`]) are further `impl Stack` blocks, one
+//! concern a file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use canon_shared::secret::Secret;
+
+use super::cmd::{self, Kind, RunLabels, StackKind};
+use super::engine::{docker, lines, list_ids, now_unix, random_hex, COMMAND_TIMEOUT};
+use super::DockerRunner;
+use crate::runners::compose_facts::RecipeFiles;
+use crate::runners::exec::{self, Cmd};
+use crate::runners::ladder::deploy_timeout;
+use crate::runners::{RunContext, RunnerError};
+
+/// The limit on a stack's containers going away after `docker stack rm`.
+pub(super) const STOP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One stack (a cold run's or the warm canonical) and what it needs to deploy and clean up.
+pub(super) struct Stack {
+    /// The stack name.
+    pub(super) name: String,
+    /// The labels of everything it creates.
+    pub(super) labels: RunLabels,
+    /// Its scratch folder in the run folder (override file, snapshots).
+    pub(super) work: PathBuf,
+    /// The deploy timeout.
+    pub(super) timeout: Duration,
+    /// The recipe's HTTP health path, when it names one.
+    pub(super) health_path: Option<String>,
+    /// `<stack>.<domain suffix>`.
+    pub(super) domain: String,
+    /// The run's extra environment (deploy env and the custom stage).
+    pub(super) extra_env: BTreeMap<String, String>,
+    /// How many helper containers it created (their names count up).
+    pub(super) helpers: std::cell::Cell<u32>,
+}
+
+impl Stack {
+    /// Returns the stack `name` of `kind` for this run, with its scratch folder created; deploys
+    /// nothing.
+    pub(super) fn new(
+        runner: &DockerRunner,
+        ctx: &RunContext,
+        name: String,
+        kind: StackKind,
+    ) -> Result<Self, RunnerError> {
+        let work = ctx.run_dir.join("docker").join(&name);
+        std::fs::create_dir_all(&work)
+            .map_err(|e| RunnerError::Other(format!("could not create {}: {e}", work.display())))?;
+        Ok(Stack {
+            labels: RunLabels {
+                stack: name.clone(),
+                kind,
+                recipe: ctx.recipe.name.as_str().to_string(),
+                tag: ctx.tested_name().to_string(),
+                build: ctx.build.clone(),
+                created: now_unix(),
+            },
+            domain: format!("{name}.{}", runner.domain_suffix),
+            name,
+            work,
+            timeout: deploy_timeout(&ctx.recipe),
+            health_path: ctx.recipe.health_path.clone(),
+            extra_env: ctx.env.clone(),
+            helpers: std::cell::Cell::new(0),
+        })
+    }
+
+    fn overrides(&self) -> BTreeMap<String, String> {
+        let mut env = self.extra_env.clone();
+        env.insert("STACK_NAME".into(), self.name.clone());
+        env.insert("DOMAIN".into(), self.domain.clone());
+        env
+    }
+
+    /// Returns the label filter of what `docker stack deploy` created for this stack.
+    pub(super) fn stack_filter(&self) -> String {
+        format!("{}={}", cmd::STACK_LABEL, self.name)
+    }
+
+    /// Returns the label filter of what canon created for this stack (helpers included).
+    fn canon_filter(&self) -> String {
+        format!("{}={}", cmd::STACK_NAME_LABEL, self.name)
+    }
+
+    /// Reads the recipe checkout `dir` as this stack would deploy it.
+    pub(super) fn load(&self, dir: &Path) -> Result<RecipeFiles, RunnerError> {
+        RecipeFiles::load(dir, &self.name, &self.overrides())
+            .map_err(|e| RunnerError::Other(e.to_string()))
+    }
+
+    /// Deploys the recipe checkout `dir` as this stack: missing external secrets get generated
+    /// values, missing external networks are created, the label override is added.
+    pub(super) fn deploy(&self, dir: &Path) -> Result<RecipeFiles, RunnerError> {
+        let files = self.load(dir)?;
+        let labels = self.labels.map(None);
+        let existing: BTreeSet<String> = lines(&docker(&Cmd::new(
+            "docker",
+            ["secret", "ls", "--format", "{{.Name}}"],
+        ))?)
+        .into_iter()
+        .collect();
+        for s in files.facts.secrets.iter().filter(|s| s.external) {
+            if !existing.contains(&s.name) {
+                let value = Secret::new(random_hex(16)?);
+                docker(&cmd::secret_create(&s.name, &labels, value))?;
+            }
+        }
+        for n in files.facts.networks.iter().filter(|n| n.external) {
+            let found = exec::run(
+                &cmd::inspect(Kind::Network, std::slice::from_ref(&n.name)),
+                COMMAND_TIMEOUT,
+            )?;
+            if !found.success() {
+                // Shared infrastructure (traefik's `proxy`): created once, never removed by a run.
+                let shared = BTreeMap::from([
+                    (cmd::MANAGED_LABEL.to_string(), "true".to_string()),
+                    (cmd::KIND_LABEL.to_string(), "shared".to_string()),
+                ]);
+                docker(&cmd::network_create(&n.name, &shared))?;
+            }
+        }
+        let override_path = self.work.join("compose.canon.yml");
+        std::fs::write(&override_path, cmd::label_override(&files.facts, &labels)).map_err(
+            |e| RunnerError::Other(format!("could not write {}: {e}", override_path.display())),
+        )?;
+        let mut all = files.compose_files.clone();
+        all.push(override_path);
+        docker(&cmd::stack_deploy(&self.name, &all, &files.env, dir))?;
+        Ok(files)
+    }
+
+    /// Removes the stack's services and waits until its containers are gone (volumes stay).
+    pub(super) fn stop(&self) -> Result<(), RunnerError> {
+        let services = list_ids(Kind::Service, &self.stack_filter())?;
+        if !services.is_empty() {
+            let out = exec::run(&cmd::stack_rm(&self.name), COMMAND_TIMEOUT)?;
+            if !out.success() && !out.stderr.contains("Nothing found") {
+                tracing::warn!(stack = %self.name, stderr = %out.stderr.trim(), "docker stack rm reported an error");
+            }
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            let left = list_ids(Kind::Container, &self.stack_filter())?.len()
+                + list_ids(Kind::Service, &self.stack_filter())?.len();
+            if left == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(RunnerError::Timeout {
+                    what: format!(
+                        "stack {} to stop ({left} containers/services left)",
+                        self.name
+                    ),
+                    seconds: STOP_TIMEOUT.as_secs(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Removes everything of this stack: services, containers (tasks and helpers), volumes,
+    /// secrets, networks. Returns what could not be removed.
+    pub(super) fn teardown(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.stop() {
+            problems.push(e.to_string());
+        }
+        for kind in Kind::ALL {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let mut ids = Vec::new();
+                for filter in [self.stack_filter(), self.canon_filter()] {
+                    match list_ids(kind, &filter) {
+                        Ok(found) => ids.extend(found),
+                        Err(e) => problems.push(e.to_string()),
+                    }
+                }
+                ids.sort();
+                ids.dedup();
+                if ids.is_empty() {
+                    break;
+                }
+                let out = exec::run(&cmd::remove(kind, &ids), COMMAND_TIMEOUT);
+                let failed = match out {
+                    Ok(o) if o.success() => None,
+                    Ok(o) => Some(o.stderr.trim().to_string()),
+                    Err(e) => Some(e.to_string()),
+                };
+                let Some(why) = failed else { continue };
+                // A volume or network can stay "in use" for a moment after its container went.
+                if Instant::now() >= deadline {
+                    problems.push(format!("could not remove {} {ids:?}: {why}", kind.as_str()));
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        problems
+    }
+}

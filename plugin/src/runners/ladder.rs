@@ -1,0 +1,549 @@
+//! The one stage ladder of the built-in runners: install, upgrade, backup, restore, custom, in
+//! that order, with the skip rules, the stage bookkeeping (timing, [`StageResult`], a log line
+//! for every failed stage), the custom stage and the teardown that always follows.
+//!
+//! A runner fills in only its [`Steps`] (how it deploys, upgrades, backs up, restores and tears
+//! down); the ladder decides what runs, in which order, and what a failure means for the rest.
+//! Another ladder shape (say, reattaching warm volumes instead of a fresh install) is another
+//! [`Steps`], not another ladder.
+//!
+//! The rules:
+//! - install deploys the canonical's release when there is one to upgrade from (a canonical and
+//!   a checkout of its commit), else the release under test; when it fails, every later stage is
+//!   skipped.
+//! - upgrade deploys the release under test over the running one; it is skipped without a base,
+//!   and when it fails, every later stage is skipped.
+//! - backup and restore run only when the recipe declares backups; restore is skipped when the
+//!   backup failed.
+//! - custom runs the enrollment's `test_command` against the running stack; it is skipped when
+//!   there is none, and when the stack is not running (the steps say so, e.g. after a failed
+//!   backup or restore that left it stopped).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use canon_shared::gate::{StageResult, StageStatus};
+use canon_shared::recipe::{Recipe, Stage};
+
+use super::exec::{self, Cmd};
+use super::{RunContext, RunnerError};
+
+/// The deploy timeout when the enrollment sets none.
+pub const DEFAULT_DEPLOY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Returns how long one deploy (and the custom stage) may take: the enrollment's
+/// `deploy_timeout`, else [`DEFAULT_DEPLOY_TIMEOUT`].
+pub fn deploy_timeout(recipe: &Recipe) -> Duration {
+    recipe
+        .deploy_timeout_secs
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_DEPLOY_TIMEOUT)
+}
+
+/// One release the ladder deploys: its version and a checkout of its commit.
+#[derive(Debug, Clone, Copy)]
+pub struct Release<'a> {
+    /// The tag (or ref) name.
+    pub version: &'a str,
+    /// A checkout of the release's commit.
+    pub checkout: &'a Path,
+}
+
+/// What the ladder's stages run against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The stack name (`STACK_NAME` of the custom stage, the teardown's log field).
+    pub stack: String,
+    /// The app's domain (`DOMAIN` of the custom stage).
+    pub domain: String,
+}
+
+/// What one runner does at each rung; the ladder decides when each runs.
+pub trait Steps {
+    /// Returns the runner's name (`CANON_RUNNER` of the custom stage).
+    fn runner(&self) -> &'static str;
+
+    /// Returns the stack and domain the stages run against.
+    fn target(&self) -> Target;
+
+    /// Brings `release` up on fresh data and waits until it is healthy.
+    fn install(&mut self, release: Release<'_>) -> Result<(), RunnerError>;
+
+    /// Deploys `release` over the running one, on the same data, and waits until it is healthy.
+    fn upgrade(&mut self, release: Release<'_>) -> Result<(), RunnerError>;
+
+    /// Returns true when the deployed recipe declares backups (backupbot labels).
+    fn declares_backups(&self) -> bool;
+
+    /// Takes a backup of the deployed stack's data and checks it holds what was there.
+    fn backup(&mut self) -> Result<(), RunnerError>;
+
+    /// Restores the backup [`Steps::backup`] took, checks it, and leaves `release` running.
+    fn restore(&mut self, release: Release<'_>) -> Result<(), RunnerError>;
+
+    /// Returns true when the stack is up for the custom stage.
+    fn running(&self) -> bool;
+
+    /// Removes everything the run created; returns what could not be removed.
+    fn teardown(&mut self) -> Vec<String>;
+}
+
+/// The results so far, and the one place a stage is timed, recorded and logged.
+struct Rungs {
+    results: Vec<StageResult>,
+}
+
+impl Rungs {
+    /// Runs one stage, records it, and returns true when it passed.
+    fn run(&mut self, name: Stage, step: impl FnOnce() -> Result<(), RunnerError>) -> bool {
+        let started = Instant::now();
+        let outcome = step();
+        let seconds = started.elapsed().as_secs_f64();
+        let passed = outcome.is_ok();
+        self.results.push(match outcome {
+            Ok(()) => StageResult {
+                name,
+                status: StageStatus::Passed,
+                reason: None,
+                seconds,
+            },
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::warn!(stage = %name, %reason, "stage failed");
+                StageResult {
+                    name,
+                    status: StageStatus::Failed,
+                    reason: Some(reason),
+                    seconds,
+                }
+            }
+        });
+        passed
+    }
+
+    /// Records `names` as skipped for `reason`.
+    fn skip(&mut self, names: &[Stage], reason: &str) {
+        for &name in names {
+            self.results.push(StageResult {
+                name,
+                status: StageStatus::Skipped,
+                reason: Some(reason.to_string()),
+                seconds: 0.0,
+            });
+        }
+    }
+}
+
+/// Runs the ladder over `steps`, then their teardown (always: also after a failed stage, and on
+/// a panic, while the process lives). Returns one result per stage, in ladder order. What the
+/// teardown could not remove is logged; the stage results stand and the sweep removes the rest.
+pub fn run<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> Vec<StageResult> {
+    let mut guard = TeardownGuard { steps, done: false };
+    let results = climb(ctx, &mut *guard.steps);
+    guard.finish();
+    results
+}
+
+/// Tears the steps down when dropped, unless [`TeardownGuard::finish`] already did.
+struct TeardownGuard<'a, S: Steps + ?Sized> {
+    steps: &'a mut S,
+    done: bool,
+}
+
+impl<S: Steps + ?Sized> TeardownGuard<'_, S> {
+    fn finish(&mut self) {
+        self.done = true;
+        let stack = self.steps.target().stack;
+        let problems = self.steps.teardown();
+        if problems.is_empty() {
+            tracing::info!(%stack, "teardown complete");
+        } else {
+            tracing::error!(%stack, ?problems, "teardown left objects behind");
+        }
+    }
+}
+
+impl<S: Steps + ?Sized> Drop for TeardownGuard<'_, S> {
+    fn drop(&mut self) {
+        // Also on a panic: a run never leaves its stack behind if the process lives.
+        if !self.done {
+            self.finish();
+        }
+    }
+}
+
+/// Climbs the ladder without the teardown.
+fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> Vec<StageResult> {
+    let mut rungs = Rungs {
+        results: Vec::with_capacity(5),
+    };
+    let tested = Release {
+        version: ctx.tested_name(),
+        checkout: &ctx.checkout,
+    };
+    let version;
+    let base = match (&ctx.canonical, &ctx.base_checkout) {
+        (Some(canonical), Some(checkout)) => {
+            version = canonical.version.to_string();
+            Some(Release {
+                version: &version,
+                checkout,
+            })
+        }
+        _ => None,
+    };
+    if !rungs.run(Stage::Install, || steps.install(base.unwrap_or(tested))) {
+        rungs.skip(
+            &[Stage::Upgrade, Stage::Backup, Stage::Restore, Stage::Custom],
+            "install failed",
+        );
+        return rungs.results;
+    }
+    if base.is_some() {
+        if !rungs.run(Stage::Upgrade, || steps.upgrade(tested)) {
+            rungs.skip(
+                &[Stage::Backup, Stage::Restore, Stage::Custom],
+                "upgrade failed",
+            );
+            return rungs.results;
+        }
+    } else if ctx.canonical.is_some() {
+        rungs.skip(&[Stage::Upgrade], "no checkout of the canonical's commit");
+    } else {
+        rungs.skip(&[Stage::Upgrade], "no canonical yet");
+    }
+    let mut backup_or_restore_failed = false;
+    if steps.declares_backups() {
+        if rungs.run(Stage::Backup, || steps.backup()) {
+            backup_or_restore_failed = !rungs.run(Stage::Restore, || steps.restore(tested));
+        } else {
+            backup_or_restore_failed = true;
+            rungs.skip(&[Stage::Restore], "backup failed");
+        }
+    } else {
+        rungs.skip(
+            &[Stage::Backup, Stage::Restore],
+            "the recipe declares no backups (no backupbot.backup=true label)",
+        );
+    }
+    if ctx.recipe.test_command.is_none() {
+        rungs.skip(&[Stage::Custom], "the enrollment names no test_command");
+    } else if !steps.running() {
+        let why = if backup_or_restore_failed {
+            "the stack is not running after a failed backup or restore"
+        } else {
+            "the stack is not running"
+        };
+        rungs.skip(&[Stage::Custom], why);
+    } else {
+        let c = custom_command(ctx, &steps.target(), steps.runner());
+        rungs.run(Stage::Custom, || {
+            run_custom(&c, deploy_timeout(&ctx.recipe))
+        });
+    }
+    rungs.results
+}
+
+/// Returns the custom stage's command: the enrollment's `test_command` as `sh -c` in the
+/// checkout, with the run's env plus `DOMAIN`, `STACK_NAME` and the `CANON_*` values of the run.
+pub fn custom_command(ctx: &RunContext, target: &Target, runner: &str) -> Cmd {
+    let mut c = Cmd::new(
+        "sh",
+        ["-c", ctx.recipe.test_command.as_deref().unwrap_or("true")],
+    );
+    let mut env: BTreeMap<String, String> = ctx.env.clone();
+    env.insert("DOMAIN".into(), target.domain.clone());
+    env.insert("STACK_NAME".into(), target.stack.clone());
+    env.insert("CANON_RECIPE".into(), ctx.recipe.name.as_str().into());
+    env.insert("CANON_TAG".into(), ctx.tested_name().into());
+    env.insert("CANON_COMMIT".into(), ctx.commit.clone());
+    env.insert("CANON_BUILD".into(), ctx.build.clone());
+    env.insert("CANON_RUNNER".into(), runner.into());
+    env.insert("CANON_RUN_DIR".into(), ctx.run_dir.display().to_string());
+    c.env = env.into_iter().collect();
+    c.cwd = Some(ctx.checkout.clone());
+    c
+}
+
+/// Runs the custom stage's command; its output goes to the log.
+fn run_custom(c: &Cmd, timeout: Duration) -> Result<(), RunnerError> {
+    let out = exec::run(c, timeout)?;
+    for line in out.stdout.lines().chain(out.stderr.lines()) {
+        tracing::info!(stage = "custom", "{line}");
+    }
+    if out.success() {
+        Ok(())
+    } else {
+        Err(exec::exit_error(c, &out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use canon_shared::gate::TestedRef;
+    use canon_shared::recipe::{RecipeName, RepoLocation};
+    use canon_shared::state::CanonicalRecord;
+    use std::path::PathBuf;
+
+    /// Steps that record what the ladder asked for and fail where told.
+    #[derive(Default)]
+    struct Script {
+        calls: Vec<String>,
+        fail: Vec<&'static str>,
+        backups: bool,
+        stops_on_backup: bool,
+        running: bool,
+    }
+
+    impl Script {
+        fn step(&mut self, call: String, name: &'static str) -> Result<(), RunnerError> {
+            self.calls.push(call);
+            if self.fail.contains(&name) {
+                Err(RunnerError::Other(format!("{name} broke")))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl Steps for Script {
+        fn runner(&self) -> &'static str {
+            "script"
+        }
+        fn target(&self) -> Target {
+            Target {
+                stack: "cold-app-1-1".into(),
+                domain: "cold-app-1-1.test".into(),
+            }
+        }
+        fn install(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+            self.running = true;
+            self.step(format!("install {}", release.version), "install")
+        }
+        fn upgrade(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+            self.step(format!("upgrade {}", release.version), "upgrade")
+        }
+        fn declares_backups(&self) -> bool {
+            self.backups
+        }
+        fn backup(&mut self) -> Result<(), RunnerError> {
+            if self.stops_on_backup {
+                self.running = false;
+            }
+            self.step("backup".into(), "backup")
+        }
+        fn restore(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+            let r = self.step(format!("restore {}", release.version), "restore");
+            if self.stops_on_backup {
+                self.running = r.is_ok();
+            }
+            r
+        }
+        fn running(&self) -> bool {
+            self.running
+        }
+        fn teardown(&mut self) -> Vec<String> {
+            self.calls.push("teardown".into());
+            Vec::new()
+        }
+    }
+
+    fn ctx(canonical: bool, base_checkout: bool, test_command: Option<&str>) -> RunContext {
+        let loc = |u: &str| RepoLocation {
+            url: u.into(),
+            full_name: None,
+            forge: None,
+        };
+        let name = RecipeName::parse("app").unwrap();
+        let dir = std::env::temp_dir();
+        RunContext {
+            recipe: Recipe {
+                name: name.clone(),
+                upstream: loc("/u"),
+                mirror: loc("/m"),
+                branch: "main".into(),
+                required_stages: None,
+                test_command: test_command.map(String::from),
+                deploy_timeout_secs: Some(10),
+                health_path: None,
+            },
+            tested: TestedRef::Tag("1.1.0+1".into()),
+            commit: "c".repeat(40),
+            checkout: dir.clone(),
+            run_dir: dir,
+            canonical: canonical.then(|| CanonicalRecord {
+                recipe: name,
+                version: "1.0.0+1".parse().unwrap(),
+                commit: "b".repeat(40),
+                promoted_at: time::OffsetDateTime::UNIX_EPOCH,
+                build: None,
+                pinned: None,
+            }),
+            base_checkout: base_checkout.then(|| PathBuf::from("/base")),
+            build: "1".into(),
+            quick: false,
+            env: BTreeMap::new(),
+        }
+    }
+
+    fn table(results: &[StageResult]) -> Vec<(Stage, StageStatus, Option<&str>)> {
+        results
+            .iter()
+            .map(|r| (r.name, r.status, r.reason.as_deref()))
+            .collect()
+    }
+
+    use StageStatus::{Failed, Passed, Skipped};
+
+    #[test]
+    fn with_a_canonical_the_ladder_installs_it_then_upgrades_to_the_tag() {
+        let mut s = Script {
+            backups: true,
+            ..Script::default()
+        };
+        let results = run(&ctx(true, true, Some("true")), &mut s);
+        assert_eq!(
+            s.calls,
+            [
+                "install 1.0.0+1",
+                "upgrade 1.1.0+1",
+                "backup",
+                "restore 1.1.0+1",
+                "teardown"
+            ]
+        );
+        assert_eq!(
+            table(&results),
+            [
+                (Stage::Install, Passed, None),
+                (Stage::Upgrade, Passed, None),
+                (Stage::Backup, Passed, None),
+                (Stage::Restore, Passed, None),
+                (Stage::Custom, Passed, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_base_the_tag_is_installed_and_the_upgrade_says_why_it_was_skipped() {
+        for (canonical, why) in [
+            (false, "no canonical yet"),
+            (true, "no checkout of the canonical's commit"),
+        ] {
+            let mut s = Script::default();
+            let results = run(&ctx(canonical, false, None), &mut s);
+            assert_eq!(s.calls, ["install 1.1.0+1", "teardown"]);
+            let no_backups = "the recipe declares no backups (no backupbot.backup=true label)";
+            assert_eq!(
+                table(&results),
+                [
+                    (Stage::Install, Passed, None),
+                    (Stage::Upgrade, Skipped, Some(why)),
+                    (Stage::Backup, Skipped, Some(no_backups)),
+                    (Stage::Restore, Skipped, Some(no_backups)),
+                    (
+                        Stage::Custom,
+                        Skipped,
+                        Some("the enrollment names no test_command")
+                    ),
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_install_or_upgrade_skips_every_later_stage_and_still_tears_down() {
+        for (fail, ran, at) in [
+            ("install", vec!["install 1.0.0+1"], 1),
+            ("upgrade", vec!["install 1.0.0+1", "upgrade 1.1.0+1"], 2),
+        ] {
+            let mut s = Script {
+                fail: vec![fail],
+                backups: true,
+                ..Script::default()
+            };
+            let results = run(&ctx(true, true, Some("true")), &mut s);
+            let mut want = ran.clone();
+            want.push("teardown");
+            assert_eq!(s.calls, want);
+            assert_eq!(results.len(), 5);
+            assert_eq!(results[at - 1].status, Failed);
+            assert_eq!(
+                results[at - 1].reason.as_deref(),
+                Some(format!("{fail} broke").as_str())
+            );
+            let why = format!("{fail} failed");
+            for r in &results[at..] {
+                assert_eq!(
+                    (r.status, r.reason.as_deref()),
+                    (Skipped, Some(why.as_str()))
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_backup_skips_the_restore() {
+        let mut s = Script {
+            fail: vec!["backup"],
+            backups: true,
+            ..Script::default()
+        };
+        let results = run(&ctx(false, false, Some("true")), &mut s);
+        assert_eq!(results[2].status, Failed);
+        assert_eq!(
+            (results[3].status, results[3].reason.as_deref()),
+            (Skipped, Some("backup failed"))
+        );
+        assert_eq!(results[4].status, Passed, "the stack kept running");
+    }
+
+    #[test]
+    fn the_custom_stage_is_skipped_when_the_steps_left_the_stack_stopped() {
+        let mut s = Script {
+            fail: vec!["restore"],
+            backups: true,
+            stops_on_backup: true,
+            ..Script::default()
+        };
+        let results = run(&ctx(false, false, Some("true")), &mut s);
+        assert_eq!(
+            table(&results)[3..],
+            [
+                (Stage::Restore, Failed, Some("restore broke")),
+                (
+                    Stage::Custom,
+                    Skipped,
+                    Some("the stack is not running after a failed backup or restore")
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_custom_stage_sees_the_target_and_the_run() {
+        let c = custom_command(
+            &ctx(false, false, Some("exit 0")),
+            &Script::default().target(),
+            "script",
+        );
+        assert_eq!((c.program.as_str(), c.argv()), ("sh", vec!["-c", "exit 0"]));
+        assert_eq!(c.cwd.as_deref(), Some(std::env::temp_dir().as_path()));
+        let env: BTreeMap<_, _> = c.env.iter().cloned().collect();
+        assert_eq!(env["STACK_NAME"], "cold-app-1-1");
+        assert_eq!(env["DOMAIN"], "cold-app-1-1.test");
+        assert_eq!(env["CANON_TAG"], "1.1.0+1");
+        assert_eq!(env["CANON_RUNNER"], "script");
+    }
+
+    #[test]
+    fn a_failing_custom_command_fails_the_stage_with_its_stderr() {
+        let mut s = Script::default();
+        let results = run(&ctx(false, false, Some("echo broken >&2; exit 2")), &mut s);
+        assert_eq!(results[4].status, Failed);
+        let reason = results[4].reason.as_deref().unwrap_or_default();
+        assert!(reason.contains("exit code 2: broken"), "{reason}");
+    }
+}
