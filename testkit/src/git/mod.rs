@@ -109,6 +109,33 @@ pub fn synced_refs(repo: &Path, branch: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Builds an upstream work tree at `up` and a bare mirror at `mirror` as they are once upstream
+/// has merged a mirror PR: both start at one commit of `compose.yml` (`compose`); the mirror also
+/// holds the PR branches `pr-1` and `pr-2` (a commit each on top); upstream then merges `pr-1`
+/// with a merge commit and drops both branches. Returns the heads of `pr-1` and `pr-2`.
+pub fn merged_pr_upstream(up: &Path, mirror: &Path, compose: &str) -> [String; 2] {
+    std::fs::create_dir_all(up).unwrap();
+    git(up, &["init", "-q", "-b", "main"]);
+    std::fs::write(up.join("compose.yml"), compose).unwrap();
+    git(up, &["add", "."]);
+    git(up, &["commit", "-q", "-m", "first"]);
+    let heads = [("pr-1", "one.txt"), ("pr-2", "two.txt")].map(|(branch, file)| {
+        git(up, &["checkout", "-q", "-b", branch, "main"]);
+        std::fs::write(up.join(file), format!("{branch}\n")).unwrap();
+        git(up, &["add", file]);
+        git(up, &["commit", "-q", "-m", &format!("change in {branch}")]);
+        let head = git(up, &["rev-parse", "HEAD"]);
+        git(up, &["checkout", "-q", "main"]);
+        head
+    });
+    bare(mirror);
+    let mirror = mirror.to_str().unwrap();
+    git(up, &["push", "-q", mirror, "main", "pr-1", "pr-2"]);
+    git(up, &["merge", "-q", "--no-ff", "-m", "Merge pr-1", "pr-1"]);
+    git(up, &["branch", "-q", "-D", "pr-1", "pr-2"]);
+    heads
+}
+
 /// A work tree on `main` whose `origin` is an upstream repository, for making commits and tags.
 pub struct Work {
     /// The work tree.
