@@ -12,7 +12,9 @@
 //!   comments, hooks).
 //! - [`loopback`]: the HTTP server under the stand-ins, the request record they keep, and a port
 //!   nothing listens on.
-//! - [`process`]: child processes with a deadline, so a hung command fails its test.
+//! - [`process`]: child processes with a deadline, so a hung command fails its test, and their
+//!   output as one text.
+//! - [`workspace`]: where the workspace's own files (fixtures, scripts, README) are.
 //!
 //! Panicking is how a fixture reports a broken test environment, so `unwrap`/`expect` are used
 //! freely here, as in tests.
@@ -22,3 +24,4 @@ pub mod forge;
 pub mod git;
 pub mod loopback;
 pub mod process;
+pub mod workspace;

@@ -90,6 +90,15 @@ impl Request {
         }
     }
 
+    /// Returns the path and query as the request line carried them (`/path?query`).
+    pub fn target(&self) -> String {
+        if self.query.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}?{}", self.path, self.query)
+        }
+    }
+
     /// Returns the raw (still encoded) value of query parameter `key`.
     pub fn query_param(&self, key: &str) -> Option<String> {
         self.query.split('&').find_map(|kv| {

@@ -47,6 +47,16 @@ pub fn stdout_within(cmd: &mut Command, limit: Duration) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Returns what `out` printed: its stdout, a newline, its stderr (lossy), for assertions that
+/// look at everything a program said and for their failure messages.
+pub fn printed(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Vec<u8>> {
     thread::spawn(move || {
         let mut bytes = Vec::new();
