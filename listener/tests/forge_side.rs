@@ -14,6 +14,7 @@ use canon_listener::app;
 use canon_testkit::drone::FakeDrone;
 use canon_testkit::forge::{FakeForge, FakePr, ForgeState, Shape};
 use canon_testkit::git::{git, merged_pr_upstream, GitHttpServer};
+use canon_testkit::process::printed;
 use support::{deliver, env, eventually, push_tag, settings, SECRET};
 
 const FORGE_TOKEN: &str = "forge-admin-token-7c1d55e0";
@@ -47,14 +48,6 @@ fn register_env(root: &Path, enrollment: &Path, forge: &FakeForge) -> Vec<(&'sta
         // The most talkative level the operator might pick still prints no credential.
         ("CANON_LOG", "debug".to_string()),
     ]
-}
-
-fn printed(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]
