@@ -130,17 +130,16 @@ pub fn respond_json(
 ) {
     let mut resp = tiny_http::Response::from_string(body.to_string())
         .with_status_code(status)
-        .with_header(content_type("application/json"));
+        .with_header(
+            tiny_http::Header::from_bytes("Content-Type", "application/json")
+                .expect("a valid header"),
+        );
     for (k, v) in headers {
         resp = resp.with_header(
             tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("a valid header"),
         );
     }
     let _ = req.respond(resp);
-}
-
-fn content_type(value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes("Content-Type", value).expect("a valid header")
 }
 
 /// Returns a loopback port nothing listens on when this returns: a port to hand to a server

@@ -1,5 +1,5 @@
-//! Forge stand-ins on loopback: one answering in the shapes of Gitea/Forgejo's API ([`gitea`]),
-//! one in GitHub's ([`github`]). Both serve one in-memory repository, [`ForgeState`], which
+//! Forge stand-ins on loopback: one answering in the shapes of Gitea/Forgejo's API (`gitea.rs`),
+//! one in GitHub's (`github.rs`). Both serve one in-memory repository, [`ForgeState`], which
 //! tests set up before and inspect after; both record every request.
 //!
 //! What the shapes share lives here: the state, the server, paging and the comment route.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub use http::GitHttpServer;
 
-use crate::process::output_within;
+use crate::process::stdout_within;
 
 /// How long one git command of a test may take.
 pub const GIT_DEADLINE: Duration = Duration::from_secs(120);
@@ -56,17 +56,10 @@ pub fn git_cmd(dir: &Path, args: &[&str]) -> Command {
     c
 }
 
-/// Runs hermetic git in `dir` and returns its trimmed stdout; panics with its stderr when it
-/// fails or overruns [`GIT_DEADLINE`].
+/// Runs hermetic git in `dir` and returns its trimmed stdout; panics with the command line and
+/// its output when it fails or overruns [`GIT_DEADLINE`].
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = output_within(&mut git_cmd(dir, args), GIT_DEADLINE);
-    assert!(
-        out.status.success(),
-        "git {args:?} in {} failed: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    stdout_within(&mut git_cmd(dir, args), GIT_DEADLINE)
 }
 
 /// Creates a bare repository at `path` (and its parent folders).
