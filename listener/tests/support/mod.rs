@@ -23,7 +23,9 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
 
 /// A recipe's upstream (a work tree with `main`) and its bare mirror.
 pub struct Repos {
+    /// The upstream work tree.
     pub upstream: PathBuf,
+    /// The bare mirror.
     pub mirror: PathBuf,
 }
 

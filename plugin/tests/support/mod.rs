@@ -27,12 +27,19 @@ pub fn compose(label: &str) -> String {
 /// One recipe: a work tree, its upstream (bare) and its mirror (bare), an enrollment file and a
 /// state dir, all in one temp dir.
 pub struct Fixture {
+    /// The temp dir holding everything; removed on drop.
     pub dir: tempfile::TempDir,
+    /// The work tree releases are made in.
     pub work: PathBuf,
+    /// The recipe's upstream (bare).
     pub upstream: PathBuf,
+    /// The recipe's mirror (bare).
     pub mirror: PathBuf,
+    /// The state dir.
     pub state: PathBuf,
+    /// The enrollment file naming the recipe.
     pub enrollment: PathBuf,
+    /// Where runs make their per-run folders.
     pub runs: PathBuf,
     /// Every harness appends one line per run here: `<tag or ref> <commit> <base> <label line>`.
     pub log: PathBuf,
