@@ -9,15 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use canon_testkit::drone::FakeDrone;
+use canon_testkit::git::{hermetic, peeled};
+use canon_testkit::loopback::free_port;
 use support::*;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn spawn_listener(pairs: &[(String, String)], log: &std::path::Path) -> Child {
     let log = std::fs::OpenOptions::new()
@@ -25,14 +20,13 @@ fn spawn_listener(pairs: &[(String, String)], log: &std::path::Path) -> Child {
         .append(true)
         .open(log)
         .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_canon-listener"))
-        .env_clear()
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_canon-listener"));
+    cmd.env_clear()
         .envs(pairs.iter().cloned())
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
         .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
+        .stderr(Stdio::from(log));
+    hermetic(&mut cmd)
         .spawn()
         .expect("the listener binary starts")
 }
@@ -53,7 +47,8 @@ async fn wait_healthy(client: &reqwest::Client, base: &str) {
 async fn kill_9_mid_burst_loses_no_acknowledged_delivery_and_builds_each_tag_once() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let (drone, drone_url) = FakeDrone::start().await;
+    let drone = FakeDrone::start();
+    let drone_url = drone.url();
     let names = ["r0", "r1", "r2", "r3", "r4"];
     let tags: Vec<String> = (0..10).map(|i| format!("1.{i}.0+2.0")).collect();
     let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
@@ -76,7 +71,7 @@ async fn kill_9_mid_burst_loses_no_acknowledged_delivery_and_builds_each_tag_onc
     for (name, r) in names.iter().zip(&made) {
         let url = r.upstream.display().to_string();
         for tag in &tags {
-            let sha = rev(&r.upstream, tag);
+            let sha = peeled(&r.upstream, tag);
             for k in 0..20 {
                 let (event, body) = match k % 3 {
                     0 => ("push", push_tag(&url, name, tag, &sha)),
@@ -203,7 +198,7 @@ async fn kill_9_mid_burst_loses_no_acknowledged_delivery_and_builds_each_tag_onc
             assert_eq!(drone.count(name, tag), usize::from(has_job), "{name} {tag}");
         }
     }
-    assert_eq!(drone.builds.lock().unwrap().len(), jobs.len());
+    assert_eq!(drone.builds().len(), jobs.len());
 
     // SIGTERM: graceful, exit 0.
     let status = Command::new("kill")

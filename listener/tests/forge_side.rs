@@ -6,21 +6,16 @@
 
 mod support;
 
-#[allow(dead_code)]
-#[path = "../../shared/tests/support/api.rs"]
-mod api;
-#[allow(dead_code)]
-#[path = "../../shared/tests/support/git.rs"]
-mod git_support;
-
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use api::{FakeForge, FakePr, ForgeState, Shape};
 use canon_listener::app;
-use git_support::{bare, git, GitHttpServer};
-use support::{deliver, env, eventually, push_tag, settings, FakeDrone, SECRET};
+use canon_testkit::drone::FakeDrone;
+use canon_testkit::forge::{FakeForge, FakePr, ForgeState, Shape};
+use canon_testkit::git::{git, merged_pr_upstream, GitHttpServer};
+use canon_testkit::process::printed;
+use support::{deliver, env, eventually, push_tag, settings, SECRET};
 
 const FORGE_TOKEN: &str = "forge-admin-token-7c1d55e0";
 const MIRROR_TOKEN: &str = "mirror-push-token-3b9f02aa";
@@ -48,19 +43,11 @@ fn register_env(root: &Path, enrollment: &Path, forge: &FakeForge) -> Vec<(&'sta
         ("CANON_FORGE_TOKEN", FORGE_TOKEN.to_string()),
         ("CANON_PUBLIC_URL", format!("{PUBLIC}/")),
         ("CANON_DRONE_SERVER", "http://127.0.0.1:9".to_string()),
-        ("CANON_DRONE_TOKEN", "drone-token".to_string()),
+        ("CANON_DRONE_TOKEN", canon_testkit::drone::TOKEN.to_string()),
         ("CANON_DRONE_REPO", "canon/ci".to_string()),
         // The most talkative level the operator might pick still prints no credential.
         ("CANON_LOG", "debug".to_string()),
     ]
-}
-
-fn printed(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]
@@ -271,7 +258,7 @@ fn register_hooks_without_a_forge_token_says_what_is_missing() {
         ("CANON_FORGE_URL", "http://127.0.0.1:9".to_string()),
         ("CANON_PUBLIC_URL", PUBLIC.to_string()),
         ("CANON_DRONE_SERVER", "http://127.0.0.1:9".to_string()),
-        ("CANON_DRONE_TOKEN", "drone-token".to_string()),
+        ("CANON_DRONE_TOKEN", canon_testkit::drone::TOKEN.to_string()),
         ("CANON_DRONE_REPO", "canon/ci".to_string()),
     ]);
     let out = printed(&o);
@@ -283,36 +270,6 @@ fn register_hooks_without_a_forge_token_says_what_is_missing() {
     assert!(!out.contains(SECRET), "{out}");
 }
 
-/// Builds upstream `main` (a work tree at `up`) and the mirror (bare, under `served/coop`) as
-/// they are before upstream merges a PR: both at C1, the mirror also holding PR branches `pr-1`
-/// and `pr-2`. Then upstream merges `pr-1` and tags the merge. Returns (pr-1 head, pr-2 head,
-/// upstream head).
-fn merged_upstream(up: &Path, mirror: &Path) -> (String, String, String) {
-    std::fs::create_dir_all(up).unwrap();
-    git(up, &["init", "-q", "-b", "main"]);
-    std::fs::write(up.join("compose.yml"), "version: 1\n").unwrap();
-    git(up, &["add", "."]);
-    git(up, &["commit", "-q", "-m", "first"]);
-    let mut heads = Vec::new();
-    for (branch, file) in [("pr-1", "one.txt"), ("pr-2", "two.txt")] {
-        git(up, &["checkout", "-q", "-b", branch, "main"]);
-        std::fs::write(up.join(file), format!("{branch}\n")).unwrap();
-        git(up, &["add", file]);
-        git(up, &["commit", "-q", "-m", &format!("change in {branch}")]);
-        heads.push(git(up, &["rev-parse", "HEAD"]));
-        git(up, &["checkout", "-q", "main"]);
-    }
-    bare(mirror);
-    let mirror_path = mirror.to_str().unwrap();
-    git(up, &["push", "-q", mirror_path, "main", "pr-1", "pr-2"]);
-    // PR branches live on the mirror only; upstream merges pr-1 with a merge commit.
-    git(up, &["merge", "-q", "--no-ff", "-m", "Merge pr-1", "pr-1"]);
-    git(up, &["branch", "-q", "-D", "pr-1", "pr-2"]);
-    git(up, &["tag", "1.0.0+1.0"]);
-    let head = git(up, &["rev-parse", "HEAD"]);
-    (heads[0].clone(), heads[1].clone(), head)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_job_closes_mirror_prs_that_upstream_merged_and_leaves_the_others_open() {
     let tmp = tempfile::tempdir().unwrap();
@@ -320,7 +277,10 @@ async fn a_tag_job_closes_mirror_prs_that_upstream_merged_and_leaves_the_others_
     let up = root.join("up");
     let served = root.join("served");
     let mirror = served.join("coop/mirror.git");
-    let (pr1, pr2, head) = merged_upstream(&up, &mirror);
+    // Upstream merged pr-1 and tagged the merge; the mirror still holds both PR branches.
+    let [pr1, pr2] = merged_pr_upstream(&up, &mirror, "version: 1\n");
+    git(&up, &["tag", "1.0.0+1.0"]);
+    let head = git(&up, &["rev-parse", "HEAD"]);
     let git_server = GitHttpServer::start(&served, None, MIRROR_TOKEN);
     let mirror_url = git_server.url("coop/mirror.git");
 
@@ -337,7 +297,8 @@ async fn a_tag_job_closes_mirror_prs_that_upstream_merged_and_leaves_the_others_
         ),
     )
     .unwrap();
-    let (drone, drone_url) = FakeDrone::start().await;
+    let drone = FakeDrone::start();
+    let drone_url = drone.url();
     let mut pairs = env(&root.join("state"), &enrollment, &drone_url);
     pairs.push(("CANON_MIRROR_URL".into(), forge.base_url()));
     pairs.push(("CANON_MIRROR_TOKEN".into(), MIRROR_TOKEN.into()));

@@ -4,10 +4,11 @@
 
 mod support;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use canon_listener::app;
+use canon_testkit::drone::FakeDrone;
+use canon_testkit::git::peeled;
 use support::*;
 
 struct App {
@@ -65,7 +66,8 @@ fn fixture(name: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn every_recorded_payload_replays_signed_with_the_expected_outcome() {
-    let (drone, drone_url) = FakeDrone::start().await;
+    let drone = FakeDrone::start();
+    let drone_url = drone.url();
     let (app, _) = spawn_app(
         &[],
         &[
@@ -205,13 +207,14 @@ async fn every_recorded_payload_replays_signed_with_the_expected_outcome() {
         assert!(d[0].get(key).is_some(), "{key}");
     }
     // No Drone call happened from intake itself (upstream is not reachable: the job waits).
-    assert!(drone.creates.lock().unwrap().is_empty());
+    assert!(drone.creates().is_empty());
     app.running.stop().await;
 }
 
 #[tokio::test]
 async fn every_rejection_path_answers_and_stores_nothing() {
-    let (_drone, drone_url) = FakeDrone::start().await;
+    let drone = FakeDrone::start();
+    let drone_url = drone.url();
     let (app, _) = spawn_app(&[], &[("recipe", "upstream/recipe")], &drone_url).await;
     let url = "https://git.example.org/upstream/recipe.git";
     let body = push_tag(url, "upstream/recipe", "1.0.0+1.0", &"a".repeat(40));
@@ -374,7 +377,8 @@ async fn every_rejection_path_answers_and_stores_nothing() {
 
 #[tokio::test]
 async fn a_tag_that_moves_is_recorded_and_flagged_and_deletions_trigger_nothing() {
-    let (_drone, drone_url) = FakeDrone::start().await;
+    let drone = FakeDrone::start();
+    let drone_url = drone.url();
     let (app, _) = spawn_app(&[], &[("recipe", "upstream/recipe")], &drone_url).await;
     let url = "https://git.example.org/upstream/recipe.git";
     let (a, b) = ("a".repeat(40), "b".repeat(40));
@@ -415,14 +419,15 @@ async fn a_tag_that_moves_is_recorded_and_flagged_and_deletions_trigger_nothing(
 
 #[tokio::test]
 async fn jobs_sync_the_mirror_and_build_once_each_while_drone_fails_then_recovers() {
-    let (drone, drone_url) = FakeDrone::start().await;
-    drone.fail_creates.store(5, Ordering::SeqCst);
+    let drone = FakeDrone::start();
+    let drone_url = drone.url();
+    drone.fail_next_creates(5);
     let tags = ["1.0.0+1.0", "1.1.0+1.0", "2.0.0+2.1"];
     let (app, repos) = spawn_app(&[("alpha", &tags), ("beta", &tags)], &[], &drone_url).await;
     for (name, r) in ["alpha", "beta"].iter().zip(&repos) {
         let url = r.upstream.display().to_string();
         for tag in tags {
-            let sha = rev(&r.upstream, tag);
+            let sha = peeled(&r.upstream, tag);
             for (event, body) in [
                 ("push", push_tag(&url, name, tag, &sha)),
                 ("release", release(&url, name, tag)),
@@ -448,11 +453,12 @@ async fn jobs_sync_the_mirror_and_build_once_each_while_drone_fails_then_recover
         for tag in tags {
             assert_eq!(drone.count(name, tag), 1, "{name} {tag}");
             // The mirror holds the tag at upstream's commit.
-            assert_eq!(rev(&r.mirror, tag), rev(&r.upstream, tag));
+            assert_eq!(peeled(&r.mirror, tag), peeled(&r.upstream, tag));
         }
     }
     // The + of every tag travelled as %2B.
-    for q in drone.creates.lock().unwrap().iter() {
+    for create in drone.creates() {
+        let q = &create.query;
         assert!(
             q.contains("CANON_TAG=") && q.contains("%2B") && !q.contains('+'),
             "{q}"
@@ -496,11 +502,12 @@ async fn jobs_sync_the_mirror_and_build_once_each_while_drone_fails_then_recover
 
 #[tokio::test]
 async fn permanent_drone_answers_fail_the_job_with_a_clear_reason() {
-    let (drone, drone_url) = FakeDrone::start().await;
-    drone.null_creates.store(1, Ordering::SeqCst);
+    let drone = FakeDrone::start();
+    let drone_url = drone.url();
+    drone.answer_null(true);
     let (app, repos) = spawn_app(&[("alpha", &["1.0.0+1.0"])], &[], &drone_url).await;
     let url = repos[0].upstream.display().to_string();
-    let sha = rev(&repos[0].upstream, "1.0.0+1.0");
+    let sha = peeled(&repos[0].upstream, "1.0.0+1.0");
     deliver(
         &app.client,
         &app.base,
@@ -541,7 +548,8 @@ async fn permanent_drone_answers_fail_the_job_with_a_clear_reason() {
 #[tokio::test]
 async fn drone_client_reports_401_404_and_501_clearly() {
     use canon_shared::drone::{BuildParams, DroneClient, DroneError};
-    let (drone, url) = FakeDrone::start().await;
+    let drone = FakeDrone::start();
+    let url = drone.url();
     let client = DroneClient::new(
         &url,
         canon_shared::secret::Secret::new("drone-token"),
@@ -565,14 +573,14 @@ async fn drone_client_reports_401_404_and_501_clearly() {
         (404, "no write access"),
         (501, "does not offer"),
     ] {
-        drone.force_status.store(status, Ordering::SeqCst);
+        drone.force_status(Some(status));
         let e = client.start_build("main", &params).await.unwrap_err();
         assert!(e.to_string().contains(want), "{status}: {e}");
         assert!(!e.to_string().contains("drone-token"));
         assert!(!e.is_transient());
     }
-    drone.force_status.store(0, Ordering::SeqCst);
-    drone.null_creates.store(1, Ordering::SeqCst);
+    drone.force_status(None);
+    drone.answer_null(true);
     assert!(matches!(
         client.start_build("main", &params).await,
         Err(DroneError::NoPipeline { .. })
@@ -590,7 +598,8 @@ async fn drone_client_reports_401_404_and_501_clearly() {
 async fn tags_not_newer_than_the_canonical_are_skipped_with_the_reason() {
     use canon_shared::recipe::RecipeName;
     use canon_shared::state::{CanonicalRecord, LockWait, StateDir};
-    let (drone, drone_url) = FakeDrone::start().await;
+    let drone = FakeDrone::start();
+    let drone_url = drone.url();
     let (app, repos) = spawn_app(&[("alpha", &["1.0.0+1.0", "1.1.0+1.0"])], &[], &drone_url).await;
     let name = RecipeName::parse("alpha").unwrap();
     let state = StateDir::new(app.root.join("state"));
@@ -601,7 +610,7 @@ async fn tags_not_newer_than_the_canonical_are_skipped_with_the_reason() {
             &CanonicalRecord {
                 recipe: name.clone(),
                 version: "1.1.0+1.0".parse().unwrap(),
-                commit: rev(&repos[0].upstream, "1.1.0+1.0"),
+                commit: peeled(&repos[0].upstream, "1.1.0+1.0"),
                 promoted_at: canon_shared::state::now(),
                 build: None,
                 pinned: None,
@@ -611,7 +620,7 @@ async fn tags_not_newer_than_the_canonical_are_skipped_with_the_reason() {
     drop(lock);
     let url = repos[0].upstream.display().to_string();
     for tag in ["1.0.0+1.0", "1.1.0+1.0"] {
-        let sha = rev(&repos[0].upstream, tag);
+        let sha = peeled(&repos[0].upstream, tag);
         deliver(
             &app.client,
             &app.base,
@@ -637,13 +646,14 @@ async fn tags_not_newer_than_the_canonical_are_skipped_with_the_reason() {
             && text.contains("already the canonical"),
         "{text}"
     );
-    assert!(drone.builds.lock().unwrap().is_empty());
+    assert!(drone.builds().is_empty());
     app.running.stop().await;
 }
 
 #[tokio::test]
 async fn health_readiness_and_the_status_page_in_a_headless_browser() {
-    let (_drone, drone_url) = FakeDrone::start().await;
+    let drone = FakeDrone::start();
+    let drone_url = drone.url();
     let (app, _) = spawn_app(
         &[],
         &[("recipe", "upstream/recipe"), ("other", "upstream/other")],

@@ -14,20 +14,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use canon_listener::config::ENV_VARS;
+use canon_testkit::workspace;
 use serde_json::Value;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the listener crate lives in the workspace")
-        .to_path_buf()
-}
 
 /// Runs `nix-instantiate` with `args` and returns its stdout; panics with stderr on failure.
 fn nix_instantiate(args: &[&str]) -> String {
     let mut cmd = Command::new("nix-instantiate");
     cmd.args(args)
-        .current_dir(repo_root())
+        .current_dir(workspace::root())
         // Debian's nix-bin expects a nixbld group it does not create; evaluation needs none.
         .env("NIX_CONFIG", "build-users-group =")
         .env("NIX_PATH", "")
@@ -82,11 +76,11 @@ fn nix_files(dir: &Path, out: &mut Vec<PathBuf>) {
 #[test]
 fn every_nix_file_parses() {
     let mut files = Vec::new();
-    nix_files(&repo_root(), &mut files);
+    nix_files(&workspace::root(), &mut files);
     let names: BTreeSet<String> = files
         .iter()
         .map(|p| {
-            p.strip_prefix(repo_root())
+            p.strip_prefix(workspace::root())
                 .expect("under the root")
                 .display()
                 .to_string()

@@ -17,16 +17,12 @@ use canon_shared::gate::{StageResult, StageStatus, TestedRef};
 use canon_shared::recipe::{Enrollment, Recipe, RecipeName, Stage};
 use canon_shared::state::CanonicalRecord;
 use canon_shared::version::ReleaseVersion;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use canon_testkit::git::{git, peeled};
+use canon_testkit::workspace;
 
 fn sh(program: &str, args: &[&str]) -> std::process::Output {
     Command::new(program)
         .args(args)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
         .output()
         .unwrap_or_else(|e| panic!("could not run {program}: {e}"))
 }
@@ -70,7 +66,7 @@ fn engine() {
     }
     let image = ok(
         "bash",
-        &[repo_root()
+        &[workspace::root()
             .join("scripts/build-fixture-image.sh")
             .to_str()
             .unwrap()],
@@ -91,10 +87,7 @@ impl Upstream {
         let tmp = tempfile::tempdir().unwrap();
         let repo = tmp.path().join("upstream");
         std::fs::create_dir_all(&repo).unwrap();
-        let git = |args: &[&str]| ok("git", &[&["-C", repo.to_str().unwrap()], args].concat());
-        git(&["init", "-q", "-b", "main"]);
-        git(&["config", "user.email", "ci@canon.test"]);
-        git(&["config", "user.name", "canon test"]);
+        git(&repo, &["init", "-q", "-b", "main"]);
         let suffix = &tmp
             .path()
             .file_name()
@@ -118,7 +111,7 @@ impl Upstream {
 
     /// Commits the fixture at `tag` (label = tag, `APP_VERSION=app_version`) and tags it.
     fn release(&self, tag: &str, app_version: &str, never_healthy: bool) -> String {
-        let src = repo_root().join("fixtures/recipe");
+        let src = workspace::root().join("fixtures/recipe");
         for entry in std::fs::read_dir(&src).unwrap() {
             let entry = entry.unwrap();
             std::fs::copy(entry.path(), self.repo.join(entry.file_name())).unwrap();
@@ -132,30 +125,14 @@ impl Upstream {
             compose = compose.replace("${NEVER_HEALTHY:-0}", "${NEVER_HEALTHY:-1}");
         }
         std::fs::write(self.repo.join("compose.yml"), compose).unwrap();
-        let git = |args: &[&str]| {
-            ok(
-                "git",
-                &[&["-C", self.repo.to_str().unwrap()], args].concat(),
-            )
-        };
-        git(&["add", "-A"]);
-        git(&[
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            &format!("chore: publish {tag} release"),
-        ]);
-        git(&[
-            "tag",
-            "-a",
-            tag,
-            "-m",
-            &format!("chore: publish {tag} release"),
-        ]);
-        git(&["rev-parse", &format!("{tag}^{{commit}}")])
-            .trim()
-            .to_string()
+        let message = format!("chore: publish {tag} release");
+        git(&self.repo, &["add", "-A"]);
+        git(
+            &self.repo,
+            &["commit", "-q", "--allow-empty", "-m", &message],
+        );
+        git(&self.repo, &["tag", "-a", tag, "-m", &message]);
+        peeled(&self.repo, tag)
     }
 
     /// A fresh clone checked out at `rev`.
@@ -164,8 +141,8 @@ impl Upstream {
             .work
             .join(format!("co-{}", rev.replace(['+', '/'], "_")));
         if !dir.exists() {
-            ok(
-                "git",
+            git(
+                &self.work,
                 &[
                     "clone",
                     "-q",
@@ -173,7 +150,7 @@ impl Upstream {
                     dir.to_str().unwrap(),
                 ],
             );
-            ok("git", &["-C", dir.to_str().unwrap(), "checkout", "-q", rev]);
+            git(&dir, &["checkout", "-q", rev]);
         }
         dir
     }
@@ -576,21 +553,13 @@ fn tag_mode_through_the_docker_runner_promotes_the_first_tag_then_upgrades_to_th
     let mirror = up.work.join("mirror.git");
     let sync_mirror = || {
         if mirror.exists() {
-            ok(
-                "git",
-                &[
-                    "-C",
-                    mirror.to_str().unwrap(),
-                    "fetch",
-                    "-q",
-                    "--prune",
-                    "origin",
-                    "+refs/*:refs/*",
-                ],
+            git(
+                &mirror,
+                &["fetch", "-q", "--prune", "origin", "+refs/*:refs/*"],
             );
         } else {
-            ok(
-                "git",
+            git(
+                &up.work,
                 &[
                     "clone",
                     "-q",

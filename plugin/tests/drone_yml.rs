@@ -4,14 +4,14 @@
 //! and modes canon-listener and the Drone cron job rely on.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use canon_plugin::settings::{setting_doc, Required, KNOWN_SETTINGS};
+use canon_testkit::workspace;
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 
 fn pipelines() -> BTreeMap<String, Mapping> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.drone.yml");
+    let path = workspace::root().join(".drone.yml");
     let text = std::fs::read_to_string(&path).expect("read .drone.yml");
     let mut out = BTreeMap::new();
     for doc in serde_yaml::Deserializer::from_str(&text) {

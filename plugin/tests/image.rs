@@ -9,55 +9,17 @@
 //! Needs the Docker engine (swarm mode), root for debootstrap, and Debian's mirror the first
 //! time the base is built; without an engine it fails with that message.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use canon_testkit::git::git;
+use canon_testkit::process::{output_within, stdout_within};
+use canon_testkit::workspace;
 
 const RECIPE: &str = "canon-image-test";
 const TAG: &str = "1.0.0+0.1.0";
 const IMAGE: &str = "canon-plugin:image-test";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the plugin crate lives in the workspace")
-        .to_path_buf()
-}
-
-/// Runs `cmd` to completion within `limit`, killing it when it overruns; both pipes drained.
-fn run(mut cmd: Command, limit: Duration) -> Output {
-    let shown = format!("{cmd:?}");
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.unwrap_or_else(|e| panic!("{shown}: {e}")),
-        Err(_) => {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            panic!("{shown} did not finish within {limit:?}");
-        }
-    }
-}
-
-fn ok(cmd: Command, limit: Duration) -> String {
-    let shown = format!("{cmd:?}");
-    let out = run(cmd, limit);
-    assert!(
-        out.status.success(),
-        "{shown} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 fn docker(args: &[&str]) -> Command {
     let mut c = Command::new("docker");
@@ -65,24 +27,11 @@ fn docker(args: &[&str]) -> Command {
     c
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let mut c = Command::new("git");
-    c.args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "canon test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.org")
-        .env("GIT_COMMITTER_NAME", "canon test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.org");
-    ok(c, Duration::from_secs(30))
-}
-
 fn script(name: &str, limit: Duration) -> String {
     let mut c = Command::new("bash");
-    c.arg(repo_root().join("scripts").join(name))
-        .current_dir(repo_root());
-    let out = ok(c, limit);
+    c.arg(workspace::root().join("scripts").join(name))
+        .current_dir(workspace::root());
+    let out = stdout_within(&mut c, limit);
     out.lines().last().unwrap_or_default().trim().to_string()
 }
 
@@ -93,25 +42,26 @@ struct EngineCleanup;
 impl Drop for EngineCleanup {
     fn drop(&mut self) {
         let filter = format!("label=canon.recipe={RECIPE}");
-        let _ = run(
-            docker(&["stack", "rm", &format!("warm-{RECIPE}")]),
+        let _ = output_within(
+            &mut docker(&["stack", "rm", &format!("warm-{RECIPE}")]),
             Duration::from_secs(60),
         );
         for kind in ["service", "container", "volume", "secret", "network"] {
-            let list = match kind {
+            let mut list = match kind {
                 "container" => docker(&["container", "ls", "-aq", "--filter", &filter]),
                 other => docker(&[other, "ls", "-q", "--filter", &filter]),
             };
-            let ids = String::from_utf8_lossy(&run(list, Duration::from_secs(30)).stdout)
-                .split_whitespace()
-                .map(str::to_string)
-                .collect::<Vec<_>>();
+            let ids =
+                String::from_utf8_lossy(&output_within(&mut list, Duration::from_secs(30)).stdout)
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>();
             for id in ids {
-                let rm = match kind {
+                let mut rm = match kind {
                     "container" => docker(&["container", "rm", "-f", &id]),
                     other => docker(&[other, "rm", &id]),
                 };
-                let _ = run(rm, Duration::from_secs(60));
+                let _ = output_within(&mut rm, Duration::from_secs(60));
             }
         }
         // Each build leaves the builder stage and the previous plugin image dangling (hundreds
@@ -120,8 +70,8 @@ impl Drop for EngineCleanup {
             "label=canon.stage=builder",
             "label=org.opencontainers.image.title=canon-plugin",
         ] {
-            let _ = run(
-                docker(&["image", "prune", "-f", "--filter", label]),
+            let _ = output_within(
+                &mut docker(&["image", "prune", "-f", "--filter", label]),
                 Duration::from_secs(120),
             );
         }
@@ -157,7 +107,7 @@ fn build_plugin_image(base: &str) {
         ctx.path().join("prebuilt/canon-plugin"),
     )
     .expect("copy the canon-plugin binary");
-    let dockerfile = repo_root().join("Dockerfile");
+    let dockerfile = workspace::root().join("Dockerfile");
     let mut c = docker(&[
         "build",
         "--quiet",
@@ -176,10 +126,10 @@ fn build_plugin_image(base: &str) {
         "-f",
     ]);
     c.arg(&dockerfile).arg(ctx.path());
-    ok(c, Duration::from_secs(300));
+    stdout_within(&mut c, Duration::from_secs(300));
 
-    let labels = ok(
-        docker(&[
+    let labels = stdout_within(
+        &mut docker(&[
             "image",
             "inspect",
             "--format",
@@ -204,7 +154,7 @@ fn build_plugin_image(base: &str) {
 fn fixture_recipe(root: &Path) -> String {
     let work = root.join("work");
     std::fs::create_dir_all(&work).expect("work tree");
-    let src = repo_root().join("fixtures/recipe");
+    let src = workspace::root().join("fixtures/recipe");
     for entry in std::fs::read_dir(&src).expect("fixtures/recipe") {
         let path = entry.expect("entry").path();
         if path.is_file() {
@@ -279,7 +229,7 @@ fn the_plugin_image_tests_and_promotes_a_tag_the_way_drone_runs_it() {
         c.arg("-e").arg(format!("{k}={v}"));
     }
     c.arg(IMAGE);
-    let out = run(c, Duration::from_secs(420));
+    let out = output_within(&mut c, Duration::from_secs(420));
     let log = format!(
         "{}\n{}",
         String::from_utf8_lossy(&out.stdout),

@@ -1,21 +1,16 @@
 //! `canon-plugin mirror-sync` as an operator runs it: one pair, a whole enrollment with a failing
 //! recipe, JSON output, a wrong token over smart HTTP (never printed), and bad usage.
 
-#[allow(dead_code)]
-#[path = "../../shared/tests/support/git.rs"]
-mod git_support;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use git_support::{bare, refs_under, synced_refs, GitHttpServer, Work};
+use canon_testkit::git::{bare, hermetic, refs_under, synced_refs, GitHttpServer, Work};
 
 fn canon(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_canon-plugin"));
-    c.arg("mirror-sync")
+    hermetic(&mut c)
+        .arg("mirror-sync")
         .args(args)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("RUST_LOG", "warn")
         .env_remove("CANON_UPSTREAM_TOKEN")
         .env_remove("CANON_MIRROR_TOKEN")
@@ -33,18 +28,13 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
-/// An upstream with a few commits and tags, and an empty mirror, under `dir`.
+/// An upstream with two commits, a lightweight and an annotated tag, and an empty mirror, under
+/// `dir`.
 fn pair(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let up = dir.join(format!("{name}-upstream.git"));
     let mirror = dir.join(format!("{name}-mirror.git"));
-    bare(&up);
+    Work::released(&dir.join(format!("{name}-work")), &up);
     bare(&mirror);
-    let work = Work::new(&dir.join(format!("{name}-work")), &up);
-    work.commit("compose.yml", "a\n");
-    work.tag("1.0.0+1");
-    work.commit("compose.yml", "b\n");
-    work.annotated_tag("1.1.0+1");
-    work.push_all();
     (up, mirror)
 }
 

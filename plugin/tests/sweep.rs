@@ -4,22 +4,15 @@
 
 mod support;
 
-#[allow(dead_code)]
-#[path = "../../shared/tests/support/api.rs"]
-mod api;
-#[allow(dead_code)]
-#[path = "../../shared/tests/support/git.rs"]
-mod git_support;
-
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
 
+use canon_testkit::drone::{self, FakeDrone};
+use canon_testkit::git::git;
+use canon_testkit::loopback::Request;
 use serde_json::Value;
-use support::{git, Fixture};
+use support::Fixture;
 
 /// Runs `canon-plugin` with a clean environment (no `PLUGIN_*` or `DRONE_*` from outside).
 fn plugin(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -373,125 +366,20 @@ fn one_recipe_failing_does_not_stop_the_others() {
     assert_eq!(canonical_version(&f).as_deref(), Some("1.0.0+1.0"));
 }
 
-/// A Drone-shaped loopback server: creates builds on POST (or answers `null`), lists them on GET.
-struct DroneStandIn {
-    url: String,
-    requests: Arc<Mutex<Vec<String>>>,
-    builds: Arc<Mutex<Vec<Value>>>,
+/// Returns the build creations `drone` received, as `/path?query`.
+fn build_posts(drone: &FakeDrone) -> Vec<String> {
+    drone.creates().iter().map(Request::target).collect()
 }
 
-impl DroneStandIn {
-    fn start(answer_null: bool) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let builds: Arc<Mutex<Vec<Value>>> = Arc::new(Mutex::new(Vec::new()));
-        let (reqs, blds) = (requests.clone(), builds.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                let mut auth = String::new();
-                let mut length = 0usize;
-                loop {
-                    let mut h = String::new();
-                    reader.read_line(&mut h).unwrap();
-                    if h.trim().is_empty() {
-                        break;
-                    }
-                    let lower = h.to_ascii_lowercase();
-                    if lower.starts_with("authorization:") {
-                        auth = h.trim().to_string();
-                    }
-                    if let Some(v) = lower.strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
-                let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                reqs.lock()
-                    .unwrap()
-                    .push(format!("{} {target}", &line[..4].trim()));
-                let (status, payload) = if auth != "authorization: Bearer drone-token"
-                    && auth != "Authorization: Bearer drone-token"
-                {
-                    (
-                        "401 Unauthorized",
-                        r#"{"message":"Unauthorized"}"#.to_string(),
-                    )
-                } else if line.starts_with("POST") {
-                    if answer_null {
-                        ("200 OK", "null".to_string())
-                    } else {
-                        let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
-                        let mut params = serde_json::Map::new();
-                        for pair in query.split('&') {
-                            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                            if k.starts_with("CANON_") {
-                                let v = percent_decode(v);
-                                params.insert(k.to_string(), Value::String(v));
-                            }
-                        }
-                        let mut b = blds.lock().unwrap();
-                        let build = serde_json::json!({
-                            "id": b.len() + 100, "number": b.len() + 1, "status": "pending",
-                            "event": "custom", "params": params,
-                        });
-                        b.insert(0, build.clone());
-                        ("200 OK", build.to_string())
-                    }
-                } else {
-                    (
-                        "200 OK",
-                        Value::Array(blds.lock().unwrap().clone()).to_string(),
-                    )
-                };
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
-                    payload.len()
-                );
-            }
-        });
-        Self {
-            url,
-            requests,
-            builds,
-        }
-    }
-
-    fn posts(&self) -> Vec<String> {
-        self.requests
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.starts_with("POST"))
-            .cloned()
-            .collect()
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8()
-        .unwrap()
-        .into_owned()
-}
-
-fn sweep_drone(f: &Fixture, drone: &DroneStandIn) -> Output {
+fn sweep_drone(f: &Fixture, drone: &FakeDrone) -> Output {
     let state = f.state.display().to_string();
     let config = f.enrollment.display().to_string();
     plugin(
         f.dir.path(),
         &["sweep", "--config", &config, "--state-dir", &state],
         &[
-            ("PLUGIN_DRONE_SERVER", drone.url.as_str()),
-            ("PLUGIN_DRONE_TOKEN", "drone-token"),
+            ("PLUGIN_DRONE_SERVER", drone.url().as_str()),
+            ("PLUGIN_DRONE_TOKEN", drone::TOKEN),
             ("PLUGIN_DRONE_REPO", "canon/ci"),
         ],
     )
@@ -502,11 +390,11 @@ fn the_fan_out_starts_one_build_per_tag_once_with_plus_encoded() {
     let f = Fixture::new();
     f.release("1.2.0+3.4.5", true);
     let commit = f.peeled("1.2.0+3.4.5");
-    let drone = DroneStandIn::start(false);
+    let drone = FakeDrone::start();
 
     let out = sweep_drone(&f, &drone);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let posts = drone.posts();
+    let posts = build_posts(&drone);
     assert_eq!(posts.len(), 1, "{posts:?}");
     assert!(
         posts[0].contains("/api/repos/canon/ci/builds?branch=main"),
@@ -524,15 +412,12 @@ fn the_fan_out_starts_one_build_per_tag_once_with_plus_encoded() {
     let r = report(&f);
     assert_eq!(entry(&r, "app")["action"], "started build #1", "{r}");
     assert_eq!(entry(&r, "app")["missed_webhooks"], 1);
-    assert_eq!(
-        drone.builds.lock().unwrap()[0]["params"]["CANON_TAG"],
-        "1.2.0+3.4.5"
-    );
+    assert_eq!(drone.builds()[0]["params"]["CANON_TAG"], "1.2.0+3.4.5");
 
     // The build is still pending: a second sweep finds it and starts nothing.
     let out = sweep_drone(&f, &drone);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(drone.posts().len(), 1, "{:?}", drone.posts());
+    assert_eq!(build_posts(&drone).len(), 1, "{:?}", build_posts(&drone));
     let r = report(&f);
     assert_eq!(
         entry(&r, "app")["action"],
@@ -554,7 +439,8 @@ fn the_fan_out_starts_one_build_per_tag_once_with_plus_encoded() {
 fn a_null_answer_from_drone_is_reported_as_an_error() {
     let f = Fixture::new();
     f.release("1.0.0+1.0", true);
-    let drone = DroneStandIn::start(true);
+    let drone = FakeDrone::start();
+    drone.answer_null(true);
     let out = sweep_drone(&f, &drone);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let r = report(&f);
@@ -563,7 +449,7 @@ fn a_null_answer_from_drone_is_reported_as_an_error() {
         e["error"].as_str().unwrap().contains("no pipeline matched"),
         "{r}"
     );
-    assert_eq!(drone.posts().len(), 1);
+    assert_eq!(build_posts(&drone).len(), 1);
 }
 
 #[test]
@@ -603,10 +489,10 @@ fn missed_webhooks_are_tags_the_listener_never_saw() {
     let f = Fixture::new();
     f.release("1.0.0+1.0", true);
     listener_journal(&f.state, &[("app", "1.0.0+1.0")]);
-    let drone = DroneStandIn::start(false);
+    let drone = FakeDrone::start();
     assert_eq!(sweep_drone(&f, &drone).status.code(), Some(0));
     assert_eq!(entry(&report(&f), "app")["missed_webhooks"], 0);
-    assert_eq!(drone.posts().len(), 1, "the build is still started");
+    assert_eq!(build_posts(&drone).len(), 1, "the build is still started");
 
     // Inline with a listener sharing the state dir that never saw the tag: missed, and recorded.
     let g = Fixture::new();
@@ -648,42 +534,15 @@ const MIRROR_TOKEN: &str = "mirror-push-token-5e0c77d1";
 
 #[test]
 fn mirror_prs_merged_upstream_are_closed_and_a_dry_run_closes_none() {
-    use api::{FakeForge, FakePr, ForgeState, Shape};
-    use git_support::{bare, GitHttpServer};
+    use canon_testkit::forge::{FakeForge, FakePr, ForgeState, Shape};
+    use canon_testkit::git::{merged_pr_upstream, GitHttpServer};
 
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let up = root.join("up");
     let mirror = root.join("served/coop/mirror.git");
-    std::fs::create_dir_all(&up).unwrap();
-    git(&up, &["init", "-q", "-b", "main"]);
-    std::fs::write(up.join("compose.yml"), support::compose("0.0.0+none")).unwrap();
-    git(&up, &["add", "."]);
-    git(&up, &["commit", "-q", "-m", "first"]);
-    let mut heads = Vec::new();
-    for (branch, file) in [("pr-1", "one.txt"), ("pr-2", "two.txt")] {
-        git(&up, &["checkout", "-q", "-b", branch, "main"]);
-        std::fs::write(up.join(file), format!("{branch}\n")).unwrap();
-        git(&up, &["add", file]);
-        git(&up, &["commit", "-q", "-m", &format!("change in {branch}")]);
-        heads.push(git(&up, &["rev-parse", "HEAD"]));
-        git(&up, &["checkout", "-q", "main"]);
-    }
-    bare(&mirror);
-    git(
-        &up,
-        &[
-            "push",
-            "-q",
-            mirror.to_str().unwrap(),
-            "main",
-            "pr-1",
-            "pr-2",
-        ],
-    );
     // The PR branches live on the mirror only; upstream merges pr-1 and releases.
-    git(&up, &["merge", "-q", "--no-ff", "-m", "Merge pr-1", "pr-1"]);
-    git(&up, &["branch", "-q", "-D", "pr-1", "pr-2"]);
+    let heads = merged_pr_upstream(&up, &mirror, &support::compose("0.0.0+none"));
     std::fs::write(up.join("compose.yml"), support::compose("1.0.0+1.0")).unwrap();
     git(
         &up,
@@ -706,7 +565,8 @@ fn mirror_prs_merged_upstream_are_closed_and_a_dry_run_closes_none() {
         ),
     )
     .unwrap();
-    let drone = DroneStandIn::start(false);
+    let drone = FakeDrone::start();
+    let drone_url = drone.url();
     let state_dir = root.join("state");
     let forge_base = forge.base_url();
     let sweep = |extra: &[&str]| {
@@ -724,8 +584,8 @@ fn mirror_prs_merged_upstream_are_closed_and_a_dry_run_closes_none() {
             root,
             &args,
             &[
-                ("PLUGIN_DRONE_SERVER", drone.url.as_str()),
-                ("PLUGIN_DRONE_TOKEN", "drone-token"),
+                ("PLUGIN_DRONE_SERVER", drone_url.as_str()),
+                ("PLUGIN_DRONE_TOKEN", drone::TOKEN),
                 ("PLUGIN_DRONE_REPO", "canon/ci"),
                 ("PLUGIN_MIRROR_TOKEN", MIRROR_TOKEN),
             ],

@@ -11,6 +11,9 @@ use canon_plugin::settings::{ClaimedCommit, Environment, Settings, KNOWN_SETTING
 use canon_plugin::tag_mode::{self as run, RunError};
 use canon_shared::gate::TestedRef;
 use canon_shared::state::LockWait;
+use canon_testkit::git::{git, hermetic};
+use canon_testkit::process::printed;
+use canon_testkit::workspace;
 use support::{Fixture, GREEN_RESULTS, RECORD};
 
 fn tag(t: &str) -> TestedRef {
@@ -45,7 +48,7 @@ fn promote(f: &Fixture, t: &str) -> String {
 fn green_tags_are_promoted_at_their_exact_peeled_commit_annotated_or_not() {
     let f = Fixture::new();
     let first = f.release("1.0.0+1.0", true);
-    let tag_object = support::git(&f.upstream, &["rev-parse", "refs/tags/1.0.0+1.0"]);
+    let tag_object = git(&f.upstream, &["rev-parse", "refs/tags/1.0.0+1.0"]);
     assert_ne!(tag_object, first, "an annotated tag is its own object");
 
     let out = run::run_tag_mode(
@@ -315,9 +318,9 @@ fn a_mirror_that_lags_or_disagrees_with_upstream_is_refused() {
     let f = Fixture::new();
     // Tagged upstream, not yet in the mirror.
     std::fs::write(f.work.join("compose.yml"), support::compose("1.0.0+1.0")).unwrap();
-    support::git(&f.work, &["commit", "-q", "-am", "release"]);
-    support::git(&f.work, &["tag", "-a", "1.0.0+1.0", "-m", "release"]);
-    support::git(
+    git(&f.work, &["commit", "-q", "-am", "release"]);
+    git(&f.work, &["tag", "-a", "1.0.0+1.0", "-m", "release"]);
+    git(
         &f.work,
         &["push", "-q", "origin", "main", "refs/tags/1.0.0+1.0"],
     );
@@ -330,9 +333,9 @@ fn a_mirror_that_lags_or_disagrees_with_upstream_is_refused() {
     assert!(format!("{err:?}").contains("MissingTag"), "{err:?}");
     // Synced, then the tag moves upstream only.
     f.sync_mirror();
-    support::git(&f.work, &["commit", "-q", "--allow-empty", "-m", "moved"]);
-    support::git(&f.work, &["tag", "-f", "-a", "1.0.0+1.0", "-m", "moved"]);
-    support::git(
+    git(&f.work, &["commit", "-q", "--allow-empty", "-m", "moved"]);
+    git(&f.work, &["tag", "-f", "-a", "1.0.0+1.0", "-m", "moved"]);
+    git(
         &f.work,
         &["push", "-q", "-f", "origin", "main", "refs/tags/1.0.0+1.0"],
     );
@@ -426,23 +429,14 @@ fn plugin(args: &[&str], env: &[(&str, String)]) -> Command {
     cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    hermetic(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }
     cmd
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]
@@ -459,7 +453,7 @@ fn the_binary_exits_2_listing_every_settings_problem() {
     )
     .output()
     .unwrap();
-    let t = text(&out);
+    let t = printed(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
     for want in [
         "`config`",
@@ -546,19 +540,19 @@ fn two_concurrent_runs_one_promotes_and_the_other_fails_clearly_without_waiting(
         (Some(w), Some(l)) => (w, l),
         _ => panic!(
             "want one 0 and one 1, got {codes:?}:\n{}\n---\n{}",
-            text(&outputs[0]),
-            text(&outputs[1])
+            printed(&outputs[0]),
+            printed(&outputs[1])
         ),
     };
     assert!(
-        text(winner).contains("PROMOTED app to 1.0.0+1.0"),
+        printed(winner).contains("PROMOTED app to 1.0.0+1.0"),
         "{}",
-        text(winner)
+        printed(winner)
     );
     assert!(
-        text(loser).contains("recipe `app` is locked by another run"),
+        printed(loser).contains("recipe `app` is locked by another run"),
         "{}",
-        text(loser)
+        printed(loser)
     );
     assert_eq!(history_decisions(&f), ["promote"]);
     assert_eq!(f.harness_runs().len(), 2);
@@ -569,7 +563,7 @@ fn two_concurrent_runs_one_promotes_and_the_other_fails_clearly_without_waiting(
 fn two_concurrent_runs_one_promotes_and_the_other_waits_then_finds_nothing_to_do() {
     let (f, outputs) = concurrent_runs("30s");
     for o in &outputs {
-        assert_eq!(o.status.code(), Some(0), "{}", text(o));
+        assert_eq!(o.status.code(), Some(0), "{}", printed(o));
     }
     let mut decisions = history_decisions(&f);
     decisions.sort();
@@ -581,9 +575,7 @@ fn two_concurrent_runs_one_promotes_and_the_other_waits_then_finds_nothing_to_do
 
 #[test]
 fn the_readme_settings_table_is_the_known_settings() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .unwrap();
+    let readme = std::fs::read_to_string(workspace::root().join("README.md")).unwrap();
     let table = canon_plugin::settings::settings_table_markdown();
     assert!(
         readme.contains(&table),

@@ -3,12 +3,10 @@
 //! items, tag resolution, closing PRs (412 and already-closed are no-ops), webhooks (created, and
 //! repaired in place), and errors that name the endpoint and status but never the token.
 
-mod support;
-
 use canon_shared::forge::{CloseOutcome, Forge, ForgeError, GitHub, Gitea, HookSpec};
 use canon_shared::secret::Secret;
-use support::api::{FakeForge, FakePr, FakeTag, ForgeState, Shape};
-use support::git::closed_port;
+use canon_testkit::forge::{FakeForge, FakePr, FakeTag, ForgeState, Shape};
+use canon_testkit::loopback::free_port;
 
 const TOKEN: &str = "forge-tok-8d1c";
 const REPO: &str = "coop/gitea";
@@ -241,7 +239,7 @@ async fn gitea_errors_name_endpoint_and_status_but_not_the_token() {
     assert_no_token(&err);
 
     let down = Gitea::new(
-        &format!("http://127.0.0.1:{}", closed_port()),
+        &format!("http://127.0.0.1:{}", free_port()),
         Some(Secret::new(TOKEN)),
     )
     .unwrap();

@@ -3,14 +3,13 @@
 //! branch, tag added / deleted / moved, extra mirror tag, PR branches untouched, merged PRs closed,
 //! unreachable upstream, wrong token).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
 use canon_shared::mirror::{self, GitRemote, MirrorError, Side, SyncReport, SyncRequest};
 use canon_shared::secret::Secret;
-use support::api::{FakeForge, FakePr, ForgeState, Shape};
-use support::git::{bare, closed_port, git, refs, refs_under, synced_refs, GitHttpServer, Work};
+use canon_testkit::forge::{FakeForge, FakePr, ForgeState, Shape};
+use canon_testkit::git::{bare, git, refs, refs_under, synced_refs, GitHttpServer, Work};
+use canon_testkit::loopback::free_port;
 
 const TOKEN: &str = "tok-5f1e9c-secret";
 
@@ -35,14 +34,8 @@ impl Fx {
         let tmp = tempfile::tempdir().unwrap();
         let up = tmp.path().join("upstream.git");
         let mirror = tmp.path().join("mirror.git");
-        bare(&up);
         bare(&mirror);
-        let work = Work::new(&tmp.path().join("work"), &up);
-        work.commit("compose.yml", "version: 1\n");
-        work.tag("1.0.0+1.0");
-        work.commit("compose.yml", "version: 2\n");
-        work.annotated_tag("1.1.0+1.1");
-        work.push_all();
+        let work = Work::released(&tmp.path().join("work"), &up);
         let server = (via == Via::Http).then(|| GitHttpServer::start(tmp.path(), None, TOKEN));
         let cache = tmp.path().join("state/recipe/upstream.git");
         Self {
@@ -437,7 +430,7 @@ fn unreachable_upstream_fails_clearly_and_leaves_the_mirror_alone(via: Via) {
     req.upstream = match via {
         Via::Local => GitRemote::local("/nonexistent/canon-test/upstream.git"),
         Via::Http => GitRemote::with_token(
-            format!("http://127.0.0.1:{}/upstream.git", closed_port()),
+            format!("http://127.0.0.1:{}/upstream.git", free_port()),
             Some(Secret::new(TOKEN)),
         ),
     };

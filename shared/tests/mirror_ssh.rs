@@ -4,19 +4,14 @@
 //! refused; libgit2 trusts only `<home>/.ssh/known_hosts`, and with `GitRemote::known_hosts` set
 //! only that file).
 
-// Only the fixtures this file needs (the shared `support` module also brings the forge fakes).
-#[allow(dead_code)]
-#[path = "support/git.rs"]
-mod git_fixtures;
-#[path = "support/ssh.rs"]
-mod ssh;
+mod support;
 
 use std::path::{Path, PathBuf};
 
 use canon_shared::mirror::{self, GitRemote, MirrorError, Side, SyncRequest};
 use canon_shared::secret::Secret;
-use git_fixtures::{bare, git, synced_refs, Work};
-use ssh::{keygen, ClientHome, SshServer};
+use canon_testkit::git::{bare, git, synced_refs, Work};
+use support::ssh::{self, keygen, ClientHome, SshServer};
 
 const TOKEN: &str = "tok-ssh-7c2d41-secret";
 
@@ -41,14 +36,8 @@ impl Fx {
         home.trust(server.port, &server.host_key);
         let up = tmp.path().join("upstream.git");
         let mirror = tmp.path().join("mirror.git");
-        bare(&up);
         bare(&mirror);
-        let work = Work::new(&tmp.path().join("work"), &up);
-        work.commit("compose.yml", "version: 1\n");
-        work.tag("1.0.0+1.0");
-        work.commit("compose.yml", "version: 2\n");
-        work.annotated_tag("1.1.0+1.1");
-        work.push_all();
+        let work = Work::released(&tmp.path().join("work"), &up);
         let cache = tmp.path().join("state/recipe/upstream.git");
         Self {
             server,

@@ -1,12 +1,12 @@
-//! Test support for tag mode: a recipe with an upstream and a mirror made with the git CLI in a
-//! temp dir (hermetic: no global or system git config), scripted harnesses, and run settings.
+//! What the plugin's tests share beyond the kit (`canon-testkit`, which brings hermetic git):
+//! a recipe with an upstream and a mirror made with the git CLI in a temp dir, scripted
+//! harnesses, and run settings.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use canon_plugin::runners::command::CommandRunner;
@@ -15,27 +15,7 @@ use canon_shared::gate::TestedRef;
 use canon_shared::mirror::GitRemote;
 use canon_shared::recipe::{Enrollment, RecipeName};
 use canon_shared::state::{LockWait, StateDir};
-
-/// Runs git in `dir` with a hermetic configuration; panics with its output on failure.
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.org")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.org")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+use canon_testkit::git::{git, peeled};
 
 /// Returns a compose file whose app service carries `label` as its version.
 pub fn compose(label: &str) -> String {
@@ -47,12 +27,19 @@ pub fn compose(label: &str) -> String {
 /// One recipe: a work tree, its upstream (bare) and its mirror (bare), an enrollment file and a
 /// state dir, all in one temp dir.
 pub struct Fixture {
+    /// The temp dir holding everything; removed on drop.
     pub dir: tempfile::TempDir,
+    /// The work tree releases are made in.
     pub work: PathBuf,
+    /// The recipe's upstream (bare).
     pub upstream: PathBuf,
+    /// The recipe's mirror (bare).
     pub mirror: PathBuf,
+    /// The state dir.
     pub state: PathBuf,
+    /// The enrollment file naming the recipe.
     pub enrollment: PathBuf,
+    /// Where runs make their per-run folders.
     pub runs: PathBuf,
     /// Every harness appends one line per run here: `<tag or ref> <commit> <base> <label line>`.
     pub log: PathBuf,
@@ -164,7 +151,7 @@ impl Fixture {
 
     /// Returns the commit `rev` peels to upstream.
     pub fn peeled(&self, rev: &str) -> String {
-        git(&self.upstream, &["rev-parse", &format!("{rev}^{{commit}}")])
+        peeled(&self.upstream, rev)
     }
 
     /// Writes an executable harness script and returns the command that runs it.

@@ -1,8 +1,5 @@
-//! Test helpers shared by the mirror and forge tests: hermetic git fixtures, a git smart-HTTP
-//! server (`git http-backend` as CGI behind a loopback HTTP server with basic auth), and
-//! loopback servers answering in the shapes of the Gitea/Forgejo and GitHub APIs.
+//! What only canon-shared's tests need beyond the kit (`canon-testkit`): a real OpenSSH server
+//! on loopback for git over SSH, and libgit2's home directory pointed at the test's own
+//! `known_hosts`.
 
-#![allow(dead_code)]
-
-pub mod api;
-pub mod git;
+pub mod ssh;

@@ -16,13 +16,15 @@
 
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Read};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use canon_testkit::loopback::free_port;
 
 const SSHD: &str = "/usr/sbin/sshd";
 const STARTUP: Duration = Duration::from_secs(10);
@@ -196,11 +198,6 @@ fn sshd_config(dir: &Path, port: u16, host_key: &Path, authorized: &Path) -> Str
         authorized = authorized.display(),
         pid = dir.join("sshd.pid").display(),
     )
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// Runs `sshd -D -e -f config` and waits until it accepts SSH connections on `port`. Returns the
