@@ -336,24 +336,9 @@ pub(super) fn list_local(
 mod tests {
     use super::*;
     use crate::mirror::{sync, GitRemote, SyncRequest};
+    use canon_testkit::git::git;
 
     /// Runs git hermetically in `dir`; returns stdout.
-    fn git(dir: &Path, args: &[&str]) -> String {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.org")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.org")
-            .output()
-            .expect("run git");
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-        String::from_utf8(out.stdout).expect("utf-8")
-    }
-
     /// What git itself advertises for a local repository (`git ls-remote`), as [`RemoteRefs`].
     fn ls_remote_by_git(path: &Path) -> RemoteRefs {
         let text = git(path, &["ls-remote", "--heads", "--tags", "."]);
