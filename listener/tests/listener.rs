@@ -651,6 +651,59 @@ async fn tags_not_newer_than_the_canonical_are_skipped_with_the_reason() {
 }
 
 #[tokio::test]
+async fn a_pinned_recipes_new_tag_is_skipped_as_pinned_and_not_built() {
+    use canon_shared::recipe::RecipeName;
+    use canon_shared::state::{CanonicalRecord, LockWait, StateDir};
+    let drone = FakeDrone::start();
+    let drone_url = drone.url();
+    let (app, repos) = spawn_app(&[("alpha", &["1.0.0+1.0", "1.1.0+1.0"])], &[], &drone_url).await;
+    let name = RecipeName::parse("alpha").unwrap();
+    let state = StateDir::new(app.root.join("state"));
+    let lock = state.lock(&name, LockWait::Fail).unwrap();
+    state
+        .write_canonical(
+            &lock,
+            &CanonicalRecord {
+                recipe: name.clone(),
+                version: "1.0.0+1.0".parse().unwrap(),
+                commit: peeled(&repos[0].upstream, "1.0.0+1.0"),
+                promoted_at: canon_shared::state::now(),
+                build: None,
+                pinned: None,
+            },
+        )
+        .unwrap();
+    drop(lock);
+    state
+        .pin(&name, "database migration under review", "ops", LockWait::Fail)
+        .unwrap();
+    let url = repos[0].upstream.display().to_string();
+    let sha = peeled(&repos[0].upstream, "1.1.0+1.0");
+    deliver(
+        &app.client,
+        &app.base,
+        "push",
+        &push_tag(&url, "alpha", "1.1.0+1.0", &sha),
+    )
+    .await;
+    let skipped = eventually(20, || async {
+        let jobs = get_json(&app, "/api/jobs").await;
+        let jobs = jobs.as_array().unwrap();
+        !jobs.is_empty() && jobs.iter().all(|j| j["state"] == "skipped")
+    })
+    .await;
+    let jobs = get_json(&app, "/api/jobs").await;
+    assert!(skipped, "{jobs}");
+    let text = jobs.to_string();
+    assert!(
+        text.contains("pinned by ops: database migration under review"),
+        "{text}"
+    );
+    assert!(drone.builds().is_empty(), "a pinned recipe is not built");
+    app.running.stop().await;
+}
+
+#[tokio::test]
 async fn health_readiness_and_the_status_page_in_a_headless_browser() {
     let drone = FakeDrone::start();
     let drone_url = drone.url();
