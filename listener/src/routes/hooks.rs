@@ -16,6 +16,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::json;
 use warp::http::{HeaderMap, StatusCode};
 
+use crate::clock::now_text;
 use crate::event::{self, Fact, ForgeKind};
 use crate::journal::{DeliveryRow, Intake, IntakeFact, Outcome};
 use crate::routes::{reply_json, AppState, Reply};
@@ -128,7 +129,7 @@ where
             outcome: "rejected".into(),
             reason: Some(reason.to_string()),
             job: None,
-            received_at: crate::worker::now_text(),
+            received_at: now_text(),
         });
         tracing::warn!(delivery = %delivery, forge = forge.as_str(), outcome = "rejected", status = status.as_u16(), reason, "Webhook delivery rejected.");
         Ok(reply_json(status, &json!({ "error": reason })))
@@ -203,7 +204,7 @@ where
         delivery: delivery.clone(),
         event: event::safe(&event_name),
         fact: classify(&state, fact),
-        received_at: crate::worker::now_text(),
+        received_at: now_text(),
     };
     let (repo, tag) = match &intake.fact {
         IntakeFact::NewTag { repo, tag, .. } | IntakeFact::Deleted { repo, tag, .. } => {
