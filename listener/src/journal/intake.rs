@@ -4,12 +4,12 @@
 //! tag whose ref value changed is flagged as moved, and where a deleted tag flags its job without
 //! triggering anything. Each intake runs in one write of the group commit.
 
+use canon_shared::forge::ForgeKind;
 use canon_shared::recipe::RecipeName;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::{Journal, JournalError};
-use crate::event::ForgeKind;
 
 /// What a journaled delivery was, as decided at intake.
 #[derive(Debug, Clone)]
@@ -365,7 +365,7 @@ mod tests {
 
     #[tokio::test]
     async fn each_delivery_sequence_journals_the_expected_outcomes_and_jobs() {
-        use ForgeKind::{Gitea, Github};
+        use ForgeKind::{GitHub, Gitea};
         use Outcome::*;
         let cases = [
             Case {
@@ -495,13 +495,13 @@ mod tests {
                 says: "one tag from two forges is two jobs",
                 deliveries: vec![
                     (Gitea, "o/app", Says::Push("1.0.0+1", A)),
-                    (Github, "o/app", Says::Push("1.0.0+1", A)),
+                    (GitHub, "o/app", Says::Push("1.0.0+1", A)),
                 ],
                 outcomes: vec![Accepted, Accepted],
                 jobs: 2,
                 check: |jobs| {
-                    let forges: Vec<&str> = jobs.iter().map(|j| j.forge.as_str()).collect();
-                    assert_eq!(forges, ["github", "gitea"]);
+                    let forges: Vec<ForgeKind> = jobs.iter().map(|j| j.forge).collect();
+                    assert_eq!(forges, [GitHub, Gitea]);
                 },
             },
         ];

@@ -3,6 +3,8 @@
 //! The worker claims a due job and records how its attempt ended; the routes list jobs and
 //! deliveries and count them for metrics. Terminal jobs are never claimed or updated again.
 
+use canon_shared::forge::ForgeKind;
+use rusqlite::types::Type;
 use rusqlite::{params, Connection, Row};
 use serde::Serialize;
 
@@ -61,8 +63,8 @@ impl JobState {
 pub struct Job {
     /// Its id.
     pub id: i64,
-    /// `gitea`, `forgejo` or `github`.
-    pub forge: String,
+    /// The forge that sent its deliveries (`gitea`, `forgejo` or `github` as stored).
+    pub forge: ForgeKind,
     /// `owner/name` upstream.
     pub repo: String,
     /// The enrolled recipe.
@@ -100,8 +102,8 @@ pub struct Job {
 pub struct DeliveryRow {
     /// The delivery id header.
     pub delivery: String,
-    /// The forge kind.
-    pub forge: String,
+    /// The forge that sent it.
+    pub forge: ForgeKind,
     /// The event header.
     pub event: String,
     /// `owner/name`, when named.
@@ -280,7 +282,7 @@ impl Journal {
             let rows = st.query_map(params![limit], |r| {
                 Ok(DeliveryRow {
                     delivery: r.get(0)?,
-                    forge: r.get(1)?,
+                    forge: forge_at(r, 1)?,
                     event: r.get(2)?,
                     repo: r.get(3)?,
                     recipe: r.get(4)?,
@@ -331,6 +333,13 @@ impl Journal {
     }
 }
 
+/// Reads the forge kind stored in column `idx` (a name [`ForgeKind::as_str`] returned).
+fn forge_at(r: &Row<'_>, idx: usize) -> Result<ForgeKind, rusqlite::Error> {
+    r.get::<_, String>(idx)?
+        .parse()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+}
+
 /// Reads one `jobs` row; its delivery ids are filled in by [`select_jobs`].
 fn job_from_row(r: &Row<'_>) -> Result<Job, rusqlite::Error> {
     let flags: String = r.get("flags")?;
@@ -338,7 +347,7 @@ fn job_from_row(r: &Row<'_>) -> Result<Job, rusqlite::Error> {
     let hint: Option<String> = r.get("commit_hint")?;
     Ok(Job {
         id: r.get("id")?,
-        forge: r.get("forge")?,
+        forge: forge_at(r, r.as_ref().column_index("forge")?)?,
         repo: r.get("repo")?,
         recipe: r.get("recipe")?,
         tag: r.get("tag")?,

@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
+use canon_shared::forge::ForgeKind;
 use canon_shared::version::ReleaseVersion;
 use futures_util::{Stream, StreamExt};
 use serde_json::json;
 use warp::http::{HeaderMap, StatusCode};
 
 use crate::clock::now_text;
-use crate::event::{self, Fact, ForgeKind};
+use crate::event::{self, Fact};
 use crate::journal::{DeliveryRow, Intake, IntakeFact, Outcome};
 use crate::routes::{reply_json, AppState, Reply};
 use crate::verify;
@@ -91,7 +92,7 @@ where
     B: Buf,
 {
     let forge = match kind.as_str() {
-        "github" => ForgeKind::Github,
+        "github" => ForgeKind::GitHub,
         "gitea" | "forgejo" | "gogs" => {
             if headers.contains_key("x-forgejo-event") {
                 ForgeKind::Forgejo
@@ -111,7 +112,7 @@ where
         state.metrics.delivery(outcome);
         state.remember_rejected(DeliveryRow {
             delivery: delivery.clone(),
-            forge: forge.as_str().into(),
+            forge,
             event: header_text(
                 &headers,
                 &[
