@@ -10,11 +10,13 @@
 //! - [`known_hosts`]: SSH host key checking against an explicit OpenSSH `known_hosts` file.
 //! - [`forge`]: Gitea/Forgejo (reqwest) and GitHub (octocrab) behind one small trait.
 //! - [`drone`]: the Drone REST client (start a build, list builds).
+//! - [`listener_api`]: the listener's HTTP API answers (the contract) and a client for them.
 
 pub mod drone;
 pub mod forge;
 pub mod gate;
 pub mod known_hosts;
+pub mod listener_api;
 pub mod mirror;
 pub mod recipe;
 pub mod secret;
