@@ -24,8 +24,9 @@ mod writer;
 
 use std::path::PathBuf;
 
+pub use canon_shared::listener_api::JobState;
 pub use intake::{Intake, IntakeFact, IntakeResult, Outcome};
-pub use queries::{DeliveryRow, Job, JobState, JobUpdate};
+pub use queries::{DeliveryRow, Job, JobUpdate};
 pub use writer::Journal;
 
 /// Why the journal failed. Never carries payload content.

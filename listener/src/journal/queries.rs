@@ -4,59 +4,13 @@
 //! deliveries and count them for metrics. Terminal jobs are never claimed or updated again.
 
 use canon_shared::forge::ForgeKind;
+use canon_shared::listener_api::{JobState, JobSummary};
+use canon_shared::recipe::{InvalidRecipeName, RecipeName};
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, Row};
 use serde::Serialize;
 
 use super::{Journal, JournalError};
-
-/// A job's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    /// Waiting for its first attempt.
-    Queued,
-    /// Claimed by a worker (or interrupted by a crash, and run again at start).
-    Running,
-    /// Failed, waiting for its next attempt.
-    Retrying,
-    /// A build was started (or found already started).
-    Done,
-    /// Not built, by decision (older than the canonical, already canonical).
-    Skipped,
-    /// Failed for good: out of attempts, or a failure retrying cannot fix.
-    Failed,
-}
-
-impl JobState {
-    /// Returns the name stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Queued => "queued",
-            JobState::Running => "running",
-            JobState::Retrying => "retrying",
-            JobState::Done => "done",
-            JobState::Skipped => "skipped",
-            JobState::Failed => "failed",
-        }
-    }
-
-    fn parse(s: &str) -> JobState {
-        match s {
-            "queued" => JobState::Queued,
-            "running" => JobState::Running,
-            "retrying" => JobState::Retrying,
-            "done" => JobState::Done,
-            "skipped" => JobState::Skipped,
-            _ => JobState::Failed,
-        }
-    }
-
-    /// Returns true for states a job never leaves.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, JobState::Done | JobState::Skipped | JobState::Failed)
-    }
-}
 
 /// A tag job as stored.
 #[derive(Debug, Clone, Serialize)]
@@ -95,6 +49,27 @@ pub struct Job {
     pub created_at: String,
     /// When it last changed.
     pub updated_at: String,
+}
+
+impl Job {
+    /// Returns what the API shows of the job to other crates: no error text, no URLs.
+    ///
+    /// Fails only if the stored recipe is not a valid name, which intake never stores.
+    pub fn summary(&self) -> Result<JobSummary, InvalidRecipeName> {
+        Ok(JobSummary {
+            id: self.id,
+            recipe: RecipeName::parse(&self.recipe)?,
+            tag: self.tag.clone(),
+            forge: self.forge,
+            repo: self.repo.clone(),
+            state: self.state,
+            commit: self.commit.clone(),
+            build: self.build,
+            attempts: self.attempts,
+            created_at: self.created_at.clone(),
+            updated_at: self.updated_at.clone(),
+        })
+    }
 }
 
 /// A journaled delivery, for `/api/deliveries`.
@@ -272,6 +247,26 @@ impl Journal {
         .await
     }
 
+    /// Returns the newest job for `recipe` at `tag`, from any forge and repository, in any
+    /// state: whether a webhook announced the tag.
+    pub async fn job_for(
+        &self,
+        recipe: &RecipeName,
+        tag: &str,
+    ) -> Result<Option<Job>, JournalError> {
+        let (recipe, tag) = (recipe.as_str().to_string(), tag.to_string());
+        self.read(move |c| {
+            Ok(select_jobs(
+                c,
+                "WHERE recipe=?1 AND tag=?2 ORDER BY id DESC LIMIT 1",
+                params![recipe, tag],
+            )?
+            .into_iter()
+            .next())
+        })
+        .await
+    }
+
     /// Returns the newest `limit` deliveries, newest first.
     pub async fn deliveries(&self, limit: u32) -> Result<Vec<DeliveryRow>, JournalError> {
         self.read(move |c| {
@@ -353,7 +348,12 @@ fn job_from_row(r: &Row<'_>) -> Result<Job, rusqlite::Error> {
         tag: r.get("tag")?,
         commit: resolved.or(hint),
         ref_sha: r.get("ref_sha")?,
-        state: JobState::parse(&r.get::<_, String>("state")?),
+        // The journal writes only the names `as_str` returns; anything else reads as failed so
+        // it is never claimed.
+        state: r
+            .get::<_, String>("state")?
+            .parse()
+            .unwrap_or(JobState::Failed),
         attempts: r.get("attempts")?,
         build: r.get::<_, Option<i64>>("build")?.map(|b| b as u64),
         build_link: r.get("build_link")?,
@@ -390,4 +390,60 @@ fn select_jobs<P: rusqlite::Params>(
             .collect::<Result<_, _>>()?;
     }
     Ok(jobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Intake, IntakeFact};
+
+    async fn push(journal: &Journal, forge: ForgeKind, repo: &str, recipe: &str, tag: &str) -> i64 {
+        let intake = Intake {
+            forge,
+            delivery: String::new(),
+            event: "push".into(),
+            fact: IntakeFact::NewTag {
+                repo: repo.into(),
+                recipe: RecipeName::parse(recipe).expect("valid name"),
+                tag: tag.into(),
+                ref_sha: None,
+                commit_hint: None,
+            },
+            received_at: "2024-05-01T12:00:00.000000Z".into(),
+        };
+        journal
+            .intake(intake)
+            .await
+            .expect("journaled")
+            .job
+            .expect("a job")
+    }
+
+    #[tokio::test]
+    async fn the_job_for_a_tag_is_the_newest_of_its_recipe_from_any_forge() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (journal, _writer) = Journal::open(&dir.path().join("j.sqlite3")).expect("opens");
+        let app = RecipeName::parse("app").expect("valid name");
+        push(&journal, ForgeKind::Gitea, "o/app", "app", "1.0.0+1").await;
+        let newer = push(&journal, ForgeKind::Forgejo, "o/app", "app", "1.0.0+1").await;
+        push(&journal, ForgeKind::Gitea, "o/other", "other", "2.0.0+1").await;
+        let found = journal.job_for(&app, "1.0.0+1").await.expect("read");
+        assert_eq!(
+            found.map(|j| (j.id, j.forge)),
+            Some((newer, ForgeKind::Forgejo))
+        );
+        assert!(journal
+            .job_for(&app, "2.0.0+1")
+            .await
+            .expect("read")
+            .is_none());
+        let summary = journal
+            .job(newer)
+            .await
+            .expect("read")
+            .expect("the job")
+            .summary()
+            .expect("a valid recipe");
+        assert_eq!((summary.recipe, summary.state), (app, JobState::Queued));
+    }
 }

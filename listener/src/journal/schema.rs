@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     UNIQUE (forge, repo, tag)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
+CREATE INDEX IF NOT EXISTS jobs_recipe_tag ON jobs (recipe, tag);
 CREATE TABLE IF NOT EXISTS deliveries (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     delivery TEXT NOT NULL,
