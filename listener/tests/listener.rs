@@ -25,6 +25,16 @@ async fn spawn_app(
     forge: &[(&str, &str)],
     drone: &str,
 ) -> (App, Vec<Repos>) {
+    spawn_app_with(local, forge, drone, &[]).await
+}
+
+/// Like [`spawn_app`], with some settings replaced.
+async fn spawn_app_with(
+    local: &[(&str, &[&str])],
+    forge: &[(&str, &str)],
+    drone: &str,
+    replaced: &[(&str, &str)],
+) -> (App, Vec<Repos>) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
     let made: Vec<Repos> = local
@@ -33,7 +43,12 @@ async fn spawn_app(
         .collect();
     let pairs: Vec<(&str, &Repos)> = local.iter().zip(&made).map(|((n, _), r)| (*n, r)).collect();
     let enrollment = enrollment(&root, &pairs, forge);
-    let s = settings(env(&root.join("state"), &enrollment, drone));
+    let mut vars = env(&root.join("state"), &enrollment, drone);
+    for (key, value) in replaced {
+        vars.retain(|(k, _)| k != key);
+        vars.push((key.to_string(), value.to_string()));
+    }
+    let s = settings(vars);
     let running = app::start(&s, Duration::from_secs(5))
         .await
         .expect("the listener starts");
@@ -646,10 +661,13 @@ async fn tags_not_newer_than_the_canonical_are_skipped_with_the_reason() {
 #[tokio::test]
 async fn health_readiness_and_the_status_page_in_a_headless_browser() {
     let (_drone, drone_url) = FakeDrone::start().await;
-    let (app, _) = spawn_app(
+    // The job's upstream is unreachable; with the default test retries it fails for good within
+    // seconds, sooner than a loaded machine renders the page. A long retry keeps it pending.
+    let (app, _) = spawn_app_with(
         &[],
         &[("recipe", "upstream/recipe"), ("other", "upstream/other")],
         &drone_url,
+        &[("CANON_RETRY_BASE", "1h"), ("CANON_RETRY_MAX", "1h")],
     )
     .await;
     let url = "https://git.example.org/upstream/recipe.git";
