@@ -13,28 +13,6 @@
 
 use serde::Deserialize;
 
-/// Which kind of forge sent a delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ForgeKind {
-    /// Gitea (or Gogs).
-    Gitea,
-    /// Forgejo (sends `X-Forgejo-*` headers besides Gitea's).
-    Forgejo,
-    /// GitHub.
-    Github,
-}
-
-impl ForgeKind {
-    /// Returns the name stored in the journal.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ForgeKind::Gitea => "gitea",
-            ForgeKind::Forgejo => "forgejo",
-            ForgeKind::Github => "github",
-        }
-    }
-}
-
 /// The repository a payload names.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct RepoRef {

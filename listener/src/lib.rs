@@ -2,6 +2,7 @@
 //! recipe's mirror and starts a Drone build.
 //!
 //! # Layout
+//! - [`clock`]: now as unix milliseconds and as fixed-width RFC 3339 text.
 //! - [`config`]: `CANON_*` settings, validated with every problem reported at once.
 //! - [`verify`]: HMAC-SHA256 over the raw body, constant time, before any parsing.
 //! - [`event`]: verified payloads parsed into one fact (new tag, deleted tag, ignored).
@@ -13,6 +14,7 @@
 //! - [`register`]: the `register-hooks` subcommand.
 
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod event;
 pub mod journal;

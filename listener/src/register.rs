@@ -89,7 +89,7 @@ pub async fn register_hooks(settings: &Settings) -> Result<Vec<HookResult>, Regi
         public.trim_end_matches('/'),
         match kind {
             ForgeKind::GitHub => "github",
-            ForgeKind::Gitea => "gitea",
+            ForgeKind::Gitea | ForgeKind::Forgejo => "gitea",
         }
     );
     let mut out = Vec::new();

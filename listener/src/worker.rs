@@ -28,6 +28,7 @@ use canon_shared::version::ReleaseVersion;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
+use crate::clock::{now_ms, now_text};
 use crate::config::RetryPolicy;
 use crate::journal::{Job, JobUpdate, Journal};
 use crate::metrics::Metrics;
@@ -59,21 +60,6 @@ pub struct WorkerCtx {
     pub retry: RetryPolicy,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-/// Now as RFC 3339 in UTC with microseconds, a fixed width so the text sorts by time.
-pub fn now_text() -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    );
-    time::OffsetDateTime::now_utc()
-        .format(&format)
-        .unwrap_or_default()
 }
 
 /// Returns the delay before attempt `attempts + 1`: `base * 2^(attempts-1)`, capped at `max`,

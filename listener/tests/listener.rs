@@ -1,6 +1,8 @@
 //! canon-listener end to end, in process: recorded payloads replayed signed, every rejection
 //! path, dedupe, moved tags, the worker against real git repos and a loopback Drone stand-in
-//! that fails and recovers, the API, metrics and the status page in a real headless browser.
+//! that fails and recovers, the API (with the job lookup read by canon-shared's own client, the
+//! contract test of `canon_shared::listener_api`), metrics and the status page in a real headless
+//! browser.
 
 mod support;
 
@@ -24,6 +26,16 @@ async fn spawn_app(
     forge: &[(&str, &str)],
     drone: &str,
 ) -> (App, Vec<Repos>) {
+    spawn_app_with(local, forge, drone, &[]).await
+}
+
+/// Like [`spawn_app`], with some settings replaced.
+async fn spawn_app_with(
+    local: &[(&str, &[&str])],
+    forge: &[(&str, &str)],
+    drone: &str,
+    replaced: &[(&str, &str)],
+) -> (App, Vec<Repos>) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
     let made: Vec<Repos> = local
@@ -32,7 +44,12 @@ async fn spawn_app(
         .collect();
     let pairs: Vec<(&str, &Repos)> = local.iter().zip(&made).map(|((n, _), r)| (*n, r)).collect();
     let enrollment = enrollment(&root, &pairs, forge);
-    let s = settings(env(&root.join("state"), &enrollment, drone));
+    let mut vars = env(&root.join("state"), &enrollment, drone);
+    for (key, value) in replaced {
+        vars.retain(|(k, _)| k != key);
+        vars.push((key.to_string(), value.to_string()));
+    }
+    let s = settings(vars);
     let running = app::start(&s, Duration::from_secs(5))
         .await
         .expect("the listener starts");
@@ -675,7 +692,12 @@ async fn a_pinned_recipes_new_tag_is_skipped_as_pinned_and_not_built() {
         .unwrap();
     drop(lock);
     state
-        .pin(&name, "database migration under review", "ops", LockWait::Fail)
+        .pin(
+            &name,
+            "database migration under review",
+            "ops",
+            LockWait::Fail,
+        )
         .unwrap();
     let url = repos[0].upstream.display().to_string();
     let sha = peeled(&repos[0].upstream, "1.1.0+1.0");
@@ -707,10 +729,13 @@ async fn a_pinned_recipes_new_tag_is_skipped_as_pinned_and_not_built() {
 async fn health_readiness_and_the_status_page_in_a_headless_browser() {
     let drone = FakeDrone::start();
     let drone_url = drone.url();
-    let (app, _) = spawn_app(
+    // The job's upstream is unreachable; with the default test retries it fails for good within
+    // seconds, sooner than a loaded machine renders the page. A long retry keeps it pending.
+    let (app, _) = spawn_app_with(
         &[],
         &[("recipe", "upstream/recipe"), ("other", "upstream/other")],
         &drone_url,
+        &[("CANON_RETRY_BASE", "1h"), ("CANON_RETRY_MAX", "1h")],
     )
     .await;
     let url = "https://git.example.org/upstream/recipe.git";
@@ -790,6 +815,202 @@ async fn health_readiness_and_the_status_page_in_a_headless_browser() {
     assert!(
         dom.contains("Pending jobs (1)") && dom.contains("1.0.0+1.0"),
         "{dom}"
+    );
+    app.running.stop().await;
+}
+
+/// GETs `path` and returns the status and the body as JSON (`Null` when not JSON).
+async fn get_status_json(app: &App, path: &str) -> (u16, serde_json::Value) {
+    let r = app
+        .client
+        .get(format!("{}{path}", app.base))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test]
+async fn the_job_for_a_tag_answers_over_http_and_the_shared_client_reads_it() {
+    use canon_shared::forge::ForgeKind;
+    use canon_shared::listener_api::{self, JobState, ListenerApiError, ListenerClient};
+    use canon_shared::recipe::RecipeName;
+
+    let drone = FakeDrone::start();
+    let drone_url = drone.url();
+    let (app, repos) = spawn_app(
+        &[("alpha", &["1.0.0+1.0"])],
+        &[("remote", "upstream/remote")],
+        &drone_url,
+    )
+    .await;
+    let up = &repos[0].upstream;
+    let sha = peeled(up, "1.0.0+1.0");
+    let (s, v) = deliver(
+        &app.client,
+        &app.base,
+        "push",
+        &push_tag(&up.display().to_string(), "alpha", "1.0.0+1.0", &sha),
+    )
+    .await;
+    assert_eq!(s, 202, "{v}");
+    // A job that can never finish (its upstream is not reachable) still counts: any state does.
+    let (s, v) = deliver(
+        &app.client,
+        &app.base,
+        "release",
+        &release(
+            "https://git.example.org/upstream/remote.git",
+            "upstream/remote",
+            "2.0.0+2.0",
+        ),
+    )
+    .await;
+    assert_eq!(s, 202, "{v}");
+    let done = eventually(30, || async {
+        get_json(&app, "/api/jobs")
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["recipe"] == "alpha" && j["state"] == "done")
+    })
+    .await;
+    assert!(done, "{:#}", get_json(&app, "/api/jobs").await);
+
+    // Over HTTP: the tag's `+` may travel raw or as %2B; the answer is the summary only.
+    for path in [
+        "/api/recipes/alpha/tags/1.0.0+1.0/job",
+        "/api/recipes/alpha/tags/1.0.0%2B1.0/job",
+    ] {
+        let (status, body) = get_status_json(&app, path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let job = &body["job"];
+        let mut keys: Vec<&str> = job
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "attempts",
+                "build",
+                "commit",
+                "created_at",
+                "forge",
+                "id",
+                "recipe",
+                "repo",
+                "state",
+                "tag",
+                "updated_at"
+            ],
+            "no error text or link: {job}"
+        );
+        assert_eq!(
+            (&job["recipe"], &job["tag"], &job["state"], &job["forge"]),
+            (
+                &serde_json::json!("alpha"),
+                &serde_json::json!("1.0.0+1.0"),
+                &serde_json::json!("done"),
+                &serde_json::json!("gitea")
+            ),
+            "{job}"
+        );
+    }
+    for path in [
+        "/api/recipes/alpha/tags/9.9.9+9.9/job",
+        "/api/recipes/beta/tags/1.0.0+1.0/job",
+    ] {
+        assert_eq!(
+            get_status_json(&app, path).await,
+            (404, serde_json::json!({ "job": null })),
+            "{path}"
+        );
+    }
+    let (status, body) = get_status_json(&app, "/api/recipes/Not..A..Name/tags/1/job").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("invalid recipe name"));
+
+    // The shared client against the real listener: the contract test.
+    let base = url::Url::parse(&app.base).unwrap();
+    let alpha = RecipeName::parse("alpha").unwrap();
+    let job = listener_api::job_for(&base, &alpha, "1.0.0+1.0")
+        .await
+        .expect("the listener answers")
+        .expect("a job");
+    assert_eq!(job.recipe, alpha);
+    assert_eq!(job.tag, "1.0.0+1.0");
+    assert_eq!(job.forge, ForgeKind::Gitea);
+    assert_eq!(job.repo, "alpha");
+    assert_eq!(job.state, JobState::Done);
+    assert_eq!(job.commit.as_deref(), Some(sha.as_str()));
+    assert_eq!(job.build, Some(1));
+    assert_eq!(drone.count("alpha", "1.0.0+1.0"), 1);
+    assert!(job.attempts >= 1 && !job.created_at.is_empty() && !job.updated_at.is_empty());
+    let listed = get_json(&app, "/api/jobs").await;
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == job.id && j["recipe"] == "alpha"),
+        "{listed}"
+    );
+
+    // Credentials in the base travel as basic auth, which the listener ignores.
+    let client = ListenerClient::new(
+        url::Url::parse(&app.base.replace("http://", "http://op:pw-s3cret@")).unwrap(),
+    )
+    .unwrap();
+    let remote = client
+        .job_for(&RecipeName::parse("remote").unwrap(), "2.0.0+2.0")
+        .await
+        .expect("the listener answers")
+        .expect("a job in whatever state it is");
+    assert_eq!(
+        (remote.forge, remote.repo.as_str()),
+        (ForgeKind::Gitea, "upstream/remote")
+    );
+    assert_eq!(remote.build, None);
+    assert_eq!(
+        client.job_for(&alpha, "9.9.9+9.9").await.unwrap(),
+        None,
+        "no job is an answer, not an error"
+    );
+
+    // A path the listener does not route (its answer is 405 for a GET there) is an error, never
+    // "no job".
+    let elsewhere = url::Url::parse(&format!("{}/not-the-listener/", app.base)).unwrap();
+    let e = listener_api::job_for(&elsewhere, &alpha, "1.0.0+1.0")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ListenerApiError::NoRoute { .. }), "{e}");
+    // Errors show the URL without its credentials.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let closed = url::Url::parse(&format!("http://op:pw-s3cret@127.0.0.1:{port}/")).unwrap();
+    let e = listener_api::job_for(&closed, &alpha, "1.0.0+1.0")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ListenerApiError::Transport { .. }), "{e}");
+    let shown = format!("{e} {:?}", std::error::Error::source(&e));
+    assert!(
+        shown.contains(&format!("127.0.0.1:{port}/api/recipes/alpha/tags/")),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("op:"),
+        "{shown}"
     );
     app.running.stop().await;
 }

@@ -1,7 +1,12 @@
-//! Read-only endpoints: `/healthz`, `/readyz`, `/metrics`, `/api/jobs`, `/api/deliveries`.
+//! Read-only endpoints: `/healthz`, `/readyz`, `/metrics`, `/api/jobs`, `/api/deliveries`, and
+//! `/api/recipes/{recipe}/tags/{tag}/job`, whose answer is the contract in
+//! [`canon_shared::listener_api`].
 
 use std::sync::Arc;
 
+use canon_shared::listener_api::JobForTag;
+use canon_shared::recipe::RecipeName;
+use percent_encoding::percent_decode_str;
 use serde_json::json;
 use warp::http::StatusCode;
 
@@ -84,6 +89,57 @@ pub async fn deliveries(state: Arc<AppState>) -> Result<Reply, warp::Rejection> 
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &json!({ "error": "journal unavailable" }),
             ))
+        }
+    }
+}
+
+/// `GET /api/recipes/{recipe}/tags/{tag}/job`: the newest job for the recipe at the tag as a
+/// [`JobForTag`]: 200 with the job, 404 with `{"job": null}` when no webhook announced the tag.
+///
+/// The segments arrive percent-encoded (a tag's `+` may travel as `%2B`); a recipe that is not a
+/// valid name is a 400.
+pub async fn job_for_tag(
+    recipe: String,
+    tag: String,
+    state: Arc<AppState>,
+) -> Result<Reply, warp::Rejection> {
+    let bad = |message: String| {
+        Ok(reply_json(
+            StatusCode::BAD_REQUEST,
+            &json!({ "error": message }),
+        ))
+    };
+    let (Ok(recipe), Ok(tag)) = (
+        percent_decode_str(&recipe).decode_utf8(),
+        percent_decode_str(&tag).decode_utf8(),
+    ) else {
+        return bad("the path is not UTF-8 once percent-decoded".into());
+    };
+    let recipe = match RecipeName::parse(&recipe) {
+        Ok(r) => r,
+        Err(e) => return bad(e.to_string()),
+    };
+    let unavailable = || {
+        Ok(reply_json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({ "error": "journal unavailable" }),
+        ))
+    };
+    match state.journal.job_for(&recipe, &tag).await {
+        Ok(Some(job)) => match job.summary() {
+            Ok(summary) => Ok(reply_json(
+                StatusCode::OK,
+                &JobForTag { job: Some(summary) },
+            )),
+            Err(e) => {
+                tracing::error!(job = job.id, error = %e, "A stored job names an invalid recipe.");
+                unavailable()
+            }
+        },
+        Ok(None) => Ok(reply_json(StatusCode::NOT_FOUND, &JobForTag { job: None })),
+        Err(e) => {
+            tracing::error!(recipe = %recipe, tag = %tag, error = %e, "Cannot read the job for a tag.");
+            unavailable()
         }
     }
 }

@@ -11,12 +11,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
+use canon_shared::forge::ForgeKind;
 use canon_shared::version::ReleaseVersion;
 use futures_util::{Stream, StreamExt};
 use serde_json::json;
 use warp::http::{HeaderMap, StatusCode};
 
-use crate::event::{self, Fact, ForgeKind};
+use crate::clock::now_text;
+use crate::event::{self, Fact};
 use crate::journal::{DeliveryRow, Intake, IntakeFact, Outcome};
 use crate::routes::{reply_json, AppState, Reply};
 use crate::verify;
@@ -90,7 +92,7 @@ where
     B: Buf,
 {
     let forge = match kind.as_str() {
-        "github" => ForgeKind::Github,
+        "github" => ForgeKind::GitHub,
         "gitea" | "forgejo" | "gogs" => {
             if headers.contains_key("x-forgejo-event") {
                 ForgeKind::Forgejo
@@ -110,7 +112,7 @@ where
         state.metrics.delivery(outcome);
         state.remember_rejected(DeliveryRow {
             delivery: delivery.clone(),
-            forge: forge.as_str().into(),
+            forge,
             event: header_text(
                 &headers,
                 &[
@@ -128,7 +130,7 @@ where
             outcome: "rejected".into(),
             reason: Some(reason.to_string()),
             job: None,
-            received_at: crate::worker::now_text(),
+            received_at: now_text(),
         });
         tracing::warn!(delivery = %delivery, forge = forge.as_str(), outcome = "rejected", status = status.as_u16(), reason, "Webhook delivery rejected.");
         Ok(reply_json(status, &json!({ "error": reason })))
@@ -203,7 +205,7 @@ where
         delivery: delivery.clone(),
         event: event::safe(&event_name),
         fact: classify(&state, fact),
-        received_at: crate::worker::now_text(),
+        received_at: now_text(),
     };
     let (repo, tag) = match &intake.fact {
         IntakeFact::NewTag { repo, tag, .. } | IntakeFact::Deleted { repo, tag, .. } => {

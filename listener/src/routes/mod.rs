@@ -108,6 +108,12 @@ pub fn routes(
     let metrics = get(warp::path!("metrics").boxed()).and_then(api::metrics);
     let jobs = get(warp::path!("api" / "jobs").boxed()).and_then(api::jobs);
     let deliveries = get(warp::path!("api" / "deliveries").boxed()).and_then(api::deliveries);
+    let job_for_tag = warp::get()
+        .and(warp::path!(
+            "api" / "recipes" / String / "tags" / String / "job"
+        ))
+        .and(with_state(state.clone()))
+        .and_then(api::job_for_tag);
     let page = get(warp::path::end().boxed()).and_then(status::page);
     hooks
         .or(healthz)
@@ -119,6 +125,8 @@ pub fn routes(
         .or(jobs)
         .unify()
         .or(deliveries)
+        .unify()
+        .or(job_for_tag)
         .unify()
         .or(page)
         .unify()

@@ -202,19 +202,32 @@ impl HookSpec {
     }
 }
 
-/// Which API a forge speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Which forge a repository lives on, as every crate names it.
+///
+/// Forgejo speaks Gitea's API (one client serves both) but is told apart from Gitea because the
+/// listener records which one sent a webhook: the names [`ForgeKind::as_str`] returns are stored
+/// in its journal and must never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ForgeKind {
-    /// Gitea or Forgejo (`/api/v1`).
+    /// Gitea (or Gogs), `/api/v1`.
     Gitea,
+    /// Forgejo: Gitea's API, and `X-Forgejo-*` webhook headers besides Gitea's.
+    Forgejo,
     /// GitHub or GitHub Enterprise.
     GitHub,
 }
 
+/// Why a name is not a forge kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown forge kind {shown} (expected gitea, forgejo or github)")]
+pub struct UnknownForgeKind {
+    shown: String,
+}
+
 impl ForgeKind {
     /// Guesses the kind from a base URL: `github.com` (and `api.github.com`) is GitHub, anything
-    /// else Gitea/Forgejo.
+    /// else Gitea/Forgejo (reported as Gitea: the API is the same).
     pub fn guess(base_url: &str) -> Self {
         let host = url::Url::parse(base_url)
             .ok()
@@ -224,14 +237,38 @@ impl ForgeKind {
             _ => ForgeKind::Gitea,
         }
     }
+
+    /// Returns the lower-case name: `gitea`, `forgejo` or `github` (what the listener's journal
+    /// stores and its API shows).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForgeKind::Gitea => "gitea",
+            ForgeKind::Forgejo => "forgejo",
+            ForgeKind::GitHub => "github",
+        }
+    }
 }
 
 impl fmt::Display for ForgeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ForgeKind::Gitea => "gitea",
-            ForgeKind::GitHub => "github",
-        })
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ForgeKind {
+    type Err = UnknownForgeKind;
+
+    /// Parses the names [`ForgeKind::as_str`] returns, exactly.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "gitea" => Ok(ForgeKind::Gitea),
+            "forgejo" => Ok(ForgeKind::Forgejo),
+            "github" => Ok(ForgeKind::GitHub),
+            other => Err(UnknownForgeKind {
+                // Debug formatting escapes control characters, so the message stays one line.
+                shown: format!("{:?}", other.chars().take(40).collect::<String>()),
+            }),
+        }
     }
 }
 
@@ -376,7 +413,7 @@ pub fn client(
     token: Option<Secret>,
 ) -> Result<Arc<dyn Forge>, ForgeError> {
     Ok(match kind {
-        ForgeKind::Gitea => Arc::new(Gitea::new(base_url, token)?),
+        ForgeKind::Gitea | ForgeKind::Forgejo => Arc::new(Gitea::new(base_url, token)?),
         ForgeKind::GitHub => Arc::new(GitHub::new(base_url, token)?),
     })
 }
@@ -408,6 +445,34 @@ mod tests {
             ForgeKind::guess("https://git.coopcloud.tech"),
             ForgeKind::Gitea
         );
+    }
+
+    #[test]
+    fn forge_kinds_keep_the_names_the_journal_stores() {
+        let table = [
+            (ForgeKind::Gitea, "gitea"),
+            (ForgeKind::Forgejo, "forgejo"),
+            (ForgeKind::GitHub, "github"),
+        ];
+        for (kind, name) in table {
+            assert_eq!(kind.as_str(), name);
+            assert_eq!(kind.to_string(), name);
+            assert_eq!(name.parse::<ForgeKind>(), Ok(kind));
+            assert_eq!(serde_json::to_value(kind).unwrap(), name);
+            assert_eq!(
+                serde_json::from_value::<ForgeKind>(serde_json::json!(name)).unwrap(),
+                kind
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_forge_kinds_are_refused_by_name() {
+        for bad in ["GitHub", "Gitea", "gogs", "", "git\nhub"] {
+            let e = bad.parse::<ForgeKind>().unwrap_err().to_string();
+            assert!(e.starts_with("unknown forge kind"), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
     }
 
     #[test]

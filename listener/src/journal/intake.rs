@@ -1,0 +1,632 @@
+//! Intake: a verified delivery becomes one delivery row and, for a new tag, one job.
+//!
+//! This is where replays and the push/create/release triple of one tag fold into one job, where a
+//! tag whose ref value changed is flagged as moved, and where a deleted tag flags its job without
+//! triggering anything. Each intake runs in one write of the group commit.
+
+use canon_shared::forge::ForgeKind;
+use canon_shared::recipe::RecipeName;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use super::{Journal, JournalError};
+
+/// What a journaled delivery was, as decided at intake.
+#[derive(Debug, Clone)]
+pub enum IntakeFact {
+    /// A new tag of an enrolled recipe.
+    NewTag {
+        /// `owner/name` from the payload.
+        repo: String,
+        /// The enrolled recipe it maps to.
+        recipe: RecipeName,
+        /// The short tag name (a valid release tag).
+        tag: String,
+        /// The ref value sent, when any.
+        ref_sha: Option<String>,
+        /// A commit the payload names, when any.
+        commit_hint: Option<String>,
+    },
+    /// A tag deletion (recorded, never acted on).
+    Deleted {
+        /// `owner/name` from the payload.
+        repo: String,
+        /// The recipe, when enrolled.
+        recipe: Option<RecipeName>,
+        /// The short tag name.
+        tag: String,
+    },
+    /// Nothing to act on, with the reason.
+    Ignored {
+        /// `owner/name`, when the payload names one.
+        repo: Option<String>,
+        /// The recipe, when enrolled.
+        recipe: Option<RecipeName>,
+        /// The tag, when the payload names one.
+        tag: Option<String>,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One verified delivery to journal.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    /// Which forge sent it.
+    pub forge: ForgeKind,
+    /// The `X-*-Delivery` header (may be empty).
+    pub delivery: String,
+    /// The `X-*-Event` header.
+    pub event: String,
+    /// What it means.
+    pub fact: IntakeFact,
+    /// When it arrived (RFC 3339).
+    pub received_at: String,
+}
+
+/// What became of a journaled delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It created a job.
+    Accepted,
+    /// Its job already existed (replay, or another event of the same tag).
+    Duplicate,
+    /// Its job existed with a different ref value: the tag moved. The job is flagged.
+    Moved,
+    /// A tag deletion, recorded.
+    Deleted,
+    /// Nothing to act on.
+    Ignored,
+}
+
+impl Outcome {
+    /// Returns the name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Moved => "moved",
+            Outcome::Deleted => "deleted",
+            Outcome::Ignored => "ignored",
+        }
+    }
+}
+
+/// The result of journaling a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntakeResult {
+    /// What it was.
+    pub outcome: Outcome,
+    /// The job it led to.
+    pub job: Option<i64>,
+}
+
+impl Journal {
+    /// Journals a verified delivery durably and returns what it became.
+    pub async fn intake(&self, intake: Intake) -> Result<IntakeResult, JournalError> {
+        self.write(move |c| intake_tx(c, &intake)).await
+    }
+
+    /// Journals an ignored delivery without waiting for durability.
+    pub fn intake_later(&self, intake: Intake) -> bool {
+        self.write_later(move |c| intake_tx(c, &intake).map(|_| ()))
+    }
+}
+
+/// Journals one delivery inside the current write: finds or creates its job, flags a moved or
+/// deleted tag, and stores the delivery row with its outcome.
+fn intake_tx(c: &Connection, i: &Intake) -> Result<IntakeResult, rusqlite::Error> {
+    let forge = i.forge.as_str();
+    let insert_delivery = |repo: Option<&str>,
+                           recipe: Option<&str>,
+                           tag: Option<&str>,
+                           ref_sha: Option<&str>,
+                           outcome: Outcome,
+                           reason: Option<&str>,
+                           job: Option<i64>|
+     -> Result<(), rusqlite::Error> {
+        c.prepare_cached(
+            "INSERT INTO deliveries (delivery, forge, event, repo, recipe, tag, ref_sha, outcome, reason, job, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?
+        .execute(params![
+            i.delivery,
+            forge,
+            i.event,
+            repo,
+            recipe,
+            tag,
+            ref_sha,
+            outcome.as_str(),
+            reason,
+            job,
+            i.received_at
+        ])?;
+        Ok(())
+    };
+    match &i.fact {
+        IntakeFact::NewTag {
+            repo,
+            recipe,
+            tag,
+            ref_sha,
+            commit_hint,
+        } => {
+            let existing: Option<(i64, Option<String>)> = c
+                .prepare_cached(
+                    "SELECT id, ref_sha FROM jobs WHERE forge=?1 AND repo=?2 AND tag=?3",
+                )?
+                .query_row(params![forge, repo, tag], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let (job, outcome, reason) = match existing {
+                None => {
+                    c.prepare_cached(
+                        "INSERT INTO jobs (forge, repo, recipe, tag, ref_sha, commit_hint, state, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?7)",
+                    )?
+                    .execute(params![forge, repo, recipe.as_str(), tag, ref_sha, commit_hint, i.received_at])?;
+                    (c.last_insert_rowid(), Outcome::Accepted, None)
+                }
+                Some((id, old)) => match (old.as_deref(), ref_sha.as_deref()) {
+                    (Some(old), Some(new)) if old != new => {
+                        let flag = format!(
+                            "{}: tag moved: ref was {old}, now {new} (delivery {})",
+                            i.received_at,
+                            if i.delivery.is_empty() {
+                                "-"
+                            } else {
+                                &i.delivery
+                            }
+                        );
+                        c.prepare_cached(
+                            "UPDATE jobs SET ref_sha=?2, commit_hint=COALESCE(?3, commit_hint),
+                               flags=flags || ?4 || char(10), updated_at=?5 WHERE id=?1",
+                        )?
+                        .execute(params![
+                            id,
+                            new,
+                            commit_hint,
+                            flag,
+                            i.received_at
+                        ])?;
+                        (
+                            id,
+                            Outcome::Moved,
+                            Some(format!("tag moved from {old} to {new}")),
+                        )
+                    }
+                    _ => {
+                        c.prepare_cached(
+                            "UPDATE jobs SET ref_sha=COALESCE(ref_sha, ?2), commit_hint=COALESCE(commit_hint, ?3)
+                             WHERE id=?1 AND ((ref_sha IS NULL AND ?2 IS NOT NULL) OR (commit_hint IS NULL AND ?3 IS NOT NULL))",
+                        )?
+                        .execute(params![id, ref_sha, commit_hint])?;
+                        (id, Outcome::Duplicate, None)
+                    }
+                },
+            };
+            insert_delivery(
+                Some(repo),
+                Some(recipe.as_str()),
+                Some(tag),
+                ref_sha.as_deref(),
+                outcome,
+                reason.as_deref(),
+                Some(job),
+            )?;
+            Ok(IntakeResult {
+                outcome,
+                job: Some(job),
+            })
+        }
+        IntakeFact::Deleted { repo, recipe, tag } => {
+            let job: Option<i64> = c
+                .prepare_cached("SELECT id FROM jobs WHERE forge=?1 AND repo=?2 AND tag=?3")?
+                .query_row(params![forge, repo, tag], |r| r.get(0))
+                .optional()?;
+            if let Some(id) = job {
+                let flag = format!("{}: tag deleted upstream", i.received_at);
+                c.prepare_cached(
+                    "UPDATE jobs SET flags=flags || ?2 || char(10), updated_at=?3 WHERE id=?1",
+                )?
+                .execute(params![id, flag, i.received_at])?;
+            }
+            insert_delivery(
+                Some(repo),
+                recipe.as_ref().map(|r| r.as_str()),
+                Some(tag),
+                None,
+                Outcome::Deleted,
+                Some("tag deleted upstream; nothing is triggered"),
+                job,
+            )?;
+            Ok(IntakeResult {
+                outcome: Outcome::Deleted,
+                job,
+            })
+        }
+        IntakeFact::Ignored {
+            repo,
+            recipe,
+            tag,
+            reason,
+        } => {
+            insert_delivery(
+                repo.as_deref(),
+                recipe.as_ref().map(|r| r.as_str()),
+                tag.as_deref(),
+                None,
+                Outcome::Ignored,
+                Some(reason),
+                None,
+            )?;
+            Ok(IntakeResult {
+                outcome: Outcome::Ignored,
+                job: None,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Job, JobUpdate};
+
+    const A: &str = "7c3a3b1e0f2d4c5b6a79881726354433221100ff";
+    const B: &str = "0123456789abcdef0123456789abcdef01234567";
+    const HINT: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    /// A journal in a temp dir; the dir lives as long as the journal is used.
+    fn journal() -> (Journal, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (journal, _writer) =
+            Journal::open(&dir.path().join("listener.sqlite3")).expect("opens");
+        (journal, dir)
+    }
+
+    fn recipe() -> RecipeName {
+        RecipeName::parse("app").expect("valid name")
+    }
+
+    /// What one delivery says, before it is stamped with a forge and a delivery id.
+    #[derive(Clone)]
+    enum Says {
+        /// A tag push: the ref value and the head commit.
+        Push(&'static str, &'static str),
+        /// A tag create: the ref value only.
+        Create(&'static str, &'static str),
+        /// A published release: no SHA at all.
+        Release(&'static str),
+        /// A tag deletion.
+        Delete(&'static str),
+        /// Something verified but not acted on.
+        Ignore,
+    }
+
+    fn fact(repo: &str, says: &Says) -> (&'static str, IntakeFact) {
+        let new_tag = |tag: &str, ref_sha: Option<&str>, hint: Option<&str>| IntakeFact::NewTag {
+            repo: repo.to_string(),
+            recipe: recipe(),
+            tag: tag.to_string(),
+            ref_sha: ref_sha.map(str::to_string),
+            commit_hint: hint.map(str::to_string),
+        };
+        match says {
+            Says::Push(tag, sha) => ("push", new_tag(tag, Some(sha), Some(HINT))),
+            Says::Create(tag, sha) => ("create", new_tag(tag, Some(sha), None)),
+            Says::Release(tag) => ("release", new_tag(tag, None, None)),
+            Says::Delete(tag) => (
+                "delete",
+                IntakeFact::Deleted {
+                    repo: repo.to_string(),
+                    recipe: Some(recipe()),
+                    tag: tag.to_string(),
+                },
+            ),
+            Says::Ignore => (
+                "issues",
+                IntakeFact::Ignored {
+                    repo: Some(repo.to_string()),
+                    recipe: None,
+                    tag: None,
+                    reason: "event issues is not a tag event".into(),
+                },
+            ),
+        }
+    }
+
+    fn intake(forge: ForgeKind, repo: &str, delivery: &str, says: &Says) -> Intake {
+        let (event, fact) = fact(repo, says);
+        Intake {
+            forge,
+            delivery: delivery.to_string(),
+            event: event.to_string(),
+            fact,
+            received_at: "2024-05-01T12:00:00.000000Z".into(),
+        }
+    }
+
+    /// One delivery of a case: who sent it, for which repository, and what it says.
+    type Delivery = (ForgeKind, &'static str, Says);
+
+    struct Case {
+        /// What the case shows, as a sentence.
+        says: &'static str,
+        deliveries: Vec<Delivery>,
+        outcomes: Vec<Outcome>,
+        jobs: usize,
+        /// Further checks on the jobs, newest first.
+        check: fn(&[Job]),
+    }
+
+    fn nothing(_: &[Job]) {}
+
+    #[tokio::test]
+    async fn each_delivery_sequence_journals_the_expected_outcomes_and_jobs() {
+        use ForgeKind::{GitHub, Gitea};
+        use Outcome::*;
+        let cases = [
+            Case {
+                says: "a new tag of an enrolled recipe makes one queued job",
+                deliveries: vec![(Gitea, "o/app", Says::Push("1.0.0+1", A))],
+                outcomes: vec![Accepted],
+                jobs: 1,
+                check: |jobs| {
+                    assert_eq!(jobs[0].state, crate::journal::JobState::Queued);
+                    assert_eq!(jobs[0].ref_sha.as_deref(), Some(A));
+                    assert_eq!(jobs[0].commit.as_deref(), Some(HINT));
+                    assert!(jobs[0].flags.is_empty());
+                },
+            },
+            Case {
+                says: "a replayed delivery folds into the existing job",
+                deliveries: vec![
+                    (Gitea, "o/app", Says::Push("1.0.0+1", A)),
+                    (Gitea, "o/app", Says::Push("1.0.0+1", A)),
+                ],
+                outcomes: vec![Accepted, Duplicate],
+                jobs: 1,
+                check: |jobs| assert!(jobs[0].flags.is_empty(), "{:?}", jobs[0].flags),
+            },
+            Case {
+                says: "push, create and release for one tag make one job",
+                deliveries: vec![
+                    (Gitea, "o/app", Says::Push("1.0.0+1", A)),
+                    (Gitea, "o/app", Says::Create("1.0.0+1", A)),
+                    (Gitea, "o/app", Says::Release("1.0.0+1")),
+                ],
+                outcomes: vec![Accepted, Duplicate, Duplicate],
+                jobs: 1,
+                check: |jobs| assert_eq!(jobs[0].ref_sha.as_deref(), Some(A)),
+            },
+            Case {
+                says: "a release before the push gets the push's ref and commit hint",
+                deliveries: vec![
+                    (Gitea, "o/app", Says::Release("1.0.0+1")),
+                    (Gitea, "o/app", Says::Push("1.0.0+1", A)),
+                ],
+                outcomes: vec![Accepted, Duplicate],
+                jobs: 1,
+                check: |jobs| {
+                    assert_eq!(jobs[0].ref_sha.as_deref(), Some(A));
+                    assert_eq!(jobs[0].commit.as_deref(), Some(HINT));
+                },
+            },
+            Case {
+                says: "a tag whose ref changes is recorded as moved and its job flagged",
+                deliveries: vec![
+                    (Gitea, "o/app", Says::Push("1.0.0+1", A)),
+                    (Gitea, "o/app", Says::Push("1.0.0+1", B)),
+                ],
+                outcomes: vec![Accepted, Moved],
+                jobs: 1,
+                check: |jobs| {
+                    assert_eq!(jobs[0].ref_sha.as_deref(), Some(B));
+                    assert_eq!(jobs[0].flags.len(), 1, "{:?}", jobs[0].flags);
+                    assert!(
+                        jobs[0].flags[0].contains(&format!("tag moved: ref was {A}, now {B}")),
+                        "{:?}",
+                        jobs[0].flags
+                    );
+                },
+            },
+            Case {
+                says: "a release without a ref never counts as a move",
+                deliveries: vec![
+                    (Gitea, "o/app", Says::Push("1.0.0+1", A)),
+                    (Gitea, "o/app", Says::Release("1.0.0+1")),
+                    (Gitea, "o/app", Says::Create("1.0.0+1", A)),
+                ],
+                outcomes: vec![Accepted, Duplicate, Duplicate],
+                jobs: 1,
+                check: |jobs| assert!(jobs[0].flags.is_empty(), "{:?}", jobs[0].flags),
+            },
+            Case {
+                says: "a deleted tag flags its job and leaves it queued",
+                deliveries: vec![
+                    (Gitea, "o/app", Says::Push("1.0.0+1", A)),
+                    (Gitea, "o/app", Says::Delete("1.0.0+1")),
+                ],
+                outcomes: vec![Accepted, Deleted],
+                jobs: 1,
+                check: |jobs| {
+                    assert_eq!(jobs[0].state, crate::journal::JobState::Queued);
+                    assert_eq!(jobs[0].flags.len(), 1, "{:?}", jobs[0].flags);
+                    assert!(jobs[0].flags[0].ends_with("tag deleted upstream"));
+                },
+            },
+            Case {
+                says: "a deleted tag that never had a job makes none",
+                deliveries: vec![(Gitea, "o/app", Says::Delete("1.0.0+1"))],
+                outcomes: vec![Deleted],
+                jobs: 0,
+                check: nothing,
+            },
+            Case {
+                says: "an ignored delivery makes no job",
+                deliveries: vec![(Gitea, "o/app", Says::Ignore)],
+                outcomes: vec![Ignored],
+                jobs: 0,
+                check: nothing,
+            },
+            Case {
+                says: "two tags of one repository are two jobs",
+                deliveries: vec![
+                    (Gitea, "o/app", Says::Push("1.0.0+1", A)),
+                    (Gitea, "o/app", Says::Push("1.0.1+1", B)),
+                ],
+                outcomes: vec![Accepted, Accepted],
+                jobs: 2,
+                check: nothing,
+            },
+            Case {
+                says: "one tag from two repositories is two jobs",
+                deliveries: vec![
+                    (Gitea, "o/app", Says::Push("1.0.0+1", A)),
+                    (Gitea, "fork/app", Says::Push("1.0.0+1", A)),
+                ],
+                outcomes: vec![Accepted, Accepted],
+                jobs: 2,
+                check: nothing,
+            },
+            Case {
+                says: "one tag from two forges is two jobs",
+                deliveries: vec![
+                    (Gitea, "o/app", Says::Push("1.0.0+1", A)),
+                    (GitHub, "o/app", Says::Push("1.0.0+1", A)),
+                ],
+                outcomes: vec![Accepted, Accepted],
+                jobs: 2,
+                check: |jobs| {
+                    let forges: Vec<ForgeKind> = jobs.iter().map(|j| j.forge).collect();
+                    assert_eq!(forges, [GitHub, Gitea]);
+                },
+            },
+        ];
+        for case in cases {
+            let (journal, _dir) = journal();
+            let mut outcomes = Vec::new();
+            let mut first_job = None;
+            for (n, (forge, repo, says)) in case.deliveries.iter().enumerate() {
+                let r = journal
+                    .intake(intake(*forge, repo, &format!("d-{n}"), says))
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: {e}", case.says));
+                if case.jobs == 1 && r.job.is_some() {
+                    // Every delivery that leads to a job leads to the same one.
+                    assert_eq!(*first_job.get_or_insert(r.job), r.job, "{}", case.says);
+                }
+                outcomes.push(r.outcome);
+            }
+            assert_eq!(outcomes, case.outcomes, "{}", case.says);
+            let jobs = journal.jobs().await.expect("jobs read");
+            assert_eq!(jobs.len(), case.jobs, "{}: {jobs:?}", case.says);
+            let rows = journal.deliveries(100).await.expect("deliveries read");
+            let stored: Vec<&str> = rows.iter().rev().map(|d| d.outcome.as_str()).collect();
+            let want: Vec<&str> = case.outcomes.iter().map(|o| o.as_str()).collect();
+            assert_eq!(stored, want, "{}: every delivery is stored", case.says);
+            if case.jobs == 1 {
+                let linked = rows.iter().filter(|d| d.job.is_some()).count();
+                assert_eq!(
+                    jobs[0].deliveries.len(),
+                    linked,
+                    "{}: the job lists its deliveries",
+                    case.says
+                );
+            }
+            (case.check)(&jobs);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delivery_for_a_finished_job_does_not_queue_it_again() {
+        let (journal, _dir) = journal();
+        let first = journal
+            .intake(intake(
+                ForgeKind::Gitea,
+                "o/app",
+                "d-1",
+                &Says::Push("1.0.0+1", A),
+            ))
+            .await
+            .expect("journaled");
+        let id = first.job.expect("a job");
+        journal
+            .claim(id, "2024-05-01T12:00:01.000000Z".into())
+            .await
+            .expect("claimed");
+        let done = JobUpdate::Done {
+            commit: A.into(),
+            build: 7,
+            link: None,
+            note: None,
+        };
+        journal
+            .finish(id, done, "2024-05-01T12:00:02.000000Z".into())
+            .await
+            .expect("finished");
+        let replay = journal
+            .intake(intake(
+                ForgeKind::Gitea,
+                "o/app",
+                "d-2",
+                &Says::Push("1.0.0+1", A),
+            ))
+            .await
+            .expect("journaled");
+        assert_eq!(replay.outcome, Outcome::Duplicate);
+        assert_eq!(replay.job, Some(id));
+        let job = journal.job(id).await.expect("read").expect("the job");
+        assert_eq!(job.state, crate::journal::JobState::Done);
+        assert_eq!(job.build, Some(7));
+        assert!(journal.runnable(i64::MAX).await.expect("read").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_moved_tag_names_both_refs_and_the_delivery_and_a_missing_id_shows_as_a_dash() {
+        let (journal, _dir) = journal();
+        for (delivery, sha) in [("d-1", A), ("d-2", B), ("", A)] {
+            journal
+                .intake(intake(
+                    ForgeKind::Gitea,
+                    "o/app",
+                    delivery,
+                    &Says::Push("1.0.0+1", sha),
+                ))
+                .await
+                .expect("journaled");
+        }
+        let jobs = journal.jobs().await.expect("read");
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(
+            jobs[0].flags,
+            [
+                format!(
+                    "2024-05-01T12:00:00.000000Z: tag moved: ref was {A}, now {B} (delivery d-2)"
+                ),
+                format!(
+                    "2024-05-01T12:00:00.000000Z: tag moved: ref was {B}, now {A} (delivery -)"
+                ),
+            ]
+        );
+        // Deliveries without an id are stored but not listed on the job.
+        assert_eq!(jobs[0].deliveries, ["d-1", "d-2"]);
+        let reasons: Vec<Option<String>> = journal
+            .deliveries(10)
+            .await
+            .expect("read")
+            .into_iter()
+            .map(|d| d.reason)
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                Some(format!("tag moved from {B} to {A}")),
+                Some(format!("tag moved from {A} to {B}")),
+                None
+            ]
+        );
+    }
+}

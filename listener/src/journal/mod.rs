@@ -1,0 +1,51 @@
+//! The journal: every accepted delivery and every tag job, in SQLite (WAL) in the state dir.
+//!
+//! A webhook is answered 202 only after its row is fsynced, because Gitea never redelivers. To
+//! keep that cheap under bursts, one writer thread owns the write connection and commits in
+//! groups: it takes every write queued while the previous fsync ran and commits them in one
+//! transaction (each in its own savepoint, so one failing write does not fail its neighbours),
+//! then answers them all. `synchronous=FULL` makes each commit fsync the WAL.
+//!
+//! Jobs are keyed on (forge, repo, tag): replays (new delivery id, same bytes) and the
+//! push/create/release triple of one tag land on one job. A tag whose ref value changes is a new
+//! fact: the delivery is recorded as `moved` and the job flagged. Terminal states (`done`,
+//! `skipped`, `failed`) are never claimed again, across restarts too.
+//!
+//! # Layout
+//! - [`schema`]: the tables and how every connection is opened (WAL, `synchronous=FULL`).
+//! - [`writer`]: the [`Journal`] handle, the group-commit writer thread and the reader.
+//! - [`intake`]: a verified delivery becomes a delivery row and, for a new tag, one job.
+//! - [`queries`]: jobs and deliveries as stored, the worker's claim and finish, the API's reads.
+
+mod intake;
+mod queries;
+mod schema;
+mod writer;
+
+use std::path::PathBuf;
+
+pub use canon_shared::listener_api::JobState;
+pub use intake::{Intake, IntakeFact, IntakeResult, Outcome};
+pub use queries::{DeliveryRow, Job, JobUpdate};
+pub use writer::Journal;
+
+/// Why the journal failed. Never carries payload content.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// Opening or preparing the database failed.
+    #[error("journal {path}: cannot open: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A statement failed.
+    #[error("journal: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// Committing a group failed; none of its writes is stored.
+    #[error("journal: commit failed: {0}")]
+    Commit(String),
+    /// The writer has stopped.
+    #[error("journal: the writer has stopped")]
+    Closed,
+}

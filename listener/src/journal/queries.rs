@@ -1,0 +1,449 @@
+//! Jobs and deliveries as stored, and the reads and updates the worker and the API make.
+//!
+//! The worker claims a due job and records how its attempt ended; the routes list jobs and
+//! deliveries and count them for metrics. Terminal jobs are never claimed or updated again.
+
+use canon_shared::forge::ForgeKind;
+use canon_shared::listener_api::{JobState, JobSummary};
+use canon_shared::recipe::{InvalidRecipeName, RecipeName};
+use rusqlite::types::Type;
+use rusqlite::{params, Connection, Row};
+use serde::Serialize;
+
+use super::{Journal, JournalError};
+
+/// A tag job as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    /// Its id.
+    pub id: i64,
+    /// The forge that sent its deliveries (`gitea`, `forgejo` or `github` as stored).
+    pub forge: ForgeKind,
+    /// `owner/name` upstream.
+    pub repo: String,
+    /// The enrolled recipe.
+    pub recipe: String,
+    /// The release tag.
+    pub tag: String,
+    /// The commit resolved at the forge (or, before that, the payload's hint).
+    pub commit: Option<String>,
+    /// The ref value the deliveries carried.
+    pub ref_sha: Option<String>,
+    /// Its state.
+    pub state: JobState,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// The Drone build number, once started.
+    pub build: Option<u64>,
+    /// The Drone build link, when known.
+    pub build_link: Option<String>,
+    /// The last error, or the reason it was skipped.
+    pub error: Option<String>,
+    /// Flags raised on the job (tag moved, tag deleted upstream).
+    pub flags: Vec<String>,
+    /// Delivery ids that led to it, in arrival order.
+    pub deliveries: Vec<String>,
+    /// When the next attempt is due (unix ms; 0 means now).
+    pub next_attempt_ms: i64,
+    /// When it was created.
+    pub created_at: String,
+    /// When it last changed.
+    pub updated_at: String,
+}
+
+impl Job {
+    /// Returns what the API shows of the job to other crates: no error text, no URLs.
+    ///
+    /// Fails only if the stored recipe is not a valid name, which intake never stores.
+    pub fn summary(&self) -> Result<JobSummary, InvalidRecipeName> {
+        Ok(JobSummary {
+            id: self.id,
+            recipe: RecipeName::parse(&self.recipe)?,
+            tag: self.tag.clone(),
+            forge: self.forge,
+            repo: self.repo.clone(),
+            state: self.state,
+            commit: self.commit.clone(),
+            build: self.build,
+            attempts: self.attempts,
+            created_at: self.created_at.clone(),
+            updated_at: self.updated_at.clone(),
+        })
+    }
+}
+
+/// A journaled delivery, for `/api/deliveries`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRow {
+    /// The delivery id header.
+    pub delivery: String,
+    /// The forge that sent it.
+    pub forge: ForgeKind,
+    /// The event header.
+    pub event: String,
+    /// `owner/name`, when named.
+    pub repo: Option<String>,
+    /// The recipe, when enrolled.
+    pub recipe: Option<String>,
+    /// The tag, when named.
+    pub tag: Option<String>,
+    /// `accepted`, `duplicate`, `moved`, `deleted`, `ignored` (or `rejected`, never stored).
+    pub outcome: String,
+    /// Why, for ignored, moved, rejected.
+    pub reason: Option<String>,
+    /// The job it led to.
+    pub job: Option<i64>,
+    /// When it arrived.
+    pub received_at: String,
+}
+
+/// How a worker attempt ended, to be stored.
+#[derive(Debug, Clone)]
+pub enum JobUpdate {
+    /// A build was started or found.
+    Done {
+        /// The resolved commit.
+        commit: String,
+        /// The build number.
+        build: u64,
+        /// The build link.
+        link: Option<String>,
+        /// A note (e.g. "adopted an existing build").
+        note: Option<String>,
+    },
+    /// Not built, by decision.
+    Skipped {
+        /// The resolved commit, when known.
+        commit: Option<String>,
+        /// Why.
+        reason: String,
+    },
+    /// Failed; retry at `next_attempt_ms`.
+    Retry {
+        /// The resolved commit, when known.
+        commit: Option<String>,
+        /// The error.
+        error: String,
+        /// When to try again (unix ms).
+        next_attempt_ms: i64,
+    },
+    /// Failed for good.
+    Failed {
+        /// The resolved commit, when known.
+        commit: Option<String>,
+        /// The error.
+        error: String,
+    },
+}
+
+impl Journal {
+    /// Returns the jobs a worker may start now: not terminal, due, oldest first.
+    pub async fn runnable(&self, now_ms: i64) -> Result<Vec<Job>, JournalError> {
+        self.read(move |c| {
+            select_jobs(
+                c,
+                "WHERE state IN ('queued','retrying','running') AND next_attempt_ms <= ?1 ORDER BY id",
+                params![now_ms],
+            )
+        })
+        .await
+    }
+
+    /// Returns the earliest due time of a waiting job (unix ms), when any.
+    pub async fn next_due_ms(&self) -> Result<Option<i64>, JournalError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT MIN(next_attempt_ms) FROM jobs WHERE state IN ('queued','retrying','running')",
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+        })
+        .await
+    }
+
+    /// Marks a job running and counts the attempt, durably; `None` if it is terminal or unknown.
+    pub async fn claim(&self, id: i64, now: String) -> Result<Option<Job>, JournalError> {
+        self.write(move |c| {
+            let n = c.execute(
+                "UPDATE jobs SET state='running', attempts=attempts+1, updated_at=?2
+                 WHERE id=?1 AND state IN ('queued','retrying','running')",
+                params![id, now],
+            )?;
+            if n == 0 {
+                return Ok(None);
+            }
+            Ok(select_jobs(c, "WHERE id=?1", params![id])?
+                .into_iter()
+                .next())
+        })
+        .await
+    }
+
+    /// Stores how an attempt ended, durably.
+    pub async fn finish(
+        &self,
+        id: i64,
+        update: JobUpdate,
+        now: String,
+    ) -> Result<(), JournalError> {
+        self.write(move |c| {
+            let (state, commit, build, link, error, next) = match update {
+                JobUpdate::Done {
+                    commit,
+                    build,
+                    link,
+                    note,
+                } => (
+                    JobState::Done,
+                    Some(commit),
+                    Some(build as i64),
+                    link,
+                    note,
+                    0,
+                ),
+                JobUpdate::Skipped { commit, reason } => {
+                    (JobState::Skipped, commit, None, None, Some(reason), 0)
+                }
+                JobUpdate::Retry {
+                    commit,
+                    error,
+                    next_attempt_ms,
+                } => (
+                    JobState::Retrying,
+                    commit,
+                    None,
+                    None,
+                    Some(error),
+                    next_attempt_ms,
+                ),
+                JobUpdate::Failed { commit, error } => {
+                    (JobState::Failed, commit, None, None, Some(error), 0)
+                }
+            };
+            c.execute(
+                "UPDATE jobs SET state=?2, resolved_commit=COALESCE(?3, resolved_commit),
+                   build=COALESCE(?4, build), build_link=COALESCE(?5, build_link), error=?6,
+                   next_attempt_ms=?7, updated_at=?8
+                 WHERE id=?1 AND state NOT IN ('done','skipped','failed')",
+                params![id, state.as_str(), commit, build, link, error, next, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Returns every job, newest first, with its delivery ids.
+    pub async fn jobs(&self) -> Result<Vec<Job>, JournalError> {
+        self.read(|c| select_jobs(c, "ORDER BY id DESC", [])).await
+    }
+
+    /// Returns one job.
+    pub async fn job(&self, id: i64) -> Result<Option<Job>, JournalError> {
+        self.read(move |c| {
+            Ok(select_jobs(c, "WHERE id=?1", params![id])?
+                .into_iter()
+                .next())
+        })
+        .await
+    }
+
+    /// Returns the newest job for `recipe` at `tag`, from any forge and repository, in any
+    /// state: whether a webhook announced the tag.
+    pub async fn job_for(
+        &self,
+        recipe: &RecipeName,
+        tag: &str,
+    ) -> Result<Option<Job>, JournalError> {
+        let (recipe, tag) = (recipe.as_str().to_string(), tag.to_string());
+        self.read(move |c| {
+            Ok(select_jobs(
+                c,
+                "WHERE recipe=?1 AND tag=?2 ORDER BY id DESC LIMIT 1",
+                params![recipe, tag],
+            )?
+            .into_iter()
+            .next())
+        })
+        .await
+    }
+
+    /// Returns the newest `limit` deliveries, newest first.
+    pub async fn deliveries(&self, limit: u32) -> Result<Vec<DeliveryRow>, JournalError> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT delivery, forge, event, repo, recipe, tag, outcome, reason, job, received_at
+                 FROM deliveries ORDER BY seq DESC LIMIT ?1",
+            )?;
+            let rows = st.query_map(params![limit], |r| {
+                Ok(DeliveryRow {
+                    delivery: r.get(0)?,
+                    forge: forge_at(r, 1)?,
+                    event: r.get(2)?,
+                    repo: r.get(3)?,
+                    recipe: r.get(4)?,
+                    tag: r.get(5)?,
+                    outcome: r.get(6)?,
+                    reason: r.get(7)?,
+                    job: r.get(8)?,
+                    received_at: r.get(9)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Returns how many deliveries the journal holds.
+    pub async fn delivery_count(&self) -> Result<u64, JournalError> {
+        self.read(|c| {
+            c.query_row("SELECT COUNT(*) FROM deliveries", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+        })
+        .await
+    }
+
+    /// Returns the number of jobs per state.
+    pub async fn job_counts(&self) -> Result<Vec<(String, u64)>, JournalError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Returns, per recipe, the arrival time of its last delivery (RFC 3339).
+    pub async fn last_event_per_recipe(&self) -> Result<Vec<(String, String)>, JournalError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT recipe, received_at FROM deliveries WHERE seq IN
+                   (SELECT MAX(seq) FROM deliveries WHERE recipe IS NOT NULL GROUP BY recipe)",
+            )?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+}
+
+/// Reads the forge kind stored in column `idx` (a name [`ForgeKind::as_str`] returned).
+fn forge_at(r: &Row<'_>, idx: usize) -> Result<ForgeKind, rusqlite::Error> {
+    r.get::<_, String>(idx)?
+        .parse()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+}
+
+/// Reads one `jobs` row; its delivery ids are filled in by [`select_jobs`].
+fn job_from_row(r: &Row<'_>) -> Result<Job, rusqlite::Error> {
+    let flags: String = r.get("flags")?;
+    let resolved: Option<String> = r.get("resolved_commit")?;
+    let hint: Option<String> = r.get("commit_hint")?;
+    Ok(Job {
+        id: r.get("id")?,
+        forge: forge_at(r, r.as_ref().column_index("forge")?)?,
+        repo: r.get("repo")?,
+        recipe: r.get("recipe")?,
+        tag: r.get("tag")?,
+        commit: resolved.or(hint),
+        ref_sha: r.get("ref_sha")?,
+        // The journal writes only the names `as_str` returns; anything else reads as failed so
+        // it is never claimed.
+        state: r
+            .get::<_, String>("state")?
+            .parse()
+            .unwrap_or(JobState::Failed),
+        attempts: r.get("attempts")?,
+        build: r.get::<_, Option<i64>>("build")?.map(|b| b as u64),
+        build_link: r.get("build_link")?,
+        error: r.get("error")?,
+        flags: flags
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+        deliveries: Vec::new(),
+        next_attempt_ms: r.get("next_attempt_ms")?,
+        created_at: r.get("created_at")?,
+        updated_at: r.get("updated_at")?,
+    })
+}
+
+/// Returns the jobs `SELECT * FROM jobs {tail}` finds, each with its delivery ids in arrival
+/// order.
+fn select_jobs<P: rusqlite::Params>(
+    c: &Connection,
+    tail: &str,
+    params: P,
+) -> Result<Vec<Job>, rusqlite::Error> {
+    let mut st = c.prepare_cached(&format!("SELECT * FROM jobs {tail}"))?;
+    let mut jobs: Vec<Job> = st
+        .query_map(params, job_from_row)?
+        .collect::<Result<_, _>>()?;
+    let mut ds = c.prepare_cached(
+        "SELECT delivery FROM deliveries WHERE job=?1 AND delivery != '' ORDER BY seq",
+    )?;
+    for job in &mut jobs {
+        job.deliveries = ds
+            .query_map(params![job.id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(jobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Intake, IntakeFact};
+
+    async fn push(journal: &Journal, forge: ForgeKind, repo: &str, recipe: &str, tag: &str) -> i64 {
+        let intake = Intake {
+            forge,
+            delivery: String::new(),
+            event: "push".into(),
+            fact: IntakeFact::NewTag {
+                repo: repo.into(),
+                recipe: RecipeName::parse(recipe).expect("valid name"),
+                tag: tag.into(),
+                ref_sha: None,
+                commit_hint: None,
+            },
+            received_at: "2024-05-01T12:00:00.000000Z".into(),
+        };
+        journal
+            .intake(intake)
+            .await
+            .expect("journaled")
+            .job
+            .expect("a job")
+    }
+
+    #[tokio::test]
+    async fn the_job_for_a_tag_is_the_newest_of_its_recipe_from_any_forge() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (journal, _writer) = Journal::open(&dir.path().join("j.sqlite3")).expect("opens");
+        let app = RecipeName::parse("app").expect("valid name");
+        push(&journal, ForgeKind::Gitea, "o/app", "app", "1.0.0+1").await;
+        let newer = push(&journal, ForgeKind::Forgejo, "o/app", "app", "1.0.0+1").await;
+        push(&journal, ForgeKind::Gitea, "o/other", "other", "2.0.0+1").await;
+        let found = journal.job_for(&app, "1.0.0+1").await.expect("read");
+        assert_eq!(
+            found.map(|j| (j.id, j.forge)),
+            Some((newer, ForgeKind::Forgejo))
+        );
+        assert!(journal
+            .job_for(&app, "2.0.0+1")
+            .await
+            .expect("read")
+            .is_none());
+        let summary = journal
+            .job(newer)
+            .await
+            .expect("read")
+            .expect("the job")
+            .summary()
+            .expect("a valid recipe");
+        assert_eq!((summary.recipe, summary.state), (app, JobState::Queued));
+    }
+}
