@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use canon_shared::drone::{DroneClient, DroneError};
 use canon_shared::forge::{self, ForgeError, ForgeKind};
+use canon_shared::mirror::Credentials;
 use canon_shared::recipe::{Enrollment, EnrollmentError};
 use canon_shared::secret::Secret;
 use canon_shared::state::StateDir;
@@ -122,10 +123,12 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
         state,
         forge,
         mirror_forge,
-        upstream_token: settings.forge_token.clone(),
-        mirror_token: settings.mirror_token.clone(),
-        ssh_key: settings.ssh_key.clone(),
-        known_hosts: settings.known_hosts.clone(),
+        credentials: Credentials {
+            upstream_token: settings.forge_token.clone(),
+            mirror_token: settings.mirror_token.clone(),
+            ssh_key: settings.ssh_key.clone(),
+            known_hosts: settings.known_hosts.clone(),
+        },
         drone,
         drone_branch: settings.drone.branch.clone(),
         retry: settings.retry,

@@ -20,9 +20,8 @@ use std::time::{Duration, Instant};
 use canon_shared::drone::{BuildParams, DroneClient, DroneError};
 use canon_shared::forge::Forge;
 use canon_shared::gate::{build_decision, BuildDecision};
-use canon_shared::mirror::{self, GitRemote, SyncRequest};
+use canon_shared::mirror::{self, Credentials, SyncRequest};
 use canon_shared::recipe::{Enrollment, Recipe, RecipeName};
-use canon_shared::secret::Secret;
 use canon_shared::state::StateDir;
 use canon_shared::version::ReleaseVersion;
 use tokio::sync::{watch, Notify};
@@ -44,14 +43,8 @@ pub struct WorkerCtx {
     /// The mirror's forge, when its URL and a mirror token are configured (closing PRs merged
     /// upstream).
     pub mirror_forge: Option<Arc<dyn Forge>>,
-    /// Token for fetching from the upstream over HTTPS.
-    pub upstream_token: Option<Secret>,
-    /// Token for pushing to the mirror over HTTPS.
-    pub mirror_token: Option<Secret>,
-    /// SSH key for SSH remotes.
-    pub ssh_key: Option<std::path::PathBuf>,
-    /// The known_hosts file SSH host keys are checked against (else `~/.ssh/known_hosts`).
-    pub known_hosts: Option<std::path::PathBuf>,
+    /// Tokens and SSH settings every git remote is built from.
+    pub credentials: Credentials,
     /// The Drone client.
     pub drone: DroneClient,
     /// The branch Drone builds run on.
@@ -127,8 +120,8 @@ async fn attempt(
     let commit = resolve_commit(ctx, recipe, &job.tag).await?;
     *commit_seen = Some(commit.clone());
     let request = SyncRequest {
-        upstream: remote(&recipe.upstream.url, ctx.upstream_token.clone(), ctx),
-        mirror: remote(&recipe.mirror.url, ctx.mirror_token.clone(), ctx),
+        upstream: ctx.credentials.upstream(recipe),
+        mirror: ctx.credentials.mirror(recipe),
         branch: recipe.branch.clone(),
         cache_dir: mirror::cache_dir(ctx.state.root(), &name),
     };
@@ -220,15 +213,6 @@ async fn close_merged_prs(ctx: &WorkerCtx, recipe: &Recipe, upstream_head: &str)
     }
 }
 
-fn remote(url: &str, token: Option<Secret>, ctx: &WorkerCtx) -> GitRemote {
-    GitRemote {
-        url: url.to_string(),
-        token,
-        ssh_key: ctx.ssh_key.clone(),
-        known_hosts: ctx.known_hosts.clone(),
-    }
-}
-
 /// Resolves the tag's commit: at the forge when one is configured, else by listing the upstream.
 async fn resolve_commit(ctx: &WorkerCtx, recipe: &Recipe, tag: &str) -> Result<String, Failure> {
     if let (Some(forge), Some(full_name)) = (&ctx.forge, &recipe.upstream.full_name) {
@@ -240,7 +224,7 @@ async fn resolve_commit(ctx: &WorkerCtx, recipe: &Recipe, tag: &str) -> Result<S
             Err(e) => Err(Failure::Transient(format!("resolving {tag}: {e}"))),
         };
     }
-    let upstream = remote(&recipe.upstream.url, ctx.upstream_token.clone(), ctx);
+    let upstream = ctx.credentials.upstream(recipe);
     let refs = tokio::task::spawn_blocking(move || mirror::ls_remote(&upstream))
         .await
         .map_err(|e| Failure::Transient(format!("listing upstream failed: {e}")))?
