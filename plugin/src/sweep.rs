@@ -21,6 +21,7 @@ use std::time::Instant;
 use canon_shared::drone::{BuildParams, DroneClient};
 use canon_shared::forge::{self, ForgeKind};
 use canon_shared::gate::{sweep_decision, SweepDecision};
+use canon_shared::listener_api::ListenerClient;
 use canon_shared::mirror::{self, Credentials, SyncRequest};
 use canon_shared::recipe::{Enrollment, Recipe};
 use canon_shared::state::{self, MissedWebhook, StateDir};
@@ -52,7 +53,7 @@ pub struct RecipeEntry {
     /// The error, when this recipe failed.
     pub error: Option<String>,
     /// Tags the sweep had to start with no earlier build or listener job: missed webhooks
-    /// (inline, only counted when a listener shares the state dir).
+    /// (inline, counted only when `listener_url` names a listener that answers).
     pub missed_webhooks: u32,
     /// The mirror sync's one-line summary (`null` on a dry run).
     pub sync: Option<String>,
@@ -87,8 +88,42 @@ pub struct SweepReport {
     pub errors: usize,
     /// How many tags were started or run.
     pub started: usize,
+    /// Why the missed-webhook count is unknown, when it is: an inline sweep with no
+    /// `listener_url` cannot tell a missed webhook, nor one whose listener did not answer.
+    pub missed_webhooks_unknown: Option<String>,
     /// Wall time, seconds.
     pub seconds: f64,
+}
+
+/// What the listener knows of a tag the sweep starts.
+enum ListenerKnows {
+    /// No `listener_url` is set.
+    NotAsked,
+    /// The listener has a job for the tag: its webhook arrived.
+    Job,
+    /// The listener has no job for the tag: its webhook was missed.
+    NoJob,
+    /// The listener did not answer (the error, one line).
+    Unanswered(String),
+}
+
+/// Asks the listener (when one is configured) whether it has a job for `recipe` at `tag`.
+async fn ask_listener(
+    listener: Option<&ListenerClient>,
+    recipe: &Recipe,
+    tag: &ReleaseVersion,
+) -> ListenerKnows {
+    let Some(client) = listener else {
+        return ListenerKnows::NotAsked;
+    };
+    match client.job_for(&recipe.name, &tag.to_string()).await {
+        Ok(Some(_)) => ListenerKnows::Job,
+        Ok(None) => ListenerKnows::NoJob,
+        Err(e) => {
+            tracing::warn!(recipe = %recipe.name, tag = %tag, error = %error_chain(&e), "The listener did not say whether it had the tag's webhook.");
+            ListenerKnows::Unanswered(error_chain(&e))
+        }
+    }
 }
 
 /// How the sweep gets a tag tested.
@@ -134,7 +169,25 @@ pub fn main(settings: &Settings) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let report = runtime.block_on(sweep(settings, &enrollment, launch, access.credentials()));
+    let listener = match settings
+        .listener_url
+        .clone()
+        .map(ListenerClient::new)
+        .transpose()
+    {
+        Ok(l) => l,
+        Err(e) => {
+            report_error(&e);
+            return EXIT_USAGE;
+        }
+    };
+    let report = runtime.block_on(sweep(
+        settings,
+        &enrollment,
+        launch,
+        access.credentials(),
+        listener.as_ref(),
+    ));
     println!("{}", table(&report));
     let path = settings.report_path("sweep-report.json");
     match serde_json::to_vec_pretty(&report) {
@@ -205,6 +258,7 @@ async fn sweep(
     enrollment: &Enrollment,
     launch: Launch,
     credentials: &Credentials,
+    listener: Option<&ListenerClient>,
 ) -> SweepReport {
     let started = Instant::now();
     let mut report = SweepReport {
@@ -250,7 +304,19 @@ async fn sweep(
     for mut d in decided {
         if d.entry.error.is_none() {
             if let Some(tag) = d.run.clone() {
-                let started = act(settings, &launch, &mut d, &tag, credentials).await;
+                let (started, knows) =
+                    act(settings, &launch, &mut d, &tag, credentials, listener).await;
+                if report.missed_webhooks_unknown.is_none() {
+                    report.missed_webhooks_unknown = match knows {
+                        ListenerKnows::NotAsked if matches!(launch, Launch::Inline) => Some(
+                            "no listener_url: an inline sweep cannot tell a missed webhook".into(),
+                        ),
+                        ListenerKnows::Unanswered(e) if matches!(launch, Launch::Inline) => {
+                            Some(format!("the listener did not answer: {e}"))
+                        }
+                        _ => None,
+                    };
+                }
                 if started && d.entry.error.is_none() {
                     report.started += 1;
                 }
@@ -437,9 +503,13 @@ async fn act(
     d: &mut Decided,
     run: &(ReleaseVersion, String),
     credentials: &Credentials,
-) -> bool {
+    listener: Option<&ListenerClient>,
+) -> (bool, ListenerKnows) {
     let (tag, commit) = run;
-    let listener_job = listener_has_job(&settings.state_dir, &d.recipe, &tag.to_string());
+    let knows = match launch {
+        Launch::DryRun => ListenerKnows::NotAsked,
+        _ => ask_listener(listener, &d.recipe, tag).await,
+    };
     let started = match launch {
         Launch::DryRun => {
             d.entry.action = "dry run: would get it tested".into();
@@ -460,7 +530,7 @@ async fn act(
                     Ok(build) => {
                         d.entry.action = format!("started build #{}", build.number);
                         // No earlier build, and no listener job either: the webhook was missed.
-                        if listener_job != Some(true) {
+                        if !matches!(knows, ListenerKnows::Job) {
                             record_missed(settings, d, tag, commit);
                         }
                         true
@@ -477,9 +547,9 @@ async fn act(
             }
         }
         Launch::Inline => {
-            // Standalone there are no webhooks to miss; with a listener sharing the state dir,
-            // a tag it never saw was missed.
-            if listener_job == Some(false) {
+            // Standalone there are no webhooks to miss; a tag the configured listener never saw
+            // was missed.
+            if matches!(knows, ListenerKnows::NoJob) {
                 record_missed(settings, d, tag, commit);
             }
             let run_settings = inline_settings(settings, &d.recipe, tag, commit, credentials);
@@ -521,7 +591,7 @@ async fn act(
     if settings.runner == RunnerKind::Docker && !settings.dry_run {
         d.entry.warm_volume_bytes = warm_bytes(&d.recipe).await;
     }
-    started
+    (started, knows)
 }
 
 /// Builds the in-process tag-mode settings for one recipe and tag.
@@ -550,25 +620,6 @@ fn inline_settings(
         ),
         ..RunSettings::new(settings, recipe.clone(), tested, credentials)
     }
-}
-
-/// What the listener's journal (when the listener shares the state dir) knows of a tag:
-/// `None` when there is no journal (no listener), else whether it has a job for the tag.
-fn listener_has_job(state_root: &Path, recipe: &Recipe, tag: &str) -> Option<bool> {
-    let path = state_root.join("listener.sqlite3");
-    if !path.exists() {
-        return None;
-    }
-    let flags =
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = rusqlite::Connection::open_with_flags(&path, flags).ok()?;
-    conn.query_row(
-        "SELECT COUNT(*) FROM jobs WHERE recipe = ?1 AND tag = ?2",
-        rusqlite::params![recipe.name.as_str(), tag],
-        |row| row.get::<_, i64>(0),
-    )
-    .map(|n| n > 0)
-    .ok()
 }
 
 /// Counts a missed webhook in the report and appends it to the state dir's record.
@@ -772,10 +823,20 @@ pub fn table(report: &SweepReport) -> String {
     for c in &report.cleanup {
         let _ = writeln!(out, "cleanup: {c}");
     }
-    let missed: u32 = report.recipes.iter().map(|e| e.missed_webhooks).sum();
+    let missed = match &report.missed_webhooks_unknown {
+        None => format!(
+            "{} missed webhook(s)",
+            report
+                .recipes
+                .iter()
+                .map(|e| e.missed_webhooks)
+                .sum::<u32>()
+        ),
+        Some(why) => format!("missed webhooks unknown ({why})"),
+    };
     let _ = write!(
         out,
-        "{} recipe(s), {} started, {} error(s), {} missed webhook(s), {:.1}s{}",
+        "{} recipe(s), {} started, {} error(s), {}, {:.1}s{}",
         report.recipes.len(),
         report.started,
         report.errors,
@@ -853,6 +914,19 @@ mod tests {
         assert!(
             t.ends_with("2 recipe(s), 1 started, 1 error(s), 1 missed webhook(s), 0.0s"),
             "{t}"
+        );
+    }
+
+    #[test]
+    fn the_table_says_when_the_missed_webhook_count_is_unknown() {
+        let r = SweepReport {
+            missed_webhooks_unknown: Some("no listener_url".into()),
+            ..SweepReport::default()
+        };
+        assert!(
+            table(&r).ends_with("0 recipe(s), 0 started, 0 error(s), missed webhooks unknown (no listener_url), 0.0s"),
+            "{}",
+            table(&r)
         );
     }
 }

@@ -10,7 +10,12 @@ use std::process::{Command, Output};
 
 use canon_testkit::drone::{self, FakeDrone};
 use canon_testkit::git::git;
-use canon_testkit::loopback::Request;
+use std::sync::{Arc, Mutex};
+
+use canon_shared::forge::ForgeKind;
+use canon_shared::listener_api::{JobForTag, JobState, JobSummary};
+use canon_shared::recipe::RecipeName;
+use canon_testkit::loopback::{respond_json, LoopbackServer, Request};
 use serde_json::Value;
 use support::Fixture;
 
@@ -372,16 +377,23 @@ fn build_posts(drone: &FakeDrone) -> Vec<String> {
 }
 
 fn sweep_drone(f: &Fixture, drone: &FakeDrone) -> Output {
+    sweep_drone_with(f, drone, &[])
+}
+
+fn sweep_drone_with(f: &Fixture, drone: &FakeDrone, extra: &[(&str, &str)]) -> Output {
     let state = f.state.display().to_string();
     let config = f.enrollment.display().to_string();
+    let url = drone.url();
+    let mut env = vec![
+        ("PLUGIN_DRONE_SERVER", url.as_str()),
+        ("PLUGIN_DRONE_TOKEN", drone::TOKEN),
+        ("PLUGIN_DRONE_REPO", "canon/ci"),
+    ];
+    env.extend_from_slice(extra);
     plugin(
         f.dir.path(),
         &["sweep", "--config", &config, "--state-dir", &state],
-        &[
-            ("PLUGIN_DRONE_SERVER", drone.url().as_str()),
-            ("PLUGIN_DRONE_TOKEN", drone::TOKEN),
-            ("PLUGIN_DRONE_REPO", "canon/ci"),
-        ],
+        &env,
     )
 }
 
@@ -465,21 +477,57 @@ fn the_fan_out_without_drone_settings_is_a_settings_error() {
     assert!(text(&out).contains("--inline"), "{}", text(&out));
 }
 
-/// Writes a listener journal (the listener's `jobs` table, as far as the sweep reads it) into
-/// the state dir, with one job per `(recipe, tag)`.
-fn listener_journal(state: &Path, jobs: &[(&str, &str)]) {
-    std::fs::create_dir_all(state).unwrap();
-    let conn = rusqlite::Connection::open(state.join("listener.sqlite3")).unwrap();
-    conn.execute_batch(
-        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, recipe TEXT NOT NULL, tag TEXT NOT NULL)",
-    )
-    .unwrap();
-    for (recipe, tag) in jobs {
-        conn.execute(
-            "INSERT INTO jobs (recipe, tag) VALUES (?1, ?2)",
-            rusqlite::params![recipe, tag],
-        )
-        .unwrap();
+/// A listener that has a job for each `(recipe, tag)` given, answering the documented
+/// `GET /api/recipes/{recipe}/tags/{tag}/job` with the shared contract's types; every other
+/// (recipe, tag) is a 404 `{"job":null}`. Records what it was asked.
+struct ListenerStandIn {
+    server: LoopbackServer,
+    asked: Arc<Mutex<Vec<String>>>,
+}
+
+impl ListenerStandIn {
+    fn start(jobs: &[(&str, &str)]) -> Self {
+        let jobs: Vec<(String, String)> = jobs
+            .iter()
+            .map(|(r, t)| (r.to_string(), t.to_string()))
+            .collect();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let seen = asked.clone();
+        let server = LoopbackServer::start(move |mut req| {
+            let r = Request::read(&mut req);
+            seen.lock().unwrap().push(r.path.clone());
+            let path = r.path.replace("%2B", "+").replace("%2b", "+");
+            let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+            let (status, body) = match parts.as_slice() {
+                ["api", "recipes", recipe, "tags", tag, "job"] if r.method == "GET" => {
+                    let job = jobs
+                        .iter()
+                        .any(|(jr, jt)| jr == recipe && jt == tag)
+                        .then(|| JobSummary {
+                            id: 1,
+                            recipe: RecipeName::parse(recipe).unwrap(),
+                            tag: tag.to_string(),
+                            forge: ForgeKind::Gitea,
+                            repo: format!("upstream/{recipe}"),
+                            state: JobState::Done,
+                            commit: None,
+                            build: Some(1),
+                            attempts: 1,
+                            created_at: "2026-01-01T00:00:00.000000Z".into(),
+                            updated_at: "2026-01-01T00:00:01.000000Z".into(),
+                        });
+                    let status = if job.is_some() { 200 } else { 404 };
+                    (status, serde_json::to_value(JobForTag { job }).unwrap())
+                }
+                _ => (405, serde_json::json!({"error": "method not allowed"})),
+            };
+            respond_json(req, status, &body, &[]);
+        });
+        Self { server, asked }
+    }
+
+    fn url(&self) -> String {
+        self.server.base_url()
     }
 }
 
@@ -488,21 +536,69 @@ fn missed_webhooks_are_tags_the_listener_never_saw() {
     // The listener saw 1.0.0: the sweep's build is not a missed webhook.
     let f = Fixture::new();
     f.release("1.0.0+1.0", true);
-    listener_journal(&f.state, &[("app", "1.0.0+1.0")]);
+    let listener = ListenerStandIn::start(&[("app", "1.0.0+1.0")]);
     let drone = FakeDrone::start();
-    assert_eq!(sweep_drone(&f, &drone).status.code(), Some(0));
+    let out = sweep_drone_with(&f, &drone, &[("PLUGIN_LISTENER_URL", &listener.url())]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(entry(&report(&f), "app")["missed_webhooks"], 0);
     assert_eq!(build_posts(&drone).len(), 1, "the build is still started");
+    assert_eq!(
+        listener.asked.lock().unwrap().as_slice(),
+        ["/api/recipes/app/tags/1.0.0+1.0/job"],
+        "the sweep asks the listener's API (a `+` in a path segment is literal)"
+    );
 
-    // Inline with a listener sharing the state dir that never saw the tag: missed, and recorded.
+    // Inline with a listener that never saw the tag: missed, and recorded.
     let g = Fixture::new();
     g.release("1.0.0+1.0", true);
-    listener_journal(&g.state, &[("app", "0.9.0+1.0")]);
-    let out = sweep_inline(&g, &[]);
+    let listener = ListenerStandIn::start(&[("app", "0.9.0+1.0")]);
+    let url = listener.url();
+    let out = sweep_inline(&g, &["--listener-url", &url]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(entry(&report(&g), "app")["missed_webhooks"], 1);
+    assert!(report(&g)["missed_webhooks_unknown"].is_null());
     let recorded = std::fs::read_to_string(g.state.join("missed-webhooks.jsonl")).unwrap();
     assert!(recorded.contains("\"tag\":\"1.0.0+1.0\""), "{recorded}");
+}
+
+#[test]
+fn an_inline_sweep_without_a_listener_says_the_missed_webhook_count_is_unknown() {
+    let f = Fixture::new();
+    f.release("1.0.0+1.0", true);
+    let out = sweep_inline(&f, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = report(&f);
+    assert!(
+        r["missed_webhooks_unknown"]
+            .as_str()
+            .unwrap()
+            .contains("no listener_url"),
+        "{r}"
+    );
+    assert!(
+        text(&out).contains("missed webhooks unknown"),
+        "{}",
+        text(&out)
+    );
+    assert!(!f.state.join("missed-webhooks.jsonl").exists());
+}
+
+#[test]
+fn a_listener_that_does_not_answer_leaves_the_count_unknown_and_the_sweep_goes_on() {
+    let f = Fixture::new();
+    f.release("1.0.0+1.0", true);
+    let url = format!("http://127.0.0.1:{}", canon_testkit::loopback::free_port());
+    let out = sweep_inline(&f, &["--listener-url", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = report(&f);
+    assert!(
+        r["missed_webhooks_unknown"]
+            .as_str()
+            .unwrap()
+            .contains("the listener did not answer"),
+        "{r}"
+    );
+    assert_eq!(entry(&r, "app")["action"], "promoted 1.0.0+1.0", "{r}");
 }
 
 #[test]
