@@ -27,6 +27,12 @@ let
   defaultPackage = pkgs.canon or (pkgs.callPackage ./package.nix { });
 
   envTable = import ./listener-env.nix;
+  # With the listener on this host, the sweep asks its API whether a tag's webhook arrived
+  # (missed webhooks); on loopback, whatever address the listener binds.
+  listenerBind =
+    if listenerCfg.settings.bind or null != null then listenerCfg.settings.bind else envTable.bind.default;
+  sweepListenerArgs = lib.optional listenerCfg.enable "--listener-url" ++ lib.optional listenerCfg.enable
+    "http://127.0.0.1:${builtins.elemAt (builtins.match ".*:([0-9]+)" listenerBind) 0}";
   isSecret = e: e.secret or false;
   plainEntries = lib.filterAttrs (_: e: !(isSecret e)) envTable;
   secretVars = lib.mapAttrsToList (_: e: e.env) (lib.filterAttrs (_: isSecret) envTable);
@@ -263,6 +269,7 @@ in
               "--state-dir"
               sweepCfg.stateDir
             ]
+            ++ sweepListenerArgs
             ++ sweepCfg.extraArgs
           );
           User = "canon";

@@ -285,7 +285,8 @@ fn the_module_evaluates_to_a_hardened_listener_and_a_weekly_persistent_sweep() {
     assert_eq!(
         sweep["ExecStart"],
         "'/nix/store/0000-canon/bin/canon-plugin' 'sweep' '--inline' '--config' \
-         '/etc/canon/enrollment.yml' '--state-dir' '/var/lib/canon' '--jobs' '2'"
+         '/etc/canon/enrollment.yml' '--state-dir' '/var/lib/canon' \
+         '--listener-url' 'http://127.0.0.1:8088' '--jobs' '2'"
     );
     assert_eq!(sweep["SupplementaryGroups"], serde_json::json!(["docker"]));
     assert_eq!(v["timer"]["timerConfig"]["Persistent"], true);
