@@ -6,8 +6,10 @@
 //! - [`config`]: `CANON_*` settings, validated with every problem reported at once.
 //! - [`verify`]: HMAC-SHA256 over the raw body, constant time, before any parsing.
 //! - [`event`]: verified payloads parsed into one fact (new tag, deleted tag, ignored).
-//! - [`journal`]: SQLite (WAL) with group commit; deliveries and one job per (forge, repo, tag).
-//! - [`worker`]: `process_one` (resolve, sync, trigger) and the loop that runs it.
+//! - [`journal`]: SQLite (WAL) with group commit; deliveries and one job per (forge, repo, tag):
+//!   `intake` journals a delivery, `writer` commits, `queries` reads, `schema` creates.
+//! - [`worker`]: `process_one` (resolve, sync, ask `canon_shared::gate::build_decision`, trigger)
+//!   and the loop that runs it.
 //! - [`routes`]: hooks, JSON API, health, metrics, status page.
 //! - [`metrics`]: Prometheus text.
 //! - [`app`]: wiring and graceful shutdown.

@@ -1,4 +1,6 @@
-//! The promote gate and the sweep decision: pure functions over facts.
+//! Every decision over a recipe's canonical: the promote gate, whether a tag is built at all (the
+//! listener for a delivered tag, the sweep for the latest release), and the sweep's pick. Pure
+//! functions over facts.
 //!
 //! Nothing here touches git, HTTP, Docker or files. Adapters gather the facts; these functions
 //! decide. The gate returns every failing reason, not the first, so an operator reading a refusal

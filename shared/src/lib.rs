@@ -4,7 +4,8 @@
 //! - [`version`]: Co-op Cloud release tags (`<recipe-semver>+<upstream>`): parse, order, latest.
 //! - [`recipe`]: `RecipeName` (a path-safe name) and the enrollment file.
 //! - [`state`]: the canonical record, the decision history and the per-recipe lock on disk.
-//! - [`gate`]: the promote gate and the sweep decision, pure functions over facts.
+//! - [`gate`]: every decision over a recipe's canonical, as pure functions over facts: the promote
+//!   gate, whether a tag is built at all (listener and sweep), the sweep's pick.
 //! - [`secret`]: a string that never prints.
 //! - [`error_chain`]: an error and its causes as text, the one way every binary prints errors.
 //! - [`mirror`]: faithful git mirror sync (git2), the credentials every remote is built from, and
