@@ -8,8 +8,8 @@
 //! - [`event`]: verified payloads parsed into one fact (new tag, deleted tag, ignored).
 //! - [`journal`]: SQLite (WAL) with group commit; deliveries and one job per (forge, repo, tag):
 //!   `intake` journals a delivery, `writer` commits, `queries` reads, `schema` creates.
-//! - [`worker`]: `process_one` (resolve, sync, ask `canon_shared::gate::build_decision`, trigger)
-//!   and the loop that runs it.
+//! - [`worker`]: `process_one`, which resolves, syncs, asks `canon_shared::gate::build_decision`
+//!   and triggers, and the loop that runs it.
 //! - [`routes`]: hooks, JSON API, health, metrics, status page.
 //! - [`metrics`]: Prometheus text.
 //! - [`app`]: wiring and graceful shutdown.

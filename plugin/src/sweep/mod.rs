@@ -11,10 +11,11 @@
 //! client call the listener uses, or runs tag mode in-process one recipe at a time (runs share
 //! the Docker engine and the disk). A dry run decides and reports and changes nothing: it lists
 //! refs instead of syncing, starts nothing and writes nothing under the state directory.
+//!
+//! The flow lives here; [`report`] holds the report, its table and the exit code it means, and
+//! `upkeep` the cleanup of killed runs, the free-space floor and the sizes the report shows.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,74 +27,18 @@ use canon_shared::mirror::{self, Credentials, SyncRequest};
 use canon_shared::recipe::{Enrollment, Recipe};
 use canon_shared::state::{self, MissedWebhook, StateDir};
 use canon_shared::version::{self, ReleaseVersion};
-use serde::Serialize;
 
 use crate::exit::{error_chain, report_error, EXIT_RED, EXIT_USAGE};
 use crate::remotes::GitAccess;
 use crate::settings::{RunnerKind, Settings};
 use crate::tag_mode::{run_tag_mode, RunSettings};
 
-/// One recipe's line in the report.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct RecipeEntry {
-    /// The recipe.
-    pub recipe: String,
-    /// The canonical version before the sweep.
-    pub canonical: Option<String>,
-    /// The latest upstream release tag.
-    pub latest: Option<String>,
-    /// The commit the latest tag points to upstream.
-    pub latest_commit: Option<String>,
-    /// `run` or `skip`; `null` when an error came before a decision.
-    pub decision: Option<String>,
-    /// Why.
-    pub reason: String,
-    /// What was done: a build number, an inline result, or the error.
-    pub action: String,
-    /// The error, when this recipe failed.
-    pub error: Option<String>,
-    /// Tags the sweep had to start with no earlier build or listener job: missed webhooks
-    /// (inline, counted only when `listener_url` names a listener that answers).
-    pub missed_webhooks: u32,
-    /// The mirror sync's one-line summary (`null` on a dry run).
-    pub sync: Option<String>,
-    /// Upstream tags that moved (same name, new commit).
-    pub moved_tags: Vec<String>,
-    /// Mirror PRs closed because upstream merged them.
-    pub closed_prs: Vec<u64>,
-    /// Mirror PRs that should have been closed but could not be, or why none could be listed.
-    pub pr_errors: Vec<String>,
-    /// Size of the mirror cache, in bytes.
-    pub mirror_cache_bytes: Option<u64>,
-    /// Size of the warm canonical's volumes, in bytes (docker runner).
-    pub warm_volume_bytes: Option<u64>,
-}
+pub mod report;
+mod upkeep;
 
-/// The sweep report (`--report`, default `sweep-report.json`).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SweepReport {
-    /// When the sweep started, RFC 3339 UTC.
-    pub started_at: String,
-    /// The enrollment file.
-    pub config: String,
-    /// True for a dry run.
-    pub dry_run: bool,
-    /// `drone`, `inline` or `dry-run`.
-    pub launch: String,
-    /// One entry per enrolled recipe, in enrollment order.
-    pub recipes: Vec<RecipeEntry>,
-    /// What the cleanup of killed runs removed (or would remove), or why it did not run.
-    pub cleanup: Vec<String>,
-    /// How many recipes errored.
-    pub errors: usize,
-    /// How many tags were started or run.
-    pub started: usize,
-    /// Why the missed-webhook count is unknown, when it is: an inline sweep with no
-    /// `listener_url` cannot tell a missed webhook, nor one whose listener did not answer.
-    pub missed_webhooks_unknown: Option<String>,
-    /// Wall time, seconds.
-    pub seconds: f64,
-}
+pub use report::{exit_code, table, RecipeEntry, SweepReport};
+use upkeep::{cleanup, dir_size, disk_problem, warm_bytes};
+pub use upkeep::{human_bytes, parse_df_available};
 
 /// What the listener knows of a tag the sweep starts.
 enum ListenerKnows {
@@ -205,18 +150,6 @@ pub fn main(settings: &Settings) -> u8 {
         }
     }
     exit_code(&report, settings.idle_exit_code)
-}
-
-/// Returns the exit code for a finished sweep: 1 when any recipe (or the cleanup) errored;
-/// `idle` when nothing needed doing; else 0.
-pub fn exit_code(report: &SweepReport, idle: u8) -> u8 {
-    if report.errors > 0 {
-        EXIT_RED
-    } else if report.started == 0 {
-        idle
-    } else {
-        0
-    }
 }
 
 fn launch_from(settings: &Settings) -> Result<Launch, String> {
@@ -359,15 +292,7 @@ impl Decided {
     }
 }
 
-impl RecipeEntry {
-    /// Records `error` as this recipe's error and action.
-    fn fail(&mut self, error: String) {
-        self.action = format!("error: {error}");
-        self.error = Some(error);
-    }
-}
-
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
     tokio::task::spawn_blocking(f)
@@ -639,294 +564,7 @@ fn record_missed(settings: &Settings, d: &mut Decided, tag: &ReleaseVersion, com
     }
 }
 
-/// Removes what killed cold runs left behind (docker runner); never touches `warm-*`.
-/// Returns what it did, one line per object, and whether anything failed.
-async fn cleanup(settings: &Settings) -> (Vec<String>, bool) {
-    let (older, dry) = (settings.cleanup_after, settings.dry_run);
-    match blocking(move || {
-        crate::runners::docker::cleanup_stale(older, dry).map_err(|e| e.to_string())
-    })
-    .await
-    {
-        Ok(r) => {
-            let verb = if r.dry_run { "would remove" } else { "removed" };
-            let mut lines: Vec<String> = r
-                .removed
-                .iter()
-                .map(|(kind, name)| format!("{verb} {kind} {name}"))
-                .collect();
-            lines.extend(r.failed.iter().map(|f| format!("error: {f}")));
-            if lines.is_empty() {
-                lines.push(format!(
-                    "nothing left behind by killed runs (older than {})",
-                    humantime::format_duration(older)
-                ));
-            }
-            (lines, !r.failed.is_empty())
-        }
-        Err(e) => (vec![format!("error: cleanup of killed runs: {e}")], true),
-    }
-}
-
-/// Returns why a run must not start for lack of disk, or `None` when there is room.
-async fn disk_problem(settings: &Settings) -> Option<String> {
-    let min = settings.min_free_bytes?;
-    let mut paths = vec![settings.state_dir.clone()];
-    if settings.runner == RunnerKind::Docker {
-        if let Ok(root) = blocking(docker_root_dir).await {
-            paths.push(root);
-        }
-    }
-    for path in paths {
-        let probe = existing_ancestor(&path);
-        match fs_available(&probe) {
-            Some(free) if free < min => {
-                return Some(format!(
-                    "low disk: {} has {} free, below the minimum {}",
-                    path.display(),
-                    human_bytes(free),
-                    human_bytes(min)
-                ))
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-fn existing_ancestor(path: &Path) -> PathBuf {
-    let mut p = path.to_path_buf();
-    while !p.exists() {
-        if !p.pop() {
-            return PathBuf::from(".");
-        }
-    }
-    p
-}
-
-fn fs_available(path: &Path) -> Option<u64> {
-    let out = std::process::Command::new("df")
-        .args(["-P", "-B1", "--"])
-        .arg(path)
-        .output()
-        .ok()?;
-    parse_df_available(&String::from_utf8_lossy(&out.stdout))
-}
-
-/// Parses the "Available" column of `df -P -B1` output.
-pub fn parse_df_available(text: &str) -> Option<u64> {
-    text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
-}
-
-fn docker_root_dir() -> Result<PathBuf, String> {
-    let out = std::process::Command::new("docker")
-        .args(["info", "--format", "{{.DockerRootDir}}"])
-        .output()
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if out.status.success() && !text.is_empty() {
-        Ok(PathBuf::from(text))
-    } else {
-        Err("docker info failed".into())
-    }
-}
-
-async fn warm_bytes(recipe: &Recipe) -> Option<u64> {
-    let name = recipe.name.to_string();
-    blocking(move || crate::runners::docker::warm_volume_sizes(&name).map_err(|e| e.to_string()))
-        .await
-        .ok()
-        .map(|sizes| sizes.iter().filter_map(|s| s.bytes).sum())
-}
-
-fn dir_size(path: &Path) -> Option<u64> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    if !meta.is_dir() {
-        return Some(meta.len());
-    }
-    let mut total = 0;
-    for entry in std::fs::read_dir(path).ok()?.flatten() {
-        total += dir_size(&entry.path()).unwrap_or(0);
-    }
-    Some(total)
-}
-
-/// Formats a byte count with binary units (`1.5 GiB`).
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
-}
-
-/// Renders the report as the table the log shows.
-pub fn table(report: &SweepReport) -> String {
-    let header = [
-        "recipe",
-        "canonical",
-        "latest",
-        "decision",
-        "reason",
-        "action",
-    ];
-    let rows: Vec<[String; 6]> = report
-        .recipes
-        .iter()
-        .map(|e| {
-            [
-                e.recipe.clone(),
-                e.canonical.clone().unwrap_or_else(|| "-".into()),
-                e.latest.clone().unwrap_or_else(|| "-".into()),
-                e.decision.clone().unwrap_or_else(|| "-".into()),
-                if e.reason.is_empty() {
-                    "-".into()
-                } else {
-                    e.reason.clone()
-                },
-                e.action.clone(),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let line = |cells: &[String], out: &mut String| {
-        let parts: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", parts.join("  ").trim_end());
-    };
-    line(&header.map(String::from), &mut out);
-    line(&widths.map(|w| "-".repeat(w)), &mut out);
-    for row in &rows {
-        line(row, &mut out);
-    }
-    for c in &report.cleanup {
-        let _ = writeln!(out, "cleanup: {c}");
-    }
-    let missed = match &report.missed_webhooks_unknown {
-        None => format!(
-            "{} missed webhook(s)",
-            report
-                .recipes
-                .iter()
-                .map(|e| e.missed_webhooks)
-                .sum::<u32>()
-        ),
-        Some(why) => format!("missed webhooks unknown ({why})"),
-    };
-    let _ = write!(
-        out,
-        "{} recipe(s), {} started, {} error(s), {}, {:.1}s{}",
-        report.recipes.len(),
-        report.started,
-        report.errors,
-        missed,
-        report.seconds,
-        if report.dry_run {
-            " (dry run: nothing changed)"
-        } else {
-            ""
-        }
-    );
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::exit::EXIT_IDLE;
-
-    #[test]
-    fn df_available_column_is_read() {
-        let text = "Filesystem 1-blocks Used Available Capacity Mounted on\n/dev/vda 270000 1000 269000 1% /\n";
-        assert_eq!(parse_df_available(text), Some(269000));
-        assert_eq!(parse_df_available("garbage"), None);
-    }
-
-    #[test]
-    fn bytes_are_shown_with_binary_units() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
-    }
-
-    #[test]
-    fn exit_code_is_red_on_error_idle_when_nothing_started() {
-        let mut r = SweepReport::default();
-        assert_eq!(exit_code(&r, EXIT_IDLE), EXIT_IDLE);
-        assert_eq!(exit_code(&r, 0), 0);
-        r.started = 1;
-        assert_eq!(exit_code(&r, EXIT_IDLE), 0);
-        r.errors = 1;
-        assert_eq!(exit_code(&r, EXIT_IDLE), EXIT_RED);
-    }
-
-    #[test]
-    fn table_lists_every_recipe_and_totals() {
-        let r = SweepReport {
-            recipes: vec![
-                RecipeEntry {
-                    recipe: "app".into(),
-                    canonical: Some("1.0.0+1".into()),
-                    latest: Some("1.1.0+1".into()),
-                    decision: Some("run".into()),
-                    reason: "newer".into(),
-                    action: "started build #7".into(),
-                    missed_webhooks: 1,
-                    ..RecipeEntry::default()
-                },
-                RecipeEntry {
-                    recipe: "other".into(),
-                    action: "error: boom".into(),
-                    error: Some("boom".into()),
-                    ..RecipeEntry::default()
-                },
-            ],
-            started: 1,
-            errors: 1,
-            ..SweepReport::default()
-        };
-        let t = table(&r);
-        assert!(t.lines().next().unwrap().starts_with("recipe"), "{t}");
-        assert!(t.contains("app     1.0.0+1"), "{t}");
-        assert!(t.contains("started build #7"), "{t}");
-        assert!(t.contains("error: boom"), "{t}");
-        assert!(
-            t.ends_with("2 recipe(s), 1 started, 1 error(s), 1 missed webhook(s), 0.0s"),
-            "{t}"
-        );
-    }
-
-    #[test]
-    fn the_table_says_when_the_missed_webhook_count_is_unknown() {
-        let r = SweepReport {
-            missed_webhooks_unknown: Some("no listener_url".into()),
-            ..SweepReport::default()
-        };
-        assert!(
-            table(&r).ends_with("0 recipe(s), 0 started, 0 error(s), missed webhooks unknown (no listener_url), 0.0s"),
-            "{}",
-            table(&r)
-        );
-    }
 }
