@@ -573,3 +573,45 @@ fn cache_dir_is_per_recipe_under_the_state_dir() {
         Path::new("/var/lib/canon/gitea/upstream.git")
     );
 }
+
+#[test]
+fn a_remote_that_accepts_and_never_answers_fails_within_the_read_timeout() {
+    // A server that takes the connection and then says nothing: without a read timeout libgit2
+    // would wait forever and hold the recipe.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for _ in 0..4 {
+            match server.accept() {
+                Ok((conn, _)) => open.push(conn),
+                Err(_) => break,
+            }
+        }
+        open
+    });
+    mirror::set_network_timeouts(
+        std::time::Duration::from_secs(2),
+        std::time::Duration::from_secs(2),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = mirror::ls_remote(&GitRemote::local(format!(
+        "http://127.0.0.1:{port}/upstream.git"
+    )))
+    .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "the hung remote held the call for {took:?}"
+    );
+    assert!(
+        matches!(err, MirrorError::List { .. }),
+        "a listing error naming the remote: {err}"
+    );
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    drop(held);
+}

@@ -7,8 +7,6 @@
 //! (201) and answers 412 when the PR is already merged; hooks need `active: true` explicitly, and
 //! editing one (`PATCH .../hooks/{id}`) never changes its secret.
 
-use std::time::Duration;
-
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -67,8 +65,8 @@ impl Gitea {
             format!("{base}/api/v1")
         };
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(10))
+            .timeout(super::REQUEST_TIMEOUT)
+            .connect_timeout(super::CONNECT_TIMEOUT)
             .user_agent(concat!("canon/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| bad(e.to_string()))?;

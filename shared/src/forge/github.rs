@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     seg, split_repo, status_hint, CloseOutcome, Forge, ForgeError, ForgeKind, ForgeTag, Hook,
-    HookSpec, PullRequest, RawHook, RawPull,
+    HookSpec, PullRequest, RawHook, RawPull, CONNECT_TIMEOUT, REQUEST_TIMEOUT,
 };
 use crate::secret::Secret;
 
@@ -86,9 +86,14 @@ impl GitHub {
             base_url.trim_end_matches('/').to_string()
         };
         let token = token.filter(|t| !t.is_empty());
+        // The same deadlines as the Gitea client: a forge that hangs fails the call, it never
+        // holds a worker.
         let mut builder = Octocrab::builder()
             .base_uri(base.as_str())
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| bad(e.to_string()))?
+            .set_connect_timeout(Some(CONNECT_TIMEOUT))
+            .set_read_timeout(Some(REQUEST_TIMEOUT))
+            .set_write_timeout(Some(REQUEST_TIMEOUT));
         if let Some(t) = &token {
             builder = builder.personal_token(t.expose().to_string());
         }

@@ -14,8 +14,14 @@ pub mod github;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+/// How long connecting to a forge may take, for every client.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one forge request may take (or, for GitHub, send or receive nothing), for every client.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 use crate::secret::Secret;
 

@@ -112,6 +112,7 @@ fn fetch_with(
     refspecs: &[String],
     prune: FetchPrune,
 ) -> Result<(usize, usize), MirrorError> {
+    super::timeouts::ensure_network_timeouts()?;
     let r = remote.resolved();
     let tried = Cell::new(0);
     let fail = |e: git2::Error, tried: &Cell<u32>| {

@@ -44,6 +44,7 @@ mod plan;
 mod push;
 mod refs;
 mod remote;
+mod timeouts;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -61,6 +62,7 @@ pub use merged_prs::{close_merged_prs, merged_heads, CloseReport, ClosedPr, PrFa
 pub use plan::MovedTag;
 pub use refs::{ls_remote, RemoteRefs, TagRef};
 pub use remote::GitRemote;
+pub use timeouts::{set_network_timeouts, DEFAULT_CONNECT, DEFAULT_READ};
 
 use fetch::{cache_has, cache_state, fetch, lock_cache, open_cache};
 use local_refs::{peel_in, Peels};
@@ -135,6 +137,8 @@ pub enum MirrorError {
     },
     #[error("cache {path} does not hold upstream commit {commit}; sync first")]
     NotCached { path: PathBuf, commit: String },
+    #[error("{message}")]
+    Setup { message: String },
     #[error("forge: {0}")]
     Forge(#[from] ForgeError),
 }

@@ -19,6 +19,7 @@ pub(super) fn push(
     mirror: &GitRemote,
     refspecs: &[String],
 ) -> Result<(), MirrorError> {
+    super::timeouts::ensure_network_timeouts()?;
     let r = mirror.resolved();
     let tried = Cell::new(0);
     let rejected: RefCell<Vec<(String, String)>> = RefCell::new(Vec::new());

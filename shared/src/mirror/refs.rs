@@ -66,6 +66,7 @@ pub(super) fn list(
             message,
         })
     };
+    super::timeouts::ensure_network_timeouts()?;
     let tried = Cell::new(0);
     let mut git_remote = Remote::create_detached(r.url.as_str()).map_err(|e| fail(e, &tried))?;
     let conn = git_remote
