@@ -401,6 +401,19 @@ impl Enrollment {
     }
 }
 
+/// Returns `value` with anything between `://` and the host's `@` shown as `***`, for messages
+/// about a URL that may carry a token.
+fn without_userinfo(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return value.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => value.to_string(),
+    }
+}
+
 /// Resolves an enrollment location: a URL (`scheme://...` or scp-like `user@host:path`), an
 /// absolute path, or `owner/name` against the forge base URL.
 fn resolve_location(value: &str, forge: Option<&str>) -> Result<RepoLocation, String> {
@@ -424,9 +437,12 @@ fn resolve_location(value: &str, forge: Option<&str>) -> Result<RepoLocation, St
         });
     }
     if value.contains("://") {
-        let parsed =
-            url::Url::parse(value).map_err(|e| format!("{value:?} is not a valid URL: {e}"))?;
-        if !parsed.username().is_empty() && parsed.password().is_some() {
+        let parsed = url::Url::parse(value)
+            .map_err(|e| format!("{:?} is not a valid URL: {e}", without_userinfo(value)))?;
+        // `https://TOKEN@host/...` carries a token as its user name: over HTTP any user info is
+        // a credential. An SSH URL names its login user (`ssh://git@host/...`), never a password.
+        let http = matches!(parsed.scheme(), "http" | "https");
+        if parsed.password().is_some() || (http && !parsed.username().is_empty()) {
             return Err(
                 "credentials do not belong in the enrollment file; use the token settings".into(),
             );
@@ -610,6 +626,9 @@ recipes:
             ("recipes: [{name: a, upstream: /u, mirror: /u}]", "same repository"),
             ("recipes: [{name: a, upstream: /u, mirror: /m, required_stages: [deploy]}]", "unknown stage `deploy`"),
             ("recipes: [{name: a, upstream: 'https://x:pw@h/o/n', mirror: /m}]", "credentials"),
+            ("recipes: [{name: a, upstream: 'https://TOKEN@h/o/n', mirror: /m}]", "credentials"),
+            ("recipes: [{name: a, upstream: /u, mirror: 'http://user@h/o/n'}]", "credentials"),
+            ("recipes: [{name: a, upstream: 'ssh://git:pw@h/o/n', mirror: /m}]", "credentials"),
             ("recipes: [{name: a, upstream: /u, mirror: /m, branch: 'a..b'}]", "not a valid branch"),
             ("recipes: [{name: a, upstream: relative/path/x, mirror: /m}]", "neither a git URL"),
             ("recipes: [{upstream: /u, mirror: /m}]", "recipe #1 (unnamed): missing field `name`"),
@@ -627,5 +646,20 @@ recipes:
         let err = Enrollment::load(Path::new("/nonexistent/enroll.yml")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/enroll.yml"));
         assert!(matches!(err, EnrollmentError::Read { .. }));
+    }
+
+    #[test]
+    fn http_user_info_is_refused_without_echoing_it_and_an_ssh_login_user_is_kept() {
+        for text in [
+            "recipes: [{name: a, upstream: 'https://s3cr3t@h/o/n', mirror: /m}]",
+            "recipes: [{name: a, upstream: 'https://s3cr3t@[bad/o/n', mirror: /m}]",
+        ] {
+            let err = load(text).unwrap_err().to_string();
+            assert!(!err.contains("s3cr3t"), "{err}");
+        }
+        let ok = load("recipes: [{name: a, upstream: 'ssh://git@h/o/n', mirror: /m}]").unwrap();
+        assert_eq!(ok.recipes[0].upstream.url, "ssh://git@h/o/n");
+        assert_eq!(without_userinfo("https://t@h/x@y"), "https://***@h/x@y");
+        assert_eq!(without_userinfo("/local/path"), "/local/path");
     }
 }

@@ -615,3 +615,53 @@ fn a_remote_that_accepts_and_never_answers_fails_within_the_read_timeout() {
     );
     drop(held);
 }
+
+#[test]
+fn a_redirect_to_another_host_never_gets_the_token() {
+    use std::io::{BufRead, BufReader, Write};
+    // Host B (127.0.0.2) asks for credentials and records every Authorization header it sees.
+    let b = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let b_port = b.local_addr().unwrap().port();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let record = seen.clone();
+    b.set_nonblocking(false).unwrap();
+    std::thread::spawn(move || {
+        for conn in b.incoming().take(8) {
+            let Ok(mut conn) = conn else { break };
+            let mut head = Vec::new();
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push(line.trim_end().to_string());
+            }
+            record.lock().unwrap().push(head.join("\n"));
+            let _ = conn.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"b\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    // Host A (the configured one) redirects every request to host B.
+    let a = canon_testkit::loopback::LoopbackServer::start(move |req| {
+        let location = format!("http://127.0.0.2:{b_port}{}", req.url());
+        let resp = tiny_http::Response::empty(302)
+            .with_header(tiny_http::Header::from_bytes("Location", location.as_bytes()).unwrap());
+        let _ = req.respond(resp);
+    });
+    let remote = GitRemote::with_token(
+        format!("{}/o/upstream.git", a.base_url()),
+        Some(Secret::new("redirect-s3cr3t")),
+    );
+    let err = mirror::ls_remote(&remote).unwrap_err().to_string();
+    assert!(!err.contains("redirect-s3cr3t"), "{err}");
+    let seen = seen.lock().unwrap();
+    assert!(!seen.is_empty(), "libgit2 followed the redirect to host B");
+    for request in seen.iter() {
+        assert!(
+            !request.to_ascii_lowercase().contains("authorization"),
+            "host B got credentials: {request}"
+        );
+    }
+}

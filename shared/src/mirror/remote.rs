@@ -203,7 +203,7 @@ pub(super) fn callbacks<'a>(remote: &'a Resolved, tried: &'a Cell<u32>) -> Remot
     const SSH: u32 = 2;
     const USERNAME: u32 = 4;
     let mut cb = RemoteCallbacks::new();
-    cb.credentials(move |_url, user_from_url, allowed| {
+    cb.credentials(move |asked_url, user_from_url, allowed| {
         let done = tried.get();
         let user = remote.user.as_deref().or(user_from_url);
         if allowed.contains(CredentialType::SSH_KEY) && done & SSH == 0 {
@@ -227,6 +227,15 @@ pub(super) fn callbacks<'a>(remote: &'a Resolved, tried: &'a Cell<u32>) -> Remot
                 ));
             }
             tried.set(done | USERPASS);
+            if remote.token.is_some() {
+                if let Some(refusal) = token_refusal(&remote.url, asked_url) {
+                    return Err(git2::Error::new(
+                        git2::ErrorCode::Auth,
+                        git2::ErrorClass::Http,
+                        refusal,
+                    ));
+                }
+            }
             return match &remote.token {
                 Some(token) => Cred::userpass_plaintext(user.unwrap_or(TOKEN_USER), token.expose()),
                 None => Err(git2::Error::new(
@@ -266,6 +275,41 @@ pub(super) fn callbacks<'a>(remote: &'a Resolved, tried: &'a Cell<u32>) -> Remot
         });
     }
     cb
+}
+
+/// Returns why the token for `configured` must not be sent to `asked` (the URL libgit2 asks
+/// credentials for, which after a redirect may be another server), or `None` when it may: only
+/// to the configured scheme, host and port, and over plain `http://` only to a loopback host.
+pub(super) fn token_refusal(configured: &str, asked: &str) -> Option<String> {
+    let (Ok(configured), Ok(asked)) = (url::Url::parse(configured), url::Url::parse(asked)) else {
+        return Some("the token is sent only to the configured HTTPS host".into());
+    };
+    let origin = |u: &url::Url| {
+        (
+            u.scheme().to_string(),
+            u.host_str().map(str::to_ascii_lowercase),
+            u.port_or_known_default(),
+        )
+    };
+    if origin(&configured) != origin(&asked) {
+        return Some(format!(
+            "refusing to send the token to {}: it is configured for {}",
+            asked.host_str().unwrap_or("another host"),
+            configured.host_str().unwrap_or("another host")
+        ));
+    }
+    let loopback = match asked.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    (asked.scheme() == "http" && !loopback).then(|| {
+        format!(
+            "refusing to send the token over plain http to {}: use https",
+            asked.host_str().unwrap_or("the server")
+        )
+    })
 }
 
 /// Checks the server's host key against the `known_hosts` file at `path`.
@@ -338,6 +382,61 @@ fn is_auth_error(e: &git2::Error, tried: &Cell<u32>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_goes_only_to_its_own_host_and_over_http_only_to_loopback() {
+        let cases = [
+            (
+                "https://git.example/o/r.git",
+                "https://git.example/o/r.git/info/refs",
+                None,
+            ),
+            (
+                "https://git.example/o/r.git",
+                "https://GIT.example:443/o/r.git",
+                None,
+            ),
+            (
+                "http://127.0.0.1:3000/o/r",
+                "http://127.0.0.1:3000/o/r/info/refs",
+                None,
+            ),
+            ("http://localhost:3000/o/r", "http://localhost:3000/x", None),
+            (
+                "https://git.example/o/r.git",
+                "https://evil.example/o/r.git",
+                Some("evil.example"),
+            ),
+            (
+                "https://git.example/o/r.git",
+                "http://git.example/o/r.git",
+                Some("git.example"),
+            ),
+            (
+                "https://git.example/o/r.git",
+                "https://git.example:8443/o/r.git",
+                Some("git.example"),
+            ),
+            (
+                "http://127.0.0.1:3000/o/r",
+                "http://127.0.0.2:3000/o/r",
+                Some("127.0.0.2"),
+            ),
+            (
+                "http://git.example/o/r.git",
+                "http://git.example/o/r.git",
+                Some("plain http"),
+            ),
+        ];
+        for (configured, asked, want) in cases {
+            let got = token_refusal(configured, asked);
+            match (want, &got) {
+                (None, None) => {}
+                (Some(w), Some(g)) => assert!(g.contains(w), "{configured} -> {asked}: {g}"),
+                _ => panic!("{configured} -> {asked}: {got:?}"),
+            }
+        }
+    }
 
     #[test]
     fn display_url_strips_user_info_and_tokens() {
