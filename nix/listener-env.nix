@@ -102,6 +102,11 @@
     type = "str";
     description = "Upper bound of a retry delay, e.g. 15m (listener default).";
   };
+  retention = {
+    env = "CANON_RETENTION";
+    type = "str";
+    description = "How long journaled deliveries are kept, e.g. 30days (listener default); older ones are pruned hourly unless their job is unfinished.";
+  };
   publicUrl = {
     env = "CANON_PUBLIC_URL";
     type = "str";

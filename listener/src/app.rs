@@ -18,7 +18,7 @@ use canon_shared::state::StateDir;
 use tokio::sync::{watch, Notify};
 
 use crate::config::Settings;
-use crate::journal::{Journal, JournalError};
+use crate::journal::{retention, Journal, JournalError};
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
 use crate::worker::{self, WorkerCtx};
@@ -154,14 +154,17 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
             })
             .run(),
     );
-    let worker = tokio::spawn(worker::run(
-        ctx,
-        journal,
-        settings.workers,
-        notify,
-        rx,
-        grace,
-    ));
+    let pruning = retention::run(
+        journal.clone(),
+        settings.retention,
+        retention::PRUNE_EVERY,
+        rx.clone(),
+    );
+    let work = worker::run(ctx, journal, settings.workers, notify, rx, grace);
+    // Both hold a journal handle and end on shutdown; one task so `stop` waits for both.
+    let worker = tokio::spawn(async move {
+        tokio::join!(work, pruning);
+    });
     tracing::info!(%addr, recipes = app.enrollment.recipes.len(), journal = %app.journal.path().display(), "Listening.");
     Ok(Running {
         addr,

@@ -32,6 +32,7 @@ pub const ENV_VARS: &[&str] = &[
     "CANON_MAX_ATTEMPTS",
     "CANON_RETRY_BASE",
     "CANON_RETRY_MAX",
+    "CANON_RETENTION",
     "CANON_PUBLIC_URL",
     "CANON_LOG",
 ];
@@ -57,6 +58,7 @@ pub struct RawSettings {
     max_attempts: Option<String>,
     retry_base: Option<String>,
     retry_max: Option<String>,
+    retention: Option<String>,
     public_url: Option<String>,
     log: Option<String>,
 }
@@ -115,6 +117,9 @@ pub struct Settings {
     pub workers: usize,
     /// Retry policy for failed jobs.
     pub retry: RetryPolicy,
+    /// How long journaled deliveries are kept (`CANON_RETENTION`, default 30 days); older ones
+    /// are pruned unless their job is unfinished.
+    pub retention: Duration,
     /// The public URL of this listener, used by `register-hooks` (`<url>/hooks/gitea`).
     pub public_url: Option<String>,
     /// The log filter (`CANON_LOG`, default `info`).
@@ -306,6 +311,12 @@ impl Settings {
             Duration::from_secs(900),
             &mut problems,
         );
+        let retention = duration(
+            "CANON_RETENTION",
+            raw.retention,
+            Duration::from_secs(30 * 24 * 3600),
+            &mut problems,
+        );
         if max < base {
             problems.push("CANON_RETRY_MAX must not be shorter than CANON_RETRY_BASE".into());
         }
@@ -342,6 +353,7 @@ impl Settings {
                 base,
                 max,
             },
+            retention,
             public_url,
             log: nonempty(raw.log).unwrap_or_else(|| "info".into()),
         })
@@ -385,6 +397,7 @@ mod tests {
         assert_eq!(s.drone.branch, "main");
         assert_eq!(s.workers, 2);
         assert_eq!(s.retry.max_attempts, 8);
+        assert_eq!(s.retention, Duration::from_secs(30 * 24 * 3600));
         assert!(!format!("{s:?}").contains("0123456789abcdef"));
     }
 
@@ -394,6 +407,7 @@ mod tests {
             ("CANON_BIND", "nowhere"),
             ("CANON_WORKERS", "0"),
             ("CANON_RETRY_BASE", "soon"),
+            ("CANON_RETENTION", "forever"),
             ("CANON_DRONE_REPO", "flat"),
             ("CANON_FORGE_URL", "ftp://x"),
         ]))
@@ -408,6 +422,7 @@ mod tests {
             "CANON_DRONE_REPO \"flat\"",
             "CANON_WORKERS",
             "CANON_RETRY_BASE",
+            "CANON_RETENTION",
             "CANON_FORGE_URL",
         ] {
             assert!(text.contains(want), "{want} missing from {text}");
@@ -470,10 +485,37 @@ mod tests {
     }
 
     #[test]
+    fn retention_is_a_duration_like_the_retry_delays() {
+        let cases: &[(&str, &str, Option<Duration>)] = &[
+            (
+                "days are accepted",
+                "7days",
+                Some(Duration::from_secs(7 * 24 * 3600)),
+            ),
+            (
+                "a short form is accepted",
+                "12h",
+                Some(Duration::from_secs(12 * 3600)),
+            ),
+            ("zero keeps nothing and is refused", "0s", None),
+            ("a bare number has no unit and is refused", "30", None),
+        ];
+        for (says, value, want) in cases {
+            let mut p = GOOD.to_vec();
+            p.push(("CANON_RETENTION", value));
+            match (Settings::from_pairs(pairs(&p)), want) {
+                (Ok(s), Some(d)) => assert_eq!(s.retention, *d, "{says}"),
+                (Err(e), None) => assert!(e.to_string().contains("CANON_RETENTION"), "{says}: {e}"),
+                (got, _) => panic!("{says}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn env_vars_lists_every_field() {
         for name in ENV_VARS {
             assert!(name.starts_with("CANON_"));
         }
-        assert_eq!(ENV_VARS.len(), 20);
+        assert_eq!(ENV_VARS.len(), 21);
     }
 }

@@ -10,7 +10,10 @@
 //! recording it.
 //!
 //! [`run`] runs at most `workers` jobs at once and at most one per recipe, oldest first; failures
-//! come back after an exponential delay with jitter, up to the attempt limit.
+//! come back after an exponential delay with jitter, up to the attempt limit. Each claim leases
+//! its job for that same delay, and a job that has used every attempt without a result is failed
+//! instead of claimed (see `journal::queries`): a job whose attempt kills the process does not
+//! crash-loop it.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -29,7 +32,7 @@ use tokio::task::JoinSet;
 
 use crate::clock::{now_ms, now_text};
 use crate::config::RetryPolicy;
-use crate::journal::{Job, JobUpdate, Journal};
+use crate::journal::{Claim, ClaimTerms, Job, JobUpdate, Journal};
 use crate::metrics::Metrics;
 
 /// Everything an attempt needs.
@@ -241,7 +244,8 @@ async fn resolve_commit(ctx: &WorkerCtx, recipe: &Recipe, tag: &str) -> Result<S
 /// Runs jobs until `shutdown` turns true, then waits up to `grace` for attempts in flight.
 ///
 /// Attempts still running after `grace` are abandoned; their jobs stay `running` in the journal
-/// and run again at the next start (the Drone lookup prevents a second build).
+/// and run again once their lease is over, at the next start (the Drone lookup prevents a second
+/// build).
 pub async fn run(
     ctx: Arc<WorkerCtx>,
     journal: Journal,
@@ -314,9 +318,23 @@ pub async fn run(
 
 /// Claims, runs and records one attempt at job `id`.
 pub async fn run_job(ctx: &WorkerCtx, journal: &Journal, id: i64) {
-    let job = match journal.claim(id, now_text()).await {
-        Ok(Some(job)) => job,
-        Ok(None) => return,
+    let retry = ctx.retry;
+    let terms = ClaimTerms {
+        now: now_text(),
+        now_ms: now_ms(),
+        max_attempts: retry.max_attempts,
+        // The lease is the delay a failed attempt would wait: a job whose attempt stopped the
+        // process comes back no sooner than a failing one, later each time.
+        lease: move |attempt| backoff(&retry, attempt),
+    };
+    let job = match journal.claim(id, terms).await {
+        Ok(Claim::Started(job)) => job,
+        Ok(Claim::NotRunnable) => return,
+        Ok(Claim::GaveUp(job)) => {
+            ctx.metrics.jobs_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(job = id, recipe = %job.recipe, tag = %job.tag, attempts = job.attempts, error = job.error.as_deref().unwrap_or_default(), "Job failed for good.");
+            return;
+        }
         Err(e) => {
             tracing::error!(job = id, error = %e, "Cannot claim job.");
             return;

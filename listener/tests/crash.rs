@@ -1,6 +1,8 @@
 //! The real binary under kill -9: a burst of 1,000 signed deliveries, SIGKILL mid-burst,
 //! restart. Every delivery that got a 202 must be in the journal, and each tag's job must start
-//! exactly one Drone build. Then SIGTERM must stop it cleanly with exit 0.
+//! exactly one Drone build. Then SIGTERM must stop it cleanly with exit 0. And a poison job: one
+//! whose every attempt dies with the process is failed after the attempt limit, never claimed
+//! again, while the listener goes on serving.
 
 mod support;
 
@@ -41,6 +43,172 @@ async fn wait_healthy(client: &reqwest::Client, base: &str) {
     })
     .await;
     assert!(ok, "the listener did not come up");
+}
+
+/// A forge that accepts connections and never answers, counting them: an attempt that asks it
+/// for a tag hangs until the process is killed.
+struct SilentForge {
+    port: u16,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SilentForge {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let seen = connections.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        SilentForge { port, connections }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Returns the job of `recipe` as the API shows it, when there is one.
+async fn job_of(client: &reqwest::Client, base: &str, recipe: &str) -> Option<serde_json::Value> {
+    let jobs: serde_json::Value = client
+        .get(format!("{base}/api/jobs"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    jobs.as_array()?
+        .iter()
+        .find(|j| j["recipe"] == recipe)
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_whose_attempts_die_with_the_process_fails_after_the_limit_and_the_listener_serves_on(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let drone = FakeDrone::start();
+    let forge = SilentForge::start();
+    let ok = repos(root, "ok", &["1.0.0+1"]);
+    let enrollment = enrollment(root, &[("ok", &ok)], &[("poison", "upstream/poison")]);
+    let port = free_port();
+    let mut env = env(&root.join("state"), &enrollment, &drone.url());
+    env.retain(|(k, _)| !matches!(k.as_str(), "CANON_BIND" | "CANON_MAX_ATTEMPTS"));
+    env.extend([
+        ("CANON_BIND".to_string(), format!("127.0.0.1:{port}")),
+        ("CANON_MAX_ATTEMPTS".to_string(), "3".to_string()),
+        (
+            "CANON_FORGE_URL".to_string(),
+            format!("http://127.0.0.1:{}", forge.port),
+        ),
+        ("CANON_FORGE_TOKEN".to_string(), "forge-token".to_string()),
+    ]);
+    let base = format!("http://127.0.0.1:{port}");
+    let log = root.join("listener.log");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+
+    let mut child = spawn_listener(&env, &log);
+    wait_healthy(&client, &base).await;
+    let url = "https://git.example.org/upstream/poison.git";
+    let body = push_tag(url, "upstream/poison", "1.0.0+1", &"a".repeat(40));
+    let (s, v) = deliver(&client, &base, "push", &body).await;
+    assert_eq!((s, v["outcome"].as_str()), (202, Some("accepted")), "{v}");
+
+    // Each attempt hangs at the forge until the process is killed: it never records a result.
+    for attempt in 1..=3u64 {
+        let in_flight = eventually(30, || async {
+            let claimed = job_of(&client, &base, "poison")
+                .await
+                .is_some_and(|j| j["attempts"] == attempt && j["state"] == "running");
+            claimed && forge.connections() >= attempt as usize
+        })
+        .await;
+        assert!(
+            in_flight,
+            "attempt {attempt} was not claimed: {:?}",
+            job_of(&client, &base, "poison").await
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        child = spawn_listener(&env, &log);
+        wait_healthy(&client, &base).await;
+    }
+
+    // The restart after the third attempt fails the job instead of claiming it a fourth time.
+    let failed = eventually(30, || async {
+        job_of(&client, &base, "poison")
+            .await
+            .is_some_and(|j| j["state"] == "failed")
+    })
+    .await;
+    let job = job_of(&client, &base, "poison").await.unwrap();
+    assert!(failed, "{job:#}");
+    assert_eq!(job["attempts"], 3, "{job:#}");
+    assert!(
+        job["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("did not finish 3 times")),
+        "{job:#}"
+    );
+
+    // Not claimed again, in this process or the next.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut child = spawn_listener(&env, &log);
+    wait_healthy(&client, &base).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let job = job_of(&client, &base, "poison").await.unwrap();
+    assert_eq!(
+        (job["state"].as_str(), job["attempts"].as_u64()),
+        (Some("failed"), Some(3))
+    );
+    assert_eq!(
+        forge.connections(),
+        3,
+        "the failed job asked the forge again"
+    );
+
+    // The listener serves on: another recipe's new tag is built.
+    let ok_url = ok.upstream.display().to_string();
+    let sha = peeled(&ok.upstream, "1.0.0+1");
+    let (s, v) = deliver(
+        &client,
+        &base,
+        "push",
+        &push_tag(&ok_url, "ok", "1.0.0+1", &sha),
+    )
+    .await;
+    assert_eq!((s, v["outcome"].as_str()), (202, Some("accepted")), "{v}");
+    let built = eventually(30, || async {
+        job_of(&client, &base, "ok")
+            .await
+            .is_some_and(|j| j["state"] == "done")
+    })
+    .await;
+    assert!(built, "{:?}", job_of(&client, &base, "ok").await);
+    assert_eq!(drone.count("ok", "1.0.0+1"), 1);
+    assert_eq!(drone.count("poison", "1.0.0+1"), 0);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("Job failed for good.") && l.contains("did not finish 3 times")),
+        "the failure is logged"
+    );
+    assert!(!text.contains("forge-token"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

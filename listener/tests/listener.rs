@@ -434,6 +434,109 @@ async fn a_tag_that_moves_is_recorded_and_flagged_and_deletions_trigger_nothing(
     app.running.stop().await;
 }
 
+/// Posts `body` as a signed Gitea push with delivery id `id`; returns (status, body).
+async fn post_push(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    body: &[u8],
+) -> (u16, serde_json::Value) {
+    let r = client
+        .post(format!("{base}/hooks/gitea"))
+        .header("content-type", "application/json")
+        .header("x-gitea-event", "push")
+        .header("x-gitea-delivery", id)
+        .header("x-gitea-signature", sign(SECRET, body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("the listener answers");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Returns the size of the journal's database file once its WAL is checkpointed into it.
+fn journal_bytes(path: &std::path::Path) -> u64 {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    let busy: i64 = c
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(busy, 0, "the checkpoint ran");
+    std::fs::metadata(path).unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_storm_of_one_delivery_leaves_one_row_and_the_journal_flat() {
+    let drone = FakeDrone::start();
+    let drone_url = drone.url();
+    let (app, _) = spawn_app(&[], &[("recipe", "upstream/recipe")], &drone_url).await;
+    let url = "https://git.example.org/upstream/recipe.git";
+    let body = push_tag(url, "upstream/recipe", "1.0.0+1.0", &"a".repeat(40));
+    let id = "5f0c8a52-3c1e-4d1a-9a57-1d9f0e6b2a10";
+    let (s, first) = post_push(&app.client, &app.base, id, &body).await;
+    assert_eq!(
+        (s, first["outcome"].as_str()),
+        (202, Some("accepted")),
+        "{first}"
+    );
+    let job = first["job"].as_i64().unwrap();
+    let journal = app.running.state.journal.clone();
+    journal.flush().await.unwrap();
+    let db = journal.path().to_path_buf();
+    let before = journal_bytes(&db);
+
+    // 1,999 replays of the same signed delivery, 16 at a time.
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (sent, client, base, body) = (
+            sent.clone(),
+            app.client.clone(),
+            app.base.clone(),
+            body.clone(),
+        );
+        senders.spawn(async move {
+            let mut answers = Vec::new();
+            while sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 2_000 {
+                answers.push(post_push(&client, &base, id, &body).await);
+            }
+            answers
+        });
+    }
+    let mut replays = 0;
+    while let Some(answers) = senders.join_next().await {
+        for (s, v) in answers.unwrap() {
+            // Answered as a replay always was: a duplicate of the job it made.
+            assert_eq!(
+                (s, v["outcome"].as_str(), v["job"].as_i64()),
+                (202, Some("duplicate"), Some(job)),
+                "{v}"
+            );
+            replays += 1;
+        }
+    }
+    assert_eq!(replays, 1_999);
+
+    assert_eq!(journal.delivery_count().await.unwrap(), 1);
+    let deliveries = get_json(&app, "/api/deliveries").await;
+    let rows = deliveries.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{deliveries}");
+    assert_eq!(rows[0]["delivery"], id);
+    assert_eq!(rows[0]["outcome"], "accepted");
+    assert_eq!(rows[0]["repeats"], 1_999);
+    let jobs = get_json(&app, "/api/jobs").await;
+    assert_eq!(jobs.as_array().unwrap().len(), 1, "{jobs}");
+    assert_eq!(jobs[0]["deliveries"], serde_json::json!([id]));
+    let after = journal_bytes(&db);
+    // 2,000 rows would be hundreds of KiB; updating one row in place reuses its pages.
+    assert!(
+        after <= before + 16 * 1024,
+        "the journal grew from {before} to {after} bytes"
+    );
+    app.running.stop().await;
+}
+
 #[tokio::test]
 async fn jobs_sync_the_mirror_and_build_once_each_while_drone_fails_then_recovers() {
     let drone = FakeDrone::start();

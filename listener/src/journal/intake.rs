@@ -2,7 +2,9 @@
 //!
 //! This is where replays and the push/create/release triple of one tag fold into one job, where a
 //! tag whose ref value changed is flagged as moved, and where a deleted tag flags its job without
-//! triggering anything. Each intake runs in one write of the group commit.
+//! triggering anything. A replay of one delivery (same forge, same delivery id) adds no row: it is
+//! counted on the first one and answered as the replay of it. Each intake runs in one write of the
+//! group commit.
 
 use canon_shared::forge::ForgeKind;
 use canon_shared::recipe::RecipeName;
@@ -10,6 +12,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::{Journal, JournalError};
+
+/// How many flags a job keeps, the newest: a tag moved back and forth by many deliveries must not
+/// grow its job's row without bound.
+pub(super) const MAX_FLAGS: usize = 20;
 
 /// What a journaled delivery was, as decided at intake.
 #[derive(Debug, Clone)]
@@ -114,9 +120,13 @@ impl Journal {
     }
 }
 
-/// Journals one delivery inside the current write: finds or creates its job, flags a moved or
-/// deleted tag, and stores the delivery row with its outcome.
+/// Journals one delivery inside the current write: answers a replay from its first row, else
+/// finds or creates its job, flags a moved or deleted tag, and stores the delivery row with its
+/// outcome.
 fn intake_tx(c: &Connection, i: &Intake) -> Result<IntakeResult, rusqlite::Error> {
+    if let Some(replay) = replay_of(c, i)? {
+        return Ok(replay);
+    }
     let forge = i.forge.as_str();
     let insert_delivery = |repo: Option<&str>,
                            recipe: Option<&str>,
@@ -128,7 +138,11 @@ fn intake_tx(c: &Connection, i: &Intake) -> Result<IntakeResult, rusqlite::Error
      -> Result<(), rusqlite::Error> {
         c.prepare_cached(
             "INSERT INTO deliveries (delivery, forge, event, repo, recipe, tag, ref_sha, outcome, reason, job, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (forge, delivery) WHERE delivery != '' DO UPDATE SET
+               event=excluded.event, repo=excluded.repo, recipe=excluded.recipe, tag=excluded.tag,
+               ref_sha=excluded.ref_sha, outcome=excluded.outcome, reason=excluded.reason,
+               job=excluded.job, repeats=repeats + 1",
         )?
         .execute(params![
             i.delivery,
@@ -180,16 +194,11 @@ fn intake_tx(c: &Connection, i: &Intake) -> Result<IntakeResult, rusqlite::Error
                             }
                         );
                         c.prepare_cached(
-                            "UPDATE jobs SET ref_sha=?2, commit_hint=COALESCE(?3, commit_hint),
-                               flags=flags || ?4 || char(10), updated_at=?5 WHERE id=?1",
+                            "UPDATE jobs SET ref_sha=?2, commit_hint=COALESCE(?3, commit_hint)
+                             WHERE id=?1",
                         )?
-                        .execute(params![
-                            id,
-                            new,
-                            commit_hint,
-                            flag,
-                            i.received_at
-                        ])?;
+                        .execute(params![id, new, commit_hint])?;
+                        add_flag(c, id, &flag, &i.received_at)?;
                         (
                             id,
                             Outcome::Moved,
@@ -227,10 +236,7 @@ fn intake_tx(c: &Connection, i: &Intake) -> Result<IntakeResult, rusqlite::Error
                 .optional()?;
             if let Some(id) = job {
                 let flag = format!("{}: tag deleted upstream", i.received_at);
-                c.prepare_cached(
-                    "UPDATE jobs SET flags=flags || ?2 || char(10), updated_at=?3 WHERE id=?1",
-                )?
-                .execute(params![id, flag, i.received_at])?;
+                add_flag(c, id, &flag, &i.received_at)?;
             }
             insert_delivery(
                 Some(repo),
@@ -267,6 +273,51 @@ fn intake_tx(c: &Connection, i: &Intake) -> Result<IntakeResult, rusqlite::Error
             })
         }
     }
+}
+
+/// Returns what the first delivery with the same forge and delivery id became, after counting
+/// this one on its row; `None` for a delivery not seen before (or without an id), and for one
+/// that was ignored before but is not now (say its recipe was enrolled since): that one is
+/// journaled anew over its row.
+fn replay_of(c: &Connection, i: &Intake) -> Result<Option<IntakeResult>, rusqlite::Error> {
+    if i.delivery.is_empty() {
+        return Ok(None);
+    }
+    let stored: Option<(i64, String, Option<i64>)> = c
+        .prepare_cached("SELECT seq, outcome, job FROM deliveries WHERE forge=?1 AND delivery=?2")?
+        .query_row(params![i.forge.as_str(), i.delivery], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let Some((seq, outcome, job)) = stored else {
+        return Ok(None);
+    };
+    let outcome = match outcome.as_str() {
+        "ignored" if !matches!(i.fact, IntakeFact::Ignored { .. }) => return Ok(None),
+        "ignored" => Outcome::Ignored,
+        "deleted" => Outcome::Deleted,
+        // The job exists since the first time: a replay lands on it as a duplicate, as a second
+        // delivery of the same tag does.
+        _ => Outcome::Duplicate,
+    };
+    c.prepare_cached("UPDATE deliveries SET repeats = repeats + 1 WHERE seq=?1")?
+        .execute(params![seq])?;
+    Ok(Some(IntakeResult { outcome, job }))
+}
+
+/// Appends `flag` to job `id`'s flags, keeping the newest [`MAX_FLAGS`].
+fn add_flag(c: &Connection, id: i64, flag: &str, now: &str) -> Result<(), rusqlite::Error> {
+    let flags: String = c
+        .prepare_cached("SELECT flags FROM jobs WHERE id=?1")?
+        .query_row(params![id], |r| r.get(0))?;
+    let mut kept: Vec<&str> = flags.lines().filter(|l| !l.is_empty()).collect();
+    kept.push(flag);
+    let newest = &kept[kept.len().saturating_sub(MAX_FLAGS)..];
+    let mut text = newest.join("\n");
+    text.push('\n');
+    c.prepare_cached("UPDATE jobs SET flags=?2, updated_at=?3 WHERE id=?1")?
+        .execute(params![id, text, now])?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -553,10 +604,14 @@ mod tests {
             .await
             .expect("journaled");
         let id = first.job.expect("a job");
-        journal
-            .claim(id, "2024-05-01T12:00:01.000000Z".into())
-            .await
-            .expect("claimed");
+        let terms = crate::journal::ClaimTerms {
+            now: "2024-05-01T12:00:01.000000Z".into(),
+            now_ms: 0,
+            max_attempts: 8,
+            lease: |_| std::time::Duration::from_secs(10),
+        };
+        let claimed = journal.claim(id, terms).await.expect("claimed");
+        assert!(matches!(claimed, crate::journal::Claim::Started(_)));
         let done = JobUpdate::Done {
             commit: A.into(),
             build: 7,
@@ -628,5 +683,192 @@ mod tests {
                 None
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_replayed_delivery_id_adds_no_row() {
+        use ForgeKind::{GitHub, Gitea};
+        use Outcome::*;
+        // (what it shows, deliveries with their ids, outcomes, rows stored, jobs, flags on the job)
+        type Case = (
+            &'static str,
+            Vec<(ForgeKind, &'static str, Says)>,
+            Vec<Outcome>,
+            usize,
+            usize,
+            usize,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "a replay of one delivery id is counted on its row and answered as a duplicate",
+                vec![
+                    (Gitea, "d-1", Says::Push("1.0.0+1", A)),
+                    (Gitea, "d-1", Says::Push("1.0.0+1", A)),
+                    (Gitea, "d-1", Says::Push("1.0.0+1", A)),
+                ],
+                vec![Accepted, Duplicate, Duplicate],
+                1,
+                1,
+                0,
+            ),
+            (
+                "the same delivery id from another forge is another delivery",
+                vec![
+                    (Gitea, "d-1", Says::Push("1.0.0+1", A)),
+                    (GitHub, "d-1", Says::Push("1.0.0+1", A)),
+                ],
+                vec![Accepted, Accepted],
+                2,
+                2,
+                0,
+            ),
+            (
+                "a replayed deletion flags its job once",
+                vec![
+                    (Gitea, "d-1", Says::Push("1.0.0+1", A)),
+                    (Gitea, "d-2", Says::Delete("1.0.0+1")),
+                    (Gitea, "d-2", Says::Delete("1.0.0+1")),
+                ],
+                vec![Accepted, Deleted, Deleted],
+                2,
+                1,
+                1,
+            ),
+            (
+                "a replayed ignored delivery stays one ignored row",
+                vec![(Gitea, "d-1", Says::Ignore), (Gitea, "d-1", Says::Ignore)],
+                vec![Ignored, Ignored],
+                1,
+                0,
+                0,
+            ),
+            (
+                "a delivery ignored before and acted on now is journaled over its row",
+                vec![
+                    (Gitea, "d-1", Says::Ignore),
+                    (Gitea, "d-1", Says::Push("1.0.0+1", A)),
+                ],
+                vec![Ignored, Accepted],
+                1,
+                1,
+                0,
+            ),
+            (
+                "deliveries without an id cannot be told apart and are each stored",
+                vec![
+                    (Gitea, "", Says::Push("1.0.0+1", A)),
+                    (Gitea, "", Says::Push("1.0.0+1", A)),
+                ],
+                vec![Accepted, Duplicate],
+                2,
+                1,
+                0,
+            ),
+        ];
+        for (says, deliveries, want, rows, jobs, flags) in cases {
+            let (journal, _dir) = journal();
+            let mut outcomes = Vec::new();
+            for (forge, id, what) in &deliveries {
+                let r = journal
+                    .intake(intake(*forge, "o/app", id, what))
+                    .await
+                    .unwrap_or_else(|e| panic!("{says}: {e}"));
+                outcomes.push(r.outcome);
+            }
+            assert_eq!(outcomes, want, "{says}");
+            let stored = journal.deliveries(100).await.expect("read");
+            assert_eq!(stored.len(), rows, "{says}: {stored:?}");
+            let repeats: u32 = stored.iter().map(|d| d.repeats).sum();
+            assert_eq!(
+                repeats as usize + rows,
+                deliveries.len(),
+                "{says}: every arrival is counted"
+            );
+            let found = journal.jobs().await.expect("read");
+            assert_eq!(found.len(), jobs, "{says}: {found:?}");
+            let flagged: usize = found.iter().map(|j| j.flags.len()).sum();
+            assert_eq!(flagged, flags, "{says}: {found:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_keeps_only_its_newest_flags() {
+        let (journal, _dir) = journal();
+        let moves = MAX_FLAGS + 5;
+        for n in 0..=moves {
+            let sha = if n % 2 == 0 { A } else { B };
+            journal
+                .intake(intake(
+                    ForgeKind::Gitea,
+                    "o/app",
+                    &format!("d-{n}"),
+                    &Says::Push("1.0.0+1", sha),
+                ))
+                .await
+                .expect("journaled");
+        }
+        let jobs = journal.jobs().await.expect("read");
+        assert_eq!(jobs[0].flags.len(), MAX_FLAGS, "{:?}", jobs[0].flags);
+        assert!(
+            jobs[0].flags[0].ends_with("(delivery d-6)"),
+            "the oldest moves are dropped: {:?}",
+            jobs[0].flags
+        );
+        assert!(
+            jobs[0].flags[MAX_FLAGS - 1].ends_with(&format!("(delivery d-{moves})")),
+            "the newest move is kept: {:?}",
+            jobs[0].flags
+        );
+    }
+
+    #[tokio::test]
+    async fn a_journal_with_replayed_rows_from_before_is_folded_when_opened() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("listener.sqlite3");
+        {
+            // The shape an older listener wrote: no repeats column, no unique delivery id.
+            let c = rusqlite::Connection::open(&path).expect("opens");
+            c.execute_batch(
+                "CREATE TABLE deliveries (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT, delivery TEXT NOT NULL,
+                    forge TEXT NOT NULL, event TEXT NOT NULL, repo TEXT, recipe TEXT, tag TEXT,
+                    ref_sha TEXT, outcome TEXT NOT NULL, reason TEXT, job INTEGER,
+                    received_at TEXT NOT NULL);
+                 INSERT INTO deliveries (delivery, forge, event, outcome, received_at) VALUES
+                    ('d-1', 'gitea', 'push', 'ignored', 't1'),
+                    ('d-1', 'gitea', 'push', 'ignored', 't2'),
+                    ('d-1', 'gitea', 'push', 'ignored', 't3'),
+                    ('d-1', 'github', 'push', 'ignored', 't4'),
+                    ('', 'gitea', 'push', 'ignored', 't5'),
+                    ('', 'gitea', 'push', 'ignored', 't6');",
+            )
+            .expect("old shape written");
+        }
+        let (journal, _writer) = Journal::open(&path).expect("opens and migrates");
+        let rows: Vec<(String, String, u32)> = journal
+            .deliveries(10)
+            .await
+            .expect("read")
+            .into_iter()
+            .rev()
+            .map(|d| (d.delivery, d.received_at, d.repeats))
+            .collect();
+        let want = [
+            ("d-1", "t1", 2),
+            ("d-1", "t4", 0),
+            ("", "t5", 0),
+            ("", "t6", 0),
+        ];
+        let want: Vec<(String, String, u32)> = want
+            .iter()
+            .map(|(d, t, n)| (d.to_string(), t.to_string(), *n))
+            .collect();
+        assert_eq!(rows, want);
+        let again = journal
+            .intake(intake(ForgeKind::Gitea, "o/app", "d-1", &Says::Ignore))
+            .await
+            .expect("journaled");
+        assert_eq!(again.outcome, Outcome::Ignored);
+        assert_eq!(journal.delivery_count().await.expect("counted"), 4);
     }
 }

@@ -8,17 +8,23 @@
 //!
 //! Jobs are keyed on (forge, repo, tag): replays (new delivery id, same bytes) and the
 //! push/create/release triple of one tag land on one job. A tag whose ref value changes is a new
-//! fact: the delivery is recorded as `moved` and the job flagged. Terminal states (`done`,
-//! `skipped`, `failed`) are never claimed again, across restarts too.
+//! fact: the delivery is recorded as `moved` and the job flagged (the newest 20 flags are kept).
+//! Terminal states (`done`, `skipped`, `failed`) are never claimed again, across restarts too.
+//!
+//! The journal stays bounded: a delivery id is stored once per forge (a replay of it is counted on
+//! its row), deliveries older than the retention are pruned unless their job is unfinished, and a
+//! job that has used every attempt without a result is failed rather than claimed again.
 //!
 //! # Layout
 //! - [`schema`]: the tables and how every connection is opened (WAL, `synchronous=FULL`).
 //! - [`writer`]: the [`Journal`] handle, the group-commit writer thread and the reader.
 //! - [`intake`]: a verified delivery becomes a delivery row and, for a new tag, one job.
 //! - [`queries`]: jobs and deliveries as stored, the worker's claim and finish, the API's reads.
+//! - [`retention`]: pruning old deliveries in bounded batches, at start and every hour.
 
 mod intake;
 mod queries;
+pub mod retention;
 mod schema;
 mod writer;
 
@@ -26,7 +32,7 @@ use std::path::PathBuf;
 
 pub use canon_shared::listener_api::JobState;
 pub use intake::{Intake, IntakeFact, IntakeResult, Outcome};
-pub use queries::{DeliveryRow, Job, JobUpdate};
+pub use queries::{Claim, ClaimTerms, DeliveryRow, Job, JobUpdate};
 pub use writer::Journal;
 
 /// Why the journal failed. Never carries payload content.

@@ -2,12 +2,20 @@
 //!
 //! The worker claims a due job and records how its attempt ended; the routes list jobs and
 //! deliveries and count them for metrics. Terminal jobs are never claimed or updated again.
+//!
+//! A claim leases the job: its due time moves past the lease, so a job whose attempt never
+//! recorded a result (the process died during it) is claimed again only once the lease is over,
+//! not at once on every restart. A job that has used every attempt is not claimed: it ends
+//! `failed`, saying how many of its attempts did not finish, so one job that kills the process
+//! cannot keep it in a crash loop.
+
+use std::time::Duration;
 
 use canon_shared::forge::ForgeKind;
 use canon_shared::listener_api::{JobState, JobSummary};
 use canon_shared::recipe::{InvalidRecipeName, RecipeName};
 use rusqlite::types::Type;
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use super::{Journal, JournalError};
@@ -93,8 +101,35 @@ pub struct DeliveryRow {
     pub reason: Option<String>,
     /// The job it led to.
     pub job: Option<i64>,
-    /// When it arrived.
+    /// When it first arrived.
     pub received_at: String,
+    /// How many times the same delivery (forge and delivery id) arrived again since.
+    pub repeats: u32,
+}
+
+/// The terms of a claim: when it is made, the attempt limit, and how long each attempt's lease
+/// is.
+pub struct ClaimTerms<L> {
+    /// Now, as stored text.
+    pub now: String,
+    /// Now, in unix ms.
+    pub now_ms: i64,
+    /// Attempts a job may have; a job that has had them all is not claimed but failed.
+    pub max_attempts: u32,
+    /// Returns the lease for the attempt with the given number (1 for the first): how long the
+    /// job is not due again unless the attempt records a result.
+    pub lease: L,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// The job is now `running`, its attempt counted and leased.
+    Started(Job),
+    /// The job had used every attempt without a result and is now `failed`.
+    GaveUp(Job),
+    /// The job is terminal or unknown; nothing was changed.
+    NotRunnable,
 }
 
 /// How a worker attempt ended, to be stored.
@@ -161,20 +196,40 @@ impl Journal {
         .await
     }
 
-    /// Marks a job running and counts the attempt, durably; `None` if it is terminal or unknown.
-    pub async fn claim(&self, id: i64, now: String) -> Result<Option<Job>, JournalError> {
+    /// Claims job `id` for one attempt, durably: marks it running, counts the attempt and leases
+    /// it; or, when it has already had `max_attempts`, fails it with the reason instead.
+    pub async fn claim<L>(&self, id: i64, terms: ClaimTerms<L>) -> Result<Claim, JournalError>
+    where
+        L: Fn(u32) -> Duration + Send + 'static,
+    {
         self.write(move |c| {
-            let n = c.execute(
-                "UPDATE jobs SET state='running', attempts=attempts+1, updated_at=?2
-                 WHERE id=?1 AND state IN ('queued','retrying','running')",
-                params![id, now],
-            )?;
-            if n == 0 {
-                return Ok(None);
+            let found: Option<(u32, u32)> = c
+                .query_row(
+                    "SELECT attempts, unfinished FROM jobs
+                     WHERE id=?1 AND state IN ('queued','retrying','running')",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((attempts, unfinished)) = found else {
+                return Ok(Claim::NotRunnable);
+            };
+            if attempts >= terms.max_attempts {
+                c.execute(
+                    "UPDATE jobs SET state='failed', error=?2, next_attempt_ms=0, updated_at=?3
+                     WHERE id=?1",
+                    params![id, gave_up(attempts, unfinished), terms.now],
+                )?;
+                return Ok(select_job(c, id)?.map_or(Claim::NotRunnable, Claim::GaveUp));
             }
-            Ok(select_jobs(c, "WHERE id=?1", params![id])?
-                .into_iter()
-                .next())
+            let lease = i64::try_from((terms.lease)(attempts + 1).as_millis()).unwrap_or(i64::MAX);
+            c.execute(
+                "UPDATE jobs SET state='running', attempts=attempts+1, unfinished=unfinished+1,
+                   next_attempt_ms=?2, updated_at=?3
+                 WHERE id=?1",
+                params![id, terms.now_ms.saturating_add(lease), terms.now],
+            )?;
+            Ok(select_job(c, id)?.map_or(Claim::NotRunnable, Claim::Started))
         })
         .await
     }
@@ -223,7 +278,7 @@ impl Journal {
             c.execute(
                 "UPDATE jobs SET state=?2, resolved_commit=COALESCE(?3, resolved_commit),
                    build=COALESCE(?4, build), build_link=COALESCE(?5, build_link), error=?6,
-                   next_attempt_ms=?7, updated_at=?8
+                   next_attempt_ms=?7, unfinished=0, updated_at=?8
                  WHERE id=?1 AND state NOT IN ('done','skipped','failed')",
                 params![id, state.as_str(), commit, build, link, error, next, now],
             )?;
@@ -271,7 +326,8 @@ impl Journal {
     pub async fn deliveries(&self, limit: u32) -> Result<Vec<DeliveryRow>, JournalError> {
         self.read(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT delivery, forge, event, repo, recipe, tag, outcome, reason, job, received_at
+                "SELECT delivery, forge, event, repo, recipe, tag, outcome, reason, job, received_at,
+                   repeats
                  FROM deliveries ORDER BY seq DESC LIMIT ?1",
             )?;
             let rows = st.query_map(params![limit], |r| {
@@ -286,6 +342,7 @@ impl Journal {
                     reason: r.get(7)?,
                     job: r.get(8)?,
                     received_at: r.get(9)?,
+                    repeats: r.get(10)?,
                 })
             })?;
             rows.collect()
@@ -326,6 +383,31 @@ impl Journal {
         })
         .await
     }
+}
+
+/// Returns why a job that had `attempts` attempts, the last `unfinished` of them without a
+/// result, is not tried again.
+fn gave_up(attempts: u32, unfinished: u32) -> String {
+    if unfinished >= attempts {
+        format!(
+            "did not finish {attempts} times: each attempt ended without a result (the process \
+             stopped during it); not tried again"
+        )
+    } else if unfinished > 0 {
+        format!(
+            "gave up after {attempts} attempts: the last {unfinished} did not finish (the process \
+             stopped during them); not tried again"
+        )
+    } else {
+        format!("gave up after {attempts} attempts, the limit; not tried again")
+    }
+}
+
+/// Returns job `id`, when it exists.
+fn select_job(c: &Connection, id: i64) -> Result<Option<Job>, rusqlite::Error> {
+    Ok(select_jobs(c, "WHERE id=?1", params![id])?
+        .into_iter()
+        .next())
 }
 
 /// Reads the forge kind stored in column `idx` (a name [`ForgeKind::as_str`] returned).
@@ -445,5 +527,110 @@ mod tests {
             .summary()
             .expect("a valid recipe");
         assert_eq!((summary.recipe, summary.state), (app, JobState::Queued));
+    }
+
+    /// Claims `id` at `now_ms` with a 1 s lease per attempt and at most 3 attempts.
+    async fn claim_at(journal: &Journal, id: i64, now_ms: i64) -> Claim {
+        let terms = ClaimTerms {
+            now: "2024-05-01T12:00:01.000000Z".into(),
+            now_ms,
+            max_attempts: 3,
+            lease: |attempt| Duration::from_secs(u64::from(attempt)),
+        };
+        journal.claim(id, terms).await.expect("claimed")
+    }
+
+    /// What happens to a job between two claims.
+    #[derive(Clone, Copy, Debug)]
+    enum Then {
+        /// The process dies: nothing is recorded.
+        Dies,
+        /// The attempt fails and is retried.
+        Retries,
+    }
+
+    #[tokio::test]
+    async fn a_job_that_never_finishes_is_failed_after_its_last_attempt() {
+        // (what it shows, what each attempt does, the reason the job ends with)
+        let cases: &[(&str, &[Then], &str)] = &[
+            (
+                "three attempts that each stop the process fail the job as not finished three times",
+                &[Then::Dies, Then::Dies, Then::Dies],
+                "did not finish 3 times",
+            ),
+            (
+                "failures and then a stop name both",
+                &[Then::Retries, Then::Retries, Then::Dies],
+                "gave up after 3 attempts: the last 1 did not finish",
+            ),
+            (
+                "a recorded failure resets the count of unfinished attempts",
+                &[Then::Dies, Then::Retries, Then::Dies],
+                "gave up after 3 attempts: the last 1 did not finish",
+            ),
+        ];
+        for (says, attempts, reason) in cases {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let (journal, _writer) = Journal::open(&dir.path().join("j.sqlite3")).expect("opens");
+            let id = push(&journal, ForgeKind::Gitea, "o/app", "app", "1.0.0+1").await;
+            let mut now = 1_000_000;
+            for (n, then) in attempts.iter().enumerate() {
+                let Claim::Started(job) = claim_at(&journal, id, now).await else {
+                    panic!("{says}: attempt {} is claimed", n + 1);
+                };
+                assert_eq!(job.attempts as usize, n + 1, "{says}");
+                let lease = 1000 * (n as i64 + 1);
+                assert_eq!(
+                    job.next_attempt_ms,
+                    now + lease,
+                    "{says}: the claim leases the job"
+                );
+                assert!(
+                    journal
+                        .runnable(now + lease - 1)
+                        .await
+                        .expect("read")
+                        .is_empty(),
+                    "{says}: a leased job is not due"
+                );
+                if let Then::Retries = then {
+                    let retry = JobUpdate::Retry {
+                        commit: None,
+                        error: "unreachable".into(),
+                        next_attempt_ms: now + 10,
+                    };
+                    journal
+                        .finish(id, retry, "t".into())
+                        .await
+                        .expect("recorded");
+                    now += 10;
+                } else {
+                    now += lease;
+                }
+                let due: Vec<i64> = journal
+                    .runnable(now)
+                    .await
+                    .expect("read")
+                    .iter()
+                    .map(|j| j.id)
+                    .collect();
+                assert_eq!(due, [id], "{says}: due again after {then:?}");
+            }
+            let Claim::GaveUp(job) = claim_at(&journal, id, now).await else {
+                panic!("{says}: the job is refused once it has had every attempt");
+            };
+            assert_eq!(job.state, JobState::Failed, "{says}");
+            assert_eq!(job.attempts, 3, "{says}: the refusal is not an attempt");
+            let error = job.error.unwrap_or_default();
+            assert!(error.contains(reason), "{says}: {error}");
+            assert!(
+                matches!(claim_at(&journal, id, now).await, Claim::NotRunnable),
+                "{says}"
+            );
+            assert!(
+                journal.runnable(i64::MAX).await.expect("read").is_empty(),
+                "{says}"
+            );
+        }
     }
 }

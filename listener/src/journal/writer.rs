@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::schema::{open_conn, SCHEMA};
+use super::schema::{migrate, open_conn, SCHEMA};
 use super::JournalError;
 
 /// How many writes one transaction takes at most.
@@ -78,9 +78,10 @@ impl Journal {
                 JournalError::Commit(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        let writer = open_conn(path)?;
+        let mut writer = open_conn(path)?;
         writer
             .execute_batch(SCHEMA)
+            .and_then(|()| migrate(&mut writer))
             .map_err(|source| JournalError::Open {
                 path: path.to_path_buf(),
                 source,

@@ -131,6 +131,7 @@ where
             reason: Some(reason.to_string()),
             job: None,
             received_at: now_text(),
+            repeats: 0,
         });
         tracing::warn!(delivery = %delivery, forge = forge.as_str(), outcome = "rejected", status = status.as_u16(), reason, "Webhook delivery rejected.");
         Ok(reply_json(status, &json!({ "error": reason })))
