@@ -102,6 +102,11 @@
     type = "str";
     description = "Upper bound of a retry delay, e.g. 15m (listener default).";
   };
+  attemptDeadline = {
+    env = "CANON_ATTEMPT_DEADLINE";
+    type = "str";
+    description = "How long one job attempt (resolve, sync, trigger) may take in all, e.g. 15m (listener default); past it the attempt is retried and the recipe freed.";
+  };
   retention = {
     env = "CANON_RETENTION";
     type = "str";

@@ -33,6 +33,7 @@ pub const ENV_VARS: &[&str] = &[
     "CANON_RETRY_BASE",
     "CANON_RETRY_MAX",
     "CANON_RETENTION",
+    "CANON_ATTEMPT_DEADLINE",
     "CANON_PUBLIC_URL",
     "CANON_LOG",
 ];
@@ -59,6 +60,7 @@ pub struct RawSettings {
     retry_base: Option<String>,
     retry_max: Option<String>,
     retention: Option<String>,
+    attempt_deadline: Option<String>,
     public_url: Option<String>,
     log: Option<String>,
 }
@@ -85,6 +87,9 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// Upper bound of a delay.
     pub max: Duration,
+    /// How long one attempt may take in all; past it the attempt is a retryable failure and its
+    /// recipe is free again, whatever it was waiting on.
+    pub attempt_deadline: Duration,
 }
 
 /// Validated settings.
@@ -317,6 +322,12 @@ impl Settings {
             Duration::from_secs(30 * 24 * 3600),
             &mut problems,
         );
+        let attempt_deadline = duration(
+            "CANON_ATTEMPT_DEADLINE",
+            raw.attempt_deadline,
+            Duration::from_secs(15 * 60),
+            &mut problems,
+        );
         if max < base {
             problems.push("CANON_RETRY_MAX must not be shorter than CANON_RETRY_BASE".into());
         }
@@ -352,6 +363,7 @@ impl Settings {
                 max_attempts,
                 base,
                 max,
+                attempt_deadline,
             },
             retention,
             public_url,
@@ -516,6 +528,6 @@ mod tests {
         for name in ENV_VARS {
             assert!(name.starts_with("CANON_"));
         }
-        assert_eq!(ENV_VARS.len(), 21);
+        assert_eq!(ENV_VARS.len(), 22);
     }
 }

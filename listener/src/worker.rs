@@ -79,7 +79,16 @@ enum Failure {
 /// Runs one attempt at `job` (already claimed) and returns what to store.
 pub async fn process_one(ctx: &WorkerCtx, job: &Job) -> JobUpdate {
     let mut commit_seen: Option<String> = None;
-    let result = attempt(ctx, job, &mut commit_seen).await;
+    let deadline = ctx.retry.attempt_deadline;
+    let result = match tokio::time::timeout(deadline, attempt(ctx, job, &mut commit_seen)).await {
+        Ok(r) => r,
+        // A hung forge, git server or Drone must not hold the recipe: the attempt is dropped and
+        // retried. (A blocking git call still in flight ends at libgit2's own read timeout.)
+        Err(_) => Err(Failure::Transient(format!(
+            "the attempt did not finish within {}",
+            humantime::format_duration(deadline)
+        ))),
+    };
     match result {
         Ok(update) => update,
         Err(Failure::Permanent(error)) => JobUpdate::Failed {
@@ -377,6 +386,7 @@ mod tests {
             max_attempts: 10,
             base: Duration::from_secs(10),
             max: Duration::from_secs(60),
+            attempt_deadline: Duration::from_secs(60),
         };
         for _ in 0..50 {
             let d1 = backoff(&p, 1);

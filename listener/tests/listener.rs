@@ -829,6 +829,62 @@ async fn a_pinned_recipes_new_tag_is_skipped_as_pinned_and_not_built() {
 }
 
 #[tokio::test]
+async fn a_hung_forge_fails_the_attempt_at_its_deadline_and_frees_the_worker() {
+    // A forge that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let drone = FakeDrone::start();
+    let drone_url = drone.url();
+    let (app, repos) = spawn_app_with(
+        &[("alpha", &["1.0.0+1.0"])],
+        &[("hung", "upstream/hung")],
+        &drone_url,
+        &[
+            ("CANON_FORGE_URL", silent_url.as_str()),
+            ("CANON_FORGE_TOKEN", "t"),
+            ("CANON_ATTEMPT_DEADLINE", "1s"),
+            ("CANON_WORKERS", "1"),
+        ],
+    )
+    .await;
+    let hung_url = "https://git.example.org/upstream/hung.git";
+    deliver(
+        &app.client,
+        &app.base,
+        "push",
+        &push_tag(hung_url, "upstream/hung", "1.0.0+1.0", &"a".repeat(40)),
+    )
+    .await;
+    let up = &repos[0].upstream;
+    let sha = peeled(up, "1.0.0+1.0");
+    deliver(
+        &app.client,
+        &app.base,
+        "push",
+        &push_tag(&up.display().to_string(), "alpha", "1.0.0+1.0", &sha),
+    )
+    .await;
+    // With one worker, the other recipe is built only because the hung attempt gave up.
+    let built = eventually(30, || async { drone.builds().len() == 1 }).await;
+    assert!(built, "{}", get_json(&app, "/api/jobs").await);
+    let timed_out = eventually(30, || async {
+        get_json(&app, "/api/jobs")
+            .await
+            .to_string()
+            .contains("the attempt did not finish within 1s")
+    })
+    .await;
+    assert!(timed_out, "{}", get_json(&app, "/api/jobs").await);
+    app.running.stop().await;
+}
+
+#[tokio::test]
 async fn health_readiness_and_the_status_page_in_a_headless_browser() {
     let drone = FakeDrone::start();
     let drone_url = drone.url();
