@@ -301,7 +301,32 @@ pub fn run(cmd: &Cmd, timeout: Duration) -> Result<Output, RunnerError> {
         Some(dir) => tracing::debug!(cwd = %dir.display(), "+ {shown}"),
         None => tracing::debug!("+ {shown}"),
     }
-    transcript::record([format!("+ {shown}")]);
+    let result = run_child(cmd, &shown, timeout);
+    let outcome = match &result {
+        Ok(output) => {
+            let mut tail = transcript::output_lines(&output.stdout, &output.stderr);
+            if !output.success() {
+                tail.push(match output.code() {
+                    Some(c) => format!("(exit code {c})"),
+                    None => "(killed by a signal)".to_string(),
+                });
+            }
+            tail
+        }
+        Err(RunnerError::Timeout { seconds, .. }) => vec![format!("(timed out after {seconds}s)")],
+        Err(e) => vec![format!("({e})")],
+    };
+    if !outcome.is_empty() {
+        tracing::debug!("{}", outcome.join("\n"));
+    }
+    let mut lines = vec![format!("+ {shown}")];
+    lines.extend(outcome);
+    transcript::record(lines);
+    result
+}
+
+/// Starts the child, feeds and drains it, and waits for it until `timeout`.
+fn run_child(cmd: &Cmd, shown: &str, timeout: Duration) -> Result<Output, RunnerError> {
     let mut command = command(cmd);
     if let Some(path) = &cmd.stdout_file {
         let file = std::fs::File::create(path)
@@ -325,36 +350,18 @@ pub fn run(cmd: &Cmd, timeout: Duration) -> Result<Output, RunnerError> {
     drop(group);
     let _ = feeder.map(|f| f.join());
     let (stdout, stderr) = (join(out), join(err));
-    let status = match status {
-        Ok(Some(status)) => status,
-        Ok(None) => {
-            let note = format!("(timed out after {}s)", timeout.as_secs());
-            tracing::debug!("{note}");
-            transcript::record([note]);
-            return Err(RunnerError::Timeout {
-                what: shown,
-                seconds: timeout.as_secs(),
-            });
-        }
-        Err(e) => return Err(RunnerError::Other(format!("waiting for `{shown}`: {e}"))),
-    };
-    let output = Output {
-        status,
-        stdout,
-        stderr,
-    };
-    let mut tail = transcript::output_lines(&output.stdout, &output.stderr);
-    if !output.success() {
-        tail.push(match output.code() {
-            Some(c) => format!("(exit code {c})"),
-            None => "(killed by a signal)".to_string(),
-        });
+    match status {
+        Ok(Some(status)) => Ok(Output {
+            status,
+            stdout,
+            stderr,
+        }),
+        Ok(None) => Err(RunnerError::Timeout {
+            what: shown.to_string(),
+            seconds: timeout.as_secs(),
+        }),
+        Err(e) => Err(RunnerError::Other(format!("waiting for `{shown}`: {e}"))),
     }
-    if !tail.is_empty() {
-        tracing::debug!("{}", tail.join("\n"));
-    }
-    transcript::record(tail);
-    Ok(output)
 }
 
 fn feed_stdin(child: &mut Child, input: &Input) -> Result<Option<JoinHandle<()>>, RunnerError> {

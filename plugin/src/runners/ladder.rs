@@ -644,7 +644,7 @@ mod tests {
             ),
             ..Script::default()
         };
-        crate::runners::transcript::record(["+ a command of an earlier stage".to_string()]);
+        crate::runners::transcript::record(vec!["+ a command of an earlier stage".to_string()]);
         let (results, text) = logged(|| run(&ctx(false, false, None), &mut s));
         assert_eq!(results[0].status, Failed);
         assert!(text.contains("Stage install failed after"), "{text}");

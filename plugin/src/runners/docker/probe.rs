@@ -112,7 +112,10 @@ impl Stack {
                 .as_u64()
                 .unwrap_or(1) as usize;
             if running < wanted {
-                waiting.push(format!("{short} {running}/{wanted} running"));
+                let why = task_problem(&tasks, id)
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default();
+                waiting.push(format!("{short} {running}/{wanted} running{why}"));
             } else if matches!(update, "updating" | "rollback_started") {
                 waiting.push(format!("{short} {update}"));
             }
@@ -172,6 +175,13 @@ impl Stack {
             };
             let now = Instant::now();
             if now >= deadline {
+                // For the stage's transcript: the tasks' own errors (a missing image, a failing
+                // healthcheck) say why better than the polls do.
+                if let Ok(ids) = list_ids(Kind::Service, &self.stack_filter()) {
+                    if !ids.is_empty() {
+                        let _ = exec::run(&cmd::task_history(&ids), COMMAND_TIMEOUT);
+                    }
+                }
                 return Err(RunnerError::Timeout {
                     what: format!("stack {} to become healthy ({last})", self.name),
                     seconds: self.timeout.as_secs(),
@@ -265,6 +275,26 @@ impl Stack {
     }
 }
 
+/// Returns what keeps a service's task from running, as the engine says: its state and error
+/// (`task rejected: No such image: ...`), so a wait that times out says why.
+fn task_problem(tasks: &[Value], service: &str) -> Option<String> {
+    tasks
+        .iter()
+        .filter(|t| t["ServiceID"].as_str() == Some(service))
+        .find_map(|t| {
+            let state = t["Status"]["State"].as_str().unwrap_or("unknown");
+            if state == "running" {
+                return None;
+            }
+            Some(
+                match t["Status"]["Err"].as_str().filter(|e| !e.is_empty()) {
+                    Some(err) => format!("task {state}: {err}"),
+                    None => format!("task {state}"),
+                },
+            )
+        })
+}
+
 /// Returns true when a task runs the service's current container spec. Compares the fields a
 /// deploy changes; the engine omits some defaults (stop grace period, DNS) from a task's copy.
 fn same_spec(task: &Value, service: &Value) -> bool {
@@ -316,6 +346,23 @@ mod tests {
         assert!(same_spec(&task, &service));
         let old = serde_json::json!({"Image": "a:1", "Env": ["X=0"]});
         assert!(!same_spec(&old, &service));
+    }
+
+    #[test]
+    fn a_task_that_cannot_run_says_why() {
+        let tasks = serde_json::json!([
+            {"ServiceID": "a", "Status": {"State": "running"}},
+            {"ServiceID": "b", "Status": {"State": "rejected", "Err": "No such image: x:1"}},
+            {"ServiceID": "c", "Status": {"State": "preparing", "Err": ""}},
+        ]);
+        let tasks = tasks.as_array().unwrap();
+        assert_eq!(task_problem(tasks, "a"), None);
+        assert_eq!(
+            task_problem(tasks, "b").as_deref(),
+            Some("task rejected: No such image: x:1")
+        );
+        assert_eq!(task_problem(tasks, "c").as_deref(), Some("task preparing"));
+        assert_eq!(task_problem(tasks, "d"), None);
     }
 
     #[test]
