@@ -5,6 +5,7 @@
 //! Both tag mode and the sweep start here from validated [`Settings`]: this file is the only one
 //! that reads the process environment for them and picks the mode.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -64,13 +65,16 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Sends `tracing` events to stderr; `RUST_LOG` filters (default `info`).
+/// Sends `tracing` events to stderr; `RUST_LOG` filters (default `info`: stages, waits, the
+/// gate; `debug` adds every child command and its output). Colours only when stderr is a
+/// terminal: a Drone step log or a file gets plain text.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

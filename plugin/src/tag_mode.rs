@@ -351,6 +351,7 @@ fn run_steps(
     let want = match &settings.tested {
         TestedRef::Tag(tag) => {
             let commit = upstream_tag_commit(settings, tag)?;
+            tracing::info!(recipe = %name, tag, %commit, "Resolved the tag upstream.");
             for claim in &settings.claimed_commits {
                 if !claim.commit.eq_ignore_ascii_case(&commit) {
                     report.commit = Some(claim.commit.clone());
@@ -417,13 +418,6 @@ fn upstream_tag_commit(settings: &RunSettings, tag: &str) -> Result<String, RunE
         url: settings.upstream.display_url(),
         tag: tag.to_string(),
     })?;
-    tracing::info!(
-        recipe = %name,
-        tag,
-        commit = %tag_ref.peeled,
-        annotated = tag_ref.is_annotated(),
-        "Resolved the tag upstream."
-    );
     Ok(tag_ref.peeled.to_ascii_lowercase())
 }
 
@@ -460,7 +454,7 @@ fn run_in_folder(
     let co =
         checkout::fresh_checkout(&settings.mirror, &want, &checkout_dir).map_err(checkout_err)?;
     report.commit = Some(co.commit.clone());
-    tracing::info!(recipe = %name, commit = %co.commit, path = %co.path.display(), "Checked out the mirror.");
+    tracing::debug!(recipe = %name, commit = %co.commit, path = %co.path.display(), "Checked out the mirror.");
 
     let base_checkout = before.as_ref().and_then(|c| {
         let dir = root.join("base");
@@ -482,7 +476,7 @@ fn run_in_folder(
         match ComposeFile::load_dir(&co.path) {
             Err(e) => report.problems.push(e.to_string()),
             Ok(c) => match compose::version_label(&c, tag) {
-                Ok(l) => tracing::info!(recipe = %name, "Version label checked: {l}."),
+                Ok(l) => tracing::debug!(recipe = %name, "Version label checked: {l}."),
                 Err(p) => report.problems.push(p.to_string()),
             },
         }
@@ -586,7 +580,7 @@ fn gate_and_promote(
         recipe: name.clone(),
         source,
     };
-    tracing::info!(recipe = %name, "Taking the recipe lock for the gate.");
+    tracing::debug!(recipe = %name, "Taking the recipe lock for the gate.");
     let lock = state
         .lock(&recipe.name, settings.lock_wait)
         .map_err(state_err)?;
@@ -594,7 +588,10 @@ fn gate_and_promote(
     let canonical = state.read_canonical(&recipe.name).map_err(state_err)?;
     let tag_commit_now = match &settings.tested {
         TestedRef::Tag(tag) => match upstream_tag_commit(settings, tag) {
-            Ok(c) => Some(c),
+            Ok(c) => {
+                tracing::debug!(recipe = %name, tag, commit = %c, "Resolved the tag upstream again for the gate.");
+                Some(c)
+            }
             Err(e) => {
                 tracing::warn!(recipe = %name, error = %error_chain(&e), "Cannot resolve the tag again for the gate.");
                 None

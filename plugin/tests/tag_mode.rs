@@ -466,6 +466,73 @@ fn the_binary_exits_2_listing_every_settings_problem() {
     }
 }
 
+#[test]
+fn the_default_log_is_plain_text_without_commands_and_debug_adds_them() {
+    let f = Fixture::new();
+    f.release("1.0.0+1.0", true);
+    let harness = f.green_harness();
+    let env_setting = format!("HARNESS_LOG={}", f.log.display());
+    let report = f.dir.path().join("report.json");
+    let run = |build: &str, rust_log: Option<&str>| {
+        let mut env = vec![("DRONE_BUILD_NUMBER", build.to_string())];
+        if let Some(level) = rust_log {
+            env.push(("RUST_LOG", level.to_string()));
+        }
+        let out = plugin(
+            &[
+                "run",
+                "--config",
+                f.enrollment.to_str().unwrap(),
+                "--state-dir",
+                f.state.to_str().unwrap(),
+                "--recipe",
+                "app",
+                "--tag",
+                "1.0.0+1.0",
+                "--command",
+                &harness,
+                "--env",
+                &env_setting,
+                "--work-dir",
+                f.runs.to_str().unwrap(),
+                "--report",
+                report.to_str().unwrap(),
+            ],
+            &env,
+        )
+        .output()
+        .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", printed(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !stderr.contains("\x1b[") && !String::from_utf8_lossy(&out.stdout).contains("\x1b["),
+            "no colour codes when the output is not a terminal: {}",
+            printed(&out)
+        );
+        stderr
+    };
+    let command_lines = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("+ sh -c") && l.contains("harness-green.sh"))
+            .map(String::from)
+            .collect()
+    };
+
+    let default = run("1", None);
+    assert!(
+        default.contains("INFO") && default.contains("Resolved the tag upstream."),
+        "{default}"
+    );
+    assert!(!default.contains("DEBUG"), "{default}");
+    assert_eq!(command_lines(&default), Vec::<String>::new(), "{default}");
+
+    let debug = run("2", Some("debug"));
+    let commands = command_lines(&debug);
+    assert_eq!(commands.len(), 1, "the command is logged once: {debug}");
+    assert!(commands[0].contains("DEBUG"), "{debug}");
+    assert!(!commands[0].contains("command="), "{debug}");
+}
+
 fn concurrent_runs(lock_wait: &str) -> (Fixture, Vec<Output>) {
     let f = Fixture::new();
     f.release("1.0.0+1.0", true);

@@ -1,6 +1,7 @@
-//! The one child-process executor of every runner (command, docker, abra): a child is logged as
-//! `+ program args` with secret arguments masked, gets the environment [`child_environment`]
-//! decides, runs in its own process group with both pipes drained concurrently, and is killed
+//! The one child-process executor of every runner (command, docker, abra): a child is logged at
+//! DEBUG as `+ program args` with secret arguments masked (then the tail of its output), and
+//! recorded the same way in the [`transcript`] a failed stage prints; it gets the environment
+//! [`child_environment`] decides, runs in its own process group with both pipes drained concurrently, and is killed
 //! with its whole group at its deadline or when the executor unwinds.
 //!
 //! Separate from the command builders so those stay pure (a [`Cmd`] is plain data) and from the
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use canon_shared::secret::Secret;
 
+use crate::runners::transcript;
 use crate::runners::RunnerError;
 use crate::settings::Settings;
 
@@ -293,10 +295,38 @@ impl Drop for Group {
 /// [`run_ok`]).
 pub fn run(cmd: &Cmd, timeout: Duration) -> Result<Output, RunnerError> {
     let shown = cmd.display();
+    // Commands are DEBUG: at the default level a run shows its stages, and a failed stage
+    // prints the transcript (issue 15).
     match &cmd.cwd {
-        Some(dir) => tracing::info!(command = %shown, cwd = %dir.display(), "+ {shown}"),
-        None => tracing::info!(command = %shown, "+ {shown}"),
+        Some(dir) => tracing::debug!(cwd = %dir.display(), "+ {shown}"),
+        None => tracing::debug!("+ {shown}"),
     }
+    let result = run_child(cmd, &shown, timeout);
+    let outcome = match &result {
+        Ok(output) => {
+            let mut tail = transcript::output_lines(&output.stdout, &output.stderr);
+            if !output.success() {
+                tail.push(match output.code() {
+                    Some(c) => format!("(exit code {c})"),
+                    None => "(killed by a signal)".to_string(),
+                });
+            }
+            tail
+        }
+        Err(RunnerError::Timeout { seconds, .. }) => vec![format!("(timed out after {seconds}s)")],
+        Err(e) => vec![format!("({e})")],
+    };
+    if !outcome.is_empty() {
+        tracing::debug!("{}", outcome.join("\n"));
+    }
+    let mut lines = vec![format!("+ {shown}")];
+    lines.extend(outcome);
+    transcript::record(lines);
+    result
+}
+
+/// Starts the child, feeds and drains it, and waits for it until `timeout`.
+fn run_child(cmd: &Cmd, shown: &str, timeout: Duration) -> Result<Output, RunnerError> {
     let mut command = command(cmd);
     if let Some(path) = &cmd.stdout_file {
         let file = std::fs::File::create(path)
@@ -320,25 +350,18 @@ pub fn run(cmd: &Cmd, timeout: Duration) -> Result<Output, RunnerError> {
     drop(group);
     let _ = feeder.map(|f| f.join());
     let (stdout, stderr) = (join(out), join(err));
-    let status = match status {
-        Ok(Some(status)) => status,
-        Ok(None) => {
-            return Err(RunnerError::Timeout {
-                what: shown,
-                seconds: timeout.as_secs(),
-            })
-        }
-        Err(e) => return Err(RunnerError::Other(format!("waiting for `{shown}`: {e}"))),
-    };
-    let output = Output {
-        status,
-        stdout,
-        stderr,
-    };
-    if !output.success() {
-        tracing::debug!(command = %shown, code = ?output.code(), stderr = %output.stderr.trim(), "command failed");
+    match status {
+        Ok(Some(status)) => Ok(Output {
+            status,
+            stdout,
+            stderr,
+        }),
+        Ok(None) => Err(RunnerError::Timeout {
+            what: shown.to_string(),
+            seconds: timeout.as_secs(),
+        }),
+        Err(e) => Err(RunnerError::Other(format!("waiting for `{shown}`: {e}"))),
     }
-    Ok(output)
 }
 
 fn feed_stdin(child: &mut Child, input: &Input) -> Result<Option<JoinHandle<()>>, RunnerError> {
@@ -491,6 +514,26 @@ mod tests {
         .unwrap();
         assert_eq!(out.stdout.trim(), "started");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_child_goes_to_the_transcript_masked_with_its_output_and_exit_code() {
+        transcript::start();
+        let mut c = Cmd::new("sh", ["-c", "echo out; echo err >&2; exit 3"]);
+        c.args.push(Arg {
+            value: "hunter2".into(),
+            secret: true,
+        });
+        run(&c, Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            transcript::take(),
+            [
+                "+ sh -c 'echo out; echo err >&2; exit 3' ***",
+                "| out",
+                "| err",
+                "(exit code 3)"
+            ]
+        );
     }
 
     #[test]

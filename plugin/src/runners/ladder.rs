@@ -1,6 +1,7 @@
 //! The one stage ladder of the built-in runners: install, upgrade, backup, restore, custom, in
 //! that order, with the skip rules, the stage bookkeeping (timing, [`StageResult`], a log line
-//! for every failed stage), the custom stage and the teardown that always follows.
+//! when a stage starts, passes, fails or is skipped, and with a failure the stage's
+//! [`transcript`]), the custom stage and the teardown that always follows.
 //!
 //! A runner fills in only its [`Steps`] (how it deploys, upgrades, backs up, restores and tears
 //! down); the ladder decides what runs, in which order, and what a failure means for the rest.
@@ -27,6 +28,7 @@ use canon_shared::gate::{StageResult, StageStatus};
 use canon_shared::recipe::{Recipe, Stage};
 
 use super::exec::{self, Cmd};
+use super::transcript;
 use super::{RunContext, RunnerError};
 
 /// The deploy timeout when the enrollment sets none.
@@ -95,22 +97,39 @@ struct Rungs {
 }
 
 impl Rungs {
-    /// Runs one stage, records it, and returns true when it passed.
-    fn run(&mut self, name: Stage, step: impl FnOnce() -> Result<(), RunnerError>) -> bool {
+    /// Runs one stage on `release` (when it deploys one), records it, and returns true when it
+    /// passed. A failure is logged with the stage's [`transcript`].
+    fn run(
+        &mut self,
+        name: Stage,
+        release: Option<&str>,
+        step: impl FnOnce() -> Result<(), RunnerError>,
+    ) -> bool {
+        match release {
+            Some(version) => tracing::info!(release = version, "Stage {name} started."),
+            None => tracing::info!("Stage {name} started."),
+        }
+        transcript::start();
         let started = Instant::now();
         let outcome = step();
         let seconds = started.elapsed().as_secs_f64();
         let passed = outcome.is_ok();
         self.results.push(match outcome {
-            Ok(()) => StageResult {
-                name,
-                status: StageStatus::Passed,
-                reason: None,
-                seconds,
-            },
+            Ok(()) => {
+                tracing::info!("Stage {name} passed in {seconds:.1} s.");
+                StageResult {
+                    name,
+                    status: StageStatus::Passed,
+                    reason: None,
+                    seconds,
+                }
+            }
             Err(e) => {
                 let reason = e.to_string();
-                tracing::warn!(stage = %name, %reason, "stage failed");
+                tracing::warn!("Stage {name} failed after {seconds:.1} s: {reason}");
+                if let Some(text) = failure_transcript(name, &transcript::take()) {
+                    tracing::warn!("{text}");
+                }
                 StageResult {
                     name,
                     status: StageStatus::Failed,
@@ -125,6 +144,7 @@ impl Rungs {
     /// Records `names` as skipped for `reason`.
     fn skip(&mut self, names: &[Stage], reason: &str) {
         for &name in names {
+            tracing::info!("Stage {name} skipped: {reason}.");
             self.results.push(StageResult {
                 name,
                 status: StageStatus::Skipped,
@@ -133,6 +153,20 @@ impl Rungs {
             });
         }
     }
+}
+
+/// Returns what a failed stage prints after its reason: the last commands of the stage and
+/// their output, one indented line each; `None` when the stage ran none.
+fn failure_transcript(name: Stage, lines: &[String]) -> Option<String> {
+    if lines.is_empty() {
+        return None;
+    }
+    let mut text = format!("The last commands of stage {name} and their output:");
+    for line in lines {
+        text.push_str("\n    ");
+        text.push_str(line);
+    }
+    Some(text)
 }
 
 /// Runs the ladder over `steps`, then their teardown (always: also after a failed stage, and on
@@ -193,7 +227,9 @@ fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> Vec<StageResult>
         }
         _ => None,
     };
-    if !rungs.run(Stage::Install, || steps.install(base.unwrap_or(tested))) {
+    if !rungs.run(Stage::Install, Some(base.unwrap_or(tested).version), || {
+        steps.install(base.unwrap_or(tested))
+    }) {
         rungs.skip(
             &[Stage::Upgrade, Stage::Backup, Stage::Restore, Stage::Custom],
             "install failed",
@@ -201,7 +237,9 @@ fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> Vec<StageResult>
         return rungs.results;
     }
     if base.is_some() {
-        if !rungs.run(Stage::Upgrade, || steps.upgrade(tested)) {
+        if !rungs.run(Stage::Upgrade, Some(tested.version), || {
+            steps.upgrade(tested)
+        }) {
             rungs.skip(
                 &[Stage::Backup, Stage::Restore, Stage::Custom],
                 "upgrade failed",
@@ -215,8 +253,10 @@ fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> Vec<StageResult>
     }
     let mut backup_or_restore_failed = false;
     if steps.declares_backups() {
-        if rungs.run(Stage::Backup, || steps.backup()) {
-            backup_or_restore_failed = !rungs.run(Stage::Restore, || steps.restore(tested));
+        if rungs.run(Stage::Backup, None, || steps.backup()) {
+            backup_or_restore_failed = !rungs.run(Stage::Restore, Some(tested.version), || {
+                steps.restore(tested)
+            });
         } else {
             backup_or_restore_failed = true;
             rungs.skip(&[Stage::Restore], "backup failed");
@@ -238,7 +278,7 @@ fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> Vec<StageResult>
         rungs.skip(&[Stage::Custom], why);
     } else {
         let c = custom_command(ctx, &steps.target(), steps.runner());
-        rungs.run(Stage::Custom, || {
+        rungs.run(Stage::Custom, None, || {
             run_custom(&c, deploy_timeout(&ctx.recipe))
         });
     }
@@ -295,11 +335,16 @@ mod tests {
         backups: bool,
         stops_on_backup: bool,
         running: bool,
+        /// A shell command a failing step runs through the executor (its error is the step's).
+        shell: Option<&'static str>,
     }
 
     impl Script {
         fn step(&mut self, call: String, name: &'static str) -> Result<(), RunnerError> {
             self.calls.push(call);
+            if let (Some(script), true) = (self.shell, self.fail.contains(&name)) {
+                exec::run_ok(&Cmd::new("sh", ["-c", script]), Duration::from_secs(10))?;
+            }
             if self.fail.contains(&name) {
                 Err(RunnerError::Other(format!("{name} broke")))
             } else {
@@ -545,5 +590,84 @@ mod tests {
         assert_eq!(results[4].status, Failed);
         let reason = results[4].reason.as_deref().unwrap_or_default();
         assert!(reason.contains("exit code 2: broken"), "{reason}");
+    }
+
+    /// Log lines written by the subscriber of one test.
+    #[derive(Clone, Default)]
+    struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Runs `f` with INFO logs going to the returned text (no colours, as in a step log).
+    fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        (out, text)
+    }
+
+    #[test]
+    fn each_stage_says_when_it_starts_and_how_it_ended() {
+        let mut s = Script::default();
+        let (_, text) = logged(|| run(&ctx(true, true, None), &mut s));
+        for want in [
+            "Stage install started. release=\"1.0.0+1\"",
+            "Stage install passed in 0.0 s.",
+            "Stage upgrade started. release=\"1.1.0+1\"",
+            "Stage backup skipped: the recipe declares no backups",
+            "Stage custom skipped: the enrollment names no test_command.",
+        ] {
+            assert!(text.contains(want), "missing {want}:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_failed_stage_prints_its_last_commands_and_their_output() {
+        let mut s = Script {
+            fail: vec!["install"],
+            shell: Some(
+                "i=0; while [ $i -lt 30 ]; do echo line $i; i=$((i+1)); done; echo broken >&2; exit 4",
+            ),
+            ..Script::default()
+        };
+        crate::runners::transcript::record(vec!["+ a command of an earlier stage".to_string()]);
+        let (results, text) = logged(|| run(&ctx(false, false, None), &mut s));
+        assert_eq!(results[0].status, Failed);
+        assert!(text.contains("Stage install failed after"), "{text}");
+        assert!(
+            text.contains("The last commands of stage install and their output:"),
+            "{text}"
+        );
+        let shown: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("    "))
+            .map(str::trim)
+            .collect();
+        assert_eq!(shown.len(), 12, "{text}");
+        assert!(shown[0].starts_with("+ sh -c 'i=0;"), "{text}");
+        assert_eq!(shown[1], "| ... (22 earlier lines)");
+        assert_eq!(shown[2], "| line 22");
+        assert_eq!(shown[9], "| line 29");
+        assert_eq!(shown[10..], ["| broken", "(exit code 4)"]);
+        assert!(!text.contains("earlier stage"), "{text}");
+        assert_eq!(
+            text.matches("+ sh -c").count(),
+            1,
+            "at INFO a command shows only with the failure:\n{text}"
+        );
     }
 }

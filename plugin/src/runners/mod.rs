@@ -18,6 +18,8 @@
 //! - [`abra`]: the built-in `abra` runner: the same steps through the abra CLI.
 //! - [`compose_facts`]: what a recipe checkout declares (env, compose files, services, volumes,
 //!   backups); read by docker and abra.
+//! - [`transcript`]: the recent commands of a run and the tail of their output, printed with a
+//!   failed stage so a red run is explained without DEBUG.
 //! - [`stack_names`]: the names of a cold run's stack and of the warm canonical, shared by docker
 //!   and abra.
 
@@ -28,6 +30,7 @@ pub mod docker;
 pub mod exec;
 pub mod ladder;
 pub mod stack_names;
+pub mod transcript;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -56,7 +56,7 @@ impl Stack {
                     "the snapshot of {volume} does not hold the marker written just before it"
                 )));
             }
-            tracing::info!(volume = %volume, bytes = tar.len(), "volume snapshot taken");
+            tracing::debug!(volume = %volume, bytes = tar.len(), "volume snapshot taken");
             snapshots.push(Snapshot {
                 volume,
                 file,
@@ -107,7 +107,7 @@ impl Stack {
                     s.volume
                 )));
             }
-            tracing::info!(volume = %s.volume, "volume restored and its marker checked");
+            tracing::debug!(volume = %s.volume, "volume restored and its marker checked");
         }
         Ok(())
     }

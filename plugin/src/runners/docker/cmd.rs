@@ -207,6 +207,26 @@ pub fn remove(kind: Kind, ids: &[String]) -> Cmd {
     c
 }
 
+/// The recent tasks of the given services, one line each with its state and error
+/// (`app.1 Rejected 3 seconds ago No such image: ...`): what a wait that gave up shows in the
+/// stage's transcript.
+pub fn task_history(services: &[String]) -> Cmd {
+    let mut c = Cmd::new(
+        "docker",
+        [
+            "service",
+            "ps",
+            "--no-trunc",
+            "--format",
+            "{{.Name}} {{.CurrentState}} {{.Error}}",
+        ],
+    );
+    for s in services {
+        c = c.arg(s.clone());
+    }
+    c
+}
+
 /// The task ids of the given services whose desired state is `running`.
 pub fn running_tasks(services: &[String]) -> Cmd {
     let mut c = Cmd::new(

@@ -1,5 +1,7 @@
 //! Whether a deployed stack is healthy: every replica running on the current spec, no update in
-//! flight, the version label the files say, and the recipe's HTTP health path answering.
+//! flight, the version label the files say, and the recipe's HTTP health path answering; and
+//! the waits for it, which poll at DEBUG and report their progress at INFO at most every
+//! [`PROGRESS_EVERY`].
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,10 +16,49 @@ use crate::runners::compose_facts::RecipeFiles;
 use crate::runners::exec;
 use crate::runners::RunnerError;
 
+/// How often a long wait reports its progress at INFO (issue 15: a wait is one line every
+/// 10 s, not its polls).
+pub(super) const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
 /// Whether a stack is ready, and if not, what it is waiting for.
 pub(super) enum Health {
     Ready,
-    Waiting(String),
+    Waiting {
+        /// Services with every replica running on the current spec and the right label.
+        ready: usize,
+        /// Services declared (or found, when more).
+        total: usize,
+        /// What the others wait for.
+        pending: String,
+    },
+}
+
+/// Decides when a wait reports its progress: first [`PROGRESS_EVERY`] after it started, then at
+/// most once per period, so a short wait says nothing but its result. `now` is passed in so
+/// the decision is tested without waiting.
+pub(super) struct Progress {
+    every: Duration,
+    last: Instant,
+}
+
+impl Progress {
+    /// Returns the throttle of a wait that started at `started`.
+    pub(super) fn new(started: Instant, every: Duration) -> Self {
+        Progress {
+            every,
+            last: started,
+        }
+    }
+
+    /// Returns true when a progress line is due at `now`, and counts it as printed.
+    pub(super) fn due(&mut self, now: Instant) -> bool {
+        if now.saturating_duration_since(self.last) >= self.every {
+            self.last = now;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Stack {
@@ -26,8 +67,13 @@ impl Stack {
     /// label the files say.
     fn health(&self, files: &RecipeFiles) -> Result<Health, RunnerError> {
         let ids = list_ids(Kind::Service, &self.stack_filter())?;
+        let declared = files.facts.services.len();
         if ids.is_empty() {
-            return Ok(Health::Waiting("no services yet".into()));
+            return Ok(Health::Waiting {
+                ready: 0,
+                total: declared,
+                pending: "no services yet".into(),
+            });
         }
         let services = inspect_json(Kind::Service, &ids)?;
         let task_ids = lines(&docker(&cmd::running_tasks(&ids))?);
@@ -38,7 +84,9 @@ impl Stack {
             serde_json::from_str::<Vec<Value>>(&out.stdout).unwrap_or_default()
         };
         let mut waiting = Vec::new();
+        let mut ready = 0;
         for svc in &services {
+            let before = waiting.len();
             let id = svc["ID"].as_str().unwrap_or_default();
             let name = svc["Spec"]["Name"].as_str().unwrap_or_default();
             let short = name
@@ -64,7 +112,10 @@ impl Stack {
                 .as_u64()
                 .unwrap_or(1) as usize;
             if running < wanted {
-                waiting.push(format!("{short} {running}/{wanted} running"));
+                let why = task_problem(&tasks, id)
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default();
+                waiting.push(format!("{short} {running}/{wanted} running{why}"));
             } else if matches!(update, "updating" | "rollback_started") {
                 waiting.push(format!("{short} {update}"));
             }
@@ -89,15 +140,21 @@ impl Stack {
                     ));
                 }
             }
+            if waiting.len() == before {
+                ready += 1;
+            }
         }
-        let declared = files.facts.services.len();
         if services.len() < declared {
             waiting.push(format!("{} of {declared} services", services.len()));
         }
         Ok(if waiting.is_empty() {
             Health::Ready
         } else {
-            Health::Waiting(waiting.join(", "))
+            Health::Waiting {
+                ready,
+                total: services.len().max(declared),
+                pending: waiting.join(", "),
+            }
         })
     }
 
@@ -106,22 +163,44 @@ impl Stack {
     pub(super) fn wait_healthy(&self, files: &RecipeFiles) -> Result<(), RunnerError> {
         let started = Instant::now();
         let deadline = started + self.timeout;
+        let mut progress = Progress::new(started, PROGRESS_EVERY);
         loop {
-            let last = match self.health(files)? {
+            let (ready, total, last) = match self.health(files)? {
                 Health::Ready => break,
-                Health::Waiting(why) => why,
+                Health::Waiting {
+                    ready,
+                    total,
+                    pending,
+                } => (ready, total, pending),
             };
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
+                // For the stage's transcript: the tasks' own errors (a missing image, a failing
+                // healthcheck) say why better than the polls do.
+                if let Ok(ids) = list_ids(Kind::Service, &self.stack_filter()) {
+                    if !ids.is_empty() {
+                        let _ = exec::run(&cmd::task_history(&ids), COMMAND_TIMEOUT);
+                    }
+                }
                 return Err(RunnerError::Timeout {
                     what: format!("stack {} to become healthy ({last})", self.name),
                     seconds: self.timeout.as_secs(),
                 });
             }
+            if progress.due(now) {
+                tracing::info!(
+                    pending = %last,
+                    "Waiting for {} to converge: {ready}/{total} services healthy, {} s of {} s.",
+                    self.name,
+                    now.duration_since(started).as_secs(),
+                    self.timeout.as_secs()
+                );
+            }
             std::thread::sleep(Duration::from_millis(500));
         }
-        tracing::info!(stack = %self.name, seconds = started.elapsed().as_secs_f64(), "stack is healthy");
+        tracing::debug!(stack = %self.name, seconds = started.elapsed().as_secs_f64(), "stack is healthy");
         if let Some(path) = &self.health_path {
-            self.probe(files, path, deadline)?;
+            self.probe(files, path, started, deadline)?;
         }
         Ok(())
     }
@@ -129,7 +208,13 @@ impl Stack {
     /// GETs `path` from the probe target's container until a 2xx or the deadline. The address
     /// is the container's leg on `docker_gwbridge`, which the host reaches even where swarm's
     /// ingress routing mesh does not work.
-    fn probe(&self, files: &RecipeFiles, path: &str, deadline: Instant) -> Result<(), RunnerError> {
+    fn probe(
+        &self,
+        files: &RecipeFiles,
+        path: &str,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<(), RunnerError> {
         let Some((svc, port)) = files.facts.probe_target() else {
             return Err(RunnerError::Other(
                 "health_path is set but no service to probe was found".into(),
@@ -137,6 +222,7 @@ impl Stack {
         };
         let label = format!("com.docker.swarm.service.name={}_{}", self.name, svc.name);
         let mut last;
+        let mut progress = Progress::new(Instant::now(), PROGRESS_EVERY);
         loop {
             last = match self.probe_once(&label, port, path) {
                 Ok(()) => {
@@ -145,11 +231,22 @@ impl Stack {
                 }
                 Err(e) => e,
             };
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 return Err(RunnerError::Timeout {
                     what: format!("HTTP probe of {}{path}: {last}", svc.name),
                     seconds: self.timeout.as_secs(),
                 });
+            }
+            if progress.due(now) {
+                tracing::info!(
+                    last = %last,
+                    "Waiting for {} to answer {path} on {}: {} s of {} s.",
+                    self.name,
+                    svc.name,
+                    now.duration_since(started).as_secs(),
+                    self.timeout.as_secs()
+                );
             }
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -176,6 +273,26 @@ impl Stack {
             }
         })
     }
+}
+
+/// Returns what keeps a service's task from running, as the engine says: its state and error
+/// (`task rejected: No such image: ...`), so a wait that times out says why.
+fn task_problem(tasks: &[Value], service: &str) -> Option<String> {
+    tasks
+        .iter()
+        .filter(|t| t["ServiceID"].as_str() == Some(service))
+        .find_map(|t| {
+            let state = t["Status"]["State"].as_str().unwrap_or("unknown");
+            if state == "running" {
+                return None;
+            }
+            Some(
+                match t["Status"]["Err"].as_str().filter(|e| !e.is_empty()) {
+                    Some(err) => format!("task {state}: {err}"),
+                    None => format!("task {state}"),
+                },
+            )
+        })
 }
 
 /// Returns true when a task runs the service's current container spec. Compares the fields a
@@ -229,6 +346,43 @@ mod tests {
         assert!(same_spec(&task, &service));
         let old = serde_json::json!({"Image": "a:1", "Env": ["X=0"]});
         assert!(!same_spec(&old, &service));
+    }
+
+    #[test]
+    fn a_task_that_cannot_run_says_why() {
+        let tasks = serde_json::json!([
+            {"ServiceID": "a", "Status": {"State": "running"}},
+            {"ServiceID": "b", "Status": {"State": "rejected", "Err": "No such image: x:1"}},
+            {"ServiceID": "c", "Status": {"State": "preparing", "Err": ""}},
+        ]);
+        let tasks = tasks.as_array().unwrap();
+        assert_eq!(task_problem(tasks, "a"), None);
+        assert_eq!(
+            task_problem(tasks, "b").as_deref(),
+            Some("task rejected: No such image: x:1")
+        );
+        assert_eq!(task_problem(tasks, "c").as_deref(), Some("task preparing"));
+        assert_eq!(task_problem(tasks, "d"), None);
+    }
+
+    #[test]
+    fn a_wait_reports_its_progress_at_most_every_ten_seconds() {
+        let start = Instant::now();
+        let mut p = Progress::new(start, PROGRESS_EVERY);
+        let at = |s: f64| start + Duration::from_secs_f64(s);
+        let printed: Vec<f64> = (0..=70)
+            .map(|tenths| f64::from(tenths) * 0.6)
+            .filter(|&s| p.due(at(s)))
+            .collect();
+        // Polls every 0.6 s for 42 s: the first line at 10.2 s, then one per 10 s at most.
+        assert_eq!(printed.len(), 4, "{printed:?}");
+        assert!((printed[0] - 10.2).abs() < 1e-9, "{printed:?}");
+        for pair in printed.windows(2) {
+            assert!(pair[1] - pair[0] >= 10.0, "{printed:?}");
+        }
+        let mut quiet = Progress::new(start, PROGRESS_EVERY);
+        assert!(!quiet.due(at(2.7)), "a short wait says nothing");
+        assert!(!quiet.due(start), "nor at its start");
     }
 
     #[test]
