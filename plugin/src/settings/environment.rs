@@ -65,15 +65,24 @@ pub struct RawSettings {
     /// Keep the per-run folder.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub keep_work_dir: Option<String>,
-    /// Token for upstream repositories (prefer `PLUGIN_UPSTREAM_TOKEN`: flags show in `ps`).
+    /// Token for upstream repositories (prefer `--upstream-token-file`: flags show in `ps`).
     #[arg(long)]
     pub upstream_token: Option<String>,
-    /// Token for mirror repositories (prefer `PLUGIN_MIRROR_TOKEN`).
+    /// A file holding the upstream token (trimmed).
+    #[arg(long, value_name = "PATH")]
+    pub upstream_token_file: Option<String>,
+    /// Token for mirror repositories (prefer `--mirror-token-file`: flags show in `ps`).
     #[arg(long)]
     pub mirror_token: Option<String>,
-    /// A private SSH key (prefer `PLUGIN_SSH_KEY`).
+    /// A file holding the mirror token (trimmed).
+    #[arg(long, value_name = "PATH")]
+    pub mirror_token_file: Option<String>,
+    /// A private SSH key, the key itself (prefer `--ssh-key-file`: flags show in `ps`).
     #[arg(long)]
     pub ssh_key: Option<String>,
+    /// A file holding the private SSH key (read as is).
+    #[arg(long, value_name = "PATH")]
+    pub ssh_key_file: Option<String>,
     /// An OpenSSH known_hosts file trusted for SSH host keys (instead of `~/.ssh/known_hosts`).
     #[arg(long)]
     pub known_hosts: Option<String>,
@@ -92,9 +101,12 @@ pub struct RawSettings {
     /// Sweep: the Drone server.
     #[arg(long)]
     pub drone_server: Option<String>,
-    /// Sweep: a Drone API token (prefer `PLUGIN_DRONE_TOKEN`: flags show in `ps`).
+    /// Sweep: a Drone API token (prefer `--drone-token-file`: flags show in `ps`).
     #[arg(long)]
     pub drone_token: Option<String>,
+    /// Sweep: a file holding the Drone API token (trimmed).
+    #[arg(long, value_name = "PATH")]
+    pub drone_token_file: Option<String>,
     /// Sweep: `owner/name` of the Drone repository.
     #[arg(long)]
     pub drone_repo: Option<String>,
@@ -140,8 +152,11 @@ impl RawSettings {
             work_dir: pick(self.work_dir, fallback.work_dir),
             keep_work_dir: pick(self.keep_work_dir, fallback.keep_work_dir),
             upstream_token: pick(self.upstream_token, fallback.upstream_token),
+            upstream_token_file: pick(self.upstream_token_file, fallback.upstream_token_file),
             mirror_token: pick(self.mirror_token, fallback.mirror_token),
+            mirror_token_file: pick(self.mirror_token_file, fallback.mirror_token_file),
             ssh_key: pick(self.ssh_key, fallback.ssh_key),
+            ssh_key_file: pick(self.ssh_key_file, fallback.ssh_key_file),
             known_hosts: pick(self.known_hosts, fallback.known_hosts),
             jobs: pick(self.jobs, fallback.jobs),
             dry_run: pick(self.dry_run, fallback.dry_run),
@@ -149,6 +164,7 @@ impl RawSettings {
             drone_server: pick(self.drone_server, fallback.drone_server),
             mirror_forge: pick(self.mirror_forge, fallback.mirror_forge),
             drone_token: pick(self.drone_token, fallback.drone_token),
+            drone_token_file: pick(self.drone_token_file, fallback.drone_token_file),
             drone_repo: pick(self.drone_repo, fallback.drone_repo),
             drone_branch: pick(self.drone_branch, fallback.drone_branch),
             listener_url: pick(self.listener_url, fallback.listener_url),

@@ -4,7 +4,8 @@
 //! Two stages, as the house style asks: [`RawSettings`] holds strings exactly as they arrived
 //! (an empty value is unset, because Drone sets a `from_secret` whose secret is missing to `""`);
 //! [`Settings::parse`] turns them into types and reports every problem at once. Env is read once,
-//! in `main`; tests pass a list of pairs to [`Environment::from_pairs`].
+//! in `main`; tests pass a list of pairs to [`Environment::from_pairs`]. The only files
+//! [`Settings::parse`] reads are the ones the `*_file` secret settings name.
 //!
 //! [`KNOWN_SETTINGS`] is the single list of settings: the README table is rendered from it
 //! ([`settings_table_markdown`]) and checked against it by a test, and a packaging check can use
@@ -14,6 +15,8 @@
 //! - `table`: [`KNOWN_SETTINGS`], the README table, and what the plugin card is checked against.
 //! - `environment`: [`RawSettings`], [`DroneMeta`] and [`Environment`], the raw strings.
 //! - `values`: parsers for booleans, durations, lists, sizes, counts, commit ids and base URLs.
+//! - `secret_files`: the secret settings, each from its value or from the file its `*_file`
+//!   setting names.
 //! - `target`: what tag mode tests (mode, recipe, tag or ref) and the commits the build claims.
 //! - `validate`: [`Settings::parse`], one function per concern, every problem at once.
 //!
@@ -30,6 +33,7 @@ use canon_shared::secret::Secret;
 use canon_shared::state::LockWait;
 
 mod environment;
+mod secret_files;
 mod table;
 mod target;
 mod validate;
@@ -121,11 +125,11 @@ pub struct Settings {
     pub work_dir: PathBuf,
     /// Keep the per-run folder.
     pub keep_work_dir: bool,
-    /// Upstream token.
+    /// Upstream token (`upstream_token`, or read from `upstream_token_file`).
     pub upstream_token: Option<Secret>,
-    /// Mirror token.
+    /// Mirror token (`mirror_token`, or read from `mirror_token_file`).
     pub mirror_token: Option<Secret>,
-    /// SSH private key (the key itself).
+    /// SSH private key, the key itself (`ssh_key`, or read from `ssh_key_file`).
     pub ssh_key: Option<Secret>,
     /// The known_hosts file SSH host keys are checked against (resolved against the workspace);
     /// `None`: `~/.ssh/known_hosts`.
@@ -148,7 +152,7 @@ pub struct Settings {
     pub drone_server: Option<String>,
     /// Sweep: the mirrors' forge API base URL (closing PRs merged upstream).
     pub mirror_forge: Option<String>,
-    /// Sweep: the Drone API token.
+    /// Sweep: the Drone API token (`drone_token`, or read from `drone_token_file`).
     pub drone_token: Option<Secret>,
     /// Sweep: the branch of `drone_repo` builds run on.
     pub drone_branch: String,
@@ -216,7 +220,8 @@ impl Settings {
     }
 
     /// Returns the names of every environment variable that carries a secret setting, so child
-    /// processes can be started without them.
+    /// processes can be started without them. The `*_file` settings are paths, not secrets, and
+    /// are not among them: the file itself is what must be kept private.
     pub fn secret_env_vars() -> impl Iterator<Item = &'static str> {
         KNOWN_SETTINGS
             .iter()

@@ -1,7 +1,7 @@
 //! Validation: [`Settings::parse`] turns the raw environment and flags into [`Settings`].
 //!
 //! One function per concern (here the switches, the runner, the harness environment, durations,
-//! the sweep's numbers and the paths; in `target` the mode, the recipe, the tested ref and the
+//! the sweep's numbers and the paths; in `secret_files` the secrets; in `target` the mode, the recipe, the tested ref and the
 //! claimed commits), each recording its problems in one shared list instead of returning early,
 //! so an operator sees every problem at once and fixes a pipeline in one round (exit code 2).
 
@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use canon_shared::secret::Secret;
 use canon_shared::state::LockWait;
 
 use super::environment::{drone_value, DroneMeta};
+use super::secret_files::Secrets;
 use super::target::{mode, recipe, tag_mode_target, Requested};
 use super::values::{
     parse_base_url, parse_bool, parse_count, parse_duration, parse_env_items, parse_exit_code,
@@ -23,7 +23,8 @@ use super::{Environment, Mode, Problems, RawSettings, RunnerKind, Settings, Sett
 impl Settings {
     /// Validates raw settings. `cli` are the `run` subcommand's flags (they win over `PLUGIN_*`);
     /// `forced` is the mode a subcommand implies. `cwd` resolves the default report path when
-    /// `DRONE_WORKSPACE` is unset. Every problem is reported at once.
+    /// `DRONE_WORKSPACE` is unset. Every problem is reported at once. Reads the files the
+    /// `*_file` secret settings name.
     pub fn parse(
         env: &Environment,
         cli: Option<RawSettings>,
@@ -91,6 +92,7 @@ impl Settings {
             .and_then(|v| p.check(parse_base_url("listener_url", v)));
         let drone_server = drone_server(&raw, d);
         let places = Places::resolve(&raw, d, cwd);
+        let secrets = Secrets::resolve(&raw, &places.workspace, p);
 
         problems.into_result()?;
         Ok(Settings {
@@ -117,9 +119,9 @@ impl Settings {
             workspace: places.workspace,
             work_dir: places.work_dir,
             keep_work_dir,
-            upstream_token: raw.upstream_token.map(Secret::new),
-            mirror_token: raw.mirror_token.map(Secret::new),
-            ssh_key: raw.ssh_key.map(Secret::new),
+            upstream_token: secrets.upstream_token,
+            mirror_token: secrets.mirror_token,
+            ssh_key: secrets.ssh_key,
             known_hosts: places.known_hosts,
             build: build_id(d),
             build_link: drone_value(&d.drone_build_link),
@@ -130,7 +132,7 @@ impl Settings {
             inline,
             drone_server,
             mirror_forge,
-            drone_token: raw.drone_token.map(Secret::new),
+            drone_token: secrets.drone_token,
             drone_branch: raw.drone_branch.unwrap_or_else(|| "main".into()),
             listener_url,
             cleanup_after,
