@@ -198,7 +198,7 @@ impl StateDir {
 
     fn ensure_recipe_dir(&self, recipe: &RecipeName) -> Result<PathBuf, StateError> {
         let dir = self.recipe_dir(recipe);
-        fs::create_dir_all(&dir).map_err(io_err(&dir, "create the recipe folder"))?;
+        create_dir_durable(&dir).map_err(io_err(&dir, "create the recipe folder"))?;
         Ok(dir)
     }
 
@@ -421,7 +421,7 @@ impl StateDir {
 
     /// Appends a missed webhook (one JSON line, fsynced).
     pub fn record_missed_webhook(&self, missed: &MissedWebhook) -> Result<(), StateError> {
-        fs::create_dir_all(&self.root).map_err(io_err(&self.root, "create the state folder"))?;
+        create_dir_durable(&self.root).map_err(io_err(&self.root, "create the state folder"))?;
         append_json_line(&self.missed_webhooks_path(), missed)
     }
 
@@ -455,6 +455,7 @@ fn append_json_line(path: &Path, value: &impl Serialize) -> Result<(), StateErro
         message: e.to_string(),
     })?;
     line.push(b'\n');
+    let new = !path.exists();
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -462,30 +463,59 @@ fn append_json_line(path: &Path, value: &impl Serialize) -> Result<(), StateErro
         .map_err(io_err(path, "open for appending"))?;
     // One write call per line: O_APPEND keeps concurrent appenders from interleaving.
     file.write_all(&line).map_err(io_err(path, "append"))?;
-    file.sync_data().map_err(io_err(path, "sync"))
+    file.sync_data().map_err(io_err(path, "sync"))?;
+    // A new file's name lives in its folder: sync that too, or a crash can lose the file whole.
+    match (new, path.parent()) {
+        (true, Some(dir)) => sync_dir(dir).map_err(io_err(dir, "sync the folder")),
+        _ => Ok(()),
+    }
+}
+
+/// Creates `dir` and any missing parents, syncing each new folder's parent so a crash cannot
+/// lose a folder that a later write (a canonical, a history line) was acknowledged into.
+pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut cur = dir;
+    while !cur.exists() {
+        missing.push(cur.to_path_buf());
+        match cur.parent() {
+            Some(p) if !p.as_os_str().is_empty() => cur = p,
+            _ => break,
+        }
+    }
+    fs::create_dir_all(dir)?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir).and_then(|d| d.sync_all())
 }
 
 /// Writes `bytes` to `path` atomically: a temp file in `dir`, fsync, rename, fsync of `dir`.
+/// The temp file's name is random (`.<name>.tmp.XXXXXX`), so writers on other hosts sharing the
+/// folder, or other processes that reuse a pid, never write into each other's temp file.
 pub fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = File::create(&tmp).map_err(io_err(&tmp, "create a temp file"))?;
-        f.write_all(bytes).map_err(io_err(&tmp, "write"))?;
-        f.sync_all().map_err(io_err(&tmp, "sync"))?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(io_err(path, "rename into place"))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir, "sync the folder"))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.tmp."))
+        .tempfile_in(dir)
+        .map_err(io_err(dir, "create a temp file"))?;
+    tmp.write_all(bytes).map_err(io_err(tmp.path(), "write"))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(io_err(tmp.path(), "sync"))?;
+    // On failure the temp file is removed when `persist` hands it back and it is dropped.
+    tmp.persist(path)
+        .map_err(|e| io_err(path, "rename into place")(e.error))?;
+    sync_dir(dir).map_err(io_err(dir, "sync the folder"))
 }
 
 #[cfg(test)]
@@ -704,5 +734,49 @@ mod tests {
             .map(|h| h.decision)
             .collect();
         assert_eq!(decisions, ["pin", "unpin"]);
+    }
+
+    #[test]
+    fn concurrent_atomic_writers_never_share_a_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("canonical.json");
+        let barrier = Arc::new(Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (dir, path, barrier) =
+                    (dir.path().to_path_buf(), path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let body = format!("{{\"writer\":{i},\"pad\":\"{}\"}}", "x".repeat(4096));
+                    barrier.wait();
+                    for _ in 0..20 {
+                        write_atomic(&dir, &path, body.as_bytes()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let text = fs::read_to_string(&path).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).expect("one writer's whole body");
+        assert_eq!(json["pad"].as_str().unwrap().len(), 4096);
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn durable_folders_are_created_with_their_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        create_dir_durable(&deep).unwrap();
+        assert!(deep.is_dir());
+        create_dir_durable(&deep).unwrap();
+        let file = dir.path().join("a/file");
+        fs::write(&file, "x").unwrap();
+        assert!(create_dir_durable(&file.join("under-a-file")).is_err());
     }
 }
