@@ -353,7 +353,15 @@ fn yaml_str(s: &str) -> String {
 
 fn yaml_labels(out: &mut String, indent: &str, labels: &BTreeMap<String, String>) {
     for (k, v) in labels {
-        let _ = writeln!(out, "{indent}{}: {}", yaml_str(k), yaml_str(v));
+        // `docker stack deploy` interpolates the override like any compose file: a `$` in a
+        // label value (a tag's upstream part is opaque text) is written as `$$` so it stays
+        // literal instead of naming a variable.
+        let _ = writeln!(
+            out,
+            "{indent}{}: {}",
+            yaml_str(k),
+            yaml_str(&v.replace('$', "$$"))
+        );
     }
 }
 
@@ -553,6 +561,26 @@ mod tests {
         assert!(doc["networks"].get("proxy").is_none());
         assert_eq!(doc["secrets"]["f"]["labels"]["canon.created"], "1700000000");
         assert!(doc["secrets"].get("k").is_none());
+    }
+
+    #[test]
+    fn a_dollar_in_a_label_value_stays_literal_after_interpolation() {
+        let mut f = ComposeFacts::default();
+        merge_compose(
+            &mut f,
+            Path::new("compose.yml"),
+            "version: '3.8'\nservices: {app: {image: x}}\n",
+            "s",
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let labels = BTreeMap::from([("canon.tag".to_string(), "1.0.0+a$HOME${X}".to_string())]);
+        let text = label_override(&f, &labels);
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(
+            doc["services"]["app"]["labels"]["canon.tag"], "1.0.0+a$$HOME$${X}",
+            "{text}"
+        );
     }
 
     #[test]
