@@ -18,6 +18,9 @@
 //! - [`abra`]: the built-in `abra` runner: the same steps through the abra CLI.
 //! - [`compose_facts`]: what a recipe checkout declares (env, compose files, services, volumes,
 //!   backups); read by docker and abra.
+//! - [`env_file`]: a recipe's `.env.sample` read with godotenv's rules, as abra reads an app's
+//!   `.env`; [`interpolate`]: docker compose's variable substitution, the one canon uses for
+//!   every compose value it computes.
 //! - [`stack_names`]: the names of a cold run's stack and of the warm canonical, shared by docker
 //!   and abra.
 
@@ -25,7 +28,9 @@ pub mod abra;
 pub mod command;
 pub mod compose_facts;
 pub mod docker;
+pub mod env_file;
 pub mod exec;
+pub mod interpolate;
 pub mod ladder;
 pub mod stack_names;
 
