@@ -107,6 +107,7 @@ impl Rungs {
                 status: StageStatus::Passed,
                 reason: None,
                 seconds,
+                notes: Vec::new(),
             },
             Err(e) => {
                 let reason = e.to_string();
@@ -116,6 +117,7 @@ impl Rungs {
                     status: StageStatus::Failed,
                     reason: Some(reason),
                     seconds,
+                    notes: Vec::new(),
                 }
             }
         });
@@ -130,6 +132,7 @@ impl Rungs {
                 status: StageStatus::Skipped,
                 reason: Some(reason.to_string()),
                 seconds: 0.0,
+                notes: Vec::new(),
             });
         }
     }

@@ -11,6 +11,7 @@ use super::cmd::{self, Kind};
 use super::engine::{docker, inspect_json, lines, list_ids, COMMAND_TIMEOUT};
 use super::stack::Stack;
 use crate::runners::compose_facts::RecipeFiles;
+use crate::runners::deploy_timeout::{self, DeployTimeout};
 use crate::runners::exec;
 use crate::runners::RunnerError;
 
@@ -101,11 +102,34 @@ impl Stack {
         })
     }
 
+    /// Returns the deploy timeout of `files` for this stack: the enrollment's, else the recipe's
+    /// `coop-cloud.<stack>.timeout` label, else the default; logs which one applies.
+    pub(super) fn deploy_timeout(&self, files: &RecipeFiles) -> Result<DeployTimeout, RunnerError> {
+        let key = format!("coop-cloud.{}.timeout", self.name);
+        let label = files
+            .facts
+            .timeout_label(&self.name)
+            .map(|v| (key.as_str(), v));
+        let timeout = deploy_timeout::resolve(self.enrollment_timeout, label)
+            .map_err(|e| RunnerError::Other(e.to_string()))?;
+        tracing::info!(
+            stack = %self.name,
+            seconds = timeout.duration.as_secs(),
+            source = %timeout.source,
+            "deploy timeout"
+        );
+        Ok(timeout)
+    }
+
     /// Waits until the stack is healthy (and answers the HTTP probe, when the recipe names a
-    /// health path), within the recipe's deploy timeout.
-    pub(super) fn wait_healthy(&self, files: &RecipeFiles) -> Result<(), RunnerError> {
+    /// health path), within `timeout`.
+    pub(super) fn wait_healthy(
+        &self,
+        files: &RecipeFiles,
+        timeout: DeployTimeout,
+    ) -> Result<(), RunnerError> {
         let started = Instant::now();
-        let deadline = started + self.timeout;
+        let deadline = started + timeout.duration;
         loop {
             let last = match self.health(files)? {
                 Health::Ready => break,
@@ -113,15 +137,15 @@ impl Stack {
             };
             if Instant::now() >= deadline {
                 return Err(RunnerError::Timeout {
-                    what: format!("stack {} to become healthy ({last})", self.name),
-                    seconds: self.timeout.as_secs(),
+                    what: format!("stack {} to become healthy ({last}; {timeout})", self.name),
+                    seconds: timeout.duration.as_secs(),
                 });
             }
             std::thread::sleep(Duration::from_millis(500));
         }
         tracing::info!(stack = %self.name, seconds = started.elapsed().as_secs_f64(), "stack is healthy");
         if let Some(path) = &self.health_path {
-            self.probe(files, path, deadline)?;
+            self.probe(files, path, deadline, timeout)?;
         }
         Ok(())
     }
@@ -129,7 +153,13 @@ impl Stack {
     /// GETs `path` from the probe target's container until a 2xx or the deadline. The address
     /// is the container's leg on `docker_gwbridge`, which the host reaches even where swarm's
     /// ingress routing mesh does not work.
-    fn probe(&self, files: &RecipeFiles, path: &str, deadline: Instant) -> Result<(), RunnerError> {
+    fn probe(
+        &self,
+        files: &RecipeFiles,
+        path: &str,
+        deadline: Instant,
+        timeout: DeployTimeout,
+    ) -> Result<(), RunnerError> {
         let Some((svc, port)) = files.facts.probe_target() else {
             return Err(RunnerError::Other(
                 "health_path is set but no service to probe was found".into(),
@@ -147,8 +177,8 @@ impl Stack {
             };
             if Instant::now() >= deadline {
                 return Err(RunnerError::Timeout {
-                    what: format!("HTTP probe of {}{path}: {last}", svc.name),
-                    seconds: self.timeout.as_secs(),
+                    what: format!("HTTP probe of {}{path}: {last}; {timeout}", svc.name),
+                    seconds: timeout.duration.as_secs(),
                 });
             }
             std::thread::sleep(Duration::from_millis(500));
