@@ -116,6 +116,9 @@ pub fn stage_line(s: &StageResult) -> String {
     if let Some(r) = &s.reason {
         let _ = write!(line, "  {r}");
     }
+    for n in &s.notes {
+        let _ = write!(line, "  [{n}]");
+    }
     line
 }
 
@@ -155,6 +158,9 @@ impl Report {
                 seconds_text(s.seconds),
                 s.reason.as_deref().unwrap_or("")
             );
+            for n in &s.notes {
+                let _ = writeln!(out, "{:<10} {:<8} {:>9}  note: {n}", "", "", "");
+            }
         }
         for p in &self.problems {
             let _ = writeln!(out, "problem: {p}");
@@ -251,6 +257,7 @@ mod tests {
                 status: StageStatus::Passed,
                 reason: None,
                 seconds: 41.25,
+                notes: Vec::new(),
             }],
             green: true,
             problems: vec![],
@@ -307,10 +314,38 @@ mod tests {
             status: StageStatus::Skipped,
             reason: Some("no canonical yet".into()),
             seconds: 0.0,
+            notes: Vec::new(),
         };
         assert_eq!(
             stage_line(&s),
             "stage upgrade  SKIPPED     0.0s  no canonical yet"
         );
+    }
+
+    #[test]
+    fn the_deploy_timeout_note_shows_in_the_log_line_the_summary_and_the_json() {
+        let s = StageResult {
+            name: Stage::Install,
+            status: StageStatus::Passed,
+            reason: None,
+            seconds: 12.0,
+            notes: vec!["deploy timeout 300s (source: label)".into()],
+        };
+        assert_eq!(
+            stage_line(&s),
+            "stage install  PASSED     12.0s  [deploy timeout 300s (source: label)]"
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["notes"][0], "deploy timeout 300s (source: label)");
+        let mut bare = s.clone();
+        bare.notes.clear();
+        assert!(serde_json::to_value(&bare).unwrap().get("notes").is_none());
+        let r = Report {
+            stages: vec![s],
+            ..report()
+        };
+        assert!(r
+            .summary()
+            .contains("note: deploy timeout 300s (source: label)"));
     }
 }

@@ -155,13 +155,46 @@ impl Upstream {
         dir
     }
 
+    /// Commits a copy of the fixture recipe `fixtures/<fixture>`, each file's text passed through
+    /// `edit(file name, text)`, and tags it `tag`.
+    fn release_fixture(
+        &self,
+        fixture: &str,
+        tag: &str,
+        edit: impl Fn(&str, String) -> String,
+    ) -> String {
+        let src = workspace::root().join("fixtures").join(fixture);
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            std::fs::write(self.repo.join(&name), edit(&name, text)).unwrap();
+        }
+        let message = format!("chore: publish {tag} release");
+        git(&self.repo, &["add", "-A"]);
+        git(
+            &self.repo,
+            &["commit", "-q", "--allow-empty", "-m", &message],
+        );
+        git(&self.repo, &["tag", "-a", tag, "-m", &message]);
+        peeled(&self.repo, tag)
+    }
+
     fn recipe(&self, timeout: u64, test_command: Option<&str>) -> Recipe {
+        self.recipe_with(Some(timeout), test_command)
+    }
+
+    /// The enrollment of this recipe; `timeout: None` sets no `deploy_timeout`.
+    fn recipe_with(&self, timeout: Option<u64>, test_command: Option<&str>) -> Recipe {
         let mut yaml = format!(
-            "recipes:\n  - name: {}\n    upstream: {}\n    mirror: {}/mirror.git\n    deploy_timeout: {timeout}\n    health_path: /health\n",
+            "recipes:\n  - name: {}\n    upstream: {}\n    mirror: {}/mirror.git\n    health_path: /health\n",
             self.name,
             self.repo.display(),
             self.work.display()
         );
+        if let Some(t) = timeout {
+            yaml.push_str(&format!("    deploy_timeout: {t}\n"));
+        }
         if let Some(c) = test_command {
             yaml.push_str(&format!(
                 "    test_command: {}\n",
@@ -712,4 +745,75 @@ fn the_abra_runner_runs_the_ladder_in_order_with_a_private_abra_dir() {
             .exists(),
         "the recipe is cloned into the private ABRA_DIR"
     );
+}
+
+#[test]
+fn a_bonfire_shaped_recipe_installs_green_with_compose_file_built_by_expansion() {
+    // The shape that went red at install in 0.0s with `checkout/$COMPOSE_FILE: No such file or
+    // directory` while `.env.sample` lines were read without expansion.
+    engine();
+    let up = Upstream::new("cfxm");
+    let c1 = up.release_fixture("recipe-multifile", "1.0.0+0.1.0", |_, text| text);
+    let recipe = up.recipe_with(None, None);
+    let ctx = up.ctx(&recipe, "1.0.0+0.1.0", &c1, "1");
+    assert_eq!(up.objects(), empty());
+    let results = DockerRunner::default()
+        .run(&ctx)
+        .expect("the run reports stages");
+    assert_eq!(
+        status(&results),
+        vec![
+            (Stage::Install, StageStatus::Passed),
+            (Stage::Upgrade, StageStatus::Skipped),
+            (Stage::Backup, StageStatus::Passed),
+            (Stage::Restore, StageStatus::Passed),
+            (Stage::Custom, StageStatus::Skipped),
+        ],
+        "{results:#?}"
+    );
+    // No enrollment deploy_timeout: the label `${TIMEOUT:-240}` decides, and the report says so.
+    assert_eq!(
+        results[0].notes,
+        vec!["deploy timeout 240s (source: label)".to_string()]
+    );
+    assert_eq!(
+        results[3].notes,
+        vec!["deploy timeout 240s (source: label)".to_string()]
+    );
+    assert_eq!(up.objects(), empty(), "the cold run left objects behind");
+}
+
+#[test]
+fn a_missing_required_variable_makes_a_red_install_whose_reason_is_the_recipes_message() {
+    engine();
+    let up = Upstream::new("cfxr");
+    let c1 = up.release_fixture("recipe-multifile", "1.0.0+0.1.0", |name, text| {
+        if name == "compose.yml" {
+            text.replace(
+                "        - \"traefik.enable=true\"",
+                "        - \"traefik.enable=true\"\n        - \"canon.db=${DB_HOST:?DB_HOST must be set for this recipe}\"",
+            )
+        } else {
+            text
+        }
+    });
+    let recipe = up.recipe_with(Some(30), None);
+    let ctx = up.ctx(&recipe, "1.0.0+0.1.0", &c1, "1");
+    let results = DockerRunner::default()
+        .run(&ctx)
+        .expect("the run reports stages");
+    assert_eq!(results[0].name, Stage::Install);
+    assert_eq!(results[0].status, StageStatus::Failed, "{results:#?}");
+    let reason = results[0].reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("DB_HOST must be set for this recipe"),
+        "{reason}"
+    );
+    assert!(
+        results[1..]
+            .iter()
+            .all(|r| r.status == StageStatus::Skipped),
+        "{results:#?}"
+    );
+    assert_eq!(up.objects(), empty(), "the red run left objects behind");
 }

@@ -47,6 +47,10 @@ pub struct StageResult {
     /// How long it took.
     #[serde(default)]
     pub seconds: f64,
+    /// What else the runner says about the stage, for people (e.g. which deploy timeout applied
+    /// and where it came from); never read by the gate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// What was tested: a release tag or another ref (a branch, a PR head).
@@ -544,6 +548,7 @@ mod tests {
             status,
             reason: (status != StageStatus::Passed).then(|| format!("{name} {status}")),
             seconds: 1.0,
+            notes: Vec::new(),
         }
     }
 

@@ -3,6 +3,9 @@
 //! secrets, networks and labels (backupbot, the HTTP port traefik would route to).
 //!
 //! Pure parsing over file contents; reading the files is the only I/O, in [`RecipeFiles::load`].
+//! The env files are read by [`super::env_file`] (godotenv's rules, as abra reads an app's `.env`)
+//! and every compose value canon computes is substituted by [`super::interpolate`] (docker
+//! compose's rules).
 //!
 //! Unlike [`crate::compose::ComposeFile`] (one raw `compose.yml`, `${STACK_NAME}` kept literal for
 //! the release check), this reads the deployed view: several files merged in order, every value
@@ -13,6 +16,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::env_file::{parse_abra_sh, EnvFile};
+use super::interpolate::{interpolate, InterpolationError};
 use crate::compose::{Labels, Scalar, ServiceVolume};
 
 /// A parsing problem, naming the file.
@@ -20,112 +25,12 @@ use crate::compose::{Labels, Scalar, ServiceVolume};
 pub enum ComposeError {
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
-}
-
-/// Parses `.env.sample`-style text: `KEY=VALUE` lines; blank lines and `#` comments skipped; an
-/// unquoted value ends at ` #`; single or double quotes around a value are removed; a leading
-/// `export ` is allowed.
-pub fn parse_env(text: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let key = key.trim();
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            continue;
-        }
-        let value = value.trim();
-        let value = if let Some(rest) = value.strip_prefix('"') {
-            rest.split_once('"').map(|(v, _)| v).unwrap_or(rest)
-        } else if let Some(rest) = value.strip_prefix('\'') {
-            rest.split_once('\'').map(|(v, _)| v).unwrap_or(rest)
-        } else {
-            match value.find(" #") {
-                Some(i) => value[..i].trim_end(),
-                None => value,
-            }
-        };
-        out.push((key.to_string(), value.to_string()));
-    }
-    out
-}
-
-/// Parses the `export KEY=VALUE` lines of an `abra.sh` (the config versions); other lines are
-/// shell and ignored.
-pub fn parse_abra_sh(text: &str) -> Vec<(String, String)> {
-    let exports: String = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("export ") && l.contains('='))
-        .collect::<Vec<_>>()
-        .join("\n");
-    parse_env(&exports)
-}
-
-/// Substitutes `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `$VAR` and `$$` the way compose
-/// does; an unset variable becomes empty.
-pub fn interpolate(text: &str, env: &BTreeMap<String, String>) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if c != '$' {
-            out.push(c);
-            continue;
-        }
-        match chars.peek().map(|&(_, c)| c) {
-            Some('$') => {
-                chars.next();
-                out.push('$');
-            }
-            Some('{') => {
-                let rest = &text[i + 2..];
-                let Some(end) = matching_brace(rest) else {
-                    out.push_str(&text[i..]);
-                    break;
-                };
-                let inner = &rest[..end];
-                let value = if let Some((name, default)) = inner.split_once(":-") {
-                    env.get(name)
-                        .filter(|v| !v.is_empty())
-                        .cloned()
-                        .unwrap_or_else(|| interpolate(default, env))
-                } else if let Some((name, default)) = inner.split_once('-') {
-                    env.get(name)
-                        .cloned()
-                        .unwrap_or_else(|| interpolate(default, env))
-                } else {
-                    env.get(inner).cloned().unwrap_or_default()
-                };
-                out.push_str(&value);
-                // Skip `{`, the inner text and `}`.
-                let stop = i + 2 + end;
-                while chars.peek().is_some_and(|&(j, _)| j <= stop) {
-                    chars.next();
-                }
-            }
-            Some(c2) if c2.is_ascii_alphabetic() || c2 == '_' => {
-                let start = i + 1;
-                let mut end = start;
-                while let Some(&(j, c3)) = chars.peek() {
-                    if c3.is_ascii_alphanumeric() || c3 == '_' {
-                        end = j + c3.len_utf8();
-                        chars.next();
-                    } else {
-                        break;
-                    }
-                }
-                out.push_str(env.get(&text[start..end]).map(String::as_str).unwrap_or(""));
-            }
-            _ => out.push('$'),
-        }
-    }
-    out
+    /// A value of the file could not be interpolated (a `${V:?msg}` whose variable is missing).
+    #[error("{path}: {error}")]
+    Interpolation {
+        path: PathBuf,
+        error: InterpolationError,
+    },
 }
 
 /// One service of the compose files.
@@ -228,6 +133,18 @@ impl ComposeFacts {
         v
     }
 
+    /// Returns the value of the deploy label `coop-cloud.<stack>.timeout` (after interpolation),
+    /// the `app` service's first, else the first service in file order that carries it. abra
+    /// takes this many seconds as the deploy's convergence timeout.
+    pub fn timeout_label(&self, stack: &str) -> Option<&str> {
+        let key = format!("coop-cloud.{stack}.timeout");
+        let app = self.services.iter().filter(|s| s.name == "app");
+        let others = self.services.iter().filter(|s| s.name != "app");
+        app.chain(others)
+            .find_map(|s| s.deploy_labels.get(&key))
+            .map(String::as_str)
+    }
+
     /// Returns the service an HTTP probe should target and its port: the first with a traefik
     /// port label or a declared port, else `app` on port 80.
     pub fn probe_target(&self) -> Option<(&Service, u16)> {
@@ -260,20 +177,23 @@ fn is_external(v: &serde_yaml::Value) -> bool {
 fn interpolate_value(
     value: &serde_yaml::Value,
     env: &BTreeMap<String, String>,
-) -> serde_yaml::Value {
+) -> Result<serde_yaml::Value, InterpolationError> {
     use serde_yaml::Value;
-    match value {
-        Value::String(s) => Value::String(interpolate(s, env)),
-        Value::Sequence(items) => {
-            Value::Sequence(items.iter().map(|i| interpolate_value(i, env)).collect())
-        }
+    Ok(match value {
+        Value::String(s) => Value::String(interpolate(s, env)?),
+        Value::Sequence(items) => Value::Sequence(
+            items
+                .iter()
+                .map(|i| interpolate_value(i, env))
+                .collect::<Result<_, _>>()?,
+        ),
         Value::Mapping(m) => Value::Mapping(
             m.iter()
-                .map(|(k, v)| (interpolate_value(k, env), interpolate_value(v, env)))
-                .collect(),
+                .map(|(k, v)| Ok((interpolate_value(k, env)?, interpolate_value(v, env)?)))
+                .collect::<Result<_, InterpolationError>>()?,
         ),
         other => other.clone(),
-    }
+    })
 }
 
 /// Parses labels in either compose form (`- k=v` list or `k: v` map) with [`Labels`], after
@@ -281,10 +201,13 @@ fn interpolate_value(
 fn labels(
     v: Option<&serde_yaml::Value>,
     env: &BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
-    v.and_then(|v| serde_yaml::from_value::<Labels>(interpolate_value(v, env)).ok())
+) -> Result<BTreeMap<String, String>, InterpolationError> {
+    let Some(v) = v else {
+        return Ok(BTreeMap::new());
+    };
+    Ok(serde_yaml::from_value::<Labels>(interpolate_value(v, env)?)
         .map(|l| l.0)
-        .unwrap_or_default()
+        .unwrap_or_default())
 }
 
 /// Parses one compose file's text into `facts` (merging over earlier files).
@@ -298,6 +221,12 @@ pub fn merge_compose(
     let err = |message: String| ComposeError::File {
         path: path.to_path_buf(),
         message,
+    };
+    let interpolate = |text: &str| {
+        interpolate(text, env).map_err(|error| ComposeError::Interpolation {
+            path: path.to_path_buf(),
+            error,
+        })
     };
     let doc: serde_yaml::Value =
         serde_yaml::from_str(text).map_err(|e| err(format!("invalid YAML: {e}")))?;
@@ -321,23 +250,28 @@ pub fn merge_compose(
             };
             let svc = &mut facts.services[idx];
             if let Some(image) = body.get("image").and_then(Scalar::text) {
-                svc.image = Some(interpolate(&image, env));
+                svc.image = Some(interpolate(&image)?);
             }
-            let deploy_labels = labels(body.get("deploy").and_then(|d| d.get("labels")), env);
+            let deploy_labels = labels(body.get("deploy").and_then(|d| d.get("labels")), env)
+                .map_err(|error| ComposeError::Interpolation {
+                    path: path.to_path_buf(),
+                    error,
+                })?;
             svc.deploy_labels.extend(deploy_labels);
             if let Some(vols) = body.get("volumes").and_then(|v| v.as_sequence()) {
                 for v in vols {
                     let source = match v {
                         serde_yaml::Value::String(s) => {
-                            ServiceVolume::parse_short(&interpolate(s, env))
+                            ServiceVolume::parse_short(&interpolate(s)?)
                                 .named_volume()
                                 .map(str::to_string)
                         }
                         serde_yaml::Value::Mapping(_) => {
                             let kind = v.get("type").and_then(Scalar::text).unwrap_or_default();
-                            (kind == "volume")
-                                .then(|| v.get("source").and_then(Scalar::text))
-                                .flatten()
+                            match v.get("source").and_then(Scalar::text) {
+                                Some(source) if kind == "volume" => Some(interpolate(&source)?),
+                                _ => None,
+                            }
                         }
                         _ => None,
                     };
@@ -376,11 +310,10 @@ pub fn merge_compose(
     if let Some(secrets) = top.get("secrets").and_then(as_map) {
         for (k, body) in secrets {
             let Some(key) = Scalar::text(k) else { continue };
-            let name = body
-                .get("name")
-                .and_then(Scalar::text)
-                .map(|n| interpolate(&n, env))
-                .unwrap_or_else(|| format!("{stack}_{key}"));
+            let name = match body.get("name").and_then(Scalar::text) {
+                Some(n) => interpolate(&n)?,
+                None => format!("{stack}_{key}"),
+            };
             let decl = SecretDecl {
                 key: key.clone(),
                 external: is_external(body),
@@ -393,11 +326,10 @@ pub fn merge_compose(
     if let Some(networks) = top.get("networks").and_then(as_map) {
         for (k, body) in networks {
             let Some(key) = Scalar::text(k) else { continue };
-            let name = body
-                .get("name")
-                .and_then(Scalar::text)
-                .map(|n| interpolate(&n, env))
-                .unwrap_or_else(|| key.clone());
+            let name = match body.get("name").and_then(Scalar::text) {
+                Some(n) => interpolate(&n)?,
+                None => key.clone(),
+            };
             facts.networks.retain(|n| n.key != key);
             facts.networks.push(NetworkDecl {
                 key,
@@ -409,21 +341,6 @@ pub fn merge_compose(
     Ok(())
 }
 
-/// Returns the index of the `}` closing a `${`, counting nested `${...}`.
-fn matching_brace(rest: &str) -> Option<usize> {
-    let mut depth = 0usize;
-    let bytes = rest.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            b'{' if i > 0 && bytes[i - 1] == b'$' => depth += 1,
-            b'}' if depth == 0 => return Some(i),
-            b'}' => depth -= 1,
-            _ => {}
-        }
-    }
-    None
-}
-
 /// A recipe checkout read for one stack: its env and compose facts.
 #[derive(Debug, Clone)]
 pub struct RecipeFiles {
@@ -431,6 +348,8 @@ pub struct RecipeFiles {
     pub dir: PathBuf,
     /// The env a deploy sees: `.env.sample`, then `abra.sh` exports, then the given overrides.
     pub env: BTreeMap<String, String>,
+    /// The modifiers of `.env.sample`'s trailing comments, per key (`length=128`).
+    pub env_modifiers: BTreeMap<String, BTreeMap<String, String>>,
     /// The compose files in order (`COMPOSE_FILE`, else `compose.yml`).
     pub compose_files: Vec<PathBuf>,
     /// What the compose files declare.
@@ -439,7 +358,9 @@ pub struct RecipeFiles {
 
 impl RecipeFiles {
     /// Reads `.env.sample` (optional), `abra.sh` (optional) and the compose files of `dir`, for
-    /// the stack `stack`; `overrides` (e.g. `STACK_NAME`, `DOMAIN`) win over the files.
+    /// the stack `stack`; `overrides` (e.g. `STACK_NAME`, `DOMAIN`) win over the files, and a
+    /// `.env.sample` line for an overridden key already expands to the override (as the app's
+    /// `.env` that `abra app new` writes holds the app's own `DOMAIN`).
     pub fn load(
         dir: &Path,
         stack: &str,
@@ -457,8 +378,11 @@ impl RecipeFiles {
             }
         };
         let mut env = BTreeMap::new();
+        let mut env_modifiers = BTreeMap::new();
         if let Some(t) = read_opt(".env.sample")? {
-            env.extend(parse_env(&t));
+            let file = EnvFile::parse_pinned(&t, overrides);
+            env.extend(file.vars());
+            env_modifiers = file.modifiers();
         }
         if let Some(t) = read_opt("abra.sh")? {
             env.extend(parse_abra_sh(&t));
@@ -489,6 +413,7 @@ impl RecipeFiles {
         Ok(RecipeFiles {
             dir: dir.to_path_buf(),
             env,
+            env_modifiers,
             compose_files,
             facts,
         })
@@ -504,50 +429,6 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
-    }
-
-    #[test]
-    fn env_sample_lines_parse_like_abra_reads_them() {
-        let text = "TYPE=gitea\n\n# comment\nDOMAIN=gitea.example.com\nSECRET_DB_VERSION=v1 # length=32\n\
-                    QUOTED=\"a # b\"\nSINGLE='x y'\nexport EXPORTED=1\n#COMMENTED=2\nnot a line\nEMPTY=\n";
-        assert_eq!(
-            parse_env(text),
-            vec![
-                ("TYPE".into(), "gitea".into()),
-                ("DOMAIN".into(), "gitea.example.com".into()),
-                ("SECRET_DB_VERSION".into(), "v1".into()),
-                ("QUOTED".into(), "a # b".into()),
-                ("SINGLE".into(), "x y".into()),
-                ("EXPORTED".into(), "1".into()),
-                ("EMPTY".into(), "".into()),
-            ]
-        );
-        assert_eq!(
-            parse_abra_sh("#!/bin/sh\nexport NGINX_CONF_VERSION=v3\nfoo() { bar=1; }\n"),
-            vec![("NGINX_CONF_VERSION".into(), "v3".into())]
-        );
-    }
-
-    #[test]
-    fn interpolation_follows_compose_rules() {
-        let e = env(&[("STACK_NAME", "s1"), ("EMPTY", ""), ("V", "v2")]);
-        let table = [
-            ("${STACK_NAME}_key_${V}", "s1_key_v2"),
-            ("$STACK_NAME.x", "s1.x"),
-            ("${MISSING:-d}", "d"),
-            ("${EMPTY:-d}", "d"),
-            ("${EMPTY-d}", ""),
-            ("${MISSING-d}", "d"),
-            ("${MISSING}", ""),
-            ("$$HOME", "$HOME"),
-            ("Host(`${STACK_NAME}`)", "Host(`s1`)"),
-            ("cost $5", "cost $5"),
-            ("${UNCLOSED", "${UNCLOSED"),
-            ("${MISSING:-${V}}", "v2"),
-        ];
-        for (input, want) in table {
-            assert_eq!(interpolate(input, &e), want, "{input}");
-        }
     }
 
     #[test]
@@ -686,5 +567,108 @@ services:
         assert_eq!(files.facts.secrets[0].name, "cold-x_app_key_v1");
         assert_eq!(files.facts.backup_volumes(), vec!["data"]);
         assert!(files.facts.services[0].version_label().is_some());
+    }
+
+    #[test]
+    fn a_required_variable_that_is_missing_fails_with_the_recipes_message() {
+        let text = "services:\n  app:\n    deploy:\n      labels:\n        - \"x=${DB_HOST:?set DB_HOST in the app env}\"\n";
+        let mut f = ComposeFacts::default();
+        let err =
+            merge_compose(&mut f, Path::new("compose.yml"), text, "s", &env(&[])).unwrap_err();
+        assert!(matches!(err, ComposeError::Interpolation { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "compose.yml: required variable DB_HOST is missing a value: set DB_HOST in the app env"
+        );
+        let ok = merge_compose(
+            &mut f,
+            Path::new("compose.yml"),
+            text,
+            "s",
+            &env(&[("DB_HOST", "db")]),
+        );
+        assert!(ok.is_ok());
+        assert_eq!(f.services[0].deploy_labels["x"], "db");
+    }
+
+    #[test]
+    fn secret_names_and_long_volume_sources_are_interpolated() {
+        let text = "services:\n  app:\n    volumes:\n      - {type: volume, source: \"${VOL:-data}\", target: /d}\nsecrets:\n  k:\n    name: ${STACK_NAME}_k_${SECRET_K_VERSION:?no version}\n";
+        let mut f = ComposeFacts::default();
+        let e = env(&[("STACK_NAME", "s"), ("SECRET_K_VERSION", "v2")]);
+        merge_compose(&mut f, Path::new("compose.yml"), text, "s", &e).unwrap();
+        assert_eq!(f.services[0].volumes, vec!["data"]);
+        assert_eq!(f.secrets[0].name, "s_k_v2");
+        let err = merge_compose(&mut f, Path::new("c.yml"), text, "s", &env(&[])).unwrap_err();
+        assert!(err.to_string().ends_with("no version"), "{err}");
+    }
+
+    #[test]
+    fn the_timeout_label_is_read_for_the_stack_app_first() {
+        let text = r#"
+services:
+  worker:
+    deploy: {labels: ["coop-cloud.s.timeout=99"]}
+  app:
+    deploy: {labels: ["coop-cloud.${STACK_NAME}.timeout=${TIMEOUT:-300}"]}
+"#;
+        let mut f = ComposeFacts::default();
+        merge_compose(
+            &mut f,
+            Path::new("compose.yml"),
+            text,
+            "s",
+            &env(&[("STACK_NAME", "s")]),
+        )
+        .unwrap();
+        assert_eq!(f.timeout_label("s"), Some("300"));
+        assert_eq!(f.timeout_label("other"), None);
+        let mut f = ComposeFacts::default();
+        let e = env(&[("STACK_NAME", "s"), ("TIMEOUT", "42")]);
+        merge_compose(&mut f, Path::new("compose.yml"), text, "s", &e).unwrap();
+        assert_eq!(f.timeout_label("s"), Some("42"));
+    }
+
+    #[test]
+    fn the_bonfire_shaped_fixture_resolves_its_compose_files_by_expansion() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/recipe-multifile");
+        let overrides = env(&[
+            ("STACK_NAME", "cold-m"),
+            ("DOMAIN", "cold-m.canon.localhost"),
+        ]);
+        let files = RecipeFiles::load(&dir, "cold-m", &overrides).unwrap();
+        let names: Vec<String> = files
+            .compose_files
+            .iter()
+            .map(|p| p.strip_prefix(&dir).unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, vec!["compose.yml", "compose.postgres.yml"]);
+        assert_eq!(
+            files.env["COMPOSE_FILE"],
+            "compose.yml:compose.postgres.yml"
+        );
+        assert_eq!(files.env["OAUTH_ISSUER"], "https://cold-m.canon.localhost");
+        assert_eq!(files.env["DB_CONFIG_VERSION"], "v1");
+        assert!(!files.env.contains_key("APP_FLAVOUR"));
+        assert_eq!(
+            files.env_modifiers["SECRET_APP_KEY_VERSION"]["length"],
+            "128"
+        );
+        let services: Vec<&str> = files
+            .facts
+            .services
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(services, vec!["app", "db"]);
+        assert_eq!(files.facts.timeout_label("cold-m"), Some("240"));
+        let secrets: Vec<&str> = files
+            .facts
+            .secrets
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(secrets, vec!["cold-m_app_key_v1", "cold-m_db_password_v1"]);
+        assert_eq!(files.facts.backup_volumes(), vec!["db-data"]);
     }
 }

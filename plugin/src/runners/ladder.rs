@@ -122,6 +122,7 @@ impl Rungs {
                     status: StageStatus::Passed,
                     reason: None,
                     seconds,
+                    notes: Vec::new(),
                 }
             }
             Err(e) => {
@@ -135,6 +136,7 @@ impl Rungs {
                     status: StageStatus::Failed,
                     reason: Some(reason),
                     seconds,
+                    notes: Vec::new(),
                 }
             }
         });
@@ -150,6 +152,7 @@ impl Rungs {
                 status: StageStatus::Skipped,
                 reason: Some(reason.to_string()),
                 seconds: 0.0,
+                notes: Vec::new(),
             });
         }
     }

@@ -20,14 +20,22 @@
 //!   backups); read by docker and abra.
 //! - [`transcript`]: the recent commands of a run and the tail of their output, printed with a
 //!   failed stage so a red run is explained without DEBUG.
+//! - [`env_file`]: a recipe's `.env.sample` read with godotenv's rules, as abra reads an app's
+//!   `.env`; [`interpolate`]: docker compose's variable substitution, the one canon uses for
+//!   every compose value it computes.
+//! - [`deploy_timeout`]: how long a deploy may take to converge, and where that number came from
+//!   (the recipe's `coop-cloud.<stack>.timeout` label, the enrollment, or the default).
 //! - [`stack_names`]: the names of a cold run's stack and of the warm canonical, shared by docker
 //!   and abra.
 
 pub mod abra;
 pub mod command;
 pub mod compose_facts;
+pub mod deploy_timeout;
 pub mod docker;
+pub mod env_file;
 pub mod exec;
+pub mod interpolate;
 pub mod ladder;
 pub mod stack_names;
 pub mod transcript;

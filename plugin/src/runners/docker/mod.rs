@@ -31,11 +31,13 @@ mod sweep;
 mod volumes;
 
 use canon_shared::gate::{StageResult, TestedRef};
+use canon_shared::recipe::Stage;
 
 use self::backup::Snapshot;
 use self::cmd::StackKind;
 use self::stack::Stack;
 use super::compose_facts::RecipeFiles;
+use super::deploy_timeout::DeployTimeout;
 use super::ladder::{self, Release, Steps, Target};
 use super::stack_names;
 use super::{RunContext, Runner, RunnerError};
@@ -64,22 +66,36 @@ impl Default for DockerRunner {
 }
 
 /// The docker runner's steps of one cold run, for the [`ladder`]: what the last deploy deployed,
-/// the snapshots of the backup, and whether the stack is up.
+/// the snapshots of the backup, whether the stack is up, and the deploy timeout each deploying
+/// stage used (for the report).
 struct ColdSteps<'a> {
     stack: &'a Stack,
     files: Option<RecipeFiles>,
     snapshots: Vec<Snapshot>,
     running: bool,
+    timeouts: Vec<(Stage, DeployTimeout)>,
 }
 
 impl ColdSteps<'_> {
-    /// Deploys the checkout and waits until it is healthy; keeps what it deployed.
-    fn deploy_healthy(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+    /// Deploys the checkout for `stage` and waits until it is healthy; keeps what it deployed
+    /// and the deploy timeout it waited with.
+    fn deploy_healthy(&mut self, stage: Stage, release: Release<'_>) -> Result<(), RunnerError> {
         let files = self.stack.deploy(release.checkout)?;
-        self.stack.wait_healthy(&files)?;
+        let timeout = self.stack.deploy_timeout(&files)?;
+        self.timeouts.push((stage, timeout));
+        self.stack.wait_healthy(&files, timeout)?;
         self.files = Some(files);
         self.running = true;
         Ok(())
+    }
+
+    /// Adds to each deploying stage's result the deploy timeout it used and its source.
+    fn annotate(&self, results: &mut [StageResult]) {
+        for (stage, timeout) in &self.timeouts {
+            if let Some(r) = results.iter_mut().find(|r| r.name == *stage) {
+                r.notes.push(timeout.to_string());
+            }
+        }
     }
 
     fn files(&self) -> Result<&RecipeFiles, RunnerError> {
@@ -102,11 +118,11 @@ impl Steps for ColdSteps<'_> {
     }
 
     fn install(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
-        self.deploy_healthy(release)
+        self.deploy_healthy(Stage::Install, release)
     }
 
     fn upgrade(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
-        self.deploy_healthy(release)
+        self.deploy_healthy(Stage::Upgrade, release)
     }
 
     fn declares_backups(&self) -> bool {
@@ -124,7 +140,7 @@ impl Steps for ColdSteps<'_> {
 
     fn restore(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
         self.stack.restore(self.files()?, &self.snapshots)?;
-        self.deploy_healthy(release)
+        self.deploy_healthy(Stage::Restore, release)
     }
 
     fn running(&self) -> bool {
@@ -152,8 +168,11 @@ impl Runner for DockerRunner {
             files: None,
             snapshots: Vec::new(),
             running: false,
+            timeouts: Vec::new(),
         };
-        Ok(ladder::run(ctx, &mut steps))
+        let mut results = ladder::run(ctx, &mut steps);
+        steps.annotate(&mut results);
+        Ok(results)
     }
 
     fn promote(&self, ctx: &RunContext) -> Result<(), RunnerError> {

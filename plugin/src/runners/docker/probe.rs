@@ -13,6 +13,7 @@ use super::cmd::{self, Kind};
 use super::engine::{docker, inspect_json, lines, list_ids, COMMAND_TIMEOUT};
 use super::stack::Stack;
 use crate::runners::compose_facts::RecipeFiles;
+use crate::runners::deploy_timeout::{self, DeployTimeout};
 use crate::runners::exec;
 use crate::runners::RunnerError;
 
@@ -158,11 +159,34 @@ impl Stack {
         })
     }
 
+    /// Returns the deploy timeout of `files` for this stack: the enrollment's, else the recipe's
+    /// `coop-cloud.<stack>.timeout` label, else the default; logs which one applies.
+    pub(super) fn deploy_timeout(&self, files: &RecipeFiles) -> Result<DeployTimeout, RunnerError> {
+        let key = format!("coop-cloud.{}.timeout", self.name);
+        let label = files
+            .facts
+            .timeout_label(&self.name)
+            .map(|v| (key.as_str(), v));
+        let timeout = deploy_timeout::resolve(self.enrollment_timeout, label)
+            .map_err(|e| RunnerError::Other(e.to_string()))?;
+        tracing::info!(
+            stack = %self.name,
+            seconds = timeout.duration.as_secs(),
+            source = %timeout.source,
+            "deploy timeout"
+        );
+        Ok(timeout)
+    }
+
     /// Waits until the stack is healthy (and answers the HTTP probe, when the recipe names a
-    /// health path), within the recipe's deploy timeout.
-    pub(super) fn wait_healthy(&self, files: &RecipeFiles) -> Result<(), RunnerError> {
+    /// health path), within `timeout`.
+    pub(super) fn wait_healthy(
+        &self,
+        files: &RecipeFiles,
+        timeout: DeployTimeout,
+    ) -> Result<(), RunnerError> {
         let started = Instant::now();
-        let deadline = started + self.timeout;
+        let deadline = started + timeout.duration;
         let mut progress = Progress::new(started, PROGRESS_EVERY);
         loop {
             let (ready, total, last) = match self.health(files)? {
@@ -183,8 +207,8 @@ impl Stack {
                     }
                 }
                 return Err(RunnerError::Timeout {
-                    what: format!("stack {} to become healthy ({last})", self.name),
-                    seconds: self.timeout.as_secs(),
+                    what: format!("stack {} to become healthy ({last}; {timeout})", self.name),
+                    seconds: timeout.duration.as_secs(),
                 });
             }
             if progress.due(now) {
@@ -193,14 +217,14 @@ impl Stack {
                     "Waiting for {} to converge: {ready}/{total} services healthy, {} s of {} s.",
                     self.name,
                     now.duration_since(started).as_secs(),
-                    self.timeout.as_secs()
+                    timeout.duration.as_secs()
                 );
             }
             std::thread::sleep(Duration::from_millis(500));
         }
         tracing::debug!(stack = %self.name, seconds = started.elapsed().as_secs_f64(), "stack is healthy");
         if let Some(path) = &self.health_path {
-            self.probe(files, path, started, deadline)?;
+            self.probe(files, path, started, deadline, timeout)?;
         }
         Ok(())
     }
@@ -214,6 +238,7 @@ impl Stack {
         path: &str,
         started: Instant,
         deadline: Instant,
+        timeout: DeployTimeout,
     ) -> Result<(), RunnerError> {
         let Some((svc, port)) = files.facts.probe_target() else {
             return Err(RunnerError::Other(
@@ -234,8 +259,8 @@ impl Stack {
             let now = Instant::now();
             if now >= deadline {
                 return Err(RunnerError::Timeout {
-                    what: format!("HTTP probe of {}{path}: {last}", svc.name),
-                    seconds: self.timeout.as_secs(),
+                    what: format!("HTTP probe of {}{path}: {last}; {timeout}", svc.name),
+                    seconds: timeout.duration.as_secs(),
                 });
             }
             if progress.due(now) {
@@ -245,7 +270,7 @@ impl Stack {
                     self.name,
                     svc.name,
                     now.duration_since(started).as_secs(),
-                    self.timeout.as_secs()
+                    timeout.duration.as_secs()
                 );
             }
             std::thread::sleep(Duration::from_millis(500));

@@ -46,7 +46,7 @@ impl Stack {
         }
         let outcome = self
             .deploy(&ctx.checkout)
-            .and_then(|f| self.wait_healthy(&f));
+            .and_then(|f| self.wait_healthy(&f, self.deploy_timeout(&f)?));
         let stopped = self.stop();
         match outcome.and(stopped) {
             Ok(()) => {

@@ -16,7 +16,6 @@ use super::engine::{docker, lines, list_ids, now_unix, random_hex, COMMAND_TIMEO
 use super::DockerRunner;
 use crate::runners::compose_facts::RecipeFiles;
 use crate::runners::exec::{self, Cmd};
-use crate::runners::ladder::deploy_timeout;
 use crate::runners::{RunContext, RunnerError};
 
 /// The limit on a stack's containers going away after `docker stack rm`.
@@ -30,8 +29,8 @@ pub(super) struct Stack {
     pub(super) labels: RunLabels,
     /// Its scratch folder in the run folder (override file, snapshots).
     pub(super) work: PathBuf,
-    /// The deploy timeout.
-    pub(super) timeout: Duration,
+    /// The enrollment's `deploy_timeout` in seconds, which overrides the recipe's timeout label.
+    pub(super) enrollment_timeout: Option<u64>,
     /// The recipe's HTTP health path, when it names one.
     pub(super) health_path: Option<String>,
     /// `<stack>.<domain suffix>`.
@@ -66,7 +65,7 @@ impl Stack {
             domain: format!("{name}.{}", runner.domain_suffix),
             name,
             work,
-            timeout: deploy_timeout(&ctx.recipe),
+            enrollment_timeout: ctx.recipe.deploy_timeout_secs,
             health_path: ctx.recipe.health_path.clone(),
             extra_env: ctx.env.clone(),
             helpers: std::cell::Cell::new(0),

@@ -1,0 +1,156 @@
+//! How long one deploy may take to converge, and where that number came from.
+//!
+//! abra reads the deploy label `coop-cloud.${STACK_NAME}.timeout` (interpolated, so bonfire's
+//! `${TIMEOUT:-300}` gives 300) as the seconds it waits for a deploy to converge. canon does the
+//! same, with one addition: the enrollment's `deploy_timeout`, when set, overrides the label,
+//! because the operator of the CI host knows its speed better than the recipe does. Neither set
+//! gives [`DEFAULT_DEPLOY_TIMEOUT`].
+//!
+//! A pure decision over the enrollment's number and the label's text; separate from the runners
+//! so the docker runner, the log and the report all say the same thing.
+
+use std::fmt;
+use std::time::Duration;
+
+pub use super::ladder::DEFAULT_DEPLOY_TIMEOUT;
+
+/// Where a deploy timeout came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutSource {
+    /// The recipe's `coop-cloud.<stack>.timeout` deploy label.
+    Label,
+    /// The enrollment's `deploy_timeout`.
+    Enrollment,
+    /// Neither was set: [`DEFAULT_DEPLOY_TIMEOUT`].
+    Default,
+}
+
+impl TimeoutSource {
+    /// Returns the source as the log and the report name it (`label`, `enrollment`, `default`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeoutSource::Label => "label",
+            TimeoutSource::Enrollment => "enrollment",
+            TimeoutSource::Default => "default",
+        }
+    }
+}
+
+impl fmt::Display for TimeoutSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A deploy timeout and its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeployTimeout {
+    /// How long the deploy may take to converge.
+    pub duration: Duration,
+    /// Where the number came from.
+    pub source: TimeoutSource,
+}
+
+impl fmt::Display for DeployTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "deploy timeout {}s (source: {})",
+            self.duration.as_secs(),
+            self.source
+        )
+    }
+}
+
+/// Why the recipe's timeout label cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeployTimeoutError {
+    /// The label is not a whole number of seconds above zero.
+    #[error("the deploy label {key}={value:?} is not a whole number of seconds above zero")]
+    NotSeconds {
+        /// The label key.
+        key: String,
+        /// Its interpolated value.
+        value: String,
+    },
+}
+
+/// Returns the deploy timeout: the enrollment's `deploy_timeout` seconds when set, else the
+/// label's value (`label` is the interpolated `coop-cloud.<stack>.timeout`, with its key), else
+/// [`DEFAULT_DEPLOY_TIMEOUT`]. A label that is not a number of seconds is an error only when it
+/// would be used.
+pub fn resolve(
+    enrollment_secs: Option<u64>,
+    label: Option<(&str, &str)>,
+) -> Result<DeployTimeout, DeployTimeoutError> {
+    if let Some(secs) = enrollment_secs {
+        return Ok(DeployTimeout {
+            duration: Duration::from_secs(secs),
+            source: TimeoutSource::Enrollment,
+        });
+    }
+    match label {
+        Some((key, value)) => match value.trim().parse::<u64>() {
+            Ok(secs) if secs > 0 => Ok(DeployTimeout {
+                duration: Duration::from_secs(secs),
+                source: TimeoutSource::Label,
+            }),
+            _ => Err(DeployTimeoutError::NotSeconds {
+                key: key.to_string(),
+                value: value.to_string(),
+            }),
+        },
+        None => Ok(DeployTimeout {
+            duration: DEFAULT_DEPLOY_TIMEOUT,
+            source: TimeoutSource::Default,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "coop-cloud.s.timeout";
+
+    #[test]
+    fn the_enrollment_wins_then_the_label_then_the_default() {
+        let secs = Duration::from_secs;
+        let table: &[(Option<u64>, Option<&str>, Duration, TimeoutSource)] = &[
+            (Some(60), Some("300"), secs(60), TimeoutSource::Enrollment),
+            (Some(60), None, secs(60), TimeoutSource::Enrollment),
+            (
+                Some(60),
+                Some("not a number"),
+                secs(60),
+                TimeoutSource::Enrollment,
+            ),
+            (None, Some("300"), secs(300), TimeoutSource::Label),
+            (None, Some(" 45 "), secs(45), TimeoutSource::Label),
+            (None, None, DEFAULT_DEPLOY_TIMEOUT, TimeoutSource::Default),
+        ];
+        for &(enrollment, label, duration, source) in table {
+            assert_eq!(
+                resolve(enrollment, label.map(|v| (KEY, v))),
+                Ok(DeployTimeout { duration, source }),
+                "{enrollment:?} {label:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_label_that_is_no_number_of_seconds_is_an_error_when_used() {
+        for value in ["", "abc", "0", "-5", "1.5"] {
+            let err = resolve(None, Some((KEY, value))).unwrap_err();
+            assert!(err.to_string().contains(KEY), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_log_text_names_the_seconds_and_the_source() {
+        let t = resolve(None, Some((KEY, "300"))).unwrap();
+        assert_eq!(t.to_string(), "deploy timeout 300s (source: label)");
+        assert_eq!(TimeoutSource::Enrollment.as_str(), "enrollment");
+        assert_eq!(TimeoutSource::Default.to_string(), "default");
+    }
+}
