@@ -7,7 +7,8 @@
 //!   marker `$DATA_DIR/installed` (default `/data`) with `$APP_VERSION`, unless the file already
 //!   exists: the marker records the version that first installed the data, so it must survive
 //!   upgrades and restores. `GET /health` answers 200 `ok`, or 503 while `NEVER_HEALTHY=1` or while
-//!   `$SECRET_FILE` (when set) is missing or empty. `GET /marker` returns the marker, `GET
+//!   `$SECRET_FILE` (when set) is missing or empty, or shorter than `$SECRET_MIN_LENGTH` (when
+//!   set; a recipe's `length=` modifier made real). `GET /marker` returns the marker, `GET
 //!   /version` the running `$APP_VERSION`.
 //! - `check`: the container healthcheck; GETs `/health` on loopback, exit 0 on 200.
 //! - `marker`: prints the data marker (for `docker exec` from a recipe's test command).
@@ -59,7 +60,17 @@ fn unhealthy_reason() -> Option<String> {
         return Some("NEVER_HEALTHY=1".to_string());
     }
     if let Ok(file) = std::env::var("SECRET_FILE") {
+        let min: usize = std::env::var("SECRET_MIN_LENGTH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
         match std::fs::read(&file) {
+            Ok(bytes) if bytes.len() < min && !bytes.is_empty() => {
+                return Some(format!(
+                    "secret {file} has {} bytes, fewer than {min}",
+                    bytes.len()
+                ))
+            }
             Ok(bytes) if !bytes.is_empty() => {}
             Ok(_) => return Some(format!("secret {file} is empty")),
             Err(e) => return Some(format!("secret {file}: {e}")),

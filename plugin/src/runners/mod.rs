@@ -25,6 +25,8 @@
 //!   every compose value it computes.
 //! - [`deploy_timeout`]: how long a deploy may take to converge, and where that number came from
 //!   (the recipe's `coop-cloud.<stack>.timeout` label, the enrollment, or the default).
+//! - [`secret_spec`]: how a generated secret is made (`length=` and the other modifiers abra
+//!   documents, honoured or refused with a reason).
 //! - [`stack_names`]: the names of a cold run's stack and of the warm canonical, shared by docker
 //!   and abra.
 
@@ -37,6 +39,7 @@ pub mod env_file;
 pub mod exec;
 pub mod interpolate;
 pub mod ladder;
+pub mod secret_spec;
 pub mod stack_names;
 pub mod transcript;
 

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use canon_shared::secret::Secret;
 
 use super::cmd::{self, Kind, RunLabels, StackKind};
-use super::engine::{docker, lines, list_ids, now_unix, random_hex, COMMAND_TIMEOUT};
+use super::engine::{docker, lines, list_ids, now_unix, COMMAND_TIMEOUT};
 use super::DockerRunner;
 use crate::runners::compose_facts::RecipeFiles;
 use crate::runners::exec::{self, Cmd};
+use crate::runners::secret_spec;
 use crate::runners::{RunContext, RunnerError};
 
 /// The limit on a stack's containers going away after `docker stack rm`.
@@ -106,10 +107,20 @@ impl Stack {
         ))?)
         .into_iter()
         .collect();
+        // Every secret is checked before any is created: a refused one fails the install with
+        // nothing half made.
+        let mut wanted = Vec::new();
         for s in files.facts.secrets.iter().filter(|s| s.external) {
+            let spec = secret_spec::spec(&s.key, &files.env, &files.env_modifiers)
+                .map_err(RunnerError::Other)?;
+            wanted.push((s, spec));
+        }
+        for (s, spec) in wanted {
             if !existing.contains(&s.name) {
-                let value = Secret::new(random_hex(16)?);
-                docker(&cmd::secret_create(&s.name, &labels, value))?;
+                let value = secret_spec::generate(spec.length)
+                    .map_err(|e| RunnerError::Other(format!("could not read /dev/urandom: {e}")))?;
+                tracing::debug!(secret = %s.name, length = spec.length, "Generating the secret.");
+                docker(&cmd::secret_create(&s.name, &labels, Secret::new(value)))?;
             }
         }
         for n in files.facts.networks.iter().filter(|n| n.external) {
