@@ -71,8 +71,9 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops gracefully: no new connections, requests and attempts in flight finish (up to the
-    /// grace period), queued journal writes are committed.
+    /// Stops gracefully: no new connections, requests in flight finish (up to the shutdown
+    /// deadline, then their connections are dropped) and attempts in flight too (up to the grace
+    /// period), queued journal writes are committed.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
