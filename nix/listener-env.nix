@@ -117,6 +117,26 @@
     type = "str";
     description = "Public URL of this listener, used by `canon-listener register-hooks` (<url>/hooks/gitea).";
   };
+  maxConnections = {
+    env = "CANON_MAX_CONNECTIONS";
+    type = "int";
+    description = "Connections served at once; past it a new connection is closed at once (listener default: 256, lowered to stay 64 below LimitNOFILE).";
+  };
+  headerTimeout = {
+    env = "CANON_HEADER_TIMEOUT";
+    type = "str";
+    description = "How long a connection may take to send a request head, from when it opens or from its previous answer (also the keep-alive idle timeout), e.g. 10s (listener default, at most 60s).";
+  };
+  requestDeadline = {
+    env = "CANON_REQUEST_DEADLINE";
+    type = "str";
+    description = "How long one request may take once its head is read, e.g. 30s (listener default); past it the answer is 408 and the connection closes.";
+  };
+  shutdownDeadline = {
+    env = "CANON_SHUTDOWN_DEADLINE";
+    type = "str";
+    description = "How long a shutdown waits for requests in flight before it drops their connections, e.g. 10s (listener default).";
+  };
   log = {
     env = "CANON_LOG";
     type = "str";

@@ -231,6 +231,9 @@ in
           WorkingDirectory = defaultStateDir;
           ReadWritePaths = extraStateDir listenerCfg.settings.stateDir;
           EnvironmentFile = lib.optional (listenerCfg.environmentFile != null) listenerCfg.environmentFile;
+          # Room for the connection cap (kept 64 below this limit) plus the journal, git and
+          # the HTTP clients; the default 1024 would lower a cap set past about 960.
+          LimitNOFILE = 65536;
           # SIGTERM: stop accepting, persist what is in flight, exit 0.
           KillSignal = "SIGTERM";
           TimeoutStopSec = "30s";

@@ -2,7 +2,7 @@
 //!
 //! [`start`] returns a [`Running`] listener bound to its address, used by `main` and by tests
 //! (bind `127.0.0.1:0`). Shutdown order: stop accepting connections and finish requests in
-//! flight, stop the worker (attempts in flight get a grace period, then stay `running` in the
+//! flight (at most `CANON_SHUTDOWN_DEADLINE`, see [`crate::server`]), stop the worker (attempts in flight get a grace period, then stay `running` in the
 //! journal and resume at the next start), then let the journal writer commit what is queued.
 
 use std::net::SocketAddr;
@@ -21,6 +21,7 @@ use crate::config::Settings;
 use crate::journal::{retention, Journal, JournalError};
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
+use crate::server;
 use crate::worker::{self, WorkerCtx};
 
 /// How long attempts in flight may finish after a shutdown request.
@@ -70,8 +71,9 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops gracefully: no new connections, requests and attempts in flight finish (up to the
-    /// grace period), queued journal writes are committed.
+    /// Stops gracefully: no new connections, requests in flight finish (up to the shutdown
+    /// deadline, then their connections are dropped) and attempts in flight too (up to the grace
+    /// period), queued journal writes are committed.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
@@ -145,15 +147,11 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
         source,
     })?;
     let (shutdown, rx) = watch::channel(false);
-    let mut server_rx = rx.clone();
-    let server = tokio::spawn(
-        warp::serve(routes::routes(app.clone()))
-            .incoming(listener)
-            .graceful(async move {
-                let _ = server_rx.wait_for(|stop| *stop).await;
-            })
-            .run(),
-    );
+    let mut limits = settings.http;
+    limits.max_connections = server::connection_cap(limits.max_connections);
+    let service =
+        hyper_util::service::TowerToHyperService::new(warp::service(routes::routes(app.clone())));
+    let server = tokio::spawn(server::serve(listener, service, limits, rx.clone()));
     let pruning = retention::run(
         journal.clone(),
         settings.retention,
@@ -165,7 +163,7 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
     let worker = tokio::spawn(async move {
         tokio::join!(work, pruning);
     });
-    tracing::info!(%addr, recipes = app.enrollment.recipes.len(), journal = %app.journal.path().display(), "Listening.");
+    tracing::info!(%addr, max_connections = limits.max_connections, recipes = app.enrollment.recipes.len(), journal = %app.journal.path().display(), "Listening.");
     Ok(Running {
         addr,
         state: app,

@@ -36,6 +36,10 @@ pub const ENV_VARS: &[&str] = &[
     "CANON_ATTEMPT_DEADLINE",
     "CANON_PUBLIC_URL",
     "CANON_LOG",
+    "CANON_MAX_CONNECTIONS",
+    "CANON_HEADER_TIMEOUT",
+    "CANON_REQUEST_DEADLINE",
+    "CANON_SHUTDOWN_DEADLINE",
 ];
 
 /// The settings as strings, straight from the environment (`CANON_` prefix removed).
@@ -63,6 +67,10 @@ pub struct RawSettings {
     attempt_deadline: Option<String>,
     public_url: Option<String>,
     log: Option<String>,
+    max_connections: Option<String>,
+    header_timeout: Option<String>,
+    request_deadline: Option<String>,
+    shutdown_deadline: Option<String>,
 }
 
 /// Where and how builds are started in Drone.
@@ -90,6 +98,37 @@ pub struct RetryPolicy {
     /// How long one attempt may take in all; past it the attempt is a retryable failure and its
     /// recipe is free again, whatever it was waiting on.
     pub attempt_deadline: Duration,
+}
+
+/// How the HTTP server bounds its connections, so that slow or half-open clients cannot hold
+/// the process's file descriptors or its shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections served at once (`CANON_MAX_CONNECTIONS`, default 256); past it a new
+    /// connection is closed at once. Lowered at start to stay below the file limit.
+    pub max_connections: usize,
+    /// How long a connection may take to send a complete request head, counted from when it
+    /// opens or from its previous response (`CANON_HEADER_TIMEOUT`, default 10 s, at most 60 s):
+    /// also the keep-alive idle timeout.
+    pub header_timeout: Duration,
+    /// How long one request may take once its head is read: body, handler and all
+    /// (`CANON_REQUEST_DEADLINE`, default 30 s); past it the answer is 408 and the connection
+    /// closes.
+    pub request_deadline: Duration,
+    /// How long a shutdown waits for requests in flight before it drops their connections
+    /// (`CANON_SHUTDOWN_DEADLINE`, default 10 s).
+    pub shutdown_deadline: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            header_timeout: Duration::from_secs(10),
+            request_deadline: Duration::from_secs(30),
+            shutdown_deadline: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Validated settings.
@@ -129,6 +168,8 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// The log filter (`CANON_LOG`, default `info`).
     pub log: String,
+    /// Connection cap and timeouts of the HTTP server.
+    pub http: HttpLimits,
 }
 
 /// Every problem found in the settings.
@@ -328,6 +369,41 @@ impl Settings {
             Duration::from_secs(15 * 60),
             &mut problems,
         );
+        let defaults = HttpLimits::default();
+        let max_connections = match nonempty(raw.max_connections) {
+            None => defaults.max_connections,
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) if (1..=65_536).contains(&n) => n,
+                _ => {
+                    problems.push(format!(
+                        "CANON_MAX_CONNECTIONS {s:?}: must be a whole number from 1 to 65536"
+                    ));
+                    defaults.max_connections
+                }
+            },
+        };
+        let header_timeout = duration(
+            "CANON_HEADER_TIMEOUT",
+            raw.header_timeout,
+            defaults.header_timeout,
+            &mut problems,
+        );
+        // A long header timeout is what lets half-open connections pile up (issue 14).
+        if header_timeout > Duration::from_secs(60) {
+            problems.push("CANON_HEADER_TIMEOUT: must be at most 60s".into());
+        }
+        let request_deadline = duration(
+            "CANON_REQUEST_DEADLINE",
+            raw.request_deadline,
+            defaults.request_deadline,
+            &mut problems,
+        );
+        let shutdown_deadline = duration(
+            "CANON_SHUTDOWN_DEADLINE",
+            raw.shutdown_deadline,
+            defaults.shutdown_deadline,
+            &mut problems,
+        );
         if max < base {
             problems.push("CANON_RETRY_MAX must not be shorter than CANON_RETRY_BASE".into());
         }
@@ -368,6 +444,12 @@ impl Settings {
             retention,
             public_url,
             log: nonempty(raw.log).unwrap_or_else(|| "info".into()),
+            http: HttpLimits {
+                max_connections,
+                header_timeout,
+                request_deadline,
+                shutdown_deadline,
+            },
         })
     }
 
@@ -410,6 +492,10 @@ mod tests {
         assert_eq!(s.workers, 2);
         assert_eq!(s.retry.max_attempts, 8);
         assert_eq!(s.retention, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(s.http, HttpLimits::default());
+        assert_eq!(s.http.max_connections, 256);
+        assert!(s.http.header_timeout <= Duration::from_secs(10));
+        assert!(s.http.request_deadline <= Duration::from_secs(30));
         assert!(!format!("{s:?}").contains("0123456789abcdef"));
     }
 
@@ -528,6 +614,62 @@ mod tests {
         for name in ENV_VARS {
             assert!(name.starts_with("CANON_"));
         }
-        assert_eq!(ENV_VARS.len(), 22);
+        assert_eq!(ENV_VARS.len(), 26);
+    }
+
+    #[test]
+    fn connection_limits_are_bounded_and_reported_by_name() {
+        let cases: &[(&str, &str, &str, bool)] = &[
+            ("a cap is a number", "CANON_MAX_CONNECTIONS", "1024", true),
+            (
+                "a cap of zero serves nobody",
+                "CANON_MAX_CONNECTIONS",
+                "0",
+                false,
+            ),
+            (
+                "a cap has a ceiling",
+                "CANON_MAX_CONNECTIONS",
+                "100000",
+                false,
+            ),
+            ("a short header timeout", "CANON_HEADER_TIMEOUT", "2s", true),
+            (
+                "a long header timeout is refused",
+                "CANON_HEADER_TIMEOUT",
+                "5m",
+                false,
+            ),
+            (
+                "no header timeout is refused",
+                "CANON_HEADER_TIMEOUT",
+                "0s",
+                false,
+            ),
+            ("a request deadline", "CANON_REQUEST_DEADLINE", "15s", true),
+            (
+                "a bare number is refused",
+                "CANON_SHUTDOWN_DEADLINE",
+                "10",
+                false,
+            ),
+        ];
+        for (says, name, value, ok) in cases {
+            let mut p = GOOD.to_vec();
+            p.push((name, value));
+            match Settings::from_pairs(pairs(&p)) {
+                Ok(_) if *ok => {}
+                Err(e) if !*ok => assert!(e.to_string().contains(name), "{says}: {e}"),
+                got => panic!("{says}: {got:?}"),
+            }
+        }
+        let mut p = GOOD.to_vec();
+        p.extend([
+            ("CANON_MAX_CONNECTIONS", "64"),
+            ("CANON_HEADER_TIMEOUT", "2s"),
+        ]);
+        let s = Settings::from_pairs(pairs(&p)).unwrap();
+        assert_eq!(s.http.max_connections, 64);
+        assert_eq!(s.http.header_timeout, Duration::from_secs(2));
     }
 }

@@ -12,6 +12,8 @@
 //!   and triggers, and the loop that runs it.
 //! - [`routes`]: hooks, JSON API, health, metrics, status page.
 //! - [`metrics`]: Prometheus text.
+//! - [`server`]: the accept loop: connection cap, header timeout, request deadline, bounded
+//!   shutdown.
 //! - [`app`]: wiring and graceful shutdown.
 //! - [`register`]: the `register-hooks` subcommand.
 
@@ -23,5 +25,6 @@ pub mod journal;
 pub mod metrics;
 pub mod register;
 pub mod routes;
+pub mod server;
 pub mod verify;
 pub mod worker;

@@ -276,6 +276,7 @@ fn the_module_evaluates_to_a_hardened_listener_and_a_weekly_persistent_sweep() {
     ] {
         assert_eq!(unit[key], want, "{key}");
     }
+    assert_eq!(unit["LimitNOFILE"], 65536, "room above the connection cap");
     assert_eq!(unit["ProtectSystem"], "strict");
     assert_eq!(unit["CapabilityBoundingSet"], "");
     assert_eq!(unit["ReadWritePaths"], serde_json::json!([]));
