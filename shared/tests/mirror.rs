@@ -665,3 +665,33 @@ fn a_redirect_to_another_host_never_gets_the_token() {
         );
     }
 }
+
+#[test]
+fn a_lock_file_left_by_a_killed_push_into_a_local_mirror_does_not_block_the_next_sync() {
+    let root = tempfile::tempdir().unwrap();
+    let upstream = root.path().join("upstream.git");
+    Work::released(&root.path().join("work"), &upstream);
+    let mirror = root.path().join("mirror.git");
+    bare(&mirror);
+    let cache = root.path().join("cache/upstream.git");
+    let req = SyncRequest {
+        upstream: GitRemote::local(upstream.display().to_string()),
+        mirror: GitRemote::local(mirror.display().to_string()),
+        branch: "main".into(),
+        cache_dir: cache.clone(),
+    };
+    // What a push killed half-way leaves in the mirror, and a fetch killed half-way in the cache.
+    let tag = canon_testkit::git::LIGHTWEIGHT_RELEASE;
+    std::fs::create_dir_all(mirror.join("refs/tags")).unwrap();
+    std::fs::write(mirror.join(format!("refs/tags/{tag}.lock")), "").unwrap();
+    bare(&cache);
+    std::fs::write(cache.join("packed-refs.lock"), "").unwrap();
+    let report = mirror::sync(&req).expect("the leftovers are cleared");
+    assert!(!report.no_op);
+    assert_eq!(
+        refs_under(&mirror, "refs/tags"),
+        refs_under(&upstream, "refs/tags")
+    );
+    assert!(!mirror.join(format!("refs/tags/{tag}.lock")).exists());
+    assert!(!cache.join("packed-refs.lock").exists());
+}

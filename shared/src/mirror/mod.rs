@@ -44,6 +44,7 @@ mod plan;
 mod push;
 mod refs;
 mod remote;
+mod stale_locks;
 mod timeouts;
 
 use std::collections::BTreeMap;
@@ -304,6 +305,12 @@ pub fn sync(req: &SyncRequest) -> Result<SyncReport, MirrorError> {
     }
 
     let _lock = lock_cache(&req.cache_dir)?;
+    // Under the cache lock canon is the only writer of the cache and of a local mirror: a git
+    // lock file in either is what a killed sync left behind.
+    stale_locks::clear(&req.cache_dir);
+    if let Some(path) = local_path(&mirror_url) {
+        stale_locks::clear(&stale_locks::git_dir(&path));
+    }
     let repo = open_cache(&req.cache_dir)?;
     let fetched = fetch(&repo, &req.upstream, &req.branch)?;
     let wanted = cache_state(&repo, &req.cache_dir, &req.branch, &up.tags)?;
