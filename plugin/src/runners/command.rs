@@ -48,6 +48,8 @@ struct ResultsFile {
 /// policy of [`exec::child_environment`] applies), its output streamed to the step log.
 pub fn shell_command(script: &str, cwd: &Path, env: &BTreeMap<String, String>) -> Cmd {
     let mut cmd = Cmd::new("sh", ["-c", script]);
+    // The operator's harness, not recipe code: it keeps the environment it was started in.
+    cmd.inherit = exec::Inherit::Host;
     cmd.cwd = Some(cwd.to_path_buf());
     cmd.env = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     cmd.output = OutputMode::Stream;

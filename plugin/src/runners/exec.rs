@@ -59,6 +59,8 @@ pub struct Cmd {
     pub args: Vec<Arg>,
     /// Extra environment variables, added by [`child_environment`].
     pub env: Vec<(String, String)>,
+    /// What the child inherits from canon's own environment before `env` is added.
+    pub inherit: Inherit,
     /// The working directory, when not the current one.
     pub cwd: Option<PathBuf>,
     /// Standard input.
@@ -86,6 +88,7 @@ impl Cmd {
                 })
                 .collect(),
             env: Vec::new(),
+            inherit: Inherit::Tools,
             cwd: None,
             stdin: Input::Null,
             stdout_file: None,
@@ -160,16 +163,47 @@ impl Output {
     }
 }
 
+/// What a child inherits from canon's environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inherit {
+    /// Only what the docker and abra CLIs need ([`TOOL_VARIABLES`] and `DOCKER_*`): a deploy sees
+    /// the recipe's env and nothing of the plugin's or the host's stray variables. The default.
+    Tools,
+    /// Everything but canon's secrets ([`removed_variables`]): the operator's own harness, which
+    /// may rely on the environment it is started in.
+    Host,
+}
+
+/// The variables a [`Inherit::Tools`] child keeps, besides every `DOCKER_*`.
+pub const TOOL_VARIABLES: &[&str] = &["PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ"];
+
+/// Returns the part of `parent` an [`Inherit::Tools`] child keeps.
+pub fn tool_environment(
+    parent: impl IntoIterator<Item = (String, String)>,
+) -> Vec<(String, String)> {
+    parent
+        .into_iter()
+        .filter(|(k, _)| TOOL_VARIABLES.contains(&k.as_str()) || k.starts_with("DOCKER_"))
+        .collect()
+}
+
 /// Returns the names of the variables no child inherits: canon's own secret settings (tokens, the
 /// SSH key). A recipe's harness or test command, docker and abra never need them.
 pub fn removed_variables() -> impl Iterator<Item = &'static str> {
     Settings::secret_env_vars()
 }
 
-/// Sets a child's environment: the inherited one without [`removed_variables`], plus `added`
-/// (the command's own variables: `CANON_*`, `ABRA_DIR`, the deploy env). The one place that
-/// decides what a child of any runner sees.
-pub fn child_environment(command: &mut Command, added: &[(String, String)]) {
+/// Sets a child's environment: what `inherit` keeps of canon's own (never
+/// [`removed_variables`]), plus `added` (the command's own variables: `CANON_*`, `ABRA_DIR`, the
+/// deploy env). The one place that decides what a child of any runner sees.
+pub fn child_environment(command: &mut Command, inherit: Inherit, added: &[(String, String)]) {
+    match inherit {
+        Inherit::Tools => {
+            command.env_clear();
+            command.envs(tool_environment(std::env::vars()));
+        }
+        Inherit::Host => {}
+    }
     for name in removed_variables() {
         command.env_remove(name);
     }
@@ -182,7 +216,7 @@ pub fn child_environment(command: &mut Command, added: &[(String, String)]) {
 pub fn command(cmd: &Cmd) -> Command {
     let mut command = Command::new(&cmd.program);
     command.args(cmd.args.iter().map(|a| &a.value));
-    child_environment(&mut command, &cmd.env);
+    child_environment(&mut command, cmd.inherit, &cmd.env);
     if let Some(dir) = &cmd.cwd {
         command.current_dir(dir);
     }
@@ -425,6 +459,27 @@ mod tests {
     use std::path::Path;
 
     #[test]
+    fn a_tools_child_keeps_only_what_the_docker_cli_needs() {
+        let parent = [
+            ("PATH", "/usr/bin"),
+            ("HOME", "/root"),
+            ("DOCKER_HOST", "unix:///run/docker.sock"),
+            ("DOCKER_CONFIG", "/etc/docker-cli"),
+            ("PLUGIN_MIRROR_TOKEN", "s3cr3t"),
+            ("DRONE_BUILD_NUMBER", "7"),
+            ("COMPOSE_FILE", "stray.yml"),
+            ("TIMEOUT", "1"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let mut kept: Vec<String> = tool_environment(parent)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        kept.sort();
+        assert_eq!(kept, ["DOCKER_CONFIG", "DOCKER_HOST", "HOME", "PATH"]);
+    }
+
+    #[test]
     fn secret_arguments_are_masked_and_odd_ones_quoted() {
         let mut c = Cmd::new("docker", ["secret", "create", "a b"]);
         c.args.push(Arg {
@@ -442,6 +497,19 @@ mod tests {
         let mut c = Cmd::new("sh", ["-c", "./harness.sh --all"]);
         c.env = vec![("CANON_TAG".to_string(), "1.0.0+1".to_string())];
         c.cwd = Some(PathBuf::from("/w/checkout"));
+        // A tools child starts from a cleared environment: no secret can be set in it.
+        let tools = command(&c);
+        for (name, value) in tools.get_envs() {
+            let name = name.to_string_lossy();
+            assert!(
+                !Settings::secret_env_vars().any(|s| s == name) || value.is_none(),
+                "{name}"
+            );
+        }
+        assert!(tools
+            .get_envs()
+            .any(|(k, v)| k == "CANON_TAG" && v == Some("1.0.0+1".as_ref())));
+        c.inherit = Inherit::Host;
         let built = command(&c);
         assert_eq!(built.get_program(), "sh");
         let args: Vec<_> = built.get_args().collect();
