@@ -586,6 +586,11 @@ fn gate_and_promote(
         .map_err(state_err)?;
     // Read again under the lock: another run may have promoted while this one ran.
     let canonical = state.read_canonical(&recipe.name).map_err(state_err)?;
+    // A promote killed half-way is finished or rolled back here, so the warm data matches the
+    // canonical whatever this run decides.
+    if let Err(e) = runner.settle_promote(ctx, canonical.as_ref()) {
+        tracing::warn!(recipe = %name, error = %e, "Cannot settle an earlier promote.");
+    }
     let tag_commit_now = match &settings.tested {
         TestedRef::Tag(tag) => match upstream_tag_commit(settings, tag) {
             Ok(c) => {
@@ -645,12 +650,25 @@ fn gate_and_promote(
                 ),
                 pinned: None,
             };
-            state.write_canonical(&lock, &record).map_err(state_err)?;
+            // The order makes a crash at any point repairable (see runners::docker::promote):
+            // the warm deploy was healthy, then the canonical and its history line, then the
+            // known-good copies go.
+            if let Err(e) = state.write_canonical(&lock, &record) {
+                if let Err(se) = runner.settle_promote(ctx, canonical.as_ref()) {
+                    tracing::error!(recipe = %name, error = %se, "Cannot put the warm data back; the next run does.");
+                }
+                return Err(state_err(e));
+            }
+            crate::fault::point("promote:canonical");
             report.promoted = true;
             report.canonical_after = Some(CanonicalSummary::from(&record));
             state
                 .append_history(&history_entry(settings, report, "promote"))
                 .map_err(state_err)?;
+            crate::fault::point("promote:history");
+            if let Err(e) = runner.settle_promote(ctx, Some(&record)) {
+                tracing::warn!(recipe = %name, error = %e, "Cannot drop the known-good copies; the next run does.");
+            }
             println!("canon: PROMOTED {name} to {version} (commit {commit})");
         }
         GateDecision::NotNeeded { version } => {

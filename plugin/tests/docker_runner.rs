@@ -355,6 +355,10 @@ fn first_tag_goes_green_and_is_promoted_then_the_warm_canonical_upgrades_in_plac
     assert_eq!(up.objects(), empty(), "the cold run left objects behind");
 
     runner.promote(&ctx).expect("promote");
+    // What tag mode does once the canonical names the tag: the known-good copies go.
+    runner
+        .settle_promote(&ctx, Some(&up.canonical("1.0.0+0.1.0", &c1)))
+        .expect("settle");
     let warm = format!("warm-{}", up.name);
     let mut want = empty();
     want.insert("volumes", vec![format!("{warm}_data")]);
@@ -377,6 +381,9 @@ fn first_tag_goes_green_and_is_promoted_then_the_warm_canonical_upgrades_in_plac
     let c2 = up.release("1.1.0+0.1.0", "1.1.0", false);
     let ctx2 = up.ctx(&recipe, "1.1.0+0.1.0", &c2, "2");
     runner.promote(&ctx2).expect("second promote");
+    runner
+        .settle_promote(&ctx2, Some(&up.canonical("1.1.0+0.1.0", &c2)))
+        .expect("settle");
     assert_eq!(up.objects(), want);
     assert_eq!(
         up.volume_file(&format!("{warm}_data"), "installed"),

@@ -133,8 +133,26 @@ pub trait Runner {
 
     /// Runs after the gate allowed a promotion and before the canonical is written (for the
     /// built-in runners: deploy `warm-<recipe>`, wait healthy, undeploy keeping volumes). An error
-    /// here means the canonical is not written.
+    /// here means the canonical is not written. A runner may keep a known-good copy of what it
+    /// replaced until [`Runner::settle_promote`] is told the outcome.
     fn promote(&self, ctx: &RunContext) -> Result<(), RunnerError>;
+
+    /// Finishes or rolls back a promote that kept a known-good copy, against `canonical`, the
+    /// canonical as it stands now: when it names the version that promote was for, the copy is
+    /// dropped; otherwise it is put back, so the warm data always matches the canonical. Does
+    /// nothing when no promote is pending (the default, for runners that keep no copy).
+    ///
+    /// Tag mode calls it under the recipe's lock before every gate (a crashed promote is repaired
+    /// by the next run), after a canonical write that failed, and after the canonical and its
+    /// history line are written.
+    fn settle_promote(
+        &self,
+        ctx: &RunContext,
+        canonical: Option<&CanonicalRecord>,
+    ) -> Result<(), RunnerError> {
+        let _ = (ctx, canonical);
+        Ok(())
+    }
 }
 
 /// Returns the runner the settings name: the `command` runner with the harness and promote

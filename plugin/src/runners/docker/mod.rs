@@ -11,7 +11,8 @@
 //! - `probe`: when a stack is healthy (replicas, spec, version label, HTTP health path).
 //! - `volumes`: reading and writing volumes through helper containers.
 //! - `backup`: the backup and restore stages (snapshots proven by markers).
-//! - `promote`: the warm canonical's move to a new tag, with `.prev` copies.
+//! - `promote`: the warm canonical's move to a new tag, with `.prev` copies and a marker until
+//!   the canonical names the tag; the settle that finishes or rolls back a crashed promote.
 //! - `sweep`: what the sweep asks: [`cleanup_stale`] and [`warm_volume_sizes`].
 //!
 //! # Objects and labels
@@ -32,6 +33,7 @@ mod volumes;
 
 use canon_shared::gate::{StageResult, TestedRef};
 use canon_shared::recipe::Stage;
+use canon_shared::state::CanonicalRecord;
 
 use self::backup::Snapshot;
 use self::cmd::StackKind;
@@ -186,5 +188,15 @@ impl Runner for DockerRunner {
         let stack = Stack::new(self, ctx, name, StackKind::Warm)?;
         tracing::info!(recipe = %ctx.recipe.name, tested = %ctx.tested, stack = %stack.name, "promote: deploying the warm canonical");
         stack.promote(ctx)
+    }
+
+    fn settle_promote(
+        &self,
+        ctx: &RunContext,
+        canonical: Option<&CanonicalRecord>,
+    ) -> Result<(), RunnerError> {
+        ensure_swarm()?;
+        let name = stack_names::warm_stack_name(ctx.recipe.name.as_str());
+        Stack::new(self, ctx, name, StackKind::Warm)?.settle(ctx, canonical)
     }
 }

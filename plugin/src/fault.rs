@@ -1,0 +1,24 @@
+//! Test-only fault points: places where a test can make the plugin die as if killed with
+//! SIGKILL, to prove that a crash there leaves nothing the next run cannot repair.
+//!
+//! Only debug builds (test builds) look at [`FAULT_ENV`]; in a release build [`point`] does
+//! nothing and the variable is never read. Separate from the modes so that no production code
+//! path depends on it.
+
+/// The environment variable naming the one fault point to die at, e.g. `promote:healthy`.
+/// Test-only: read by debug builds alone.
+pub const FAULT_ENV: &str = "CANON_TEST_FAULT";
+
+/// Aborts the process at once (no destructors, no cleanup, like `kill -9`) when this is a debug
+/// build and [`FAULT_ENV`] names `name`. Test-only: a release build compiles it to nothing.
+pub fn point(name: &str) {
+    // The environment is read here and not once in `main` on purpose: the hook must stay out of
+    // the settings, which describe production behaviour only.
+    #[cfg(debug_assertions)]
+    if std::env::var(FAULT_ENV).is_ok_and(|v| v == name) {
+        eprintln!("canon: test fault point {name}: aborting");
+        std::process::abort();
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
