@@ -147,7 +147,8 @@ impl Stack {
         Ok(files)
     }
 
-    /// Removes the stack's services and waits until its containers are gone (volumes stay).
+    /// Removes the stack's services and waits until its containers and networks are gone (volumes
+    /// stay).
     pub(super) fn stop(&self) -> Result<(), RunnerError> {
         let services = list_ids(Kind::Service, &self.stack_filter())?;
         if !services.is_empty() {
@@ -158,15 +159,18 @@ impl Stack {
         }
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
+            // The stack's networks go last, after its containers: a stopped stack has none left,
+            // so a later deploy or teardown never races their removal.
             let left = list_ids(Kind::Container, &self.stack_filter())?.len()
-                + list_ids(Kind::Service, &self.stack_filter())?.len();
+                + list_ids(Kind::Service, &self.stack_filter())?.len()
+                + list_ids(Kind::Network, &self.stack_filter())?.len();
             if left == 0 {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(RunnerError::Timeout {
                     what: format!(
-                        "stack {} to stop ({left} containers/services left)",
+                        "stack {} to stop ({left} containers/services/networks left)",
                         self.name
                     ),
                     seconds: STOP_TIMEOUT.as_secs(),
