@@ -19,9 +19,11 @@
 //! - [`schema`]: the tables and how every connection is opened (WAL, `synchronous=FULL`).
 //! - [`writer`]: the [`Journal`] handle, the group-commit writer thread and the reader.
 //! - [`intake`]: a verified delivery becomes a delivery row and, for a new tag, one job.
+//! - [`due`]: the worker's reads, bounded by the number of recipes, not of jobs.
 //! - [`queries`]: jobs and deliveries as stored, the worker's claim and finish, the API's reads.
 //! - [`retention`]: pruning old deliveries in bounded batches, at start and every hour.
 
+mod due;
 mod intake;
 mod queries;
 pub mod retention;
@@ -31,6 +33,7 @@ mod writer;
 use std::path::PathBuf;
 
 pub use canon_shared::listener_api::JobState;
+pub use due::Due;
 pub use intake::{Intake, IntakeFact, IntakeResult, Outcome};
 pub use queries::{Claim, ClaimTerms, DeliveryRow, Job, JobUpdate};
 pub use writer::Journal;

@@ -172,30 +172,6 @@ pub enum JobUpdate {
 }
 
 impl Journal {
-    /// Returns the jobs a worker may start now: not terminal, due, oldest first.
-    pub async fn runnable(&self, now_ms: i64) -> Result<Vec<Job>, JournalError> {
-        self.read(move |c| {
-            select_jobs(
-                c,
-                "WHERE state IN ('queued','retrying','running') AND next_attempt_ms <= ?1 ORDER BY id",
-                params![now_ms],
-            )
-        })
-        .await
-    }
-
-    /// Returns the earliest due time of a waiting job (unix ms), when any.
-    pub async fn next_due_ms(&self) -> Result<Option<i64>, JournalError> {
-        self.read(|c| {
-            c.query_row(
-                "SELECT MIN(next_attempt_ms) FROM jobs WHERE state IN ('queued','retrying','running')",
-                [],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-        })
-        .await
-    }
-
     /// Claims job `id` for one attempt, durably: marks it running, counts the attempt and leases
     /// it; or, when it has already had `max_attempts`, fails it with the reason instead.
     pub async fn claim<L>(&self, id: i64, terms: ClaimTerms<L>) -> Result<Claim, JournalError>
@@ -587,7 +563,7 @@ mod tests {
                 );
                 assert!(
                     journal
-                        .runnable(now + lease - 1)
+                        .runnable(now + lease - 1, 10, Vec::new())
                         .await
                         .expect("read")
                         .is_empty(),
@@ -608,7 +584,7 @@ mod tests {
                     now += lease;
                 }
                 let due: Vec<i64> = journal
-                    .runnable(now)
+                    .runnable(now, 10, Vec::new())
                     .await
                     .expect("read")
                     .iter()
@@ -628,7 +604,11 @@ mod tests {
                 "{says}"
             );
             assert!(
-                journal.runnable(i64::MAX).await.expect("read").is_empty(),
+                journal
+                    .runnable(i64::MAX, 10, Vec::new())
+                    .await
+                    .expect("read")
+                    .is_empty(),
                 "{says}"
             );
         }
