@@ -117,6 +117,11 @@
     type = "str";
     description = "Public URL of this listener, used by `canon-listener register-hooks` (<url>/hooks/gitea).";
   };
+  adminToken = {
+    env = "CANON_ADMIN_TOKEN";
+    secret = true;
+    description = "Bearer token that /, /api/* and /metrics require (at least 16 characters); unset, they are open. /healthz, /readyz and /hooks/* never need it.";
+  };
   log = {
     env = "CANON_LOG";
     type = "str";

@@ -133,7 +133,15 @@ mod tests {
             ("d", "queued", 0),     // 6
             ("b", "queued", 0),     // 7
         ]);
-        let cases: &[(&str, i64, usize, &[&str], &[(i64, &str)])] = &[
+        // (what it shows, now, limit, busy recipes, the jobs offered)
+        type Case = (
+            &'static str,
+            i64,
+            usize,
+            &'static [&'static str],
+            &'static [(i64, &'static str)],
+        );
+        let cases: &[Case] = &[
             (
                 "oldest first, one per recipe, terminal and future jobs left out",
                 100,

@@ -263,11 +263,6 @@ impl Journal {
         .await
     }
 
-    /// Returns every job, newest first, with its delivery ids.
-    pub async fn jobs(&self) -> Result<Vec<Job>, JournalError> {
-        self.read(|c| select_jobs(c, "ORDER BY id DESC", [])).await
-    }
-
     /// Returns one job.
     pub async fn job(&self, id: i64) -> Result<Option<Job>, JournalError> {
         self.read(move |c| {
@@ -294,34 +289,6 @@ impl Journal {
             )?
             .into_iter()
             .next())
-        })
-        .await
-    }
-
-    /// Returns the newest `limit` deliveries, newest first.
-    pub async fn deliveries(&self, limit: u32) -> Result<Vec<DeliveryRow>, JournalError> {
-        self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT delivery, forge, event, repo, recipe, tag, outcome, reason, job, received_at,
-                   repeats
-                 FROM deliveries ORDER BY seq DESC LIMIT ?1",
-            )?;
-            let rows = st.query_map(params![limit], |r| {
-                Ok(DeliveryRow {
-                    delivery: r.get(0)?,
-                    forge: forge_at(r, 1)?,
-                    event: r.get(2)?,
-                    repo: r.get(3)?,
-                    recipe: r.get(4)?,
-                    tag: r.get(5)?,
-                    outcome: r.get(6)?,
-                    reason: r.get(7)?,
-                    job: r.get(8)?,
-                    received_at: r.get(9)?,
-                    repeats: r.get(10)?,
-                })
-            })?;
-            rows.collect()
         })
         .await
     }
@@ -387,7 +354,7 @@ fn select_job(c: &Connection, id: i64) -> Result<Option<Job>, rusqlite::Error> {
 }
 
 /// Reads the forge kind stored in column `idx` (a name [`ForgeKind::as_str`] returned).
-fn forge_at(r: &Row<'_>, idx: usize) -> Result<ForgeKind, rusqlite::Error> {
+pub(super) fn forge_at(r: &Row<'_>, idx: usize) -> Result<ForgeKind, rusqlite::Error> {
     r.get::<_, String>(idx)?
         .parse()
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
@@ -430,7 +397,7 @@ fn job_from_row(r: &Row<'_>) -> Result<Job, rusqlite::Error> {
 
 /// Returns the jobs `SELECT * FROM jobs {tail}` finds, each with its delivery ids in arrival
 /// order.
-fn select_jobs<P: rusqlite::Params>(
+pub(super) fn select_jobs<P: rusqlite::Params>(
     c: &Connection,
     tail: &str,
     params: P,
