@@ -110,17 +110,15 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
     let metrics = Arc::new(Metrics::default());
     let notify = Arc::new(Notify::new());
     let state = StateDir::new(&settings.state_dir);
-    let app = Arc::new(
-        AppState::new(
-            settings.webhook_secrets.clone(),
-            enrollment.clone(),
-            state.clone(),
-            journal.clone(),
-            metrics.clone(),
-            notify.clone(),
-        )
-        .with_admin_token(settings.admin_token.clone()),
-    );
+    let app = Arc::new(AppState::new(
+        settings.webhook_secrets.clone(),
+        enrollment.clone(),
+        state.clone(),
+        journal.clone(),
+        metrics.clone(),
+        notify.clone(),
+    ));
+    app.require_admin_token(settings.admin_token.clone());
     let ctx = Arc::new(WorkerCtx {
         enrollment,
         state,

@@ -11,7 +11,7 @@ pub mod status;
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use canon_shared::recipe::Enrollment;
 use canon_shared::secret::Secret;
@@ -40,7 +40,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Wakes the worker when a job is accepted.
     pub notify: Arc<Notify>,
-    admin_token: Option<Secret>,
+    admin_token: OnceLock<Secret>,
     rejected: Mutex<VecDeque<DeliveryRow>>,
 }
 
@@ -61,20 +61,23 @@ impl AppState {
             journal,
             metrics,
             notify,
-            admin_token: None,
+            admin_token: OnceLock::new(),
             rejected: Mutex::new(VecDeque::new()),
         }
     }
 
-    /// Requires `token` (when given) as a bearer token on `/`, `/api/*` and `/metrics`.
-    pub fn with_admin_token(mut self, token: Option<Secret>) -> Self {
-        self.admin_token = token;
-        self
+    /// Requires `token` (when given) as a bearer token on `/`, `/api/*` and `/metrics`. Called
+    /// once, before serving; a token once set is never replaced or removed.
+    pub fn require_admin_token(&self, token: Option<Secret>) {
+        if let Some(token) = token {
+            // Only a second call fails, and the first token must stay.
+            let _ = self.admin_token.set(token);
+        }
     }
 
     /// Returns the admin token, when one is required.
     pub fn admin_token(&self) -> Option<&Secret> {
-        self.admin_token.as_ref()
+        self.admin_token.get()
     }
 
     /// Keeps a rejected delivery in memory (rejections are never journaled).
