@@ -3,8 +3,14 @@
 # the same run, with the same signed ~5 KB payload and 32 connections (wrk):
 #   (a) verify-and-ack: canon answering a signed branch push (verified, parsed, ignored: 200)
 #       vs adnanh's payload-hmac-sha256 rule passing and its regex rule not matching (403);
-#   (b) canon's durable ack: a signed release-tag push, answered 202 only after the fsync.
-# Prints throughput and p99 side by side, and the listener's peak RSS.
+#   (b) canon's durable ack: a signed release-tag push, answered 202 only after the fsync, each
+#       request with a new delivery id (the journal stores one row per id, so a fixed id would
+#       measure replays);
+#   (c) a burst: 30,000 distinct signed tags of the enrolled recipe, 32 at a time, then one read
+#       of the status page and of /api/jobs. The recipe's upstream does not exist, so the worker
+#       fails each job at once and moves on: the burst is journal and worker load, no Drone.
+# Prints throughput and p99 side by side, the listener's RSS (VmRSS) after the verify run and
+# after the burst, and its peak RSS.
 # Usage: bench/listener.sh [seconds per run, default 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,14 +57,22 @@ recipes:
     mirror: $work/mirror/recipe.git
 EOF
 
-lua() { # body-file signature event path
+lua() { # body-file signature
   cat <<EOF
 local f = io.open("$1", "rb"); local body = f:read("*a"); f:close()
 wrk.method = "POST"; wrk.body = body
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["X-Gitea-Event"] = "push"
-wrk.headers["X-Gitea-Delivery"] = "00000000-0000-4000-8000-000000000000"
 wrk.headers["X-Gitea-Signature"] = "$2"
+-- A new delivery id per request: the thread's number and its own counter.
+local threads = 0
+function setup(thread) threads = threads + 1; thread:set("tid", threads) end
+local n = 0
+function request()
+  n = n + 1
+  wrk.headers["X-Gitea-Delivery"] = string.format("%08d-0000-4000-8000-%012d", tid or 0, n)
+  return wrk.format()
+end
 EOF
 }
 lua "$work/branch.json" "$(sig "$work/branch.json")" >"$work/branch.lua"
@@ -114,6 +128,40 @@ run() { # name url lua
 echo "payload: $(wc -c <"$work/branch.json") bytes; 32 connections; ${secs}s per run; $(nproc) CPUs shared with wrk"
 run "adnanh/webhook 2.8 verify (rule mismatch 403)" http://127.0.0.1:19000/hooks/gitea-tag "$work/branch.lua"
 run "canon verify-and-ack (ignored 200)" http://127.0.0.1:19088/hooks/gitea "$work/branch.lua"
+rss() { awk '/VmRSS/ {print $2, $3}' "/proc/$lpid/status"; }
+echo "canon-listener RSS after the verify run: $(rss)"
+# /readyz waits for the journal's queue to drain: the ignored deliveries of the verify run are
+# written behind their answers and would otherwise hold up the durable acks measured next.
+curl -fsS -o /dev/null --max-time 300 http://127.0.0.1:19088/readyz
 run "canon durable ack (journaled 202)" http://127.0.0.1:19088/hooks/gitea "$work/tag.lua"
+
+# The burst: every tag its own body, so each is signed on its own.
+burst_start=$(date +%s%N)
+python3 - "$work/tag.json" "$secret" 30000 <<'EOF'
+import concurrent.futures, hashlib, hmac, http.client, json, sys
+template, secret, count = open(sys.argv[1]).read(), sys.argv[2].encode(), int(sys.argv[3])
+def send(part):
+    conn, answers = http.client.HTTPConnection("127.0.0.1", 19088), {}
+    for i in range(part, count, 32):
+        body = template.replace("refs/tags/1.2.0+1.0", "refs/tags/1.2.%d+1.0" % (i + 1)).encode()
+        conn.request("POST", "/hooks/gitea", body, {
+            "Content-Type": "application/json", "X-Gitea-Event": "push",
+            "X-Gitea-Delivery": "burst-%08d" % i,
+            "X-Gitea-Signature": hmac.new(secret, body, hashlib.sha256).hexdigest()})
+        r = conn.getresponse(); r.read()
+        answers[r.status] = answers.get(r.status, 0) + 1
+    return answers
+total = {}
+with concurrent.futures.ThreadPoolExecutor(32) as pool:
+    for answers in pool.map(send, range(32)):
+        for k, v in answers.items(): total[k] = total.get(k, 0) + v
+if total != {202: count}:
+    sys.exit("burst answers: %s" % json.dumps(total))
+EOF
+burst_ms=$(( ($(date +%s%N) - burst_start) / 1000000 ))
+curl -fsS -o /dev/null http://127.0.0.1:19088/
+curl -fsS -o /dev/null http://127.0.0.1:19088/api/jobs
+printf '%-44s %12s ms for 30000 tags, all 202\n' "canon burst of distinct signed tags" "$burst_ms"
+echo "canon-listener RSS after the burst, a status page and an /api/jobs read: $(rss)"
 echo "canon-listener peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$lpid/status)"
 echo "journaled deliveries: $(curl -s http://127.0.0.1:19088/metrics | grep -E 'deliveries_total\{outcome="(duplicate|ignored)"' | tr '\n' ' ')"

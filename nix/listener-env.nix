@@ -137,6 +137,11 @@
     type = "str";
     description = "How long a shutdown waits for requests in flight before it drops their connections, e.g. 10s (listener default).";
   };
+  adminToken = {
+    env = "CANON_ADMIN_TOKEN";
+    secret = true;
+    description = "Bearer token that /, /api/* and /metrics require (at least 16 characters); unset, they are open. /healthz, /readyz and /hooks/* never need it.";
+  };
   log = {
     env = "CANON_LOG";
     type = "str";

@@ -120,6 +120,7 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
         metrics.clone(),
         notify.clone(),
     ));
+    app.require_admin_token(settings.admin_token.clone());
     let ctx = Arc::new(WorkerCtx {
         enrollment,
         state,

@@ -35,6 +35,7 @@ pub const ENV_VARS: &[&str] = &[
     "CANON_RETENTION",
     "CANON_ATTEMPT_DEADLINE",
     "CANON_PUBLIC_URL",
+    "CANON_ADMIN_TOKEN",
     "CANON_LOG",
     "CANON_MAX_CONNECTIONS",
     "CANON_HEADER_TIMEOUT",
@@ -66,6 +67,7 @@ pub struct RawSettings {
     retention: Option<String>,
     attempt_deadline: Option<String>,
     public_url: Option<String>,
+    admin_token: Option<Secret>,
     log: Option<String>,
     max_connections: Option<String>,
     header_timeout: Option<String>,
@@ -166,6 +168,9 @@ pub struct Settings {
     pub retention: Duration,
     /// The public URL of this listener, used by `register-hooks` (`<url>/hooks/gitea`).
     pub public_url: Option<String>,
+    /// The bearer token `/`, `/api/*` and `/metrics` require (`CANON_ADMIN_TOKEN`); unset: they
+    /// are open. `/healthz`, `/readyz` and `/hooks/*` are always open.
+    pub admin_token: Option<Secret>,
     /// The log filter (`CANON_LOG`, default `info`).
     pub log: String,
     /// Connection cap and timeouts of the HTTP server.
@@ -411,6 +416,13 @@ impl Settings {
         if forge_token.is_some() && forge_url.is_none() {
             problems.push("CANON_FORGE_TOKEN is set but CANON_FORGE_URL is not".into());
         }
+        let admin_token = secret(raw.admin_token);
+        if admin_token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().len() < 16)
+        {
+            problems.push("CANON_ADMIN_TOKEN: must be at least 16 characters".into());
+        }
         if purpose == Purpose::Serve {
             problems.append(&mut serve_problems);
         }
@@ -443,6 +455,7 @@ impl Settings {
             },
             retention,
             public_url,
+            admin_token,
             log: nonempty(raw.log).unwrap_or_else(|| "info".into()),
             http: HttpLimits {
                 max_connections,
@@ -570,6 +583,29 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_token_is_optional_secret_and_not_short() {
+        assert!(Settings::from_pairs(pairs(GOOD))
+            .unwrap()
+            .admin_token
+            .is_none());
+        let mut p = GOOD.to_vec();
+        p.push(("CANON_ADMIN_TOKEN", "admin-token-0123456789"));
+        let s = Settings::from_pairs(pairs(&p)).unwrap();
+        assert_eq!(
+            s.admin_token.as_ref().map(Secret::expose),
+            Some("admin-token-0123456789")
+        );
+        assert!(!format!("{s:?}").contains("admin-token-0123456789"));
+        p.pop();
+        p.push(("CANON_ADMIN_TOKEN", "shorty"));
+        let err = Settings::from_pairs(pairs(&p)).unwrap_err().to_string();
+        assert!(
+            err.contains("CANON_ADMIN_TOKEN") && !err.contains("shorty"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn known_hosts_is_an_optional_path() {
         let unset = Settings::from_pairs(pairs(GOOD)).unwrap();
         assert_eq!(unset.known_hosts, None);
@@ -614,7 +650,7 @@ mod tests {
         for name in ENV_VARS {
             assert!(name.starts_with("CANON_"));
         }
-        assert_eq!(ENV_VARS.len(), 26);
+        assert_eq!(ENV_VARS.len(), 27);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! keeps a tag from being built twice when the process died between starting a build and
 //! recording it.
 //!
-//! [`run`] runs at most `workers` jobs at once and at most one per recipe, oldest first; failures
+//! [`run`] runs at most `workers` jobs at once and at most one per recipe, oldest first, and on
+//! each pass reads no more jobs than it has free workers (`Journal::runnable`); failures
 //! come back after an exponential delay with jitter, up to the attempt limit. Each claim leases
 //! its job for that same delay, and a job that has used every attempt without a result is failed
 //! instead of claimed (see `journal::queries`): a job whose attempt kills the process does not
@@ -271,17 +272,22 @@ pub async fn run(
         }
         let now = now_ms();
         let mut wait = Duration::from_secs(5);
-        match journal.runnable(now).await {
+        // Read only as many jobs as there are free workers, none of a recipe already held.
+        let held: Vec<String> = {
+            let set = busy.lock().unwrap_or_else(|p| p.into_inner());
+            set.iter().cloned().collect()
+        };
+        let free = workers.saturating_sub(held.len());
+        match journal.runnable(now, free, held).await {
             Ok(jobs) => {
                 for job in jobs {
-                    let mut set = busy.lock().unwrap_or_else(|p| p.into_inner());
-                    if set.len() >= workers {
-                        break;
-                    }
-                    if !set.insert(job.recipe.clone()) {
+                    if !busy
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(job.recipe.clone())
+                    {
                         continue;
                     }
-                    drop(set);
                     let (ctx, journal, busy, notify) =
                         (ctx.clone(), journal.clone(), busy.clone(), notify.clone());
                     tasks.spawn(async move {

@@ -1173,3 +1173,158 @@ async fn the_job_for_a_tag_answers_over_http_and_the_shared_client_reads_it() {
     );
     app.running.stop().await;
 }
+
+/// GETs `path` with `token` as a bearer (none when `None`); returns the status, the
+/// `X-Next-Cursor` header and the body text.
+async fn get_with(app: &App, path: &str, token: Option<&str>) -> (u16, Option<String>, String) {
+    let mut req = app.client.get(format!("{}{path}", app.base));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let cursor = r
+        .headers()
+        .get("x-next-cursor")
+        .map(|v| v.to_str().unwrap().to_string());
+    if let Some(c) = &cursor {
+        let link = r
+            .headers()
+            .get("link")
+            .expect("a Link header")
+            .to_str()
+            .unwrap();
+        let path = path.split('?').next().unwrap();
+        assert!(
+            link.starts_with(&format!("<{path}?")) && link.contains(&format!("before={c}>")),
+            "{link}"
+        );
+        assert!(link.ends_with("rel=\"next\""), "{link}");
+    }
+    (status, cursor, r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn reads_are_paginated_and_need_the_admin_token_when_one_is_set() {
+    use canon_shared::listener_api::{ListenerApiError, ListenerClient};
+    use canon_shared::recipe::RecipeName;
+    use canon_shared::secret::Secret;
+
+    const TOKEN: &str = "admin-token-0123456789";
+    let drone = FakeDrone::start();
+    let drone_url = drone.url();
+    // Tags the upstream does not have: every attempt fails and waits an hour, so the jobs stay.
+    let (app, repos) = spawn_app_with(
+        &[("alpha", &[]), ("beta", &[])],
+        &[],
+        &drone_url,
+        &[
+            ("CANON_ADMIN_TOKEN", TOKEN),
+            ("CANON_RETRY_BASE", "1h"),
+            ("CANON_RETRY_MAX", "1h"),
+        ],
+    )
+    .await;
+    let mut sent = 0;
+    for (n, r) in ["alpha", "beta"].iter().zip(&repos) {
+        for i in 0..6 {
+            let url = r.upstream.display().to_string();
+            let body = push_tag(&url, n, &format!("1.{i}.0+1"), &"a".repeat(40));
+            // Hooks stay open: a forge carries no token.
+            let (s, v) = deliver(&app.client, &app.base, "push", &body).await;
+            assert_eq!(s, 202, "{v}");
+            sent += 1;
+        }
+    }
+
+    // Open: the probes. Protected: the page, the API and metrics; a 401 says nothing more.
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(get_with(&app, path, None).await.0, 200, "{path}");
+    }
+    let protected = [
+        "/",
+        "/api/jobs",
+        "/api/deliveries",
+        "/api/recipes/alpha/tags/1.0.0+1/job",
+        "/metrics",
+    ];
+    for path in protected {
+        for token in [None, Some("wrong-token-0123456789"), Some("admin-token")] {
+            let (status, _, body) = get_with(&app, path, token).await;
+            assert_eq!((status, body.as_str()), (401, ""), "{path} with {token:?}");
+        }
+        assert_eq!(get_with(&app, path, Some(TOKEN)).await.0, 200, "{path}");
+    }
+    let unknown = get_with(&app, "/nowhere", None).await.0;
+    // As without a token: an unrouted GET is the hooks' 405, never a 401.
+    assert_eq!(unknown, 405, "an unknown path is answered as before");
+
+    // The shared client carries the token.
+    let base = url::Url::parse(&app.base).unwrap();
+    let alpha = RecipeName::parse("alpha").unwrap();
+    match ListenerClient::new(base.clone())
+        .unwrap()
+        .job_for(&alpha, "1.0.0+1")
+        .await
+    {
+        Err(ListenerApiError::Status { status: 401, .. }) => {}
+        other => panic!("without the token: {other:?}"),
+    }
+    let job = ListenerClient::new(base)
+        .unwrap()
+        .with_token(Secret::new(TOKEN))
+        .job_for(&alpha, "1.0.0+1")
+        .await
+        .expect("the listener answers")
+        .expect("a job");
+    assert_eq!(job.tag, "1.0.0+1");
+
+    // Limits: a bad one is a 400 that says why; the default holds everything here.
+    for bad in ["0", "501", "many", "-1"] {
+        let (status, _, body) =
+            get_with(&app, &format!("/api/jobs?limit={bad}"), Some(TOKEN)).await;
+        assert_eq!(status, 400, "limit={bad}: {body}");
+        assert!(
+            body.contains("limit must be a whole number from 1 to 500"),
+            "{body}"
+        );
+    }
+    let (status, _, body) = get_with(&app, "/api/deliveries?before=x", Some(TOKEN)).await;
+    assert_eq!(status, 400, "{body}");
+    let (_, cursor, body) = get_with(&app, "/api/jobs?limit=500", Some(TOKEN)).await;
+    assert_eq!(cursor, None);
+    let all: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(all.len(), sent);
+
+    // Walking with the cursor sees every row once, newest first, and the body stays an array.
+    for list in ["/api/jobs", "/api/deliveries"] {
+        let mut seen: Vec<serde_json::Value> = Vec::new();
+        let mut path = format!("{list}?limit=5");
+        loop {
+            let (status, cursor, body) = get_with(&app, &path, Some(TOKEN)).await;
+            assert_eq!(status, 200, "{path}: {body}");
+            let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+            assert!(rows.len() <= 5, "{path}");
+            seen.extend(rows);
+            match cursor {
+                Some(c) => path = format!("{list}?limit=5&before={c}"),
+                None => break,
+            }
+        }
+        let key = if list == "/api/jobs" {
+            "id"
+        } else {
+            "delivery"
+        };
+        let keys: Vec<String> = seen.iter().map(|r| r[key].to_string()).collect();
+        let mut unique = keys.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!((keys.len(), unique.len()), (sent, sent), "{list}: {keys:?}");
+        if list == "/api/jobs" {
+            let ids: Vec<i64> = seen.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+            assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+        }
+    }
+    app.running.stop().await;
+}

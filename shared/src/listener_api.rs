@@ -15,7 +15,9 @@
 //! - Answers never carry error text or URLs: the job's error may quote a remote URL.
 //!
 //! The base URL may carry a user name and password (a listener behind a proxy with basic auth);
-//! they are sent as basic auth and removed from every URL an error shows.
+//! they are sent as basic auth and removed from every URL an error shows. A listener with an
+//! admin token (`CANON_ADMIN_TOKEN`) wants it as a bearer token: [`ListenerClient::with_token`]
+//! sends it instead of the basic auth, and it never appears in an error.
 
 use std::fmt;
 use std::time::Duration;
@@ -25,6 +27,7 @@ use url::Url;
 
 use crate::forge::ForgeKind;
 use crate::recipe::RecipeName;
+use crate::secret::Secret;
 
 /// How long connecting to the listener may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -167,6 +170,9 @@ pub enum ListenerApiError {
         status: u16,
         message: String,
     },
+    /// The token holds characters a header cannot carry.
+    #[error("listener GET {url}: the token cannot be sent in an Authorization header")]
+    BadToken { url: String },
     /// The answer was not the JSON expected.
     #[error("listener GET {url}: unexpected answer: {message}")]
     Decode { url: String, message: String },
@@ -217,6 +223,7 @@ pub fn job_url(base: &Url, recipe: &RecipeName, tag: &str) -> Result<Url, Listen
 pub struct ListenerClient {
     http: reqwest::Client,
     base: Url,
+    token: Option<Secret>,
 }
 
 impl ListenerClient {
@@ -231,7 +238,19 @@ impl ListenerClient {
             .user_agent(concat!("canon/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ListenerApiError::Client(e.without_url().to_string()))?;
-        Ok(Self { http, base })
+        Ok(Self {
+            http,
+            base,
+            token: None,
+        })
+    }
+
+    /// Returns the client sending `token` as a bearer token (`Authorization: Bearer ...`) with
+    /// every request, for a listener that requires its admin token. It replaces basic auth
+    /// from the base URL.
+    pub fn with_token(mut self, token: Secret) -> Self {
+        self.token = Some(token);
+        self
     }
 
     /// Returns the newest job the listener has for `recipe` at `tag`, or `None` when it has
@@ -246,13 +265,23 @@ impl ListenerClient {
             url: shown(&url),
             source: e.without_url(),
         };
-        let response = self
+        let mut request = self
             .http
             .get(url.clone())
             .header("accept", "application/json")
-            .send()
-            .await
+            .build()
             .map_err(transport)?;
+        if let Some(token) = &self.token {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                    .map_err(|_| decode_token(&url))?;
+            value.set_sensitive(true);
+            // `insert`, not `append`: one Authorization header, never the URL's basic auth too.
+            request
+                .headers_mut()
+                .insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let response = self.http.execute(request).await.map_err(transport)?;
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(transport)?;
         let decode = |message: String| ListenerApiError::Decode {
@@ -295,6 +324,12 @@ pub async fn job_for(
     ListenerClient::new(base.clone())?
         .job_for(recipe, tag)
         .await
+}
+
+/// Returns the error for a token that cannot travel in a header (a control character in it);
+/// the token itself is not shown.
+fn decode_token(url: &Url) -> ListenerApiError {
+    ListenerApiError::BadToken { url: shown(url) }
 }
 
 /// Returns the start of an answer body for an error, one line.
@@ -426,6 +461,39 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(ask().await, Err(ListenerApiError::Decode { .. })));
+    }
+
+    #[tokio::test]
+    async fn the_token_travels_as_one_bearer_header_instead_of_basic_auth() {
+        let server = tiny_http::Server::http("127.0.0.1:0").expect("bind loopback");
+        let base = format!("http://user:pw@{}/", server.server_addr());
+        let seen = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..2 {
+                let Ok(req) = server.recv() else { break };
+                seen.push(
+                    req.headers()
+                        .iter()
+                        .filter(|h| h.field.equiv("authorization"))
+                        .map(|h| h.value.to_string())
+                        .collect::<Vec<_>>(),
+                );
+                let _ = req.respond(
+                    tiny_http::Response::from_string(r#"{"job":null}"#).with_status_code(404),
+                );
+            }
+            seen
+        });
+        let client = ListenerClient::new(Url::parse(&base).unwrap()).unwrap();
+        assert_eq!(client.job_for(&name("app"), "1.0.0+1").await.unwrap(), None);
+        let client = client.with_token(Secret::new("admin-token-0123456789"));
+        assert_eq!(client.job_for(&name("app"), "1.0.0+1").await.unwrap(), None);
+        assert!(!format!("{client:?}").contains("admin-token-0123456789"));
+        let seen = seen.join().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].len(), 1, "basic auth from the URL: {:?}", seen[0]);
+        assert!(seen[0][0].starts_with("Basic "), "{:?}", seen[0]);
+        assert_eq!(seen[1], ["Bearer admin-token-0123456789"]);
     }
 
     #[test]

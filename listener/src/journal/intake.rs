@@ -636,7 +636,11 @@ mod tests {
         let job = journal.job(id).await.expect("read").expect("the job");
         assert_eq!(job.state, crate::journal::JobState::Done);
         assert_eq!(job.build, Some(7));
-        assert!(journal.runnable(i64::MAX).await.expect("read").is_empty());
+        assert!(journal
+            .runnable(i64::MAX, 10, Vec::new())
+            .await
+            .expect("read")
+            .is_empty());
     }
 
     #[tokio::test]

@@ -172,30 +172,6 @@ pub enum JobUpdate {
 }
 
 impl Journal {
-    /// Returns the jobs a worker may start now: not terminal, due, oldest first.
-    pub async fn runnable(&self, now_ms: i64) -> Result<Vec<Job>, JournalError> {
-        self.read(move |c| {
-            select_jobs(
-                c,
-                "WHERE state IN ('queued','retrying','running') AND next_attempt_ms <= ?1 ORDER BY id",
-                params![now_ms],
-            )
-        })
-        .await
-    }
-
-    /// Returns the earliest due time of a waiting job (unix ms), when any.
-    pub async fn next_due_ms(&self) -> Result<Option<i64>, JournalError> {
-        self.read(|c| {
-            c.query_row(
-                "SELECT MIN(next_attempt_ms) FROM jobs WHERE state IN ('queued','retrying','running')",
-                [],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-        })
-        .await
-    }
-
     /// Claims job `id` for one attempt, durably: marks it running, counts the attempt and leases
     /// it; or, when it has already had `max_attempts`, fails it with the reason instead.
     pub async fn claim<L>(&self, id: i64, terms: ClaimTerms<L>) -> Result<Claim, JournalError>
@@ -287,11 +263,6 @@ impl Journal {
         .await
     }
 
-    /// Returns every job, newest first, with its delivery ids.
-    pub async fn jobs(&self) -> Result<Vec<Job>, JournalError> {
-        self.read(|c| select_jobs(c, "ORDER BY id DESC", [])).await
-    }
-
     /// Returns one job.
     pub async fn job(&self, id: i64) -> Result<Option<Job>, JournalError> {
         self.read(move |c| {
@@ -318,34 +289,6 @@ impl Journal {
             )?
             .into_iter()
             .next())
-        })
-        .await
-    }
-
-    /// Returns the newest `limit` deliveries, newest first.
-    pub async fn deliveries(&self, limit: u32) -> Result<Vec<DeliveryRow>, JournalError> {
-        self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT delivery, forge, event, repo, recipe, tag, outcome, reason, job, received_at,
-                   repeats
-                 FROM deliveries ORDER BY seq DESC LIMIT ?1",
-            )?;
-            let rows = st.query_map(params![limit], |r| {
-                Ok(DeliveryRow {
-                    delivery: r.get(0)?,
-                    forge: forge_at(r, 1)?,
-                    event: r.get(2)?,
-                    repo: r.get(3)?,
-                    recipe: r.get(4)?,
-                    tag: r.get(5)?,
-                    outcome: r.get(6)?,
-                    reason: r.get(7)?,
-                    job: r.get(8)?,
-                    received_at: r.get(9)?,
-                    repeats: r.get(10)?,
-                })
-            })?;
-            rows.collect()
         })
         .await
     }
@@ -411,7 +354,7 @@ fn select_job(c: &Connection, id: i64) -> Result<Option<Job>, rusqlite::Error> {
 }
 
 /// Reads the forge kind stored in column `idx` (a name [`ForgeKind::as_str`] returned).
-fn forge_at(r: &Row<'_>, idx: usize) -> Result<ForgeKind, rusqlite::Error> {
+pub(super) fn forge_at(r: &Row<'_>, idx: usize) -> Result<ForgeKind, rusqlite::Error> {
     r.get::<_, String>(idx)?
         .parse()
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
@@ -454,7 +397,7 @@ fn job_from_row(r: &Row<'_>) -> Result<Job, rusqlite::Error> {
 
 /// Returns the jobs `SELECT * FROM jobs {tail}` finds, each with its delivery ids in arrival
 /// order.
-fn select_jobs<P: rusqlite::Params>(
+pub(super) fn select_jobs<P: rusqlite::Params>(
     c: &Connection,
     tail: &str,
     params: P,
@@ -587,7 +530,7 @@ mod tests {
                 );
                 assert!(
                     journal
-                        .runnable(now + lease - 1)
+                        .runnable(now + lease - 1, 10, Vec::new())
                         .await
                         .expect("read")
                         .is_empty(),
@@ -608,7 +551,7 @@ mod tests {
                     now += lease;
                 }
                 let due: Vec<i64> = journal
-                    .runnable(now)
+                    .runnable(now, 10, Vec::new())
                     .await
                     .expect("read")
                     .iter()
@@ -628,7 +571,11 @@ mod tests {
                 "{says}"
             );
             assert!(
-                journal.runnable(i64::MAX).await.expect("read").is_empty(),
+                journal
+                    .runnable(i64::MAX, 10, Vec::new())
+                    .await
+                    .expect("read")
+                    .is_empty(),
                 "{says}"
             );
         }

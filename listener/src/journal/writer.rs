@@ -96,6 +96,16 @@ impl Journal {
             })?;
         let checkpointer = open_conn(path)?;
         let reader = open_conn(path)?;
+        // Every read is a bounded page or an index seek, and a checkpoint copies frames without
+        // caching them: 512 KiB of page cache each (SQLite's default is 2 MiB) keeps the
+        // process small once the journal outgrows the caches, as after a burst of tags.
+        for conn in [&checkpointer, &reader] {
+            conn.execute_batch("PRAGMA cache_size=-512;")
+                .map_err(|source| JournalError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+        }
         let (tx, rx) = mpsc::channel::<Op>(QUEUE);
         let healthy = Arc::new(AtomicBool::new(true));
         let h = healthy.clone();

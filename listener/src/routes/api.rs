@@ -1,7 +1,12 @@
 //! Read-only endpoints: `/healthz`, `/readyz`, `/metrics`, `/api/jobs`, `/api/deliveries`, and
 //! `/api/recipes/{recipe}/tags/{tag}/job`, whose answer is the contract in
 //! [`canon_shared::listener_api`].
+//!
+//! The two lists are paginated (`?limit=`, default 100, at most 500; `?before=` the cursor), newest
+//! first, and stay JSON arrays: the next page's cursor travels in the `Link` and `X-Next-Cursor`
+//! headers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use canon_shared::listener_api::JobForTag;
@@ -10,6 +15,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::json;
 use warp::http::StatusCode;
 
+use crate::journal::{DeliveryRow, MAX_PAGE};
 use crate::routes::{reply_json, AppState, Reply};
 
 /// `GET /healthz`: the process answers.
@@ -59,38 +65,123 @@ pub async fn metrics(state: Arc<AppState>) -> Result<Reply, warp::Rejection> {
     )))
 }
 
-/// `GET /api/jobs`: every job (one per forge, repo and tag), newest first.
-pub async fn jobs(state: Arc<AppState>) -> Result<Reply, warp::Rejection> {
-    match state.journal.jobs().await {
-        Ok(jobs) => Ok(reply_json(StatusCode::OK, &jobs)),
+/// The rows a page of `/api/jobs` or `/api/deliveries` holds unless `?limit=` says otherwise.
+pub const DEFAULT_PAGE: u32 = 100;
+
+/// What a paginated request asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageQuery {
+    /// Rows wanted, 1 to [`MAX_PAGE`].
+    pub limit: u32,
+    /// The cursor: rows older than it (`None`: from the newest).
+    pub before: Option<i64>,
+}
+
+/// Reads `?limit=` and `?before=`; the error is the 400's message.
+pub fn page_query(query: &HashMap<String, String>) -> Result<PageQuery, String> {
+    let limit = match query.get("limit") {
+        None => DEFAULT_PAGE,
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => return Err(format!("limit must be a whole number from 1 to {MAX_PAGE}")),
+        },
+    };
+    let before = match query.get("before") {
+        None => None,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                return Err("before must be the cursor a previous page gave (X-Next-Cursor)".into())
+            }
+        },
+    };
+    Ok(PageQuery { limit, before })
+}
+
+/// Returns `rows` as a JSON array; when older rows are left, the `Link` (`rel="next"`) and
+/// `X-Next-Cursor` headers say how to ask for them. The body stays a plain array, as before
+/// pagination.
+fn paged<T: serde::Serialize>(path: &str, rows: &[T], limit: u32, next: Option<i64>) -> Reply {
+    let json = warp::reply::json(&rows);
+    match next {
+        None => Box::new(json),
+        Some(cursor) => Box::new(warp::reply::with_header(
+            warp::reply::with_header(json, "x-next-cursor", cursor.to_string()),
+            "link",
+            format!("<{path}?limit={limit}&before={cursor}>; rel=\"next\""),
+        )),
+    }
+}
+
+fn bad_request(message: String) -> Result<Reply, warp::Rejection> {
+    Ok(reply_json(
+        StatusCode::BAD_REQUEST,
+        &json!({ "error": message }),
+    ))
+}
+
+fn unavailable() -> Result<Reply, warp::Rejection> {
+    Ok(reply_json(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &json!({ "error": "journal unavailable" }),
+    ))
+}
+
+/// `GET /api/jobs?limit=&before=`: one page of jobs (one per forge, repo and tag), newest first.
+pub async fn jobs(
+    state: Arc<AppState>,
+    query: HashMap<String, String>,
+) -> Result<Reply, warp::Rejection> {
+    let q = match page_query(&query) {
+        Ok(q) => q,
+        Err(message) => return bad_request(message),
+    };
+    match state.journal.jobs_page(q.limit, q.before).await {
+        Ok(page) => Ok(paged("/api/jobs", &page.rows, q.limit, page.next)),
         Err(e) => {
             tracing::error!(error = %e, "Cannot read jobs.");
-            Ok(reply_json(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &json!({ "error": "journal unavailable" }),
-            ))
+            unavailable()
         }
     }
 }
 
-/// `GET /api/deliveries`: the newest 500 journaled deliveries and the rejected ones kept in
-/// memory, newest first.
-pub async fn deliveries(state: Arc<AppState>) -> Result<Reply, warp::Rejection> {
-    match state.journal.deliveries(500).await {
-        Ok(mut rows) => {
-            rows.extend(state.rejected());
-            // RFC 3339 UTC strings of one format sort by time.
-            rows.sort_by(|a, b| b.received_at.cmp(&a.received_at));
-            Ok(reply_json(StatusCode::OK, &rows))
-        }
+/// `GET /api/deliveries?limit=&before=`: one page of journaled deliveries, newest first. The
+/// first page (no cursor) also holds the rejected deliveries kept in memory, by arrival time,
+/// within the same limit.
+pub async fn deliveries(
+    state: Arc<AppState>,
+    query: HashMap<String, String>,
+) -> Result<Reply, warp::Rejection> {
+    let q = match page_query(&query) {
+        Ok(q) => q,
+        Err(message) => return bad_request(message),
+    };
+    let page = match state.journal.deliveries_page(q.limit, q.before).await {
+        Ok(page) => page,
         Err(e) => {
             tracing::error!(error = %e, "Cannot read deliveries.");
-            Ok(reply_json(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &json!({ "error": "journal unavailable" }),
-            ))
+            return unavailable();
         }
+    };
+    let journaled = page.rows.len();
+    let mut rows: Vec<(Option<i64>, DeliveryRow)> =
+        page.rows.into_iter().map(|(s, r)| (Some(s), r)).collect();
+    if q.before.is_none() {
+        rows.extend(state.rejected().into_iter().map(|r| (None, r)));
+        // RFC 3339 UTC strings of one format sort by time.
+        rows.sort_by(|a, b| b.1.received_at.cmp(&a.1.received_at));
+        rows.truncate(q.limit as usize);
     }
+    let kept = rows.iter().filter(|(s, _)| s.is_some()).count();
+    // Older journaled rows are left when the journal said so or the merge pushed some out; they
+    // follow the oldest one shown (or, when none was, start from the newest).
+    let next = if page.next.is_some() || kept < journaled {
+        Some(rows.iter().rev().find_map(|(s, _)| *s).unwrap_or(i64::MAX))
+    } else {
+        None
+    };
+    let rows: Vec<DeliveryRow> = rows.into_iter().map(|(_, r)| r).collect();
+    Ok(paged("/api/deliveries", &rows, q.limit, next))
 }
 
 /// `GET /api/recipes/{recipe}/tags/{tag}/job`: the newest job for the recipe at the tag as a
@@ -118,12 +209,6 @@ pub async fn job_for_tag(
     let recipe = match RecipeName::parse(&recipe) {
         Ok(r) => r,
         Err(e) => return bad(e.to_string()),
-    };
-    let unavailable = || {
-        Ok(reply_json(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &json!({ "error": "journal unavailable" }),
-        ))
     };
     match state.journal.job_for(&recipe, &tag).await {
         Ok(Some(job)) => match job.summary() {

@@ -1,15 +1,17 @@
 //! The HTTP surface: webhook endpoints, the JSON API, health, metrics and the status page.
 //!
 //! Handlers only verify, classify and journal (hooks) or read (everything else); work happens in
-//! the worker. Every route shares one [`AppState`].
+//! the worker. Every route shares one [`AppState`]. Reads other than the probes pass
+//! [`access::admin`] first.
 
+pub mod access;
 pub mod api;
 pub mod hooks;
 pub mod status;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use canon_shared::recipe::Enrollment;
 use canon_shared::secret::Secret;
@@ -38,6 +40,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Wakes the worker when a job is accepted.
     pub notify: Arc<Notify>,
+    admin_token: OnceLock<Secret>,
     rejected: Mutex<VecDeque<DeliveryRow>>,
 }
 
@@ -58,8 +61,23 @@ impl AppState {
             journal,
             metrics,
             notify,
+            admin_token: OnceLock::new(),
             rejected: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Requires `token` (when given) as a bearer token on `/`, `/api/*` and `/metrics`. Called
+    /// once, before serving; a token once set is never replaced or removed.
+    pub fn require_admin_token(&self, token: Option<Secret>) {
+        if let Some(token) = token {
+            // Only a second call fails, and the first token must stay.
+            let _ = self.admin_token.set(token);
+        }
+    }
+
+    /// Returns the admin token, when one is required.
+    pub fn admin_token(&self) -> Option<&Secret> {
+        self.admin_token.get()
     }
 
     /// Keeps a rejected delivery in memory (rejections are never journaled).
@@ -103,18 +121,31 @@ pub fn routes(
         .and(with_state(state.clone()))
         .and_then(|kind, headers, body, state| hooks::handle(kind, headers, Box::pin(body), state));
     let get = |p| warp::get().and(p).and(with_state(state.clone()));
+    // Behind the admin token, when one is set.
+    let read = |p: warp::filters::BoxedFilter<()>| {
+        warp::get()
+            .and(p)
+            .and(access::admin(state.clone()))
+            .and(with_state(state.clone()))
+    };
+    let query = || warp::query::<HashMap<String, String>>();
     let healthz = get(warp::path!("healthz").boxed()).and_then(api::healthz);
     let readyz = get(warp::path!("readyz").boxed()).and_then(api::readyz);
-    let metrics = get(warp::path!("metrics").boxed()).and_then(api::metrics);
-    let jobs = get(warp::path!("api" / "jobs").boxed()).and_then(api::jobs);
-    let deliveries = get(warp::path!("api" / "deliveries").boxed()).and_then(api::deliveries);
+    let metrics = read(warp::path!("metrics").boxed()).and_then(api::metrics);
+    let jobs = read(warp::path!("api" / "jobs").boxed())
+        .and(query())
+        .and_then(api::jobs);
+    let deliveries = read(warp::path!("api" / "deliveries").boxed())
+        .and(query())
+        .and_then(api::deliveries);
     let job_for_tag = warp::get()
         .and(warp::path!(
             "api" / "recipes" / String / "tags" / String / "job"
         ))
+        .and(access::admin(state.clone()))
         .and(with_state(state.clone()))
         .and_then(api::job_for_tag);
-    let page = get(warp::path::end().boxed()).and_then(status::page);
+    let page = read(warp::path::end().boxed()).and_then(status::page);
     hooks
         .or(healthz)
         .unify()
@@ -135,6 +166,9 @@ pub fn routes(
 }
 
 async fn recover(r: warp::Rejection) -> Result<Reply, Infallible> {
+    if r.find::<access::Unauthorized>().is_some() {
+        return access::unauthorized();
+    }
     let (status, msg) = if r.is_not_found() {
         (StatusCode::NOT_FOUND, "not found")
     } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {

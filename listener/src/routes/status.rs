@@ -1,12 +1,14 @@
 //! `GET /`: the status page, rendered on the server as plain HTML (no scripts).
 //!
 //! Enrolled recipes with their canonical (version, commit, date, pin) read from the state dir,
-//! the last event per recipe, and the jobs that need attention (pending and failed).
+//! the last event per recipe, and the jobs that need attention (pending, failed, flagged): each
+//! section counts all of them but lists only the newest [`SECTION_ROWS`], so the page stays small
+//! after a burst of tags; `/api/jobs` pages through the rest.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::journal::JobState;
+use crate::journal::{Job, Section};
 use crate::routes::{AppState, Reply};
 
 /// Escapes text for HTML element content and attribute values.
@@ -29,9 +31,31 @@ const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}table{bor
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;font-size:14px}th{background:#eee}\
 .failed{color:#a00}.pending{color:#a60}.ok{color:#070}code{font-size:12px}";
 
+/// The most jobs one section of the page lists.
+pub const SECTION_ROWS: u32 = 50;
+
+/// Returns the newest jobs of `section` and their total, or none when the journal cannot say.
+async fn section(state: &AppState, section: Section) -> (Vec<Job>, u64) {
+    match state.journal.section(section, SECTION_ROWS).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot read jobs for the status page.");
+            (Vec::new(), 0)
+        }
+    }
+}
+
+/// Returns the note after a section's title when it lists fewer jobs than it has.
+fn shown(listed: usize, total: u64) -> String {
+    if (listed as u64) < total {
+        format!(", newest {listed} shown")
+    } else {
+        String::new()
+    }
+}
+
 /// Renders the page.
 pub async fn page(state: Arc<AppState>) -> Result<Reply, warp::Rejection> {
-    let jobs = state.journal.jobs().await.unwrap_or_default();
     let last = state
         .journal
         .last_event_per_recipe()
@@ -83,20 +107,13 @@ pub async fn page(state: Arc<AppState>) -> Result<Reply, warp::Rejection> {
         );
     }
     h.push_str("</table>");
-    for (title, id, class, pick) in [
-        (
-            "Pending jobs",
-            "pending",
-            "pending",
-            &(|s: JobState| !s.is_terminal()) as &dyn Fn(JobState) -> bool,
-        ),
-        ("Failed jobs", "failed", "failed", &|s: JobState| {
-            s == JobState::Failed
-        }),
+    for (title, id, class, which) in [
+        ("Pending jobs", "pending", "pending", Section::Pending),
+        ("Failed jobs", "failed", "failed", Section::Failed),
     ] {
-        let rows: Vec<_> = jobs.iter().filter(|j| pick(j.state)).collect();
-        let _ = write!(h, "<h2>{title} ({})</h2><table id=\"{id}\"><tr><th>Job</th><th>Recipe</th><th>Tag</th><th>State</th><th>Attempts</th><th>Error</th><th>Flags</th></tr>", rows.len());
-        for j in rows {
+        let (rows, total) = section(&state, which).await;
+        let _ = write!(h, "<h2>{title} ({total}{})</h2><table id=\"{id}\"><tr><th>Job</th><th>Recipe</th><th>Tag</th><th>State</th><th>Attempts</th><th>Error</th><th>Flags</th></tr>", shown(rows.len(), total));
+        for j in &rows {
             let _ = write!(
                 h,
                 "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -111,13 +128,13 @@ pub async fn page(state: Arc<AppState>) -> Result<Reply, warp::Rejection> {
         }
         h.push_str("</table>");
     }
-    let flagged: Vec<_> = jobs.iter().filter(|j| !j.flags.is_empty()).collect();
+    let (flagged, total) = section(&state, Section::Flagged).await;
     let _ = write!(
         h,
-        "<h2>Flagged tags ({})</h2><ul id=\"flagged\">",
-        flagged.len()
+        "<h2>Flagged tags ({total}{})</h2><ul id=\"flagged\">",
+        shown(flagged.len(), total)
     );
-    for j in flagged {
+    for j in &flagged {
         let _ = write!(
             h,
             "<li>{} {}: {}</li>",
@@ -132,7 +149,14 @@ pub async fn page(state: Arc<AppState>) -> Result<Reply, warp::Rejection> {
 
 #[cfg(test)]
 mod tests {
-    use super::esc;
+    use super::{esc, shown};
+
+    #[test]
+    fn a_section_says_when_it_lists_only_the_newest() {
+        assert_eq!(shown(3, 3), "");
+        assert_eq!(shown(0, 0), "");
+        assert_eq!(shown(50, 30_000), ", newest 50 shown");
+    }
 
     #[test]
     fn html_is_escaped() {
