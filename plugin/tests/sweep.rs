@@ -487,6 +487,13 @@ struct ListenerStandIn {
 
 impl ListenerStandIn {
     fn start(jobs: &[(&str, &str)]) -> Self {
+        Self::start_with_token(jobs, None)
+    }
+
+    /// Like [`ListenerStandIn::start`], answering only requests with `Bearer <token>` when given
+    /// (as a listener with `CANON_ADMIN_TOKEN` does); others get a bare 401.
+    fn start_with_token(jobs: &[(&str, &str)], token: Option<&str>) -> Self {
+        let want = token.map(|t| format!("Bearer {t}"));
         let jobs: Vec<(String, String)> = jobs
             .iter()
             .map(|(r, t)| (r.to_string(), t.to_string()))
@@ -496,6 +503,10 @@ impl ListenerStandIn {
         let server = LoopbackServer::start(move |mut req| {
             let r = Request::read(&mut req);
             seen.lock().unwrap().push(r.path.clone());
+            if want.is_some() && r.authorization != want {
+                respond_json(req, 401, &serde_json::Value::Null, &[]);
+                return;
+            }
             let path = r.path.replace("%2B", "+").replace("%2b", "+");
             let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
             let (status, body) = match parts.as_slice() {
@@ -717,4 +728,36 @@ fn mirror_prs_merged_upstream_are_closed_and_a_dry_run_closes_none() {
     }
     // The PR branches on the mirror are untouched by the sync.
     assert_eq!(git(&mirror, &["rev-parse", "refs/heads/pr-2"]), heads[1]);
+}
+
+#[test]
+fn the_sweep_sends_the_listener_token_when_the_listener_protects_its_api() {
+    let token = "admin-token-0123456789";
+    let f = Fixture::new();
+    f.release("1.0.0+1.0", true);
+    let listener = ListenerStandIn::start_with_token(&[("app", "0.9.0+1.0")], Some(token));
+    let url = listener.url();
+    let out = sweep_inline(&f, &["--listener-url", &url, "--listener-token", token]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = report(&f);
+    assert!(r["missed_webhooks_unknown"].is_null(), "{r}");
+    assert_eq!(entry(&r, "app")["missed_webhooks"], 1, "{r}");
+    assert!(
+        !text(&out).contains(token),
+        "the token never reaches the output"
+    );
+
+    // Without it, the protected listener does not answer and the count is unknown.
+    let g = Fixture::new();
+    g.release("1.0.0+1.0", true);
+    let out = sweep_inline(&g, &["--listener-url", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        report(&g)["missed_webhooks_unknown"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer"),
+        "{}",
+        report(&g)
+    );
 }

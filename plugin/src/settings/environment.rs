@@ -116,6 +116,12 @@ pub struct RawSettings {
     /// Sweep: base URL of canon-listener's HTTP API (e.g. `http://127.0.0.1:8088`).
     #[arg(long)]
     pub listener_url: Option<String>,
+    /// Sweep: the listener's admin token (prefer `--listener-token-file`: flags show in `ps`).
+    #[arg(long)]
+    pub listener_token: Option<String>,
+    /// Sweep: a file holding the listener's admin token (trimmed).
+    #[arg(long, value_name = "PATH")]
+    pub listener_token_file: Option<String>,
     /// Sweep: the age after which a cold run's leftovers are removed.
     #[arg(long)]
     pub cleanup_after: Option<String>,
@@ -168,6 +174,8 @@ impl RawSettings {
             drone_repo: pick(self.drone_repo, fallback.drone_repo),
             drone_branch: pick(self.drone_branch, fallback.drone_branch),
             listener_url: pick(self.listener_url, fallback.listener_url),
+            listener_token: pick(self.listener_token, fallback.listener_token),
+            listener_token_file: pick(self.listener_token_file, fallback.listener_token_file),
             cleanup_after: pick(self.cleanup_after, fallback.cleanup_after),
             min_free: pick(self.min_free, fallback.min_free),
             idle_exit_code: pick(self.idle_exit_code, fallback.idle_exit_code),

@@ -160,6 +160,8 @@ pub struct Settings {
     /// `http(s)` base URL with no user info, query or fragment, whose path ends with `/` so
     /// [`url::Url::join`] with a relative path stays under it.
     pub listener_url: Option<url::Url>,
+    /// Sweep: the listener's admin token (`listener_token`, or read from `listener_token_file`).
+    pub listener_token: Option<Secret>,
     /// Sweep: the age after which a cold run's leftovers are removed.
     pub cleanup_after: Duration,
     /// Sweep: the minimum free space in bytes (`None`: no check).

@@ -39,6 +39,8 @@ pub(super) struct Secrets {
     pub(super) ssh_key: Option<Secret>,
     /// `drone_token` or `drone_token_file`.
     pub(super) drone_token: Option<Secret>,
+    /// `listener_token` or `listener_token_file`.
+    pub(super) listener_token: Option<Secret>,
 }
 
 impl Secrets {
@@ -74,6 +76,12 @@ impl Secrets {
                 "drone_token",
                 &raw.drone_token,
                 &raw.drone_token_file,
+                Content::Token,
+            ),
+            listener_token: one(
+                "listener_token",
+                &raw.listener_token,
+                &raw.listener_token_file,
                 Content::Token,
             ),
         }

@@ -409,6 +409,26 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         meaning: "Sweep: base URL of canon-listener's HTTP API (`http://127.0.0.1:8088`), to ask whether the listener already had a job for a tag the sweep starts, so missed webhooks are counted. `http` or `https`, without a user or password.",
     },
     SettingDoc {
+        name: "listener_token",
+        env: &["PLUGIN_LISTENER_TOKEN"],
+        flag: "--listener-token",
+        kind: SettingType::String,
+        default: "",
+        secret: true,
+        required: Required::No,
+        meaning: "Sweep: the listener's `CANON_ADMIN_TOKEN`, sent as a bearer token to `listener_url` when the listener protects its API.",
+    },
+    SettingDoc {
+        name: "listener_token_file",
+        env: &["PLUGIN_LISTENER_TOKEN_FILE"],
+        flag: "--listener-token-file",
+        kind: SettingType::String,
+        default: "",
+        secret: false,
+        required: Required::No,
+        meaning: "Sweep: path of a file holding `listener_token` (relative to the workspace; surrounding whitespace is trimmed). Give one of the two; on a command line prefer this to `--listener-token`.",
+    },
+    SettingDoc {
         name: "cleanup_after",
         env: &["PLUGIN_CLEANUP_AFTER"],
         flag: "--cleanup-after",
@@ -498,7 +518,8 @@ mod tests {
                 "PLUGIN_UPSTREAM_TOKEN",
                 "PLUGIN_MIRROR_TOKEN",
                 "PLUGIN_SSH_KEY",
-                "PLUGIN_DRONE_TOKEN"
+                "PLUGIN_DRONE_TOKEN",
+                "PLUGIN_LISTENER_TOKEN",
             ]
         );
         for s in KNOWN_SETTINGS {

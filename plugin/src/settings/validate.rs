@@ -135,6 +135,7 @@ impl Settings {
             drone_token: secrets.drone_token,
             drone_branch: raw.drone_branch.unwrap_or_else(|| "main".into()),
             listener_url,
+            listener_token: secrets.listener_token,
             cleanup_after,
             min_free_bytes,
             idle_exit_code,

@@ -117,7 +117,12 @@ pub fn main(settings: &Settings) -> u8 {
     let listener = match settings
         .listener_url
         .clone()
-        .map(ListenerClient::new)
+        .map(|url| {
+            ListenerClient::new(url).map(|client| match &settings.listener_token {
+                Some(token) => client.with_token(token.clone()),
+                None => client,
+            })
+        })
         .transpose()
     {
         Ok(l) => l,
