@@ -10,12 +10,13 @@ mod support;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use canon_listener::app;
 use canon_testkit::git::hermetic;
 use canon_testkit::loopback::free_port;
+use canon_testkit::process::KillOnDrop;
 use support::*;
 
 /// A request head that announces a large body and never ends.
@@ -100,7 +101,7 @@ fn raise_own_fd_limit(want: u64) {
 }
 
 /// Starts the real binary with `pairs` under a file limit of `nofile`, its output in `log`.
-fn spawn_limited(pairs: &[(String, String)], log: &std::path::Path, nofile: u64) -> Child {
+fn spawn_limited(pairs: &[(String, String)], log: &std::path::Path, nofile: u64) -> KillOnDrop {
     let log = std::fs::File::create(log).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_canon-listener"));
     cmd.env_clear()
@@ -121,9 +122,11 @@ fn spawn_limited(pairs: &[(String, String)], log: &std::path::Path, nofile: u64)
             Ok(())
         });
     }
-    hermetic(&mut cmd)
-        .spawn()
-        .expect("the listener binary starts")
+    KillOnDrop(
+        hermetic(&mut cmd)
+            .spawn()
+            .expect("the listener binary starts"),
+    )
 }
 
 /// Returns the soft "Max open files" of process `pid`.

@@ -7,16 +7,17 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use canon_testkit::drone::FakeDrone;
 use canon_testkit::git::{hermetic, peeled};
 use canon_testkit::loopback::free_port;
+use canon_testkit::process::KillOnDrop;
 use support::*;
 
-fn spawn_listener(pairs: &[(String, String)], log: &std::path::Path) -> Child {
+fn spawn_listener(pairs: &[(String, String)], log: &std::path::Path) -> KillOnDrop {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -28,9 +29,11 @@ fn spawn_listener(pairs: &[(String, String)], log: &std::path::Path) -> Child {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log));
-    hermetic(&mut cmd)
-        .spawn()
-        .expect("the listener binary starts")
+    KillOnDrop(
+        hermetic(&mut cmd)
+            .spawn()
+            .expect("the listener binary starts"),
+    )
 }
 
 async fn wait_healthy(client: &reqwest::Client, base: &str) {

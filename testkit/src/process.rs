@@ -10,6 +10,31 @@ use std::time::{Duration, Instant};
 /// How often a waiting test looks whether the child has finished.
 const POLL: Duration = Duration::from_millis(10);
 
+/// A spawned program that is killed and reaped when dropped, so a test that fails half-way
+/// never leaves it running (a listener holding a port, a worker holding a lock).
+#[derive(Debug)]
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs `cmd` to completion within `limit` and returns its output, like [`Command::output`]
 /// (stdin is `/dev/null`). Kills the child and panics, naming the
 /// command, when it overruns; panics when it cannot start.
