@@ -232,11 +232,7 @@ impl DroneClient {
         if token.is_empty() {
             return Err(DroneError::Config("the Drone token is empty".into()));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            .user_agent(concat!("canon/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let http = crate::http_client::client(Duration::from_secs(10), Duration::from_secs(30))
             .map_err(|e| DroneError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
             http,

@@ -13,12 +13,15 @@
 //!   ([`mirror::known_hosts`]).
 //! - [`forge`]: Gitea/Forgejo (reqwest) and GitHub (octocrab) behind one small trait.
 //! - [`drone`]: the Drone REST client (start a build, list builds).
+//! - [`http_client`]: the HTTP client of every API canon calls with a credential: timeouts, and
+//!   redirects only within the configured origin.
 //! - [`listener_api`]: the listener's HTTP API answers (the contract) and a client for them.
 
 pub mod drone;
 pub mod error_chain;
 pub mod forge;
 pub mod gate;
+pub mod http_client;
 pub mod listener_api;
 pub mod mirror;
 pub mod recipe;

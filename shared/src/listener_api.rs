@@ -232,11 +232,7 @@ impl ListenerClient {
     pub fn new(base: Url) -> Result<Self, ListenerApiError> {
         // Checked here so a bad URL fails at start, not at the first question.
         check_base(&base)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("canon/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let http = crate::http_client::client(CONNECT_TIMEOUT, REQUEST_TIMEOUT)
             .map_err(|e| ListenerApiError::Client(e.without_url().to_string()))?;
         Ok(Self {
             http,

@@ -401,3 +401,54 @@ async fn the_trait_is_object_safe_for_the_listener() {
     .unwrap();
     assert_eq!(forge.list_open_prs(REPO).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_redirect_to_another_host_is_not_followed_and_never_gets_the_token() {
+    use std::io::{BufRead, BufReader};
+    // Host B (127.0.0.2) records every request that reaches it.
+    let b = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let b_port = b.local_addr().unwrap().port();
+    let reached: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let record = reached.clone();
+    std::thread::spawn(move || {
+        for conn in b.incoming().take(4).flatten() {
+            let mut line = String::new();
+            let _ = BufReader::new(conn).read_line(&mut line);
+            record.lock().unwrap().push(line);
+        }
+    });
+    // Host A, the configured Drone and Gitea, redirects everything to host B.
+    let a = canon_testkit::loopback::LoopbackServer::start(move |req| {
+        let location = format!("http://127.0.0.2:{b_port}{}", req.url());
+        let _ =
+            req.respond(tiny_http::Response::empty(302).with_header(
+                tiny_http::Header::from_bytes("Location", location.as_bytes()).unwrap(),
+            ));
+    });
+    let drone = canon_shared::drone::DroneClient::new(
+        &a.base_url(),
+        Secret::new("drone-s3cr3t"),
+        "canon/ci",
+    )
+    .unwrap();
+    let err = drone.get_build(1).await.unwrap_err().to_string();
+    assert!(!err.contains("drone-s3cr3t"), "{err}");
+    let gitea = canon_shared::forge::client(
+        canon_shared::forge::ForgeKind::Gitea,
+        &a.base_url(),
+        Some(Secret::new("gitea-s3cr3t")),
+    )
+    .unwrap();
+    let err = gitea
+        .resolve_tag("o/r", "1.0.0+1")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("gitea-s3cr3t"), "{err}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        reached.lock().unwrap().is_empty(),
+        "host B was reached: {:?}",
+        reached.lock().unwrap()
+    );
+}

@@ -64,11 +64,7 @@ impl Gitea {
         } else {
             format!("{base}/api/v1")
         };
-        let http = reqwest::Client::builder()
-            .timeout(super::REQUEST_TIMEOUT)
-            .connect_timeout(super::CONNECT_TIMEOUT)
-            .user_agent(concat!("canon/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let http = crate::http_client::client(super::CONNECT_TIMEOUT, super::REQUEST_TIMEOUT)
             .map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             api,
