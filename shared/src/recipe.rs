@@ -401,19 +401,6 @@ impl Enrollment {
     }
 }
 
-/// Returns `value` with anything between `://` and the host's `@` shown as `***`, for messages
-/// about a URL that may carry a token.
-fn without_userinfo(value: &str) -> String {
-    let Some((scheme, rest)) = value.split_once("://") else {
-        return value.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***{}", &rest[at..]),
-        None => value.to_string(),
-    }
-}
-
 /// Resolves an enrollment location: a URL (`scheme://...` or scp-like `user@host:path`), an
 /// absolute path, or `owner/name` against the forge base URL.
 fn resolve_location(value: &str, forge: Option<&str>) -> Result<RepoLocation, String> {
@@ -437,8 +424,12 @@ fn resolve_location(value: &str, forge: Option<&str>) -> Result<RepoLocation, St
         });
     }
     if value.contains("://") {
-        let parsed = url::Url::parse(value)
-            .map_err(|e| format!("{:?} is not a valid URL: {e}", without_userinfo(value)))?;
+        let parsed = url::Url::parse(value).map_err(|e| {
+            format!(
+                "{:?} is not a valid URL: {e}",
+                crate::secret::without_userinfo(value)
+            )
+        })?;
         // `https://TOKEN@host/...` carries a token as its user name: over HTTP any user info is
         // a credential. An SSH URL names its login user (`ssh://git@host/...`), never a password.
         let http = matches!(parsed.scheme(), "http" | "https");
@@ -659,7 +650,5 @@ recipes:
         }
         let ok = load("recipes: [{name: a, upstream: 'ssh://git@h/o/n', mirror: /m}]").unwrap();
         assert_eq!(ok.recipes[0].upstream.url, "ssh://git@h/o/n");
-        assert_eq!(without_userinfo("https://t@h/x@y"), "https://***@h/x@y");
-        assert_eq!(without_userinfo("/local/path"), "/local/path");
     }
 }

@@ -35,6 +35,17 @@ impl Secret {
     }
 }
 
+/// Returns `value` with everything between the scheme and the last `@` masked as `***`: the user
+/// info of a URL (where a token may hide), even one too broken to parse or written without a
+/// scheme. A path with an `@` is masked too; that only hides more.
+pub fn without_userinfo(value: &str) -> String {
+    let start = value.find("://").map_or(0, |i| i + 3);
+    match value[start..].rfind('@') {
+        Some(at) => format!("{}***{}", &value[..start], &value[start + at..]),
+        None => value.to_string(),
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
@@ -63,5 +74,23 @@ mod tests {
         assert_eq!(format!("{s} {s:?}"), "*** ***");
         assert_eq!(s.redact("url https://x:hunter2@h/"), "url https://x:***@h/");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn user_info_is_masked_in_any_url_text() {
+        assert_eq!(without_userinfo("https://t@h/x"), "https://***@h/x");
+        assert_eq!(without_userinfo("https://a:b@c@h/"), "https://***@h/");
+        assert_eq!(without_userinfo("canon:hunter2@listener"), "***@listener");
+        assert_eq!(
+            without_userinfo("https://s3cr3t@[bad/o"),
+            "https://***@[bad/o"
+        );
+        assert_eq!(
+            without_userinfo("https://t@h/x@y"),
+            "https://***@y",
+            "a path @ hides more"
+        );
+        assert_eq!(without_userinfo("/local/path"), "/local/path");
+        assert_eq!(without_userinfo("https://h/o/r.git"), "https://h/o/r.git");
     }
 }

@@ -135,7 +135,7 @@ pub fn parse_commit(value: &str) -> Option<String> {
 /// show them with the step's settings. A refused value is shown with its user info masked.
 pub fn parse_base_url(name: &str, value: &str) -> Result<Url, String> {
     let v = value.trim();
-    let shown = without_userinfo(v);
+    let shown = canon_shared::secret::without_userinfo(v);
     let mut url = Url::parse(v).map_err(|e| {
         format!("`{name}` must be an http(s) URL like http://127.0.0.1:8088, not {shown:?}: {e}")
     })?;
@@ -157,17 +157,6 @@ pub fn parse_base_url(name: &str, value: &str) -> Result<Url, String> {
         url.set_path(&path);
     }
     Ok(url)
-}
-
-/// Returns `value` with everything between the scheme and the last `@` masked as `***`: the user
-/// info of a URL, even one too broken to parse. (A path with an `@` is masked too; that only
-/// hides more.)
-fn without_userinfo(value: &str) -> String {
-    let start = value.find("://").map_or(0, |i| i + 3);
-    match value[start..].rfind('@') {
-        Some(at) => format!("{}***{}", &value[..start], &value[start + at..]),
-        None => value.to_string(),
-    }
 }
 
 #[cfg(test)]
