@@ -26,7 +26,7 @@
 //! - [`deploy_timeout`]: how long a deploy may take to converge, and where that number came from
 //!   (the recipe's `coop-cloud.<stack>.timeout` label, the enrollment, or the default).
 //! - [`secret_spec`]: how a generated secret is made (`length=` and the other modifiers abra
-//!   documents, honoured or refused with a reason).
+//!   documents, honoured or refused with a reason), and generating its value.
 //! - [`stack_names`]: the names of a cold run's stack and of the warm canonical, shared by docker
 //!   and abra.
 

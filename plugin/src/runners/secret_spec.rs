@@ -14,14 +14,11 @@
 //! abra's secret validation refuses to deploy it.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 
 /// How long a generated secret is when `.env.sample` gives no `length=`.
 pub const DEFAULT_LENGTH: usize = 32;
 /// The longest `length=` canon generates.
 pub const MAX_LENGTH: usize = 4096;
-
-const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// How to generate one secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,22 +101,15 @@ pub fn spec(
     })
 }
 
-/// Returns `length` random letters and digits, from the kernel, without modulo bias.
-pub fn generate(length: usize) -> std::io::Result<String> {
-    let mut out = String::with_capacity(length);
-    let mut urandom = std::fs::File::open("/dev/urandom")?;
-    let mut buf = [0u8; 256];
-    // 248 = 4 * 62: bytes at or above it would favour the first characters.
-    while out.len() < length {
-        urandom.read_exact(&mut buf)?;
-        for b in buf.iter().filter(|b| **b < 248) {
-            if out.len() == length {
-                break;
-            }
-            out.push(ALPHABET[usize::from(*b) % ALPHABET.len()] as char);
-        }
-    }
-    Ok(out)
+/// Returns `length` random letters and digits (rand's `Alphanumeric`, uniform, from the
+/// thread's cryptographically secure generator).
+pub fn generate(length: usize) -> String {
+    use rand::RngExt;
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(length)
+        .map(char::from)
+        .collect()
 }
 
 #[cfg(test)]
@@ -221,10 +211,10 @@ mod tests {
     #[test]
     fn generated_values_have_the_length_and_alphabet_asked_for() {
         for n in [1, 32, 128, 1000] {
-            let v = generate(n).unwrap();
+            let v = generate(n);
             assert_eq!(v.len(), n);
             assert!(v.bytes().all(|b| b.is_ascii_alphanumeric()), "{v}");
         }
-        assert_ne!(generate(32).unwrap(), generate(32).unwrap());
+        assert_ne!(generate(32), generate(32));
     }
 }

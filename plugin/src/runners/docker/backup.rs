@@ -44,7 +44,7 @@ impl Stack {
         let mut snapshots = Vec::new();
         for key in keys {
             let volume = cmd::stack_volume(&self.name, &key);
-            let nonce = random_hex(16)?;
+            let nonce = random_hex(16);
             self.write_file(&volume, &image, BACKUP_MARKER, &nonce)?;
             let file = self.work.join(format!("backup-{key}.tar"));
             self.snapshot(&volume, &image, &file)?;

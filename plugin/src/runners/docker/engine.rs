@@ -5,7 +5,6 @@
 //! with the answers (stacks, volumes, the sweep).
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -63,13 +62,11 @@ pub(super) fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-/// Returns `bytes` random bytes as hex, from the kernel.
-pub(super) fn random_hex(bytes: usize) -> Result<String, RunnerError> {
+/// Returns `bytes` random bytes as hex.
+pub(super) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|e| RunnerError::Other(format!("could not read /dev/urandom: {e}")))?;
-    Ok(hex::encode(buf))
+    rand::fill(buf.as_mut_slice());
+    hex::encode(buf)
 }
 
 /// Fails with a clear message unless a Docker engine answers and is a swarm manager.

@@ -117,8 +117,7 @@ impl Stack {
         }
         for (s, spec) in wanted {
             if !existing.contains(&s.name) {
-                let value = secret_spec::generate(spec.length)
-                    .map_err(|e| RunnerError::Other(format!("could not read /dev/urandom: {e}")))?;
+                let value = secret_spec::generate(spec.length);
                 tracing::debug!(secret = %s.name, length = spec.length, "Generating the secret.");
                 docker(&cmd::secret_create(&s.name, &labels, Secret::new(value)))?;
             }
