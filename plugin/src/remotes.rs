@@ -59,18 +59,14 @@ mod tests {
 
     #[test]
     fn the_key_file_is_private_ends_with_a_newline_and_goes_away_with_the_value() {
-        let env = crate::settings::Environment::from_pairs(
-            [
-                ("PLUGIN_MODE", "tag"),
-                ("PLUGIN_CONFIG", "e"),
-                ("PLUGIN_RECIPE", "app"),
-                ("PLUGIN_TAG", "1.0.0+1"),
-                ("PLUGIN_SSH_KEY", "-----KEY-----"),
-            ]
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-        )
+        let settings = crate::settings::testing::parse(&[
+            ("PLUGIN_MODE", "tag"),
+            ("PLUGIN_CONFIG", "e"),
+            ("PLUGIN_RECIPE", "app"),
+            ("PLUGIN_TAG", "1.0.0+1"),
+            ("PLUGIN_SSH_KEY", "-----KEY-----"),
+        ])
         .unwrap();
-        let settings = Settings::parse(&env, None, None, std::path::Path::new("/w")).unwrap();
         let access = GitAccess::from_settings(&settings).unwrap();
         let path = access.credentials().ssh_key.clone().unwrap();
         let meta = std::fs::metadata(&path).unwrap();

@@ -693,14 +693,11 @@ fn gate_and_promote(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::{Environment, Mode, RunnerKind};
+    use crate::settings::{Mode, RunnerKind};
     use std::path::PathBuf;
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
-        let env =
-            Environment::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-                .unwrap();
-        Settings::parse(&env, None, None, Path::new("/w")).unwrap()
+        crate::settings::testing::parse(pairs).unwrap()
     }
 
     #[test]

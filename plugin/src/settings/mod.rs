@@ -39,6 +39,24 @@ mod target;
 mod validate;
 mod values;
 
+/// Settings from `(name, value)` pairs, for the plugin's unit tests: the one way they build an
+/// [`Environment`] and parse it (working directory `/work`).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Environment, Settings, SettingsError};
+
+    /// Returns the environment of `pairs`.
+    pub(crate) fn env(pairs: &[(&str, &str)]) -> Environment {
+        Environment::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .expect("valid pairs")
+    }
+
+    /// Parses the settings of `pairs`.
+    pub(crate) fn parse(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::parse(&env(pairs), None, None, std::path::Path::new("/work"))
+    }
+}
+
 pub use environment::{DroneMeta, Environment, EnvironmentError, RawSettings};
 pub use table::{
     setting_doc, settings_table_markdown, Required, SettingDoc, SettingType, KNOWN_SETTINGS,

@@ -201,20 +201,13 @@ fn claimed_commits(
 
 #[cfg(test)]
 mod tests {
+    use crate::settings::testing::{env, parse};
     use std::path::Path;
 
     use super::*;
-    use crate::settings::{Environment, Settings, SettingsError};
+    use crate::settings::Settings;
 
     const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
-
-    fn env(pairs: &[(&str, &str)]) -> Environment {
-        Environment::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
-    }
-
-    fn parse(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        Settings::parse(&env(pairs), None, None, Path::new("/work"))
-    }
 
     #[test]
     fn a_tag_build_claims_drone_commit_sha() {

@@ -281,20 +281,13 @@ fn build_id(d: &DroneMeta) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::settings::testing::{env, parse};
     use canon_shared::gate::TestedRef;
 
     use super::*;
     use crate::settings::ClaimedCommit;
 
     const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
-
-    fn env(pairs: &[(&str, &str)]) -> Environment {
-        Environment::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
-    }
-
-    fn parse(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        Settings::parse(&env(pairs), None, None, Path::new("/work"))
-    }
 
     #[test]
     fn a_drone_custom_build_from_the_listener_is_tag_mode() {
