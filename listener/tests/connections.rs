@@ -122,7 +122,7 @@ fn spawn_limited(pairs: &[(String, String)], log: &std::path::Path, nofile: u64)
             Ok(())
         });
     }
-    KillOnDrop(
+    KillOnDrop::new(
         hermetic(&mut cmd)
             .spawn()
             .expect("the listener binary starts"),

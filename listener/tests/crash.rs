@@ -29,7 +29,7 @@ fn spawn_listener(pairs: &[(String, String)], log: &std::path::Path) -> KillOnDr
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log));
-    KillOnDrop(
+    KillOnDrop::new(
         hermetic(&mut cmd)
             .spawn()
             .expect("the listener binary starts"),

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use canon_testkit::git::hermetic;
-use canon_testkit::process::printed;
+use canon_testkit::process::{printed, KillOnDrop};
 use support::{Fixture, GREEN_RESULTS, RECORD};
 
 const TOKEN: &str = "s3cr3t-upstream-t0ken";
@@ -96,6 +96,7 @@ fn a_token_file_flag_is_accepted_and_ps_shows_only_its_path() {
         ],
     )
     .spawn()
+    .map(KillOnDrop::new)
     .unwrap();
 
     wait_for(&gate.join("started"));

@@ -11,27 +11,48 @@ use std::time::{Duration, Instant};
 const POLL: Duration = Duration::from_millis(10);
 
 /// A spawned program that is killed and reaped when dropped, so a test that fails half-way
-/// never leaves it running (a listener holding a port, a worker holding a lock).
+/// never leaves it running (a listener holding a port, a run waiting on a file forever).
 #[derive(Debug)]
-pub struct KillOnDrop(pub std::process::Child);
+pub struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    /// Takes charge of `child`.
+    pub fn new(child: Child) -> Self {
+        Self(Some(child))
+    }
+
+    /// Waits for the program to exit and returns its output, as [`std::process::Child::wait_with_output`].
+    pub fn wait_with_output(mut self) -> std::io::Result<Output> {
+        self.0
+            .take()
+            .expect("the child is held until this call")
+            .wait_with_output()
+    }
+}
 
 impl std::ops::Deref for KillOnDrop {
-    type Target = std::process::Child;
+    type Target = Child;
     fn deref(&self) -> &Self::Target {
-        &self.0
+        self.0
+            .as_ref()
+            .expect("the child is held until it is waited for")
     }
 }
 
 impl std::ops::DerefMut for KillOnDrop {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
+        self.0
+            .as_mut()
+            .expect("the child is held until it is waited for")
     }
 }
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
