@@ -37,41 +37,9 @@ fn ok(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Fails loudly when no engine answers; makes the engine a swarm manager when it is not yet.
+/// Fails loudly when no engine answers; a swarm manager with the fixture image afterwards.
 fn engine() {
-    let out = Command::new("docker")
-        .args(["info", "--format", "{{.Swarm.LocalNodeState}}"])
-        .output();
-    let out = match out {
-        Ok(o) if o.status.success() => o,
-        Ok(o) => panic!(
-            "these tests need a running Docker engine, and `docker info` failed: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ),
-        Err(e) => panic!("these tests need the docker CLI and a Docker engine: {e}"),
-    };
-    let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if state != "active" {
-        let init = sh(
-            "docker",
-            &["swarm", "init", "--advertise-addr", "127.0.0.1"],
-        );
-        let again = ok("docker", &["info", "--format", "{{.Swarm.LocalNodeState}}"]);
-        assert_eq!(
-            again.trim(),
-            "active",
-            "the engine refuses swarm mode: {}",
-            String::from_utf8_lossy(&init.stderr)
-        );
-    }
-    let image = ok(
-        "bash",
-        &[workspace::root()
-            .join("scripts/build-fixture-image.sh")
-            .to_str()
-            .unwrap()],
-    );
-    assert_eq!(image.trim(), "canon-testapp:0.1.0");
+    canon_testkit::docker::swarm_with_fixture_image();
 }
 
 /// A local upstream of the fixture recipe, with release tags.

@@ -38,23 +38,9 @@ fn docker_ok(args: &[&str]) -> String {
     stdout_within(Command::new("docker").args(args), DOCKER_LIMIT)
 }
 
-/// Fails loudly when no engine answers or it is not a swarm manager; builds the fixture image.
+/// Fails loudly when no engine answers; a swarm manager with the fixture image afterwards.
 fn engine() {
-    let state = Command::new("docker")
-        .args(["info", "--format", "{{.Swarm.LocalNodeState}}"])
-        .output()
-        .unwrap_or_else(|e| panic!("these tests need the docker CLI and a Docker engine: {e}"));
-    assert!(
-        state.status.success(),
-        "these tests need a running Docker engine, and `docker info` failed: {}",
-        String::from_utf8_lossy(&state.stderr).trim()
-    );
-    if String::from_utf8_lossy(&state.stdout).trim() != "active" {
-        let _ = docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
-    }
-    let script = workspace::root().join("scripts/build-fixture-image.sh");
-    let image = stdout_within(Command::new("bash").arg(script), Duration::from_secs(600));
-    assert_eq!(image, "canon-testapp:0.1.0");
+    canon_testkit::docker::swarm_with_fixture_image();
 }
 
 /// The fixture recipe released at two tags in a local upstream, its mirror, an enrollment file

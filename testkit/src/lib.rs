@@ -6,6 +6,7 @@
 //! - [`git`]: hermetic git (the machine's git configuration never leaks in), bare repositories,
 //!   a work tree that commits and tags, ref listings; [`git::http`]: a git smart-HTTP server
 //!   (`git http-backend` behind basic auth) on loopback.
+//! - [`docker`]: the real engine under the runner tests, as a swarm, with the fixture image.
 //! - [`drone`]: the Drone stand-in: records build creations and lists them, with failure
 //!   injection (500s, a forced status, `null` answers).
 //! - [`forge`]: Gitea/Forgejo and GitHub stand-ins over one in-memory repository (PRs, tags,
@@ -19,6 +20,7 @@
 //! Panicking is how a fixture reports a broken test environment, so `unwrap`/`expect` are used
 //! freely here, as in tests.
 
+pub mod docker;
 pub mod drone;
 pub mod forge;
 pub mod git;
