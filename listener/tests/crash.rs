@@ -308,8 +308,10 @@ async fn kill_9_mid_burst_loses_no_acknowledged_delivery_and_builds_each_tag_onc
         acked.len()
     );
 
-    // Restart on the same state directory; the worker picks up every job.
-    let mut child = spawn_listener(&env, &log);
+    // Restart on the same state directory; the worker picks up every job. The restarted process
+    // logs to a file of its own: kill -9 may cut the killed process's last line mid-write.
+    let restarted_log = root.join("listener-restarted.log");
+    let mut child = spawn_listener(&env, &restarted_log);
     wait_healthy(&client, &base).await;
     let journal = root.join("state").join("listener.sqlite3");
     let conn = rusqlite::Connection::open(&journal).unwrap();
@@ -391,7 +393,9 @@ async fn kill_9_mid_burst_loses_no_acknowledged_delivery_and_builds_each_tag_onc
     assert_eq!(code, Some(0));
 
     // Logs are JSON lines and never carry the secret, a signature or a body.
-    let text = std::fs::read_to_string(&log).unwrap();
+    let killed = std::fs::read_to_string(&log).unwrap();
+    let restarted = std::fs::read_to_string(&restarted_log).unwrap();
+    let text = format!("{killed}{restarted}");
     assert!(!text.contains(SECRET) && !text.contains("drone-token"));
     assert!(!text.contains(&sign(SECRET, &deliveries[0].2)));
     assert!(!text.contains("head_commit"));
@@ -404,7 +408,14 @@ async fn kill_9_mid_burst_loses_no_acknowledged_delivery_and_builds_each_tag_onc
         "{} delivery log lines",
         lines.len()
     );
-    for l in text.lines().filter(|l| l.starts_with('{')) {
+    // Every line is JSON, but the one line kill -9 may have cut short: the killed process's last.
+    let whole = killed.lines().count().saturating_sub(1);
+    for l in killed
+        .lines()
+        .take(whole)
+        .chain(restarted.lines())
+        .filter(|l| l.starts_with('{'))
+    {
         serde_json::from_str::<serde_json::Value>(l).unwrap();
     }
 }
