@@ -169,9 +169,11 @@ fn intake_tx(c: &Connection, i: &Intake) -> Result<IntakeResult, rusqlite::Error
         } => {
             let existing: Option<(i64, Option<String>)> = c
                 .prepare_cached(
-                    "SELECT id, ref_sha FROM jobs WHERE forge=?1 AND repo=?2 AND tag=?3",
+                    "SELECT id, ref_sha FROM jobs WHERE forge=?1 AND recipe=?2 AND tag=?3",
                 )?
-                .query_row(params![forge, repo, tag], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row(params![forge, recipe.as_str(), tag], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .optional()?;
             let (job, outcome, reason) = match existing {
                 None => {
@@ -230,10 +232,13 @@ fn intake_tx(c: &Connection, i: &Intake) -> Result<IntakeResult, rusqlite::Error
             })
         }
         IntakeFact::Deleted { repo, recipe, tag } => {
-            let job: Option<i64> = c
-                .prepare_cached("SELECT id FROM jobs WHERE forge=?1 AND repo=?2 AND tag=?3")?
-                .query_row(params![forge, repo, tag], |r| r.get(0))
-                .optional()?;
+            let job: Option<i64> = match recipe {
+                Some(recipe) => c
+                    .prepare_cached("SELECT id FROM jobs WHERE forge=?1 AND recipe=?2 AND tag=?3")?
+                    .query_row(params![forge, recipe.as_str(), tag], |r| r.get(0))
+                    .optional()?,
+                None => None,
+            };
             if let Some(id) = job {
                 let flag = format!("{}: tag deleted upstream", i.received_at);
                 add_flag(c, id, &flag, &i.received_at)?;
@@ -533,13 +538,13 @@ mod tests {
                 check: nothing,
             },
             Case {
-                says: "one tag from two repositories is two jobs",
+                says: "one tag of one recipe named by two repositories is one job",
                 deliveries: vec![
                     (Gitea, "o/app", Says::Push("1.0.0+1", A)),
-                    (Gitea, "fork/app", Says::Push("1.0.0+1", A)),
+                    (Gitea, "renamed/app", Says::Push("1.0.0+1", A)),
                 ],
-                outcomes: vec![Accepted, Accepted],
-                jobs: 2,
+                outcomes: vec![Accepted, Duplicate],
+                jobs: 1,
                 check: nothing,
             },
             Case {
@@ -823,6 +828,121 @@ mod tests {
             "the newest move is kept: {:?}",
             jobs[0].flags
         );
+    }
+
+    #[tokio::test]
+    async fn two_recipes_whose_repository_names_show_alike_are_two_jobs() {
+        // The repository name is shown cut to 64 characters: two long names can look the same.
+        let shown = format!("org/{}", "a".repeat(60));
+        let (journal, _dir) = journal();
+        for (n, name) in ["long-one", "long-two"].into_iter().enumerate() {
+            let fact = IntakeFact::NewTag {
+                repo: shown.clone(),
+                recipe: RecipeName::parse(name).expect("valid name"),
+                tag: "1.0.0+1".into(),
+                ref_sha: Some(A.into()),
+                commit_hint: None,
+            };
+            let r = journal
+                .intake(Intake {
+                    forge: ForgeKind::Gitea,
+                    delivery: format!("d-{n}"),
+                    event: "push".into(),
+                    fact,
+                    received_at: "2024-05-01T12:00:00.000000Z".into(),
+                })
+                .await
+                .expect("journaled");
+            assert_eq!(r.outcome, Outcome::Accepted, "{name}");
+        }
+        let mut recipes: Vec<String> = journal
+            .jobs()
+            .await
+            .expect("read")
+            .into_iter()
+            .map(|j| j.recipe.to_string())
+            .collect();
+        recipes.sort();
+        assert_eq!(recipes, ["long-one", "long-two"]);
+    }
+
+    #[tokio::test]
+    async fn jobs_an_older_journal_kept_per_repository_are_one_job_per_recipe_when_opened() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("listener.sqlite3");
+        {
+            // The shape an older listener wrote: jobs keyed on the repository name as shown.
+            let c = rusqlite::Connection::open(&path).expect("opens");
+            c.execute_batch(
+                "PRAGMA foreign_keys=ON;
+                 CREATE TABLE jobs (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT, forge TEXT NOT NULL,
+                    repo TEXT NOT NULL, recipe TEXT NOT NULL, tag TEXT NOT NULL, ref_sha TEXT,
+                    commit_hint TEXT, resolved_commit TEXT, state TEXT NOT NULL,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt_ms INTEGER NOT NULL DEFAULT 0, build INTEGER,
+                    build_link TEXT, error TEXT, flags TEXT NOT NULL DEFAULT '',
+                    created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+                    UNIQUE (forge, repo, tag));
+                 CREATE TABLE deliveries (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT, delivery TEXT NOT NULL,
+                    forge TEXT NOT NULL, event TEXT NOT NULL, repo TEXT, recipe TEXT, tag TEXT,
+                    ref_sha TEXT, outcome TEXT NOT NULL, reason TEXT,
+                    job INTEGER REFERENCES jobs (id), received_at TEXT NOT NULL);
+                 INSERT INTO jobs (forge, repo, recipe, tag, state, build, flags, created_at, updated_at) VALUES
+                    ('gitea', 'o/app', 'app', '1.0.0+1', 'done', 7, 'moved once', 't1', 't1'),
+                    ('gitea', 'renamed/app', 'app', '1.0.0+1', 'queued', NULL, 'deleted', 't2', 't2'),
+                    ('gitea', 'o/app', 'app', '1.0.1+1', 'queued', NULL, '', 't3', 't3');
+                 INSERT INTO deliveries (delivery, forge, event, repo, recipe, tag, outcome, job, received_at) VALUES
+                    ('d-1', 'gitea', 'push', 'o/app', 'app', '1.0.0+1', 'accepted', 1, 't1'),
+                    ('d-2', 'gitea', 'push', 'renamed/app', 'app', '1.0.0+1', 'accepted', 2, 't2'),
+                    ('d-3', 'gitea', 'push', 'o/app', 'app', '1.0.1+1', 'accepted', 3, 't3');",
+            )
+            .expect("old shape written");
+        }
+        let (journal, _writer) = Journal::open(&path).expect("opens and migrates");
+        let jobs = journal.jobs().await.expect("read");
+        let mut seen: Vec<(i64, String, String, Vec<String>)> = jobs
+            .iter()
+            .map(|j| {
+                (
+                    j.id,
+                    j.tag.clone(),
+                    j.state.as_str().to_string(),
+                    j.flags.clone(),
+                )
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                (
+                    1,
+                    "1.0.0+1".to_string(),
+                    "done".to_string(),
+                    vec!["moved once".to_string(), "deleted".to_string()]
+                ),
+                (3, "1.0.1+1".to_string(), "queued".to_string(), vec![]),
+            ]
+        );
+        let first = jobs.iter().find(|j| j.id == 1).expect("job 1");
+        assert_eq!(
+            first.deliveries.len(),
+            2,
+            "both deliveries point at the kept job"
+        );
+        // The new key holds: the same tag again is a duplicate of the kept job.
+        let again = journal
+            .intake(intake(
+                ForgeKind::Gitea,
+                "renamed/app",
+                "d-4",
+                &Says::Push("1.0.0+1", A),
+            ))
+            .await
+            .expect("journaled");
+        assert_eq!(again.job, Some(1));
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@
 //! transaction (each in its own savepoint, so one failing write does not fail its neighbours),
 //! then answers them all. `synchronous=FULL` makes each commit fsync the WAL.
 //!
-//! Jobs are keyed on (forge, repo, tag): replays (new delivery id, same bytes) and the
+//! Jobs are keyed on (forge, recipe, tag): replays (new delivery id, same bytes) and the
 //! push/create/release triple of one tag land on one job. A tag whose ref value changes is a new
 //! fact: the delivery is recorded as `moved` and the job flagged (the newest 20 flags are kept).
 //! Terminal states (`done`, `skipped`, `failed`) are never claimed again, across restarts too.

@@ -1,8 +1,8 @@
 //! The journal's tables and how each of its connections is opened.
 //!
 //! Kept apart from the code that writes and reads them so the stored shape can be read in one
-//! place: one row per (forge, delivery id), one row per (forge, repo, tag) job. [`migrate`] brings
-//! a journal written by an older listener to this shape.
+//! place: one row per (forge, delivery id), one row per (forge, recipe, tag) job. [`migrate`]
+//! brings a journal written by an older listener to this shape.
 
 use std::path::Path;
 
@@ -10,29 +10,38 @@ use rusqlite::Connection;
 
 use super::JournalError;
 
+/// The jobs table's columns and key, for [`SCHEMA`] and for the rebuild in [`rekey_jobs`].
+macro_rules! jobs_table {
+    () => {
+        "(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            forge TEXT NOT NULL,
+            repo TEXT NOT NULL,
+            recipe TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            ref_sha TEXT,
+            commit_hint TEXT,
+            resolved_commit TEXT,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            unfinished INTEGER NOT NULL DEFAULT 0,
+            next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+            build INTEGER,
+            build_link TEXT,
+            error TEXT,
+            flags TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (forge, recipe, tag)
+        )"
+    };
+}
+
 /// The tables and indexes, created when missing.
-pub(super) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    forge TEXT NOT NULL,
-    repo TEXT NOT NULL,
-    recipe TEXT NOT NULL,
-    tag TEXT NOT NULL,
-    ref_sha TEXT,
-    commit_hint TEXT,
-    resolved_commit TEXT,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    unfinished INTEGER NOT NULL DEFAULT 0,
-    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
-    build INTEGER,
-    build_link TEXT,
-    error TEXT,
-    flags TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    UNIQUE (forge, repo, tag)
-);
+pub(super) const SCHEMA: &str = concat!(
+    "CREATE TABLE IF NOT EXISTS jobs ",
+    jobs_table!(),
+    ";
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE INDEX IF NOT EXISTS jobs_recipe_tag ON jobs (recipe, tag);
 CREATE INDEX IF NOT EXISTS jobs_pending ON jobs (recipe, id)
@@ -57,7 +66,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_job ON deliveries (job);
 CREATE INDEX IF NOT EXISTS deliveries_recipe ON deliveries (recipe, seq);
 CREATE INDEX IF NOT EXISTS deliveries_received ON deliveries (received_at);
-";
+"
+);
 
 /// Columns added since the first journal: (table, column, definition).
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
@@ -65,15 +75,28 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("deliveries", "repeats", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
+/// The jobs table's key before jobs were keyed on the recipe: the repository name a payload
+/// gave, as shown (cut to 64 characters), so two long names could share one job.
+const OLD_JOB_KEY: &str = "UNIQUE (forge, repo, tag)";
+
 /// The index that makes a delivery id one row per forge. Deliveries without an id (a forge that
 /// sent none) cannot be told apart and are each stored.
 const DELIVERY_ID_INDEX: &str = "CREATE UNIQUE INDEX IF NOT EXISTS deliveries_forge_delivery
     ON deliveries (forge, delivery) WHERE delivery != ''";
 
-/// Brings a journal to the current shape, in one transaction: adds missing columns and, before
-/// the delivery id becomes unique, folds the rows an older listener stored for replays of one
-/// delivery into the first, counting them in `repeats`.
+/// Brings a journal to the current shape, in one transaction: adds missing columns, rekeys jobs
+/// on (forge, recipe, tag), and, before the delivery id becomes unique, folds the rows an older
+/// listener stored for replays of one delivery into the first, counting them in `repeats`.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    // Rebuilding the jobs table drops the table deliveries refer to; the references are checked
+    // before the commit instead.
+    conn.execute_batch("PRAGMA foreign_keys=OFF")?;
+    let migrated = migrate_in_tx(conn);
+    conn.execute_batch("PRAGMA foreign_keys=ON")?;
+    migrated
+}
+
+fn migrate_in_tx(conn: &mut Connection) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction()?;
     for (table, column, definition) in ADDED_COLUMNS {
         let present: bool = tx.query_row(
@@ -105,7 +128,55 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
         )?;
         tx.execute_batch(DELIVERY_ID_INDEX)?;
     }
+    let jobs_sql: String = tx.query_row(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'",
+        [],
+        |r| r.get(0),
+    )?;
+    if jobs_sql.contains(OLD_JOB_KEY) {
+        rekey_jobs(&tx)?;
+    }
+    let broken: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM pragma_foreign_key_check('deliveries')",
+        [],
+        |r| r.get(0),
+    )?;
+    if broken > 0 {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+            Some(format!(
+                "{broken} deliveries would refer to jobs that do not exist"
+            )),
+        ));
+    }
     tx.commit()
+}
+
+/// Rebuilds the jobs table with the key (forge, recipe, tag). Jobs an older listener kept apart
+/// only because their repository names differed become the oldest of them: its state stands,
+/// the others' flags are added to it, and their deliveries point at it.
+fn rekey_jobs(tx: &rusqlite::Transaction<'_>) -> Result<(), rusqlite::Error> {
+    tx.execute_batch(concat!("CREATE TABLE jobs_new ", jobs_table!()))?;
+    tx.execute_batch(
+        "CREATE TEMP TABLE job_keep AS
+             SELECT j.id AS id, (SELECT MIN(k.id) FROM jobs k
+                 WHERE k.forge = j.forge AND k.recipe = j.recipe AND k.tag = j.tag) AS keep
+             FROM jobs j;
+         UPDATE jobs SET flags = (CASE WHEN flags = '' THEN '' ELSE flags || char(10) END) || (
+                 SELECT group_concat(o.flags, char(10)) FROM jobs o JOIN temp.job_keep m
+                     ON m.id = o.id AND m.keep = jobs.id AND o.id != jobs.id AND o.flags != '')
+             WHERE EXISTS (SELECT 1 FROM temp.job_keep m JOIN jobs o ON o.id = m.id
+                 WHERE m.keep = jobs.id AND o.id != jobs.id AND o.flags != '');
+         UPDATE deliveries SET job = (SELECT keep FROM temp.job_keep WHERE id = deliveries.job)
+             WHERE job IS NOT NULL;
+         INSERT INTO jobs_new (id, forge, repo, recipe, tag, ref_sha, commit_hint, resolved_commit, state, attempts, unfinished, next_attempt_ms, build, build_link, error, flags, created_at, updated_at)
+             SELECT id, forge, repo, recipe, tag, ref_sha, commit_hint, resolved_commit, state, attempts, unfinished, next_attempt_ms, build, build_link, error, flags, created_at, updated_at
+             FROM jobs WHERE id IN (SELECT keep FROM temp.job_keep);
+         DROP TABLE jobs;
+         ALTER TABLE jobs_new RENAME TO jobs;
+         DROP TABLE temp.job_keep;",
+    )?;
+    tx.execute_batch(SCHEMA)
 }
 
 /// Opens a connection to the journal at `path`: WAL, `synchronous=FULL` (each commit fsyncs),
