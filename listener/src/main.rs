@@ -31,6 +31,11 @@ fn report(e: &dyn std::error::Error) {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: umask only reads and sets this process's file creation mask; no thread runs yet.
+    unsafe {
+        let started_with = libc::umask(0o022);
+        libc::umask(canon_shared::state::shared_umask(started_with as u32) as libc::mode_t);
+    }
     let cli = Cli::parse();
     let purpose = match cli.command {
         Some(Command::RegisterHooks) => Purpose::RegisterHooks,

@@ -3,5 +3,10 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // SAFETY: umask only reads and sets this process's file creation mask; no thread runs yet.
+    unsafe {
+        let started_with = libc::umask(0o022);
+        libc::umask(canon_shared::state::shared_umask(started_with as u32) as libc::mode_t);
+    }
     canon_plugin::cli::main()
 }

@@ -496,6 +496,17 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir).and_then(|d| d.sync_all())
 }
 
+/// Returns the umask both binaries run with, from the one they were started with: the same, but
+/// files and folders canon creates are writable by their group. The listener and the plugin may
+/// run as different users on one state dir (the plugin as root for the Docker socket, the
+/// listener as `canon`); made group-owned by a group both share, with the setgid bit
+/// (`chgrp canon state && chmod 2775 state`), the folder gives everything created in it that
+/// group, and this lets the other user write caches, locks and records there. What others may
+/// do stays as the operator's umask says (`0027` stays closed to others: `0007`).
+pub fn shared_umask(started_with: u32) -> u32 {
+    started_with & !0o020
+}
+
 /// Writes `bytes` to `path` atomically: a temp file in `dir`, fsync, rename, fsync of `dir`.
 /// The temp file's name is random (`.<name>.tmp.XXXXXX`), so writers on other hosts sharing the
 /// folder, or other processes that reuse a pid, never write into each other's temp file.
@@ -504,8 +515,11 @@ pub fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), StateEr
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // Created like any other file (0666 less the umask), not private as temp files are by
+    // default: the record is read by the other binary, which may run as another user.
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}.tmp."))
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(io_err(dir, "create a temp file"))?;
     tmp.write_all(bytes).map_err(io_err(tmp.path(), "write"))?;
@@ -525,6 +539,21 @@ mod tests {
 
     fn name(s: &str) -> RecipeName {
         RecipeName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn an_atomic_write_makes_a_file_the_group_can_write_under_the_shared_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(shared_umask(0o022), 0o002);
+        assert_eq!(shared_umask(0o027), 0o007);
+        assert_eq!(shared_umask(0o077), 0o057);
+        // SAFETY: sets this test process's file creation mask (each test is its own process).
+        unsafe { libc::umask(shared_umask(0o022) as libc::mode_t) };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("canonical.json");
+        write_atomic(dir.path(), &path, b"{}").unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o664, "{mode:o}");
     }
 
     fn record(recipe: &str, version: &str) -> CanonicalRecord {

@@ -58,6 +58,7 @@ pub fn merged_heads(
         path: cache_dir.to_path_buf(),
         commit: branch_head.to_string(),
     };
+    super::owners::allow_other_owners();
     let repo = Repository::open_bare(cache_dir).map_err(|_| not_cached())?;
     let head = Oid::from_str(branch_head).map_err(|_| not_cached())?;
     let odb = repo.odb().map_err(cache_err(cache_dir))?;

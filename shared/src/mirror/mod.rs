@@ -40,6 +40,7 @@ mod fetch;
 pub mod known_hosts;
 mod local_refs;
 mod merged_prs;
+mod owners;
 mod plan;
 mod push;
 mod refs;

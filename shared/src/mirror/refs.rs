@@ -67,6 +67,7 @@ pub(super) fn list(
         })
     };
     super::timeouts::ensure_network_timeouts()?;
+    super::owners::allow_other_owners();
     let tried = Cell::new(0);
     let mut git_remote = Remote::create_detached(r.url.as_str()).map_err(|e| fail(e, &tried))?;
     let conn = git_remote
