@@ -277,7 +277,11 @@ impl Settings {
         let url = |name: &str, v: Option<String>, problems: &mut Vec<String>| {
             let v = nonempty(v)?;
             match url::Url::parse(&v) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.password().is_none() => {
+                Ok(u)
+                    if matches!(u.scheme(), "http" | "https")
+                        && u.username().is_empty()
+                        && u.password().is_none() =>
+                {
                     Some(v.trim_end_matches('/').to_string())
                 }
                 Ok(_) => {
@@ -287,7 +291,10 @@ impl Settings {
                     None
                 }
                 Err(e) => {
-                    problems.push(format!("{name} {v:?}: not a URL ({e})"));
+                    problems.push(format!(
+                        "{name} {:?}: not a URL ({e})",
+                        canon_shared::secret::without_userinfo(&v)
+                    ));
                     None
                 }
             }
@@ -537,6 +544,23 @@ mod tests {
             "CANON_FORGE_URL",
         ] {
             assert!(text.contains(want), "{want} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn urls_with_any_user_info_are_refused_without_showing_it() {
+        for (key, value) in [
+            ("CANON_DRONE_SERVER", "https://s3cr3t@drone.example"),
+            ("CANON_DRONE_SERVER", "https://u:s3cr3t@drone.example"),
+            ("CANON_FORGE_URL", "https://s3cr3t@git.example"),
+            ("CANON_MIRROR_URL", "http://s3cr3t@[bad"),
+        ] {
+            let mut list = GOOD.to_vec();
+            list.retain(|(k, _)| *k != key);
+            list.push((key, value));
+            let text = Settings::from_pairs(pairs(&list)).unwrap_err().to_string();
+            assert!(text.contains(key), "{value}: {text}");
+            assert!(!text.contains("s3cr3t"), "{value}: {text}");
         }
     }
 

@@ -16,6 +16,7 @@
 //! instead of claimed (see `journal::queries`): a job whose attempt kills the process does not
 //! crash-loop it.
 
+use canon_shared::secret::userinfo_masked_in;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -90,6 +91,12 @@ pub async fn process_one(ctx: &WorkerCtx, job: &Job) -> JobUpdate {
             humantime::format_duration(deadline)
         ))),
     };
+    // A job's error is shown on the status page and the API and logged: a URL a server or a
+    // library quoted in it never carries its user info there.
+    let result = result.map_err(|failure| match failure {
+        Failure::Permanent(e) => Failure::Permanent(userinfo_masked_in(&e)),
+        Failure::Transient(e) => Failure::Transient(userinfo_masked_in(&e)),
+    });
     match result {
         Ok(update) => update,
         Err(Failure::Permanent(error)) => JobUpdate::Failed {
@@ -221,7 +228,8 @@ async fn close_merged_prs(ctx: &WorkerCtx, recipe: &Recipe, upstream_head: &str)
             tracing::info!(recipe = %recipe.name, closed = ?closed, left_open = r.left_open.len(), failed = r.failed.len(), "Mirror PRs merged upstream handled.");
         }
         Err(e) => {
-            tracing::warn!(recipe = %recipe.name, error = %e, "Cannot close mirror PRs merged upstream.")
+            let error = userinfo_masked_in(&e.to_string());
+            tracing::warn!(recipe = %recipe.name, error = %error, "Cannot close mirror PRs merged upstream.")
         }
     }
 }

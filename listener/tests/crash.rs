@@ -7,46 +7,14 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use canon_testkit::drone::FakeDrone;
-use canon_testkit::git::{hermetic, peeled};
+use canon_testkit::git::peeled;
 use canon_testkit::loopback::free_port;
-use canon_testkit::process::KillOnDrop;
 use support::*;
-
-fn spawn_listener(pairs: &[(String, String)], log: &std::path::Path) -> KillOnDrop {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_canon-listener"));
-    cmd.env_clear()
-        .envs(pairs.iter().cloned())
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log));
-    KillOnDrop::new(
-        hermetic(&mut cmd)
-            .spawn()
-            .expect("the listener binary starts"),
-    )
-}
-
-async fn wait_healthy(client: &reqwest::Client, base: &str) {
-    let ok = eventually(20, || async {
-        client
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
-    .await;
-    assert!(ok, "the listener did not come up");
-}
 
 /// A forge that accepts connections and never answers, counting them: an attempt that asks it
 /// for a tag hangs until the process is killed.

@@ -46,6 +46,33 @@ pub fn without_userinfo(value: &str) -> String {
     }
 }
 
+/// Returns `text` with the user info of every URL in it masked as `***` (`https://***@host/...`):
+/// for messages from elsewhere (a server's error answer, a library's error) that may quote a URL
+/// with a token in it. Only what sits between `://` and the last `@` before the URL's path is
+/// masked.
+pub fn userinfo_masked_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`')
+            })
+            .unwrap_or(tail.len());
+        match tail[..authority_end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
@@ -92,5 +119,30 @@ mod tests {
         );
         assert_eq!(without_userinfo("/local/path"), "/local/path");
         assert_eq!(without_userinfo("https://h/o/r.git"), "https://h/o/r.git");
+    }
+
+    #[test]
+    fn every_url_in_a_text_loses_its_user_info_and_nothing_else_changes() {
+        let cases = [
+            (
+                "fetch https://bob:hunter2@git.example/o/r.git failed",
+                "fetch https://***@git.example/o/r.git failed",
+            ),
+            (
+                "a https://t@h/x and \"http://u:p@[::1]:80/y\"",
+                "a https://***@h/x and \"http://***@[::1]:80/y\"",
+            ),
+            ("ssh://git@h:2222/o/r", "ssh://***@h:2222/o/r"),
+            (
+                "no user: https://h/a@b?c=d@e and mail@example.org",
+                "no user: https://h/a@b?c=d@e and mail@example.org",
+            ),
+            ("https://tok@h", "https://***@h"),
+            ("trailing ://", "trailing ://"),
+            ("", ""),
+        ];
+        for (text, want) in cases {
+            assert_eq!(userinfo_masked_in(text), want, "{text}");
+        }
     }
 }

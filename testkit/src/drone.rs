@@ -34,6 +34,8 @@ struct Inner {
     builds: Vec<Value>,
     requests: Vec<Request>,
     fail_creates: u32,
+    /// The message failed creates answer with (default "database is locked").
+    failure_message: Option<String>,
     force_status: Option<u16>,
     answer_null: bool,
 }
@@ -59,6 +61,13 @@ impl FakeDrone {
     /// Answers the next `n` creates with 500 (after recording them).
     pub fn fail_next_creates(&self, n: u32) {
         self.inner.lock().unwrap().fail_creates = n;
+    }
+
+    /// Answers the next `n` creates with 500 and `{"message": message}`.
+    pub fn fail_next_creates_saying(&self, n: u32, message: &str) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.fail_creates = n;
+        inner.failure_message = Some(message.to_string());
     }
 
     /// Answers every call with `status` (`None`: answer normally again).
@@ -126,7 +135,11 @@ impl Inner {
     fn create(&mut self, repo: &str, query: &str) -> (u16, Value) {
         if self.fail_creates > 0 {
             self.fail_creates -= 1;
-            return (500, json!({"message": "database is locked"}));
+            let message = self
+                .failure_message
+                .as_deref()
+                .unwrap_or("database is locked");
+            return (500, json!({ "message": message }));
         }
         if self.answer_null {
             return (200, Value::Null);

@@ -167,3 +167,40 @@ where
     }
     false
 }
+
+/// Starts the listener binary with exactly `pairs` (and `PATH`) as its environment, its output
+/// appended to `log`.
+pub fn spawn_listener(
+    pairs: &[(String, String)],
+    log: &std::path::Path,
+) -> canon_testkit::process::KillOnDrop {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_canon-listener"));
+    cmd.env_clear()
+        .envs(pairs.iter().cloned())
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(std::process::Stdio::from(log.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(log));
+    canon_testkit::process::KillOnDrop::new(
+        canon_testkit::git::hermetic(&mut cmd)
+            .spawn()
+            .expect("the listener binary starts"),
+    )
+}
+
+/// Waits until `/healthz` answers, or panics after 20 s.
+pub async fn wait_healthy(client: &reqwest::Client, base: &str) {
+    let ok = eventually(20, || async {
+        client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    assert!(ok, "the listener did not come up");
+}
