@@ -761,3 +761,44 @@ fn the_sweep_sends_the_listener_token_when_the_listener_protects_its_api() {
         report(&g)
     );
 }
+
+#[test]
+fn a_recipe_whose_upstream_hangs_fails_at_its_deadline_and_the_others_are_swept() {
+    let f = Fixture::new();
+    f.release("1.0.0+1", true);
+    // A git server that accepts connections and never answers: libgit2 alone would wait a
+    // minute for data.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let mut enrollment = std::fs::read_to_string(&f.enrollment).unwrap();
+    enrollment.push_str(&format!(
+        "  - name: hung\n    upstream: http://127.0.0.1:{port}/hung.git\n    mirror: {}\n",
+        f.mirror.display()
+    ));
+    std::fs::write(&f.enrollment, enrollment).unwrap();
+
+    let started = std::time::Instant::now();
+    let out = sweep_inline(&f, &["--recipe-deadline", "2s"]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        took < std::time::Duration::from_secs(30),
+        "the sweep waited {took:?} for the hung recipe"
+    );
+    let r = report(&f);
+    let hung = entry(&r, "hung");
+    assert!(
+        hung["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("deadline of 2s") && e.contains("recipe_deadline")),
+        "{r}"
+    );
+    assert_eq!(entry(&r, "app")["error"], Value::Null, "{r}");
+    assert_eq!(canonical_version(&f).as_deref(), Some("1.0.0+1"));
+}

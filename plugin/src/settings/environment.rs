@@ -92,6 +92,9 @@ pub struct RawSettings {
     /// Sweep: recipes at once.
     #[arg(long)]
     pub jobs: Option<String>,
+    /// Sweep: how long one recipe may take in all.
+    #[arg(long)]
+    pub recipe_deadline: Option<String>,
     /// Sweep: change nothing.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub dry_run: Option<String>,
@@ -165,6 +168,7 @@ impl RawSettings {
             ssh_key_file: pick(self.ssh_key_file, fallback.ssh_key_file),
             known_hosts: pick(self.known_hosts, fallback.known_hosts),
             jobs: pick(self.jobs, fallback.jobs),
+            recipe_deadline: pick(self.recipe_deadline, fallback.recipe_deadline),
             dry_run: pick(self.dry_run, fallback.dry_run),
             inline: pick(self.inline, fallback.inline),
             drone_server: pick(self.drone_server, fallback.drone_server),

@@ -162,6 +162,8 @@ pub struct Settings {
     pub drone_repo: Option<String>,
     /// Sweep: recipes at once.
     pub jobs: Option<usize>,
+    /// Sweep: how long one recipe may take in all.
+    pub recipe_deadline: Duration,
     /// Sweep: change nothing.
     pub dry_run: bool,
     /// Sweep: run tag mode in-process.

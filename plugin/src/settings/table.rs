@@ -329,6 +329,16 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         meaning: "Sweep: how many recipes are synced and decided at once (default 4).",
     },
     SettingDoc {
+        name: "recipe_deadline",
+        env: &["PLUGIN_RECIPE_DEADLINE"],
+        flag: "--recipe-deadline",
+        kind: SettingType::Duration,
+        default: "3h",
+        secret: false,
+        required: Required::No,
+        meaning: "Sweep: how long one recipe may take in all (sync, decision, and its build start or inline run). Past it the recipe is reported failed and the sweep goes on with the others; a run's own stage timeouts still apply.",
+    },
+    SettingDoc {
         name: "dry_run",
         env: &["PLUGIN_DRY_RUN"],
         flag: "--dry-run",

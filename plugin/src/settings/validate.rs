@@ -75,6 +75,15 @@ impl Settings {
         if timeout.is_zero() {
             p.push("`timeout` must be longer than 0s");
         }
+        let recipe_deadline = duration(
+            "recipe_deadline",
+            &raw.recipe_deadline,
+            Duration::from_secs(3 * 3600),
+            p,
+        );
+        if recipe_deadline.is_zero() {
+            p.push("`recipe_deadline` must be longer than 0s");
+        }
 
         let jobs = raw
             .jobs
@@ -128,6 +137,7 @@ impl Settings {
             trigger: event.unwrap_or_else(|| "cli".into()),
             drone_repo,
             jobs,
+            recipe_deadline,
             dry_run,
             inline,
             drone_server,

@@ -138,6 +138,9 @@ pub fn main(settings: &Settings) -> u8 {
         access.credentials(),
         listener.as_ref(),
     ));
+    // A recipe stopped at its deadline may leave a blocking call behind (a git server that never
+    // answers); dropping the runtime would wait for it. Its own timeouts end it, or the exit does.
+    runtime.shutdown_background();
     println!("{}", table(&report));
     let path = settings.report_path("sweep-report.json");
     match serde_json::to_vec_pretty(&report) {
@@ -229,21 +232,49 @@ async fn sweep(
         );
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore.acquire_owned().await;
-            decide(&settings, &recipe, &credentials).await
+            // The recipe's deadline covers its own time: its sync and decision here, then its
+            // action (not the time it waits for the other recipes' decisions in between).
+            let started = Instant::now();
+            let decided = tokio::time::timeout(
+                settings.recipe_deadline,
+                decide(&settings, &recipe, &credentials),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Decided::failed(&recipe, past_deadline(settings.recipe_deadline, "sync"))
+            });
+            (
+                decided,
+                settings.recipe_deadline.saturating_sub(started.elapsed()),
+            )
         }));
     }
     let mut decided = Vec::new();
     for (task, recipe) in tasks.into_iter().zip(&enrollment.recipes) {
         decided.push(match task.await {
             Ok(d) => d,
-            Err(e) => Decided::failed(recipe, format!("the recipe's task failed: {e}")),
+            Err(e) => (
+                Decided::failed(recipe, format!("the recipe's task failed: {e}")),
+                std::time::Duration::ZERO,
+            ),
         });
     }
-    for mut d in decided {
+    for (mut d, left) in decided {
         if d.entry.error.is_none() {
             if let Some(tag) = d.run.clone() {
-                let (started, knows) =
-                    act(settings, &launch, &mut d, &tag, credentials, listener).await;
+                let acted = tokio::time::timeout(
+                    left,
+                    act(settings, &launch, &mut d, &tag, credentials, listener),
+                )
+                .await;
+                let (started, knows) = match acted {
+                    Ok(acted) => acted,
+                    Err(_) => {
+                        let what = format!("action on {}", tag.0);
+                        d.entry.fail(past_deadline(settings.recipe_deadline, &what));
+                        (false, ListenerKnows::NotAsked)
+                    }
+                };
                 if report.missed_webhooks_unknown.is_none() {
                     report.missed_webhooks_unknown = match knows {
                         ListenerKnows::NotAsked if matches!(launch, Launch::Inline) => Some(
@@ -268,6 +299,16 @@ async fn sweep(
     }
     report.seconds = started.elapsed().as_secs_f64();
     report
+}
+
+/// Returns why a recipe failed when its deadline passed during `what`. A blocking step still in
+/// flight (an inline run) goes on in the background until its own timeouts end it or the sweep
+/// exits; the sweep moves on.
+fn past_deadline(deadline: std::time::Duration, what: &str) -> String {
+    format!(
+        "the recipe did not finish within its deadline of {} (recipe_deadline); stopped during its {what}",
+        humantime::format_duration(deadline)
+    )
 }
 
 /// A recipe after the deciding phase.
