@@ -794,14 +794,14 @@ async fn a_pinned_recipes_new_tag_is_skipped_as_pinned_and_not_built() {
         )
         .unwrap();
     drop(lock);
-    state
-        .pin(
-            &name,
-            "database migration under review",
-            "ops",
-            LockWait::Fail,
-        )
-        .unwrap();
+    canon_shared::state::pin(
+        &state,
+        &name,
+        "database migration under review",
+        "ops",
+        LockWait::Fail,
+    )
+    .unwrap();
     let url = repos[0].upstream.display().to_string();
     let sha = peeled(&repos[0].upstream, "1.1.0+1.0");
     deliver(

@@ -271,9 +271,14 @@ fn a_pinned_recipe_is_refused() {
     let f = Fixture::new();
     f.release("1.0.0+1.0", true);
     let first = promote(&f, "1.0.0+1.0");
-    f.state_dir()
-        .pin(&f.name(), "manual migration", "ops", LockWait::Fail)
-        .unwrap();
+    canon_shared::state::pin(
+        &f.state_dir(),
+        &f.name(),
+        "manual migration",
+        "ops",
+        LockWait::Fail,
+    )
+    .unwrap();
     f.release("1.1.0+1.0", true);
     let out = run::run_tag_mode(
         &f.settings(tag("1.1.0+1.0")),

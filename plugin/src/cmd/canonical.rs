@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use canon_shared::recipe::RecipeName;
-use canon_shared::state::{LockWait, StateDir};
+use canon_shared::state::{self, LockWait, StateDir};
 use clap::{Args as ClapArgs, Subcommand};
 
 /// Where and which recipe.
@@ -53,12 +53,22 @@ pub fn main(cmd: CanonicalCommand) -> ExitCode {
     let wait = LockWait::Wait(Duration::from_secs(30));
     let result = match &cmd {
         CanonicalCommand::Show(t) => StateDir::new(&t.state_dir).read_canonical(&t.recipe),
-        CanonicalCommand::Pin { target, reason, by } => StateDir::new(&target.state_dir)
-            .pin(&target.recipe, reason, by, wait)
-            .map(Some),
-        CanonicalCommand::Unpin { target, reason, by } => StateDir::new(&target.state_dir)
-            .unpin(&target.recipe, reason, by, wait)
-            .map(Some),
+        CanonicalCommand::Pin { target, reason, by } => state::pin(
+            &StateDir::new(&target.state_dir),
+            &target.recipe,
+            reason,
+            by,
+            wait,
+        )
+        .map(Some),
+        CanonicalCommand::Unpin { target, reason, by } => state::unpin(
+            &StateDir::new(&target.state_dir),
+            &target.recipe,
+            reason,
+            by,
+            wait,
+        )
+        .map(Some),
     };
     match result {
         Ok(Some(record)) => {

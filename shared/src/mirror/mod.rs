@@ -66,6 +66,23 @@ pub use refs::{ls_remote, RemoteRefs, TagRef};
 pub use remote::GitRemote;
 pub use timeouts::{set_network_timeouts, DEFAULT_CONNECT, DEFAULT_READ};
 
+/// Pushes `refspecs` from `repo` to `remote` with the remote's credentials, without force unless
+/// a refspec says `+`; fails when the push fails or the server refuses any ref
+/// ([`MirrorError::Rejected`]). The state repository's commits go out through it.
+pub fn push_refspecs(
+    repo: &git2::Repository,
+    remote: &GitRemote,
+    refspecs: &[String],
+) -> Result<(), MirrorError> {
+    push::push(repo, remote, refspecs)
+}
+
+/// Removes the git lock files a killed write left in the repository at `path` (bare or not);
+/// returns what it removed. Call only while holding the lock under which canon alone writes it.
+pub fn clear_stale_git_locks(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    stale_locks::clear(&stale_locks::git_dir(path))
+}
+
 use fetch::{cache_has, cache_state, fetch, lock_cache, open_cache};
 use local_refs::{peel_in, Peels};
 use plan::{mirror_equals, plan, Plan, Wanted};

@@ -22,6 +22,11 @@ use time::OffsetDateTime;
 use crate::recipe::RecipeName;
 use crate::version::ReleaseVersion;
 
+pub mod git;
+mod store;
+
+pub use store::{pin, unpin, Change, Committed, Decide, StateStore};
+
 /// A pin: while present, nothing promotes the recipe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -123,6 +128,14 @@ pub enum StateError {
     },
     #[error("recipe `{recipe}` is not pinned")]
     NotPinned { recipe: RecipeName },
+    #[error("state repository {url}: {message}")]
+    Repository { url: String, message: String },
+    #[error("state repository {url}: other hosts changed `{recipe}` first {attempts} times in a row; nothing was written, try again")]
+    Contended {
+        url: String,
+        recipe: RecipeName,
+        attempts: u32,
+    },
 }
 
 fn io_err(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> StateError {
@@ -213,19 +226,7 @@ impl StateDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err(&path, "read the canonical record")(e)),
         };
-        let record: CanonicalRecord =
-            serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        if &record.recipe != recipe {
-            return Err(StateError::WrongRecipe {
-                path,
-                found: record.recipe,
-                expected: recipe.clone(),
-            });
-        }
-        Ok(Some(record))
+        parse_canonical(&path, &bytes, recipe).map(Some)
     }
 
     /// Writes the canonical record atomically: temp file, fsync, rename, fsync of the folder.
@@ -260,16 +261,7 @@ impl StateDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_err(&path, "read the history")(e)),
         };
-        text.lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| {
-                serde_json::from_str(l).map_err(|e| StateError::Corrupt {
-                    path: path.clone(),
-                    message: format!("line {}: {e}", i + 1),
-                })
-            })
-            .collect()
+        parse_history(&path, &text)
     }
 
     /// Takes the recipe's exclusive lock (a file lock, so it also excludes other processes).
@@ -313,89 +305,41 @@ impl StateDir {
             }
         }
     }
+}
 
-    /// Pins the recipe's canonical with a reason; while pinned nothing promotes it.
-    pub fn pin(
-        &self,
-        recipe: &RecipeName,
-        reason: &str,
-        by: &str,
-        wait: LockWait,
-    ) -> Result<CanonicalRecord, StateError> {
-        self.change_pin(recipe, "pin", reason, by, wait, |record, at| {
-            if let Some(p) = &record.pinned {
-                return Err(StateError::AlreadyPinned {
-                    recipe: recipe.clone(),
-                    reason: p.reason.clone(),
-                    by: p.by.clone(),
-                });
-            }
-            record.pinned = Some(Pin {
-                reason: reason.to_string(),
-                by: by.to_string(),
-                at,
-            });
-            Ok(())
-        })
-    }
-
-    /// Removes the pin, recording who did it and why.
-    pub fn unpin(
-        &self,
-        recipe: &RecipeName,
-        reason: &str,
-        by: &str,
-        wait: LockWait,
-    ) -> Result<CanonicalRecord, StateError> {
-        self.change_pin(
-            recipe,
-            "unpin",
-            reason,
-            by,
-            wait,
-            |record, _| match record.pinned.take() {
-                Some(_) => Ok(()),
-                None => Err(StateError::NotPinned {
-                    recipe: recipe.clone(),
-                }),
-            },
-        )
-    }
-
-    /// Under the recipe lock: reads the canonical (there must be one), applies `change`, writes
-    /// it back and records `decision` (`pin` or `unpin`) in the history.
-    fn change_pin(
-        &self,
-        recipe: &RecipeName,
-        decision: &'static str,
-        reason: &str,
-        by: &str,
-        wait: LockWait,
-        change: impl FnOnce(&mut CanonicalRecord, OffsetDateTime) -> Result<(), StateError>,
-    ) -> Result<CanonicalRecord, StateError> {
-        let lock = self.lock(recipe, wait)?;
-        let mut record = self
-            .read_canonical(recipe)?
-            .ok_or_else(|| StateError::NoCanonical {
-                recipe: recipe.clone(),
-                action: decision,
-            })?;
-        let at = now();
-        change(&mut record, at)?;
-        self.write_canonical(&lock, &record)?;
-        self.append_history(&HistoryEntry {
-            at,
-            recipe: recipe.clone(),
-            decision: decision.into(),
-            version: Some(record.version.to_string()),
-            tested_commit: None,
-            reasons: vec![reason.to_string()],
-            trigger: Some(format!("{decision}ned by {by}")),
-            build: None,
-            canonical_before: Some(record.version.to_string()),
+/// Parses a canonical record read from `path` and checks it is `recipe`'s.
+fn parse_canonical(
+    path: &Path,
+    bytes: &[u8],
+    recipe: &RecipeName,
+) -> Result<CanonicalRecord, StateError> {
+    let record: CanonicalRecord =
+        serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
+            path: path.to_path_buf(),
+            message: e.to_string(),
         })?;
-        Ok(record)
+    if &record.recipe != recipe {
+        return Err(StateError::WrongRecipe {
+            path: path.to_path_buf(),
+            found: record.recipe,
+            expected: recipe.clone(),
+        });
     }
+    Ok(record)
+}
+
+/// Parses a history read from `path`, one JSON line per decision.
+fn parse_history(path: &Path, text: &str) -> Result<Vec<HistoryEntry>, StateError> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| StateError::Corrupt {
+                path: path.to_path_buf(),
+                message: format!("line {}: {e}", i + 1),
+            })
+        })
+        .collect()
 }
 
 /// One tag the sweep had to start with no earlier build or listener job: a missed webhook.
@@ -728,41 +672,6 @@ mod tests {
         let counts = state.missed_webhook_counts();
         assert_eq!(counts.get("app"), Some(&2));
         assert_eq!(counts.get("web"), Some(&1));
-    }
-
-    #[test]
-    fn pin_and_unpin_are_recorded_and_checked() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = StateDir::new(dir.path());
-        let app = name("app");
-        let err = state.pin(&app, "why", "me", LockWait::Fail).unwrap_err();
-        assert!(matches!(err, StateError::NoCanonical { .. }));
-        let lock = state.lock(&app, LockWait::Fail).unwrap();
-        state
-            .write_canonical(&lock, &record("app", "1.0.0+1"))
-            .unwrap();
-        drop(lock);
-        let pinned = state
-            .pin(&app, "migration pending", "ops", LockWait::Fail)
-            .unwrap();
-        assert_eq!(pinned.pinned.as_ref().unwrap().reason, "migration pending");
-        assert!(matches!(
-            state.pin(&app, "again", "ops", LockWait::Fail),
-            Err(StateError::AlreadyPinned { .. })
-        ));
-        let unpinned = state.unpin(&app, "done", "ops", LockWait::Fail).unwrap();
-        assert_eq!(unpinned.pinned, None);
-        assert!(matches!(
-            state.unpin(&app, "again", "ops", LockWait::Fail),
-            Err(StateError::NotPinned { .. })
-        ));
-        let decisions: Vec<String> = state
-            .read_history(&app)
-            .unwrap()
-            .into_iter()
-            .map(|h| h.decision)
-            .collect();
-        assert_eq!(decisions, ["pin", "unpin"]);
     }
 
     #[test]
