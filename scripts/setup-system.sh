@@ -3,7 +3,8 @@
 # Extra packages come as arguments. Used by scripts/test.sh and scripts/demo.sh; safe to run again.
 set -euo pipefail
 
-packages=(git pkg-config libssl-dev ca-certificates "$@")
+# busybox-static: the shell of the fixture image whose backupbot hooks run in its containers.
+packages=(git pkg-config libssl-dev ca-certificates busybox-static "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -34,6 +34,9 @@ pub enum Command {
     Canonical(cmd::canonical::CanonicalCommand),
     /// Make mirrors equal to upstream for the branch and all tags.
     MirrorSync(cmd::mirror_sync::Args),
+    /// Recipe tools: the deploy plan of a checkout.
+    #[command(subcommand)]
+    Recipe(cmd::recipe::RecipeCommand),
     /// Cold CI of one recipe at one tag (or ref), then the promote gate.
     Run(cmd::run::Args),
     /// For every enrolled recipe, get the latest upstream release tested and promoted.
@@ -55,6 +58,7 @@ pub fn main() -> ExitCode {
         Some(Command::Versions(cmd)) => cmd::versions::main(cmd),
         Some(Command::Canonical(cmd)) => cmd::canonical::main(cmd),
         Some(Command::MirrorSync(args)) => cmd::mirror_sync::main(args),
+        Some(Command::Recipe(cmd)) => cmd::recipe::main(cmd),
         Some(Command::Run(args)) => {
             with_environment(|env| dispatch(env, Some(*args.settings), Some(Mode::Tag)))
         }

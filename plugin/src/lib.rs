@@ -4,7 +4,7 @@
 //! - [`cli`]: the command line (clap) and Drone's way in: the one place that reads the settings
 //!   and picks the mode.
 //! - [`cmd`]: subcommand glue, one file per subcommand (`versions`, `canonical`, `mirror-sync`,
-//!   `run`, `sweep`).
+//!   `recipe`, `run`, `sweep`).
 //! - [`exit`]: exit codes and error printing, the leaf every mode uses.
 //! - [`settings`]: `PLUGIN_*`, `DRONE_*` and flags into validated settings; the settings table.
 //! - [`tag_mode`]: verify the tag, a cold run through a runner, the gate, the promote.

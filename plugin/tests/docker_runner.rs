@@ -792,3 +792,153 @@ fn a_missing_required_variable_makes_a_red_install_whose_reason_is_the_recipes_m
     );
     assert_eq!(up.objects(), empty(), "the red run left objects behind");
 }
+
+/// The custom stage of the backup hook tests: the db's data marker (what its restore loaded
+/// back) must say `db`, and each `path=content` argument pair in `$EXPECT_FILES` must hold.
+const DB_CHECK: &str = r#"set -eu
+c=$(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK_NAME}_db" | head -n1)
+got=$(docker exec "$c" /canon-testapp marker)
+echo "db marker: $got"
+test "$got" = "db"
+for pair in ${EXPECT_FILES:-}; do
+  file=${pair%%=*}
+  want=${pair#*=}
+  got=$(docker exec "$c" cat "$file")
+  echo "$file: $got"
+  test "$got" = "$want"
+done"#;
+
+/// Runs the bonfire-shaped fixture with its db's backupbot labels replaced by `labels` (lines of
+/// the `deploy.labels` block) and extra db volumes `extra_volumes` (`name:/target`); returns the
+/// stage results, after checking the run left nothing behind.
+fn run_db_backup(
+    prefix: &str,
+    labels: &str,
+    extra_volumes: &[&str],
+    expect_files: &str,
+) -> Vec<StageResult> {
+    engine();
+    let up = Upstream::new(prefix);
+    let bonfire_labels = r#"        backupbot.backup: ${ENABLE_BACKUPS:-true}
+        backupbot.backup.pre-hook: "/pg_backup.sh backup"
+        backupbot.backup.volumes.db-data.path: "backup.sql"
+        backupbot.restore.post-hook: '/pg_backup.sh restore'
+"#;
+    let c1 = up.release_fixture("recipe-multifile", "1.0.0+0.1.0", |name, text| {
+        if name != "compose.postgres.yml" {
+            return text;
+        }
+        assert!(
+            text.contains(bonfire_labels),
+            "the fixture's labels changed"
+        );
+        let mut text = text.replace(bonfire_labels, labels);
+        for v in extra_volumes {
+            let key = v.split(':').next().unwrap();
+            text = text
+                .replace(
+                    "      - db-data:/var/lib/postgresql/data\n",
+                    &format!("      - db-data:/var/lib/postgresql/data\n      - {v}\n"),
+                )
+                .replace(
+                    "volumes:\n  db-data:\n",
+                    &format!("volumes:\n  db-data:\n  {key}:\n"),
+                );
+        }
+        text
+    });
+    let recipe = up.recipe_with(Some(90), Some(DB_CHECK));
+    let mut ctx = up.ctx(&recipe, "1.0.0+0.1.0", &c1, "1");
+    ctx.env.insert("EXPECT_FILES".into(), expect_files.into());
+    assert_eq!(up.objects(), empty());
+    let results = DockerRunner::default()
+        .run(&ctx)
+        .expect("the run reports stages");
+    assert_eq!(up.objects(), empty(), "the cold run left objects behind");
+    results
+}
+
+#[test]
+fn bonfires_hooks_dump_before_the_backup_and_load_the_restored_dump_after_the_restore() {
+    // Map form, as bonfire writes it. After the backup, a post-hook changes the data and removes
+    // the dump: only the restored backup.sql, loaded by the restore post-hook, brings `db` back.
+    let results = run_db_backup(
+        "cfxh",
+        r#"        backupbot.backup: ${ENABLE_BACKUPS:-true}
+        backupbot.backup.pre-hook: "/pg_backup.sh backup"
+        backupbot.backup.post-hook: "echo changed-after-backup > $$DATA_DIR/installed && rm $$DATA_DIR/backup.sql"
+        backupbot.backup.volumes.db-data.path: "backup.sql"
+        backupbot.restore.post-hook: '/pg_backup.sh restore'
+"#,
+        &[],
+        "",
+    );
+    assert_eq!(
+        status(&results),
+        vec![
+            (Stage::Install, StageStatus::Passed),
+            (Stage::Upgrade, StageStatus::Skipped),
+            (Stage::Backup, StageStatus::Passed),
+            (Stage::Restore, StageStatus::Passed),
+            (Stage::Custom, StageStatus::Passed),
+        ],
+        "{results:#?}"
+    );
+}
+
+#[test]
+fn a_failing_backup_hook_fails_the_stage_naming_the_hook_and_the_tail_of_its_output() {
+    let results = run_db_backup(
+        "cfxk",
+        r#"        backupbot.backup: "true"
+        backupbot.backup.pre-hook: "echo dumping the database; echo 'pg_dump: connection refused' >&2; exit 3"
+        backupbot.backup.volumes.db-data.path: "backup.sql"
+"#,
+        &[],
+        "",
+    );
+    assert_eq!(results[2].name, Stage::Backup);
+    assert_eq!(results[2].status, StageStatus::Failed, "{results:#?}");
+    let reason = results[2].reason.clone().unwrap_or_default();
+    for want in [
+        "backupbot.backup.pre-hook of service `db`",
+        "failed with exit code 3",
+        "dumping the database | pg_dump: connection refused",
+    ] {
+        assert!(reason.contains(want), "{want:?} in {reason}");
+    }
+    assert_eq!(
+        (results[3].status, results[3].reason.as_deref()),
+        (StageStatus::Skipped, Some("backup failed"))
+    );
+    // The stack kept running through the backup, so the custom stage still checks it.
+    assert_eq!(results[4].status, StageStatus::Passed, "{results:#?}");
+}
+
+#[test]
+fn list_form_labels_leave_an_excluded_volume_out_and_restore_a_whole_volume() {
+    // db-data is backed up whole (canon's marker proves it) and db-cache is left out: after the
+    // post-hook changes both, the restore brings db-data's marker back and leaves db-cache as the
+    // post-hook wrote it.
+    let results = run_db_backup(
+        "cfxl",
+        r#"        - "backupbot.backup=${ENABLE_BACKUPS:-true}"
+        - "backupbot.backup.volumes.db-cache=false"
+        - "backupbot.backup.pre-hook=echo before-backup > /cache/state"
+        - "backupbot.backup.post-hook=echo changed-after-backup > $$DATA_DIR/installed && echo after-backup > /cache/state"
+"#,
+        &["db-cache:/cache"],
+        "/cache/state=after-backup",
+    );
+    assert_eq!(
+        status(&results),
+        vec![
+            (Stage::Install, StageStatus::Passed),
+            (Stage::Upgrade, StageStatus::Skipped),
+            (Stage::Backup, StageStatus::Passed),
+            (Stage::Restore, StageStatus::Passed),
+            (Stage::Custom, StageStatus::Passed),
+        ],
+        "{results:#?}"
+    );
+}

@@ -4,11 +4,13 @@
 //! - [`versions`]: `versions sort|latest|check`, release-tag tools for people and checks.
 //! - [`canonical`]: `canonical show|pin|unpin`, the state of one recipe's canonical.
 //! - [`mirror_sync`]: `mirror-sync`, one repo pair or every enrolled recipe.
+//! - [`recipe`]: `recipe plan`, the deploy plan of a recipe checkout, without deploying.
 //! - [`run`]: `run`, tag mode from the command line.
 //! - [`sweep`]: `sweep`, the weekly sweep from the command line.
 
 pub mod canonical;
 pub mod mirror_sync;
+pub mod recipe;
 pub mod run;
 pub mod sweep;
 pub mod versions;

@@ -120,19 +120,6 @@ impl ComposeFacts {
         self.services.iter().any(Service::backed_up)
     }
 
-    /// Returns the compose names of the volumes the backed-up services mount.
-    pub fn backup_volumes(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .services
-            .iter()
-            .filter(|s| s.backed_up())
-            .flat_map(|s| s.volumes.iter().cloned())
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-
     /// Returns the value of the deploy label `coop-cloud.<stack>.timeout` (after interpolation),
     /// the `app` service's first, else the first service in file order that carries it. abra
     /// takes this many seconds as the deploy's convergence timeout.
@@ -472,7 +459,6 @@ networks:
         assert_eq!(app.http_port(), Some(3000));
         assert!(!f.services[1].backed_up());
         assert_eq!(f.services[1].ports, vec![5432, 8080]);
-        assert_eq!(f.backup_volumes(), vec!["data", "extra"]);
         assert_eq!(
             f.probe_target().map(|(s, p)| (s.name.as_str(), p)),
             Some(("app", 3000))
@@ -565,7 +551,6 @@ services:
         assert_eq!(files.env["SECRET_APP_KEY_VERSION"], "v1");
         assert_eq!(files.env["APP_ENTRYPOINT_VERSION"], "v1");
         assert_eq!(files.facts.secrets[0].name, "cold-x_app_key_v1");
-        assert_eq!(files.facts.backup_volumes(), vec!["data"]);
         assert!(files.facts.services[0].version_label().is_some());
     }
 
@@ -669,6 +654,5 @@ services:
             .map(|s| s.name.as_str())
             .collect();
         assert_eq!(secrets, vec!["cold-m_app_key_v1", "cold-m_db_password_v1"]);
-        assert_eq!(files.facts.backup_volumes(), vec!["db-data"]);
     }
 }

@@ -27,12 +27,18 @@
 //!   (the recipe's `coop-cloud.<stack>.timeout` label, the enrollment, or the default).
 //! - [`secret_spec`]: how a generated secret is made (`length=` and the other modifiers abra
 //!   documents, honoured or refused with a reason), and generating its value.
+//! - [`backupbot`]: what backupbot backs up, read from the services' labels (volumes, paths,
+//!   hooks).
+//! - [`deploy_plan`]: the deploy plan of a checkout (version, compose files, timeout, secrets,
+//!   backup), the one the docker runner deploys with and `recipe plan` prints.
 //! - [`stack_names`]: the names of a cold run's stack and of the warm canonical, shared by docker
 //!   and abra.
 
 pub mod abra;
+pub mod backupbot;
 pub mod command;
 pub mod compose_facts;
+pub mod deploy_plan;
 pub mod deploy_timeout;
 pub mod docker;
 pub mod env_file;

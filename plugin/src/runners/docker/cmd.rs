@@ -327,6 +327,28 @@ pub fn cp_file_in(container: &str, host: &Path, path: &str) -> Cmd {
     )
 }
 
+/// Lists the running containers of the swarm service `service` (`<stack>_<name>`), newest first.
+pub fn running_containers(service: &str) -> Cmd {
+    Cmd::new(
+        "docker",
+        [
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            &format!("label=com.docker.swarm.service.name={service}"),
+            "--filter",
+            "status=running",
+        ],
+    )
+}
+
+/// Runs `script` with the shell of a running container: `docker exec <container> sh -c <script>`
+/// (how backupbot's hooks run).
+pub fn exec_shell(container: &str, script: &str) -> Cmd {
+    Cmd::new("docker", ["exec", container, "sh", "-c", script])
+}
+
 /// `docker network inspect docker_gwbridge`: where each container on an overlay network can be
 /// reached from the host.
 pub fn gwbridge_inspect() -> Cmd {

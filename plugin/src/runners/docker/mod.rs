@@ -10,7 +10,8 @@
 //! - `stack`: one stack: deploy, stop, teardown.
 //! - `probe`: when a stack is healthy (replicas, spec, version label, HTTP health path).
 //! - `volumes`: reading and writing volumes through helper containers.
-//! - `backup`: the backup and restore stages (snapshots proven by markers).
+//! - `backup`: the backup and restore stages as backupbot does them (hooks in the running
+//!   containers, whole or narrowed volumes, snapshots proven by markers).
 //! - `promote`: the warm canonical's move to a new tag, with `.prev` copies and a marker until
 //!   the canonical names the tag; the settle that finishes or rolls back a crashed promote.
 //! - `sweep`: what the sweep asks: [`cleanup_stale`] and [`warm_volume_sizes`].
@@ -39,6 +40,7 @@ use self::backup::Snapshot;
 use self::cmd::StackKind;
 use self::stack::Stack;
 use super::compose_facts::RecipeFiles;
+use super::deploy_plan::DeployPlan;
 use super::deploy_timeout::DeployTimeout;
 use super::ladder::{self, Release, Steps, Target};
 use super::stack_names;
@@ -67,12 +69,13 @@ impl Default for DockerRunner {
     }
 }
 
-/// The docker runner's steps of one cold run, for the [`ladder`]: what the last deploy deployed,
-/// the snapshots of the backup, whether the stack is up, and the deploy timeout each deploying
-/// stage used (for the report).
+/// The docker runner's steps of one cold run, for the [`ladder`]: what the last deploy deployed
+/// and its plan, the snapshots of the backup, whether the stack is up, and the deploy timeout
+/// each deploying stage used (for the report).
 struct ColdSteps<'a> {
     stack: &'a Stack,
     files: Option<RecipeFiles>,
+    plan: Option<DeployPlan>,
     snapshots: Vec<Snapshot>,
     running: bool,
     timeouts: Vec<(Stage, DeployTimeout)>,
@@ -86,6 +89,7 @@ impl ColdSteps<'_> {
         let timeout = self.stack.deploy_timeout(&files)?;
         self.timeouts.push((stage, timeout));
         self.stack.wait_healthy(&files, timeout)?;
+        self.plan = Some(self.stack.plan(&files)?);
         self.files = Some(files);
         self.running = true;
         Ok(())
@@ -100,9 +104,10 @@ impl ColdSteps<'_> {
         }
     }
 
-    fn files(&self) -> Result<&RecipeFiles, RunnerError> {
+    fn deployed(&self) -> Result<(&RecipeFiles, &DeployPlan), RunnerError> {
         self.files
             .as_ref()
+            .zip(self.plan.as_ref())
             .ok_or_else(|| RunnerError::Other("nothing was deployed".into()))
     }
 }
@@ -128,20 +133,19 @@ impl Steps for ColdSteps<'_> {
     }
 
     fn declares_backups(&self) -> bool {
-        self.files
-            .as_ref()
-            .is_some_and(|f| f.facts.declares_backups())
+        self.plan.as_ref().is_some_and(DeployPlan::declares_backups)
     }
 
     fn backup(&mut self) -> Result<(), RunnerError> {
-        // Volume snapshots are taken while the services are stopped.
-        self.running = false;
-        self.snapshots = self.stack.backup(self.files()?)?;
+        // As backupbot does: the stack keeps running, its hooks run in its containers.
+        let (files, plan) = self.deployed()?;
+        self.snapshots = self.stack.backup(files, &plan.backup)?;
         Ok(())
     }
 
     fn restore(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
-        self.stack.restore(self.files()?, &self.snapshots)?;
+        let (files, plan) = self.deployed()?;
+        self.stack.restore(files, &plan.backup, &self.snapshots)?;
         self.deploy_healthy(Stage::Restore, release)
     }
 
@@ -168,6 +172,7 @@ impl Runner for DockerRunner {
         let mut steps = ColdSteps {
             stack: &stack,
             files: None,
+            plan: None,
             snapshots: Vec::new(),
             running: false,
             timeouts: Vec::new(),

@@ -13,7 +13,7 @@ use super::cmd::{self, Kind};
 use super::engine::{docker, inspect_json, lines, list_ids, COMMAND_TIMEOUT};
 use super::stack::Stack;
 use crate::runners::compose_facts::RecipeFiles;
-use crate::runners::deploy_timeout::{self, DeployTimeout};
+use crate::runners::deploy_timeout::DeployTimeout;
 use crate::runners::exec;
 use crate::runners::RunnerError;
 
@@ -162,13 +162,7 @@ impl Stack {
     /// Returns the deploy timeout of `files` for this stack: the enrollment's, else the recipe's
     /// `coop-cloud.<stack>.timeout` label, else the default; logs which one applies.
     pub(super) fn deploy_timeout(&self, files: &RecipeFiles) -> Result<DeployTimeout, RunnerError> {
-        let key = format!("coop-cloud.{}.timeout", self.name);
-        let label = files
-            .facts
-            .timeout_label(&self.name)
-            .map(|v| (key.as_str(), v));
-        let timeout = deploy_timeout::resolve(self.enrollment_timeout, label)
-            .map_err(|e| RunnerError::Other(e.to_string()))?;
+        let timeout = self.plan(files)?.timeout;
         tracing::info!(
             stack = %self.name,
             seconds = timeout.duration.as_secs(),

@@ -15,6 +15,7 @@ use super::cmd::{self, Kind, RunLabels, StackKind};
 use super::engine::{docker, lines, list_ids, now_unix, COMMAND_TIMEOUT};
 use super::DockerRunner;
 use crate::runners::compose_facts::RecipeFiles;
+use crate::runners::deploy_plan::{self, DeployPlan};
 use crate::runners::exec::{self, Cmd};
 use crate::runners::secret_spec;
 use crate::runners::{RunContext, RunnerError};
@@ -74,10 +75,7 @@ impl Stack {
     }
 
     fn overrides(&self) -> BTreeMap<String, String> {
-        let mut env = self.extra_env.clone();
-        env.insert("STACK_NAME".into(), self.name.clone());
-        env.insert("DOMAIN".into(), self.domain.clone());
-        env
+        deploy_plan::app_env(&self.name, &self.domain, &self.extra_env)
     }
 
     /// Returns the label filter of what `docker stack deploy` created for this stack.
@@ -96,6 +94,12 @@ impl Stack {
             .map_err(|e| RunnerError::Other(e.to_string()))
     }
 
+    /// Returns the deploy plan of `files` for this stack (its secrets, timeout and backup).
+    pub(super) fn plan(&self, files: &RecipeFiles) -> Result<DeployPlan, RunnerError> {
+        DeployPlan::resolve(files, &self.name, self.enrollment_timeout)
+            .map_err(|e| RunnerError::Other(e.to_string()))
+    }
+
     /// Deploys the recipe checkout `dir` as this stack: missing external secrets get generated
     /// values, missing external networks are created, the label override is added.
     pub(super) fn deploy(&self, dir: &Path) -> Result<RecipeFiles, RunnerError> {
@@ -107,18 +111,13 @@ impl Stack {
         ))?)
         .into_iter()
         .collect();
-        // Every secret is checked before any is created: a refused one fails the install with
-        // nothing half made.
-        let mut wanted = Vec::new();
-        for s in files.facts.secrets.iter().filter(|s| s.external) {
-            let spec = secret_spec::spec(&s.key, &files.env, &files.env_modifiers)
-                .map_err(RunnerError::Other)?;
-            wanted.push((s, spec));
-        }
-        for (s, spec) in wanted {
+        // The plan checks every secret before any is created: a refused one fails the install
+        // with nothing half made.
+        let plan = self.plan(&files)?;
+        for s in &plan.secrets {
             if !existing.contains(&s.name) {
-                let value = secret_spec::generate(spec.length);
-                tracing::debug!(secret = %s.name, length = spec.length, "Generating the secret.");
+                let value = secret_spec::generate(s.spec.length);
+                tracing::debug!(secret = %s.name, length = s.spec.length, "Generating the secret.");
                 docker(&cmd::secret_create(&s.name, &labels, Secret::new(value)))?;
             }
         }

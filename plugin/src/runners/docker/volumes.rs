@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::cmd::{self, Kind};
-use super::engine::{docker, inspect_json, label_map, COMMAND_TIMEOUT};
+use super::engine::{docker, COMMAND_TIMEOUT};
 use super::stack::Stack;
 use crate::runners::compose_facts::RecipeFiles;
 use crate::runners::exec;
@@ -54,8 +54,20 @@ impl Stack {
         image: &str,
         file: &Path,
     ) -> Result<(), RunnerError> {
+        self.load_snapshot_into(volume, image, "/", file)
+    }
+
+    /// Extracts the tar stream `file` into the directory `dir` of a helper mounting `volume`
+    /// (`/` for a whole-volume snapshot, a directory under [`cmd::HELPER_MOUNT`] for a path).
+    pub(super) fn load_snapshot_into(
+        &self,
+        volume: &str,
+        image: &str,
+        dir: &str,
+        file: &Path,
+    ) -> Result<(), RunnerError> {
         self.with_helper(volume, image, |h| {
-            docker(&cmd::cp_in(h, "/", file)).map(drop)
+            docker(&cmd::cp_in(h, dir, file)).map(drop)
         })
     }
 
@@ -88,8 +100,25 @@ impl Stack {
         name: &str,
     ) -> Result<Option<Vec<u8>>, RunnerError> {
         let tmp = self.work.join(format!("{volume}{name}.read.tar"));
+        if self.read_path(volume, image, name, &tmp)?.is_none() {
+            return Ok(None);
+        }
+        std::fs::read(&tmp)
+            .map(Some)
+            .map_err(|e| RunnerError::Other(format!("could not read {}: {e}", tmp.display())))
+    }
+
+    /// Writes the volume's `path` (relative to its root) as a tar stream to `file`; returns
+    /// `None` when the path does not exist.
+    pub(super) fn read_path(
+        &self,
+        volume: &str,
+        image: &str,
+        path: &str,
+        file: &Path,
+    ) -> Result<Option<()>, RunnerError> {
         let found = self.with_helper(volume, image, |h| {
-            let c = cmd::cp_out(h, &format!("{}/{name}", cmd::HELPER_MOUNT), &tmp);
+            let c = cmd::cp_out(h, &format!("{}/{path}", cmd::HELPER_MOUNT), file);
             let out = exec::run(&c, COMMAND_TIMEOUT)?;
             if out.success() {
                 Ok(true)
@@ -99,25 +128,7 @@ impl Stack {
                 Err(exec::exit_error(&c, &out))
             }
         })?;
-        if !found {
-            return Ok(None);
-        }
-        std::fs::read(&tmp)
-            .map(Some)
-            .map_err(|e| RunnerError::Other(format!("could not read {}: {e}", tmp.display())))
-    }
-
-    /// Removes `volume` and creates it again, empty, with the same driver and labels.
-    pub(super) fn recreate_volume(&self, volume: &str) -> Result<(), RunnerError> {
-        let info = inspect_json(Kind::Volume, &[volume.to_string()])?;
-        let info = info
-            .first()
-            .ok_or_else(|| RunnerError::Other(format!("volume {volume} does not exist")))?;
-        let driver = info["Driver"].as_str().unwrap_or("local").to_string();
-        let labels = label_map(&info["Labels"]);
-        docker(&cmd::remove(Kind::Volume, &[volume.to_string()]))?;
-        docker(&cmd::volume_create(volume, &driver, &labels))?;
-        Ok(())
+        Ok(found.then_some(()))
     }
 
     /// Copies `from` into the fresh volume `to`, created with `labels`.

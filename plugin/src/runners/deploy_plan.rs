@@ -1,0 +1,364 @@
+//! The deploy plan of a recipe checkout for one stack: what a deploy would use, resolved without
+//! deploying. The version label, the compose files in deploy order, the convergence timeout and
+//! its source, the secrets to generate (name, version, length) and what backupbot backs up.
+//!
+//! The docker runner deploys, waits and backs up from this plan, and `canon-plugin recipe plan`
+//! prints it: one computation, so the plan shown is the plan deployed. Everything that makes an
+//! install red before anything is deployed (a `${V:?msg}`, a secret without its
+//! `SECRET_<NAME>_VERSION`, a refused modifier, a timeout label that is no number, a backupbot
+//! label canon cannot follow, two version labels that disagree) is an error here.
+//!
+//! Pure over the [`RecipeFiles`] read from the checkout. No secret value is part of a plan, and
+//! no `.env` value either: only names, versions and lengths.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use super::backupbot::{self, BackupLabelError, ServiceBackup};
+use super::compose_facts::{ComposeError, RecipeFiles};
+use super::deploy_timeout::{self, DeployTimeout, DeployTimeoutError};
+use super::secret_spec::{self, SecretSpec};
+
+/// Why a checkout has no deploy plan. `Display` is the install's red reason.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The env or compose files could not be read or interpolated.
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+    /// A secret cannot be generated as abra would (no version variable, a refused modifier).
+    #[error("{0}")]
+    Secret(String),
+    /// The timeout label is no number of seconds.
+    #[error(transparent)]
+    Timeout(#[from] DeployTimeoutError),
+    /// A backupbot label canon cannot follow.
+    #[error(transparent)]
+    Backup(#[from] BackupLabelError),
+    /// Services label different versions.
+    #[error("the services label different versions: {0}")]
+    VersionConflict(String),
+}
+
+/// One secret the deploy creates when it is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedSecret {
+    /// Its engine name (`<stack>_<key>_<version>` in most recipes).
+    pub name: String,
+    /// How it is generated.
+    pub spec: SecretSpec,
+}
+
+impl PlannedSecret {
+    /// Returns the `length=` the recipe asks for, `None` without the modifier.
+    pub fn length_modifier(&self) -> Option<usize> {
+        self.spec.length_given.then_some(self.spec.length)
+    }
+}
+
+/// The deploy plan of a checkout for one stack.
+#[derive(Debug, Clone)]
+pub struct DeployPlan {
+    /// The stack it was resolved for.
+    pub stack: String,
+    /// The interpolated `coop-cloud.<stack>.version` label, when a service carries one.
+    pub version: Option<String>,
+    /// The compose files in deploy order, relative to the checkout.
+    pub compose_files: Vec<String>,
+    /// The convergence timeout and its source.
+    pub timeout: DeployTimeout,
+    /// The external secrets, sorted by key.
+    pub secrets: Vec<PlannedSecret>,
+    /// What backupbot backs up, sorted by service (volumes by name).
+    pub backup: Vec<ServiceBackup>,
+}
+
+/// Returns the variables a stack's deploy sets over the recipe's env: `STACK_NAME`, and the app's
+/// `DOMAIN`, as the app's `.env` written by `abra app new` holds them; `extra` first, so these
+/// two always win.
+pub fn app_env(
+    stack: &str,
+    domain: &str,
+    extra: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut env = extra.clone();
+    env.insert("STACK_NAME".into(), stack.to_string());
+    env.insert("DOMAIN".into(), domain.to_string());
+    env
+}
+
+impl DeployPlan {
+    /// Reads the checkout `dir` for `stack` (with `overrides`, see [`app_env`]) and resolves its
+    /// plan; `enrollment_timeout` is the enrollment's `deploy_timeout` in seconds.
+    pub fn load(
+        dir: &Path,
+        stack: &str,
+        overrides: &BTreeMap<String, String>,
+        enrollment_timeout: Option<u64>,
+    ) -> Result<(RecipeFiles, DeployPlan), PlanError> {
+        let files = RecipeFiles::load(dir, stack, overrides)?;
+        let plan = DeployPlan::resolve(&files, stack, enrollment_timeout)?;
+        Ok((files, plan))
+    }
+
+    /// Resolves the plan of `files`, read for `stack`.
+    pub fn resolve(
+        files: &RecipeFiles,
+        stack: &str,
+        enrollment_timeout: Option<u64>,
+    ) -> Result<DeployPlan, PlanError> {
+        let version_key = format!("coop-cloud.{stack}.version");
+        let versions: Vec<(&str, &str)> = files
+            .facts
+            .services
+            .iter()
+            .filter_map(|s| {
+                s.deploy_labels
+                    .get(&version_key)
+                    .map(|v| (s.name.as_str(), v.trim()))
+            })
+            .collect();
+        if versions.iter().any(|(_, v)| *v != versions[0].1) {
+            return Err(PlanError::VersionConflict(
+                versions
+                    .iter()
+                    .map(|(s, v)| format!("service `{s}` has {version_key}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ));
+        }
+        let compose_files = files
+            .compose_files
+            .iter()
+            .map(|p| {
+                p.strip_prefix(&files.dir)
+                    .unwrap_or(p)
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        let timeout_key = format!("coop-cloud.{stack}.timeout");
+        let label = files
+            .facts
+            .timeout_label(stack)
+            .map(|v| (timeout_key.as_str(), v));
+        let timeout = deploy_timeout::resolve(enrollment_timeout, label)?;
+        let mut secrets = Vec::new();
+        for s in files.facts.secrets.iter().filter(|s| s.external) {
+            let spec = secret_spec::spec(&s.key, &files.env, &files.env_modifiers)
+                .map_err(PlanError::Secret)?;
+            secrets.push(PlannedSecret {
+                name: s.name.clone(),
+                spec,
+            });
+        }
+        secrets.sort_by(|a, b| a.spec.key.cmp(&b.spec.key));
+        Ok(DeployPlan {
+            stack: stack.to_string(),
+            version: versions.first().map(|(_, v)| v.to_string()),
+            compose_files,
+            timeout,
+            secrets,
+            backup: backupbot::backups(&files.facts)?,
+        })
+    }
+
+    /// Returns true when some service turns its backup on.
+    pub fn declares_backups(&self) -> bool {
+        !self.backup.is_empty()
+    }
+
+    /// Returns the plan as the JSON `canon-plugin recipe plan --json` prints.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        json!({
+            "version": self.version,
+            "compose_files": self.compose_files,
+            "timeout": {
+                "seconds": self.timeout.duration.as_secs(),
+                "source": self.timeout.source.as_str(),
+            },
+            "secrets": self.secrets.iter().map(|s| json!({
+                "key": s.spec.key,
+                "name": s.name,
+                "version": s.spec.version,
+                "length": s.length_modifier(),
+            })).collect::<Vec<_>>(),
+            "backup": self.backup.iter().map(|b| json!({
+                "service": b.service,
+                "volumes": b.volumes.iter().map(|v| json!({
+                    "name": v.name,
+                    "path": v.path,
+                })).collect::<Vec<_>>(),
+                "pre_hook": b.pre_hook,
+                "post_hook": b.post_hook,
+                "restore_pre_hook": b.restore_pre_hook,
+                "restore_post_hook": b.restore_post_hook,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The plan as text, one fact a line.
+impl fmt::Display for DeployPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "stack:          {}", self.stack)?;
+        writeln!(
+            f,
+            "version:        {}",
+            self.version.as_deref().unwrap_or("(no version label)")
+        )?;
+        writeln!(f, "compose files:  {}", self.compose_files.join(" "))?;
+        writeln!(
+            f,
+            "timeout:        {}s (source: {})",
+            self.timeout.duration.as_secs(),
+            self.timeout.source
+        )?;
+        if self.secrets.is_empty() {
+            writeln!(f, "secrets:        none")?;
+        }
+        for (i, s) in self.secrets.iter().enumerate() {
+            let length = match s.length_modifier() {
+                Some(n) => format!("length={n}"),
+                None => format!("{} characters (no length= given)", s.spec.length),
+            };
+            writeln!(
+                f,
+                "{}{} -> {} ({}, {length})",
+                if i == 0 {
+                    "secrets:        "
+                } else {
+                    "                "
+                },
+                s.spec.key,
+                s.name,
+                s.spec.version
+            )?;
+        }
+        if self.backup.is_empty() {
+            writeln!(f, "backup:         none (no backupbot.backup=true label)")?;
+        }
+        for (i, b) in self.backup.iter().enumerate() {
+            let volumes: Vec<String> = b
+                .volumes
+                .iter()
+                .map(|v| match &v.path {
+                    Some(p) => format!("{} (path {p})", v.name),
+                    None => v.name.clone(),
+                })
+                .collect();
+            write!(
+                f,
+                "{}{}: volumes {}",
+                if i == 0 {
+                    "backup:         "
+                } else {
+                    "                "
+                },
+                b.service,
+                if volumes.is_empty() {
+                    "none".to_string()
+                } else {
+                    volumes.join(", ")
+                }
+            )?;
+            for hook in [
+                backupbot::Hook::BackupPre,
+                backupbot::Hook::BackupPost,
+                backupbot::Hook::RestorePre,
+                backupbot::Hook::RestorePost,
+            ] {
+                if let Some(cmd) = b.hook(hook) {
+                    write!(f, "; {} `{cmd}`", hook.label())?;
+                }
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runners::deploy_timeout::TimeoutSource;
+    use std::time::Duration;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures")
+            .join(name)
+    }
+
+    fn load(dir: &Path, stack: &str, timeout: Option<u64>) -> Result<DeployPlan, PlanError> {
+        let env = app_env(stack, &format!("{stack}.canon.localhost"), &BTreeMap::new());
+        DeployPlan::load(dir, stack, &env, timeout).map(|(_, p)| p)
+    }
+
+    #[test]
+    fn the_bonfire_shaped_fixture_plans_its_files_timeout_secrets_and_backup() {
+        let plan = load(&fixture("recipe-multifile"), "plan", None).unwrap();
+        assert_eq!(plan.version.as_deref(), Some("1.0.0+0.1.0"));
+        assert_eq!(
+            plan.compose_files,
+            vec!["compose.yml", "compose.postgres.yml"]
+        );
+        assert_eq!(plan.timeout.duration, Duration::from_secs(240));
+        assert_eq!(plan.timeout.source, TimeoutSource::Label);
+        let secrets: Vec<(&str, &str, Option<usize>)> = plan
+            .secrets
+            .iter()
+            .map(|s| (s.spec.key.as_str(), s.name.as_str(), s.length_modifier()))
+            .collect();
+        assert_eq!(
+            secrets,
+            vec![
+                ("app_key", "plan_app_key_v1", Some(128)),
+                ("db_password", "plan_db_password_v1", None)
+            ]
+        );
+        assert_eq!(plan.backup.len(), 1);
+        assert_eq!(plan.backup[0].service, "db");
+        let text = plan.to_string();
+        assert!(
+            text.contains("compose files:  compose.yml compose.postgres.yml"),
+            "{text}"
+        );
+        assert!(
+            text.contains("backupbot.backup.pre-hook `/pg_backup.sh backup`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_enrollment_timeout_wins_over_the_label() {
+        let plan = load(&fixture("recipe-multifile"), "plan", Some(90)).unwrap();
+        assert_eq!(plan.timeout.duration, Duration::from_secs(90));
+        assert_eq!(plan.timeout.source, TimeoutSource::Enrollment);
+        assert_eq!(plan.to_json()["timeout"]["source"], "enrollment");
+    }
+
+    #[test]
+    fn services_that_label_different_versions_have_no_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("compose.yml"),
+            "services:\n  app:\n    deploy: {labels: [\"coop-cloud.${STACK_NAME}.version=1.0.0+1\"]}\n  db:\n    deploy: {labels: [\"coop-cloud.${STACK_NAME}.version=1.0.1+1\"]}\n",
+        )
+        .unwrap();
+        let err = load(dir.path(), "s", None).unwrap_err().to_string();
+        assert!(
+            err.contains("service `db` has coop-cloud.s.version=1.0.1+1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_stack_name_is_the_one_asked_for() {
+        let plan = load(&fixture("recipe"), "other", None).unwrap();
+        assert_eq!(plan.secrets[0].name, "other_app_key_v1");
+        assert_eq!(plan.timeout.source, TimeoutSource::Default);
+        assert_eq!(plan.backup[0].volumes[0].name, "data");
+    }
+}
