@@ -14,7 +14,9 @@ use std::time::Instant;
 use canon_shared::gate::{self, GateDecision, RunFacts, TestedRef};
 use canon_shared::mirror::{self, Credentials, GitRemote, MirrorError};
 use canon_shared::recipe::{Enrollment, Recipe};
-use canon_shared::state::{self, CanonicalRecord, HistoryEntry, LockWait, StateDir, StateError};
+use canon_shared::state::{
+    self, CanonicalRecord, Change, HistoryEntry, LockWait, StateError, StateStore,
+};
 
 use crate::checkout::{self, CheckoutError, Want};
 use crate::compose::{self, ComposeFile};
@@ -114,6 +116,8 @@ pub struct RunSettings {
     pub quick: bool,
     /// The state directory.
     pub state_dir: PathBuf,
+    /// The git state repository that holds the canonical records instead of the state dir.
+    pub state_repo: Option<GitRemote>,
     /// Where the per-run folder is made.
     pub work_dir: PathBuf,
     /// Keep the per-run folder afterwards.
@@ -153,6 +157,10 @@ impl RunSettings {
             claimed_commits: settings.claimed_commits.clone(),
             quick: settings.quick,
             state_dir: settings.state_dir.clone(),
+            state_repo: settings
+                .state_repo
+                .as_deref()
+                .map(|url| credentials.mirror_remote(url)),
             work_dir: settings.work_dir.clone(),
             keep_work_dir: settings.keep_work_dir,
             lock_wait: settings.lock_wait,
@@ -162,6 +170,14 @@ impl RunSettings {
             trigger: settings.trigger.clone(),
             report: Some(settings.report_path("canon-report.json")),
         }
+    }
+}
+
+impl RunSettings {
+    /// Returns where the run reads and writes the canonical: the state repository when one is
+    /// set, else the state dir.
+    pub fn store(&self) -> Box<dyn StateStore> {
+        state::open_store(&self.state_dir, self.state_repo.clone())
     }
 }
 
@@ -274,8 +290,9 @@ pub fn run_tag_mode(settings: &RunSettings, runner: &dyn Runner) -> Result<RunOu
         started_at,
         seconds: 0.0,
     };
-    let state = StateDir::new(&settings.state_dir);
-    let result = run_steps(settings, runner, &state, &mut report);
+    let store = settings.store();
+    let state = store.as_ref();
+    let result = run_steps(settings, runner, state, &mut report);
     report.seconds = started.elapsed().as_secs_f64();
     if let Err(e) = &result {
         report.error = Some(error_chain(e));
@@ -288,7 +305,7 @@ pub fn run_tag_mode(settings: &RunSettings, runner: &dyn Runner) -> Result<RunOu
         report.canonical_after = report.canonical_before.clone();
         if e.is_verification() {
             let entry = history_entry(settings, &report, "refuse");
-            if let Err(he) = state.append_history(&entry) {
+            if let Err(he) = record_only(state, settings, entry) {
                 tracing::error!(recipe = %name, error = %he, "Cannot record the refusal in the history.");
             }
         }
@@ -335,7 +352,7 @@ fn history_entry(settings: &RunSettings, report: &Report, decision: &str) -> His
 fn run_steps(
     settings: &RunSettings,
     runner: &dyn Runner,
-    state: &StateDir,
+    state: &dyn StateStore,
     report: &mut Report,
 ) -> Result<(), RunError> {
     let recipe = &settings.recipe;
@@ -432,7 +449,7 @@ fn sanitize(s: &str) -> String {
 fn run_in_folder(
     settings: &RunSettings,
     runner: &dyn Runner,
-    state: &StateDir,
+    state: &dyn StateStore,
     report: &mut Report,
     before: Option<CanonicalRecord>,
     root: &Path,
@@ -570,7 +587,7 @@ pub fn harness_env(
 fn gate_and_promote(
     settings: &RunSettings,
     runner: &dyn Runner,
-    state: &StateDir,
+    state: &dyn StateStore,
     report: &mut Report,
     ctx: &RunContext,
 ) -> Result<(), RunError> {
@@ -604,89 +621,147 @@ fn gate_and_promote(
         },
         TestedRef::Ref(_) => None,
     };
-    let decision = gate::promote_gate(&RunFacts {
-        recipe: Some(recipe),
-        cold: !settings.quick,
-        quick: settings.quick,
-        tested: settings.tested.clone(),
-        tested_commit: ctx.commit.clone(),
-        tag_commit_now,
-        stages: &report.stages,
-        canonical: canonical.as_ref(),
-        problems: &report.problems,
-    });
-    report.gate = GateReport {
-        decision: decision.name().into(),
-        reasons: decision.reasons(),
+    let stages = report.stages.clone();
+    let problems = report.problems.clone();
+    let gate = |canonical: Option<&CanonicalRecord>| {
+        gate::promote_gate(&RunFacts {
+            recipe: Some(recipe),
+            cold: !settings.quick,
+            quick: settings.quick,
+            tested: settings.tested.clone(),
+            tested_commit: ctx.commit.clone(),
+            tag_commit_now: tag_commit_now.clone(),
+            stages: &stages,
+            canonical,
+            problems: &problems,
+        })
     };
-    report.canonical_after = canonical.as_ref().map(CanonicalSummary::from);
+    let first = gate(canonical.as_ref());
     report.exit_code = if report.green { EXIT_GREEN } else { EXIT_RED };
-
-    match &decision {
-        GateDecision::Promote { version, commit } => {
-            tracing::info!(recipe = %name, version = %version, "The gate allows the promotion; running the promote step.");
-            if let Err(e) = runner.promote(ctx) {
-                report.gate = GateReport {
+    // The warm deploy comes before the record says so; a promote step that fails is a refusal.
+    let mut promote_failed = None;
+    if let GateDecision::Promote { version, .. } = &first {
+        tracing::info!(recipe = %name, version = %version, "The gate allows the promotion; running the promote step.");
+        if let Err(e) = runner.promote(ctx) {
+            promote_failed = Some(format!("the promote step failed: {e}"));
+        }
+    }
+    let promote_ran = matches!(first, GateDecision::Promote { .. }) && promote_failed.is_none();
+    // The decision is written against the state it goes over: the gate runs again there (in a
+    // state repository another host may have decided first). Only a run whose promote step ran
+    // can promote.
+    let committed = state
+        .commit(&lock, &mut |current| {
+            let decision = match (&promote_failed, promote_ran) {
+                (Some(why), _) => GateReport {
                     decision: "refuse".into(),
-                    reasons: vec![format!("the promote step failed: {e}")],
-                };
-                report.error = Some(format!("the promote step failed: {e}"));
-                report.exit_code = EXIT_RED;
-                state
-                    .append_history(&history_entry(settings, report, "refuse"))
-                    .map_err(state_err)?;
-                return Ok(());
-            }
-            let record = CanonicalRecord {
-                recipe: recipe.name.clone(),
-                version: version.clone(),
-                commit: commit.clone(),
-                promoted_at: state::now(),
-                build: Some(
-                    settings
-                        .build_link
-                        .clone()
-                        .unwrap_or_else(|| settings.build.clone()),
-                ),
-                pinned: None,
+                    reasons: vec![why.clone()],
+                },
+                (None, true) => {
+                    let again = gate(current);
+                    GateReport {
+                        decision: again.name().into(),
+                        reasons: again.reasons(),
+                    }
+                }
+                (None, false) => GateReport {
+                    decision: first.name().into(),
+                    reasons: first.reasons(),
+                },
             };
-            // The order makes a crash at any point repairable (see runners::docker::promote):
-            // the warm deploy was healthy, then the canonical and its history line, then the
-            // known-good copies go.
-            if let Err(e) = state.write_canonical(&lock, &record) {
+            report.gate = decision;
+            let record = match gate(current) {
+                GateDecision::Promote { version, commit }
+                    if promote_ran && report.gate.decision == "promote" =>
+                {
+                    Some(CanonicalRecord {
+                        recipe: recipe.name.clone(),
+                        version,
+                        commit,
+                        promoted_at: state::now(),
+                        build: Some(
+                            settings
+                                .build_link
+                                .clone()
+                                .unwrap_or_else(|| settings.build.clone()),
+                        ),
+                        pinned: None,
+                    })
+                }
+                _ => None,
+            };
+            report.promoted = record.is_some();
+            report.canonical_after = record
+                .as_ref()
+                .or(current)
+                .map(CanonicalSummary::from);
+            let decision = report.gate.decision.clone();
+            Ok(Change {
+                canonical: record,
+                history: vec![history_entry(settings, report, &decision)],
+            })
+        })
+        .map_err(|e| {
+            // Nothing was written: the warm data goes back to the canonical it was.
+            if promote_ran {
                 if let Err(se) = runner.settle_promote(ctx, canonical.as_ref()) {
                     tracing::error!(recipe = %name, error = %se, "Cannot put the warm data back; the next run does.");
                 }
-                return Err(state_err(e));
             }
-            crate::fault::point("promote:canonical");
-            report.promoted = true;
-            report.canonical_after = Some(CanonicalSummary::from(&record));
-            state
-                .append_history(&history_entry(settings, report, "promote"))
-                .map_err(state_err)?;
-            crate::fault::point("promote:history");
-            if let Err(e) = runner.settle_promote(ctx, Some(&record)) {
-                tracing::warn!(recipe = %name, error = %e, "Cannot drop the known-good copies; the next run does.");
-            }
-            println!("canon: PROMOTED {name} to {version} (commit {commit})");
+            state_err(e)
+        })?;
+    crate::fault::point("promote:canonical");
+    crate::fault::point("promote:history");
+    if let Some(why) = &promote_failed {
+        report.error = Some(why.clone());
+        report.exit_code = EXIT_RED;
+    }
+    let after = committed
+        .change
+        .canonical
+        .as_ref()
+        .or(committed.before.as_ref());
+    // The order makes a crash at any point repairable (see runners::docker::promote): the warm
+    // deploy was healthy, then the canonical and its history line, then the known-good copies go
+    // (or, when another host won the race, the warm data goes back to the canonical).
+    if promote_ran {
+        if let Err(e) = runner.settle_promote(ctx, after) {
+            tracing::warn!(recipe = %name, error = %e, "Cannot settle the warm data; the next run does.");
         }
-        GateDecision::NotNeeded { version } => {
-            state
-                .append_history(&history_entry(settings, report, "not-needed"))
-                .map_err(state_err)?;
-            println!("canon: nothing to promote: {version} is already the canonical of {name} at this commit");
-        }
-        GateDecision::Refuse { .. } => {
-            state
-                .append_history(&history_entry(settings, report, "refuse"))
-                .map_err(state_err)?;
+    }
+    match (&committed.change.canonical, report.gate.decision.as_str()) {
+        (Some(record), _) => println!(
+            "canon: PROMOTED {name} to {} (commit {})",
+            record.version, record.commit
+        ),
+        (None, "not-needed") => println!(
+            "canon: nothing to promote: {} is already the canonical of {name} at this commit",
+            after.map(|c| c.version.to_string()).unwrap_or_default()
+        ),
+        _ => {
             if report.green {
                 tracing::warn!(recipe = %name, reasons = ?report.gate.reasons, "The run is green but the gate refused the promotion.");
             }
         }
     }
     drop(lock);
+    Ok(())
+}
+
+/// Records `entry` in the history alone, under the recipe's lock: a refusal taken before any
+/// gate (a tag that did not verify).
+fn record_only(
+    state: &dyn StateStore,
+    settings: &RunSettings,
+    entry: HistoryEntry,
+) -> Result<(), StateError> {
+    let lock = state.lock(&settings.recipe.name, settings.lock_wait)?;
+    state.commit(&lock, &mut |_| {
+        Ok(Change {
+            canonical: None,
+            history: vec![entry.clone()],
+        })
+    })?;
     Ok(())
 }
 
@@ -735,6 +810,7 @@ mod tests {
                 claimed_commits: vec![],
                 quick: true,
                 state_dir: PathBuf::from("/s"),
+                state_repo: None,
                 work_dir: PathBuf::from("/w"),
                 keep_work_dir: false,
                 lock_wait: LockWait::Fail,

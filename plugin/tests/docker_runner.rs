@@ -589,6 +589,7 @@ fn tag_mode_through_the_docker_runner_promotes_the_first_tag_then_upgrades_to_th
         claimed_commits: vec![],
         quick: false,
         state_dir: state.clone(),
+        state_repo: None,
         work_dir: up.work.join("runs"),
         keep_work_dir: false,
         lock_wait: LockWait::Wait(Duration::from_secs(10)),

@@ -22,6 +22,9 @@ pub struct RawSettings {
     /// The state directory.
     #[arg(long)]
     pub state_dir: Option<String>,
+    /// The git state repository (instead of the state dir's records).
+    #[arg(long)]
+    pub state_repo: Option<String>,
     /// The recipe to test.
     #[arg(long)]
     pub recipe: Option<String>,
@@ -157,6 +160,7 @@ impl RawSettings {
             env: pick(self.env, fallback.env),
             timeout: pick(self.timeout, fallback.timeout),
             lock_wait: pick(self.lock_wait, fallback.lock_wait),
+            state_repo: pick(self.state_repo, fallback.state_repo),
             report: pick(self.report, fallback.report),
             work_dir: pick(self.work_dir, fallback.work_dir),
             keep_work_dir: pick(self.keep_work_dir, fallback.keep_work_dir),

@@ -135,6 +135,8 @@ pub struct Settings {
     pub timeout: Duration,
     /// How to take the recipe lock.
     pub lock_wait: LockWait,
+    /// The git state repository holding the canonical records, when set.
+    pub state_repo: Option<String>,
     /// The report path when set (resolved against the workspace); see [`Settings::report_path`].
     pub report: Option<PathBuf>,
     /// `DRONE_WORKSPACE`, else the working directory.

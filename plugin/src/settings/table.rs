@@ -199,6 +199,16 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         meaning: "How long the harness command (and the promote command) may run before it is killed and the run is red.",
     },
     SettingDoc {
+        name: "state_repo",
+        env: &["PLUGIN_STATE_REPO"],
+        flag: "--state-repo",
+        kind: SettingType::String,
+        default: "",
+        secret: false,
+        required: Required::No,
+        meaning: "A git repository (URL or path) that holds the canonical records and their history for every runner host, pushed with the mirror credentials (`mirror_token`, `ssh_key`). Unset: the state dir holds them.",
+    },
+    SettingDoc {
         name: "lock_wait",
         env: &["PLUGIN_LOCK_WAIT"],
         flag: "--lock-wait",

@@ -16,7 +16,7 @@ use super::secret_files::Secrets;
 use super::target::{mode, recipe, tag_mode_target, Requested};
 use super::values::{
     parse_base_url, parse_bool, parse_count, parse_duration, parse_env_items, parse_exit_code,
-    parse_list, parse_size,
+    parse_git_location, parse_list, parse_size,
 };
 use super::{Environment, Mode, Problems, RawSettings, RunnerKind, Settings, SettingsError};
 
@@ -95,6 +95,11 @@ impl Settings {
             Some(v) => p.check(parse_exit_code("idle_exit_code", v)).unwrap_or(0),
         };
         let mirror_forge = mirror_forge(raw.mirror_forge.clone(), p);
+        let state_repo = raw
+            .state_repo
+            .as_deref()
+            .filter(|v| !v.trim().is_empty())
+            .and_then(|v| p.check(parse_git_location("state_repo", v)));
         let listener_url = raw
             .listener_url
             .as_deref()
@@ -119,6 +124,7 @@ impl Settings {
             promote_command: raw.promote_command,
             env: env_map,
             timeout,
+            state_repo,
             lock_wait: if lock_wait.is_zero() {
                 LockWait::Fail
             } else {

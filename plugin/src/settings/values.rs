@@ -127,6 +127,35 @@ pub fn parse_commit(value: &str) -> Option<String> {
         .then(|| v.to_ascii_lowercase())
 }
 
+/// Parses a git repository location: a URL (http(s) without user info, `ssh://`, `file://`), an
+/// scp-like `user@host:path`, or an absolute path.
+pub fn parse_git_location(name: &str, value: &str) -> Result<String, String> {
+    let v = value.trim();
+    let shown = canon_shared::secret::without_userinfo(v);
+    if v.contains("://") {
+        let url =
+            Url::parse(v).map_err(|e| format!("`{name}` is not a valid URL ({shown:?}): {e}"))?;
+        let http = matches!(url.scheme(), "http" | "https");
+        if url.password().is_some() || (http && !url.username().is_empty()) {
+            return Err(format!(
+                "`{name}` must not carry credentials ({shown:?}); set `mirror_token` or `ssh_key`"
+            ));
+        }
+        if !matches!(url.scheme(), "http" | "https" | "ssh" | "file") {
+            return Err(format!(
+                "`{name}` must be an http(s), ssh or file URL, not {shown:?}"
+            ));
+        }
+        return Ok(v.to_string());
+    }
+    if v.starts_with('/') || (v.contains(':') && v.contains('@')) {
+        return Ok(v.to_string());
+    }
+    Err(format!(
+        "`{name}` must be a git URL, `user@host:path` or an absolute path, not {shown:?}"
+    ))
+}
+
 /// Parses the base URL of an HTTP API (like `listener_url`): `http` or `https` with a host, and
 /// no user, password, query or fragment. The path gets a trailing `/`, so [`Url::join`] with a
 /// relative path (`api/jobs`) stays under it instead of replacing its last segment.

@@ -353,8 +353,14 @@ async fn decide(settings: &Settings, recipe: &Recipe, credentials: &Credentials)
         d.entry.fail(error);
         d
     };
-    let state_dir = StateDir::new(&settings.state_dir);
-    let canonical = match state_dir.read_canonical(&recipe.name) {
+    let store = canon_shared::state::open_store(
+        &settings.state_dir,
+        settings
+            .state_repo
+            .as_deref()
+            .map(|url| credentials.mirror_remote(url)),
+    );
+    let canonical = match store.read_canonical(&recipe.name) {
         Ok(c) => c,
         Err(e) => return fail(d, e.to_string()),
     };

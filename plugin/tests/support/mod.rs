@@ -189,6 +189,7 @@ impl Fixture {
             claimed_commits: vec![],
             quick: false,
             state_dir: self.state.clone(),
+            state_repo: None,
             work_dir: self.runs.clone(),
             keep_work_dir: false,
             lock_wait: LockWait::Wait(Duration::from_secs(10)),

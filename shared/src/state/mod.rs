@@ -307,6 +307,16 @@ impl StateDir {
     }
 }
 
+/// Opens where the canonical records are: the git state repository `repo` when one is set
+/// (with `state_dir` as this host's clone, locks and caches), else the state dir itself.
+pub fn open_store(state_dir: &Path, repo: Option<crate::mirror::GitRemote>) -> Box<dyn StateStore> {
+    let local = StateDir::new(state_dir);
+    match repo {
+        Some(remote) => Box::new(git::GitStore::new(remote, local)),
+        None => Box::new(local),
+    }
+}
+
 /// Parses a canonical record read from `path` and checks it is `recipe`'s.
 fn parse_canonical(
     path: &Path,
