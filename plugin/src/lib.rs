@@ -14,7 +14,6 @@
 //! - [`checkout`]: fresh per-run checkouts of a recipe's mirror.
 //! - [`compose`]: a recipe's `compose.yml` as a typed model; the version-label check.
 //! - [`report`]: the step log's summary and the JSON report of a run.
-//! - [`fault`]: test-only fault points (debug builds abort where a test says, like `kill -9`).
 //! - [`runners`]: the stage ladder, the child-process executor, and the command, docker and abra
 //!   runners.
 //!
@@ -25,7 +24,6 @@ pub mod cli;
 pub mod cmd;
 pub mod compose;
 pub mod exit;
-pub mod fault;
 pub mod remotes;
 pub mod report;
 pub mod runners;

@@ -710,8 +710,8 @@ fn gate_and_promote(
             }
             state_err(e)
         })?;
-    crate::fault::point("promote:canonical");
-    crate::fault::point("promote:history");
+    canon_shared::fault::point("promote:canonical");
+    canon_shared::fault::point("promote:history");
     if let Some(why) = &promote_failed {
         report.error = Some(why.clone());
         report.exit_code = EXIT_RED;

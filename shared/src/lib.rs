@@ -8,6 +8,7 @@
 //!   gate, whether a tag is built at all (listener and sweep), the sweep's pick.
 //! - [`secret`]: a string that never prints.
 //! - [`error_chain`]: an error and its causes as text, the one way every binary prints errors.
+//! - [`fault`]: test-only fault points (debug builds abort where a test says, like `kill -9`).
 //! - [`mirror`]: faithful git mirror sync (git2), the credentials every remote is built from, and
 //!   SSH host key checking against an explicit OpenSSH `known_hosts` file
 //!   ([`mirror::known_hosts`]).
@@ -19,6 +20,7 @@
 
 pub mod drone;
 pub mod error_chain;
+pub mod fault;
 pub mod forge;
 pub mod gate;
 pub mod http_client;

@@ -40,6 +40,7 @@ pub(super) fn push(
             }
             Ok(())
         });
+        cb.push_transfer_progress(|_, _, _| crate::fault::point("push:transfer"));
         let mut po = PushOptions::new();
         po.remote_callbacks(cb);
         remote.push(refspecs, Some(&mut po)).map_err(|e| {

@@ -12,8 +12,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use git2::{FileMode, Oid, Repository, Signature};
 use rand::RngExt as _;
@@ -31,27 +30,19 @@ const BRANCH: &str = "main";
 const FETCHED: &str = "refs/remotes/origin/main";
 /// Where this host keeps a commit it is about to push.
 const PENDING: &str = "refs/canon/pending";
-/// How long a fetched `main` serves reads (decisions always fetch).
-const READ_FRESHNESS: Duration = Duration::from_secs(2);
 
 /// A state repository and this host's clone of it.
 #[derive(Debug)]
 pub struct GitStore {
     remote: GitRemote,
     local: StateDir,
-    /// When reads last fetched.
-    fetched_at: Mutex<Option<Instant>>,
 }
 
 impl GitStore {
     /// A store over the repository at `remote`; `local` is this host's state dir, which keeps the
     /// clone and the recipe locks.
     pub fn new(remote: GitRemote, local: StateDir) -> Self {
-        Self {
-            remote,
-            local,
-            fetched_at: Mutex::new(None),
-        }
+        Self { remote, local }
     }
 
     fn url(&self) -> String {
@@ -166,19 +157,6 @@ impl GitStore {
         }
     }
 
-    /// Fetches when the last fetch is older than [`READ_FRESHNESS`]; returns `main`.
-    fn fresh_for_reading(&self, repo: &Repository) -> Result<Option<Oid>, StateError> {
-        let mut at = self.fetched_at.lock().unwrap_or_else(|p| p.into_inner());
-        if at.is_some_and(|t| t.elapsed() < READ_FRESHNESS) {
-            if let Ok(r) = repo.find_reference(FETCHED) {
-                return Ok(r.target());
-            }
-        }
-        let head = self.fetch(repo)?;
-        *at = Some(Instant::now());
-        Ok(head)
-    }
-
     /// Writes `change` of `recipe` as one commit on `parent`; returns the commit.
     fn write_commit(
         &self,
@@ -288,14 +266,14 @@ impl StateStore for GitStore {
     fn read_canonical(&self, recipe: &RecipeName) -> Result<Option<CanonicalRecord>, StateError> {
         let _clone = self.lock_clone()?;
         let repo = self.open()?;
-        let head = self.fresh_for_reading(&repo)?;
+        let head = self.fetch(&repo)?;
         self.canonical_at(&repo, head, recipe)
     }
 
     fn read_history(&self, recipe: &RecipeName) -> Result<Vec<HistoryEntry>, StateError> {
         let _clone = self.lock_clone()?;
         let repo = self.open()?;
-        let head = self.fresh_for_reading(&repo)?;
+        let head = self.fetch(&repo)?;
         let path = PathBuf::from(format!("{}: {recipe}/history.jsonl", self.url()));
         match self.read_file(&repo, head, recipe, "history.jsonl")? {
             None => Ok(Vec::new()),

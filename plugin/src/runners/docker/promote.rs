@@ -27,9 +27,9 @@ use super::cmd::{self, Kind};
 use super::engine::{docker, inspect_json, label_map, list_ids, volume_labels, COMMAND_TIMEOUT};
 use super::stack::Stack;
 use super::volumes::helper_image;
-use crate::fault;
 use crate::runners::exec;
 use crate::runners::{RunContext, RunnerError};
+use canon_shared::fault;
 
 /// `canon.kind` of the marker volume of a promote in progress.
 const PROMOTING_KIND: &str = "warm-promoting";

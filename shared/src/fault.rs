@@ -1,5 +1,6 @@
 //! Test-only fault points: places where a test can make the plugin die as if killed with
-//! SIGKILL, to prove that a crash there leaves nothing the next run cannot repair.
+//! SIGKILL, to prove that a crash there leaves nothing the next run cannot repair: a promote of
+//! the plugin, a push to the state repository.
 //!
 //! Only debug builds (test builds) look at [`FAULT_ENV`]; in a release build [`point`] does
 //! nothing and the variable is never read. Separate from the modes so that no production code
