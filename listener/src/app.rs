@@ -121,17 +121,27 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
         notify.clone(),
     ));
     app.require_admin_token(settings.admin_token.clone());
+    let credentials = Credentials {
+        upstream_token: settings.forge_token.clone(),
+        mirror_token: settings.mirror_token.clone(),
+        ssh_key: settings.ssh_key.clone(),
+        known_hosts: settings.known_hosts.clone(),
+    };
+    let records: Arc<dyn canon_shared::state::StateStore> =
+        Arc::from(canon_shared::state::open_store(
+            &settings.state_dir,
+            settings
+                .state_repo
+                .as_deref()
+                .map(|url| credentials.mirror_remote(url)),
+        ));
     let ctx = Arc::new(WorkerCtx {
         enrollment,
         state,
+        records,
         forge,
         mirror_forge,
-        credentials: Credentials {
-            upstream_token: settings.forge_token.clone(),
-            mirror_token: settings.mirror_token.clone(),
-            ssh_key: settings.ssh_key.clone(),
-            known_hosts: settings.known_hosts.clone(),
-        },
+        credentials,
         drone,
         drone_branch: settings.drone.branch.clone(),
         retry: settings.retry,

@@ -16,6 +16,7 @@ use serde::Deserialize;
 pub const ENV_VARS: &[&str] = &[
     "CANON_BIND",
     "CANON_STATE_DIR",
+    "CANON_STATE_REPO",
     "CANON_ENROLLMENT",
     "CANON_WEBHOOK_SECRETS",
     "CANON_FORGE_URL",
@@ -48,6 +49,7 @@ pub const ENV_VARS: &[&str] = &[
 pub struct RawSettings {
     bind: Option<String>,
     state_dir: Option<String>,
+    state_repo: Option<String>,
     enrollment: Option<String>,
     webhook_secrets: Option<String>,
     forge_url: Option<String>,
@@ -140,6 +142,8 @@ pub struct Settings {
     pub bind: SocketAddr,
     /// The state directory: canonical records, and the journal `listener.sqlite3`.
     pub state_dir: PathBuf,
+    /// The git state repository holding the canonical records, when set (else the state dir).
+    pub state_repo: Option<String>,
     /// The enrollment file.
     pub enrollment: PathBuf,
     /// Webhook secrets; a delivery signed with any of them is accepted (rotation).
@@ -243,6 +247,24 @@ impl Settings {
         });
         let state_dir =
             PathBuf::from(nonempty(raw.state_dir).unwrap_or_else(|| "./canon-state".into()));
+        let state_repo = nonempty(raw.state_repo).and_then(|v| {
+            let shown = canon_shared::secret::without_userinfo(&v);
+            let credentials = match url::Url::parse(&v) {
+                Ok(u) => {
+                    u.password().is_some()
+                        || (matches!(u.scheme(), "http" | "https") && !u.username().is_empty())
+                }
+                Err(_) => false,
+            };
+            if credentials {
+                problems.push(format!(
+                    "CANON_STATE_REPO {shown:?}: must not carry credentials; set CANON_MIRROR_TOKEN or CANON_SSH_KEY"
+                ));
+                None
+            } else {
+                Some(v)
+            }
+        });
         let enrollment = match nonempty(raw.enrollment) {
             Some(p) => PathBuf::from(p),
             None => {
@@ -439,6 +461,7 @@ impl Settings {
         Ok(Settings {
             bind,
             state_dir,
+            state_repo,
             enrollment,
             webhook_secrets,
             forge_url,
@@ -674,7 +697,7 @@ mod tests {
         for name in ENV_VARS {
             assert!(name.starts_with("CANON_"));
         }
-        assert_eq!(ENV_VARS.len(), 27);
+        assert_eq!(ENV_VARS.len(), 28);
     }
 
     #[test]

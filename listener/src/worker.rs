@@ -27,7 +27,7 @@ use canon_shared::forge::Forge;
 use canon_shared::gate::{build_decision, BuildDecision};
 use canon_shared::mirror::{self, Credentials, SyncRequest};
 use canon_shared::recipe::{Enrollment, Recipe, RecipeName};
-use canon_shared::state::StateDir;
+use canon_shared::state::{StateDir, StateStore};
 use canon_shared::version::ReleaseVersion;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -41,8 +41,10 @@ use crate::metrics::Metrics;
 pub struct WorkerCtx {
     /// The enrolled recipes.
     pub enrollment: Arc<Enrollment>,
-    /// The state directory (canonicals, mirror caches).
+    /// The state directory (mirror caches).
     pub state: StateDir,
+    /// Where the canonical records are: the state dir, or the git state repository.
+    pub records: Arc<dyn StateStore>,
     /// The upstream forge, when a token is configured (tag resolution).
     pub forge: Option<Arc<dyn Forge>>,
     /// The mirror's forge, when its URL and a mirror token are configured (closing PRs merged
@@ -169,9 +171,11 @@ async fn attempt(
         }
     }
 
-    let canonical = ctx
-        .state
-        .read_canonical(&name)
+    let records = ctx.records.clone();
+    let recipe_name = name.clone();
+    let canonical = tokio::task::spawn_blocking(move || records.read_canonical(&recipe_name))
+        .await
+        .map_err(|e| Failure::Transient(format!("reading the canonical failed: {e}")))?
         .map_err(|e| Failure::Transient(e.to_string()))?;
     if let BuildDecision::Skip { reason } = build_decision(&version, &commit, canonical.as_ref()) {
         return Ok(JobUpdate::Skipped {

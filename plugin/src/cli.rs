@@ -32,6 +32,9 @@ pub enum Command {
     /// Show, pin or unpin a recipe's canonical.
     #[command(subcommand)]
     Canonical(cmd::canonical::CanonicalCommand),
+    /// Move state between backends: export a state dir as a state repository's files.
+    #[command(subcommand)]
+    State(cmd::state::StateCommand),
     /// Make mirrors equal to upstream for the branch and all tags.
     MirrorSync(cmd::mirror_sync::Args),
     /// Recipe tools: the deploy plan of a checkout.
@@ -58,6 +61,7 @@ pub fn main() -> ExitCode {
         Some(Command::Versions(cmd)) => cmd::versions::main(cmd),
         Some(Command::Canonical(cmd)) => cmd::canonical::main(cmd),
         Some(Command::MirrorSync(args)) => cmd::mirror_sync::main(args),
+        Some(Command::State(cmd)) => cmd::state::main(cmd),
         Some(Command::Recipe(cmd)) => cmd::recipe::main(cmd),
         Some(Command::Run(args)) => {
             with_environment(|env| dispatch(env, Some(*args.settings), Some(Mode::Tag)))

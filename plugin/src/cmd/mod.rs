@@ -5,6 +5,7 @@
 //! - [`canonical`]: `canonical show|pin|unpin`, the state of one recipe's canonical.
 //! - [`mirror_sync`]: `mirror-sync`, one repo pair or every enrolled recipe.
 //! - [`recipe`]: `recipe plan`, the deploy plan of a recipe checkout, without deploying.
+//! - [`state`]: `state export`, a state dir's records in the state repository layout.
 //! - [`run`]: `run`, tag mode from the command line.
 //! - [`sweep`]: `sweep`, the weekly sweep from the command line.
 
@@ -12,5 +13,6 @@ pub mod canonical;
 pub mod mirror_sync;
 pub mod recipe;
 pub mod run;
+pub mod state;
 pub mod sweep;
 pub mod versions;
