@@ -1,8 +1,9 @@
 //! The state in a git repository on the forge, shared by every runner host.
 //!
 //! Layout on the branch `main`: `<recipe>/canonical.json` and `<recipe>/history.jsonl`, the same
-//! files a state dir holds. Every decision is one commit on top of the `main` this host fetched,
-//! pushed without force. A push the server refuses (another host pushed first) is never forced:
+//! files a state dir holds. Every decision is one commit on top of the `main` this host last
+//! fetched (reads fetch; a decision fetches only when it has nothing, or lost), pushed without
+//! force. A push the server refuses (another host pushed first) is never forced:
 //! the new `main` is fetched, the decision is taken again against it, and the push retried, at
 //! most [`MAX_ATTEMPTS`] times with a random pause between. Nothing is ever overwritten, so the
 //! canonical only moves forward and each decision is in the history once.
@@ -291,7 +292,14 @@ impl StateStore for GitStore {
             let outcome = {
                 let _clone = self.lock_clone()?;
                 let repo = self.open()?;
-                let base = self.fetch(&repo)?;
+                // Decide against the `main` this host last saw, fetching only when it has seen
+                // none or lost a race: a push without force lands only on the `main` it was
+                // decided against, so a stale one is refused, never written over.
+                let known = repo.find_reference(FETCHED).ok().and_then(|r| r.target());
+                let base = match known {
+                    Some(oid) if attempt == 1 => Some(oid),
+                    _ => self.fetch(&repo)?,
+                };
                 let before = self.canonical_at(&repo, base, recipe)?;
                 let change = decide(before.as_ref())?;
                 if change.canonical.is_none() && change.history.is_empty() {
