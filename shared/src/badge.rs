@@ -180,7 +180,7 @@ pub fn history_facts(entries: &[HistoryEntry]) -> Vec<TagFact> {
             continue;
         };
         let outcome = match e.decision.as_str() {
-            "refuse" if !e.reasons.iter().any(|r| *r == quick) => TagOutcome::Failed,
+            "refuse" if !e.reasons.contains(&quick) => TagOutcome::Failed,
             "pin" | "unpin" => continue,
             _ => TagOutcome::Settled,
         };

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE INDEX IF NOT EXISTS jobs_recipe_tag ON jobs (recipe, tag);
+CREATE INDEX IF NOT EXISTS jobs_recipe_id ON jobs (recipe, id);
 CREATE INDEX IF NOT EXISTS jobs_pending ON jobs (recipe, id)
     WHERE state IN ('queued','retrying','running');
 CREATE INDEX IF NOT EXISTS jobs_pending_due ON jobs (next_attempt_ms)

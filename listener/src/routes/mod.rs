@@ -1,11 +1,13 @@
-//! The HTTP surface: webhook endpoints, the JSON API, health, metrics and the status page.
+//! The HTTP surface: webhook endpoints, the JSON API, health, metrics, the status page and the
+//! recipes' badges.
 //!
 //! Handlers only verify, classify and journal (hooks) or read (everything else); work happens in
 //! the worker. Every route shares one [`AppState`]. Reads other than the probes pass
-//! [`access::admin`] first.
+//! [`access::admin`] first; the badges are public too (a README's image carries no token).
 
 pub mod access;
 pub mod api;
+pub mod badge;
 pub mod hooks;
 pub mod status;
 
@@ -146,6 +148,11 @@ pub fn routes(
         .and(with_state(state.clone()))
         .and_then(api::job_for_tag);
     let page = read(warp::path::end().boxed()).and_then(status::page);
+    let badge = warp::get()
+        .and(warp::path!("badge" / String))
+        .and(warp::header::optional::<String>("if-none-match"))
+        .and(with_state(state.clone()))
+        .and_then(badge::handle);
     hooks
         .or(healthz)
         .unify()
@@ -160,6 +167,8 @@ pub fn routes(
         .or(job_for_tag)
         .unify()
         .or(page)
+        .unify()
+        .or(badge)
         .unify()
         .recover(recover)
         .unify()
