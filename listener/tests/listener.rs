@@ -1157,6 +1157,69 @@ async fn health_readiness_and_the_status_page_in_a_headless_browser() {
 }
 
 #[tokio::test]
+async fn the_status_page_lists_a_bounded_number_of_jobs_however_many_there_are() {
+    let drone = FakeDrone::start();
+    let drone_url = drone.url();
+    let (app, _) = spawn_app_with(
+        &[],
+        &[("recipe", "upstream/recipe")],
+        &drone_url,
+        &[("CANON_RETRY_BASE", "1h"), ("CANON_RETRY_MAX", "1h")],
+    )
+    .await;
+    let url = "https://git.example.org/upstream/recipe.git";
+    for i in 0..60 {
+        let (s, v) = deliver(
+            &app.client,
+            &app.base,
+            "push",
+            &push_tag(
+                url,
+                "upstream/recipe",
+                &format!("1.{i}.0+1.0"),
+                &"a".repeat(40),
+            ),
+        )
+        .await;
+        assert_eq!(s, 202, "{v}");
+    }
+    let page = app
+        .client
+        .get(format!("{}/", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rows = |id: &str| {
+        let table = &page[page.find(&format!("<table id=\"{id}\">")).expect(id)..];
+        table[..table.find("</table>").unwrap()]
+            .matches("<tr")
+            .count()
+            - 1
+    };
+    assert_eq!(rows("recent"), 50, "{page}");
+    assert_eq!(rows("pending"), 50, "{page}");
+    assert!(
+        page.contains("Pending jobs (60, newest 50 shown)"),
+        "{page}"
+    );
+    // The newest first, and the latest tag by version, not by arrival.
+    let recent = &page[page.find("<table id=\"recent\">").unwrap()..];
+    assert!(
+        recent.find("1.59.0+1.0").unwrap() < recent.find("1.58.0+1.0").unwrap(),
+        "{recent}"
+    );
+    assert!(
+        !recent.contains(">1.9.0+1.0<"),
+        "the oldest are left out: {recent}"
+    );
+    assert!(page.contains("1.59.0+1.0 being tested"), "{page}");
+    app.running.stop().await;
+}
+
+#[tokio::test]
 async fn the_badge_is_public_cached_by_etag_and_follows_the_canonical() {
     let drone = FakeDrone::start();
     let drone_url = drone.url();
