@@ -112,15 +112,6 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
     let metrics = Arc::new(Metrics::default());
     let notify = Arc::new(Notify::new());
     let state = StateDir::new(&settings.state_dir);
-    let app = Arc::new(AppState::new(
-        settings.webhook_secrets.clone(),
-        enrollment.clone(),
-        state.clone(),
-        journal.clone(),
-        metrics.clone(),
-        notify.clone(),
-    ));
-    app.require_admin_token(settings.admin_token.clone());
     let credentials = Credentials {
         upstream_token: settings.forge_token.clone(),
         mirror_token: settings.mirror_token.clone(),
@@ -135,6 +126,18 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
                 .as_deref()
                 .map(|url| credentials.mirror_remote(url)),
         ));
+    let app = Arc::new(AppState::new(
+        settings.webhook_secrets.clone(),
+        enrollment.clone(),
+        state.clone(),
+        journal.clone(),
+        metrics.clone(),
+        notify.clone(),
+    ));
+    app.require_admin_token(settings.admin_token.clone());
+    if settings.state_repo.is_some() {
+        app.read_records_from(records.clone());
+    }
     let ctx = Arc::new(WorkerCtx {
         enrollment,
         state,

@@ -884,27 +884,181 @@ async fn a_hung_forge_fails_the_attempt_at_its_deadline_and_frees_the_worker() {
     app.running.stop().await;
 }
 
+/// Writes `version` as `recipe`'s canonical in the listener's state dir, pinned when `pin` is
+/// given, as the plugin would after a promotion.
+fn promote(app: &App, recipe: &str, version: &str, pin: Option<&str>) {
+    use canon_shared::recipe::RecipeName;
+    use canon_shared::state::{CanonicalRecord, LockWait};
+    let state = &app.running.state.state;
+    let name = RecipeName::parse(recipe).unwrap();
+    {
+        let lock = state.lock(&name, LockWait::Fail).unwrap();
+        let record = CanonicalRecord {
+            recipe: name.clone(),
+            version: version.parse().unwrap(),
+            commit: "c0ffee".repeat(7)[..40].to_string(),
+            promoted_at: time::OffsetDateTime::now_utc(),
+            build: None,
+            pinned: None,
+        };
+        state.write_canonical(&lock, &record).unwrap();
+    }
+    if let Some(reason) = pin {
+        canon_shared::state::pin(state, &name, reason, "ops", LockWait::Fail).expect("pinned");
+    }
+}
+
+/// Returns the installed Chromium's command.
+fn chromium() -> &'static str {
+    ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
+        .expect("chromium is installed (scripts/setup-system.sh installs it)")
+}
+
+/// Takes a headless Chromium screenshot of `url` in a window of `width` x `height` CSS pixels
+/// drawn at `scale` device pixels each, into `shot`; returns the PNG's bytes.
+async fn screenshot(
+    url: String,
+    (width, height, scale): (u32, u32, u32),
+    shot: std::path::PathBuf,
+) -> Vec<u8> {
+    let out = tokio::task::spawn_blocking({
+        let shot = shot.clone();
+        move || {
+            let profile = tempfile::tempdir().unwrap();
+            let out = std::process::Command::new(chromium())
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--hide-scrollbars",
+                ])
+                .arg(format!("--user-data-dir={}", profile.path().display()))
+                .arg(format!("--force-device-scale-factor={scale}"))
+                .arg(format!("--window-size={width},{height}"))
+                .arg(format!("--screenshot={}", shot.display()))
+                .arg(url)
+                .output()
+                .unwrap();
+            drop(profile);
+            out
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = std::fs::read(&shot).expect("a screenshot was written");
+    assert!(png.starts_with(b"\x89PNG"), "{} is a PNG", shot.display());
+    png
+}
+
+/// Returns the text tesseract reads in the image at `png` with page segmentation mode `psm`
+/// (3: a page, 7: one line), with every run of whitespace made one space.
+async fn ocr(png: &std::path::Path, psm: u8) -> String {
+    let png = png.to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("tesseract")
+            .arg(&png)
+            .arg("stdout")
+            .args(["--psm", &psm.to_string()])
+            .output()
+            .expect("tesseract is installed (scripts/test.sh installs tesseract-ocr)")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Dumps the DOM Chromium builds from `url`.
+async fn dom(url: String) -> String {
+    let out = tokio::task::spawn_blocking(move || {
+        let profile = tempfile::tempdir().unwrap();
+        std::process::Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("--dump-dom")
+            .arg(url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[tokio::test]
 async fn health_readiness_and_the_status_page_in_a_headless_browser() {
     let drone = FakeDrone::start();
     let drone_url = drone.url();
-    // The job's upstream is unreachable; with the default test retries it fails for good within
-    // seconds, sooner than a loaded machine renders the page. A long retry keeps it pending.
-    let (app, _) = spawn_app_with(
-        &[],
+    // The forge recipe's upstream is unreachable; with the default test retries its job fails for
+    // good within seconds, sooner than a loaded machine renders the page. A long retry keeps it
+    // pending.
+    let (app, repos) = spawn_app_with(
+        &[("alpha", &["1.0.0+1.0"])],
         &[("recipe", "upstream/recipe"), ("other", "upstream/other")],
         &drone_url,
         &[("CANON_RETRY_BASE", "1h"), ("CANON_RETRY_MAX", "1h")],
     )
     .await;
+    // alpha: a tag built by Drone, then promoted by the plugin.
+    let up = &repos[0].upstream;
+    let sha = peeled(up, "1.0.0+1.0");
+    deliver(
+        &app.client,
+        &app.base,
+        "push",
+        &push_tag(&up.display().to_string(), "alpha", "1.0.0+1.0", &sha),
+    )
+    .await;
+    let built = eventually(30, || async { drone.builds().len() == 1 }).await;
+    assert!(built, "{}", get_json(&app, "/api/jobs").await);
+    promote(&app, "alpha", "1.0.0+1.0", None);
+    // recipe: a canonical, and a newer tag whose job cannot finish.
+    promote(&app, "recipe", "1.0.0+0.9", None);
     let url = "https://git.example.org/upstream/recipe.git";
     deliver(
         &app.client,
         &app.base,
         "push",
-        &push_tag(url, "upstream/recipe", "1.0.0+1.0", &"a".repeat(40)),
+        &push_tag(url, "upstream/recipe", "1.1.0+1.0", &"a".repeat(40)),
     )
     .await;
+    // other: pinned.
+    promote(
+        &app,
+        "other",
+        "2.0.0+3.1",
+        Some("database migration under review"),
+    );
     for (path, want) in [("/healthz", "alive"), ("/readyz", "\"ready\":true")] {
         let r = app
             .client
@@ -915,65 +1069,295 @@ async fn health_readiness_and_the_status_page_in_a_headless_browser() {
         assert_eq!(r.status().as_u16(), 200);
         assert!(r.text().await.unwrap().contains(want));
     }
-    let chromium = ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|c| {
-            std::process::Command::new(c)
-                .arg("--version")
-                .output()
-                .is_ok()
-        })
-        .expect("chromium is installed (scripts/setup-system.sh installs it)");
-    let shot = app.root.join("status.png");
-    let profile = app.root.join("chromium-profile");
-    let base = app.base.clone();
-    let out = tokio::task::spawn_blocking({
-        let shot = shot.clone();
-        move || {
-            let common = |c: &mut std::process::Command| {
-                c.args([
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                ])
-                .arg(format!("--user-data-dir={}", profile.display()));
-            };
-            let mut c = std::process::Command::new(chromium);
-            common(&mut c);
-            c.arg(format!("--screenshot={}", shot.display()))
-                .arg("--window-size=1200,900")
-                .arg(format!("{base}/"));
-            let s = c.output().unwrap();
-            let mut d = std::process::Command::new(chromium);
-            common(&mut d);
-            d.arg("--dump-dom").arg(format!("{base}/"));
-            (s, d.output().unwrap())
+
+    let dom = dom(format!("{}/", app.base)).await;
+    let row = |recipe: &str| {
+        let start = dom
+            .find(&format!("<td data-label=\"Recipe\">{recipe}</td>"))
+            .unwrap_or_else(|| panic!("a row for {recipe}: {dom}"));
+        dom[start..start + dom[start..].find("</tr>").unwrap()].to_string()
+    };
+    let alpha = row("alpha");
+    assert!(
+        alpha.contains("<td data-label=\"Canonical\">1.0.0+1.0</td>")
+            && alpha.contains("<span class=\"current\">current</span>")
+            && alpha.contains("<td data-label=\"Latest tag\">1.0.0+1.0 (done)</td>"),
+        "{alpha}"
+    );
+    let recipe = row("recipe");
+    assert!(
+        recipe.contains("<td data-label=\"Canonical\">1.0.0+0.9</td>")
+            && recipe.contains("<span class=\"testing\">1.1.0+1.0 being tested</span>")
+            && recipe.contains("<td data-label=\"Upstream\" class=\"long\">upstream/recipe</td>"),
+        "{recipe}"
+    );
+    let other = row("other");
+    assert!(
+        other.contains("<span class=\"pinned\">pinned</span>")
+            && other.contains("database migration under review (by ops,")
+            && other.contains("<td data-label=\"Latest tag\">none known</td>"),
+        "{other}"
+    );
+    // Recent jobs, newest first, with the Drone build linked.
+    let recent = &dom[dom.find("<table id=\"recent\">").expect("recent jobs")..];
+    let recent = &recent[..recent.find("</table>").unwrap()];
+    let (newer, older) = (
+        recent.find("1.1.0+1.0").expect("the pending job"),
+        recent.find("1.0.0+1.0").expect("the built job"),
+    );
+    assert!(newer < older, "newest first: {recent}");
+    assert!(
+        recent.contains("<a href=\"http://drone.test/canon/ci/1\">#1</a>"),
+        "{recent}"
+    );
+    assert!(
+        dom.contains("Pending jobs (1)") && dom.contains("Failed jobs (0)"),
+        "{dom}"
+    );
+
+    // What a person sees: in a wide window and in a phone-sized one, where the tables reflow
+    // into cards. The narrow page is drawn tall so all of it is in the picture; OCR reads it at
+    // twice the size. A table that did not reflow would squeeze or cut its right-hand columns
+    // (the status, the build) and the words would not read.
+    let wide = screenshot(
+        format!("{}/", app.base),
+        (1280, 900, 1),
+        app.root.join("status-wide.png"),
+    )
+    .await;
+    assert!(wide.len() > 5_000, "{} bytes", wide.len());
+    let seen = ocr(&app.root.join("status-wide.png"), 3).await;
+    for want in [
+        "Latest tag",
+        "current",
+        "pinned",
+        "Recent jobs",
+        "Pending jobs (1)",
+    ] {
+        assert!(seen.contains(want), "the wide page shows {want:?}: {seen}");
+    }
+    let narrow_png = app.root.join("status-narrow.png");
+    screenshot(format!("{}/", app.base), (400, 2600, 2), narrow_png.clone()).await;
+    let seen = ocr(&narrow_png, 3).await;
+    for want in [
+        "being tested",
+        "database migration under review",
+        "Recent jobs",
+        "Outcome",
+    ] {
+        assert!(
+            seen.contains(want),
+            "the narrow page shows {want:?}: {seen}"
+        );
+    }
+    assert!(seen.contains("1.1.0+1.0"), "{seen}");
+    app.running.stop().await;
+}
+
+#[tokio::test]
+async fn the_status_page_lists_a_bounded_number_of_jobs_however_many_there_are() {
+    let drone = FakeDrone::start();
+    let drone_url = drone.url();
+    let (app, _) = spawn_app_with(
+        &[],
+        &[("recipe", "upstream/recipe")],
+        &drone_url,
+        &[("CANON_RETRY_BASE", "1h"), ("CANON_RETRY_MAX", "1h")],
+    )
+    .await;
+    let url = "https://git.example.org/upstream/recipe.git";
+    for i in 0..60 {
+        let (s, v) = deliver(
+            &app.client,
+            &app.base,
+            "push",
+            &push_tag(
+                url,
+                "upstream/recipe",
+                &format!("1.{i}.0+1.0"),
+                &"a".repeat(40),
+            ),
+        )
+        .await;
+        assert_eq!(s, 202, "{v}");
+    }
+    let page = app
+        .client
+        .get(format!("{}/", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rows = |id: &str| {
+        let table = &page[page.find(&format!("<table id=\"{id}\">")).expect(id)..];
+        table[..table.find("</table>").unwrap()]
+            .matches("<tr")
+            .count()
+            - 1
+    };
+    assert_eq!(rows("recent"), 50, "{page}");
+    assert_eq!(rows("pending"), 50, "{page}");
+    assert!(
+        page.contains("Pending jobs (60, newest 50 shown)"),
+        "{page}"
+    );
+    // The newest first, and the latest tag by version, not by arrival.
+    let recent = &page[page.find("<table id=\"recent\">").unwrap()..];
+    assert!(
+        recent.find("1.59.0+1.0").unwrap() < recent.find("1.58.0+1.0").unwrap(),
+        "{recent}"
+    );
+    assert!(
+        !recent.contains(">1.9.0+1.0<"),
+        "the oldest are left out: {recent}"
+    );
+    assert!(page.contains("1.59.0+1.0 being tested"), "{page}");
+    app.running.stop().await;
+}
+
+#[tokio::test]
+async fn the_badge_is_public_cached_by_etag_and_follows_the_canonical() {
+    let drone = FakeDrone::start();
+    let drone_url = drone.url();
+    let token = "admin-token-0123456789";
+    let (app, _) = spawn_app_with(
+        &[],
+        &[("recipe", "upstream/recipe"), ("other", "upstream/other")],
+        &drone_url,
+        &[
+            ("CANON_ADMIN_TOKEN", token),
+            ("CANON_RETRY_BASE", "1h"),
+            ("CANON_RETRY_MAX", "1h"),
+        ],
+    )
+    .await;
+    let get = |path: &str, if_none_match: Option<&str>| {
+        let mut r = app.client.get(format!("{}{path}", app.base));
+        if let Some(tag) = if_none_match {
+            r = r.header("if-none-match", tag);
         }
-    })
-    .await
-    .unwrap();
-    let (shot_out, dom) = out;
-    assert!(
-        shot_out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&shot_out.stderr)
+        async move {
+            let r = r.send().await.unwrap();
+            let header = |name: &str| {
+                r.headers()
+                    .get(name)
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default()
+            };
+            let (ct, cc, etag) = (
+                header("content-type"),
+                header("cache-control"),
+                header("etag"),
+            );
+            (r.status().as_u16(), ct, cc, etag, r.text().await.unwrap())
+        }
+    };
+    // The status page stays behind the token; the badge does not.
+    assert_eq!(get("/", None).await.0, 401);
+
+    let (status, ct, cc, first, body) = get("/badge/recipe.svg", None).await;
+    assert_eq!(
+        (status, ct.as_str(), cc.as_str()),
+        (200, "image/svg+xml", "max-age=60")
     );
-    let png = std::fs::read(&shot).expect("a screenshot was written");
     assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 5_000,
-        "{} bytes",
-        png.len()
+        body.contains(">none yet</text>") && body.contains("#9f9f9f"),
+        "{body}"
     );
-    let dom = String::from_utf8_lossy(&dom.stdout);
-    assert!(dom.contains("<table id=\"recipes\">"), "{dom}");
+
+    promote(&app, "recipe", "1.13.0+1.31.1", None);
+    let (status, _, _, current, body) = get("/badge/recipe.svg", Some(&first)).await;
+    assert_eq!(status, 200, "a new canonical is a new badge");
+    assert_ne!(current, first);
     assert!(
-        dom.contains("<td>recipe</td><td>upstream/recipe</td><td>none yet</td>"),
-        "{dom}"
+        body.contains(">1.13.0+1.31.1</text>") && body.contains("fill=\"#4c1\""),
+        "current is green: {body}"
     );
     assert!(
-        dom.contains("Pending jobs (1)") && dom.contains("1.0.0+1.0"),
-        "{dom}"
+        current.starts_with('"') && !current.starts_with("W/"),
+        "strong: {current}"
+    );
+    let (status, _, cc, etag, body) = get("/badge/recipe.svg", Some(&current)).await;
+    assert_eq!((status, body.as_str()), (304, ""), "unchanged");
+    assert_eq!(
+        (etag.as_str(), cc.as_str()),
+        (current.as_str(), "max-age=60")
+    );
+
+    // A newer tag arrives: journaled, so being tested, at once.
+    let (s, v) = deliver(
+        &app.client,
+        &app.base,
+        "push",
+        &push_tag(
+            "https://git.example.org/upstream/recipe.git",
+            "upstream/recipe",
+            "1.14.0+1.32.0",
+            &"a".repeat(40),
+        ),
+    )
+    .await;
+    assert_eq!(s, 202, "{v}");
+    let (status, _, _, testing, body) = get("/badge/recipe.svg", Some(&current)).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(">1.13.0+1.31.1</text>") && body.contains("fill=\"#fe7d37\""),
+        "a newer tag under test is orange: {body}"
+    );
+    assert_ne!(testing, current);
+
+    promote(&app, "other", "2.0.0+3.1", Some("review"));
+    let (_, _, _, _, body) = get("/badge/other.svg", None).await;
+    assert!(
+        body.contains(">2.0.0+3.1</text>") && body.contains("fill=\"#9f9f9f\""),
+        "pinned is grey: {body}"
+    );
+
+    let (status, ct, _, _, body) = get("/badge/nope.svg", None).await;
+    assert_eq!((status, ct.as_str()), (404, "image/svg+xml"), "{body}");
+    assert!(body.contains(">unknown recipe</text>"), "{body}");
+    for path in ["/badge/Bad.svg", "/badge/a%2F..%2Fb.svg", "/badge/..svg"] {
+        let (status, _, _, _, body) = get(path, None).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains("invalid recipe name"), "{path}: {body}");
+    }
+    assert_eq!(get("/badge/recipe", None).await.0, 404);
+    assert_eq!(get("/badge/recipe.png", None).await.0, 404);
+
+    // What a README shows: the badge drawn by a browser as an image, read back by OCR. The
+    // white text over its shadow is hard for OCR (a `+` can read as `4`), so the badge is drawn
+    // at a few sizes and one exact reading is enough; without the version on the badge, none
+    // reads it.
+    let mut readings = Vec::new();
+    for height in [60, 80, 100, 120, 160] {
+        let page = app.root.join(format!("badge-{height}.html"));
+        std::fs::write(
+            &page,
+            format!(
+                "<!doctype html><body style=\"margin:0;background:#fff\">\
+                 <img src=\"{}/badge/recipe.svg\" style=\"height:{height}px;margin:10px\">",
+                app.base
+            ),
+        )
+        .unwrap();
+        let shot = app.root.join(format!("badge-{height}.png"));
+        screenshot(
+            format!("file://{}", page.display()),
+            // Headless Chromium's page is shorter than its window: leave room.
+            (height * 10, height + 300, 1),
+            shot.clone(),
+        )
+        .await;
+        readings.push(ocr(&shot, 7).await);
+    }
+    assert!(
+        readings.iter().any(|r| r.contains("1.13.0+1.31.1"))
+            && readings
+                .iter()
+                .all(|r| r.to_lowercase().contains("canonical")),
+        "the badge reads {readings:?}"
     );
     app.running.stop().await;
 }

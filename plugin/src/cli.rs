@@ -29,7 +29,7 @@ pub enum Command {
     /// Release-tag tools: sort, latest, check.
     #[command(subcommand)]
     Versions(cmd::versions::VersionsCommand),
-    /// Show, pin or unpin a recipe's canonical.
+    /// Show, pin or unpin a recipe's canonical, or write its badge.
     #[command(subcommand)]
     Canonical(cmd::canonical::CanonicalCommand),
     /// Move state between backends: export a state dir as a state repository's files.

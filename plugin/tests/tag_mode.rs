@@ -445,6 +445,116 @@ fn plugin(args: &[&str], env: &[(&str, String)]) -> Command {
 }
 
 #[test]
+fn the_badge_command_draws_the_listener_s_badge_from_the_state_dir() {
+    use canon_shared::badge::{self, RecipeStatus, Standing};
+    let f = Fixture::new();
+    let state = f.state.clone();
+    let badge_of = |args: &[&str]| {
+        let mut all = vec!["canonical", "badge"];
+        if !args.contains(&"--recipe") {
+            all.extend(["--recipe", "app"]);
+        }
+        all.extend_from_slice(args);
+        let out = plugin(&all, &[("CANON_STATE_DIR", state.display().to_string())])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // What the listener would draw from the same state dir, without a journal.
+    let expected = || {
+        let st = f.state_dir();
+        let canonical = st.read_canonical(&f.name()).unwrap();
+        let facts = badge::history_facts(&st.read_history(&f.name()).unwrap());
+        let status = RecipeStatus::decide(canonical.as_ref(), &facts);
+        (badge::render(&status), status.standing())
+    };
+
+    let (code, _, err) = badge_of(&[]);
+    assert_eq!(
+        code,
+        Some(1),
+        "no state dir yet is an error, not \"none yet\""
+    );
+    assert!(err.contains("does not exist"), "{err}");
+
+    f.release("1.0.0+1.0", true);
+    promote(&f, "1.0.0+1.0");
+    let (code, svg, err) = badge_of(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    let (want, standing) = expected();
+    assert_eq!(standing, Standing::Current);
+    assert_eq!(
+        svg.trim_end(),
+        want,
+        "stdout is the shared renderer's badge"
+    );
+    assert!(
+        svg.contains(">1.0.0+1.0</text>") && svg.contains("fill=\"#4c1\""),
+        "{svg}"
+    );
+
+    // A newer tag whose run is red: orange, the value still the canonical.
+    f.release("1.1.0+1.0", true);
+    let red = f.harness("red", "exit 1");
+    let out = run::run_tag_mode(&f.settings(tag("1.1.0+1.0")), &f.runner(&red, None)).unwrap();
+    assert!(!out.promoted());
+    let file = f.dir.path().join("badges").join("app.svg");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let (code, stdout, err) = badge_of(&["--out", file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(stdout.is_empty(), "the file, not stdout: {stdout}");
+    assert!(err.contains("1.1.0+1.0 failed"), "{err}");
+    let svg = std::fs::read_to_string(&file).unwrap();
+    let (want, standing) = expected();
+    assert_eq!((svg.as_str(), standing), (want.as_str(), Standing::Failed));
+    assert!(
+        svg.contains(">1.0.0+1.0</text>") && svg.contains("fill=\"#fe7d37\""),
+        "{svg}"
+    );
+
+    // Pinned by the CLI: grey.
+    let out = plugin(
+        &[
+            "canonical",
+            "pin",
+            "--recipe",
+            "app",
+            "--reason",
+            "review",
+            "--by",
+            "ops",
+        ],
+        &[("CANON_STATE_DIR", state.display().to_string())],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, svg, _) = badge_of(&[]);
+    assert!(
+        svg.contains("fill=\"#9f9f9f\"") && svg.contains(">1.0.0+1.0</text>"),
+        "{svg}"
+    );
+
+    // Bad input: a name that is not one, a folder that does not exist; nothing half-written.
+    let (code, _, err) = badge_of(&["--recipe", "Bad/Name"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("invalid recipe name"), "{err}");
+    let missing = f.dir.path().join("nowhere").join("app.svg");
+    let (code, _, err) = badge_of(&["--out", missing.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("nowhere"), "{err}");
+    assert!(!missing.exists());
+}
+
+#[test]
 fn the_binary_exits_2_listing_every_settings_problem() {
     let out = plugin(
         &[],

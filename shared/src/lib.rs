@@ -6,6 +6,7 @@
 //! - [`state`]: the canonical record, the decision history and the per-recipe lock on disk.
 //! - [`gate`]: every decision over a recipe's canonical, as pure functions over facts: the promote
 //!   gate, whether a tag is built at all (listener and sweep), the sweep's pick.
+//! - [`badge`]: where a canonical stands against newer tags, and the one badge SVG renderer.
 //! - [`secret`]: a string that never prints.
 //! - [`error_chain`]: an error and its causes as text, the one way every binary prints errors.
 //! - [`fault`]: test-only fault points (debug builds abort where a test says, like `kill -9`).
@@ -18,6 +19,7 @@
 //!   redirects only within the configured origin.
 //! - [`listener_api`]: the listener's HTTP API answers (the contract) and a client for them.
 
+pub mod badge;
 pub mod drone;
 pub mod error_chain;
 pub mod fault;

@@ -5,7 +5,7 @@
 use rusqlite::{params, Connection};
 
 use super::queries::{forge_at, select_jobs};
-use super::{DeliveryRow, Job, Journal, JournalError};
+use super::{DeliveryRow, Job, JobState, Journal, JournalError};
 
 /// The most rows one page may hold.
 pub const MAX_PAGE: u32 = 500;
@@ -163,6 +163,29 @@ impl Journal {
         .await
     }
 
+    /// Returns the tags and states of the newest `limit` jobs of `recipe`, newest first: what
+    /// the status page and the badge know of the recipe's recent tags. One seek in the index
+    /// `jobs_recipe_id`, however many jobs the recipe has.
+    pub async fn recipe_tags(
+        &self,
+        recipe: String,
+        limit: u32,
+    ) -> Result<Vec<(String, JobState)>, JournalError> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT tag, state FROM jobs INDEXED BY jobs_recipe_id
+                 WHERE recipe = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![recipe, limit], |r| {
+                // As in `job_from_row`: a state the journal never writes reads as failed.
+                let state: String = r.get(1)?;
+                Ok((r.get(0)?, state.parse().unwrap_or(JobState::Failed)))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
     /// Returns every job, newest first: for tests, which read small journals whole.
     #[cfg(test)]
     pub async fn jobs(&self) -> Result<Vec<Job>, JournalError> {
@@ -254,6 +277,42 @@ mod tests {
         }
         let capped = journal.jobs_page(MAX_PAGE + 1, None).await.expect("reads");
         assert_eq!(capped.rows.len(), 23);
+    }
+
+    #[tokio::test]
+    async fn a_recipe_s_tags_are_its_newest_jobs_only() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (journal, _writer) = Journal::open(&dir.path().join("j.sqlite3")).expect("opens");
+        tags(&journal, 5).await;
+        let found = journal.recipe_tags("app".into(), 3).await.expect("reads");
+        assert_eq!(
+            found,
+            [
+                ("1.0.4+1".to_string(), JobState::Queued),
+                ("1.0.3+1".to_string(), JobState::Queued),
+                ("1.0.2+1".to_string(), JobState::Queued),
+            ]
+        );
+        let plan: String = journal
+            .read(|c| {
+                c.query_row(
+                    "EXPLAIN QUERY PLAN SELECT tag, state FROM jobs INDEXED BY jobs_recipe_id
+                     WHERE recipe = 'app' ORDER BY id DESC LIMIT 3",
+                    [],
+                    |r| r.get(3),
+                )
+            })
+            .await
+            .expect("plans");
+        assert!(
+            plan.contains("jobs_recipe_id") && !plan.contains("TEMP B-TREE"),
+            "{plan}"
+        );
+        assert!(journal
+            .recipe_tags("other".into(), 3)
+            .await
+            .expect("reads")
+            .is_empty());
     }
 
     #[tokio::test]

@@ -44,6 +44,7 @@ pub(super) const SCHEMA: &str = concat!(
     ";
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE INDEX IF NOT EXISTS jobs_recipe_tag ON jobs (recipe, tag);
+CREATE INDEX IF NOT EXISTS jobs_recipe_id ON jobs (recipe, id);
 CREATE INDEX IF NOT EXISTS jobs_pending ON jobs (recipe, id)
     WHERE state IN ('queued','retrying','running');
 CREATE INDEX IF NOT EXISTS jobs_pending_due ON jobs (next_attempt_ms)

@@ -1,6 +1,6 @@
 //! Who may read: with an admin token configured, `/`, `/api/*` and `/metrics` need it as a
-//! bearer token; `/healthz`, `/readyz` and `/hooks/*` never do (probes and forges carry none, and
-//! a webhook is authenticated by its signature).
+//! bearer token; `/healthz`, `/readyz`, `/badge/*` and `/hooks/*` never do (probes, README images
+//! and forges carry none, and a webhook is authenticated by its signature).
 //!
 //! Kept apart from the routes so the comparison can be read and tested alone: both sides are
 //! hashed with SHA-256 and the digests compared in constant time, so neither the token's bytes

@@ -1,11 +1,13 @@
-//! The HTTP surface: webhook endpoints, the JSON API, health, metrics and the status page.
+//! The HTTP surface: webhook endpoints, the JSON API, health, metrics, the status page and the
+//! recipes' badges.
 //!
 //! Handlers only verify, classify and journal (hooks) or read (everything else); work happens in
 //! the worker. Every route shares one [`AppState`]. Reads other than the probes pass
-//! [`access::admin`] first.
+//! [`access::admin`] first; the badges are public too (a README's image carries no token).
 
 pub mod access;
 pub mod api;
+pub mod badge;
 pub mod hooks;
 pub mod status;
 
@@ -41,6 +43,8 @@ pub struct AppState {
     /// Wakes the worker when a job is accepted.
     pub notify: Arc<Notify>,
     admin_token: OnceLock<Secret>,
+    /// The git state repository the canonical records are in, when one is configured.
+    state_repo: OnceLock<Arc<dyn canon_shared::state::StateStore>>,
     rejected: Mutex<VecDeque<DeliveryRow>>,
 }
 
@@ -62,8 +66,19 @@ impl AppState {
             metrics,
             notify,
             admin_token: OnceLock::new(),
+            state_repo: OnceLock::new(),
             rejected: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Reads canonical records from `store` (a state repository) instead of the state dir.
+    pub fn read_records_from(&self, store: Arc<dyn canon_shared::state::StateStore>) {
+        let _ = self.state_repo.set(store);
+    }
+
+    /// Returns the state repository the records are read from, when one is configured.
+    pub fn state_repo(&self) -> Option<Arc<dyn canon_shared::state::StateStore>> {
+        self.state_repo.get().cloned()
     }
 
     /// Requires `token` (when given) as a bearer token on `/`, `/api/*` and `/metrics`. Called
@@ -146,6 +161,11 @@ pub fn routes(
         .and(with_state(state.clone()))
         .and_then(api::job_for_tag);
     let page = read(warp::path::end().boxed()).and_then(status::page);
+    let badge = warp::get()
+        .and(warp::path!("badge" / String))
+        .and(warp::header::optional::<String>("if-none-match"))
+        .and(with_state(state.clone()))
+        .and_then(badge::handle);
     hooks
         .or(healthz)
         .unify()
@@ -160,6 +180,8 @@ pub fn routes(
         .or(job_for_tag)
         .unify()
         .or(page)
+        .unify()
+        .or(badge)
         .unify()
         .recover(recover)
         .unify()

@@ -1,13 +1,18 @@
-//! `canon-plugin canonical`: show, pin and unpin one recipe's canonical.
+//! `canon-plugin canonical`: show, pin and unpin one recipe's canonical, and draw its badge.
+//!
+//! The badge is the listener's `/badge/<recipe>.svg` drawn from the state dir alone
+//! ([`canon_shared::badge`]): the canonical and the tail of the history. Without the listener's
+//! journal it cannot know a tag that is being tested, only one that was refused.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use canon_shared::badge::{self, RecipeStatus};
 use canon_shared::mirror::Credentials;
 use canon_shared::recipe::RecipeName;
 use canon_shared::secret::Secret;
-use canon_shared::state::{self, LockWait, StateDir, StateStore};
+use canon_shared::state::{self, LockWait, StateDir, StateError, StateStore};
 use clap::{Args as ClapArgs, Subcommand};
 
 /// Where and which recipe.
@@ -72,6 +77,14 @@ pub enum CanonicalCommand {
         #[arg(long, env = "USER", default_value = "unknown")]
         by: String,
     },
+    /// Write the recipe's badge (SVG, as the listener serves it) to stdout or a file.
+    Badge {
+        #[command(flatten)]
+        target: Target,
+        /// Write it to this file (replaced atomically) instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Release a pin.
     Unpin {
         #[command(flatten)]
@@ -85,12 +98,86 @@ pub enum CanonicalCommand {
     },
 }
 
+/// How much of the end of the history the badge reads (as the listener does).
+const HISTORY_TAIL: u64 = 64 * 1024;
+
+/// Why a badge could not be written.
+#[derive(Debug, thiserror::Error)]
+enum BadgeError {
+    /// The state directory does not exist: a wrong `--state-dir` must not draw "none yet".
+    #[error("state directory {0} does not exist")]
+    NoStateDir(PathBuf),
+    /// The canonical or the history is unreadable, or the file cannot be written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Stdout cannot be written.
+    #[error("cannot write the badge to stdout: {0}")]
+    Stdout(std::io::Error),
+}
+
+/// Returns the badge of `target`'s recipe drawn from its records, and its status.
+fn draw(target: &Target, store: &dyn StateStore) -> Result<(String, RecipeStatus), BadgeError> {
+    let recipe = &target.recipe;
+    let (canonical, history) = match &target.state_repo {
+        None => {
+            let dir = &target.state_dir;
+            if !dir.is_dir() {
+                return Err(BadgeError::NoStateDir(dir.to_path_buf()));
+            }
+            let state = StateDir::new(dir);
+            (
+                state.read_canonical(recipe)?,
+                state.read_history_tail(recipe, HISTORY_TAIL)?,
+            )
+        }
+        Some(_) => (store.read_canonical(recipe)?, store.read_history(recipe)?),
+    };
+    let status = RecipeStatus::decide(canonical.as_ref(), &badge::history_facts(&history));
+    Ok((badge::render(&status), status))
+}
+
+/// Writes the badge of `target` to `out` (atomically) or stdout.
+fn write_badge(
+    target: &Target,
+    store: &dyn StateStore,
+    out: Option<&std::path::Path>,
+) -> Result<(), BadgeError> {
+    use std::io::Write as _;
+    let (svg, status) = draw(target, store)?;
+    match out {
+        Some(path) => {
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => std::path::Path::new("."),
+            };
+            state::write_atomic(dir, path, svg.as_bytes())?;
+            eprintln!(
+                "canon: wrote the badge of {} ({}, {status}) to {}",
+                target.recipe,
+                status.value(),
+                path.display()
+            );
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(svg.as_bytes())
+                .and_then(|()| stdout.write_all(b"\n"))
+                .and_then(|()| stdout.flush())
+                .map_err(BadgeError::Stdout)?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs a `canonical` subcommand.
 pub fn main(cmd: CanonicalCommand) -> ExitCode {
     let wait = LockWait::Wait(Duration::from_secs(30));
     let target = match &cmd {
         CanonicalCommand::Show(t) => t,
-        CanonicalCommand::Pin { target, .. } | CanonicalCommand::Unpin { target, .. } => target,
+        CanonicalCommand::Pin { target, .. }
+        | CanonicalCommand::Unpin { target, .. }
+        | CanonicalCommand::Badge { target, .. } => target,
     };
     let store = match target.store() {
         Ok(s) => s,
@@ -100,6 +187,15 @@ pub fn main(cmd: CanonicalCommand) -> ExitCode {
         }
     };
     let result = match &cmd {
+        CanonicalCommand::Badge { target, out } => {
+            return match write_badge(target, store.as_ref(), out.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    crate::exit::report_error(&e);
+                    ExitCode::FAILURE
+                }
+            };
+        }
         CanonicalCommand::Show(t) => store.read_canonical(&t.recipe),
         CanonicalCommand::Pin { target, reason, by } => {
             state::pin(store.as_ref(), &target.recipe, reason, by, wait).map(Some)

@@ -264,6 +264,53 @@ impl StateDir {
         parse_history(&path, &text)
     }
 
+    /// Reads the newest history entries held in the last `max_bytes` of the file (a line cut
+    /// by that boundary is left out), so a reader that only needs recent decisions reads a
+    /// bounded amount however long the history grows. A missing file is an empty history.
+    pub fn read_history_tail(
+        &self,
+        recipe: &RecipeName,
+        max_bytes: u64,
+    ) -> Result<Vec<HistoryEntry>, StateError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = self.history_path(recipe);
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&path, "open the history")(e)),
+        };
+        let len = file
+            .metadata()
+            .map_err(io_err(&path, "read the history"))?
+            .len();
+        let start = len.saturating_sub(max_bytes);
+        file.seek(SeekFrom::Start(start))
+            .map_err(io_err(&path, "read the history"))?;
+        let mut bytes = Vec::new();
+        file.take(max_bytes)
+            .read_to_end(&mut bytes)
+            .map_err(io_err(&path, "read the history"))?;
+        let whole = if start == 0 {
+            &bytes[..]
+        } else {
+            // The first line may be the end of an older one.
+            match bytes.iter().position(|b| *b == b'\n') {
+                Some(i) => &bytes[i + 1..],
+                None => &[],
+            }
+        };
+        let text = String::from_utf8_lossy(whole);
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l).map_err(|e| StateError::Corrupt {
+                    path: path.clone(),
+                    message: format!("near the end: {e}"),
+                })
+            })
+            .collect()
+    }
+
     /// Takes the recipe's exclusive lock (a file lock, so it also excludes other processes).
     pub fn lock(&self, recipe: &RecipeName, wait: LockWait) -> Result<RecipeLock, StateError> {
         let dir = self.ensure_recipe_dir(recipe)?;
@@ -608,6 +655,45 @@ mod tests {
         assert_eq!(h.len(), 2);
         assert_eq!(h[0].decision, "refuse");
         assert_eq!(h[1].version.as_deref(), Some("1.0.1+1"));
+    }
+
+    #[test]
+    fn the_history_tail_holds_the_newest_whole_lines_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let app = name("app");
+        assert!(state.read_history_tail(&app, 4096).unwrap().is_empty());
+        for i in 0..40 {
+            state
+                .append_history(&HistoryEntry {
+                    at: now(),
+                    recipe: app.clone(),
+                    decision: "promote".into(),
+                    version: Some(format!("1.0.{i}+1")),
+                    tested_commit: None,
+                    reasons: Vec::new(),
+                    trigger: None,
+                    build: None,
+                    canonical_before: None,
+                })
+                .unwrap();
+        }
+        let line = fs::read_to_string(state.history_path(&app))
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .len() as u64
+            + 1;
+        // Three whole lines and part of a fourth: the cut one is left out, not misread.
+        let tail = state.read_history_tail(&app, 3 * line + line / 2).unwrap();
+        let versions: Vec<_> = tail.iter().filter_map(|e| e.version.clone()).collect();
+        assert_eq!(versions, ["1.0.37+1", "1.0.38+1", "1.0.39+1"]);
+        assert_eq!(
+            state.read_history_tail(&app, 1 << 20).unwrap(),
+            state.read_history(&app).unwrap(),
+            "a tail larger than the file is the whole history"
+        );
     }
 
     #[test]
