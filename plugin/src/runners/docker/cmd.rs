@@ -227,19 +227,11 @@ pub fn task_history(services: &[String]) -> Cmd {
     c
 }
 
-/// The task ids of the given services whose desired state is `running`.
-pub fn running_tasks(services: &[String]) -> Cmd {
-    let mut c = Cmd::new(
-        "docker",
-        [
-            "service",
-            "ps",
-            "-q",
-            "--no-trunc",
-            "--filter",
-            "desired-state=running",
-        ],
-    );
+/// The ids of every task of the given services that the engine still keeps: the ones swarm
+/// wants running and the recent failed, rejected and replaced ones (their errors say why a
+/// service does not converge).
+pub fn all_tasks(services: &[String]) -> Cmd {
+    let mut c = Cmd::new("docker", ["service", "ps", "-q", "--no-trunc"]);
     for s in services {
         c = c.arg(s.clone());
     }
@@ -523,16 +515,8 @@ mod tests {
             ["secret", "rm", "x"]
         );
         assert_eq!(
-            running_tasks(&["s_app".into()]).argv(),
-            [
-                "service",
-                "ps",
-                "-q",
-                "--no-trunc",
-                "--filter",
-                "desired-state=running",
-                "s_app"
-            ]
+            all_tasks(&["s_app".into()]).argv(),
+            ["service", "ps", "-q", "--no-trunc", "s_app"]
         );
         let h = helper_create("h1", "img:1", "s_data", &BTreeMap::new());
         assert_eq!(

@@ -11,7 +11,8 @@
 //! - `engine`: running a docker command, listing and inspecting objects, the swarm check.
 //! - `stack`: one stack: deploy (with the app env it was installed with), stop, teardown.
 //! - `upgrade`: the upgrade on the installed env, and the secrets a new version needs.
-//! - `probe`: when a stack is healthy (replicas, spec, version label, HTTP health path).
+//! - `probe`: when a stack is healthy (replicas, spec, version label, the stability window,
+//!   HTTP health path), and why not (each failing task's state and error).
 //! - `volumes`: reading and writing volumes through helper containers.
 //! - `backup`: the backup and restore stages (snapshots proven by markers).
 //! - `promote`: the warm canonical's move to a new tag, with `.prev` copies and a marker until

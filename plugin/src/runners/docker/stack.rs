@@ -14,6 +14,7 @@ use canon_shared::secret::Secret;
 use super::app_service::{self, DeployedVersion, APP_SERVICE};
 use super::cmd::{self, AppAdditions, Kind, RunLabels, StackKind};
 use super::engine::{docker, lines, list_ids, now_unix, COMMAND_TIMEOUT};
+use super::probe::DEFAULT_STABILITY_WINDOW;
 use super::DockerRunner;
 use crate::runners::compose_facts::RecipeFiles;
 use crate::runners::exec::{self, Cmd};
@@ -59,6 +60,8 @@ pub(super) struct Stack {
     pub(super) enrollment_timeout: Option<u64>,
     /// The recipe's HTTP health path, when it names one.
     pub(super) health_path: Option<String>,
+    /// How long every service must stay converged before the stack counts as healthy.
+    pub(super) stability_window: Duration,
     /// `<stack>.<domain suffix>`.
     pub(super) domain: String,
     /// The run's extra environment (deploy env and the custom stage).
@@ -93,6 +96,11 @@ impl Stack {
             work,
             enrollment_timeout: ctx.recipe.deploy_timeout_secs,
             health_path: ctx.recipe.health_path.clone(),
+            stability_window: ctx
+                .recipe
+                .stability_window_secs
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_STABILITY_WINDOW),
             extra_env: ctx.env.clone(),
             helpers: std::cell::Cell::new(0),
         })
