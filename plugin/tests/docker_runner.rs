@@ -148,14 +148,42 @@ impl Upstream {
         peeled(&self.repo, tag)
     }
 
+    /// Like [`Upstream::release_fixture`], and also writes `extra` files (path relative to the
+    /// recipe, folders made as needed) before the commit.
+    fn release_fixture_with(
+        &self,
+        fixture: &str,
+        tag: &str,
+        edit: impl Fn(&str, String) -> String,
+        extra: &[(&str, &str)],
+    ) -> String {
+        for (path, text) in extra {
+            let path = self.repo.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        self.release_fixture(fixture, tag, edit)
+    }
+
     fn recipe(&self, timeout: u64, test_command: Option<&str>) -> Recipe {
         self.recipe_with(Some(timeout), test_command)
     }
 
-    /// The enrollment of this recipe; `timeout: None` sets no `deploy_timeout`.
+    /// The enrollment of this recipe; `timeout: None` sets no `deploy_timeout`. A short
+    /// stability window (2 s) keeps the suite fast; the crash-loop test sets a longer one.
     fn recipe_with(&self, timeout: Option<u64>, test_command: Option<&str>) -> Recipe {
+        self.recipe_windowed(timeout, test_command, 2)
+    }
+
+    /// The enrollment of this recipe with a `stability_window` of `window` seconds.
+    fn recipe_windowed(
+        &self,
+        timeout: Option<u64>,
+        test_command: Option<&str>,
+        window: u64,
+    ) -> Recipe {
         let mut yaml = format!(
-            "recipes:\n  - name: {}\n    upstream: {}\n    mirror: {}/mirror.git\n    health_path: /health\n",
+            "recipes:\n  - name: {}\n    upstream: {}\n    mirror: {}/mirror.git\n    health_path: /health\n    stability_window: {window}\n",
             self.name,
             self.repo.display(),
             self.work.display()
@@ -942,4 +970,257 @@ fn list_form_labels_leave_an_excluded_volume_out_and_restore_a_whole_volume() {
         ],
         "{results:#?}"
     );
+}
+
+/// Returns every swarm config name that holds `needle`.
+fn configs_named(needle: &str) -> Vec<String> {
+    ok("docker", &["config", "ls", "--format", "{{.Name}}"])
+        .lines()
+        .filter(|n| n.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The custom stage of the expose-all-env test: the config template rendered the app env's
+/// `GREETING` and `DOMAIN` (neither is in the service's `environment:`), the `app` service
+/// carries abra's labels, and the `db` service got no exposed env.
+const EXPOSED_ENV_CHECK: &str = r#"set -eu
+c=$(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK_NAME}_app" | head -n1)
+got=$(docker exec "$c" /canon-testapp cat /etc/app/greeting.txt)
+echo "rendered: $got"
+test "$got" = "hello from the app env at ${DOMAIN}"
+labels=$(docker service inspect --format '{{json .Spec.Labels}}' "${STACK_NAME}_app")
+echo "labels: $labels"
+echo "$labels" | grep -F "\"coop-cloud.${STACK_NAME}.recipe\":\"${CANON_RECIPE}\""
+echo "$labels" | grep -F "\"coop-cloud.${STACK_NAME}.chaos\":\"false\""
+echo "$labels" | grep -F "\"coop-cloud.${STACK_NAME}.version\":\"${CANON_TAG}\""
+dbenv=$(docker service inspect --format '{{json .Spec.TaskTemplate.ContainerSpec.Env}}' "${STACK_NAME}_db")
+echo "db env: $dbenv"
+case "$dbenv" in *GREETING*) echo "the db service got the app env"; exit 1;; esac"#;
+
+#[test]
+fn a_config_template_sees_app_env_values_its_environment_does_not_list_and_the_app_carries_abras_labels(
+) {
+    // traefik's shape: `traefik.yml.tmpl` (template_driver: golang) reads `{{ env "..." }}` of
+    // `.env` values its service's `environment:` never lists; abra's expose-all-env step puts
+    // them there.
+    engine();
+    let up = Upstream::new("cfxv");
+    let c1 = up.release_fixture_with(
+        "recipe-multifile",
+        "1.0.0+0.1.0",
+        |name, text| match name {
+            ".env.sample" => text + "GREETING=\"hello from the app env\"\n",
+            "abra.sh" => text + "export GREETING_CONF_VERSION=v1\n",
+            "compose.yml" => {
+                assert!(text.contains("    secrets:\n      - app_key\n"));
+                text.replace(
+                    "    secrets:\n      - app_key\n",
+                    "    secrets:\n      - app_key\n    configs:\n      - source: greeting\n        target: /etc/app/greeting.txt\n",
+                ) + "\nconfigs:\n  greeting:\n    name: ${STACK_NAME}_greeting_${GREETING_CONF_VERSION}\n    file: greeting.txt.tmpl\n    template_driver: golang\n"
+            }
+            _ => text,
+        },
+        &[(
+            "greeting.txt.tmpl",
+            "{{ env \"GREETING\" }} at {{ env \"DOMAIN\" }}",
+        )],
+    );
+    let recipe = up.recipe_with(Some(90), Some(EXPOSED_ENV_CHECK));
+    let ctx = up.ctx(&recipe, "1.0.0+0.1.0", &c1, "1");
+    let results = DockerRunner::default()
+        .run(&ctx)
+        .expect("the run reports stages");
+    assert_eq!(results[0].status, StageStatus::Passed, "{results:#?}");
+    let custom = results.iter().find(|r| r.name == Stage::Custom).unwrap();
+    assert_eq!(custom.status, StageStatus::Passed, "{results:#?}");
+    assert_eq!(up.objects(), empty(), "the run left objects behind");
+    assert!(
+        configs_named(&up.name).is_empty(),
+        "the run left configs behind"
+    );
+}
+
+/// Releases the canonical (the bonfire-shaped fixture as it is) and a next tag that adds a
+/// secret (`api_token`, `length=48`), a setting compose defaults (`NEW_SETTING`) and one only
+/// `.env.sample` sets (`TAG_ONLY`); with release notes when `notes` is given. Returns the
+/// commits.
+fn release_a_tag_with_a_new_secret(up: &Upstream, notes: Option<&str>) -> (String, String) {
+    let c1 = up.release_fixture("recipe-multifile", "1.0.0+0.1.0", |_, text| text);
+    let extra: Vec<(&str, &str)> = notes
+        .map(|n| vec![("release/1.1.0+0.1.0", n)])
+        .unwrap_or_default();
+    let c2 = up.release_fixture_with(
+        "recipe-multifile",
+        "1.1.0+0.1.0",
+        |name, text| match name {
+            ".env.sample" => {
+                text + "NEW_SETTING=from-the-tag\nTAG_ONLY=from-the-tag\nSECRET_API_TOKEN_VERSION=v1 # length=48\n"
+            }
+            "compose.yml" => {
+                assert!(text.ends_with("name: ${STACK_NAME}_app_key_${SECRET_APP_KEY_VERSION}\n"));
+                text.replace(".version=1.0.0+0.1.0", ".version=1.1.0+0.1.0")
+                    .replace(
+                        "      - PUBLIC_URL=${OAUTH_ISSUER}\n",
+                        "      - PUBLIC_URL=${OAUTH_ISSUER}\n      - NEW_SETTING=${NEW_SETTING:-compose-default}\n",
+                    )
+                    .replace(
+                        "    secrets:\n      - app_key\n",
+                        "    secrets:\n      - app_key\n      - api_token\n",
+                    )
+                    + "  api_token:\n    external: true\n    name: ${STACK_NAME}_api_token_${SECRET_API_TOKEN_VERSION}\n"
+            }
+            _ => text,
+        },
+        &extra,
+    );
+    (c1, c2)
+}
+
+/// The custom stage after an upgrade that followed release notes: the app runs with the
+/// installed env (the compose default, never the tag's `.env.sample` values) and its new
+/// secret has the 48 characters `length=48` asks for (only the count is printed).
+const UPGRADED_ENV_CHECK: &str = r#"set -eu
+env=$(docker service inspect --format '{{json .Spec.TaskTemplate.ContainerSpec.Env}}' "${STACK_NAME}_app")
+echo "app env: $env"
+echo "$env" | grep -F '"NEW_SETTING=compose-default"'
+case "$env" in *from-the-tag*) echo "the tag's .env.sample reached the app"; exit 1;; esac
+c=$(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK_NAME}_app" | head -n1)
+n=$(docker exec "$c" /canon-testapp cat /run/secrets/api_token | wc -c)
+echo "api_token has $n characters"
+test "$n" -eq 48"#;
+
+#[test]
+fn an_upgrade_whose_new_secret_the_installed_env_lacks_is_red_naming_it_without_release_notes() {
+    engine();
+    let up = Upstream::new("cfxu");
+    let (c1, c2) = release_a_tag_with_a_new_secret(&up, None);
+    let recipe = up.recipe_with(Some(90), Some("true"));
+    let mut ctx = up.ctx(&recipe, "1.1.0+0.1.0", &c2, "3");
+    ctx.canonical = Some(up.canonical("1.0.0+0.1.0", &c1));
+    ctx.base_checkout = Some(up.checkout("1.0.0+0.1.0"));
+    let results = DockerRunner::default()
+        .run(&ctx)
+        .expect("the run reports stages");
+    assert_eq!(
+        status(&results),
+        vec![
+            (Stage::Install, StageStatus::Passed),
+            (Stage::Upgrade, StageStatus::Failed),
+            (Stage::Backup, StageStatus::Skipped),
+            (Stage::Restore, StageStatus::Skipped),
+            (Stage::Custom, StageStatus::Skipped),
+        ],
+        "{results:#?}"
+    );
+    let reason = results[1].reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("`api_token` (the installed env has no SECRET_API_TOKEN_VERSION)"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("no release notes (release/1.1.0+0.1.0)"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains("app_key"),
+        "only the missing secret is named: {reason}"
+    );
+    assert_eq!(up.objects(), empty(), "the red run left objects behind");
+}
+
+#[test]
+fn an_upgrade_with_release_notes_creates_the_new_secret_and_passes_saying_so_on_the_installed_env()
+{
+    engine();
+    let up = Upstream::new("cfxn");
+    let (c1, c2) = release_a_tag_with_a_new_secret(
+        &up,
+        Some("Before upgrading, generate the new secret: abra app secret generate <domain> api_token v1\n"),
+    );
+    let recipe = up.recipe_with(Some(90), Some(UPGRADED_ENV_CHECK));
+    let mut ctx = up.ctx(&recipe, "1.1.0+0.1.0", &c2, "4");
+    ctx.canonical = Some(up.canonical("1.0.0+0.1.0", &c1));
+    ctx.base_checkout = Some(up.checkout("1.0.0+0.1.0"));
+    let results = DockerRunner::default()
+        .run(&ctx)
+        .expect("the run reports stages");
+    assert!(
+        results.iter().all(|r| r.status == StageStatus::Passed),
+        "{results:#?}"
+    );
+    let reason = results[1].reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("release notes release/1.1.0+0.1.0") && reason.ends_with(": api_token"),
+        "{reason}"
+    );
+    assert_eq!(up.objects(), empty(), "the run left objects behind");
+}
+
+#[test]
+fn a_service_that_crash_loops_without_a_healthcheck_is_red_naming_its_failed_tasks() {
+    // Each task runs 3 s, then exits 1; swarm restarts it. Without a healthcheck every task
+    // counts as running at once, so only a stability window longer than a task's life sees it.
+    engine();
+    let up = Upstream::new("cfxz");
+    let c1 = up.release_fixture("recipe", "1.0.0+0.1.0", |name, text| {
+        if name != "compose.yml" {
+            return text;
+        }
+        let healthcheck = "    healthcheck:\n      test: [\"CMD\", \"/canon-testapp\", \"check\"]\n      interval: 1s\n      timeout: 2s\n      retries: 3\n      start_period: 2s\n";
+        assert!(text.contains(healthcheck));
+        text.replace(healthcheck, "")
+            .replace("      - DATA_DIR=/data\n", "      - DATA_DIR=/data\n      - CRASH_AFTER=3\n")
+    });
+    let recipe = up.recipe_windowed(Some(25), None, 8);
+    let ctx = up.ctx(&recipe, "1.0.0+0.1.0", &c1, "1");
+    let started = Instant::now();
+    let results = DockerRunner::default()
+        .run(&ctx)
+        .expect("the run reports stages");
+    assert_eq!(results[0].name, Stage::Install);
+    assert_eq!(results[0].status, StageStatus::Failed, "{results:#?}");
+    let reason = results[0].reason.clone().unwrap_or_default();
+    assert!(reason.contains("timed out after 25s"), "{reason}");
+    assert!(
+        reason.contains("app.1 failed: task: non-zero exit (1)"),
+        "the reason names the task's own state and error: {reason}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(90));
+    assert_eq!(up.objects(), empty(), "the red run left objects behind");
+}
+
+#[test]
+fn a_missing_image_fails_the_install_at_once_naming_the_rejected_task() {
+    engine();
+    let up = Upstream::new("cfxi");
+    let image = format!("canon-missing-{}:0.0.1", up.name);
+    let c1 = up.release_fixture("recipe-multifile", "1.0.0+0.1.0", |name, text| {
+        if name == "compose.postgres.yml" {
+            assert!(text.contains("    image: canon-testapp-sh:0.1.0\n"));
+            text.replace(
+                "    image: canon-testapp-sh:0.1.0\n",
+                &format!("    image: {image}\n"),
+            )
+        } else {
+            text
+        }
+    });
+    let recipe = up.recipe_with(Some(240), None);
+    let ctx = up.ctx(&recipe, "1.0.0+0.1.0", &c1, "1");
+    let results = DockerRunner::default()
+        .run(&ctx)
+        .expect("the run reports stages");
+    assert_eq!(results[0].status, StageStatus::Failed, "{results:#?}");
+    let reason = results[0].reason.clone().unwrap_or_default();
+    assert!(reason.contains("waiting will not fix it"), "{reason}");
+    assert!(
+        reason.contains(&format!("db.1 rejected: No such image: {image}")),
+        "{reason}"
+    );
+    assert!(
+        results[0].seconds < 60.0,
+        "it did not wait out the 240 s timeout: {results:#?}"
+    );
+    assert_eq!(up.objects(), empty(), "the red run left objects behind");
 }

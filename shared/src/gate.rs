@@ -524,6 +524,7 @@ mod tests {
             test_command: None,
             deploy_timeout_secs: None,
             health_path: None,
+            stability_window_secs: None,
         }
     }
 

@@ -198,7 +198,13 @@ pub struct Recipe {
     pub deploy_timeout_secs: Option<u64>,
     /// An HTTP path probed after deploy (e.g. `/health`).
     pub health_path: Option<String>,
+    /// How long every service must stay converged (no restart, no new task) before a deploy
+    /// counts as healthy, in seconds; `None` means the runner's default.
+    pub stability_window_secs: Option<u64>,
 }
+
+/// The longest `stability_window` an enrollment may ask for, in seconds.
+pub const MAX_STABILITY_WINDOW_SECS: u64 = 3600;
 
 /// The enrollment: every recipe canon keeps a canonical for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -264,6 +270,7 @@ struct RawRecipe {
     test_command: Option<String>,
     deploy_timeout: Option<u64>,
     health_path: Option<String>,
+    stability_window: Option<serde_yaml::Value>,
 }
 
 impl Enrollment {
@@ -366,6 +373,30 @@ impl Enrollment {
             if raw.deploy_timeout == Some(0) {
                 return Err(entry("deploy_timeout must be at least 1 second".into()));
             }
+            let stability_window = raw
+                .stability_window
+                .as_ref()
+                .map(|v| {
+                    v.as_u64()
+                        .filter(|w| (1..=MAX_STABILITY_WINDOW_SECS).contains(w))
+                        .ok_or_else(|| {
+                            let shown = serde_yaml::to_string(v)
+                                .map(|t| t.trim().to_string())
+                                .unwrap_or_default();
+                            entry(format!(
+                                "stability_window must be a whole number of seconds from 1 to {MAX_STABILITY_WINDOW_SECS}, not {shown}"
+                            ))
+                        })
+                })
+                .transpose()?;
+            if let Some(w) = stability_window {
+                if let Some(t) = raw.deploy_timeout.filter(|&t| w >= t) {
+                    return Err(entry(format!(
+                        "stability_window ({w} s) must be shorter than deploy_timeout ({t} s): \
+                         no deploy could ever stay up that long in time"
+                    )));
+                }
+            }
             recipes.push(Recipe {
                 name,
                 upstream,
@@ -375,6 +406,7 @@ impl Enrollment {
                 test_command: raw.test_command.filter(|c| !c.trim().is_empty()),
                 deploy_timeout_secs: raw.deploy_timeout,
                 health_path: raw.health_path,
+                stability_window_secs: stability_window,
             });
         }
         Ok(Self {
@@ -558,6 +590,7 @@ recipes:
     test_command: ./tests/smoke.sh
     deploy_timeout: 120
     health_path: /health
+    stability_window: 15
 ";
 
     #[test]
@@ -591,6 +624,8 @@ recipes:
         );
         assert!(local.upstream.is_local() && local.mirror.is_local());
         assert_eq!(local.deploy_timeout_secs, Some(120));
+        assert_eq!(local.stability_window_secs, Some(15));
+        assert_eq!(ch.stability_window_secs, None);
         assert_eq!(
             e.by_upstream(["coop-cloud/custom-html"])
                 .unwrap()
@@ -623,6 +658,12 @@ recipes:
             ("recipes: [{name: a, upstream: /u, mirror: /m, branch: 'a..b'}]", "not a valid branch"),
             ("recipes: [{name: a, upstream: relative/path/x, mirror: /m}]", "neither a git URL"),
             ("recipes: [{upstream: /u, mirror: /m}]", "recipe #1 (unnamed): missing field `name`"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, stability_window: 0}]", "stability_window must be a whole number of seconds from 1 to 3600, not 0"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, stability_window: 7200}]", "stability_window must be a whole number of seconds from 1 to 3600, not 7200"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, stability_window: -1}]", "stability_window must be a whole number of seconds from 1 to 3600, not -1"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, stability_window: ten}]", "stability_window must be a whole number of seconds from 1 to 3600, not ten"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, stability_window: 2.5}]", "not 2.5"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, deploy_timeout: 30, stability_window: 30}]", "must be shorter than deploy_timeout (30 s)"),
             ("recipes: {", "invalid YAML"),
         ];
         for (text, want) in table {

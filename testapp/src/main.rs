@@ -10,8 +10,13 @@
 //!   `$SECRET_FILE` (when set) is missing or empty, or shorter than `$SECRET_MIN_LENGTH` (when
 //!   set; a recipe's `length=` modifier made real). `GET /marker` returns the marker, `GET
 //!   /version` the running `$APP_VERSION`.
+//!   With `CRASH_AFTER=N` (seconds) it exits with status 1 after serving for N seconds: a
+//!   crash-looping service, which swarm restarts, for the runner's stability window to catch.
+//!   Unset (the default), it serves until stopped.
 //! - `check`: the container healthcheck; GETs `/health` on loopback, exit 0 on 200.
 //! - `marker`: prints the data marker (for `docker exec` from a recipe's test command).
+//! - `cat <path>`: prints a file, e.g. a config the engine rendered from a template (the image has
+//!   no shell and no `cat`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -27,7 +32,10 @@ fn main() -> ExitCode {
         "serve" => serve(),
         "check" => check(),
         "marker" => print_marker(),
-        other => Err(format!("unknown mode {other:?} (serve, check, marker)")),
+        "cat" => cat(std::env::args().nth(2)),
+        other => Err(format!(
+            "unknown mode {other:?} (serve, check, marker, cat)"
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -104,8 +112,31 @@ fn exit_on_sigterm() {
     }
 }
 
+/// Returns the `CRASH_AFTER` delay, when set; a value that is not a whole number of seconds is
+/// an error, so a recipe that meant to crash never serves by mistake.
+fn crash_after() -> Result<Option<Duration>, String> {
+    match std::env::var("CRASH_AFTER") {
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .map(|s| Some(Duration::from_secs(s)))
+            .map_err(|_| format!("CRASH_AFTER={v:?} is not a whole number of seconds")),
+        Err(_) => Ok(None),
+    }
+}
+
 fn serve() -> Result<(), String> {
     exit_on_sigterm();
+    if let Some(delay) = crash_after()? {
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            eprintln!(
+                "canon-testapp: crashing after {} s (CRASH_AFTER)",
+                delay.as_secs()
+            );
+            std::process::exit(1);
+        });
+    }
     let marker = marker_path();
     if !marker.exists() {
         if let Some(dir) = marker.parent() {
@@ -182,6 +213,13 @@ fn check() -> Result<(), String> {
             response.lines().last().unwrap_or_default()
         ))
     }
+}
+
+fn cat(path: Option<String>) -> Result<(), String> {
+    let path = path.ok_or("cat needs a path")?;
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    print!("{text}");
+    Ok(())
 }
 
 fn print_marker() -> Result<(), String> {

@@ -46,6 +46,8 @@ pub struct Service {
     pub ports: Vec<u16>,
     /// Its image, interpolated.
     pub image: Option<String>,
+    /// The keys its `environment:` sets (list or map form, every file merged).
+    pub environment: Vec<String>,
 }
 
 impl Service {
@@ -197,6 +199,27 @@ fn labels(
         .unwrap_or_default())
 }
 
+/// Returns the keys a service's `environment:` sets: `- K=v` or `- K` in the list form, the keys
+/// of the map form. A key is a literal in compose (only values are interpolated).
+fn environment_keys(v: Option<&serde_yaml::Value>) -> Vec<String> {
+    match v {
+        Some(serde_yaml::Value::Sequence(items)) => items
+            .iter()
+            .filter_map(Scalar::text)
+            .map(|item| {
+                item.split('=')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            })
+            .filter(|k| !k.is_empty())
+            .collect(),
+        Some(serde_yaml::Value::Mapping(m)) => m.keys().filter_map(Scalar::text).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Parses one compose file's text into `facts` (merging over earlier files).
 pub fn merge_compose(
     facts: &mut ComposeFacts,
@@ -269,6 +292,11 @@ pub fn merge_compose(
                     }
                 }
             }
+            for key in environment_keys(body.get("environment")) {
+                if !svc.environment.contains(&key) {
+                    svc.environment.push(key);
+                }
+            }
             if let Some(ports) = body.get("ports").and_then(|v| v.as_sequence()) {
                 for p in ports {
                     let target = match p {
@@ -337,6 +365,9 @@ pub struct RecipeFiles {
     pub env: BTreeMap<String, String>,
     /// The modifiers of `.env.sample`'s trailing comments, per key (`length=128`).
     pub env_modifiers: BTreeMap<String, BTreeMap<String, String>>,
+    /// The keys of the app env proper: the lines of `.env.sample` and the exports of `abra.sh`
+    /// (what abra holds as the app's env), without canon's own overrides such as `STACK_NAME`.
+    pub app_env_keys: Vec<String>,
     /// The compose files in order (`COMPOSE_FILE`, else `compose.yml`).
     pub compose_files: Vec<PathBuf>,
     /// What the compose files declare.
@@ -353,8 +384,20 @@ impl RecipeFiles {
         stack: &str,
         overrides: &BTreeMap<String, String>,
     ) -> Result<Self, ComposeError> {
-        let read_opt = |name: &str| -> Result<Option<String>, ComposeError> {
-            let path = dir.join(name);
+        Self::load_with_env(dir, &dir.join(".env.sample"), stack, overrides)
+    }
+
+    /// Reads `dir` like [`RecipeFiles::load`], except that the app env comes from `env_sample`
+    /// (optional) instead of `dir`'s own `.env.sample`: how `abra app upgrade` deploys a new
+    /// version with the env of the app as it was installed. `abra.sh` and the compose files are
+    /// still `dir`'s.
+    pub fn load_with_env(
+        dir: &Path,
+        env_sample: &Path,
+        stack: &str,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Self, ComposeError> {
+        let read_opt = |path: PathBuf| -> Result<Option<String>, ComposeError> {
             match std::fs::read_to_string(&path) {
                 Ok(t) => Ok(Some(t)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -366,14 +409,15 @@ impl RecipeFiles {
         };
         let mut env = BTreeMap::new();
         let mut env_modifiers = BTreeMap::new();
-        if let Some(t) = read_opt(".env.sample")? {
+        if let Some(t) = read_opt(env_sample.to_path_buf())? {
             let file = EnvFile::parse_pinned(&t, overrides);
             env.extend(file.vars());
             env_modifiers = file.modifiers();
         }
-        if let Some(t) = read_opt("abra.sh")? {
+        if let Some(t) = read_opt(dir.join("abra.sh"))? {
             env.extend(parse_abra_sh(&t));
         }
+        let app_env_keys: Vec<String> = env.keys().cloned().collect();
         env.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
         let compose_files: Vec<PathBuf> = match env.get("COMPOSE_FILE") {
             Some(list) if !list.trim().is_empty() => list
@@ -401,6 +445,7 @@ impl RecipeFiles {
             dir: dir.to_path_buf(),
             env,
             env_modifiers,
+            app_env_keys,
             compose_files,
             facts,
         })
@@ -484,6 +529,62 @@ networks:
             .iter()
             .any(|n| n.key == "internal" && !n.external));
         assert!(f.declares_backups());
+    }
+
+    #[test]
+    fn environment_keys_are_read_in_both_forms_and_merged_across_files() {
+        let mut f = ComposeFacts::default();
+        let e = env(&[("V", "1")]);
+        merge_compose(
+            &mut f,
+            Path::new("a"),
+            "services: {app: {environment: [\"A=${V}\", B, \"C=x=y\"]}}",
+            "s",
+            &e,
+        )
+        .unwrap();
+        merge_compose(
+            &mut f,
+            Path::new("b"),
+            "services: {app: {environment: {D: 1, A: 2}}, db: {image: x}}",
+            "s",
+            &e,
+        )
+        .unwrap();
+        assert_eq!(f.services[0].environment, vec!["A", "B", "C", "D"]);
+        assert!(f.services[1].environment.is_empty());
+    }
+
+    #[test]
+    fn the_app_env_can_come_from_another_checkouts_env_sample() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (old, new) = (tmp.path().join("old"), tmp.path().join("new"));
+        for (dir, sample) in [
+            (&old, "COMPOSE_FILE=compose.yml\nSECRET_A_VERSION=v1\n"),
+            (&new, "COMPOSE_FILE=compose.yml\nSECRET_A_VERSION=v1\nSECRET_B_VERSION=v1 # length=64\nNEW_SETTING=on\n"),
+        ] {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join(".env.sample"), sample).unwrap();
+            std::fs::write(dir.join("compose.yml"), "services: {app: {image: x}}\n").unwrap();
+        }
+        std::fs::write(new.join("abra.sh"), "export CONF_VERSION=v2\n").unwrap();
+        let overrides = env(&[("STACK_NAME", "s")]);
+        let files =
+            RecipeFiles::load_with_env(&new, &old.join(".env.sample"), "s", &overrides).unwrap();
+        assert_eq!(files.env.get("NEW_SETTING"), None);
+        assert_eq!(files.env.get("SECRET_B_VERSION"), None);
+        assert!(!files.env_modifiers.contains_key("SECRET_B_VERSION"));
+        assert_eq!(
+            files.env["CONF_VERSION"], "v2",
+            "abra.sh is the new version's"
+        );
+        assert_eq!(
+            files.app_env_keys,
+            vec!["COMPOSE_FILE", "CONF_VERSION", "SECRET_A_VERSION"]
+        );
+        assert_eq!(files.env["STACK_NAME"], "s");
+        let own = RecipeFiles::load(&new, "s", &overrides).unwrap();
+        assert_eq!(own.env["NEW_SETTING"], "on");
     }
 
     #[test]

@@ -416,6 +416,7 @@ mod tests {
                 test_command: test_command.map(String::from),
                 deploy_timeout_secs: Some(10),
                 health_path: None,
+                stability_window_secs: None,
             },
             tested: TestedRef::Tag("1.1.0+1".into()),
             commit: "c".repeat(40),

@@ -227,19 +227,11 @@ pub fn task_history(services: &[String]) -> Cmd {
     c
 }
 
-/// The task ids of the given services whose desired state is `running`.
-pub fn running_tasks(services: &[String]) -> Cmd {
-    let mut c = Cmd::new(
-        "docker",
-        [
-            "service",
-            "ps",
-            "-q",
-            "--no-trunc",
-            "--filter",
-            "desired-state=running",
-        ],
-    );
+/// The ids of every task of the given services that the engine still keeps: the ones swarm
+/// wants running and the recent failed, rejected and replaced ones (their errors say why a
+/// service does not converge).
+pub fn all_tasks(services: &[String]) -> Cmd {
+    let mut c = Cmd::new("docker", ["service", "ps", "-q", "--no-trunc"]);
     for s in services {
         c = c.arg(s.clone());
     }
@@ -387,9 +379,25 @@ fn yaml_labels(out: &mut String, indent: &str, labels: &BTreeMap<String, String>
     }
 }
 
+/// What the override adds to the `app` service only, as `abra app deploy` does: its deploy
+/// labels (recipe, chaos, version) and the app env it exposes
+/// ([`super::app_service`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppAdditions {
+    /// Deploy labels of the `app` service.
+    pub deploy_labels: BTreeMap<String, String>,
+    /// Environment of the `app` service (keys its own `environment:` does not set).
+    pub environment: BTreeMap<String, String>,
+}
+
 /// Returns canon's compose override: the run's labels on every service (and its containers),
-/// every declared volume, every non-external network and secret, so a sweep can find them.
-pub fn label_override(facts: &ComposeFacts, labels: &BTreeMap<String, String>) -> String {
+/// every declared volume, every non-external network and secret, so a sweep can find them; and
+/// abra's labels and exposed env on the `app` service.
+pub fn label_override(
+    facts: &ComposeFacts,
+    labels: &BTreeMap<String, String>,
+    app: &AppAdditions,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -402,7 +410,17 @@ pub fn label_override(facts: &ComposeFacts, labels: &BTreeMap<String, String>) -
         out.push_str("    labels:\n");
         yaml_labels(&mut out, "      ", labels);
         out.push_str("    deploy:\n      labels:\n");
-        yaml_labels(&mut out, "        ", labels);
+        if s.name == super::app_service::APP_SERVICE {
+            let mut all = labels.clone();
+            all.extend(app.deploy_labels.clone());
+            yaml_labels(&mut out, "        ", &all);
+            if !app.environment.is_empty() {
+                out.push_str("    environment:\n");
+                yaml_labels(&mut out, "      ", &app.environment);
+            }
+        } else {
+            yaml_labels(&mut out, "        ", labels);
+        }
     }
     if !facts.volumes.is_empty() {
         out.push_str("volumes:\n");
@@ -519,16 +537,8 @@ mod tests {
             ["secret", "rm", "x"]
         );
         assert_eq!(
-            running_tasks(&["s_app".into()]).argv(),
-            [
-                "service",
-                "ps",
-                "-q",
-                "--no-trunc",
-                "--filter",
-                "desired-state=running",
-                "s_app"
-            ]
+            all_tasks(&["s_app".into()]).argv(),
+            ["service", "ps", "-q", "--no-trunc", "s_app"]
         );
         let h = helper_create("h1", "img:1", "s_data", &BTreeMap::new());
         assert_eq!(
@@ -567,7 +577,7 @@ mod tests {
             &BTreeMap::new(),
         )
         .unwrap();
-        let text = label_override(&f, &labels().map(None));
+        let text = label_override(&f, &labels().map(None), &AppAdditions::default());
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
         assert_eq!(doc["version"], "3.8");
         assert_eq!(
@@ -597,12 +607,38 @@ mod tests {
         )
         .unwrap();
         let labels = BTreeMap::from([("canon.tag".to_string(), "1.0.0+a$HOME${X}".to_string())]);
-        let text = label_override(&f, &labels);
+        let text = label_override(&f, &labels, &AppAdditions::default());
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
         assert_eq!(
             doc["services"]["app"]["labels"]["canon.tag"], "1.0.0+a$$HOME$${X}",
             "{text}"
         );
+    }
+
+    #[test]
+    fn only_the_app_service_gets_abras_labels_and_the_exposed_env_with_dollars_kept_literal() {
+        let mut f = ComposeFacts::default();
+        merge_compose(
+            &mut f,
+            Path::new("compose.yml"),
+            "version: '3.8'\nservices: {app: {image: x}, db: {image: y}}\n",
+            "s",
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let app = AppAdditions {
+            deploy_labels: BTreeMap::from([("coop-cloud.s.recipe".into(), "r".into())]),
+            environment: BTreeMap::from([("PASSWORD_HINT".into(), "a$b".into())]),
+        };
+        let text = label_override(&f, &labels().map(None), &app);
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let app_svc = &doc["services"]["app"];
+        assert_eq!(app_svc["deploy"]["labels"]["coop-cloud.s.recipe"], "r");
+        assert_eq!(app_svc["deploy"]["labels"]["canon.kind"], "cold");
+        assert_eq!(app_svc["environment"]["PASSWORD_HINT"], "a$$b");
+        let db = &doc["services"]["db"];
+        assert!(db["deploy"]["labels"].get("coop-cloud.s.recipe").is_none());
+        assert!(db.get("environment").is_none(), "{text}");
     }
 
     #[test]

@@ -6,9 +6,14 @@
 //! # Layout
 //! - this file: the runner, its [`ladder`] steps and the [`Runner`] entry points.
 //! - [`cmd`]: every docker command as a pure function, plus the labels.
+//! - [`app_service`]: what `abra app deploy` adds to the `app` service (recipe, chaos and
+//!   version labels; the exposed app env).
 //! - `engine`: running a docker command, listing and inspecting objects, the swarm check.
-//! - `stack`: one stack: deploy, stop, teardown.
-//! - `probe`: when a stack is healthy (replicas, spec, version label, HTTP health path).
+//! - `stack`: one stack: deploy (from its deploy plan, with the app env it was installed with),
+//!   stop, teardown.
+//! - `upgrade`: the upgrade on the installed env, and the secrets a new version needs.
+//! - `probe`: when a stack is healthy (replicas, spec, version label, the stability window,
+//!   HTTP health path), and why not (each failing task's state and error).
 //! - `volumes`: reading and writing volumes through helper containers.
 //! - `backup`: the backup and restore stages as backupbot does them (hooks in the running
 //!   containers, whole or narrowed volumes, snapshots proven by markers).
@@ -23,6 +28,7 @@
 //! `canon.build` and `canon.created` (unix seconds), so [`cleanup_stale`] can remove what a killed
 //! run left behind. The warm canonical's objects say `canon.kind=warm` and are never swept.
 
+pub mod app_service;
 mod backup;
 pub mod cmd;
 mod engine;
@@ -30,15 +36,17 @@ mod probe;
 mod promote;
 mod stack;
 mod sweep;
+mod upgrade;
 mod volumes;
 
-use canon_shared::gate::{StageResult, TestedRef};
+use canon_shared::gate::{StageResult, StageStatus, TestedRef};
 use canon_shared::recipe::Stage;
 use canon_shared::state::CanonicalRecord;
 
+use self::app_service::DeployedVersion;
 use self::backup::Snapshot;
 use self::cmd::StackKind;
-use self::stack::Stack;
+use self::stack::{AppEnv, Stack};
 use super::compose_facts::RecipeFiles;
 use super::deploy_plan::DeployPlan;
 use super::deploy_timeout::DeployTimeout;
@@ -70,22 +78,54 @@ impl Default for DockerRunner {
 }
 
 /// The docker runner's steps of one cold run, for the [`ladder`]: what the last deploy deployed
-/// and its plan, the snapshots of the backup, whether the stack is up, and the deploy timeout
-/// each deploying stage used (for the report).
+/// and its plan, the app env the install created, the snapshots of the backup, whether the stack
+/// is up, the deploy timeout each deploying stage used and the upgrade's note (for the report).
 struct ColdSteps<'a> {
     stack: &'a Stack,
     files: Option<RecipeFiles>,
     plan: Option<DeployPlan>,
+    app_env: Option<AppEnv>,
+    chaos: Option<DeployedVersion>,
     snapshots: Vec<Snapshot>,
     running: bool,
     timeouts: Vec<(Stage, DeployTimeout)>,
+    upgrade_note: Option<String>,
 }
 
 impl ColdSteps<'_> {
+    /// Returns how abra labels a deploy of `release`: a chaos deploy when it is the ref under
+    /// test (not a release tag), else a release.
+    fn deployed(&self, release: Release<'_>) -> DeployedVersion {
+        match &self.chaos {
+            Some(chaos) if chaos.version == release.version => chaos.clone(),
+            _ => DeployedVersion::release(release.version),
+        }
+    }
+
     /// Deploys the checkout for `stage` and waits until it is healthy; keeps what it deployed
-    /// and the deploy timeout it waited with.
+    /// and the deploy timeout it waited with. The install creates the app env from its own
+    /// `.env.sample`; later stages deploy with that env, as abra's app keeps its `.env`.
     fn deploy_healthy(&mut self, stage: Stage, release: Release<'_>) -> Result<(), RunnerError> {
-        let files = self.stack.deploy(release.checkout)?;
+        let deployed = self.deployed(release);
+        let installed = || RunnerError::Other("nothing was installed".into());
+        let files = match stage {
+            Stage::Install => {
+                let app_env = AppEnv::of(release.checkout);
+                let files = self.stack.deploy(release.checkout, &deployed, &app_env)?;
+                self.app_env = Some(app_env);
+                files
+            }
+            Stage::Upgrade => {
+                let app_env = self.app_env.as_mut().ok_or_else(installed)?;
+                let (files, note) = self.stack.upgrade(release.checkout, &deployed, app_env)?;
+                self.upgrade_note = note;
+                files
+            }
+            _ => {
+                let app_env = self.app_env.as_ref().ok_or_else(installed)?;
+                self.stack.deploy(release.checkout, &deployed, app_env)?
+            }
+        };
         let timeout = self.stack.deploy_timeout(&files)?;
         self.timeouts.push((stage, timeout));
         self.stack.wait_healthy(&files, timeout)?;
@@ -95,16 +135,26 @@ impl ColdSteps<'_> {
         Ok(())
     }
 
-    /// Adds to each deploying stage's result the deploy timeout it used and its source.
+    /// Adds to each deploying stage's result the deploy timeout it used and its source; a
+    /// passed upgrade that followed release notes says so in its reason.
     fn annotate(&self, results: &mut [StageResult]) {
         for (stage, timeout) in &self.timeouts {
             if let Some(r) = results.iter_mut().find(|r| r.name == *stage) {
                 r.notes.push(timeout.to_string());
             }
         }
+        if let Some(note) = &self.upgrade_note {
+            if let Some(r) = results
+                .iter_mut()
+                .find(|r| r.name == Stage::Upgrade && r.status == StageStatus::Passed)
+            {
+                r.reason = Some(note.clone());
+            }
+        }
     }
 
-    fn deployed(&self) -> Result<(&RecipeFiles, &DeployPlan), RunnerError> {
+    /// Returns what the last deploy deployed and its plan.
+    fn last_deploy(&self) -> Result<(&RecipeFiles, &DeployPlan), RunnerError> {
         self.files
             .as_ref()
             .zip(self.plan.as_ref())
@@ -138,13 +188,13 @@ impl Steps for ColdSteps<'_> {
 
     fn backup(&mut self) -> Result<(), RunnerError> {
         // As backupbot does: the stack keeps running, its hooks run in its containers.
-        let (files, plan) = self.deployed()?;
+        let (files, plan) = self.last_deploy()?;
         self.snapshots = self.stack.backup(files, &plan.backup)?;
         Ok(())
     }
 
     fn restore(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
-        let (files, plan) = self.deployed()?;
+        let (files, plan) = self.last_deploy()?;
         self.stack.restore(files, &plan.backup, &self.snapshots)?;
         self.deploy_healthy(Stage::Restore, release)
     }
@@ -169,13 +219,20 @@ impl Runner for DockerRunner {
             stack_names::cold_stack_name(ctx.recipe.name.as_str(), ctx.tested_name(), &ctx.build);
         let stack = Stack::new(self, ctx, name, StackKind::Cold)?;
         tracing::info!(recipe = %ctx.recipe.name, tested = %ctx.tested, stack = %stack.name, "cold run starts");
+        let chaos = match &ctx.tested {
+            TestedRef::Ref(name) => Some(DeployedVersion::chaos(name, &ctx.commit)),
+            TestedRef::Tag(_) => None,
+        };
         let mut steps = ColdSteps {
             stack: &stack,
             files: None,
             plan: None,
+            app_env: None,
+            chaos,
             snapshots: Vec::new(),
             running: false,
             timeouts: Vec::new(),
+            upgrade_note: None,
         };
         let mut results = ladder::run(ctx, &mut steps);
         steps.annotate(&mut results);

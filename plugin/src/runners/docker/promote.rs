@@ -23,9 +23,10 @@ use std::collections::BTreeMap;
 
 use canon_shared::state::CanonicalRecord;
 
+use super::app_service::DeployedVersion;
 use super::cmd::{self, Kind};
 use super::engine::{docker, inspect_json, label_map, list_ids, volume_labels, COMMAND_TIMEOUT};
-use super::stack::Stack;
+use super::stack::{AppEnv, Stack};
 use super::volumes::helper_image;
 use crate::runners::exec;
 use crate::runners::{RunContext, RunnerError};
@@ -136,7 +137,11 @@ impl Stack {
         fault::point("promote:copied");
 
         let outcome = self
-            .deploy(&ctx.checkout)
+            .deploy(
+                &ctx.checkout,
+                &DeployedVersion::release(ctx.tested_name()),
+                &AppEnv::of(&ctx.checkout),
+            )
             .and_then(|f| self.wait_healthy(&f, self.deploy_timeout(&f)?));
         if outcome.is_ok() {
             fault::point("promote:healthy");

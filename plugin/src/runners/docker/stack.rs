@@ -11,14 +11,40 @@ use std::time::{Duration, Instant};
 
 use canon_shared::secret::Secret;
 
-use super::cmd::{self, Kind, RunLabels, StackKind};
+use super::app_service::{self, DeployedVersion, APP_SERVICE};
+use super::cmd::{self, AppAdditions, Kind, RunLabels, StackKind};
 use super::engine::{docker, lines, list_ids, now_unix, COMMAND_TIMEOUT};
+use super::probe::DEFAULT_STABILITY_WINDOW;
 use super::DockerRunner;
 use crate::runners::compose_facts::RecipeFiles;
 use crate::runners::deploy_plan::{self, DeployPlan};
 use crate::runners::exec::{self, Cmd};
 use crate::runners::secret_spec;
 use crate::runners::{RunContext, RunnerError};
+
+/// The app env a deploy uses, as abra keeps an app's `.env`: the `.env.sample` the app was
+/// created from (`abra app new` copies it once; an upgrade deploys the new version with it), plus
+/// the lines an operator added by following a release's notes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct AppEnv {
+    /// The `.env.sample` the app was created from.
+    pub(super) env_sample: PathBuf,
+    /// Lines added later (key and value).
+    pub(super) added: BTreeMap<String, String>,
+    /// The modifiers of the added lines (`length=64`).
+    pub(super) added_modifiers: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl AppEnv {
+    /// Returns the app env of an app created from the recipe checkout `dir`.
+    pub(super) fn of(dir: &Path) -> Self {
+        AppEnv {
+            env_sample: dir.join(".env.sample"),
+            added: BTreeMap::new(),
+            added_modifiers: BTreeMap::new(),
+        }
+    }
+}
 
 /// The limit on a stack's containers going away after `docker stack rm`.
 pub(super) const STOP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -35,6 +61,8 @@ pub(super) struct Stack {
     pub(super) enrollment_timeout: Option<u64>,
     /// The recipe's HTTP health path, when it names one.
     pub(super) health_path: Option<String>,
+    /// How long every service must stay converged before the stack counts as healthy.
+    pub(super) stability_window: Duration,
     /// `<stack>.<domain suffix>`.
     pub(super) domain: String,
     /// The run's extra environment (deploy env and the custom stage).
@@ -69,12 +97,18 @@ impl Stack {
             work,
             enrollment_timeout: ctx.recipe.deploy_timeout_secs,
             health_path: ctx.recipe.health_path.clone(),
+            stability_window: ctx
+                .recipe
+                .stability_window_secs
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_STABILITY_WINDOW),
             extra_env: ctx.env.clone(),
             helpers: std::cell::Cell::new(0),
         })
     }
 
-    fn overrides(&self) -> BTreeMap<String, String> {
+    /// Returns canon's own values of the deploy env: the run's extra env, `STACK_NAME`, `DOMAIN`.
+    pub(super) fn overrides(&self) -> BTreeMap<String, String> {
         deploy_plan::app_env(&self.name, &self.domain, &self.extra_env)
     }
 
@@ -88,10 +122,29 @@ impl Stack {
         format!("{}={}", cmd::STACK_NAME_LABEL, self.name)
     }
 
-    /// Reads the recipe checkout `dir` as this stack would deploy it.
+    /// Reads the recipe checkout `dir` as this stack would deploy it, with its own app env.
     pub(super) fn load(&self, dir: &Path) -> Result<RecipeFiles, RunnerError> {
-        RecipeFiles::load(dir, &self.name, &self.overrides())
-            .map_err(|e| RunnerError::Other(e.to_string()))
+        self.load_app(dir, &AppEnv::of(dir))
+    }
+
+    /// Reads the recipe checkout `dir` as this stack would deploy it with the app env `app_env`.
+    pub(super) fn load_app(
+        &self,
+        dir: &Path,
+        app_env: &AppEnv,
+    ) -> Result<RecipeFiles, RunnerError> {
+        let mut overrides = self.overrides();
+        overrides.extend(app_env.added.clone());
+        let mut files =
+            RecipeFiles::load_with_env(dir, &app_env.env_sample, &self.name, &overrides)
+                .map_err(|e| RunnerError::Other(e.to_string()))?;
+        files.env_modifiers.extend(app_env.added_modifiers.clone());
+        for key in app_env.added.keys() {
+            if !files.app_env_keys.contains(key) {
+                files.app_env_keys.push(key.clone());
+            }
+        }
+        Ok(files)
     }
 
     /// Returns the deploy plan of `files` for this stack (its secrets, timeout and backup).
@@ -100,17 +153,28 @@ impl Stack {
             .map_err(|e| RunnerError::Other(e.to_string()))
     }
 
-    /// Deploys the recipe checkout `dir` as this stack: missing external secrets get generated
-    /// values, missing external networks are created, the label override is added.
-    pub(super) fn deploy(&self, dir: &Path) -> Result<RecipeFiles, RunnerError> {
-        let files = self.load(dir)?;
+    /// Deploys the recipe checkout `dir` as this stack, as the release `deployed`, with the app
+    /// env `app_env`: missing external secrets get generated values, missing external networks
+    /// are created, the override with canon's labels and abra's `app` additions is added.
+    pub(super) fn deploy(
+        &self,
+        dir: &Path,
+        deployed: &DeployedVersion,
+        app_env: &AppEnv,
+    ) -> Result<RecipeFiles, RunnerError> {
+        let files = self.load_app(dir, app_env)?;
+        self.deploy_files(files, deployed)
+    }
+
+    /// Deploys `files` (read by [`Stack::load_app`]) as the release `deployed`.
+    pub(super) fn deploy_files(
+        &self,
+        mut files: RecipeFiles,
+        deployed: &DeployedVersion,
+    ) -> Result<RecipeFiles, RunnerError> {
+        let dir = files.dir.clone();
         let labels = self.labels.map(None);
-        let existing: BTreeSet<String> = lines(&docker(&Cmd::new(
-            "docker",
-            ["secret", "ls", "--format", "{{.Name}}"],
-        ))?)
-        .into_iter()
-        .collect();
+        let existing = self.secret_names()?;
         // The plan checks every secret before any is created: a refused one fails the install
         // with nothing half made.
         let plan = self.plan(&files)?;
@@ -135,14 +199,56 @@ impl Stack {
                 docker(&cmd::network_create(&n.name, &shared))?;
             }
         }
+        let app = self.app_additions(&mut files, deployed);
         let override_path = self.work.join("compose.canon.yml");
-        std::fs::write(&override_path, cmd::label_override(&files.facts, &labels)).map_err(
-            |e| RunnerError::Other(format!("could not write {}: {e}", override_path.display())),
-        )?;
+        std::fs::write(
+            &override_path,
+            cmd::label_override(&files.facts, &labels, &app),
+        )
+        .map_err(|e| {
+            RunnerError::Other(format!("could not write {}: {e}", override_path.display()))
+        })?;
         let mut all = files.compose_files.clone();
         all.push(override_path);
-        docker(&cmd::stack_deploy(&self.name, &all, &files.env, dir))?;
+        docker(&cmd::stack_deploy(&self.name, &all, &files.env, &dir))?;
         Ok(files)
+    }
+
+    /// Returns what abra adds to the `app` service for `deployed`, and makes the version label
+    /// the files expect the one deployed (a release is labelled with its tag).
+    fn app_additions(&self, files: &mut RecipeFiles, deployed: &DeployedVersion) -> AppAdditions {
+        let recipe = self.labels.recipe.as_str();
+        let Some(app) = files
+            .facts
+            .services
+            .iter_mut()
+            .find(|s| s.name == APP_SERVICE)
+        else {
+            return AppAdditions::default();
+        };
+        let compose_version = app.version_label().map(str::to_string);
+        let deploy_labels =
+            app_service::abra_labels(&self.name, recipe, deployed, compose_version.as_deref());
+        let version_key = format!("coop-cloud.{}.version", self.name);
+        if let Some(v) = deploy_labels.get(&version_key) {
+            app.deploy_labels.insert(version_key, v.clone());
+        }
+        let environment = app_service::exposed_env(files, recipe, deployed);
+        tracing::debug!(stack = %self.name, labels = ?deploy_labels, exposed = ?environment.keys().collect::<Vec<_>>(), "abra's app labels and exposed env");
+        AppAdditions {
+            deploy_labels,
+            environment,
+        }
+    }
+
+    /// Returns the names of every swarm secret on the engine.
+    pub(super) fn secret_names(&self) -> Result<BTreeSet<String>, RunnerError> {
+        Ok(lines(&docker(&Cmd::new(
+            "docker",
+            ["secret", "ls", "--format", "{{.Name}}"],
+        ))?)
+        .into_iter()
+        .collect())
     }
 
     /// Removes the stack's services and waits until its containers and networks are gone (volumes

@@ -1,0 +1,245 @@
+//! The upgrade stage as `abra app upgrade` does it: the new version deploys with the env of the
+//! app as it was installed (the canonical's `.env.sample`, not the tag's), so a setting new in
+//! the tag's `.env.sample` is absent unless compose defaults it.
+//!
+//! A secret the new version needs and the installed app lacks (its `SECRET_<NAME>_VERSION` is
+//! not in the installed env, or its secret was never created) breaks an operator's upgrade, the
+//! breakage Co-op Cloud's upgrade checklist exists for. The stage fails naming each one, unless
+//! the tag carries release notes (`release/<tag>`, where recipe maintainers write manual upgrade
+//! steps): then canon does what an operator following them would, adds the version lines from
+//! the tag's `.env.sample` to the app env and generates the secrets (honouring `length=`), and
+//! the stage passes with that note as its reason.
+//!
+//! The secrets it checks are the deploy plan's ([`DeployPlan`], the one the deploy creates them
+//! from), save those the installed env gives no version, which no plan can name.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::app_service::DeployedVersion;
+use super::stack::{AppEnv, Stack};
+use crate::runners::compose_facts::RecipeFiles;
+use crate::runners::deploy_plan::DeployPlan;
+use crate::runners::env_file::EnvFile;
+use crate::runners::secret_spec::version_var;
+use crate::runners::RunnerError;
+
+/// A secret the new version needs that the installed app lacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct MissingSecret {
+    /// The compose secret's key.
+    pub(super) key: String,
+    /// Its version variable.
+    pub(super) var: String,
+    /// True when the installed env has no version line for it (else its secret was never made).
+    pub(super) unversioned: bool,
+    /// Why it is missing, for the stage's reason.
+    pub(super) why: String,
+}
+
+/// Returns the external secrets of `files` (read with the installed env) whose
+/// `SECRET_<NAME>_VERSION` the installed env does not set: no deploy plan can name them (the plan
+/// refuses a secret without its version, as abra does); sorted by key.
+pub(super) fn unversioned_secrets(files: &RecipeFiles) -> Vec<MissingSecret> {
+    let mut missing: Vec<MissingSecret> = files
+        .facts
+        .secrets
+        .iter()
+        .filter(|s| s.external)
+        .filter_map(|s| {
+            let var = version_var(&s.key);
+            let versioned = files.env.get(&var).is_some_and(|v| !v.trim().is_empty());
+            (!versioned).then(|| MissingSecret {
+                key: s.key.clone(),
+                why: format!("the installed env has no {var}"),
+                var,
+                unversioned: true,
+            })
+        })
+        .collect();
+    missing.sort_by(|a, b| a.key.cmp(&b.key));
+    missing
+}
+
+/// Returns `files` without the secrets in `unversioned`, so the rest can be planned.
+pub(super) fn without(files: &RecipeFiles, unversioned: &[MissingSecret]) -> RecipeFiles {
+    let mut rest = files.clone();
+    rest.facts
+        .secrets
+        .retain(|s| !unversioned.iter().any(|m| m.key == s.key));
+    rest
+}
+
+/// Returns the secrets the new version needs and the installed app lacks, sorted by key: the
+/// `unversioned` ones, and those of the deploy `plan` (of the rest) whose secret was never
+/// created, given the secret names that exist on the engine.
+pub(super) fn missing_secrets(
+    unversioned: Vec<MissingSecret>,
+    plan: &DeployPlan,
+    existing: &BTreeSet<String>,
+) -> Vec<MissingSecret> {
+    let mut missing = unversioned;
+    missing.extend(
+        plan.secrets
+            .iter()
+            .filter(|s| !existing.contains(&s.name))
+            .map(|s| MissingSecret {
+                key: s.spec.key.clone(),
+                var: s.spec.version_var.clone(),
+                unversioned: false,
+                why: format!("the installed app has no secret {}", s.name),
+            }),
+    );
+    missing.sort_by(|a, b| a.key.cmp(&b.key));
+    missing
+}
+
+/// Returns the release notes file of `version` in the checkout `dir` (`release/<version>`).
+pub(super) fn release_notes(dir: &Path, version: &str) -> std::path::PathBuf {
+    dir.join("release").join(version)
+}
+
+fn list(missing: &[MissingSecret]) -> String {
+    missing
+        .iter()
+        .map(|m| format!("`{}` ({})", m.key, m.why))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Stack {
+    /// Deploys the checkout `dir` over the running app as `deployed`, with the installed app env
+    /// `app_env` (which gains the lines the release notes had canon add). Returns what it
+    /// deployed and, when it followed release notes, the note for the stage's reason.
+    pub(super) fn upgrade(
+        &self,
+        dir: &Path,
+        deployed: &DeployedVersion,
+        app_env: &mut AppEnv,
+    ) -> Result<(RecipeFiles, Option<String>), RunnerError> {
+        let files = self.load_app(dir, app_env)?;
+        let unversioned = unversioned_secrets(&files);
+        let plan = self.plan(&without(&files, &unversioned))?;
+        let missing = missing_secrets(unversioned, &plan, &self.secret_names()?);
+        if missing.is_empty() {
+            return Ok((self.deploy_files(files, deployed)?, None));
+        }
+        let notes = release_notes(dir, &deployed.version);
+        let shown = format!("release/{}", deployed.version);
+        if !notes.is_file() {
+            return Err(RunnerError::Other(format!(
+                "upgrading to {} needs secrets the installed app lacks: {}; the tag has no release notes ({shown}) telling an operator to add them",
+                deployed.version,
+                list(&missing)
+            )));
+        }
+        let tag_env = match std::fs::read_to_string(dir.join(".env.sample")) {
+            Ok(text) => EnvFile::parse_pinned(&text, &self.overrides()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => EnvFile::default(),
+            Err(e) => {
+                return Err(RunnerError::Other(format!(
+                    "could not read the tag's .env.sample: {e}"
+                )))
+            }
+        };
+        let (vars, modifiers) = (tag_env.vars(), tag_env.modifiers());
+        let mut added = app_env.clone();
+        for m in missing.iter().filter(|m| m.unversioned) {
+            let value = vars.get(&m.var).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+                RunnerError::Other(format!(
+                    "upgrading to {}: secret `{}` needs {}, which neither the installed env nor the tag's .env.sample sets",
+                    deployed.version, m.key, m.var
+                ))
+            })?;
+            added.added.insert(m.var.clone(), value.clone());
+            if let Some(mods) = modifiers.get(&m.var) {
+                added.added_modifiers.insert(m.var.clone(), mods.clone());
+            }
+        }
+        let files = self.load_app(dir, &added)?;
+        let files = self.deploy_files(files, deployed)?;
+        *app_env = added;
+        let keys: Vec<&str> = missing.iter().map(|m| m.key.as_str()).collect();
+        let note = format!(
+            "following the release notes {shown}, canon created the secrets the installed app lacked, as an operator would: {}",
+            keys.join(", ")
+        );
+        tracing::info!(stack = %self.name, secrets = ?keys, notes = %shown, "The upgrade follows the tag's release notes.");
+        Ok((files, Some(note)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn files(sample: &str, compose: &str) -> (tempfile::TempDir, RecipeFiles) {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join(".env.sample"), sample).unwrap();
+        std::fs::write(tmp.path().join("compose.yml"), compose).unwrap();
+        let overrides = BTreeMap::from([("STACK_NAME".to_string(), "s".to_string())]);
+        let f = RecipeFiles::load(tmp.path(), "s", &overrides).unwrap();
+        (tmp, f)
+    }
+
+    const COMPOSE: &str = "services: {app: {image: x}}\nsecrets:\n  db_password: {external: true, name: \"${STACK_NAME}_db_password_${SECRET_DB_PASSWORD_VERSION}\"}\n  app_key: {external: true, name: \"${STACK_NAME}_app_key_${SECRET_APP_KEY_VERSION}\"}\n  plain: {file: ./p}\n";
+
+    /// Returns the secrets of `f` the installed app lacks, given the secrets on the engine.
+    fn missing(f: &RecipeFiles, existing: &BTreeSet<String>) -> Vec<MissingSecret> {
+        let unversioned = unversioned_secrets(f);
+        let plan = DeployPlan::resolve(&without(f, &unversioned), "s", None).unwrap();
+        missing_secrets(unversioned, &plan, existing)
+    }
+
+    #[test]
+    fn a_secret_the_installed_env_does_not_version_or_never_made_is_missing() {
+        let (_t, f) = files("SECRET_DB_PASSWORD_VERSION=v1\n", COMPOSE);
+        assert!(
+            DeployPlan::resolve(&f, "s", None).is_err(),
+            "the unversioned secret has no plan"
+        );
+        let got = missing(&f, &BTreeSet::new());
+        let keys: Vec<(&str, bool)> = got
+            .iter()
+            .map(|m| (m.key.as_str(), m.unversioned))
+            .collect();
+        assert_eq!(keys, vec![("app_key", true), ("db_password", false)]);
+        assert_eq!(
+            got[0].why,
+            "the installed env has no SECRET_APP_KEY_VERSION"
+        );
+        assert_eq!(
+            got[1].why,
+            "the installed app has no secret s_db_password_v1"
+        );
+        assert_eq!(got[1].var, "SECRET_DB_PASSWORD_VERSION");
+        let existing = BTreeSet::from(["s_db_password_v1".to_string()]);
+        let got = missing(&f, &existing);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].var, "SECRET_APP_KEY_VERSION");
+    }
+
+    #[test]
+    fn nothing_is_missing_when_every_secret_is_versioned_and_made() {
+        let (_t, f) = files(
+            "SECRET_DB_PASSWORD_VERSION=v1\nSECRET_APP_KEY_VERSION=v2\n",
+            COMPOSE,
+        );
+        assert!(unversioned_secrets(&f).is_empty());
+        let existing = BTreeSet::from(["s_db_password_v1".to_string(), "s_app_key_v2".to_string()]);
+        assert!(missing(&f, &existing).is_empty());
+        let existing = BTreeSet::from(["s_db_password_v1".to_string()]);
+        let got = missing(&f, &existing);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].why, "the installed app has no secret s_app_key_v2");
+    }
+
+    #[test]
+    fn release_notes_live_under_release_named_by_the_tag() {
+        assert_eq!(
+            release_notes(Path::new("/co"), "2.0.0+1.0.5-social-amd64"),
+            Path::new("/co/release/2.0.0+1.0.5-social-amd64")
+        );
+    }
+}
