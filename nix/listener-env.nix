@@ -55,6 +55,11 @@
     type = "str";
     description = "Path of an SSH private key for ssh:// or scp-like remotes (a path outside the Nix store, e.g. under /run/secrets).";
   };
+  stateRepo = {
+    env = "CANON_STATE_REPO";
+    type = "str";
+    description = "A git state repository holding the canonical records for every runner host (read with the mirror token or SSH key); unset: the state directory holds them.";
+  };
   knownHosts = {
     env = "CANON_KNOWN_HOSTS";
     type = "str";

@@ -10,12 +10,13 @@
 //!
 //! The CSS reflows every table below 40em: each row becomes a card whose cells carry their
 //! column's name, so the page reads in a narrow window without scrolling sideways. URLs shown
-//! pass [`without_userinfo`], and a link is made only of an `http(s)` URL.
+//! pass [`without_userinfo`] (a URL) or [`userinfo_masked_in`] (text quoting URLs), and a link is
+//! made only of an `http(s)` URL.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use canon_shared::secret::without_userinfo;
+use canon_shared::secret::{userinfo_masked_in, without_userinfo};
 use time::format_description::well_known::Rfc3339;
 
 use crate::journal::{Job, Section};
@@ -296,7 +297,7 @@ async fn recent(state: &AppState, h: &mut String) {
                         build_cell(j.build, j.build_link.as_deref()),
                         j.attempts.to_string(),
                         esc(&short_time(&j.updated_at)),
-                        esc(&without_userinfo(&note)),
+                        esc(&userinfo_masked_in(&note)),
                     ],
                 )
             })
@@ -341,7 +342,7 @@ pub async fn page(state: Arc<AppState>) -> Result<Reply, warp::Rejection> {
                             esc(&j.tag),
                             j.state.as_str().to_string(),
                             j.attempts.to_string(),
-                            esc(&without_userinfo(j.error.as_deref().unwrap_or(""))),
+                            esc(&userinfo_masked_in(j.error.as_deref().unwrap_or(""))),
                             esc(&j.flags.join("; ")),
                         ],
                     )
