@@ -734,6 +734,7 @@ async fn tags_not_newer_than_the_canonical_are_skipped_with_the_reason() {
                 promoted_at: canon_shared::state::now(),
                 build: None,
                 pinned: None,
+                host: None,
             },
         )
         .unwrap();
@@ -790,6 +791,7 @@ async fn a_pinned_recipes_new_tag_is_skipped_as_pinned_and_not_built() {
                 promoted_at: canon_shared::state::now(),
                 build: None,
                 pinned: None,
+                host: None,
             },
         )
         .unwrap();
@@ -900,6 +902,7 @@ fn promote(app: &App, recipe: &str, version: &str, pin: Option<&str>) {
             promoted_at: time::OffsetDateTime::now_utc(),
             build: None,
             pinned: None,
+            host: None,
         };
         state.write_canonical(&lock, &record).unwrap();
     }

@@ -647,6 +647,12 @@ fn gate_and_promote(
         }
     }
     let promote_ran = matches!(first, GateDecision::Promote { .. }) && promote_failed.is_none();
+    // The node the promote left the warm data on moves with the canonical.
+    let warm_host = if promote_ran {
+        runner.warm_host()
+    } else {
+        None
+    };
     // The decision is written against the state it goes over: the gate runs again there (in a
     // state repository another host may have decided first). Only a run whose promote step ran
     // can promote.
@@ -686,6 +692,7 @@ fn gate_and_promote(
                                 .unwrap_or_else(|| settings.build.clone()),
                         ),
                         pinned: None,
+                        host: warm_host.clone(),
                     })
                 }
                 _ => None,

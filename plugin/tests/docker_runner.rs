@@ -226,6 +226,7 @@ impl Upstream {
             promoted_at: time::OffsetDateTime::now_utc(),
             build: None,
             pinned: None,
+            host: None,
         }
     }
 

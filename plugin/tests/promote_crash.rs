@@ -180,6 +180,7 @@ impl Recipe {
             promoted_at: time::OffsetDateTime::now_utc(),
             build: None,
             pinned: None,
+            host: None,
         };
         let runner = DockerRunner::default();
         runner.promote(&ctx).expect("the first promote");

@@ -235,6 +235,7 @@ mod tests {
                 by: "ops".into(),
                 at: time::OffsetDateTime::UNIX_EPOCH,
             }),
+            host: None,
         }
     }
 

@@ -540,6 +540,7 @@ mod tests {
                 by: "ops".into(),
                 at: crate::state::now(),
             }),
+            host: None,
         }
     }
 

@@ -90,6 +90,7 @@ fn record(version: &str) -> CanonicalRecord {
         promoted_at: state::now(),
         build: Some("1".into()),
         pinned: None,
+        host: None,
     }
 }
 

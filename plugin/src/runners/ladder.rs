@@ -429,6 +429,7 @@ mod tests {
                 promoted_at: time::OffsetDateTime::UNIX_EPOCH,
                 build: None,
                 pinned: None,
+                host: None,
             }),
             base_checkout: base_checkout.then(|| PathBuf::from("/base")),
             build: "1".into(),

@@ -159,6 +159,12 @@ pub trait Runner {
         let _ = (ctx, canonical);
         Ok(())
     }
+
+    /// Returns the Docker node a promote leaves the warm data on (recorded as the canonical's
+    /// `host`), or none for a runner that keeps no warm data of its own.
+    fn warm_host(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Returns the runner the settings name: the `command` runner with the harness and promote

@@ -59,6 +59,10 @@ pub struct CanonicalRecord {
     /// Set while the recipe is pinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned: Option<Pin>,
+    /// The Docker node that holds the warm data (`warm-<recipe>_*` volumes), when a runner that
+    /// keeps warm data promoted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// One line of `history.jsonl`.
@@ -565,6 +569,7 @@ mod tests {
             promoted_at: now(),
             build: Some("42".into()),
             pinned: None,
+            host: None,
         }
     }
 

@@ -360,6 +360,11 @@ pub fn swarm_state() -> Cmd {
     Cmd::new("docker", ["info", "--format", "{{.Swarm.LocalNodeState}}"])
 }
 
+/// `docker info` for the engine's node name: where the volumes it creates live.
+pub fn node_name() -> Cmd {
+    Cmd::new("docker", ["info", "--format", "{{.Name}}"])
+}
+
 fn yaml_str(s: &str) -> String {
     // JSON strings are valid YAML flow scalars.
     serde_json::Value::String(s.to_string()).to_string()

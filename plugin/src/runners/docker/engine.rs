@@ -93,6 +93,19 @@ pub fn ensure_swarm() -> Result<(), RunnerError> {
     }
 }
 
+/// Returns the name of the Docker node this engine is (where the volumes it creates live).
+pub(super) fn node_name() -> Result<String, RunnerError> {
+    let out = exec::run(&cmd::node_name(), Duration::from_secs(30))?;
+    let name = out.stdout.trim();
+    if !out.success() || name.is_empty() {
+        return Err(RunnerError::Other(format!(
+            "cannot tell the Docker node's name: {}",
+            out.stderr.trim()
+        )));
+    }
+    Ok(name.to_string())
+}
+
 /// Returns the labels of `volume`.
 pub(super) fn volume_labels(volume: &str) -> Result<BTreeMap<String, String>, RunnerError> {
     let info = inspect_json(Kind::Volume, &[volume.to_string()])?;

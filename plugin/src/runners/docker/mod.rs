@@ -261,4 +261,14 @@ impl Runner for DockerRunner {
         let name = stack_names::warm_stack_name(ctx.recipe.name.as_str());
         Stack::new(self, ctx, name, StackKind::Warm)?.settle(ctx, canonical)
     }
+
+    fn warm_host(&self) -> Option<String> {
+        match engine::node_name() {
+            Ok(name) => Some(name),
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot tell which Docker node holds the warm data.");
+                None
+            }
+        }
+    }
 }
