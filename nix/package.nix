@@ -1,12 +1,12 @@
 # canon: both binaries (canon-plugin, canon-listener) from this workspace, built offline from
-# Cargo.lock. canon-plugin shells out to git and the Docker client, so they are put on its PATH.
+# Cargo.lock. canon-plugin shells out to the Docker client, so it is put on its PATH (git is
+# libgit2, linked in).
 {
   lib,
   rustPlatform,
   pkg-config,
   openssl,
   makeWrapper,
-  git,
   docker-client,
 }:
 
@@ -58,7 +58,6 @@ rustPlatform.buildRustPackage {
     wrapProgram $out/bin/canon-plugin \
       --prefix PATH : ${
         lib.makeBinPath [
-          git
           docker-client
         ]
       }

@@ -5,10 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # chromium: the status page and badge screenshots; tesseract-ocr: reading them back; nix-bin:
-# parsing the NixOS module; debootstrap: the local base image of the plugin image test;
-# openssh-server: a loopback sshd for the git-over-SSH tests (started by the tests themselves,
-# never as a service).
-bash scripts/setup-system.sh chromium tesseract-ocr nix-bin debootstrap openssh-server
+# parsing the NixOS module; busybox-static and docker.io (its client): what
+# scripts/build-images.sh puts in the images of the image test; openssh-server: a loopback sshd
+# for the git-over-SSH tests (started by the tests themselves, never as a service).
+bash scripts/setup-system.sh chromium tesseract-ocr nix-bin busybox-static docker.io openssh-server
 bash scripts/ensure-swarm.sh
 cargo nextest run --workspace --no-fail-fast "$@"
 cargo test --workspace --doc

@@ -83,7 +83,7 @@ async fn a_job_whose_attempts_die_with_the_process_fails_after_the_limit_and_the
     ]);
     let base = format!("http://127.0.0.1:{port}");
     let log = root.join("listener.log");
-    let client = reqwest::Client::builder()
+    let client = canon_shared::http_client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
@@ -200,7 +200,7 @@ async fn kill_9_mid_burst_loses_no_acknowledged_delivery_and_builds_each_tag_onc
     env.push(("CANON_BIND".into(), format!("127.0.0.1:{port}")));
     let base = format!("http://127.0.0.1:{port}");
     let log = root.join("listener.log");
-    let client = reqwest::Client::builder()
+    let client = canon_shared::http_client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();

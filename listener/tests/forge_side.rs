@@ -307,7 +307,7 @@ async fn a_tag_job_closes_mirror_prs_that_upstream_merged_and_leaves_the_others_
         .await
         .expect("the listener starts");
     let base = format!("http://{}", running.addr);
-    let client = reqwest::Client::new();
+    let client = canon_shared::http_client::builder().build().unwrap();
 
     let body = push_tag(&up.display().to_string(), "alpha", "1.0.0+1.0", &head);
     let (status, v) = deliver(&client, &base, "push", &body).await;

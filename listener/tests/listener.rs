@@ -58,7 +58,7 @@ async fn spawn_app_with(
         App {
             base,
             running,
-            client: reqwest::Client::new(),
+            client: canon_shared::http_client::builder().build().unwrap(),
             _tmp: tmp,
             root,
         },

@@ -742,14 +742,21 @@ fn the_abra_runner_runs_the_ladder_in_order_with_a_private_abra_dir() {
     .map(|l| format!("{}|{l}", abra_dir.display()))
     .collect();
     assert_eq!(lines.lines().collect::<Vec<_>>(), want);
+    let recipe_dir = abra_dir.join("recipes").join(&up.name);
     assert!(
-        abra_dir
-            .join("recipes")
-            .join(&up.name)
-            .join("compose.yml")
-            .exists(),
+        recipe_dir.join("compose.yml").exists(),
         "the recipe is cloned into the private ABRA_DIR"
     );
+    // A clone of the run's checkout: HEAD detached at the commit under test, both releases'
+    // tags there for `abra app new` and `abra app upgrade`, a clean tree.
+    assert_eq!(git(&recipe_dir, &["rev-parse", "HEAD"]), c2);
+    assert_eq!(
+        git(&recipe_dir, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "HEAD"
+    );
+    assert_eq!(peeled(&recipe_dir, "1.1.0+0.1.0"), c2);
+    assert_eq!(peeled(&recipe_dir, "1.0.0+0.1.0"), c1);
+    assert_eq!(git(&recipe_dir, &["status", "--porcelain"]), "");
 }
 
 #[test]

@@ -1,13 +1,18 @@
-//! The canon-plugin image, built from the repository's Dockerfile on a local base (no registry:
-//! `scripts/base-image.sh`, with this build's binary as `BINARIES=prebuilt`), run exactly the
-//! way Drone's docker runner runs a plugin step: working directory `/drone/src` holding the
-//! workspace, the host's Docker socket, `PLUGIN_*` settings, `DRONE_BUILD_EVENT=custom` and the
-//! listener's build parameters. Against the fixture recipe (`fixtures/recipe`, image from
-//! `scripts/build-fixture-image.sh`) tagged in a local upstream, the tag is tested on the host's
-//! engine and promoted: `canonical.json` appears in the mounted state dir.
+//! canon's two images, built by `scripts/build-images.sh` (FROM scratch, offline, from release
+//! binaries) under a tag of this test's own:
 //!
-//! Needs the Docker engine (swarm mode), root for debootstrap, and Debian's mirror the first
-//! time the base is built; without an engine it fails with that message.
+//! - canon-plugin run exactly the way Drone's docker runner runs a plugin step: working
+//!   directory `/drone/src` holding the workspace, the host's Docker socket, `PLUGIN_*` settings,
+//!   `DRONE_BUILD_EVENT=custom` and the listener's build parameters. Against the fixture recipe
+//!   (`fixtures/recipe`, image from `scripts/build-fixture-image.sh`) tagged in a local upstream,
+//!   the tag is tested on the host's engine and promoted: `canonical.json` appears in the mounted
+//!   state dir. The image holds no git CLI.
+//! - canon-listener started as its image says: as the user canon (10001, not root), with no
+//!   shell, it journals into its state volume and answers `/readyz`.
+//! - Both sizes stay within what the README promises: 100 MB and 30 MB.
+//!
+//! Needs the Docker engine (swarm mode), busybox-static and Debian's docker.io client on the host
+//! (scripts/test.sh installs them); without an engine it fails with that message.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,7 +24,9 @@ use canon_testkit::workspace;
 
 const RECIPE: &str = "canon-image-test";
 const TAG: &str = "1.0.0+0.1.0";
-const IMAGE: &str = "canon-plugin:image-test";
+/// The README's promises, in the units `docker image ls` shows (1 MB = 10^6 bytes).
+const PLUGIN_MAX_BYTES: u64 = 100_000_000;
+const LISTENER_MAX_BYTES: u64 = 30_000_000;
 
 fn docker(args: &[&str]) -> Command {
     let mut c = Command::new("docker");
@@ -27,21 +34,32 @@ fn docker(args: &[&str]) -> Command {
     c
 }
 
-fn script(name: &str, limit: Duration) -> String {
+fn script(name: &str, env: &[(&str, &str)], limit: Duration) -> String {
     let mut c = Command::new("bash");
     c.arg(workspace::root().join("scripts").join(name))
-        .current_dir(workspace::root());
-    let out = stdout_within(&mut c, limit);
-    out.lines().last().unwrap_or_default().trim().to_string()
+        .current_dir(workspace::root())
+        .envs(env.iter().copied());
+    stdout_within(&mut c, limit)
 }
 
-/// Removes what the promote keeps (the warm canonical's volumes) and anything else labelled
-/// with this test's recipe, also when the test fails.
-struct EngineCleanup;
+/// This run's image tag: other people's runs of this test build their own.
+fn image_tag() -> String {
+    format!("image-test-{}", std::process::id())
+}
+
+/// Removes this run's images and containers, what the promote keeps (the warm canonical's
+/// volumes) and anything else labelled with this test's recipe, also when the test fails.
+struct EngineCleanup {
+    tag: String,
+}
 
 impl Drop for EngineCleanup {
     fn drop(&mut self) {
         let filter = format!("label=canon.recipe={RECIPE}");
+        let _ = output_within(
+            &mut docker(&["rm", "-f", "-v", &format!("canon-{}-listener", self.tag)]),
+            Duration::from_secs(60),
+        );
         let _ = output_within(
             &mut docker(&["stack", "rm", &format!("warm-{RECIPE}")]),
             Duration::from_secs(60),
@@ -64,14 +82,9 @@ impl Drop for EngineCleanup {
                 let _ = output_within(&mut rm, Duration::from_secs(60));
             }
         }
-        // Each build leaves the builder stage and the previous plugin image dangling (hundreds
-        // of MB); a CI machine that runs this test again and again must not fill its disk.
-        for label in [
-            "label=canon.stage=builder",
-            "label=org.opencontainers.image.title=canon-plugin",
-        ] {
+        for image in ["canon-plugin", "canon-listener"] {
             let _ = output_within(
-                &mut docker(&["image", "prune", "-f", "--filter", label]),
+                &mut docker(&["image", "rm", &format!("{image}:{}", self.tag)]),
                 Duration::from_secs(120),
             );
         }
@@ -98,55 +111,59 @@ fn docker_engine_answers() {
     }
 }
 
-/// Builds canon-plugin from the Dockerfile on the local base, with this build's binary.
-fn build_plugin_image(base: &str) {
-    let ctx = tempfile::tempdir().expect("a temp build context");
-    std::fs::create_dir(ctx.path().join("prebuilt")).expect("prebuilt/");
-    std::fs::copy(
-        env!("CARGO_BIN_EXE_canon-plugin"),
-        ctx.path().join("prebuilt/canon-plugin"),
-    )
-    .expect("copy the canon-plugin binary");
-    let dockerfile = workspace::root().join("Dockerfile");
-    let mut c = docker(&[
-        "build",
-        "--quiet",
-        "--target",
-        "canon-plugin",
-        "--build-arg",
-        &format!("RUST_IMAGE={base}"),
-        "--build-arg",
-        &format!("RUNTIME_IMAGE={base}"),
-        "--build-arg",
-        "BINARIES=prebuilt",
-        "--build-arg",
-        "VERSION=image-test",
-        "-t",
-        IMAGE,
-        "-f",
-    ]);
-    c.arg(&dockerfile).arg(ctx.path());
-    stdout_within(&mut c, Duration::from_secs(300));
+/// Builds both images with `scripts/build-images.sh` under `tag`; returns the script's output.
+fn build_images(tag: &str) -> String {
+    // A release build of the workspace first, on a machine shared with other builds.
+    let out = script(
+        "build-images.sh",
+        &[("CANON_IMAGE_TAG", tag), ("VERSION", "image-test")],
+        Duration::from_secs(3600),
+    );
+    for image in ["canon-plugin", "canon-listener"] {
+        let labels = stdout_within(
+            &mut docker(&[
+                "image",
+                "inspect",
+                "--format",
+                "{{json .Config.Labels}} {{json .Config.Entrypoint}}",
+                &format!("{image}:{tag}"),
+            ]),
+            Duration::from_secs(30),
+        );
+        assert!(
+            labels.contains(&format!(r#""org.opencontainers.image.title":"{image}""#)),
+            "{labels}"
+        );
+        assert!(
+            labels.contains(r#""org.opencontainers.image.version":"image-test""#),
+            "{labels}"
+        );
+        assert!(
+            labels.ends_with(&format!(r#"["/bin/{image}"]"#)),
+            "{labels}"
+        );
+    }
+    out
+}
 
-    let labels = stdout_within(
-        &mut docker(&[
-            "image",
-            "inspect",
-            "--format",
-            "{{json .Config.Labels}} {{json .Config.Entrypoint}}",
-            IMAGE,
-        ]),
+/// Returns the image's size in bytes, as `docker image ls` counts it.
+fn image_bytes(image: &str) -> u64 {
+    stdout_within(
+        &mut docker(&["image", "inspect", "--format", "{{.Size}}", image]),
         Duration::from_secs(30),
-    );
-    assert!(
-        labels.contains(r#""org.opencontainers.image.title":"canon-plugin""#),
-        "{labels}"
-    );
-    assert!(
-        labels.contains(r#""org.opencontainers.image.version":"image-test""#),
-        "{labels}"
-    );
-    assert!(labels.ends_with(r#"["/bin/canon-plugin"]"#), "{labels}");
+    )
+    .trim()
+    .parse()
+    .unwrap_or_else(|e| panic!("the size of {image}: {e}"))
+}
+
+/// Runs `program args` in `image` in place of its entrypoint; returns the output.
+fn run_in(image: &str, extra: &[&str], program: &str, args: &[&str]) -> std::process::Output {
+    let mut c = docker(&["run", "--rm"]);
+    c.args(extra)
+        .args(["--entrypoint", program, image])
+        .args(args);
+    output_within(&mut c, Duration::from_secs(120))
 }
 
 /// Makes the fixture recipe's upstream and mirror (bare repos) with the release tag; returns
@@ -175,14 +192,45 @@ fn fixture_recipe(root: &Path) -> String {
 }
 
 #[test]
-fn the_plugin_image_tests_and_promotes_a_tag_the_way_drone_runs_it() {
+fn both_images_stay_small_and_the_plugin_tests_and_promotes_a_tag_the_way_drone_runs_it() {
     docker_engine_answers();
-    let _cleanup = EngineCleanup;
-    let base = script("base-image.sh", Duration::from_secs(420));
-    assert!(base.starts_with("canon-base:bookworm-"), "base: {base}");
-    let app_image = script("build-fixture-image.sh", Duration::from_secs(420));
+    let tag = image_tag();
+    let _cleanup = EngineCleanup { tag: tag.clone() };
+    let app_image = script("build-fixture-image.sh", &[], Duration::from_secs(420));
+    let app_image = app_image.lines().last().unwrap_or_default().trim();
     assert!(app_image.starts_with("canon-testapp:"), "{app_image}");
-    build_plugin_image(&base);
+    let built = build_images(&tag);
+    let plugin_image = format!("canon-plugin:{tag}");
+    let listener_image = format!("canon-listener:{tag}");
+
+    let plugin_bytes = image_bytes(&plugin_image);
+    let listener_bytes = image_bytes(&listener_image);
+    assert!(
+        plugin_bytes <= PLUGIN_MAX_BYTES,
+        "canon-plugin is {plugin_bytes} bytes, more than {PLUGIN_MAX_BYTES}"
+    );
+    assert!(
+        listener_bytes <= LISTENER_MAX_BYTES,
+        "canon-listener is {listener_bytes} bytes, more than {LISTENER_MAX_BYTES}"
+    );
+    // The script reports the same sizes it built.
+    assert!(
+        built.contains(&format!("{plugin_image} {plugin_bytes} ")),
+        "{built}"
+    );
+    assert!(
+        built.contains(&format!("{listener_image} {listener_bytes} ")),
+        "{built}"
+    );
+    eprintln!("{built}");
+
+    // No git CLI in the plugin image; the shell the custom stage runs is there.
+    let git_run = run_in(&plugin_image, &[], "git", &["--version"]);
+    assert!(!git_run.status.success(), "git runs in canon-plugin");
+    let sh_run = run_in(&plugin_image, &[], "sh", &["-c", "echo shell-ok"]);
+    assert_eq!(String::from_utf8_lossy(&sh_run.stdout).trim(), "shell-ok");
+
+    listener_runs_as_canon_without_a_shell(&listener_image, &plugin_image, &tag);
 
     // Paths handed to the host engine must be the same inside the plugin container.
     let dir = tempfile::tempdir().expect("temp dir");
@@ -228,7 +276,7 @@ fn the_plugin_image_tests_and_promotes_a_tag_the_way_drone_runs_it() {
     ] {
         c.arg("-e").arg(format!("{k}={v}"));
     }
-    c.arg(IMAGE);
+    c.arg(&plugin_image);
     let out = output_within(&mut c, Duration::from_secs(420));
     let log = format!(
         "{}\n{}",
@@ -253,4 +301,82 @@ fn the_plugin_image_tests_and_promotes_a_tag_the_way_drone_runs_it() {
         .unwrap_or_else(|e| panic!("no canon-report.json in the workspace ({e}):\n{log}"));
     assert!(report.contains("promote"), "{report}");
     eprintln!("plugin step took {:?}", started.elapsed());
+}
+
+/// Starts the listener image as it is (no `--user`), with an enrollment and the settings it
+/// requires, and checks from outside (the plugin image's busybox, sharing its volume and network)
+/// that it runs as uid 10001, writes its journal into its state volume, and answers `/readyz`.
+fn listener_runs_as_canon_without_a_shell(listener: &str, plugin: &str, tag: &str) {
+    let user = stdout_within(
+        &mut docker(&["image", "inspect", "--format", "{{.Config.User}}", listener]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(user.trim(), "10001:10001", "canon-listener's user");
+    let sh = run_in(listener, &[], "/bin/sh", &["-c", "true"]);
+    assert!(!sh.status.success(), "canon-listener has a shell");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let enrollment = dir.path().join("enrollment.yml");
+    std::fs::write(
+        &enrollment,
+        "recipes:\n  - name: custom-html\n    upstream: https://git.coopcloud.tech/coop-cloud/custom-html.git\n    mirror: /srv/mirrors/custom-html.git\n",
+    )
+    .expect("enrollment");
+    let name = format!("canon-{tag}-listener");
+    let mut run = docker(&["run", "-d", "--name", &name]);
+    run.arg("-v").arg(format!(
+        "{}:/etc/canon/enrollment.yml:ro",
+        enrollment.display()
+    ));
+    for (k, v) in [
+        ("CANON_ENROLLMENT", "/etc/canon/enrollment.yml"),
+        (
+            "CANON_WEBHOOK_SECRETS",
+            "image-test-webhook-secret-0123456789",
+        ),
+        ("CANON_DRONE_SERVER", "http://127.0.0.1:9"),
+        ("CANON_DRONE_TOKEN", "image-test-drone-token"),
+        ("CANON_DRONE_REPO", "canon/canon"),
+    ] {
+        run.arg("-e").arg(format!("{k}={v}"));
+    }
+    run.arg(listener);
+    stdout_within(&mut run, Duration::from_secs(60));
+
+    let busybox = |args: &[&str], with: &str| {
+        let flag = format!("{with}{name}");
+        let mut c = docker(&["run", "--rm", &flag, "--entrypoint", "/bin/busybox", plugin]);
+        c.args(args);
+        output_within(&mut c, Duration::from_secs(60))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = loop {
+        let out = busybox(
+            &["wget", "-q", "-O", "-", "http://127.0.0.1:8088/readyz"],
+            "--network=container:",
+        );
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).to_string();
+        }
+        if Instant::now() > deadline {
+            let logs = output_within(&mut docker(&["logs", &name]), Duration::from_secs(30));
+            panic!(
+                "canon-listener never answered /readyz: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                canon_testkit::process::printed(&logs)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(!ready.is_empty(), "an empty /readyz answer");
+    let owner = busybox(
+        &["stat", "-c", "%u:%g", "/var/lib/canon/listener.sqlite3"],
+        "--volumes-from=",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&owner.stdout).trim(),
+        "10001:10001",
+        "the journal's owner: {}",
+        String::from_utf8_lossy(&owner.stderr)
+    );
 }

@@ -14,6 +14,9 @@ use canon_testkit::process::output_within;
 use serde_json::Value;
 
 fn client() -> reqwest::Client {
+    // reqwest is built without a crypto provider of its own (canon's crates install ring; the
+    // kit depends on none of them).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

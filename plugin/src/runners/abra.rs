@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use canon_shared::gate::{StageResult, TestedRef};
+use canon_shared::mirror::{self, GitRemote};
 
 use super::compose_facts::RecipeFiles;
 use super::exec::{self, Cmd};
@@ -162,24 +163,31 @@ impl AbraApp {
         self.cmd(&["app", "remove", &self.domain, "--force", "--no-input"])
     }
 
-    /// `git clone --quiet <checkout> <ABRA_DIR>/recipes/<recipe>`: abra reads the recipe, its
-    /// tags included, from there; a private copy per run.
-    pub fn clone_recipe(&self, checkout: &Path) -> Cmd {
-        let dest = self.abra_dir.join("recipes").join(&self.recipe);
-        let mut c = Cmd::new(
-            "git",
-            [
-                "clone".to_string(),
-                "--quiet".to_string(),
-                checkout.display().to_string(),
-                dest.display().to_string(),
-            ],
+    /// Returns `<ABRA_DIR>/recipes/<recipe>`: where abra reads the recipe, its tags included.
+    pub fn recipe_dir(&self) -> PathBuf {
+        self.abra_dir.join("recipes").join(&self.recipe)
+    }
+
+    /// Clones `checkout` (this run's checkout, HEAD at the commit under test) into
+    /// [`AbraApp::recipe_dir`] with git2, through canon-shared's mirror code like every other git
+    /// transfer: a private copy per run, with every tag the checkout holds. No git CLI is needed.
+    pub fn clone_recipe(&self, checkout: &Path) -> Result<(), RunnerError> {
+        let dest = self.recipe_dir();
+        let source = GitRemote::local(checkout.display().to_string());
+        let cloned = mirror::clone_detached(&source, &dest).map_err(|e| {
+            RunnerError::Other(format!(
+                "could not clone the recipe into {}: {e}",
+                dest.display()
+            ))
+        })?;
+        tracing::debug!(
+            checkout = %checkout.display(),
+            dest = %dest.display(),
+            commit = %cloned.commit,
+            tags = cloned.tags,
+            "Cloned the recipe into the run's ABRA_DIR."
         );
-        c.env = vec![
-            ("GIT_CONFIG_NOSYSTEM".to_string(), "1".to_string()),
-            ("GIT_TERMINAL_PROMPT".to_string(), "0".to_string()),
-        ];
-        c
+        Ok(())
     }
 }
 
@@ -199,7 +207,7 @@ impl AbraRunner {
     }
 
     fn prepare(app: &AbraApp, checkout: &Path) -> Result<(), RunnerError> {
-        exec::run_ok(&app.clone_recipe(checkout), Duration::from_secs(120))?;
+        app.clone_recipe(checkout)?;
         exec::run_ok(&app.server_add(), Duration::from_secs(60))?;
         Ok(())
     }
@@ -398,10 +406,6 @@ mod tests {
                 vec![("ABRA_DIR".to_string(), "/run/1/abra".to_string())]
             );
         }
-        let clone = a.clone_recipe(Path::new("/run/1/checkout"));
-        assert_eq!(
-            clone.display(),
-            "git clone --quiet /run/1/checkout /run/1/abra/recipes/gitea"
-        );
+        assert_eq!(a.recipe_dir(), Path::new("/run/1/abra/recipes/gitea"));
     }
 }

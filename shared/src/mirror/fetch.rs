@@ -107,6 +107,21 @@ pub fn fetch_refspecs(
     fetch_with(repo, remote, side, refspecs, FetchPrune::Unspecified)
 }
 
+/// Fetches everything a working clone holds from `remote` into `repo`: every branch as
+/// `refs/remotes/origin/*`, every tag, and the remote's HEAD (also a detached one) as `head_ref`.
+pub(super) fn fetch_all(
+    repo: &Repository,
+    remote: &GitRemote,
+    head_ref: &str,
+) -> Result<(usize, usize), MirrorError> {
+    let specs = [
+        "+refs/heads/*:refs/remotes/origin/*".to_string(),
+        "+refs/tags/*:refs/tags/*".to_string(),
+        format!("+HEAD:{head_ref}"),
+    ];
+    fetch_with(repo, remote, Side::Remote, &specs, FetchPrune::Unspecified)
+}
+
 fn fetch_with(
     repo: &Repository,
     remote: &GitRemote,

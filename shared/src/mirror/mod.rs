@@ -31,10 +31,14 @@
 //! 4. `push` pushes the differing branch and tags (deleting extra tags), and verifies a fresh
 //!    listing of the mirror against upstream.
 //!
+//! `clone` makes a working clone (every branch and tag, HEAD detached) for tools that want a
+//! repository of their own, through the same fetch.
+//!
 //! `remote` hands every step its remote: the URL without user info, the credential and host key
 //! callbacks ([`known_hosts`]) and git messages with the token removed. `merged_prs` closes PRs
 //! after a sync.
 
+mod clone;
 pub mod credentials;
 mod fetch;
 pub mod known_hosts;
@@ -58,6 +62,7 @@ use serde::Serialize;
 
 use crate::forge::ForgeError;
 
+pub use clone::{clone_detached, Cloned};
 pub use credentials::Credentials;
 pub use fetch::{cache_dir, fetch_refspecs};
 pub use merged_prs::{close_merged_prs, merged_heads, CloseReport, ClosedPr, PrFailure};
@@ -154,6 +159,8 @@ pub enum MirrorError {
         url: String,
         mismatches: Vec<String>,
     },
+    #[error("clone into {path}: {message}")]
+    Clone { path: PathBuf, message: String },
     #[error("cache {path} does not hold upstream commit {commit}; sync first")]
     NotCached { path: PathBuf, commit: String },
     #[error("{message}")]

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Builds canon's two images on this machine, offline: no registry, no base image, no package
+# download. Both are `FROM scratch` (see Dockerfile) plus a root filesystem staged here from the
+# release binaries and the files of this Debian host:
+#
+#   canon-plugin    /bin/canon-plugin, the Docker client (/usr/bin/docker of Debian's docker.io
+#                   or docker-cli package), busybox for the `sh` the custom stage and command
+#                   runner need, the shared libraries `ldd` names, CA certificates. No git CLI:
+#                   every git transfer is libgit2 inside the binary. Runs as root (Drone's
+#                   workspace is root's), talks to the host's engine through its socket.
+#   canon-listener  /bin/canon-listener, its shared libraries, CA certificates, the user canon
+#                   (10001) owning /var/lib/canon. No shell.
+#
+# Usage: scripts/build-images.sh         builds, tags canon-plugin:$TAG and canon-listener:$TAG,
+#                                        prints "<image> <bytes> <MB>" for each on stdout
+# Env:   CANON_IMAGE_TAG     the tag (default: local)
+#        CANON_PLUGIN_BIN, CANON_LISTENER_BIN
+#                            release binaries built elsewhere (default: cargo build --release
+#                            --locked here)
+#        CANON_IMAGES_TARGET_DIR  cargo's target dir for that build (default $CARGO_TARGET_DIR,
+#                            else target/)
+#        CANON_DOCKER_CLIENT the Docker client to ship (default /usr/bin/docker, which must belong
+#                            to Debian's docker.io or docker-cli package)
+#        CANON_ABRA_BIN, CANON_ABRA_SHA256
+#                            optional: an abra binary added to canon-plugin as /usr/local/bin/abra
+#                            (for `runner: abra`), checked against its SHA-256; both or neither
+#        VERSION, REVISION, CREATED   OCI label values (set by CI)
+#
+# Needs the docker CLI and engine, ldd, and busybox-static (scripts/setup-system.sh
+# busybox-static docker.io installs what is missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tag="${CANON_IMAGE_TAG:-local}"
+log() { echo "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+command -v docker >/dev/null 2>&1 || die "the docker CLI is missing; the images are built with the local Docker engine"
+command -v ldd >/dev/null 2>&1 || die "ldd is missing (Debian package libc-bin)"
+
+# ---- binaries -------------------------------------------------------------------------------
+plugin_bin="${CANON_PLUGIN_BIN:-}"
+listener_bin="${CANON_LISTENER_BIN:-}"
+if [ -z "$plugin_bin" ] || [ -z "$listener_bin" ]; then
+  target_dir="${CANON_IMAGES_TARGET_DIR:-${CARGO_TARGET_DIR:-target}}"
+  log "+ cargo build --release --locked -p canon-plugin -p canon-listener (target dir $target_dir)"
+  CARGO_TARGET_DIR="$target_dir" cargo build --release --locked --quiet -p canon-plugin -p canon-listener >&2
+  plugin_bin="${plugin_bin:-$target_dir/release/canon-plugin}"
+  listener_bin="${listener_bin:-$target_dir/release/canon-listener}"
+fi
+for bin in "$plugin_bin" "$listener_bin"; do
+  [ -x "$bin" ] || die "$bin is not an executable file"
+done
+
+docker_client="${CANON_DOCKER_CLIENT:-/usr/bin/docker}"
+[ -x "$docker_client" ] || die "no Docker client at $docker_client: install Debian's docker.io (scripts/setup-system.sh docker.io) or set CANON_DOCKER_CLIENT"
+if [ -z "${CANON_DOCKER_CLIENT:-}" ]; then
+  owner="$(dpkg-query -S "$docker_client" 2>/dev/null | cut -d: -f1 || true)"
+  case "$owner" in
+    docker.io|docker-cli) ;;
+    *) die "$docker_client does not come from Debian's docker.io or docker-cli package (owner: ${owner:-none}); set CANON_DOCKER_CLIENT to choose a client" ;;
+  esac
+fi
+
+busybox="$(command -v busybox || true)"
+[ -n "$busybox" ] || die "busybox is missing: install busybox-static (scripts/setup-system.sh busybox-static)"
+if ldd "$busybox" >/dev/null 2>&1; then
+  die "$busybox is dynamically linked; install busybox-static"
+fi
+
+if [ -n "${CANON_ABRA_BIN:-}${CANON_ABRA_SHA256:-}" ]; then
+  [ -n "${CANON_ABRA_BIN:-}" ] && [ -n "${CANON_ABRA_SHA256:-}" ] || die "CANON_ABRA_BIN and CANON_ABRA_SHA256 go together"
+  echo "$CANON_ABRA_SHA256  $CANON_ABRA_BIN" | sha256sum -c --quiet - >&2 || die "$CANON_ABRA_BIN does not match CANON_ABRA_SHA256"
+fi
+
+# ---- root filesystems -----------------------------------------------------------------------
+work="$(mktemp -d "${TMPDIR:-/tmp}/canon-images.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+# Copies the ELF interpreter and every shared library ldd resolves for the given dynamic
+# binaries into the root $1, each at the path ldd names (symlinks followed).
+copy_libs() {
+  local root="$1"; shift
+  local libs lib
+  # Library lines start with a tab; with several binaries, ldd heads each list with "<path>:".
+  libs="$(ldd "$@" | awk '/^\t/ && $2 == "=>" && $3 ~ /^\// { print $3 } /^\t/ && $1 ~ /^\// { print $1 }' | sort -u)"
+  [ -n "$libs" ] || die "ldd found no libraries for $*"
+  for lib in $libs; do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
+}
+
+# The files every image has: CA certificates, /tmp, passwd and group.
+base_files() {
+  local root="$1" passwd="$2" group="$3"
+  mkdir -p "$root/etc/ssl/certs" "$root/tmp" "$root/bin"
+  chmod 1777 "$root/tmp"
+  cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt" \
+    || die "no /etc/ssl/certs/ca-certificates.crt: install ca-certificates"
+  printf '%s\n' "$passwd" > "$root/etc/passwd"
+  printf '%s\n' "$group" > "$root/etc/group"
+}
+
+plugin="$work/plugin"
+base_files "$plugin" "root:x:0:0:root:/root:/bin/sh" "root:x:0:"
+mkdir -p "$plugin/usr/bin" "$plugin/root" "$plugin/drone/src"
+install -m 0755 "$plugin_bin" "$plugin/bin/canon-plugin"
+install -m 0755 "$docker_client" "$plugin/usr/bin/docker"
+install -m 0755 "$busybox" "$plugin/bin/busybox"
+for applet in $("$busybox" --list); do
+  case "$applet" in busybox|canon-plugin|docker) continue ;; esac
+  [ -e "$plugin/bin/$applet" ] || ln -s busybox "$plugin/bin/$applet"
+done
+if [ -n "${CANON_ABRA_BIN:-}" ]; then
+  mkdir -p "$plugin/usr/local/bin"
+  install -m 0755 "$CANON_ABRA_BIN" "$plugin/usr/local/bin/abra"
+fi
+dynamic=("$plugin_bin")
+ldd "$docker_client" >/dev/null 2>&1 && dynamic+=("$docker_client")
+copy_libs "$plugin" "${dynamic[@]}"
+
+listener="$work/listener"
+base_files "$listener" "canon:x:10001:10001:canon:/var/lib/canon:/nonexistent" "canon:x:10001:"
+mkdir -p "$listener/var/lib/canon"
+install -m 0755 "$listener_bin" "$listener/bin/canon-listener"
+copy_libs "$listener" "$listener_bin"
+
+# ---- images ---------------------------------------------------------------------------------
+context="$work/context"
+mkdir -p "$context"
+cp Dockerfile "$context/Dockerfile"
+tar -C "$plugin" --numeric-owner --owner=0 --group=0 -cf "$context/plugin-rootfs.tar" .
+# Everything root's, but the state dir, which is canon's.
+tar -C "$listener" --numeric-owner --owner=0 --group=0 --exclude=./var/lib/canon \
+  -cf "$context/listener-rootfs.tar" .
+tar -C "$listener" --numeric-owner --owner=10001 --group=10001 --no-recursion \
+  -rf "$context/listener-rootfs.tar" ./var/lib/canon
+
+labels=(
+  --build-arg "VERSION=${VERSION:-dev}"
+  --build-arg "REVISION=${REVISION:-unknown}"
+  --build-arg "CREATED=${CREATED:-unknown}"
+)
+for name in canon-listener canon-plugin; do
+  log "+ docker build --target $name -t $name:$tag"
+  docker build --quiet --target "$name" "${labels[@]}" -t "$name:$tag" "$context" >/dev/null
+done
+
+# Each binary starts in its image: a missing library fails here, not in a pipeline.
+docker run --rm "canon-plugin:$tag" --version >&2
+docker run --rm --entrypoint /usr/bin/docker "canon-plugin:$tag" --version >&2
+docker run --rm "canon-listener:$tag" --version >&2
+
+for name in canon-plugin canon-listener; do
+  bytes="$(docker image inspect --format '{{.Size}}' "$name:$tag")"
+  echo "$name:$tag $bytes $(awk -v b="$bytes" 'BEGIN { printf "%.1f MB", b / 1000000 }')"
+done
