@@ -34,7 +34,7 @@ async fn a_url_with_credentials_in_a_job_error_is_shown_nowhere_with_them() {
     set(&mut env, "CANON_MAX_ATTEMPTS", "2");
     let log = root.join("listener.log");
     let _listener = spawn_listener(&env, &log);
-    let client = reqwest::Client::builder()
+    let client = canon_shared::http_client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
@@ -192,7 +192,7 @@ async fn a_full_disk_under_the_journal_answers_503_then_recovers_losing_nothing_
     set(&mut env, "CANON_BIND", &format!("127.0.0.1:{port}"));
     let log = root.join("listener.log");
     let mut listener = spawn_listener(&env, &log);
-    let client = reqwest::Client::builder()
+    let client = canon_shared::http_client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();

@@ -47,6 +47,11 @@ fn chmod_all(path: &Path, mode: &str) {
     assert!(out.status.success(), "{}", printed(&out));
 }
 
+/// An HTTP client with canon's TLS provider installed.
+fn client() -> reqwest::Client {
+    canon_shared::http_client::builder().build().unwrap()
+}
+
 /// Sweeps the fixture inline as root with its green harness.
 fn sweep_as_root(f: &Fixture) -> Output {
     let harness = f.green_harness();
@@ -89,7 +94,9 @@ fn signed_push(base: &str, f: &Fixture, tag: &str, delivery: &str) -> reqwest::R
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(&body);
     let signature = hex::encode(mac.finalize().into_bytes());
-    reqwest::Client::new()
+    canon_shared::http_client::builder()
+        .build()
+        .unwrap()
         .post(format!("{base}/hooks/gitea"))
         .header("content-type", "application/json")
         .header("x-gitea-event", "push")
@@ -102,10 +109,11 @@ fn signed_push(base: &str, f: &Fixture, tag: &str, delivery: &str) -> reqwest::R
 async fn finished_jobs(base: &str, count: usize, log: &Path) -> Vec<serde_json::Value> {
     let started = Instant::now();
     loop {
-        let jobs: Vec<serde_json::Value> = match reqwest::get(format!("{base}/api/jobs")).await {
-            Ok(r) => r.json().await.unwrap_or_default(),
-            Err(_) => Vec::new(),
-        };
+        let jobs: Vec<serde_json::Value> =
+            match client().get(format!("{base}/api/jobs")).send().await {
+                Ok(r) => r.json().await.unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
         let open = |j: &serde_json::Value| {
             matches!(j["state"].as_str(), Some("queued" | "running" | "retrying"))
         };
@@ -179,7 +187,7 @@ async fn the_sweep_as_root_and_the_listener_as_another_user_share_one_state_dir(
     let _listener = KillOnDrop::new(hermetic(&mut cmd).spawn().expect("the listener starts"));
     let mut up = false;
     for _ in 0..200 {
-        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
+        if client().get(format!("{base}/healthz")).send().await.is_ok() {
             up = true;
             break;
         }
