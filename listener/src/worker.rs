@@ -194,14 +194,23 @@ async fn attempt(
         DroneError::NoPipeline { .. } => Failure::Permanent(e.to_string()),
         e => Failure::Transient(e.to_string()),
     };
-    let existing = ctx.drone.find_build(&params).await.map_err(drone)?;
+    // A recipe the enrollment pins to its own Drone repository builds there (the runner host
+    // that holds its warm data).
+    let client = match &recipe.drone_repo {
+        Some(repo) => ctx
+            .drone
+            .for_repo(repo)
+            .map_err(|e| Failure::Permanent(e.to_string()))?,
+        None => ctx.drone.clone(),
+    };
+    let existing = client.find_build(&params).await.map_err(drone)?;
     let (build, note) = match existing {
         Some(b) => (
             b,
             Some("build already started for this commit; not started again".to_string()),
         ),
         None => (
-            ctx.drone
+            client
                 .start_build(&ctx.drone_branch, &params)
                 .await
                 .map_err(drone)?,

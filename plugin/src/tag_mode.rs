@@ -857,6 +857,7 @@ mod tests {
             deploy_timeout_secs: None,
             health_path: None,
             stability_window_secs: None,
+            drone_repo: None,
         }
     }
 }

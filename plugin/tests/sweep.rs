@@ -802,3 +802,50 @@ fn a_recipe_whose_upstream_hangs_fails_at_its_deadline_and_the_others_are_swept(
     assert_eq!(entry(&r, "app")["error"], Value::Null, "{r}");
     assert_eq!(canonical_version(&f).as_deref(), Some("1.0.0+1"));
 }
+
+#[test]
+fn a_recipe_pinned_to_its_own_drone_repository_builds_there() {
+    let f = Fixture::new();
+    f.release("1.2.0+3.4.5", true);
+    let drone = FakeDrone::start();
+    let enrollment = std::fs::read_to_string(&f.enrollment).unwrap();
+    // The enrollment's default for all, and the recipe's own, which wins.
+    std::fs::write(
+        &f.enrollment,
+        format!("drone_repo: canon/ci-host-a\n{enrollment}    drone_repo: canon/ci-host-b\n"),
+    )
+    .unwrap();
+    let out = sweep_drone(&f, &drone);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let posts = build_posts(&drone);
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert!(
+        posts[0].starts_with("/api/repos/canon/ci-host-b/builds?"),
+        "{posts:?}"
+    );
+
+    // Without a repository of its own, the recipe builds in the enrollment's default.
+    std::fs::write(
+        &f.enrollment,
+        format!("drone_repo: canon/ci-host-a\n{enrollment}"),
+    )
+    .unwrap();
+    f.release("1.3.0+3.4.5", true);
+    let out = sweep_drone(&f, &drone);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let posts = build_posts(&drone);
+    assert!(
+        posts[1].starts_with("/api/repos/canon/ci-host-a/builds?"),
+        "{posts:?}"
+    );
+
+    // A repository that is not owner/name is refused when the enrollment is read.
+    std::fs::write(&f.enrollment, format!("drone_repo: flat\n{enrollment}")).unwrap();
+    let out = sweep_drone(&f, &drone);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("drone_repo \"flat\" is not `owner/name`"),
+        "{}",
+        text(&out)
+    );
+}

@@ -181,6 +181,24 @@ impl DroneError {
     }
 }
 
+/// Fails unless `repo` is `owner/name` with safe parts.
+fn check_repo(repo: &str) -> Result<(), DroneError> {
+    let parts: Vec<&str> = repo.split('/').collect();
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p != "."
+            && p != ".."
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    if parts.len() != 2 || !parts.iter().all(|p| part_ok(p)) {
+        return Err(DroneError::Config(format!(
+            "repository {repo:?} is not `owner/name`"
+        )));
+    }
+    Ok(())
+}
+
 /// A client for one Drone repository.
 #[derive(Clone)]
 pub struct DroneClient {
@@ -216,19 +234,7 @@ impl DroneClient {
                 "the server URL must not carry credentials; the token is sent as a header".into(),
             ));
         }
-        let parts: Vec<&str> = repo.split('/').collect();
-        let part_ok = |p: &str| {
-            !p.is_empty()
-                && p != "."
-                && p != ".."
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        };
-        if parts.len() != 2 || !parts.iter().all(|p| part_ok(p)) {
-            return Err(DroneError::Config(format!(
-                "repository {repo:?} is not `owner/name`"
-            )));
-        }
+        check_repo(repo)?;
         if token.is_empty() {
             return Err(DroneError::Config("the Drone token is empty".into()));
         }
@@ -239,6 +245,16 @@ impl DroneClient {
             server,
             token,
             repo: repo.to_string(),
+        })
+    }
+
+    /// Returns a client for the same server and token that starts builds in `repo` instead (a
+    /// recipe's own Drone repository, pinned to the runner host that holds its warm data).
+    pub fn for_repo(&self, repo: &str) -> Result<Self, DroneError> {
+        check_repo(repo)?;
+        Ok(Self {
+            repo: repo.to_string(),
+            ..self.clone()
         })
     }
 

@@ -201,6 +201,24 @@ pub struct Recipe {
     /// How long every service must stay converged (no restart, no new task) before a deploy
     /// counts as healthy, in seconds; `None` means the runner's default.
     pub stability_window_secs: Option<u64>,
+    /// The Drone repository (`owner/name`) the recipe's builds start in, when the enrollment
+    /// names one for it (or one for all); `None`: the listener's or the sweep's own setting.
+    pub drone_repo: Option<String>,
+}
+
+/// Checks a Drone repository name: `owner/name`, each part non-empty, without spaces.
+fn drone_repo(value: &str) -> Result<String, String> {
+    let v = value.trim();
+    let parts: Vec<&str> = v.split('/').collect();
+    if parts.len() == 2
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && !p.contains(char::is_whitespace))
+    {
+        Ok(v.to_string())
+    } else {
+        Err(format!("drone_repo {v:?} is not `owner/name`"))
+    }
 }
 
 /// The longest `stability_window` an enrollment may ask for, in seconds.
@@ -249,6 +267,8 @@ pub enum EnrollmentError {
 struct RawEnrollment {
     #[serde(default)]
     forge: RawForges,
+    /// The Drone repository every recipe builds in unless it names its own.
+    drone_repo: Option<String>,
     recipes: Option<Vec<serde_yaml::Value>>,
 }
 
@@ -271,6 +291,7 @@ struct RawRecipe {
     deploy_timeout: Option<u64>,
     health_path: Option<String>,
     stability_window: Option<serde_yaml::Value>,
+    drone_repo: Option<String>,
 }
 
 impl Enrollment {
@@ -317,6 +338,10 @@ impl Enrollment {
                 }
             }
         }
+        let default_drone_repo = match raw.drone_repo {
+            Some(repo) => Some(drone_repo(&repo).map_err(syntax)?),
+            None => None,
+        };
         let mut recipes = Vec::with_capacity(entries.len());
         let mut seen: Vec<(String, usize)> = Vec::new();
         for (i, value) in entries.into_iter().enumerate() {
@@ -407,6 +432,10 @@ impl Enrollment {
                 deploy_timeout_secs: raw.deploy_timeout,
                 health_path: raw.health_path,
                 stability_window_secs: stability_window,
+                drone_repo: match raw.drone_repo.or_else(|| default_drone_repo.clone()) {
+                    Some(repo) => Some(drone_repo(&repo).map_err(entry)?),
+                    None => None,
+                },
             });
         }
         Ok(Self {

@@ -417,6 +417,7 @@ mod tests {
                 deploy_timeout_secs: Some(10),
                 health_path: None,
                 stability_window_secs: None,
+                drone_repo: None,
             },
             tested: TestedRef::Tag("1.1.0+1".into()),
             commit: "c".repeat(40),

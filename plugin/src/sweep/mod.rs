@@ -498,6 +498,16 @@ async fn act(
                 tag: tag.to_string(),
                 commit: commit.clone(),
             };
+            let client = match &d.recipe.drone_repo {
+                Some(repo) => match client.for_repo(repo) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        d.entry.fail(e.to_string());
+                        return (false, knows);
+                    }
+                },
+                None => client.clone(),
+            };
             match client.find_build(&params).await {
                 Ok(Some(build)) => {
                     d.entry.action = format!("already build #{} ({})", build.number, build.status);
