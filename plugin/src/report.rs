@@ -11,6 +11,8 @@ use canon_shared::gate::{StageResult, StageStatus};
 use canon_shared::state::{CanonicalRecord, StateError};
 use serde::{Deserialize, Serialize};
 
+use crate::runners::warm::WarmReport;
+
 /// The canonical as the report shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CanonicalSummary {
@@ -63,6 +65,12 @@ pub struct Report {
     pub runner: String,
     /// True for a `--quick` run.
     pub quick: bool,
+    /// For a warm run: the canonical it started from and the volumes it copied (`null` for a
+    /// cold run).
+    pub warm: Option<WarmReport>,
+    /// For a ref run that runs cold: why it could not start from the canonical's data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_because: Option<String>,
     /// Every stage the runner reported.
     pub stages: Vec<StageResult>,
     /// canon's verdict: every required stage passed, none failed, and no problem below.
@@ -165,13 +173,20 @@ impl Report {
         for p in &self.problems {
             let _ = writeln!(out, "problem: {p}");
         }
+        let kind = match (&self.warm, self.quick) {
+            (_, true) => "quick run",
+            (Some(_), false) => "warm run",
+            (None, false) => "cold run",
+        };
         let _ = writeln!(
             out,
-            "verdict: {} ({} in {})",
+            "verdict: {} ({kind} in {})",
             if self.green { "GREEN" } else { "RED" },
-            if self.quick { "quick run" } else { "cold run" },
             seconds_text(self.seconds)
         );
+        if let Some(why) = &self.cold_because {
+            let _ = writeln!(out, "cold because: {why}");
+        }
         let _ = writeln!(out, "gate: {}", self.gate.decision);
         for r in &self.gate.reasons {
             let _ = writeln!(out, "  - {r}");
@@ -191,7 +206,15 @@ impl Report {
             let _ = writeln!(out, "error: {e}");
         }
         let _ = writeln!(out, "{bar}");
-        if self.green && self.gate.decision == "refuse" {
+        if let Some(warm) = &self.warm {
+            // A warm run never promotes; what it proves is the upgrade over real data.
+            let _ = writeln!(
+                out,
+                "canon: upgrade from canonical {} with its data: {}",
+                warm.canonical,
+                if self.green { "passed" } else { "failed" }
+            );
+        } else if self.green && self.gate.decision == "refuse" {
             let _ = writeln!(out, "{}", refused_banner(self));
         }
         out
@@ -252,6 +275,8 @@ mod tests {
             trigger: "cli".into(),
             runner: "command".into(),
             quick: false,
+            warm: None,
+            cold_because: None,
             stages: vec![StageResult {
                 name: Stage::Install,
                 status: StageStatus::Passed,

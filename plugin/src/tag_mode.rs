@@ -23,8 +23,10 @@ use crate::compose::{self, ComposeFile};
 use crate::exit::{error_chain, report_error, EXIT_GREEN, EXIT_RED, EXIT_USAGE};
 use crate::remotes::GitAccess;
 use crate::report::{self, CanonicalSummary, GateReport, Report};
+use crate::runners::warm::WarmBase;
 use crate::runners::{RunContext, Runner};
 use crate::settings::{ClaimedCommit, Settings, SettingsError};
+use canon_shared::state::holds::{Holder, WarmHolds};
 
 /// Runs tag mode with validated settings; returns the exit code.
 pub fn main(settings: &Settings) -> u8 {
@@ -114,6 +116,8 @@ pub struct RunSettings {
     pub claimed_commits: Vec<ClaimedCommit>,
     /// A quick run (never promotes).
     pub quick: bool,
+    /// A ref run starts from the canonical's warm data when this host holds it.
+    pub warm: bool,
     /// The state directory.
     pub state_dir: PathBuf,
     /// The git state repository that holds the canonical records instead of the state dir.
@@ -156,6 +160,7 @@ impl RunSettings {
             tested,
             claimed_commits: settings.claimed_commits.clone(),
             quick: settings.quick,
+            warm: settings.warm,
             state_dir: settings.state_dir.clone(),
             state_repo: settings
                 .state_repo
@@ -275,6 +280,8 @@ pub fn run_tag_mode(settings: &RunSettings, runner: &dyn Runner) -> Result<RunOu
         trigger: settings.trigger.clone(),
         runner: runner.name().to_string(),
         quick: settings.quick,
+        warm: None,
+        cold_because: None,
         stages: Vec::new(),
         green: false,
         problems: Vec::new(),
@@ -499,7 +506,18 @@ fn run_in_folder(
         }
     }
 
-    // 4. The cold run.
+    // 4. The run: cold, or warm from the canonical's data.
+    let warm = match warm_base(settings, runner, before.as_ref(), base_checkout.is_some()) {
+        Ok(w) => w,
+        Err(why) => {
+            println!(
+                "canon: running {name} at {} cold: {why}",
+                report.tested_text()
+            );
+            report.cold_because = Some(why);
+            None
+        }
+    };
     let ctx = RunContext {
         recipe: recipe.clone(),
         tested: settings.tested.clone(),
@@ -516,18 +534,34 @@ fn run_in_folder(
             &co.path,
             before.as_ref(),
             base_checkout.as_deref(),
+            warm.is_some(),
         ),
+        warm,
     };
     if report.problems.is_empty() {
-        println!(
-            "canon: running {} at {} (commit {}) with the {} runner",
-            name,
-            report.tested_text(),
-            co.commit,
-            runner.name()
-        );
+        match &ctx.warm {
+            Some(w) => println!(
+                "canon: running {} at {} (commit {}) with the {} runner, warm: upgrading from the canonical {}'s data ({} volumes)",
+                name,
+                report.tested_text(),
+                co.commit,
+                runner.name(),
+                w.canonical.version,
+                w.volumes.len()
+            ),
+            None => println!(
+                "canon: running {} at {} (commit {}) with the {} runner",
+                name,
+                report.tested_text(),
+                co.commit,
+                runner.name()
+            ),
+        }
         match runner.run(&ctx) {
-            Ok(stages) => report.stages = stages,
+            Ok(output) => {
+                report.stages = output.stages;
+                report.warm = output.warm;
+            }
             Err(e) => {
                 report.stages = e.stages().to_vec();
                 report
@@ -543,20 +577,68 @@ fn run_in_folder(
             println!("canon: not running: {p}");
         }
     }
-    let required = gate::required_stages(recipe, before.is_some());
+    let mut required = gate::required_stages(recipe, before.is_some());
+    if ctx.warm.is_some() {
+        // A warm run reattaches the canonical's data in place of the install.
+        required.retain(|s| *s != canon_shared::recipe::Stage::Install);
+    }
     report.green = report.problems.is_empty() && gate::is_green(&report.stages, &required);
 
     // 5. The gate and the promote, under the recipe's lock.
     gate_and_promote(settings, runner, state, report, &ctx)
 }
 
-/// Returns the `CANON_*` environment of the harness (the command runner adds `CANON_RESULTS`).
+/// Returns whether the run starts warm from the canonical's data: `Ok(Some)` with what to copy,
+/// `Ok(None)` for a tag (tags always run cold), or why a ref run runs cold.
+fn warm_base(
+    settings: &RunSettings,
+    runner: &dyn Runner,
+    canonical: Option<&CanonicalRecord>,
+    has_base_checkout: bool,
+) -> Result<Option<WarmBase>, String> {
+    let TestedRef::Ref(git_ref) = &settings.tested else {
+        return Ok(None);
+    };
+    if !settings.warm {
+        return Err("asked to run cold (`warm: false`)".into());
+    }
+    let canonical = canonical.ok_or("the recipe has no canonical yet")?;
+    if !has_base_checkout {
+        return Err(format!(
+            "the mirror has no checkout of the canonical {}'s commit",
+            canonical.version
+        ));
+    }
+    if let (Some(there), Some(here)) = (&canonical.host, runner.warm_host()) {
+        if *there != here {
+            return Err(format!(
+                "the canonical {}'s warm data is on host {there}, not on this host ({here})",
+                canonical.version
+            ));
+        }
+    }
+    let volumes = runner.warm_volumes(&settings.recipe.name)?;
+    Ok(Some(WarmBase {
+        canonical: canonical.clone(),
+        volumes,
+        holds: WarmHolds::new(&settings.state_dir, &settings.recipe.name),
+        holder: Holder {
+            build: settings.build.clone(),
+            what: format!("warm run of {git_ref}"),
+        },
+        lock_wait: settings.lock_wait,
+    }))
+}
+
+/// Returns the `CANON_*` environment of the harness (the command runner adds `CANON_RESULTS`,
+/// and `CANON_WARM_VOLUMES` in a warm run).
 pub fn harness_env(
     settings: &RunSettings,
     commit: &str,
     checkout: &Path,
     canonical: Option<&CanonicalRecord>,
     base_checkout: Option<&Path>,
+    warm: bool,
 ) -> BTreeMap<String, String> {
     let mut env = settings.env.clone();
     env.insert("CANON_RECIPE".into(), settings.recipe.name.to_string());
@@ -568,8 +650,11 @@ pub fn harness_env(
     env.insert("CANON_WORKDIR".into(), checkout.display().to_string());
     env.insert(
         "CANON_COLD".into(),
-        if settings.quick { "0" } else { "1" }.into(),
+        if settings.quick || warm { "0" } else { "1" }.into(),
     );
+    if warm {
+        env.insert("CANON_WARM".into(), "1".into());
+    }
     if settings.quick {
         env.insert("CANON_QUICK".into(), "1".into());
     }
@@ -603,11 +688,6 @@ fn gate_and_promote(
         .map_err(state_err)?;
     // Read again under the lock: another run may have promoted while this one ran.
     let canonical = state.read_canonical(&recipe.name).map_err(state_err)?;
-    // A promote killed half-way is finished or rolled back here, so the warm data matches the
-    // canonical whatever this run decides.
-    if let Err(e) = runner.settle_promote(ctx, canonical.as_ref()) {
-        tracing::warn!(recipe = %name, error = %e, "Cannot settle an earlier promote.");
-    }
     let tag_commit_now = match &settings.tested {
         TestedRef::Tag(tag) => match upstream_tag_commit(settings, tag) {
             Ok(c) => {
@@ -626,7 +706,7 @@ fn gate_and_promote(
     let gate = |canonical: Option<&CanonicalRecord>| {
         gate::promote_gate(&RunFacts {
             recipe: Some(recipe),
-            cold: !settings.quick,
+            cold: !settings.quick && ctx.warm.is_none(),
             quick: settings.quick,
             tested: settings.tested.clone(),
             tested_commit: ctx.commit.clone(),
@@ -638,9 +718,42 @@ fn gate_and_promote(
     };
     let first = gate(canonical.as_ref());
     report.exit_code = if report.green { EXIT_GREEN } else { EXIT_RED };
-    // The warm deploy comes before the record says so; a promote step that fails is a refusal.
+    // The warm data changes only under the exclusive hold, which waits for warm runs still
+    // copying it: a promote waits up to `lock_wait`; a mere repair does not wait.
+    let holds = WarmHolds::new(&settings.state_dir, &recipe.name);
+    let holder = Holder {
+        build: settings.build.clone(),
+        what: format!("promote of {}", report.tested_text()),
+    };
+    let promoting = matches!(first, GateDecision::Promote { .. });
+    let hold = holds.promote(
+        &holder,
+        if promoting {
+            settings.lock_wait
+        } else {
+            LockWait::Fail
+        },
+    );
     let mut promote_failed = None;
-    if let GateDecision::Promote { version, .. } = &first {
+    match &hold {
+        // A promote killed half-way is finished or rolled back here, so the warm data matches
+        // the canonical whatever this run decides.
+        Ok(_) => {
+            if let Err(e) = runner.settle_promote(ctx, canonical.as_ref()) {
+                tracing::warn!(recipe = %name, error = %e, "Cannot settle an earlier promote.");
+            }
+        }
+        Err(e) if promoting => {
+            promote_failed = Some(format!(
+                "the promote step could not hold the warm data: {e}"
+            ));
+        }
+        Err(e) => {
+            tracing::info!(recipe = %name, error = %e, "Warm runs are copying the warm data; an unsettled promote is left to the next run.");
+        }
+    }
+    // The warm deploy comes before the record says so; a promote step that fails is a refusal.
+    if let (GateDecision::Promote { version, .. }, None) = (&first, &promote_failed) {
         tracing::info!(recipe = %name, version = %version, "The gate allows the promotion; running the promote step.");
         if let Err(e) = runner.promote(ctx) {
             promote_failed = Some(format!("the promote step failed: {e}"));
@@ -751,6 +864,7 @@ fn gate_and_promote(
             }
         }
     }
+    drop(hold);
     drop(lock);
     Ok(())
 }
@@ -816,6 +930,7 @@ mod tests {
                 tested: TestedRef::Tag("1.0.0+1".into()),
                 claimed_commits: vec![],
                 quick: true,
+                warm: true,
                 state_dir: PathBuf::from("/s"),
                 state_repo: None,
                 work_dir: PathBuf::from("/w"),
@@ -833,6 +948,7 @@ mod tests {
             Path::new("/w/checkout"),
             None,
             None,
+            false,
         );
         assert_eq!(env["CANON_COLD"], "0");
         assert_eq!(env["CANON_QUICK"], "1");

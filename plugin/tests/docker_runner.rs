@@ -7,323 +7,17 @@
 //! stack, a volume or a secret.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use canon_plugin::runners::docker::{cleanup_stale, warm_volume_sizes, DockerRunner};
-use canon_plugin::runners::{RunContext, Runner};
+use canon_plugin::runners::Runner;
 use canon_shared::gate::{StageResult, StageStatus, TestedRef};
-use canon_shared::recipe::{Enrollment, Recipe, RecipeName, Stage};
-use canon_shared::state::CanonicalRecord;
-use canon_shared::version::ReleaseVersion;
+use canon_shared::recipe::{RecipeName, Stage};
 use canon_testkit::git::{git, peeled};
-use canon_testkit::workspace;
 
-fn sh(program: &str, args: &[&str]) -> std::process::Output {
-    Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("could not run {program}: {e}"))
-}
-
-fn ok(program: &str, args: &[&str]) -> String {
-    let out = sh(program, args);
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Fails loudly when no engine answers; a swarm manager with the fixture image afterwards.
-fn engine() {
-    canon_testkit::docker::swarm_with_fixture_image();
-}
-
-/// A local upstream of the fixture recipe, with release tags.
-struct Upstream {
-    _tmp: tempfile::TempDir,
-    repo: PathBuf,
-    work: PathBuf,
-    name: String,
-}
-
-impl Upstream {
-    fn new(prefix: &str) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let repo = tmp.path().join("upstream");
-        std::fs::create_dir_all(&repo).unwrap();
-        git(&repo, &["init", "-q", "-b", "main"]);
-        let suffix = &tmp
-            .path()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .to_ascii_lowercase();
-        let suffix: String = suffix
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .collect();
-        let name = format!("{prefix}{}", &suffix[suffix.len().saturating_sub(6)..]);
-        let work = tmp.path().join("work");
-        std::fs::create_dir_all(&work).unwrap();
-        Upstream {
-            _tmp: tmp,
-            repo,
-            work,
-            name,
-        }
-    }
-
-    /// Commits the fixture at `tag` (label = tag, `APP_VERSION=app_version`) and tags it.
-    fn release(&self, tag: &str, app_version: &str, never_healthy: bool) -> String {
-        let src = workspace::root().join("fixtures/recipe");
-        for entry in std::fs::read_dir(&src).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), self.repo.join(entry.file_name())).unwrap();
-        }
-        let compose = std::fs::read_to_string(self.repo.join("compose.yml")).unwrap();
-        assert!(compose.contains(".version=1.0.0+0.1.0") && compose.contains("APP_VERSION=1.0.0"));
-        let mut compose = compose
-            .replace(".version=1.0.0+0.1.0", &format!(".version={tag}"))
-            .replace("APP_VERSION=1.0.0", &format!("APP_VERSION={app_version}"));
-        if never_healthy {
-            compose = compose.replace("${NEVER_HEALTHY:-0}", "${NEVER_HEALTHY:-1}");
-        }
-        std::fs::write(self.repo.join("compose.yml"), compose).unwrap();
-        let message = format!("chore: publish {tag} release");
-        git(&self.repo, &["add", "-A"]);
-        git(
-            &self.repo,
-            &["commit", "-q", "--allow-empty", "-m", &message],
-        );
-        git(&self.repo, &["tag", "-a", tag, "-m", &message]);
-        peeled(&self.repo, tag)
-    }
-
-    /// A fresh clone checked out at `rev`.
-    fn checkout(&self, rev: &str) -> PathBuf {
-        let dir = self
-            .work
-            .join(format!("co-{}", rev.replace(['+', '/'], "_")));
-        if !dir.exists() {
-            git(
-                &self.work,
-                &[
-                    "clone",
-                    "-q",
-                    self.repo.to_str().unwrap(),
-                    dir.to_str().unwrap(),
-                ],
-            );
-            git(&dir, &["checkout", "-q", rev]);
-        }
-        dir
-    }
-
-    /// Commits a copy of the fixture recipe `fixtures/<fixture>`, each file's text passed through
-    /// `edit(file name, text)`, and tags it `tag`.
-    fn release_fixture(
-        &self,
-        fixture: &str,
-        tag: &str,
-        edit: impl Fn(&str, String) -> String,
-    ) -> String {
-        let src = workspace::root().join("fixtures").join(fixture);
-        for entry in std::fs::read_dir(&src).unwrap() {
-            let entry = entry.unwrap();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(entry.path()).unwrap();
-            std::fs::write(self.repo.join(&name), edit(&name, text)).unwrap();
-        }
-        let message = format!("chore: publish {tag} release");
-        git(&self.repo, &["add", "-A"]);
-        git(
-            &self.repo,
-            &["commit", "-q", "--allow-empty", "-m", &message],
-        );
-        git(&self.repo, &["tag", "-a", tag, "-m", &message]);
-        peeled(&self.repo, tag)
-    }
-
-    /// Like [`Upstream::release_fixture`], and also writes `extra` files (path relative to the
-    /// recipe, folders made as needed) before the commit.
-    fn release_fixture_with(
-        &self,
-        fixture: &str,
-        tag: &str,
-        edit: impl Fn(&str, String) -> String,
-        extra: &[(&str, &str)],
-    ) -> String {
-        for (path, text) in extra {
-            let path = self.repo.join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        }
-        self.release_fixture(fixture, tag, edit)
-    }
-
-    fn recipe(&self, timeout: u64, test_command: Option<&str>) -> Recipe {
-        self.recipe_with(Some(timeout), test_command)
-    }
-
-    /// The enrollment of this recipe; `timeout: None` sets no `deploy_timeout`. A short
-    /// stability window (2 s) keeps the suite fast; the crash-loop test sets a longer one.
-    fn recipe_with(&self, timeout: Option<u64>, test_command: Option<&str>) -> Recipe {
-        self.recipe_windowed(timeout, test_command, 2)
-    }
-
-    /// The enrollment of this recipe with a `stability_window` of `window` seconds.
-    fn recipe_windowed(
-        &self,
-        timeout: Option<u64>,
-        test_command: Option<&str>,
-        window: u64,
-    ) -> Recipe {
-        let mut yaml = format!(
-            "recipes:\n  - name: {}\n    upstream: {}\n    mirror: {}/mirror.git\n    health_path: /health\n    stability_window: {window}\n",
-            self.name,
-            self.repo.display(),
-            self.work.display()
-        );
-        if let Some(t) = timeout {
-            yaml.push_str(&format!("    deploy_timeout: {t}\n"));
-        }
-        if let Some(c) = test_command {
-            yaml.push_str(&format!(
-                "    test_command: {}\n",
-                serde_json::to_string(c).unwrap()
-            ));
-        }
-        let e = Enrollment::parse(Path::new("enrollment.yml"), &yaml).unwrap();
-        e.recipes[0].clone()
-    }
-
-    fn ctx(&self, recipe: &Recipe, tag: &str, commit: &str, build: &str) -> RunContext {
-        let run_dir = self.work.join(format!("run-{build}"));
-        std::fs::create_dir_all(&run_dir).unwrap();
-        RunContext {
-            recipe: recipe.clone(),
-            tested: TestedRef::Tag(tag.to_string()),
-            commit: commit.to_string(),
-            checkout: self.checkout(tag),
-            run_dir,
-            canonical: None,
-            base_checkout: None,
-            build: build.to_string(),
-            quick: false,
-            env: BTreeMap::new(),
-        }
-    }
-
-    fn canonical(&self, tag: &str, commit: &str) -> CanonicalRecord {
-        CanonicalRecord {
-            recipe: RecipeName::parse(&self.name).unwrap(),
-            version: ReleaseVersion::parse(tag).unwrap(),
-            commit: commit.to_string(),
-            promoted_at: time::OffsetDateTime::now_utc(),
-            build: None,
-            pinned: None,
-            host: None,
-        }
-    }
-
-    /// Every engine object whose name holds this recipe's name, by kind.
-    fn objects(&self) -> BTreeMap<&'static str, Vec<String>> {
-        let mut all = BTreeMap::new();
-        for (kind, args) in [
-            ("containers", vec!["ps", "-a", "--format", "{{.Names}}"]),
-            ("services", vec!["service", "ls", "--format", "{{.Name}}"]),
-            ("volumes", vec!["volume", "ls", "--format", "{{.Name}}"]),
-            ("secrets", vec!["secret", "ls", "--format", "{{.Name}}"]),
-            ("networks", vec!["network", "ls", "--format", "{{.Name}}"]),
-        ] {
-            let mut names: Vec<String> = ok("docker", &args)
-                .lines()
-                .filter(|n| n.contains(&self.name))
-                .map(str::to_string)
-                .collect();
-            names.sort();
-            all.insert(kind, names);
-        }
-        let labelled = ok(
-            "docker",
-            &[
-                "ps",
-                "-a",
-                "-q",
-                "--filter",
-                &format!("label=canon.recipe={}", self.name),
-            ],
-        );
-        if !labelled.trim().is_empty() {
-            all.entry("containers")
-                .or_default()
-                .push(format!("labelled container(s): {}", labelled.trim()));
-        }
-        all
-    }
-
-    /// Reads a file of a volume through a created, never started container.
-    fn volume_file(&self, volume: &str, file: &str) -> String {
-        let helper = format!("{}-test-reader", self.name);
-        ok(
-            "docker",
-            &[
-                "create",
-                "--name",
-                &helper,
-                "-v",
-                &format!("{volume}:/v"),
-                "--entrypoint",
-                "/x",
-                "canon-testapp:0.1.0",
-            ],
-        );
-        let out = sh("docker", &["cp", &format!("{helper}:/v/{file}"), "-"]);
-        ok("docker", &["rm", "-f", &helper]);
-        assert!(out.status.success(), "{volume}:{file} is missing");
-        // A tar stream of one small text file: the content sits between NUL padding.
-        String::from_utf8_lossy(&out.stdout[512..])
-            .trim_end_matches('\0')
-            .to_string()
-    }
-
-    /// Removes this recipe's warm canonical (the tests' own cleanup).
-    fn drop_warm(&self) {
-        let warm = format!("warm-{}", self.name);
-        let _ = sh("docker", &["stack", "rm", &warm]);
-        for (kind, filter) in [("volume", "name"), ("secret", "name")] {
-            let names = ok(
-                "docker",
-                &[kind, "ls", "-q", "--filter", &format!("{filter}={warm}")],
-            );
-            for n in names.lines().filter(|n| !n.is_empty()) {
-                let _ = sh("docker", &[kind, "rm", n]);
-            }
-        }
-    }
-}
-
-fn status(results: &[StageResult]) -> Vec<(Stage, StageStatus)> {
-    results.iter().map(|r| (r.name, r.status)).collect()
-}
-
-fn empty() -> BTreeMap<&'static str, Vec<String>> {
-    ["containers", "networks", "secrets", "services", "volumes"]
-        .into_iter()
-        .map(|k| (k, Vec::new()))
-        .collect()
-}
-
-/// The custom stage: the data marker the app wrote at install must still be there, unchanged.
-const MARKER_CHECK: &str = r#"set -eu
-c=$(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK_NAME}_app" | head -n1)
-got=$(docker exec "$c" /canon-testapp marker)
-echo "marker: $got"
-test "$got" = "$EXPECT_MARKER""#;
+mod support;
+use support::engine::{empty, engine, ok, status, Upstream, MARKER_CHECK};
 
 #[test]
 fn first_tag_goes_green_and_is_promoted_then_the_warm_canonical_upgrades_in_place() {
@@ -336,7 +30,7 @@ fn first_tag_goes_green_and_is_promoted_then_the_warm_canonical_upgrades_in_plac
     let runner = DockerRunner::default();
     assert_eq!(up.objects(), empty());
 
-    let results = runner.run(&ctx).expect("the run reports stages");
+    let results = runner.run(&ctx).expect("the run reports stages").stages;
     assert_eq!(
         status(&results),
         vec![
@@ -416,7 +110,8 @@ fn second_tag_upgrades_from_the_canonical_and_the_install_marker_survives_upgrad
     let before = up.objects();
     let results = DockerRunner::default()
         .run(&ctx)
-        .expect("the run reports stages");
+        .expect("the run reports stages")
+        .stages;
     assert!(
         results.iter().all(|r| r.status == StageStatus::Passed),
         "{results:#?}"
@@ -436,7 +131,8 @@ fn a_never_healthy_tag_goes_red_within_its_timeout_and_leaves_nothing_behind() {
     let started = Instant::now();
     let results = DockerRunner::default()
         .run(&ctx)
-        .expect("the run reports stages");
+        .expect("the run reports stages")
+        .stages;
     let took = started.elapsed();
     assert_eq!(results[0].name, Stage::Install);
     assert_eq!(results[0].status, StageStatus::Failed, "{results:#?}");
@@ -617,6 +313,7 @@ fn tag_mode_through_the_docker_runner_promotes_the_first_tag_then_upgrades_to_th
         tested: TestedRef::Tag(tag.to_string()),
         claimed_commits: vec![],
         quick: false,
+        warm: true,
         state_dir: state.clone(),
         state_repo: None,
         work_dir: up.work.join("runs"),
@@ -701,7 +398,7 @@ fn the_abra_runner_runs_the_ladder_in_order_with_a_private_abra_dir() {
     let mut ctx = up.ctx(&recipe, "1.1.0+0.1.0", &c2, "5");
     ctx.canonical = Some(up.canonical("1.0.0+0.1.0", &c1));
     ctx.base_checkout = Some(up.checkout("1.0.0+0.1.0"));
-    let results = runner.run(&ctx).unwrap();
+    let results = runner.run(&ctx).unwrap().stages;
     assert_eq!(
         status(&results),
         vec![
@@ -771,7 +468,8 @@ fn a_bonfire_shaped_recipe_installs_green_with_compose_file_built_by_expansion()
     assert_eq!(up.objects(), empty());
     let results = DockerRunner::default()
         .run(&ctx)
-        .expect("the run reports stages");
+        .expect("the run reports stages")
+        .stages;
     assert_eq!(
         status(&results),
         vec![
@@ -813,7 +511,8 @@ fn a_missing_required_variable_makes_a_red_install_whose_reason_is_the_recipes_m
     let ctx = up.ctx(&recipe, "1.0.0+0.1.0", &c1, "1");
     let results = DockerRunner::default()
         .run(&ctx)
-        .expect("the run reports stages");
+        .expect("the run reports stages")
+        .stages;
     assert_eq!(results[0].name, Stage::Install);
     assert_eq!(results[0].status, StageStatus::Failed, "{results:#?}");
     let reason = results[0].reason.clone().unwrap_or_default();
@@ -890,7 +589,8 @@ fn run_db_backup(
     assert_eq!(up.objects(), empty());
     let results = DockerRunner::default()
         .run(&ctx)
-        .expect("the run reports stages");
+        .expect("the run reports stages")
+        .stages;
     assert_eq!(up.objects(), empty(), "the cold run left objects behind");
     results
 }
@@ -1038,7 +738,8 @@ fn a_config_template_sees_app_env_values_its_environment_does_not_list_and_the_a
     let ctx = up.ctx(&recipe, "1.0.0+0.1.0", &c1, "1");
     let results = DockerRunner::default()
         .run(&ctx)
-        .expect("the run reports stages");
+        .expect("the run reports stages")
+        .stages;
     assert_eq!(results[0].status, StageStatus::Passed, "{results:#?}");
     let custom = results.iter().find(|r| r.name == Stage::Custom).unwrap();
     assert_eq!(custom.status, StageStatus::Passed, "{results:#?}");
@@ -1109,7 +810,8 @@ fn an_upgrade_whose_new_secret_the_installed_env_lacks_is_red_naming_it_without_
     ctx.base_checkout = Some(up.checkout("1.0.0+0.1.0"));
     let results = DockerRunner::default()
         .run(&ctx)
-        .expect("the run reports stages");
+        .expect("the run reports stages")
+        .stages;
     assert_eq!(
         status(&results),
         vec![
@@ -1152,7 +854,8 @@ fn an_upgrade_with_release_notes_creates_the_new_secret_and_passes_saying_so_on_
     ctx.base_checkout = Some(up.checkout("1.0.0+0.1.0"));
     let results = DockerRunner::default()
         .run(&ctx)
-        .expect("the run reports stages");
+        .expect("the run reports stages")
+        .stages;
     assert!(
         results.iter().all(|r| r.status == StageStatus::Passed),
         "{results:#?}"
@@ -1185,7 +888,8 @@ fn a_service_that_crash_loops_without_a_healthcheck_is_red_naming_its_failed_tas
     let started = Instant::now();
     let results = DockerRunner::default()
         .run(&ctx)
-        .expect("the run reports stages");
+        .expect("the run reports stages")
+        .stages;
     assert_eq!(results[0].name, Stage::Install);
     assert_eq!(results[0].status, StageStatus::Failed, "{results:#?}");
     let reason = results[0].reason.clone().unwrap_or_default();
@@ -1218,7 +922,8 @@ fn a_missing_image_fails_the_install_at_once_naming_the_rejected_task() {
     let ctx = up.ctx(&recipe, "1.0.0+0.1.0", &c1, "1");
     let results = DockerRunner::default()
         .run(&ctx)
-        .expect("the run reports stages");
+        .expect("the run reports stages")
+        .stages;
     assert_eq!(results[0].status, StageStatus::Failed, "{results:#?}");
     let reason = results[0].reason.clone().unwrap_or_default();
     assert!(reason.contains("waiting will not fix it"), "{reason}");

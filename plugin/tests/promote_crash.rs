@@ -171,6 +171,7 @@ impl Recipe {
             base_checkout: None,
             build: "0".into(),
             quick: false,
+            warm: None,
             env: Default::default(),
         };
         let record = CanonicalRecord {

@@ -858,3 +858,63 @@ fn a_harness_that_outlives_its_timeout_is_killed_and_the_run_is_red() {
     );
     assert_eq!(canonical(&f), None);
 }
+
+#[test]
+fn a_promote_waits_for_a_warm_run_copying_the_warm_data_then_proceeds() {
+    use canon_shared::state::holds::{Holder, WarmHolds};
+    use std::time::{Duration, Instant};
+
+    let f = Fixture::new();
+    f.release("1.0.0+1.0", true);
+    promote(&f, "1.0.0+1.0");
+    f.release("1.1.0+1.0", true);
+    // A warm run copying the canonical's volumes holds the warm data shared for the copy.
+    let holds = WarmHolds::new(&f.state, &f.name());
+    let copying = Holder {
+        build: "7".into(),
+        what: "warm run of refs/pull/4/head".into(),
+    };
+    let hold = holds.attach(&copying, LockWait::Fail).unwrap();
+    let held_for = Duration::from_secs(3);
+    let started = Instant::now();
+    let (out, canonical_while_held) = std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            run::run_tag_mode(
+                &f.settings(tag("1.1.0+1.0")),
+                &f.runner(&f.green_harness(), None),
+            )
+            .unwrap()
+        });
+        std::thread::sleep(held_for);
+        let seen = canonical(&f);
+        drop(hold);
+        (run.join().unwrap(), seen)
+    });
+    assert_eq!(
+        canonical_while_held.map(|c| c.0).as_deref(),
+        Some("1.0.0+1.0"),
+        "the promote must wait while the warm data is being copied"
+    );
+    assert!(out.promoted(), "{:?}", out.report.gate);
+    assert!(started.elapsed() >= held_for);
+    assert_eq!(canonical(&f).unwrap().0, "1.1.0+1.0");
+
+    // Held past `lock_wait`: the promote gives up, the run is red and the canonical stays.
+    f.release("1.2.0+1.0", true);
+    let _hold = holds.attach(&copying, LockWait::Fail).unwrap();
+    let mut settings = f.settings(tag("1.2.0+1.0"));
+    settings.lock_wait = LockWait::Wait(Duration::from_millis(300));
+    let out = run::run_tag_mode(&settings, &f.runner(&f.green_harness(), None)).unwrap();
+    assert!(!out.promoted());
+    assert_eq!(out.report.exit_code, 1);
+    assert!(
+        out.report
+            .gate
+            .reasons
+            .iter()
+            .any(|r| r.contains("could not hold the warm data")),
+        "{:?}",
+        out.report.gate.reasons
+    );
+    assert_eq!(canonical(&f).unwrap().0, "1.1.0+1.0");
+}

@@ -157,7 +157,7 @@ impl fmt::Display for Refusal {
         match self {
             Refusal::RunProblem { problem } => f.write_str(problem),
             Refusal::NotEnrolled => write!(f, "the recipe is not enrolled"),
-            Refusal::NotCold => write!(f, "the run was not cold (only a fresh deploy and the full ladder can promote)"),
+            Refusal::NotCold => write!(f, "the run was warm, not cold: it started from the canonical's data (only a fresh deploy and the full ladder can promote)"),
             Refusal::Quick => write!(f, "a --quick run never promotes"),
             Refusal::StageFailed { stage, reason } => {
                 write!(f, "stage {stage} failed")?;

@@ -11,13 +11,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use canon_shared::gate::{StageResult, TestedRef};
+use canon_shared::gate::TestedRef;
 use canon_shared::mirror::{self, GitRemote};
 
 use super::compose_facts::RecipeFiles;
 use super::exec::{self, Cmd};
 use super::ladder::{self, deploy_timeout, Release, Steps, Target};
 use super::stack_names::{cold_stack_name, warm_stack_name};
+use super::warm::RunOutput;
 use super::{RunContext, Runner, RunnerError};
 
 /// The abra version these command lines were written for.
@@ -292,7 +293,7 @@ impl Runner for AbraRunner {
         "abra"
     }
 
-    fn run(&self, ctx: &RunContext) -> Result<Vec<StageResult>, RunnerError> {
+    fn run(&self, ctx: &RunContext) -> Result<RunOutput, RunnerError> {
         let stack = cold_stack_name(ctx.recipe.name.as_str(), ctx.tested_name(), &ctx.build);
         let app = self.app(ctx, &stack, "abra")?;
         Self::prepare(&app, &ctx.checkout)?;
@@ -302,6 +303,18 @@ impl Runner for AbraRunner {
             checkout: &ctx.checkout,
         };
         Ok(ladder::run(ctx, &mut steps))
+    }
+
+    fn warm_volumes(
+        &self,
+        recipe: &canon_shared::recipe::RecipeName,
+    ) -> Result<Vec<String>, String> {
+        // abra has no way to deploy an app over copies of another app's volumes: `abra app new`
+        // names every volume after the app's domain, and a warm run must never touch the warm
+        // canonical's own.
+        Err(format!(
+            "the abra runner runs cold: abra cannot deploy a new app over copies of warm-{recipe}'s volumes"
+        ))
     }
 
     fn promote(&self, ctx: &RunContext) -> Result<(), RunnerError> {

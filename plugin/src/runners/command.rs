@@ -9,6 +9,12 @@
 //! It has no stage ladder of its own (the harness climbs it); its children go through the one
 //! executor, [`super::exec`], like every runner's.
 //!
+//! A warm run (a pull request or branch run on a host with the warm canonical's volumes
+//! `warm-<recipe>_*`, the docker runner's naming) gets `CANON_WARM=1`, the canonical as
+//! `CANON_UPGRADE_BASE*`, and copies of those volumes made by canon, named in
+//! `CANON_WARM_VOLUMES` (comma-separated): the harness deploys the head over them. The copies
+//! are removed when the run ends; the canonical's own volumes are never handed to it.
+//!
 //! The harness reports stages; it never gives the verdict. A non-zero exit, a missing or invalid
 //! results file, an unknown stage or status, or a stage listed twice makes the run red, whatever
 //! the stages say.
@@ -20,7 +26,9 @@ use std::time::Duration;
 use canon_shared::gate::StageResult;
 use serde::Deserialize;
 
+use super::docker::{warm_volumes_of, WarmCopies};
 use super::exec::{self, Cmd, OutputMode};
+use super::warm::{RunOutput, WarmReport};
 use super::{RunContext, Runner, RunnerError};
 
 /// The file name of the results file inside the run folder.
@@ -116,34 +124,32 @@ impl Runner for CommandRunner {
         "command"
     }
 
-    fn run(&self, ctx: &RunContext) -> Result<Vec<StageResult>, RunnerError> {
-        let results = ctx.run_dir.join(RESULTS_FILE);
-        if let Err(e) = std::fs::remove_file(&results) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(RunnerError::Results {
-                    path: results,
-                    message: format!("cannot clear an old results file: {e}"),
-                });
-            }
-        }
+    fn run(&self, ctx: &RunContext) -> Result<RunOutput, RunnerError> {
+        // A warm run: canon copies the warm canonical's volumes; the harness deploys over the
+        // copies (CANON_WARM_VOLUMES) and they go when the run ends.
+        let copies = match &ctx.warm {
+            Some(warm) => Some((warm, WarmCopies::make(ctx, warm)?)),
+            None => None,
+        };
         let mut env = ctx.env.clone();
-        env.insert("CANON_RESULTS".into(), path_text(&results));
-        let out = self.exec("the harness", &self.command, &ctx.checkout, &env)?;
-        let stages = read_results(&results);
-        if !out.success() {
-            let error = RunnerError::Exit {
-                command: self.command.clone(),
-                status: out.status.to_string(),
-            };
-            return Err(match stages {
-                Ok(stages) => RunnerError::WithStages {
-                    stages,
-                    error: Box::new(error),
-                },
-                Err(_) => error,
-            });
+        if let Some((_, made)) = &copies {
+            let names: Vec<&str> = made.copies.iter().map(|c| c.to.as_str()).collect();
+            env.insert("CANON_WARM_VOLUMES".into(), names.join(","));
         }
-        stages
+        let stages = self.run_harness(ctx, env)?;
+        Ok(RunOutput {
+            stages,
+            warm: copies.map(|(warm, made)| WarmReport::new(warm, made.copies.clone())),
+        })
+    }
+
+    fn warm_volumes(
+        &self,
+        recipe: &canon_shared::recipe::RecipeName,
+    ) -> Result<Vec<String>, String> {
+        // A harness that keeps its warm canonical as the docker runner does (`warm-<recipe>_*`
+        // volumes on this engine) gets copies of them.
+        warm_volumes_of(recipe)
     }
 
     fn promote(&self, ctx: &RunContext) -> Result<(), RunnerError> {
@@ -161,6 +167,42 @@ impl Runner for CommandRunner {
                 status: out.status.to_string(),
             })
         }
+    }
+}
+
+impl CommandRunner {
+    /// Runs the harness with `env` and reads its results file.
+    fn run_harness(
+        &self,
+        ctx: &RunContext,
+        mut env: BTreeMap<String, String>,
+    ) -> Result<Vec<StageResult>, RunnerError> {
+        let results = ctx.run_dir.join(RESULTS_FILE);
+        if let Err(e) = std::fs::remove_file(&results) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(RunnerError::Results {
+                    path: results,
+                    message: format!("cannot clear an old results file: {e}"),
+                });
+            }
+        }
+        env.insert("CANON_RESULTS".into(), path_text(&results));
+        let out = self.exec("the harness", &self.command, &ctx.checkout, &env)?;
+        let stages = read_results(&results);
+        if !out.success() {
+            let error = RunnerError::Exit {
+                command: self.command.clone(),
+                status: out.status.to_string(),
+            };
+            return Err(match stages {
+                Ok(stages) => RunnerError::WithStages {
+                    stages,
+                    error: Box::new(error),
+                },
+                Err(_) => error,
+            });
+        }
+        stages
     }
 }
 

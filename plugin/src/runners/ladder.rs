@@ -11,7 +11,9 @@
 //! The rules:
 //! - install deploys the canonical's release when there is one to upgrade from (a canonical and
 //!   a checkout of its commit), else the release under test; when it fails, every later stage is
-//!   skipped.
+//!   skipped. A warm run ([`RunContext::warm`]) reattaches a copy of the canonical's data instead:
+//!   install is skipped with the reason "reattached the warm canonical ...", or fails when the
+//!   copy does.
 //! - upgrade deploys the release under test over the running one; it is skipped without a base,
 //!   and when it fails, every later stage is skipped.
 //! - backup and restore run only when the recipe declares backups; restore is skipped when the
@@ -29,6 +31,7 @@ use canon_shared::recipe::{Recipe, Stage};
 
 use super::exec::{self, Cmd};
 use super::transcript;
+use super::warm::{RunOutput, WarmBase, WarmCopy, WarmReport};
 use super::{RunContext, RunnerError};
 
 /// The deploy timeout when the enrollment sets none.
@@ -71,6 +74,22 @@ pub trait Steps {
 
     /// Brings `release` up on fresh data and waits until it is healthy.
     fn install(&mut self, release: Release<'_>) -> Result<(), RunnerError>;
+
+    /// In place of an install: copies the warm canonical's data (`warm`) into the run's own
+    /// volumes, to run with the app env `base` (the canonical's release) was installed with; the
+    /// canonical's own volumes are only read. Returns what it copied. Nothing is deployed yet:
+    /// [`Steps::upgrade`] deploys the release under test over the copies.
+    fn reattach(
+        &mut self,
+        warm: &WarmBase,
+        base: Release<'_>,
+    ) -> Result<Vec<WarmCopy>, RunnerError> {
+        let _ = (warm, base);
+        Err(RunnerError::Other(format!(
+            "the {} runner cannot reattach warm data",
+            self.runner()
+        )))
+    }
 
     /// Deploys `release` over the running one, on the same data, and waits until it is healthy.
     fn upgrade(&mut self, release: Release<'_>) -> Result<(), RunnerError>;
@@ -143,6 +162,59 @@ impl Rungs {
         passed
     }
 
+    /// Reattaches the warm canonical's data in place of the install (see [`Steps::reattach`]):
+    /// records install as skipped with the reattach as its reason, or as failed. Returns what
+    /// was copied, or `None` when the copy failed.
+    fn reattach<S: Steps + ?Sized>(
+        &mut self,
+        steps: &mut S,
+        warm: &WarmBase,
+        base: Release<'_>,
+    ) -> Option<WarmReport> {
+        let name = Stage::Install;
+        tracing::info!(canonical = base.version, volumes = ?warm.volumes, "Stage {name}: reattaching the warm canonical's data instead.");
+        transcript::start();
+        let started = Instant::now();
+        let outcome = steps.reattach(warm, base);
+        let seconds = started.elapsed().as_secs_f64();
+        match outcome {
+            Ok(copies) => {
+                let reason = warm.reattached();
+                let bytes: u64 = copies.iter().map(|c| c.bytes).sum();
+                tracing::info!("Stage {name} skipped: {reason}; copied {} volumes ({bytes} bytes) in {seconds:.1} s.", copies.len());
+                self.results.push(StageResult {
+                    name,
+                    status: StageStatus::Skipped,
+                    reason: Some(reason),
+                    seconds,
+                    notes: vec![format!(
+                        "copied {} warm volumes, {bytes} bytes",
+                        copies.len()
+                    )],
+                });
+                Some(WarmReport::new(warm, copies))
+            }
+            Err(e) => {
+                let reason = format!(
+                    "could not reattach the warm canonical {}: {e}",
+                    warm.canonical.version
+                );
+                tracing::warn!("Stage {name} failed after {seconds:.1} s: {reason}");
+                if let Some(text) = failure_transcript(name, &transcript::take()) {
+                    tracing::warn!("{text}");
+                }
+                self.results.push(StageResult {
+                    name,
+                    status: StageStatus::Failed,
+                    reason: Some(reason),
+                    seconds,
+                    notes: Vec::new(),
+                });
+                None
+            }
+        }
+    }
+
     /// Records `names` as skipped for `reason`.
     fn skip(&mut self, names: &[Stage], reason: &str) {
         for &name in names {
@@ -173,9 +245,10 @@ fn failure_transcript(name: Stage, lines: &[String]) -> Option<String> {
 }
 
 /// Runs the ladder over `steps`, then their teardown (always: also after a failed stage, and on
-/// a panic, while the process lives). Returns one result per stage, in ladder order. What the
-/// teardown could not remove is logged; the stage results stand and the sweep removes the rest.
-pub fn run<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> Vec<StageResult> {
+/// a panic, while the process lives). Returns one result per stage, in ladder order, and what a
+/// warm run copied. What the teardown could not remove is logged; the stage results stand and
+/// the sweep removes the rest.
+pub fn run<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> RunOutput {
     let mut guard = TeardownGuard { steps, done: false };
     let results = climb(ctx, &mut *guard.steps);
     guard.finish();
@@ -211,7 +284,7 @@ impl<S: Steps + ?Sized> Drop for TeardownGuard<'_, S> {
 }
 
 /// Climbs the ladder without the teardown.
-fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> Vec<StageResult> {
+fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> RunOutput {
     let mut rungs = Rungs {
         results: Vec::with_capacity(5),
     };
@@ -230,14 +303,31 @@ fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> Vec<StageResult>
         }
         _ => None,
     };
-    if !rungs.run(Stage::Install, Some(base.unwrap_or(tested).version), || {
-        steps.install(base.unwrap_or(tested))
-    }) {
+    let mut warm = None;
+    let installed = match (&ctx.warm, base) {
+        (Some(base_data), Some(base)) => {
+            warm = rungs.reattach(steps, base_data, base);
+            warm.is_some()
+        }
+        _ => rungs.run(Stage::Install, Some(base.unwrap_or(tested).version), || {
+            steps.install(base.unwrap_or(tested))
+        }),
+    };
+    let done = |rungs: Rungs, warm| RunOutput {
+        stages: rungs.results,
+        warm,
+    };
+    if !installed {
+        let why = if ctx.warm.is_some() && base.is_some() {
+            "the warm canonical could not be reattached"
+        } else {
+            "install failed"
+        };
         rungs.skip(
             &[Stage::Upgrade, Stage::Backup, Stage::Restore, Stage::Custom],
-            "install failed",
+            why,
         );
-        return rungs.results;
+        return done(rungs, warm);
     }
     if base.is_some() {
         if !rungs.run(Stage::Upgrade, Some(tested.version), || {
@@ -247,7 +337,7 @@ fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> Vec<StageResult>
                 &[Stage::Backup, Stage::Restore, Stage::Custom],
                 "upgrade failed",
             );
-            return rungs.results;
+            return done(rungs, warm);
         }
     } else if ctx.canonical.is_some() {
         rungs.skip(&[Stage::Upgrade], "no checkout of the canonical's commit");
@@ -285,7 +375,7 @@ fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> Vec<StageResult>
             run_custom(&c, deploy_timeout(&ctx.recipe))
         });
     }
-    rungs.results
+    done(rungs, warm)
 }
 
 /// Returns the custom stage's command: the enrollment's `test_command` as `sh -c` in the
@@ -370,7 +460,24 @@ mod tests {
             self.running = true;
             self.step(format!("install {}", release.version), "install")
         }
+        fn reattach(
+            &mut self,
+            warm: &WarmBase,
+            base: Release<'_>,
+        ) -> Result<Vec<WarmCopy>, RunnerError> {
+            self.step(format!("reattach {}", base.version), "reattach")?;
+            Ok(warm
+                .volumes
+                .iter()
+                .map(|v| WarmCopy {
+                    from: v.clone(),
+                    to: v.replace("warm-app", "cold-app-1-1"),
+                    bytes: 10,
+                })
+                .collect())
+        }
         fn upgrade(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+            self.running = true;
             self.step(format!("upgrade {}", release.version), "upgrade")
         }
         fn declares_backups(&self) -> bool {
@@ -435,6 +542,7 @@ mod tests {
             base_checkout: base_checkout.then(|| PathBuf::from("/base")),
             build: "1".into(),
             quick: false,
+            warm: None,
             env: BTreeMap::new(),
         }
     }
@@ -454,7 +562,7 @@ mod tests {
             backups: true,
             ..Script::default()
         };
-        let results = run(&ctx(true, true, Some("true")), &mut s);
+        let results = run(&ctx(true, true, Some("true")), &mut s).stages;
         assert_eq!(
             s.calls,
             [
@@ -484,7 +592,7 @@ mod tests {
             (true, "no checkout of the canonical's commit"),
         ] {
             let mut s = Script::default();
-            let results = run(&ctx(canonical, false, None), &mut s);
+            let results = run(&ctx(canonical, false, None), &mut s).stages;
             assert_eq!(s.calls, ["install 1.1.0+1", "teardown"]);
             let no_backups = "the recipe declares no backups (no backupbot.backup=true label)";
             assert_eq!(
@@ -515,7 +623,7 @@ mod tests {
                 backups: true,
                 ..Script::default()
             };
-            let results = run(&ctx(true, true, Some("true")), &mut s);
+            let results = run(&ctx(true, true, Some("true")), &mut s).stages;
             let mut want = ran.clone();
             want.push("teardown");
             assert_eq!(s.calls, want);
@@ -542,7 +650,7 @@ mod tests {
             backups: true,
             ..Script::default()
         };
-        let results = run(&ctx(false, false, Some("true")), &mut s);
+        let results = run(&ctx(false, false, Some("true")), &mut s).stages;
         assert_eq!(results[2].status, Failed);
         assert_eq!(
             (results[3].status, results[3].reason.as_deref()),
@@ -559,7 +667,7 @@ mod tests {
             stops_on_backup: true,
             ..Script::default()
         };
-        let results = run(&ctx(false, false, Some("true")), &mut s);
+        let results = run(&ctx(false, false, Some("true")), &mut s).stages;
         assert_eq!(
             table(&results)[3..],
             [
@@ -589,10 +697,86 @@ mod tests {
         assert_eq!(env["CANON_RUNNER"], "script");
     }
 
+    fn warm_ctx() -> RunContext {
+        let mut c = ctx(true, true, Some("true"));
+        let canonical = c.canonical.clone().unwrap();
+        c.warm = Some(WarmBase {
+            canonical,
+            volumes: vec!["warm-app_data".into(), "warm-app_db".into()],
+            holds: canon_shared::state::holds::WarmHolds::new(
+                std::path::Path::new("/state"),
+                &c.recipe.name,
+            ),
+            holder: canon_shared::state::holds::Holder {
+                build: "1".into(),
+                what: "run main".into(),
+            },
+            lock_wait: canon_shared::state::LockWait::Fail,
+        });
+        c
+    }
+
+    #[test]
+    fn a_warm_run_reattaches_instead_of_installing_then_upgrades_the_head_over_the_copies() {
+        let mut s = Script::default();
+        let out = run(&warm_ctx(), &mut s);
+        assert_eq!(
+            s.calls,
+            ["reattach 1.0.0+1", "upgrade 1.1.0+1", "teardown"],
+            "no install, and the teardown still runs"
+        );
+        assert_eq!(
+            table(&out.stages)[..2],
+            [
+                (
+                    Stage::Install,
+                    Skipped,
+                    Some("reattached the warm canonical 1.0.0+1 (promoted 1970-01-01)")
+                ),
+                (Stage::Upgrade, Passed, None),
+            ]
+        );
+        assert_eq!(
+            out.stages[4].status, Passed,
+            "the custom stage runs on the upgraded stack"
+        );
+        let warm = out.warm.expect("a warm run reports what it copied");
+        assert_eq!(
+            (warm.canonical.as_str(), warm.commit.len()),
+            ("1.0.0+1", 40)
+        );
+        assert_eq!(warm.volumes[1].from, "warm-app_db");
+        assert_eq!(warm.volumes[1].to, "cold-app-1-1_db");
+    }
+
+    #[test]
+    fn a_failed_reattach_fails_install_and_skips_the_rest() {
+        let mut s = Script {
+            fail: vec!["reattach"],
+            ..Default::default()
+        };
+        let out = run(&warm_ctx(), &mut s);
+        assert_eq!(s.calls, ["reattach 1.0.0+1", "teardown"]);
+        assert!(out.warm.is_none());
+        assert_eq!(out.stages[0].status, Failed);
+        let reason = out.stages[0].reason.as_deref().unwrap();
+        assert!(
+            reason.starts_with("could not reattach the warm canonical 1.0.0+1: reattach broke"),
+            "{reason}"
+        );
+        for r in &out.stages[1..] {
+            assert_eq!(r.status, Skipped);
+            assert_eq!(
+                r.reason.as_deref(),
+                Some("the warm canonical could not be reattached")
+            );
+        }
+    }
+
     #[test]
     fn a_failing_custom_command_fails_the_stage_with_its_stderr() {
         let mut s = Script::default();
-        let results = run(&ctx(false, false, Some("echo broken >&2; exit 2")), &mut s);
+        let results = run(&ctx(false, false, Some("echo broken >&2; exit 2")), &mut s).stages;
         assert_eq!(results[4].status, Failed);
         let reason = results[4].reason.as_deref().unwrap_or_default();
         assert!(reason.contains("exit code 2: broken"), "{reason}");
@@ -629,7 +813,7 @@ mod tests {
     #[test]
     fn each_stage_says_when_it_starts_and_how_it_ended() {
         let mut s = Script::default();
-        let (_, text) = logged(|| run(&ctx(true, true, None), &mut s));
+        let (_, text) = logged(|| run(&ctx(true, true, None), &mut s).stages);
         for want in [
             "Stage install started. release=\"1.0.0+1\"",
             "Stage install passed in 0.0 s.",
@@ -651,7 +835,7 @@ mod tests {
             ..Script::default()
         };
         crate::runners::transcript::record(vec!["+ a command of an earlier stage".to_string()]);
-        let (results, text) = logged(|| run(&ctx(false, false, None), &mut s));
+        let (results, text) = logged(|| run(&ctx(false, false, None), &mut s).stages);
         assert_eq!(results[0].status, Failed);
         assert!(text.contains("Stage install failed after"), "{text}");
         assert!(

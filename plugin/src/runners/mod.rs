@@ -33,6 +33,8 @@
 //!   backup), the one the docker runner deploys with and `recipe plan` prints.
 //! - [`stack_names`]: the names of a cold run's stack and of the warm canonical, shared by docker
 //!   and abra.
+//! - [`warm`]: what a warm run starts from ([`warm::WarmBase`]) and what it copied
+//!   ([`warm::WarmReport`]); [`warm::RunOutput`] is what every run returns.
 
 pub mod abra;
 pub mod backupbot;
@@ -48,6 +50,7 @@ pub mod ladder;
 pub mod secret_spec;
 pub mod stack_names;
 pub mod transcript;
+pub mod warm;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -57,6 +60,7 @@ use canon_shared::recipe::Recipe;
 use canon_shared::state::CanonicalRecord;
 
 use crate::settings::{RunnerKind, Settings, SettingsError};
+use warm::{RunOutput, WarmBase};
 
 /// Everything a runner needs to know about one run.
 #[derive(Debug, Clone)]
@@ -79,6 +83,8 @@ pub struct RunContext {
     pub build: String,
     /// True for a `--quick` run.
     pub quick: bool,
+    /// A warm run's base: the canonical's warm data to copy instead of a fresh install.
+    pub warm: Option<WarmBase>,
     /// Extra environment for child processes (`CANON_*` values the harness expects).
     pub env: BTreeMap<String, String>,
 }
@@ -133,9 +139,22 @@ pub trait Runner {
     /// Returns the runner's name (`command`, `docker`, `abra`).
     fn name(&self) -> &'static str;
 
-    /// Runs the ladder and returns one result per stage. Teardown of everything the run created
-    /// happens inside, also after a failure.
-    fn run(&self, ctx: &RunContext) -> Result<Vec<StageResult>, RunnerError>;
+    /// Runs the ladder and returns one result per stage (and, for a warm run, what it copied).
+    /// Teardown of everything the run created happens inside, also after a failure.
+    fn run(&self, ctx: &RunContext) -> Result<RunOutput, RunnerError>;
+
+    /// Returns the canonical's warm volumes on this host that a warm run of `recipe` would copy
+    /// (sorted), or why a run of this runner cannot start from them (it then runs cold).
+    fn warm_volumes(
+        &self,
+        recipe: &canon_shared::recipe::RecipeName,
+    ) -> Result<Vec<String>, String> {
+        let _ = recipe;
+        Err(format!(
+            "the {} runner keeps no warm data to start from",
+            self.name()
+        ))
+    }
 
     /// Runs after the gate allowed a promotion and before the canonical is written (for the
     /// built-in runners: deploy `warm-<recipe>`, wait healthy, undeploy keeping volumes). An error

@@ -41,6 +41,13 @@ pub struct RawSettings {
     /// A quick run (never promotes).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub quick: Option<String>,
+    /// A ref run starts from the canonical's warm data when there is some (default true).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL", conflicts_with = "cold")]
+    pub warm: Option<String>,
+    /// A ref run installs fresh, as if `warm` were false (a flag only).
+    #[serde(skip)]
+    #[arg(long)]
+    pub cold: bool,
     /// `command`, `docker` or `abra`.
     #[arg(long)]
     pub runner: Option<String>,
@@ -154,6 +161,8 @@ impl RawSettings {
             git_ref: pick(self.git_ref, fallback.git_ref),
             commit: pick(self.commit, fallback.commit),
             quick: pick(self.quick, fallback.quick),
+            warm: pick(self.warm, fallback.warm),
+            cold: self.cold || fallback.cold,
             runner: pick(self.runner, fallback.runner),
             command: pick(self.command, fallback.command),
             promote_command: pick(self.promote_command, fallback.promote_command),

@@ -123,6 +123,8 @@ pub struct Settings {
     pub claimed_commits: Vec<ClaimedCommit>,
     /// A quick run.
     pub quick: bool,
+    /// A ref run starts from the canonical's warm data when this host holds it.
+    pub warm: bool,
     /// The runner.
     pub runner: RunnerKind,
     /// The harness command (`command` runner).

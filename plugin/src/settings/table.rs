@@ -149,6 +149,16 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         meaning: "A quick run (`CANON_QUICK=1`, `CANON_COLD=0` for the harness); never promotes.",
     },
     SettingDoc {
+        name: "warm",
+        env: &["PLUGIN_WARM"],
+        flag: "--warm",
+        kind: SettingType::Boolean,
+        default: "true",
+        secret: false,
+        required: Required::No,
+        meaning: "A `ref` run (a pull request or branch) copies the canonical's warm volumes and upgrades the head over them, when this host holds them; `false` (the flag `--cold`) installs fresh. Tags always run cold.",
+    },
+    SettingDoc {
         name: "runner",
         env: &["PLUGIN_RUNNER"],
         flag: "--runner",

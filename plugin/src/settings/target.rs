@@ -19,14 +19,28 @@ pub(super) struct Requested {
     pub(super) tag: Option<String>,
     /// `DRONE_TAG`: set only when this build is the tag's own build.
     pub(super) drone_tag: Option<String>,
-    /// `ref`.
+    /// `ref`, else on a pull request or branch build `DRONE_COMMIT_REF`.
     pub(super) git_ref: Option<String>,
+    /// True when the ref is the build's own (`DRONE_COMMIT_REF` of a `pull_request` or `push`
+    /// build): `DRONE_COMMIT_SHA` is then its commit.
+    pub(super) drone_ref: bool,
+}
+
+/// Returns true for the Drone events of a pull request or a branch push: a ref run of the
+/// build's own ref and commit.
+pub(super) fn is_ref_event(event: Option<&str>) -> bool {
+    matches!(event, Some("pull_request" | "push"))
 }
 
 impl Requested {
     /// Picks the tag and records a problem when `CANON_TAG` and `DRONE_TAG` disagree with no
     /// `tag` setting to settle it.
-    pub(super) fn resolve(raw: &RawSettings, d: &DroneMeta, problems: &mut Problems) -> Requested {
+    pub(super) fn resolve(
+        raw: &RawSettings,
+        d: &DroneMeta,
+        event: Option<&str>,
+        problems: &mut Problems,
+    ) -> Requested {
         let canon_tag = drone_value(&d.canon_tag);
         let drone_tag = drone_value(&d.drone_tag);
         if let (None, Some(a), Some(b)) = (&raw.tag, &canon_tag, &drone_tag) {
@@ -36,10 +50,21 @@ impl Requested {
                 ));
             }
         }
+        let tag = raw.tag.clone().or(canon_tag).or(drone_tag.clone());
+        // A pull request or branch build tests its own ref, unless a tag or ref is set.
+        let drone_ref = is_ref_event(event)
+            && tag.is_none()
+            && raw.git_ref.is_none()
+            && drone_value(&d.drone_commit_ref).is_some();
         Requested {
-            tag: raw.tag.clone().or(canon_tag).or(drone_tag.clone()),
+            tag,
             drone_tag,
-            git_ref: raw.git_ref.clone(),
+            git_ref: if drone_ref {
+                drone_value(&d.drone_commit_ref)
+            } else {
+                raw.git_ref.clone()
+            },
+            drone_ref,
         }
     }
 }
@@ -76,6 +101,13 @@ fn mode_from_event(
         Some("cron") => Some(Mode::Sweep),
         Some("tag") if has_tag => Some(Mode::Tag),
         Some("custom") if has_tag || requested.git_ref.is_some() => Some(Mode::Tag),
+        Some("pull_request" | "push") if has_tag || requested.git_ref.is_some() => Some(Mode::Tag),
+        Some(event @ ("pull_request" | "push")) => {
+            problems.push(format!(
+                "DRONE_BUILD_EVENT={event} but no DRONE_COMMIT_REF: set `ref` to say what to test"
+            ));
+            None
+        }
         Some(event @ ("tag" | "custom")) => {
             problems.push(format!(
                 "DRONE_BUILD_EVENT={event} but no tag: set `tag` (or the CANON_TAG build parameter) or `ref`"
@@ -84,7 +116,7 @@ fn mode_from_event(
         }
         Some(other) => {
             problems.push(format!(
-                "DRONE_BUILD_EVENT={other} does not pick a mode (tag and custom builds run tag mode, cron builds the sweep); set `mode`"
+                "DRONE_BUILD_EVENT={other} does not pick a mode (tag and custom builds run tag mode, pull request and push builds a ref run, cron builds the sweep); set `mode`"
             ));
             None
         }
@@ -165,8 +197,9 @@ fn tested_ref(requested: &Requested, problems: &mut Problems) -> Option<TestedRe
     }
 }
 
-/// Returns every commit the build claims for the tag: `commit`, `CANON_COMMIT`, and
-/// `DRONE_COMMIT_SHA` when this build is the tag's own build.
+/// Returns every commit the build claims for the tag or ref: `commit`, `CANON_COMMIT`, and
+/// `DRONE_COMMIT_SHA` when this build is the tag's own build or the pull request's or branch's
+/// own build.
 fn claimed_commits(
     raw: &RawSettings,
     d: &DroneMeta,
@@ -177,12 +210,13 @@ fn claimed_commits(
     let tag_build = requested.drone_tag.is_some()
         && requested.tag == requested.drone_tag
         && requested.git_ref.is_none();
+    let own_build = tag_build || requested.drone_ref;
     let sources = [
         ("commit", raw.commit.clone()),
         ("CANON_COMMIT", drone_value(&d.canon_commit)),
         (
             "DRONE_COMMIT_SHA",
-            drone_value(&d.drone_commit_sha).filter(|_| tag_build),
+            drone_value(&d.drone_commit_sha).filter(|_| own_build),
         ),
     ];
     let mut claimed = Vec::new();
@@ -245,11 +279,72 @@ mod tests {
     }
 
     #[test]
+    fn pull_request_and_push_builds_test_their_own_ref_and_commit_warm_unless_told() {
+        for (event, git_ref) in [
+            ("pull_request", "refs/pull/4/head"),
+            ("push", "refs/heads/feature"),
+        ] {
+            let s = parse(&[
+                ("DRONE_BUILD_EVENT", event),
+                ("DRONE_COMMIT_REF", git_ref),
+                ("DRONE_COMMIT_SHA", SHA),
+                ("DRONE_REPO", "mirrors/app"),
+                ("PLUGIN_CONFIG", "e.yml"),
+            ])
+            .unwrap();
+            assert_eq!(s.mode, Mode::Tag, "{event}");
+            assert_eq!(s.tested, Some(TestedRef::Ref(git_ref.into())), "{event}");
+            assert_eq!(s.claimed_commits.len(), 1, "{event}");
+            assert_eq!(s.claimed_commits[0].source, "DRONE_COMMIT_SHA");
+            assert_eq!(s.claimed_commits[0].commit, SHA);
+            assert!(s.warm, "{event}: warm is the default");
+        }
+        let s = parse(&[
+            ("DRONE_BUILD_EVENT", "pull_request"),
+            ("DRONE_COMMIT_REF", "refs/pull/4/head"),
+            ("DRONE_COMMIT_SHA", SHA),
+            ("PLUGIN_RECIPE", "app"),
+            ("PLUGIN_WARM", "false"),
+            ("PLUGIN_CONFIG", "e.yml"),
+        ])
+        .unwrap();
+        assert!(!s.warm);
+        let cli = RawSettings {
+            cold: true,
+            ..Default::default()
+        };
+        let e = env(&[
+            ("PLUGIN_CONFIG", "e.yml"),
+            ("PLUGIN_RECIPE", "app"),
+            ("PLUGIN_REF", "main"),
+            ("PLUGIN_WARM", "true"),
+        ]);
+        let s = Settings::parse(&e, Some(cli), Some(Mode::Tag), Path::new("/w")).unwrap();
+        assert!(!s.warm, "--cold wins over PLUGIN_WARM");
+        let err = parse(&[
+            ("PLUGIN_CONFIG", "e.yml"),
+            ("PLUGIN_RECIPE", "app"),
+            ("PLUGIN_MODE", "tag"),
+            ("PLUGIN_REF", "main"),
+            ("PLUGIN_WARM", "sometimes"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("`warm` must be true or false"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn events_that_pick_no_mode_are_explained() {
         let err = parse(&[("DRONE_BUILD_EVENT", "push"), ("PLUGIN_CONFIG", "e")]).unwrap_err();
         assert!(err
             .to_string()
-            .contains("DRONE_BUILD_EVENT=push does not pick a mode"));
+            .contains("DRONE_BUILD_EVENT=push but no DRONE_COMMIT_REF"));
+        let err = parse(&[("DRONE_BUILD_EVENT", "promote"), ("PLUGIN_CONFIG", "e")]).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("DRONE_BUILD_EVENT=promote does not pick a mode"));
         let err = parse(&[("DRONE_BUILD_EVENT", "custom"), ("PLUGIN_CONFIG", "e")]).unwrap_err();
         assert!(err.to_string().contains("but no tag"));
         let err = parse(&[("PLUGIN_CONFIG", "e")]).unwrap_err();

@@ -38,7 +38,7 @@ impl Settings {
 
         // Each step below records its problems and goes on; the order is the order they print.
         let event = drone_value(&d.drone_build_event);
-        let requested = Requested::resolve(&raw, d, p);
+        let requested = Requested::resolve(&raw, d, event.as_deref(), p);
         let mode = mode(forced, raw.mode.as_deref(), event.as_deref(), &requested, p);
         let config = raw.config.clone().or(drone_value(&d.canon_enrollment));
         if config.is_none() {
@@ -58,6 +58,11 @@ impl Settings {
         };
 
         let quick = boolean("quick", &raw.quick, p);
+        let warm = !raw.cold
+            && raw
+                .warm
+                .as_deref()
+                .is_none_or(|v| p.check(parse_bool("warm", v)).unwrap_or(true));
         let keep_work_dir = boolean("keep_work_dir", &raw.keep_work_dir, p);
         let dry_run = boolean("dry_run", &raw.dry_run, p);
         let inline = boolean("inline", &raw.inline, p);
@@ -118,6 +123,7 @@ impl Settings {
             tested,
             claimed_commits,
             quick,
+            warm,
             // `runner` is Some whenever no problem was recorded.
             runner: runner.unwrap_or(RunnerKind::Docker),
             command: raw.command,

@@ -17,6 +17,8 @@ use canon_shared::recipe::{Enrollment, RecipeName};
 use canon_shared::state::{LockWait, StateDir};
 use canon_testkit::git::{git, peeled};
 
+pub mod engine;
+
 /// Returns a compose file whose app service carries `label` as its version.
 pub fn compose(label: &str) -> String {
     format!(
@@ -188,6 +190,7 @@ impl Fixture {
             tested,
             claimed_commits: vec![],
             quick: false,
+            warm: true,
             state_dir: self.state.clone(),
             state_repo: None,
             work_dir: self.runs.clone(),

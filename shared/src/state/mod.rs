@@ -23,6 +23,7 @@ use crate::recipe::RecipeName;
 use crate::version::ReleaseVersion;
 
 pub mod git;
+pub mod holds;
 mod store;
 
 pub use store::{pin, unpin, Change, Committed, Decide, StateStore};

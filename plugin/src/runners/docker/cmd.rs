@@ -396,12 +396,14 @@ pub struct AppAdditions {
 }
 
 /// Returns canon's compose override: the run's labels on every service (and its containers),
-/// every declared volume, every non-external network and secret, so a sweep can find them; and
-/// abra's labels and exposed env on the `app` service.
+/// every declared volume, every non-external network and secret, so a sweep can find them;
+/// abra's labels and exposed env on the `app` service; and the engine name of each external
+/// secret in `secret_names` (by key: a warm run uses the warm canonical's secrets).
 pub fn label_override(
     facts: &ComposeFacts,
     labels: &BTreeMap<String, String>,
     app: &AppAdditions,
+    secret_names: &BTreeMap<String, String>,
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -442,12 +444,26 @@ pub fn label_override(
             yaml_labels(&mut out, "      ", labels);
         }
     }
-    let secrets: Vec<_> = facts.secrets.iter().filter(|s| !s.external).collect();
+    let secrets: Vec<_> = facts
+        .secrets
+        .iter()
+        .filter(|s| !s.external || secret_names.contains_key(&s.key))
+        .collect();
     if !secrets.is_empty() {
         out.push_str("secrets:\n");
         for s in secrets {
-            let _ = writeln!(out, "  {}:\n    labels:", yaml_str(&s.key));
-            yaml_labels(&mut out, "      ", labels);
+            let _ = writeln!(out, "  {}:", yaml_str(&s.key));
+            match secret_names.get(&s.key) {
+                Some(name) if s.external => {
+                    // Whole: docker's loader replaces a secret's definition, it does not merge it.
+                    out.push_str("    external: true\n");
+                    let _ = writeln!(out, "    name: {}", yaml_str(&name.replace('$', "$$")));
+                }
+                _ => {
+                    out.push_str("    labels:\n");
+                    yaml_labels(&mut out, "      ", labels);
+                }
+            }
         }
     }
     out
@@ -582,7 +598,12 @@ mod tests {
             &BTreeMap::new(),
         )
         .unwrap();
-        let text = label_override(&f, &labels().map(None), &AppAdditions::default());
+        let text = label_override(
+            &f,
+            &labels().map(None),
+            &AppAdditions::default(),
+            &BTreeMap::new(),
+        );
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
         assert_eq!(doc["version"], "3.8");
         assert_eq!(
@@ -598,6 +619,20 @@ mod tests {
         assert!(doc["networks"].get("proxy").is_none());
         assert_eq!(doc["secrets"]["f"]["labels"]["canon.created"], "1700000000");
         assert!(doc["secrets"].get("k").is_none());
+
+        // A warm run names the warm canonical's secret for an external one; a file secret keeps
+        // its labels whatever the map says.
+        let names = BTreeMap::from([
+            ("k".to_string(), "warm-app_k_v1".to_string()),
+            ("f".to_string(), "ignored".to_string()),
+        ]);
+        let text = label_override(&f, &labels().map(None), &AppAdditions::default(), &names);
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(doc["secrets"]["k"]["name"], "warm-app_k_v1", "{text}");
+        assert_eq!(doc["secrets"]["k"]["external"], true);
+        assert!(doc["secrets"]["k"].get("labels").is_none());
+        assert_eq!(doc["secrets"]["f"]["labels"]["canon.build"], "7");
+        assert!(doc["secrets"]["f"].get("name").is_none());
     }
 
     #[test]
@@ -612,7 +647,7 @@ mod tests {
         )
         .unwrap();
         let labels = BTreeMap::from([("canon.tag".to_string(), "1.0.0+a$HOME${X}".to_string())]);
-        let text = label_override(&f, &labels, &AppAdditions::default());
+        let text = label_override(&f, &labels, &AppAdditions::default(), &BTreeMap::new());
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
         assert_eq!(
             doc["services"]["app"]["labels"]["canon.tag"], "1.0.0+a$$HOME$${X}",
@@ -635,7 +670,7 @@ mod tests {
             deploy_labels: BTreeMap::from([("coop-cloud.s.recipe".into(), "r".into())]),
             environment: BTreeMap::from([("PASSWORD_HINT".into(), "a$b".into())]),
         };
-        let text = label_override(&f, &labels().map(None), &app);
+        let text = label_override(&f, &labels().map(None), &app, &BTreeMap::new());
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
         let app_svc = &doc["services"]["app"];
         assert_eq!(app_svc["deploy"]["labels"]["coop-cloud.s.recipe"], "r");

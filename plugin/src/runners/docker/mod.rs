@@ -20,6 +20,8 @@
 //! - `promote`: the warm canonical's move to a new tag, with `.prev` copies and a marker until
 //!   the canonical names the tag; the settle that finishes or rolls back a crashed promote.
 //! - `sweep`: what the sweep asks: [`cleanup_stale`] and [`warm_volume_sizes`].
+//! - `warm`: a warm run's copy-on-reattach of the warm canonical's volumes, and which volumes a
+//!   warm run would copy.
 //!
 //! # Objects and labels
 //! A cold run deploys the stack `cold-<recipe>-<tag hash>-<build>`; everything it creates (the
@@ -38,6 +40,7 @@ mod stack;
 mod sweep;
 mod upgrade;
 mod volumes;
+mod warm;
 
 use canon_shared::gate::{StageResult, StageStatus, TestedRef};
 use canon_shared::recipe::Stage;
@@ -52,15 +55,61 @@ use super::deploy_plan::DeployPlan;
 use super::deploy_timeout::DeployTimeout;
 use super::ladder::{self, Release, Steps, Target};
 use super::stack_names;
+use super::warm::{RunOutput, WarmBase, WarmCopy};
 use super::{RunContext, Runner, RunnerError};
 
 pub use self::engine::ensure_swarm;
 pub use self::sweep::{
-    cleanup_stale, is_stale, parse_size, warm_volume_sizes, CleanupReport, VolumeSize,
+    cleanup_stale, cleanup_stale_of, is_stale, parse_size, warm_volume_sizes, CleanupReport,
+    VolumeSize,
 };
 
 /// The runner's name (`CANON_RUNNER` of the custom stage).
 const NAME: &str = "docker";
+
+/// Returns the warm canonical's volumes of `recipe` on this engine that a warm run would copy,
+/// or why there are none to start from (for runners that keep their warm data as the docker
+/// runner does).
+pub fn warm_volumes_of(recipe: &canon_shared::recipe::RecipeName) -> Result<Vec<String>, String> {
+    ensure_swarm().map_err(|e| e.to_string())?;
+    warm::warm_volumes(recipe.as_str())
+}
+
+/// A warm run's copies of the warm canonical's volumes, made for another runner's harness (the
+/// `command` runner): named `<run stack>_<key>`, labelled as the run's own. Dropping it removes
+/// them (and the sweep's cleanup does, if the process dies first).
+pub struct WarmCopies {
+    stack: Stack,
+    /// What was copied.
+    pub copies: Vec<WarmCopy>,
+}
+
+impl WarmCopies {
+    /// Copies the warm data of `warm` for the run `ctx` (which has a checkout of the canonical).
+    pub fn make(ctx: &RunContext, warm: &WarmBase) -> Result<WarmCopies, RunnerError> {
+        let base = ctx.base_checkout.as_deref().ok_or_else(|| {
+            RunnerError::Other("a warm run needs a checkout of the canonical".into())
+        })?;
+        let name =
+            stack_names::cold_stack_name(ctx.recipe.name.as_str(), ctx.tested_name(), &ctx.build);
+        let stack = Stack::new(&DockerRunner::default(), ctx, name, StackKind::Cold)?;
+        let mut made = WarmCopies {
+            stack,
+            copies: Vec::new(),
+        };
+        made.copies = made.stack.reattach(warm, base)?;
+        Ok(made)
+    }
+}
+
+impl Drop for WarmCopies {
+    fn drop(&mut self) {
+        let problems = self.stack.teardown();
+        if !problems.is_empty() {
+            tracing::error!(stack = %self.stack.name, ?problems, "could not remove the warm copies");
+        }
+    }
+}
 
 /// The `docker` runner.
 #[derive(Debug, Clone)]
@@ -178,6 +227,17 @@ impl Steps for ColdSteps<'_> {
         self.deploy_healthy(Stage::Install, release)
     }
 
+    fn reattach(
+        &mut self,
+        warm: &WarmBase,
+        base: Release<'_>,
+    ) -> Result<Vec<WarmCopy>, RunnerError> {
+        let copies = self.stack.reattach(warm, base.checkout)?;
+        // The head deploys over the copies with the env the canonical was installed with.
+        self.app_env = Some(AppEnv::of(base.checkout));
+        Ok(copies)
+    }
+
     fn upgrade(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
         self.deploy_healthy(Stage::Upgrade, release)
     }
@@ -213,12 +273,18 @@ impl Runner for DockerRunner {
         NAME
     }
 
-    fn run(&self, ctx: &RunContext) -> Result<Vec<StageResult>, RunnerError> {
+    fn run(&self, ctx: &RunContext) -> Result<RunOutput, RunnerError> {
         ensure_swarm()?;
         let name =
             stack_names::cold_stack_name(ctx.recipe.name.as_str(), ctx.tested_name(), &ctx.build);
-        let stack = Stack::new(self, ctx, name, StackKind::Cold)?;
-        tracing::info!(recipe = %ctx.recipe.name, tested = %ctx.tested, stack = %stack.name, "cold run starts");
+        let mut stack = Stack::new(self, ctx, name, StackKind::Cold)?;
+        if ctx.warm.is_some() {
+            // The warm data was made with the warm canonical's secrets: the run uses them.
+            stack.secret_source = Some(stack_names::warm_stack_name(ctx.recipe.name.as_str()));
+            tracing::info!(recipe = %ctx.recipe.name, tested = %ctx.tested, stack = %stack.name, "warm run starts");
+        } else {
+            tracing::info!(recipe = %ctx.recipe.name, tested = %ctx.tested, stack = %stack.name, "cold run starts");
+        }
         let chaos = match &ctx.tested {
             TestedRef::Ref(name) => Some(DeployedVersion::chaos(name, &ctx.commit)),
             TestedRef::Tag(_) => None,
@@ -234,9 +300,16 @@ impl Runner for DockerRunner {
             timeouts: Vec::new(),
             upgrade_note: None,
         };
-        let mut results = ladder::run(ctx, &mut steps);
-        steps.annotate(&mut results);
-        Ok(results)
+        let mut output = ladder::run(ctx, &mut steps);
+        steps.annotate(&mut output.stages);
+        Ok(output)
+    }
+
+    fn warm_volumes(
+        &self,
+        recipe: &canon_shared::recipe::RecipeName,
+    ) -> Result<Vec<String>, String> {
+        warm_volumes_of(recipe)
     }
 
     fn promote(&self, ctx: &RunContext) -> Result<(), RunnerError> {

@@ -69,6 +69,9 @@ pub(super) struct Stack {
     pub(super) extra_env: BTreeMap<String, String>,
     /// How many helper containers it created (their names count up).
     pub(super) helpers: std::cell::Cell<u32>,
+    /// A warm run's source of secrets: the warm canonical's stack, whose secrets (which its
+    /// data was made with) the run uses where they exist, instead of generating new ones.
+    pub(super) secret_source: Option<String>,
 }
 
 impl Stack {
@@ -104,6 +107,7 @@ impl Stack {
                 .unwrap_or(DEFAULT_STABILITY_WINDOW),
             extra_env: ctx.env.clone(),
             helpers: std::cell::Cell::new(0),
+            secret_source: None,
         })
     }
 
@@ -178,8 +182,9 @@ impl Stack {
         // The plan checks every secret before any is created: a refused one fails the install
         // with nothing half made.
         let plan = self.plan(&files)?;
+        let borrowed = self.borrowed_secrets(&plan, &existing);
         for s in &plan.secrets {
-            if !existing.contains(&s.name) {
+            if !existing.contains(&s.name) && !borrowed.contains_key(&s.spec.key) {
                 let value = secret_spec::generate(s.spec.length);
                 tracing::debug!(secret = %s.name, length = s.spec.length, "Generating the secret.");
                 docker(&cmd::secret_create(&s.name, &labels, Secret::new(value)))?;
@@ -203,7 +208,7 @@ impl Stack {
         let override_path = self.work.join("compose.canon.yml");
         std::fs::write(
             &override_path,
-            cmd::label_override(&files.facts, &labels, &app),
+            cmd::label_override(&files.facts, &labels, &app, &borrowed),
         )
         .map_err(|e| {
             RunnerError::Other(format!("could not write {}: {e}", override_path.display()))
@@ -239,6 +244,47 @@ impl Stack {
             deploy_labels,
             environment,
         }
+    }
+
+    /// Returns, by key, the secrets of `plan` a warm run takes from the warm canonical (its
+    /// [`Stack::secret_source`]): those whose secret of the same key and version exists there.
+    /// Empty for every other stack.
+    pub(super) fn borrowed_secrets(
+        &self,
+        plan: &DeployPlan,
+        existing: &BTreeSet<String>,
+    ) -> BTreeMap<String, String> {
+        let Some(source) = &self.secret_source else {
+            return BTreeMap::new();
+        };
+        let ours = format!("{}_", self.name);
+        plan.secrets
+            .iter()
+            .filter_map(|s| {
+                let rest = s.name.strip_prefix(&ours)?;
+                let theirs = format!("{source}_{rest}");
+                existing
+                    .contains(&theirs)
+                    .then(|| (s.spec.key.clone(), theirs))
+            })
+            .collect()
+    }
+
+    /// Returns the secret names a deploy of `plan` finds: those on the engine, and for a warm
+    /// run those it takes from the warm canonical (under the names `plan` gives them).
+    pub(super) fn available_secrets(
+        &self,
+        plan: &DeployPlan,
+    ) -> Result<BTreeSet<String>, RunnerError> {
+        let mut existing = self.secret_names()?;
+        let borrowed = self.borrowed_secrets(plan, &existing);
+        existing.extend(
+            plan.secrets
+                .iter()
+                .filter(|s| borrowed.contains_key(&s.spec.key))
+                .map(|s| s.name.clone()),
+        );
+        Ok(existing)
     }
 
     /// Returns the names of every swarm secret on the engine.

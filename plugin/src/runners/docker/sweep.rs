@@ -71,6 +71,16 @@ pub fn is_stale(labels: &BTreeMap<String, String>, now: u64, older_than: Duratio
 /// `canon.managed=true`) older than `older_than`, e.g. what a SIGKILLed run left. Never touches
 /// the warm canonicals. With `dry_run`, only reports.
 pub fn cleanup_stale(older_than: Duration, dry_run: bool) -> Result<CleanupReport, RunnerError> {
+    cleanup_stale_of(None, older_than, dry_run)
+}
+
+/// [`cleanup_stale`] limited to the objects of one recipe (`canon.recipe`) when `recipe` is
+/// given: a killed run's leftovers can be removed at once without touching other runs.
+pub fn cleanup_stale_of(
+    recipe: Option<&str>,
+    older_than: Duration,
+    dry_run: bool,
+) -> Result<CleanupReport, RunnerError> {
     let now = now_unix();
     let mut report = CleanupReport {
         dry_run,
@@ -82,7 +92,9 @@ pub fn cleanup_stale(older_than: Duration, dry_run: bool) -> Result<CleanupRepor
         let ids = list_ids(kind, cmd::MANAGED_LABEL)?;
         for obj in inspect_json(kind, &ids)? {
             let (name, labels) = object_name_and_labels(kind, &obj);
-            if is_stale(&labels, now, older_than) {
+            let in_scope =
+                recipe.is_none_or(|r| labels.get(cmd::RECIPE_LABEL).map(String::as_str) == Some(r));
+            if in_scope && is_stale(&labels, now, older_than) {
                 let id = obj["ID"]
                     .as_str()
                     .or_else(|| obj["Id"].as_str())

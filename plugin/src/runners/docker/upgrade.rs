@@ -120,7 +120,7 @@ impl Stack {
         let files = self.load_app(dir, app_env)?;
         let unversioned = unversioned_secrets(&files);
         let plan = self.plan(&without(&files, &unversioned))?;
-        let missing = missing_secrets(unversioned, &plan, &self.secret_names()?);
+        let missing = missing_secrets(unversioned, &plan, &self.available_secrets(&plan)?);
         if missing.is_empty() {
             return Ok((self.deploy_files(files, deployed)?, None));
         }

@@ -131,20 +131,24 @@ impl Stack {
         Ok(found.then_some(()))
     }
 
-    /// Copies `from` into the fresh volume `to`, created with `labels`.
+    /// Copies `from` into the fresh volume `to`, created with `labels`; returns the size of the
+    /// tar stream copied (the volume's files with their headers).
     pub(super) fn copy_volume(
         &self,
         from: &str,
         to: &str,
         image: &str,
         labels: &BTreeMap<String, String>,
-    ) -> Result<(), RunnerError> {
+    ) -> Result<u64, RunnerError> {
         let file = self.work.join(format!("{from}.copy.tar"));
         self.snapshot(from, image, &file)?;
+        let bytes = std::fs::metadata(&file)
+            .map(|m| m.len())
+            .map_err(|e| RunnerError::Other(format!("could not read {}: {e}", file.display())))?;
         docker(&cmd::volume_create(to, "local", labels))?;
         self.load_snapshot(to, image, &file)?;
         let _ = std::fs::remove_file(&file);
-        Ok(())
+        Ok(bytes)
     }
 }
 

@@ -1,0 +1,91 @@
+//! Warm runs: a pull request or branch run that starts from the canonical's data instead of a
+//! fresh install.
+//!
+//! After a promote the canonical stays on its host undeployed, its volumes `warm-<recipe>_*`
+//! kept. A warm run copies each of them into a volume of its own stack (copy-on-reattach: the
+//! canonical's volumes are only ever read), deploys the head over the copies with the env the
+//! canonical was installed with, then climbs the rest of the ladder. Its install stage is
+//! skipped ("reattached the warm canonical ...") and it never promotes: it is not cold.
+//!
+//! Tag mode decides whether a run is warm ([`WarmBase`] in the run context) and says why not
+//! when it is cold; the runner reports what it copied ([`WarmReport`]).
+
+use canon_shared::gate::StageResult;
+use canon_shared::state::holds::{Holder, WarmHolds};
+use canon_shared::state::{CanonicalRecord, LockWait};
+use serde::{Deserialize, Serialize};
+
+/// The warm data a warm run starts from.
+#[derive(Debug, Clone)]
+pub struct WarmBase {
+    /// The canonical whose data it is.
+    pub canonical: CanonicalRecord,
+    /// The canonical's warm volumes (`warm-<recipe>_<key>`), sorted.
+    pub volumes: Vec<String>,
+    /// The holds on the recipe's warm data: copies are made under a shared one.
+    pub holds: WarmHolds,
+    /// Who holds them (this build).
+    pub holder: Holder,
+    /// How long to wait while a promote replaces the warm data.
+    pub lock_wait: LockWait,
+}
+
+impl WarmBase {
+    /// Returns the install stage's reason in a warm run.
+    pub fn reattached(&self) -> String {
+        format!(
+            "reattached the warm canonical {} (promoted {})",
+            self.canonical.version,
+            self.canonical.promoted_at.date()
+        )
+    }
+}
+
+/// One warm volume copied into the run's stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarmCopy {
+    /// The canonical's volume.
+    pub from: String,
+    /// The run's copy.
+    pub to: String,
+    /// The size of the data copied, as the engine counts it.
+    pub bytes: u64,
+}
+
+/// What a warm run started from, as the report shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarmReport {
+    /// The canonical's version.
+    pub canonical: String,
+    /// The canonical's commit.
+    pub commit: String,
+    /// Every volume copied.
+    pub volumes: Vec<WarmCopy>,
+}
+
+impl WarmReport {
+    /// Returns the report of copies made from `base`.
+    pub fn new(base: &WarmBase, volumes: Vec<WarmCopy>) -> Self {
+        WarmReport {
+            canonical: base.canonical.version.to_string(),
+            commit: base.canonical.commit.clone(),
+            volumes,
+        }
+    }
+}
+
+/// What one run of a runner produced: the stage results and, for a warm run, what it started
+/// from.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutput {
+    /// One result per stage, in ladder order.
+    pub stages: Vec<StageResult>,
+    /// The warm data the run copied (warm runs only).
+    pub warm: Option<WarmReport>,
+}
+
+impl From<Vec<StageResult>> for RunOutput {
+    fn from(stages: Vec<StageResult>) -> Self {
+        RunOutput { stages, warm: None }
+    }
+}
