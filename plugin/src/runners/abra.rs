@@ -340,6 +340,16 @@ impl Runner for AbraRunner {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_abra_runner_says_plainly_that_it_runs_cold() {
+        let recipe = canon_shared::recipe::RecipeName::parse("gitea").unwrap();
+        let why = AbraRunner::default().warm_volumes(&recipe).unwrap_err();
+        assert_eq!(
+            why,
+            "the abra runner runs cold: abra cannot deploy a new app over copies of warm-gitea's volumes"
+        );
+    }
+
     fn app() -> AbraApp {
         AbraApp {
             program: "abra".into(),
