@@ -249,13 +249,8 @@ impl Settings {
             PathBuf::from(nonempty(raw.state_dir).unwrap_or_else(|| "./canon-state".into()));
         let state_repo = nonempty(raw.state_repo).and_then(|v| {
             let shown = canon_shared::secret::without_userinfo(&v);
-            let credentials = match url::Url::parse(&v) {
-                Ok(u) => {
-                    u.password().is_some()
-                        || (matches!(u.scheme(), "http" | "https") && !u.username().is_empty())
-                }
-                Err(_) => false,
-            };
+            let credentials = url::Url::parse(&v)
+                .is_ok_and(|u| canon_shared::secret::url_carries_credentials(&u));
             if credentials {
                 problems.push(format!(
                     "CANON_STATE_REPO {shown:?}: must not carry credentials; set CANON_MIRROR_TOKEN or CANON_SSH_KEY"

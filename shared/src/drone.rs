@@ -182,7 +182,9 @@ impl DroneError {
 }
 
 /// Fails unless `repo` is `owner/name` with safe parts.
-fn check_repo(repo: &str) -> Result<(), DroneError> {
+/// Checks that `repo` is a Drone repository name, `owner/name`, each part ASCII letters, digits,
+/// `-`, `_` or `.` (and neither `.` nor `..`): the one rule for a client and an enrollment.
+pub fn check_repo(repo: &str) -> Result<(), DroneError> {
     let parts: Vec<&str> = repo.split('/').collect();
     let part_ok = |p: &str| {
         !p.is_empty()

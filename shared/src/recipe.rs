@@ -206,19 +206,13 @@ pub struct Recipe {
     pub drone_repo: Option<String>,
 }
 
-/// Checks a Drone repository name: `owner/name`, each part non-empty, without spaces.
+/// Checks a Drone repository name with the Drone client's rule ([`crate::drone::check_repo`]).
 fn drone_repo(value: &str) -> Result<String, String> {
     let v = value.trim();
-    let parts: Vec<&str> = v.split('/').collect();
-    if parts.len() == 2
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && !p.contains(char::is_whitespace))
-    {
-        Ok(v.to_string())
-    } else {
-        Err(format!("drone_repo {v:?} is not `owner/name`"))
-    }
+    // The client's rule: a name refused here is refused at load, not when a build starts.
+    crate::drone::check_repo(v)
+        .map(|()| v.to_string())
+        .map_err(|_| format!("drone_repo {v:?} is not `owner/name`"))
 }
 
 /// The longest `stability_window` an enrollment may ask for, in seconds.
@@ -491,10 +485,7 @@ fn resolve_location(value: &str, forge: Option<&str>) -> Result<RepoLocation, St
                 crate::secret::without_userinfo(value)
             )
         })?;
-        // `https://TOKEN@host/...` carries a token as its user name: over HTTP any user info is
-        // a credential. An SSH URL names its login user (`ssh://git@host/...`), never a password.
-        let http = matches!(parsed.scheme(), "http" | "https");
-        if parsed.password().is_some() || (http && !parsed.username().is_empty()) {
+        if crate::secret::url_carries_credentials(&parsed) {
             return Err(
                 "credentials do not belong in the enrollment file; use the token settings".into(),
             );
@@ -694,6 +685,9 @@ recipes:
             ("recipes: [{name: a, upstream: /u, mirror: /m, stability_window: 2.5}]", "not 2.5"),
             ("recipes: [{name: a, upstream: /u, mirror: /m, deploy_timeout: 30, stability_window: 30}]", "must be shorter than deploy_timeout (30 s)"),
             ("recipes: {", "invalid YAML"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, drone_repo: 'ci/a b'}]", "drone_repo \"ci/a b\" is not `owner/name`"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, drone_repo: 'ci/..'}]", "drone_repo \"ci/..\" is not `owner/name`"),
+            ("drone_repo: 'ci/h?st'\nrecipes: [{name: a, upstream: /u, mirror: /m}]", "drone_repo \"ci/h?st\" is not `owner/name`"),
         ];
         for (text, want) in table {
             let err = load(text).unwrap_err().to_string();

@@ -35,6 +35,15 @@ impl Secret {
     }
 }
 
+/// Returns true when the parsed git URL carries a credential: a password in any scheme, or any
+/// user info over HTTP(S), where `https://TOKEN@host/...` is a token in the user name. An SSH URL
+/// may name its login user (`ssh://git@host/...`). The one rule for every URL setting and the
+/// enrollment.
+pub fn url_carries_credentials(url: &url::Url) -> bool {
+    url.password().is_some()
+        || (matches!(url.scheme(), "http" | "https") && !url.username().is_empty())
+}
+
 /// Returns `value` with everything between the scheme and the last `@` masked as `***`: the user
 /// info of a URL (where a token may hide), even one too broken to parse or written without a
 /// scheme. A path with an `@` is masked too; that only hides more.
@@ -94,6 +103,25 @@ impl<'de> serde::Deserialize<'de> for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_any_http_user_info_and_a_password_anywhere() {
+        let carries = |u: &str| url_carries_credentials(&url::Url::parse(u).unwrap());
+        for u in [
+            "https://TOKEN@forge.example/o/n.git",
+            "http://user:pw@forge.example/o/n.git",
+            "ssh://git:pw@forge.example/o/n.git",
+        ] {
+            assert!(carries(u), "{u}");
+        }
+        for u in [
+            "https://forge.example/o/n.git",
+            "ssh://git@forge.example/o/n.git",
+            "file:///srv/state.git",
+        ] {
+            assert!(!carries(u), "{u}");
+        }
+    }
 
     #[test]
     fn secrets_never_print() {

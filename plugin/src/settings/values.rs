@@ -135,8 +135,7 @@ pub fn parse_git_location(name: &str, value: &str) -> Result<String, String> {
     if v.contains("://") {
         let url =
             Url::parse(v).map_err(|e| format!("`{name}` is not a valid URL ({shown:?}): {e}"))?;
-        let http = matches!(url.scheme(), "http" | "https");
-        if url.password().is_some() || (http && !url.username().is_empty()) {
+        if canon_shared::secret::url_carries_credentials(&url) {
             return Err(format!(
                 "`{name}` must not carry credentials ({shown:?}); set `mirror_token` or `ssh_key`"
             ));
