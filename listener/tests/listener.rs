@@ -1045,6 +1045,19 @@ async fn health_readiness_and_the_status_page_in_a_headless_browser() {
     let built = eventually(30, || async { drone.builds().len() == 1 }).await;
     assert!(built, "{}", get_json(&app, "/api/jobs").await);
     promote(&app, "alpha", "1.0.0+1.0", None);
+    // A pull-request run copies alpha's warm data while the page is drawn.
+    let _copying = canon_shared::state::holds::WarmHolds::new(
+        app.running.state.state.root(),
+        &canon_shared::recipe::RecipeName::parse("alpha").unwrap(),
+    )
+    .attach(
+        &canon_shared::state::holds::Holder {
+            build: "12".into(),
+            what: "run refs/pull/4/head".into(),
+        },
+        canon_shared::state::LockWait::Fail,
+    )
+    .unwrap();
     // recipe: a canonical, and a newer tag whose job cannot finish.
     promote(&app, "recipe", "1.0.0+0.9", None);
     let url = "https://git.example.org/upstream/recipe.git";
@@ -1084,8 +1097,16 @@ async fn health_readiness_and_the_status_page_in_a_headless_browser() {
     assert!(
         alpha.contains("<td data-label=\"Canonical\">1.0.0+1.0</td>")
             && alpha.contains("<span class=\"current\">current</span>")
-            && alpha.contains("<td data-label=\"Latest tag\">1.0.0+1.0 (done)</td>"),
+            && alpha.contains("<td data-label=\"Latest tag\">1.0.0+1.0 (done)</td>")
+            && alpha.contains(
+                "<td data-label=\"Warm data\" class=\"long\"><span class=\"attached\">\
+                 attached (build 12: run refs/pull/4/head)</span></td>"
+            ),
         "{alpha}"
+    );
+    assert!(
+        row("other").contains("<span class=\"idle\">idle</span>"),
+        "{dom}"
     );
     let recipe = row("recipe");
     assert!(
@@ -1145,6 +1166,8 @@ async fn health_readiness_and_the_status_page_in_a_headless_browser() {
     for want in [
         "being tested",
         "database migration under review",
+        "Warm data",
+        "attached (build 12",
         "Recent jobs",
         "Outcome",
     ] {
@@ -1217,6 +1240,92 @@ async fn the_status_page_lists_a_bounded_number_of_jobs_however_many_there_are()
         "the oldest are left out: {recent}"
     );
     assert!(page.contains("1.59.0+1.0 being tested"), "{page}");
+    app.running.stop().await;
+}
+
+#[tokio::test]
+async fn the_status_page_says_who_holds_each_recipes_warm_data() {
+    use canon_shared::recipe::RecipeName;
+    use canon_shared::state::holds::{Holder, WarmHolds};
+    use canon_shared::state::LockWait;
+    let drone = FakeDrone::start();
+    let (app, _) = spawn_app(
+        &[],
+        &[
+            ("copied", "upstream/copied"),
+            ("replaced", "upstream/replaced"),
+            ("quiet", "upstream/quiet"),
+        ],
+        &drone.url(),
+    )
+    .await;
+    promote(&app, "copied", "1.0.0+1.0", None);
+    let root = app.running.state.state.root().to_path_buf();
+    let holds = |recipe: &str| WarmHolds::new(&root, &RecipeName::parse(recipe).unwrap());
+    let who = |build: &str, what: &str| Holder {
+        build: build.into(),
+        what: what.into(),
+    };
+    // Two runs copy one recipe's warm data while another's first promote replaces its own.
+    let runs = [
+        holds("copied")
+            .attach(&who("12", "run refs/pull/4/head"), LockWait::Fail)
+            .unwrap(),
+        holds("copied")
+            .attach(&who("13", "run refs/pull/5/head"), LockWait::Fail)
+            .unwrap(),
+    ];
+    let promoting = holds("replaced")
+        .promote(&who("7", "promote 2.0.0+1.0"), LockWait::Fail)
+        .unwrap();
+    let page = || async {
+        app.client
+            .get(format!("{}/", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let warm_of = |page: &str, recipe: &str| {
+        let start = page
+            .find(&format!("<td data-label=\"Recipe\">{recipe}</td>"))
+            .unwrap_or_else(|| panic!("a row for {recipe}: {page}"));
+        let row = &page[start..start + page[start..].find("</tr>").unwrap()];
+        let cell = "<td data-label=\"Warm data\" class=\"long\">";
+        let at = row
+            .find(cell)
+            .unwrap_or_else(|| panic!("a warm data cell: {row}"));
+        row[at + cell.len()..at + row[at..].find("</td>").unwrap()].to_string()
+    };
+    let held = page().await;
+    assert_eq!(
+        warm_of(&held, "copied"),
+        "<span class=\"attached\">attached (build 12: run refs/pull/4/head; \
+         build 13: run refs/pull/5/head)</span>"
+    );
+    assert_eq!(
+        warm_of(&held, "replaced"),
+        "<span class=\"promoting\">promoting (build 7: promote 2.0.0+1.0)</span>"
+    );
+    assert_eq!(warm_of(&held, "quiet"), "<span class=\"idle\">idle</span>");
+    assert!(
+        held.contains("<th>Warm data</th>") && !held.contains("<script"),
+        "{held}"
+    );
+
+    // Released: idle again at the next look, nothing cached.
+    drop(runs);
+    drop(promoting);
+    let released = page().await;
+    for recipe in ["copied", "replaced", "quiet"] {
+        assert_eq!(
+            warm_of(&released, recipe),
+            "<span class=\"idle\">idle</span>",
+            "{recipe}"
+        );
+    }
     app.running.stop().await;
 }
 
