@@ -36,6 +36,17 @@ async fn spawn_app_with(
     drone: &str,
     replaced: &[(&str, &str)],
 ) -> (App, Vec<Repos>) {
+    spawn_app_enrolled(local, forge, drone, replaced, |yaml| yaml).await
+}
+
+/// Like [`spawn_app_with`], with the enrollment file's text passed through `edit` first.
+async fn spawn_app_enrolled(
+    local: &[(&str, &[&str])],
+    forge: &[(&str, &str)],
+    drone: &str,
+    replaced: &[(&str, &str)],
+    edit: impl FnOnce(String) -> String,
+) -> (App, Vec<Repos>) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
     let made: Vec<Repos> = local
@@ -44,6 +55,8 @@ async fn spawn_app_with(
         .collect();
     let pairs: Vec<(&str, &Repos)> = local.iter().zip(&made).map(|((n, _), r)| (*n, r)).collect();
     let enrollment = enrollment(&root, &pairs, forge);
+    let yaml = std::fs::read_to_string(&enrollment).unwrap();
+    std::fs::write(&enrollment, edit(yaml)).unwrap();
     let mut vars = env(&root.join("state"), &enrollment, drone);
     for (key, value) in replaced {
         vars.retain(|(k, _)| k != key);
@@ -617,6 +630,98 @@ async fn jobs_sync_the_mirror_and_build_once_each_while_drone_fails_then_recover
         .parse()
         .unwrap();
     assert!(syncs >= 6, "{metrics}");
+    app.running.stop().await;
+}
+
+#[tokio::test]
+async fn a_recipe_with_its_own_drone_repository_builds_there_and_the_others_in_the_default() {
+    let drone = FakeDrone::start();
+    let (app, repos) = spawn_app_enrolled(
+        &[("alpha", &["1.0.0+1.0"]), ("beta", &["1.0.0+1.0"])],
+        &[],
+        &drone.url(),
+        &[],
+        |yaml| {
+            let own = yaml.replace(
+                "  - name: alpha\n",
+                "  - name: alpha\n    drone_repo: other/repo\n",
+            );
+            assert_ne!(own, yaml, "alpha is enrolled: {yaml}");
+            own
+        },
+    )
+    .await;
+    for (name, r) in ["alpha", "beta"].iter().zip(&repos) {
+        let url = r.upstream.display().to_string();
+        let sha = peeled(&r.upstream, "1.0.0+1.0");
+        let (s, v) = deliver(
+            &app.client,
+            &app.base,
+            "push",
+            &push_tag(&url, name, "1.0.0+1.0", &sha),
+        )
+        .await;
+        assert_eq!(s, 202, "{v}");
+    }
+    let done = eventually(30, || async {
+        let jobs = get_json(&app, "/api/jobs").await;
+        let jobs = jobs.as_array().unwrap();
+        jobs.len() == 2 && jobs.iter().all(|j| j["state"] == "done")
+    })
+    .await;
+    assert!(done, "{:#}", get_json(&app, "/api/jobs").await);
+
+    // Each build was created in its recipe's repository, and only there.
+    let mut created: Vec<(String, String)> = drone
+        .creates()
+        .iter()
+        .map(|c| {
+            let recipe = url::form_urlencoded::parse(c.query.as_bytes())
+                .find(|(k, _)| k == "CANON_RECIPE")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            (recipe, c.path.clone())
+        })
+        .collect();
+    created.sort();
+    assert_eq!(
+        created,
+        [
+            (
+                "alpha".to_string(),
+                "/api/repos/other/repo/builds".to_string()
+            ),
+            ("beta".to_string(), "/api/repos/canon/ci/builds".to_string()),
+        ]
+    );
+    // The look for an earlier build (not to start one twice) asked the same repository.
+    let listed: std::collections::BTreeSet<String> = drone
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET")
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(
+        listed.into_iter().collect::<Vec<_>>(),
+        ["/api/repos/canon/ci/builds", "/api/repos/other/repo/builds"]
+    );
+    let jobs = get_json(&app, "/api/jobs").await;
+    let link = |recipe: &str| {
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["recipe"] == recipe)
+            .map(|j| j["build_link"].as_str().unwrap_or_default().to_string())
+            .unwrap()
+    };
+    assert!(
+        link("alpha").starts_with("http://drone.test/other/repo/"),
+        "{jobs:#}"
+    );
+    assert!(
+        link("beta").starts_with("http://drone.test/canon/ci/"),
+        "{jobs:#}"
+    );
     app.running.stop().await;
 }
 
