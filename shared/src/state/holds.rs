@@ -44,7 +44,7 @@ const TMP_PREFIX: &str = ".hold.tmp.";
 const TMP_STALE: Duration = Duration::from_secs(60);
 
 /// Who takes a hold, shown by [`WarmHolds::status`] while the hold lasts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
     /// The build (a number or a link); empty outside a build.
     pub build: String,
