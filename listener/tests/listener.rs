@@ -36,6 +36,17 @@ async fn spawn_app_with(
     drone: &str,
     replaced: &[(&str, &str)],
 ) -> (App, Vec<Repos>) {
+    spawn_app_enrolled(local, forge, drone, replaced, |yaml| yaml).await
+}
+
+/// Like [`spawn_app_with`], with the enrollment file's text passed through `edit` first.
+async fn spawn_app_enrolled(
+    local: &[(&str, &[&str])],
+    forge: &[(&str, &str)],
+    drone: &str,
+    replaced: &[(&str, &str)],
+    edit: impl FnOnce(String) -> String,
+) -> (App, Vec<Repos>) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
     let made: Vec<Repos> = local
@@ -44,6 +55,8 @@ async fn spawn_app_with(
         .collect();
     let pairs: Vec<(&str, &Repos)> = local.iter().zip(&made).map(|((n, _), r)| (*n, r)).collect();
     let enrollment = enrollment(&root, &pairs, forge);
+    let yaml = std::fs::read_to_string(&enrollment).unwrap();
+    std::fs::write(&enrollment, edit(yaml)).unwrap();
     let mut vars = env(&root.join("state"), &enrollment, drone);
     for (key, value) in replaced {
         vars.retain(|(k, _)| k != key);
@@ -621,6 +634,98 @@ async fn jobs_sync_the_mirror_and_build_once_each_while_drone_fails_then_recover
 }
 
 #[tokio::test]
+async fn a_recipe_with_its_own_drone_repository_builds_there_and_the_others_in_the_default() {
+    let drone = FakeDrone::start();
+    let (app, repos) = spawn_app_enrolled(
+        &[("alpha", &["1.0.0+1.0"]), ("beta", &["1.0.0+1.0"])],
+        &[],
+        &drone.url(),
+        &[],
+        |yaml| {
+            let own = yaml.replace(
+                "  - name: alpha\n",
+                "  - name: alpha\n    drone_repo: other/repo\n",
+            );
+            assert_ne!(own, yaml, "alpha is enrolled: {yaml}");
+            own
+        },
+    )
+    .await;
+    for (name, r) in ["alpha", "beta"].iter().zip(&repos) {
+        let url = r.upstream.display().to_string();
+        let sha = peeled(&r.upstream, "1.0.0+1.0");
+        let (s, v) = deliver(
+            &app.client,
+            &app.base,
+            "push",
+            &push_tag(&url, name, "1.0.0+1.0", &sha),
+        )
+        .await;
+        assert_eq!(s, 202, "{v}");
+    }
+    let done = eventually(30, || async {
+        let jobs = get_json(&app, "/api/jobs").await;
+        let jobs = jobs.as_array().unwrap();
+        jobs.len() == 2 && jobs.iter().all(|j| j["state"] == "done")
+    })
+    .await;
+    assert!(done, "{:#}", get_json(&app, "/api/jobs").await);
+
+    // Each build was created in its recipe's repository, and only there.
+    let mut created: Vec<(String, String)> = drone
+        .creates()
+        .iter()
+        .map(|c| {
+            let recipe = url::form_urlencoded::parse(c.query.as_bytes())
+                .find(|(k, _)| k == "CANON_RECIPE")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            (recipe, c.path.clone())
+        })
+        .collect();
+    created.sort();
+    assert_eq!(
+        created,
+        [
+            (
+                "alpha".to_string(),
+                "/api/repos/other/repo/builds".to_string()
+            ),
+            ("beta".to_string(), "/api/repos/canon/ci/builds".to_string()),
+        ]
+    );
+    // The look for an earlier build (not to start one twice) asked the same repository.
+    let listed: std::collections::BTreeSet<String> = drone
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET")
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(
+        listed.into_iter().collect::<Vec<_>>(),
+        ["/api/repos/canon/ci/builds", "/api/repos/other/repo/builds"]
+    );
+    let jobs = get_json(&app, "/api/jobs").await;
+    let link = |recipe: &str| {
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["recipe"] == recipe)
+            .map(|j| j["build_link"].as_str().unwrap_or_default().to_string())
+            .unwrap()
+    };
+    assert!(
+        link("alpha").starts_with("http://drone.test/other/repo/"),
+        "{jobs:#}"
+    );
+    assert!(
+        link("beta").starts_with("http://drone.test/canon/ci/"),
+        "{jobs:#}"
+    );
+    app.running.stop().await;
+}
+
+#[tokio::test]
 async fn permanent_drone_answers_fail_the_job_with_a_clear_reason() {
     let drone = FakeDrone::start();
     let drone_url = drone.url();
@@ -1045,6 +1150,19 @@ async fn health_readiness_and_the_status_page_in_a_headless_browser() {
     let built = eventually(30, || async { drone.builds().len() == 1 }).await;
     assert!(built, "{}", get_json(&app, "/api/jobs").await);
     promote(&app, "alpha", "1.0.0+1.0", None);
+    // A pull-request run copies alpha's warm data while the page is drawn.
+    let _copying = canon_shared::state::holds::WarmHolds::new(
+        app.running.state.state.root(),
+        &canon_shared::recipe::RecipeName::parse("alpha").unwrap(),
+    )
+    .attach(
+        &canon_shared::state::holds::Holder {
+            build: "12".into(),
+            what: "run refs/pull/4/head".into(),
+        },
+        canon_shared::state::LockWait::Fail,
+    )
+    .unwrap();
     // recipe: a canonical, and a newer tag whose job cannot finish.
     promote(&app, "recipe", "1.0.0+0.9", None);
     let url = "https://git.example.org/upstream/recipe.git";
@@ -1084,8 +1202,16 @@ async fn health_readiness_and_the_status_page_in_a_headless_browser() {
     assert!(
         alpha.contains("<td data-label=\"Canonical\">1.0.0+1.0</td>")
             && alpha.contains("<span class=\"current\">current</span>")
-            && alpha.contains("<td data-label=\"Latest tag\">1.0.0+1.0 (done)</td>"),
+            && alpha.contains("<td data-label=\"Latest tag\">1.0.0+1.0 (done)</td>")
+            && alpha.contains(
+                "<td data-label=\"Warm data\" class=\"long\"><span class=\"attached\">\
+                 attached (build 12: run refs/pull/4/head)</span></td>"
+            ),
         "{alpha}"
+    );
+    assert!(
+        row("other").contains("<span class=\"idle\">idle</span>"),
+        "{dom}"
     );
     let recipe = row("recipe");
     assert!(
@@ -1145,6 +1271,8 @@ async fn health_readiness_and_the_status_page_in_a_headless_browser() {
     for want in [
         "being tested",
         "database migration under review",
+        "Warm data",
+        "attached (build 12",
         "Recent jobs",
         "Outcome",
     ] {
@@ -1217,6 +1345,92 @@ async fn the_status_page_lists_a_bounded_number_of_jobs_however_many_there_are()
         "the oldest are left out: {recent}"
     );
     assert!(page.contains("1.59.0+1.0 being tested"), "{page}");
+    app.running.stop().await;
+}
+
+#[tokio::test]
+async fn the_status_page_says_who_holds_each_recipes_warm_data() {
+    use canon_shared::recipe::RecipeName;
+    use canon_shared::state::holds::{Holder, WarmHolds};
+    use canon_shared::state::LockWait;
+    let drone = FakeDrone::start();
+    let (app, _) = spawn_app(
+        &[],
+        &[
+            ("copied", "upstream/copied"),
+            ("replaced", "upstream/replaced"),
+            ("quiet", "upstream/quiet"),
+        ],
+        &drone.url(),
+    )
+    .await;
+    promote(&app, "copied", "1.0.0+1.0", None);
+    let root = app.running.state.state.root().to_path_buf();
+    let holds = |recipe: &str| WarmHolds::new(&root, &RecipeName::parse(recipe).unwrap());
+    let who = |build: &str, what: &str| Holder {
+        build: build.into(),
+        what: what.into(),
+    };
+    // Two runs copy one recipe's warm data while another's first promote replaces its own.
+    let runs = [
+        holds("copied")
+            .attach(&who("12", "run refs/pull/4/head"), LockWait::Fail)
+            .unwrap(),
+        holds("copied")
+            .attach(&who("13", "run refs/pull/5/head"), LockWait::Fail)
+            .unwrap(),
+    ];
+    let promoting = holds("replaced")
+        .promote(&who("7", "promote 2.0.0+1.0"), LockWait::Fail)
+        .unwrap();
+    let page = || async {
+        app.client
+            .get(format!("{}/", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let warm_of = |page: &str, recipe: &str| {
+        let start = page
+            .find(&format!("<td data-label=\"Recipe\">{recipe}</td>"))
+            .unwrap_or_else(|| panic!("a row for {recipe}: {page}"));
+        let row = &page[start..start + page[start..].find("</tr>").unwrap()];
+        let cell = "<td data-label=\"Warm data\" class=\"long\">";
+        let at = row
+            .find(cell)
+            .unwrap_or_else(|| panic!("a warm data cell: {row}"));
+        row[at + cell.len()..at + row[at..].find("</td>").unwrap()].to_string()
+    };
+    let held = page().await;
+    assert_eq!(
+        warm_of(&held, "copied"),
+        "<span class=\"attached\">attached (build 12: run refs/pull/4/head; \
+         build 13: run refs/pull/5/head)</span>"
+    );
+    assert_eq!(
+        warm_of(&held, "replaced"),
+        "<span class=\"promoting\">promoting (build 7: promote 2.0.0+1.0)</span>"
+    );
+    assert_eq!(warm_of(&held, "quiet"), "<span class=\"idle\">idle</span>");
+    assert!(
+        held.contains("<th>Warm data</th>") && !held.contains("<script"),
+        "{held}"
+    );
+
+    // Released: idle again at the next look, nothing cached.
+    drop(runs);
+    drop(promoting);
+    let released = page().await;
+    for recipe in ["copied", "replaced", "quiet"] {
+        assert_eq!(
+            warm_of(&released, recipe),
+            "<span class=\"idle\">idle</span>",
+            "{recipe}"
+        );
+    }
     app.running.stop().await;
 }
 

@@ -288,6 +288,50 @@ fn pinned_and_moved_tags_are_skipped_with_their_reason() {
     assert_eq!(f.harness_runs().len(), 1);
 }
 
+#[test]
+fn the_report_says_who_holds_the_warm_data_when_the_recipe_is_swept() {
+    use canon_shared::state::holds::{Holder, WarmHolds};
+    use canon_shared::state::LockWait;
+    let f = Fixture::new();
+    f.release("1.0.0+1.0", true);
+    let out = sweep_inline(&f, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        entry(&report(&f), "app")["warm_status"],
+        serde_json::json!({"status": "idle"})
+    );
+    assert!(!text(&out).contains("warm data of"), "{}", text(&out));
+
+    // A pull-request run of this process copies the warm data while the sweep finds nothing to do.
+    let hold = WarmHolds::new(&f.state, &f.name())
+        .attach(
+            &Holder {
+                build: "12".into(),
+                what: "run refs/pull/4/head".into(),
+            },
+            LockWait::Fail,
+        )
+        .unwrap();
+    let out = sweep_inline(&f, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = report(&f);
+    let warm = &entry(&r, "app")["warm_status"];
+    assert_eq!(warm["status"], "attached", "{r}");
+    assert_eq!(warm["holders"][0]["build"], "12", "{r}");
+    assert_eq!(warm["holders"][0]["pid"], std::process::id(), "{r}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("warm data of app: attached (build 12: run refs/pull/4/head)"),
+        "{}",
+        text(&out)
+    );
+    // A dry run writes nothing, so it does not read the holds (which clears dead holders).
+    let out = sweep_inline(&f, &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(entry(&report(&f), "app")["warm_status"], Value::Null);
+    drop(hold);
+}
+
 /// Every file under `dir` with its contents.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();

@@ -555,6 +555,90 @@ fn the_badge_command_draws_the_listener_s_badge_from_the_state_dir() {
 }
 
 #[test]
+fn canonical_show_says_who_holds_the_warm_data_on_this_host() {
+    use canon_shared::recipe::RecipeName;
+    use canon_shared::state::holds::{Holder, WarmHolds};
+    let f = Fixture::new();
+    let state = f.state.display().to_string();
+    let show = |recipe: &str| {
+        let out = plugin(
+            &["canonical", "show", "--recipe", recipe],
+            &[("CANON_STATE_DIR", state.clone())],
+        )
+        .output()
+        .unwrap();
+        let json = serde_json::from_slice::<serde_json::Value>(&out.stdout).ok();
+        (out.status.code(), json, printed(&out))
+    };
+    f.release("1.0.0+1.0", true);
+    promote(&f, "1.0.0+1.0");
+    let (code, json, text) = show("app");
+    assert_eq!(code, Some(0), "{text}");
+    let json = json.unwrap();
+    assert_eq!(
+        (&json["version"], &json["status"], json.get("holders")),
+        (&"1.0.0+1.0".into(), &"idle".into(), None),
+        "{json:#}"
+    );
+
+    // A run of this process copies the warm data: the CLI shows it, then idle once it is done.
+    let holds = WarmHolds::new(&f.state, &f.name());
+    let hold = holds
+        .attach(
+            &Holder {
+                build: "12".into(),
+                what: "run refs/pull/4/head".into(),
+            },
+            LockWait::Fail,
+        )
+        .unwrap();
+    let (code, json, text) = show("app");
+    assert_eq!(code, Some(0), "{text}");
+    let json = json.unwrap();
+    assert_eq!(json["status"], "attached", "{json:#}");
+    assert_eq!(
+        json["version"], "1.0.0+1.0",
+        "the record is still there: {json:#}"
+    );
+    let holders = json["holders"].as_array().unwrap();
+    assert_eq!(holders.len(), 1, "{json:#}");
+    assert_eq!(
+        (
+            &holders[0]["build"],
+            &holders[0]["what"],
+            &holders[0]["pid"]
+        ),
+        (
+            &"12".into(),
+            &"run refs/pull/4/head".into(),
+            &std::process::id().into()
+        ),
+        "{json:#}"
+    );
+    drop(hold);
+    let (_, json, text) = show("app");
+    assert_eq!(json.unwrap()["status"], "idle", "{text}");
+
+    // No canonical yet, but its first promote under way.
+    let other = RecipeName::parse("other").unwrap();
+    let _promoting = WarmHolds::new(&f.state, &other)
+        .promote(
+            &Holder {
+                build: "7".into(),
+                what: String::new(),
+            },
+            LockWait::Fail,
+        )
+        .unwrap();
+    let (code, _, text) = show("other");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("no canonical yet (warm data: promoting (build 7))"),
+        "{text}"
+    );
+}
+
+#[test]
 fn the_binary_exits_2_listing_every_settings_problem() {
     let out = plugin(
         &[],

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`version`]: Co-op Cloud release tags (`<recipe-semver>+<upstream>`): parse, order, latest.
 //! - [`recipe`]: `RecipeName` (a path-safe name) and the enrollment file.
-//! - [`state`]: the canonical record, the decision history and the per-recipe lock on disk.
+//! - [`state`]: the canonical record, the decision history and the per-recipe lock on disk, and
+//!   the host-local holds on a recipe's warm data ([`state::holds`]).
 //! - [`gate`]: every decision over a recipe's canonical, as pure functions over facts: the promote
 //!   gate, whether a tag is built at all (listener and sweep), the sweep's pick.
 //! - [`badge`]: where a canonical stands against newer tags, and the one badge SVG renderer.

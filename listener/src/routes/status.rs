@@ -1,8 +1,9 @@
 //! `GET /`: the status page, rendered on the server as plain HTML (no scripts).
 //!
 //! One table row per enrolled recipe: its canonical (version, commit, promoted date, pin), where
-//! it stands (the badge's standing, [`super::badge::facts`]), the latest release tag the listener
-//! knows of and its job, and the last event. Then the newest [`RECENT_JOBS`] jobs of any state
+//! it stands (the badge's standing, [`super::badge::facts`]), who holds its warm data on this host
+//! (read live from the state dir's holds, [`canon_shared::state::holds`]), the latest release tag
+//! the listener knows of and its job, and the last event. Then the newest [`RECENT_JOBS`] jobs of any state
 //! with their Drone build and outcome, newest first, and the jobs that need attention (pending,
 //! failed, flagged): each of those sections counts all of them but lists only the newest
 //! [`SECTION_ROWS`]. So the page stays the same size however large the journal grows;
@@ -16,7 +17,9 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use canon_shared::recipe::RecipeName;
 use canon_shared::secret::{userinfo_masked_in, without_userinfo};
+use canon_shared::state::holds::WarmHolds;
 use time::format_description::well_known::Rfc3339;
 
 use crate::journal::{Job, Section};
@@ -46,7 +49,8 @@ table{border-collapse:collapse;width:100%;margin-bottom:1em}\
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;font-size:14px;vertical-align:top}\
 td.long{overflow-wrap:anywhere}\
 th{background:#eee}code{font-size:12px}\
-.failed{color:#a00}.pending,.testing{color:#a60}.ok,.current{color:#070}.pinned,.none{color:#666}\
+.failed{color:#a00}.pending,.testing,.attached,.promoting{color:#a60}.ok,.current{color:#070}\
+.pinned,.none,.idle{color:#666}\
 @media (max-width:40em){body{padding:.5em}\
 table,tbody,tr,td{display:block;width:100%}thead{display:none}\
 tr{border:1px solid #ccc;margin-bottom:.6em}td{border:0;border-top:1px solid #eee;overflow-wrap:anywhere}\
@@ -62,7 +66,7 @@ pub const RECENT_JOBS: u32 = 50;
 
 /// The columns whose text may break anywhere (URLs, errors), so they never widen a table past
 /// the window.
-const LONG: &[&str] = &["Upstream", "Pin", "Note", "Error", "Flags"];
+const LONG: &[&str] = &["Upstream", "Pin", "Warm data", "Note", "Error", "Flags"];
 
 /// One table: its id, column names, and rows of (class, cells as HTML).
 struct Table<'a> {
@@ -142,6 +146,26 @@ fn shown(listed: usize, total: u64) -> String {
     }
 }
 
+/// Returns the warm data cell: who holds `recipe`'s warm data on this host, read live (a holder
+/// whose process died is not shown).
+fn warm_cell(state: &AppState, recipe: &RecipeName) -> String {
+    match WarmHolds::new(state.state.root(), recipe).status() {
+        Ok(warm) => format!(
+            "<span class=\"{}\">{}</span>",
+            warm.status.as_str(),
+            esc(&warm.to_string())
+        ),
+        Err(e) => {
+            tracing::error!(recipe = %recipe, error = %e, "Cannot read who holds the warm data for the status page.");
+            // The error names a file; it carries no secret.
+            format!(
+                "<span class=\"failed\">unreadable: {}</span>",
+                esc(&e.to_string())
+            )
+        }
+    }
+}
+
 /// Writes the recipes table.
 async fn recipes(state: &AppState, h: &mut String) {
     let last = state
@@ -157,6 +181,7 @@ async fn recipes(state: &AppState, h: &mut String) {
             .iter()
             .find(|(n, _)| n == name)
             .map_or_else(|| "none".into(), |(_, at)| esc(&short_time(at)));
+        let warm = warm_cell(state, &r.name);
         let known = match badge::facts(state, &r.name).await {
             Ok(known) => known,
             Err(e) => {
@@ -173,6 +198,7 @@ async fn recipes(state: &AppState, h: &mut String) {
                     String::new(),
                     String::new(),
                     String::new(),
+                    warm,
                     String::new(),
                     last_event,
                 ];
@@ -225,6 +251,7 @@ async fn recipes(state: &AppState, h: &mut String) {
                     standing.as_str(),
                     esc(&known.status.to_string())
                 ),
+                warm,
                 latest,
                 last_event,
             ],
@@ -240,6 +267,7 @@ async fn recipes(state: &AppState, h: &mut String) {
             "Promoted",
             "Pin",
             "Status",
+            "Warm data",
             "Latest tag",
             "Last event",
         ],

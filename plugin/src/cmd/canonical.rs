@@ -1,5 +1,8 @@
 //! `canon-plugin canonical`: show, pin and unpin one recipe's canonical, and draw its badge.
 //!
+//! `show` adds to the record who holds the recipe's warm data on this host
+//! ([`canon_shared::state::holds`]): read live from the state dir, never stored with the record.
+//!
 //! The badge is the listener's `/badge/<recipe>.svg` drawn from the state dir alone
 //! ([`canon_shared::badge`]): the canonical and the tail of the history. Without the listener's
 //! journal it cannot know a tag that is being tested, only one that was refused.
@@ -12,7 +15,8 @@ use canon_shared::badge::{self, RecipeStatus};
 use canon_shared::mirror::Credentials;
 use canon_shared::recipe::RecipeName;
 use canon_shared::secret::Secret;
-use canon_shared::state::{self, LockWait, StateDir, StateError, StateStore};
+use canon_shared::state::holds::{WarmHolds, WarmStatus};
+use canon_shared::state::{self, CanonicalRecord, LockWait, StateDir, StateError, StateStore};
 use clap::{Args as ClapArgs, Subcommand};
 
 /// Where and which recipe.
@@ -64,7 +68,8 @@ impl Target {
 /// `canonical` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum CanonicalCommand {
-    /// Print the canonical record as JSON (exit 1 when there is none).
+    /// Print the canonical record as JSON, with who holds the warm data on this host (`status`:
+    /// idle, attached or promoting, and the `holders`); exit 1 when there is no canonical.
     Show(Target),
     /// Hold the canonical: nothing promotes the recipe until it is unpinned.
     Pin {
@@ -170,6 +175,27 @@ fn write_badge(
     Ok(())
 }
 
+/// What `show` prints: the record and, beside its fields, the warm data's status.
+#[derive(serde::Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    record: &'a CanonicalRecord,
+    #[serde(flatten)]
+    warm: Option<WarmStatus>,
+}
+
+/// Returns who holds `target`'s warm data on this host, or `None` (said on stderr) when the
+/// holders cannot be read: the record is still worth showing.
+fn warm_status(target: &Target) -> Option<WarmStatus> {
+    match WarmHolds::new(&target.state_dir, &target.recipe).status() {
+        Ok(status) => Some(status),
+        Err(e) => {
+            eprintln!("warning: cannot tell who holds the warm data: {e}");
+            None
+        }
+    }
+}
+
 /// Runs a `canonical` subcommand.
 pub fn main(cmd: CanonicalCommand) -> ExitCode {
     let wait = LockWait::Wait(Duration::from_secs(30));
@@ -204,9 +230,17 @@ pub fn main(cmd: CanonicalCommand) -> ExitCode {
             state::unpin(store.as_ref(), &target.recipe, reason, by, wait).map(Some)
         }
     };
+    let warm = match &cmd {
+        CanonicalCommand::Show(t) => warm_status(t),
+        _ => None,
+    };
     match result {
         Ok(Some(record)) => {
-            match serde_json::to_string_pretty(&record) {
+            let shown = Shown {
+                record: &record,
+                warm,
+            };
+            match serde_json::to_string_pretty(&shown) {
                 Ok(json) => println!("{json}"),
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -216,7 +250,11 @@ pub fn main(cmd: CanonicalCommand) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(None) => {
-            eprintln!("no canonical yet");
+            match warm.filter(|w| !w.is_idle()) {
+                // A first promote may be under way.
+                Some(w) => eprintln!("no canonical yet (warm data: {w})"),
+                None => eprintln!("no canonical yet"),
+            }
             ExitCode::FAILURE
         }
         Err(e) => {

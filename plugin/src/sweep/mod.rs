@@ -25,6 +25,7 @@ use canon_shared::gate::{sweep_decision, SweepDecision};
 use canon_shared::listener_api::ListenerClient;
 use canon_shared::mirror::{self, Credentials, SyncRequest};
 use canon_shared::recipe::{Enrollment, Recipe};
+use canon_shared::state::holds::{WarmHolds, WarmStatus};
 use canon_shared::state::{self, MissedWebhook, StateDir};
 use canon_shared::version::{self, ReleaseVersion};
 
@@ -291,6 +292,9 @@ async fn sweep(
                 }
             }
         }
+        if !settings.dry_run {
+            d.entry.warm_status = warm_status(settings, &d.recipe);
+        }
         if d.entry.error.is_some() || !d.entry.pr_errors.is_empty() {
             report.errors += 1;
             tracing::error!(recipe = %d.entry.recipe, error = d.entry.error.as_deref().unwrap_or(""), "The recipe's sweep failed.");
@@ -299,6 +303,18 @@ async fn sweep(
     }
     report.seconds = started.elapsed().as_secs_f64();
     report
+}
+
+/// Returns who holds `recipe`'s warm data on this host now, or `None` (logged) when the holds
+/// cannot be read: the rest of the recipe's entry stands without it.
+fn warm_status(settings: &Settings, recipe: &Recipe) -> Option<WarmStatus> {
+    match WarmHolds::new(&settings.state_dir, &recipe.name).status() {
+        Ok(status) => Some(status),
+        Err(e) => {
+            tracing::warn!(recipe = %recipe.name, error = %e, "Cannot tell who holds the warm data.");
+            None
+        }
+    }
 }
 
 /// Returns why a recipe failed when its deadline passed during `what`. A blocking step still in

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use canon_shared::state::holds::WarmStatus;
 use serde::Serialize;
 
 use crate::exit::EXIT_RED;
@@ -41,6 +42,11 @@ pub struct RecipeEntry {
     pub mirror_cache_bytes: Option<u64>,
     /// Size of the warm canonical's volumes, in bytes (docker runner).
     pub warm_volume_bytes: Option<u64>,
+    /// Who held the recipe's warm data on this host when its sweep ended: idle, attached (runs
+    /// copying it) or promoting, with the holders. `null` on a dry run, which writes nothing
+    /// (reading the holds removes the records of holders that died), or when the holds cannot be
+    /// read.
+    pub warm_status: Option<WarmStatus>,
 }
 
 /// The sweep report (`--report`, default `sweep-report.json`).
@@ -140,6 +146,11 @@ pub fn table(report: &SweepReport) -> String {
     for c in &report.cleanup {
         let _ = writeln!(out, "cleanup: {c}");
     }
+    for e in &report.recipes {
+        if let Some(warm) = e.warm_status.as_ref().filter(|w| !w.is_idle()) {
+            let _ = writeln!(out, "warm data of {}: {warm}", e.recipe);
+        }
+    }
     let missed = match &report.missed_webhooks_unknown {
         None => format!(
             "{} missed webhook(s)",
@@ -218,6 +229,64 @@ mod tests {
             t.ends_with("2 recipe(s), 1 started, 1 error(s), 1 missed webhook(s), 0.0s"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn the_table_names_who_holds_warm_data_unless_it_is_idle() {
+        use canon_shared::state::holds::{HolderInfo, WarmState};
+        let holder = |build: &str, what: &str| HolderInfo {
+            build: build.into(),
+            what: what.into(),
+            pid: 1,
+            since: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        let entry = |recipe: &str, warm: Option<WarmStatus>| RecipeEntry {
+            recipe: recipe.into(),
+            action: "none".into(),
+            warm_status: warm,
+            ..RecipeEntry::default()
+        };
+        let r = SweepReport {
+            recipes: vec![
+                entry(
+                    "copied",
+                    Some(WarmStatus {
+                        status: WarmState::Attached,
+                        holders: vec![
+                            holder("12", "run refs/pull/4/head"),
+                            holder("13", "run refs/pull/5/head"),
+                        ],
+                    }),
+                ),
+                entry("quiet", Some(WarmStatus::idle())),
+                entry(
+                    "replaced",
+                    Some(WarmStatus {
+                        status: WarmState::Promoting,
+                        holders: vec![holder("7", "")],
+                    }),
+                ),
+                entry("unknown", None),
+            ],
+            ..SweepReport::default()
+        };
+        let t = table(&r);
+        let warm: Vec<&str> = t.lines().filter(|l| l.starts_with("warm data")).collect();
+        assert_eq!(
+            warm,
+            [
+                "warm data of copied: attached (build 12: run refs/pull/4/head; build 13: run refs/pull/5/head)",
+                "warm data of replaced: promoting (build 7)",
+            ],
+            "{t}"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["recipes"][0]["warm_status"]["status"], "attached");
+        assert_eq!(
+            json["recipes"][1]["warm_status"],
+            serde_json::json!({"status": "idle"})
+        );
+        assert_eq!(json["recipes"][3]["warm_status"], serde_json::Value::Null);
     }
 
     #[test]

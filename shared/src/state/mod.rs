@@ -6,6 +6,7 @@
 //! <state>/<recipe>/canonical.json   the current canonical (atomic replace)
 //! <state>/<recipe>/history.jsonl    every promotion, refusal, pin and unpin (append-only)
 //! <state>/<recipe>/.lock            held for a whole decision-and-write
+//! <state>/<recipe>/warm/             host-local holds on the warm data ([`holds`])
 //! ```
 //!
 //! A corrupt or unreadable `canonical.json` is an error, never "no canonical": treating it as
