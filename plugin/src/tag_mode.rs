@@ -507,7 +507,13 @@ fn run_in_folder(
     }
 
     // 4. The run: cold, or warm from the canonical's data.
-    let warm = match warm_base(settings, runner, before.as_ref(), base_checkout.is_some()) {
+    let warm = match warm_base(
+        settings,
+        runner,
+        state,
+        before.as_ref(),
+        base_checkout.is_some(),
+    ) {
         Ok(w) => w,
         Err(why) => {
             println!(
@@ -569,6 +575,10 @@ fn run_in_folder(
                     .push(format!("the {} runner failed: {e}", runner.name()));
             }
         }
+        // A runner that failed before its copy still lets go of the warm data.
+        if let Some(w) = &ctx.warm {
+            w.release();
+        }
         for s in &report.stages {
             println!("{}", report::stage_line(s));
         }
@@ -589,10 +599,12 @@ fn run_in_folder(
 }
 
 /// Returns whether the run starts warm from the canonical's data: `Ok(Some)` with what to copy,
-/// `Ok(None)` for a tag (tags always run cold), or why a ref run runs cold.
+/// held shared (a promote waits for the copy), `Ok(None)` for a tag (tags always run cold), or
+/// why a ref run runs cold.
 fn warm_base(
     settings: &RunSettings,
     runner: &dyn Runner,
+    state: &dyn StateStore,
     canonical: Option<&CanonicalRecord>,
     has_base_checkout: bool,
 ) -> Result<Option<WarmBase>, String> {
@@ -617,16 +629,33 @@ fn warm_base(
             ));
         }
     }
+    runner.warm_volumes(&settings.recipe.name)?;
+    // Held from here until the runner has copied the data: a promote that starts meanwhile
+    // waits, and one that ran while this run waited is seen below.
+    let holder = Holder {
+        build: settings.build.clone(),
+        what: format!("warm run of {git_ref}"),
+    };
+    let hold = WarmHolds::new(&settings.state_dir, &settings.recipe.name)
+        .attach(&holder, settings.lock_wait)
+        .map_err(|e| format!("cannot hold the warm data: {e}"))?;
+    let now = state
+        .read_canonical(&settings.recipe.name)
+        .map_err(|e| format!("cannot read the canonical again: {e}"))?;
+    if now.as_ref().map(|c| (&c.version, &c.commit))
+        != Some((&canonical.version, &canonical.commit))
+    {
+        return Err(format!(
+            "the canonical moved from {} to {} while this run waited for its warm data",
+            canonical.version,
+            now.map_or("none".to_string(), |c| c.version.to_string())
+        ));
+    }
     let volumes = runner.warm_volumes(&settings.recipe.name)?;
     Ok(Some(WarmBase {
         canonical: canonical.clone(),
         volumes,
-        holds: WarmHolds::new(&settings.state_dir, &settings.recipe.name),
-        holder: Holder {
-            build: settings.build.clone(),
-            what: format!("warm run of {git_ref}"),
-        },
-        lock_wait: settings.lock_wait,
+        hold: std::sync::Arc::new(std::sync::Mutex::new(Some(hold))),
     }))
 }
 

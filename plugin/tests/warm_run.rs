@@ -264,6 +264,8 @@ fn a_killed_pr_run_leaves_no_hold_behind_and_the_sweeps_cleanup_removes_its_copi
     assert!(!out.status.success());
     let name = RecipeName::parse(&up.name).unwrap();
     let holds = WarmHolds::new(&state, &name);
+    let status = holds.status().unwrap();
+    assert!(status.is_idle(), "a dead run is no holder: {status}");
     let started = Instant::now();
     let promote = holds
         .promote(

@@ -703,15 +703,7 @@ mod tests {
         c.warm = Some(WarmBase {
             canonical,
             volumes: vec!["warm-app_data".into(), "warm-app_db".into()],
-            holds: canon_shared::state::holds::WarmHolds::new(
-                std::path::Path::new("/state"),
-                &c.recipe.name,
-            ),
-            holder: canon_shared::state::holds::Holder {
-                build: "1".into(),
-                what: "run main".into(),
-            },
-            lock_wait: canon_shared::state::LockWait::Fail,
+            hold: Default::default(),
         });
         c
     }

@@ -10,27 +10,33 @@
 //! Tag mode decides whether a run is warm ([`WarmBase`] in the run context) and says why not
 //! when it is cold; the runner reports what it copied ([`WarmReport`]).
 
+use std::sync::{Arc, Mutex};
+
 use canon_shared::gate::StageResult;
-use canon_shared::state::holds::{Holder, WarmHolds};
-use canon_shared::state::{CanonicalRecord, LockWait};
+use canon_shared::state::holds::Hold;
+use canon_shared::state::CanonicalRecord;
 use serde::{Deserialize, Serialize};
 
-/// The warm data a warm run starts from.
+/// The warm data a warm run starts from, held shared (no promote replaces it) until the runner
+/// has copied it.
 #[derive(Debug, Clone)]
 pub struct WarmBase {
-    /// The canonical whose data it is.
+    /// The canonical whose data it is (read under the hold).
     pub canonical: CanonicalRecord,
-    /// The canonical's warm volumes (`warm-<recipe>_<key>`), sorted.
+    /// The canonical's warm volumes (`warm-<recipe>_<key>`), sorted, listed under the hold.
     pub volumes: Vec<String>,
-    /// The holds on the recipe's warm data: copies are made under a shared one.
-    pub holds: WarmHolds,
-    /// Who holds them (this build).
-    pub holder: Holder,
-    /// How long to wait while a promote replaces the warm data.
-    pub lock_wait: LockWait,
+    /// The shared hold on the recipe's warm data, until [`WarmBase::release`] (or the end of
+    /// the run, or of the process).
+    pub hold: Arc<Mutex<Option<Hold>>>,
 }
 
 impl WarmBase {
+    /// Releases the hold on the warm data: the runner calls it once its copies are made.
+    pub fn release(&self) {
+        let hold = self.hold.lock().map(|mut h| h.take());
+        drop(hold);
+    }
+
     /// Returns the install stage's reason in a warm run.
     pub fn reattached(&self) -> String {
         format!(

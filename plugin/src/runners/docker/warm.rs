@@ -47,8 +47,9 @@ pub(super) fn warm_volumes(recipe: &str) -> Result<Vec<String>, String> {
 
 impl Stack {
     /// Copies each of the warm canonical's volumes into this stack's volume of the same key,
-    /// under a shared hold on the recipe's warm data. `base_checkout` (the canonical's commit)
-    /// names the image the helper containers use. Returns the copies.
+    /// while the run holds the recipe's warm data shared (tag mode took the hold; it is released
+    /// here once the copies are made). `base_checkout` (the canonical's commit) names the image
+    /// the helper containers use. Returns the copies.
     pub(super) fn reattach(
         &self,
         warm: &WarmBase,
@@ -56,20 +57,9 @@ impl Stack {
     ) -> Result<Vec<WarmCopy>, RunnerError> {
         let image = helper_image(&self.load(base_checkout)?)?;
         let source = warm_stack_name(&self.labels.recipe);
-        let _hold = warm
-            .holds
-            .attach(&warm.holder, warm.lock_wait)
-            .map_err(|e| RunnerError::Other(format!("cannot hold the warm data: {e}")))?;
-        // Read again under the hold: a promote may have run while this run waited for it.
-        let volumes = warm_volumes(&self.labels.recipe).map_err(RunnerError::Other)?;
-        if volumes != warm.volumes {
-            return Err(RunnerError::Other(format!(
-                "the warm canonical's volumes changed while this run waited (now {volumes:?}); run it again"
-            )));
-        }
         let labels = self.labels.map(None);
-        let mut copies = Vec::with_capacity(volumes.len());
-        for from in volumes {
+        let mut copies = Vec::with_capacity(warm.volumes.len());
+        for from in warm.volumes.iter().cloned() {
             let key = from
                 .strip_prefix(&format!("{source}_"))
                 .unwrap_or(&from)
@@ -80,6 +70,7 @@ impl Stack {
             copies.push(WarmCopy { from, to, bytes });
             fault::point("warm:copied");
         }
+        warm.release();
         Ok(copies)
     }
 }
