@@ -1175,10 +1175,20 @@ fn a_service_that_crash_loops_without_a_healthcheck_is_red_naming_its_failed_tas
         if name != "compose.yml" {
             return text;
         }
-        let healthcheck = "    healthcheck:\n      test: [\"CMD\", \"/canon-testapp\", \"check\"]\n      interval: 1s\n      timeout: 2s\n      retries: 3\n      start_period: 2s\n";
-        assert!(text.contains(healthcheck));
-        text.replace(healthcheck, "")
-            .replace("      - DATA_DIR=/data\n", "      - DATA_DIR=/data\n      - CRASH_AFTER=3\n")
+        // The healthcheck block runs up to the deploy block that follows it.
+        let start = text
+            .find("    healthcheck:\n")
+            .expect("the fixture has a healthcheck");
+        let end = start
+            + text[start..]
+                .find("    deploy:\n")
+                .expect("a deploy block follows");
+        let mut text = text;
+        text.replace_range(start..end, "");
+        text.replace(
+            "      - DATA_DIR=/data\n",
+            "      - DATA_DIR=/data\n      - CRASH_AFTER=3\n",
+        )
     });
     let recipe = up.recipe_windowed(Some(25), None, 8);
     let ctx = up.ctx(&recipe, "1.0.0+0.1.0", &c1, "1");
