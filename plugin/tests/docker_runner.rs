@@ -120,6 +120,61 @@ fn second_tag_upgrades_from_the_canonical_and_the_install_marker_survives_upgrad
     assert_eq!(up.objects(), before, "the cold run left objects behind");
 }
 
+/// The custom stage of the first-boot test: the app runs with the run's `FIRST_BOOT_SECONDS`,
+/// its healthcheck's start period covers that first boot (swarm would kill it otherwise), and
+/// the data marker says the canonical's version installed the data.
+const FIRST_BOOT_CHECK: &str = r#"set -eu
+spec=$(docker service inspect --format '{{json .Spec.TaskTemplate.ContainerSpec}}' "${STACK_NAME}_app")
+echo "app spec: $spec"
+echo "$spec" | grep -F "\"FIRST_BOOT_SECONDS=${FIRST_BOOT_SECONDS}\""
+echo "$spec" | grep -F "\"StartPeriod\":${FIRST_BOOT_SECONDS}000000000,"
+c=$(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK_NAME}_app" | head -n1)
+got=$(docker exec "$c" /canon-testapp marker)
+echo "marker: $got"
+test "$got" = "$EXPECT_MARKER""#;
+
+#[test]
+fn a_first_boot_cost_makes_the_install_wait_that_long_and_the_run_stays_green() {
+    // FIRST_BOOT_SECONDS reaches the deploy through the run's env, as `--env` gives it. The
+    // install deploys the canonical on empty volumes: N seconds of 503 before it is healthy,
+    // then the stability window, and swarm must not kill it meanwhile. The upgrade and the
+    // restore deploy on data that has the marker.
+    const N: u64 = 6;
+    let window = 2.0;
+    engine();
+    let up = Upstream::new("cfxp");
+    let c1 = up.release("1.0.0+0.1.0", "1.0.0", false);
+    let c2 = up.release("1.1.0+0.1.0", "1.1.0", false);
+    let recipe = up.recipe(60, Some(FIRST_BOOT_CHECK));
+    let mut ctx = up.ctx(&recipe, "1.1.0+0.1.0", &c2, "8");
+    ctx.canonical = Some(up.canonical("1.0.0+0.1.0", &c1));
+    ctx.base_checkout = Some(up.checkout("1.0.0+0.1.0"));
+    ctx.env.insert("FIRST_BOOT_SECONDS".into(), N.to_string());
+    ctx.env.insert("EXPECT_MARKER".into(), "1.0.0".into());
+    let results = DockerRunner::default()
+        .run(&ctx)
+        .expect("the run reports stages");
+    assert_eq!(
+        status(&results),
+        vec![
+            (Stage::Install, StageStatus::Passed),
+            (Stage::Upgrade, StageStatus::Passed),
+            (Stage::Backup, StageStatus::Passed),
+            (Stage::Restore, StageStatus::Passed),
+            (Stage::Custom, StageStatus::Passed),
+        ],
+        "{results:#?}"
+    );
+    // A deploy that pays the first boot is healthy no sooner than N s after it starts, and then
+    // stays up for the window.
+    let first_boot = N as f64 + window;
+    assert!(
+        results[0].seconds >= first_boot,
+        "the install paid no first boot: {results:#?}"
+    );
+    assert_eq!(up.objects(), empty(), "the run left objects behind");
+}
+
 #[test]
 fn a_never_healthy_tag_goes_red_within_its_timeout_and_leaves_nothing_behind() {
     engine();
@@ -878,10 +933,20 @@ fn a_service_that_crash_loops_without_a_healthcheck_is_red_naming_its_failed_tas
         if name != "compose.yml" {
             return text;
         }
-        let healthcheck = "    healthcheck:\n      test: [\"CMD\", \"/canon-testapp\", \"check\"]\n      interval: 1s\n      timeout: 2s\n      retries: 3\n      start_period: 2s\n";
-        assert!(text.contains(healthcheck));
-        text.replace(healthcheck, "")
-            .replace("      - DATA_DIR=/data\n", "      - DATA_DIR=/data\n      - CRASH_AFTER=3\n")
+        // The healthcheck block runs up to the deploy block that follows it.
+        let start = text
+            .find("    healthcheck:\n")
+            .expect("the fixture has a healthcheck");
+        let end = start
+            + text[start..]
+                .find("    deploy:\n")
+                .expect("a deploy block follows");
+        let mut text = text;
+        text.replace_range(start..end, "");
+        text.replace(
+            "      - DATA_DIR=/data\n",
+            "      - DATA_DIR=/data\n      - CRASH_AFTER=3\n",
+        )
     });
     let recipe = up.recipe_windowed(Some(25), None, 8);
     let ctx = up.ctx(&recipe, "1.0.0+0.1.0", &c1, "1");

@@ -10,6 +10,10 @@
 //!   `$SECRET_FILE` (when set) is missing or empty, or shorter than `$SECRET_MIN_LENGTH` (when
 //!   set; a recipe's `length=` modifier made real). `GET /marker` returns the marker, `GET
 //!   /version` the running `$APP_VERSION`.
+//!   With `FIRST_BOOT_SECONDS=N` (default 0) a first install costs N seconds, as a real app's
+//!   migrations and seeding do: when there is no marker yet, the app serves HTTP at once but
+//!   answers `/health` with 503 for N seconds, then writes the marker and is healthy. On data
+//!   that already has a marker (an upgrade, a restore, a reattached volume) it is healthy at once.
 //!   With `CRASH_AFTER=N` (seconds) it exits with status 1 after serving for N seconds: a
 //!   crash-looping service, which swarm restarts, for the runner's stability window to catch.
 //!   Unset (the default), it serves until stopped.
@@ -20,9 +24,10 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
     let mode = std::env::args()
@@ -85,10 +90,21 @@ fn unhealthy_reason() -> Option<String> {
         }
     }
     if !marker_path().exists() {
+        if let Some(done) = FIRST_BOOT_DONE.get() {
+            let left = done.saturating_duration_since(Instant::now());
+            return Some(format!(
+                "first boot: installing, {} s left (FIRST_BOOT_SECONDS)",
+                left.as_secs() + 1
+            ));
+        }
         return Some("the data marker is missing".to_string());
     }
     None
 }
+
+/// When a first boot in progress ends; unset when the app started on installed data or with no
+/// first-boot cost.
+static FIRST_BOOT_DONE: OnceLock<Instant> = OnceLock::new();
 
 // As PID 1 in a container the default SIGTERM disposition is "ignore", so `docker stop` would wait
 // out the whole grace period; exit at once instead (`_exit` is async-signal-safe).
@@ -112,22 +128,31 @@ fn exit_on_sigterm() {
     }
 }
 
-/// Returns the `CRASH_AFTER` delay, when set; a value that is not a whole number of seconds is
-/// an error, so a recipe that meant to crash never serves by mistake.
-fn crash_after() -> Result<Option<Duration>, String> {
-    match std::env::var("CRASH_AFTER") {
+/// Returns the setting `name` as whole seconds, when set; a value that is not a whole number of
+/// seconds is an error, so a recipe that meant to crash or to pay a first-boot cost never serves
+/// without it by mistake.
+fn seconds(name: &str) -> Result<Option<Duration>, String> {
+    match std::env::var(name) {
         Ok(v) => v
             .trim()
             .parse::<u64>()
             .map(|s| Some(Duration::from_secs(s)))
-            .map_err(|_| format!("CRASH_AFTER={v:?} is not a whole number of seconds")),
+            .map_err(|_| format!("{name}={v:?} is not a whole number of seconds")),
         Err(_) => Ok(None),
     }
 }
 
+/// Writes the data marker with this version, making its folder first.
+fn write_marker(marker: &Path) -> Result<(), String> {
+    if let Some(dir) = marker.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(marker, version()).map_err(|e| format!("{}: {e}", marker.display()))
+}
+
 fn serve() -> Result<(), String> {
     exit_on_sigterm();
-    if let Some(delay) = crash_after()? {
+    if let Some(delay) = seconds("CRASH_AFTER")? {
         std::thread::spawn(move || {
             std::thread::sleep(delay);
             eprintln!(
@@ -137,15 +162,30 @@ fn serve() -> Result<(), String> {
             std::process::exit(1);
         });
     }
+    let first_boot = seconds("FIRST_BOOT_SECONDS")?.unwrap_or_default();
     let marker = marker_path();
-    if !marker.exists() {
-        if let Some(dir) = marker.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
-        std::fs::write(&marker, version()).map_err(|e| format!("{}: {e}", marker.display()))?;
+    let installing = !marker.exists();
+    if installing && first_boot.is_zero() {
+        write_marker(&marker)?;
     }
     let listener = TcpListener::bind(("0.0.0.0", port())).map_err(|e| format!("bind: {e}"))?;
     eprintln!("canon-testapp {} listening on :{}", version(), port());
+    if installing && !first_boot.is_zero() {
+        // Bound first, so the first boot answers 503 rather than refusing connections.
+        let _ = FIRST_BOOT_DONE.set(Instant::now() + first_boot);
+        eprintln!(
+            "canon-testapp: first boot, installing for {} s (FIRST_BOOT_SECONDS)",
+            first_boot.as_secs()
+        );
+        std::thread::spawn(move || {
+            std::thread::sleep(first_boot);
+            if let Err(e) = write_marker(&marker) {
+                eprintln!("canon-testapp: first boot: {e}");
+                std::process::exit(1);
+            }
+            eprintln!("canon-testapp: first boot done");
+        });
+    }
     for stream in listener.incoming() {
         match stream {
             Ok(s) => {
