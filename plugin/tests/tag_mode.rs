@@ -619,6 +619,20 @@ fn canonical_show_says_who_holds_the_warm_data_on_this_host() {
     let (_, json, text) = show("app");
     assert_eq!(json.unwrap()["status"], "idle", "{text}");
 
+    // A reader that stops before the output (`| grep -q`) is not an error.
+    let mut child = plugin(
+        &["canonical", "show", "--recipe", "app"],
+        &[("CANON_STATE_DIR", state.clone())],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", printed(&out));
+    assert!(out.stderr.is_empty(), "{}", printed(&out));
+
     // No canonical yet, but its first promote under way.
     let other = RecipeName::parse("other").unwrap();
     let _promoting = WarmHolds::new(&f.state, &other)

@@ -58,9 +58,10 @@ impl Target {
             ssh_key: self.ssh_key_file.clone(),
             ..Credentials::default()
         };
-        Ok(state::open_store(
+        Ok(state::open_store_at(
             &self.state_dir,
-            Some(credentials.mirror_remote(url)),
+            Some(url.as_str()),
+            &credentials,
         ))
     }
 }
@@ -240,14 +241,22 @@ pub fn main(cmd: CanonicalCommand) -> ExitCode {
                 record: &record,
                 warm,
             };
-            match serde_json::to_string_pretty(&shown) {
-                Ok(json) => println!("{json}"),
+            let json = match serde_json::to_string_pretty(&shown) {
+                Ok(json) => json,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::FAILURE;
                 }
+            };
+            // A reader that stops early (`| head`, `| grep -q`) is not an error.
+            use std::io::Write as _;
+            match writeln!(std::io::stdout(), "{json}") {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("error: cannot write to stdout: {e}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::SUCCESS,
             }
-            ExitCode::SUCCESS
         }
         Ok(None) => {
             match warm.filter(|w| !w.is_idle()) {

@@ -369,12 +369,10 @@ async fn decide(settings: &Settings, recipe: &Recipe, credentials: &Credentials)
         d.entry.fail(error);
         d
     };
-    let store = canon_shared::state::open_store(
+    let store = canon_shared::state::open_store_at(
         &settings.state_dir,
-        settings
-            .state_repo
-            .as_deref()
-            .map(|url| credentials.mirror_remote(url)),
+        settings.state_repo.as_deref(),
+        credentials,
     );
     let canonical = match store.read_canonical(&recipe.name) {
         Ok(c) => c,

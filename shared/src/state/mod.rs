@@ -370,6 +370,16 @@ pub fn open_store(state_dir: &Path, repo: Option<crate::mirror::GitRemote>) -> B
     }
 }
 
+/// Opens the store the settings name: the state repository at `repo_url` (reached with the
+/// mirror credentials: the mirror token or the SSH key) when one is set, else the state dir.
+pub fn open_store_at(
+    state_dir: &Path,
+    repo_url: Option<&str>,
+    credentials: &crate::mirror::Credentials,
+) -> Box<dyn StateStore> {
+    open_store(state_dir, repo_url.map(|u| credentials.mirror_remote(u)))
+}
+
 /// Parses a canonical record read from `path` and checks it is `recipe`'s.
 fn parse_canonical(
     path: &Path,
