@@ -153,7 +153,8 @@ fn a_first_boot_cost_makes_the_install_wait_that_long_and_the_run_stays_green() 
     ctx.env.insert("EXPECT_MARKER".into(), "1.0.0".into());
     let results = DockerRunner::default()
         .run(&ctx)
-        .expect("the run reports stages");
+        .expect("the run reports stages")
+        .stages;
     assert_eq!(
         status(&results),
         vec![
