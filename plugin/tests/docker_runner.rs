@@ -339,27 +339,7 @@ fn tag_mode_through_the_docker_runner_promotes_the_first_tag_then_upgrades_to_th
     engine();
     let up = Upstream::new("cfxe");
     let c1 = up.release("1.0.0+0.1.0", "1.0.0", false);
-    let mirror = up.work.join("mirror.git");
-    let sync_mirror = || {
-        if mirror.exists() {
-            git(
-                &mirror,
-                &["fetch", "-q", "--prune", "origin", "+refs/*:refs/*"],
-            );
-        } else {
-            git(
-                &up.work,
-                &[
-                    "clone",
-                    "-q",
-                    "--mirror",
-                    up.repo.to_str().unwrap(),
-                    mirror.to_str().unwrap(),
-                ],
-            );
-        }
-    };
-    sync_mirror();
+    up.sync_mirror();
     let recipe = up.recipe(60, Some(MARKER_CHECK));
     let state = up.work.join("state");
     let settings = |tag: &str| RunSettings {
@@ -394,7 +374,7 @@ fn tag_mode_through_the_docker_runner_promotes_the_first_tag_then_upgrades_to_th
     assert_eq!(canonical.commit, c1);
 
     let c2 = up.release("1.1.0+0.1.0", "1.1.0", false);
-    sync_mirror();
+    up.sync_mirror();
     let second = run_tag_mode(&settings("1.1.0+0.1.0"), &runner).expect("second run");
     assert!(second.promoted(), "{:#?}", second.report);
     let upgrade = second

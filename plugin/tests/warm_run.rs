@@ -20,7 +20,7 @@ use canon_shared::state::holds::{Holder, WarmHolds};
 use canon_shared::state::{LockWait, StateDir};
 
 mod support;
-use support::engine::{empty, engine, ok, sh, Upstream, MARKER_CHECK};
+use support::engine::{empty, engine, Upstream, MARKER_CHECK};
 
 const BASE: &str = "1.0.0+0.1.0";
 
@@ -346,5 +346,4 @@ fn a_pr_run_without_warm_data_on_this_host_runs_cold_and_says_why() {
         record
     );
     assert!(up.objects()["volumes"].is_empty(), "{:?}", up.objects());
-    let _ = (ok, sh);
 }

@@ -278,8 +278,9 @@ impl Upstream {
         all
     }
 
-    /// Reads a file of a volume through a created, never started container.
-    pub fn volume_file(&self, volume: &str, file: &str) -> String {
+    /// Returns `path` of a volume (mounted at `/v`) as the tar stream `docker cp` prints, read
+    /// through a created, never started container.
+    fn volume_tar(&self, volume: &str, path: &str) -> std::process::Output {
         let helper = format!("{}-test-reader", self.name);
         ok(
             "docker",
@@ -294,8 +295,14 @@ impl Upstream {
                 "canon-testapp:0.1.0",
             ],
         );
-        let out = sh("docker", &["cp", &format!("{helper}:/v/{file}"), "-"]);
+        let out = sh("docker", &["cp", "-a", &format!("{helper}:{path}"), "-"]);
         ok("docker", &["rm", "-f", &helper]);
+        out
+    }
+
+    /// Reads a file of a volume through a created, never started container.
+    pub fn volume_file(&self, volume: &str, file: &str) -> String {
+        let out = self.volume_tar(volume, &format!("/v/{file}"));
         assert!(out.status.success(), "{volume}:{file} is missing");
         // A tar stream of one small text file: the content sits between NUL padding.
         String::from_utf8_lossy(&out.stdout[512..])
@@ -398,22 +405,7 @@ impl Upstream {
     /// bytes), read through a created, never started container.
     pub fn volume_digest(&self, volume: &str) -> String {
         use sha2::Digest;
-        let helper = format!("{}-test-digest", self.name);
-        ok(
-            "docker",
-            &[
-                "create",
-                "--name",
-                &helper,
-                "-v",
-                &format!("{volume}:/v"),
-                "--entrypoint",
-                "/x",
-                "canon-testapp:0.1.0",
-            ],
-        );
-        let out = sh("docker", &["cp", "-a", &format!("{helper}:/v"), "-"]);
-        ok("docker", &["rm", "-f", &helper]);
+        let out = self.volume_tar(volume, "/v");
         assert!(out.status.success(), "cannot read volume {volume}");
         hex::encode(sha2::Sha256::digest(&out.stdout))
     }
