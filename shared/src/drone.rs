@@ -182,18 +182,10 @@ impl DroneError {
 }
 
 /// Fails unless `repo` is `owner/name` with safe parts.
-/// Checks that `repo` is a Drone repository name, `owner/name`, each part ASCII letters, digits,
-/// `-`, `_` or `.` (and neither `.` nor `..`): the one rule for a client and an enrollment.
-pub fn check_repo(repo: &str) -> Result<(), DroneError> {
-    let parts: Vec<&str> = repo.split('/').collect();
-    let part_ok = |p: &str| {
-        !p.is_empty()
-            && p != "."
-            && p != ".."
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    };
-    if parts.len() != 2 || !parts.iter().all(|p| part_ok(p)) {
+/// Checks that `repo` is a Drone repository name (the enrollment's rule,
+/// [`crate::recipe::is_drone_repo`]).
+fn check_repo(repo: &str) -> Result<(), DroneError> {
+    if !crate::recipe::is_drone_repo(repo) {
         return Err(DroneError::Config(format!(
             "repository {repo:?} is not `owner/name`"
         )));

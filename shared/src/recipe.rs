@@ -206,13 +206,29 @@ pub struct Recipe {
     pub drone_repo: Option<String>,
 }
 
-/// Checks a Drone repository name with the Drone client's rule ([`crate::drone::check_repo`]).
+/// Returns true when `repo` is a Drone repository name, `owner/name`, each part ASCII letters,
+/// digits, `-`, `_` or `.` (and neither `.` nor `..`): the one rule for the enrollment and the
+/// Drone client, so a name the client would refuse is refused when the enrollment is read.
+pub fn is_drone_repo(repo: &str) -> bool {
+    let parts: Vec<&str> = repo.split('/').collect();
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p != "."
+            && p != ".."
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    parts.len() == 2 && parts.iter().all(|p| part_ok(p))
+}
+
+/// Checks an enrollment's `drone_repo` ([`is_drone_repo`]).
 fn drone_repo(value: &str) -> Result<String, String> {
     let v = value.trim();
-    // The client's rule: a name refused here is refused at load, not when a build starts.
-    crate::drone::check_repo(v)
-        .map(|()| v.to_string())
-        .map_err(|_| format!("drone_repo {v:?} is not `owner/name`"))
+    if is_drone_repo(v) {
+        Ok(v.to_string())
+    } else {
+        Err(format!("drone_repo {v:?} is not `owner/name`"))
+    }
 }
 
 /// The longest `stability_window` an enrollment may ask for, in seconds.
