@@ -16,7 +16,7 @@ use canon_plugin::settings::ClaimedCommit;
 use canon_plugin::tag_mode::{run_tag_mode, RunOutcome};
 use canon_shared::gate::{StageStatus, TestedRef};
 use canon_shared::recipe::{Recipe, RecipeName, Stage};
-use canon_shared::state::holds::{Holder, WarmHolds};
+use canon_shared::state::holds::{Holder, WarmHolds, WarmState};
 use canon_shared::state::{LockWait, StateDir};
 
 mod support;
@@ -241,8 +241,9 @@ fn a_killed_pr_run_leaves_no_hold_behind_and_the_sweeps_cleanup_removes_its_copi
     )
     .unwrap();
     let state = up.state();
-    // The run dies right after its first copy, holding the warm data (no destructor runs).
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_canon-plugin"))
+    // The run stops right after its first copy, still holding the warm data; while it holds
+    // it, the status names it; then it is killed with SIGKILL.
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_canon-plugin"))
         .args([
             "run", "--runner", "docker", "--ref", "feature", "--recipe", &up.name,
         ])
@@ -252,18 +253,53 @@ fn a_killed_pr_run_leaves_no_hold_behind_and_the_sweeps_cleanup_removes_its_copi
         .arg(&state)
         .arg("--work-dir")
         .arg(up.work.join("runs"))
-        .env("CANON_TEST_FAULT", "warm:copied")
+        .env("CANON_TEST_FAULT", "warm:copied@stop")
         .env("RUST_LOG", "info")
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("test fault point warm:copied"),
-        "the run did not reach its copy: {stderr}"
-    );
-    assert!(!out.status.success());
+    let stderr = run.stderr.take().unwrap();
+    let (seen, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let stopped = line.contains("test fault point warm:copied: stopped");
+            let _ = seen.send(line);
+            if stopped {
+                break;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !log
+        .iter()
+        .any(|l: &String| l.contains("warm:copied: stopped"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => log.push(line),
+            Err(_) => {
+                let _ = run.kill();
+                panic!("the run did not reach its copy:\n{}", log.join("\n"));
+            }
+        }
+    }
     let name = RecipeName::parse(&up.name).unwrap();
     let holds = WarmHolds::new(&state, &name);
+    let status = holds.status().unwrap();
+    assert_eq!(status.status, WarmState::Attached, "{status}");
+    assert_eq!(status.holders[0].pid, run.id(), "{status}");
+    run.kill().unwrap();
+    let died = run.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&died),
+        Some(9)
+    );
     let status = holds.status().unwrap();
     assert!(status.is_idle(), "a dead run is no holder: {status}");
     let started = Instant::now();

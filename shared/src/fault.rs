@@ -11,14 +11,24 @@
 pub const FAULT_ENV: &str = "CANON_TEST_FAULT";
 
 /// Aborts the process at once (no destructors, no cleanup, like `kill -9`) when this is a debug
-/// build and [`FAULT_ENV`] names `name`. Test-only: a release build compiles it to nothing.
+/// build and [`FAULT_ENV`] names `name`; with `name@stop`, it says so on stderr and waits there
+/// for the test to kill it (with SIGKILL itself). Test-only: a release build compiles it to
+/// nothing.
 pub fn point(name: &str) {
     // The environment is read here and not once in `main` on purpose: the hook must stay out of
     // the settings, which describe production behaviour only.
     #[cfg(debug_assertions)]
-    if std::env::var(FAULT_ENV).is_ok_and(|v| v == name) {
-        eprintln!("canon: test fault point {name}: aborting");
-        std::process::abort();
+    if let Ok(v) = std::env::var(FAULT_ENV) {
+        if v == name {
+            eprintln!("canon: test fault point {name}: aborting");
+            std::process::abort();
+        }
+        if v.strip_suffix("@stop") == Some(name) {
+            eprintln!("canon: test fault point {name}: stopped");
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
     }
     #[cfg(not(debug_assertions))]
     let _ = name;
