@@ -23,20 +23,20 @@
 //! stale the moment its process died.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, File, TryLockError};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::RngExt as _;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{create_dir_durable, io_err, now, LockWait, StateError};
+use super::{
+    create_dir_durable, io_err, now, open_lock_file, take_lock, FileLock, LockWait, StateError,
+};
 use crate::recipe::RecipeName;
 
-/// How often a waiting taker tries the lock again.
-const POLL: Duration = Duration::from_millis(50);
 /// The prefix of a holder record being written; [`WarmHolds::status`] reads only finished ones.
 const TMP_PREFIX: &str = ".hold.tmp.";
 /// How old an unlocked, unfinished record must be before [`WarmHolds::status`] removes it: its
@@ -218,15 +218,15 @@ impl WarmHolds {
     /// A shared hold for copying the warm data; waits (per `wait`) while a promote holds it or
     /// waits for it.
     pub fn attach(&self, holder: &Holder, wait: LockWait) -> Result<Hold, StateError> {
-        let deadline = deadline(wait);
+        let deadline = wait.deadline();
         self.ensure_dirs()?;
         let (queue, queue_path) = self.open_lock(".promote")?;
         let (lock, lock_path) = self.open_lock(".lock")?;
         // A promote that holds or waits for the data has the queue exclusively.
-        if !take(&queue, &queue_path, Lock::Shared, deadline)? {
+        if !take_lock(&queue, &queue_path, FileLock::Shared, deadline)? {
             return Err(self.locked(queue_path, attach_hint(wait)));
         }
-        let held = take(&lock, &lock_path, Lock::Shared, deadline)?;
+        let held = take_lock(&lock, &lock_path, FileLock::Shared, deadline)?;
         drop(queue);
         if !held {
             return Err(self.locked(lock_path, attach_hint(wait)));
@@ -237,10 +237,10 @@ impl WarmHolds {
     /// The exclusive hold of a promote; waits (per `wait`) for attached holds to go. While it
     /// waits, new attaches wait behind it.
     pub fn promote(&self, holder: &Holder, wait: LockWait) -> Result<Hold, StateError> {
-        let deadline = deadline(wait);
+        let deadline = wait.deadline();
         self.ensure_dirs()?;
         let (lock, lock_path) = self.open_lock(".lock")?;
-        if take(&lock, &lock_path, Lock::Exclusive, None)? {
+        if take_lock(&lock, &lock_path, FileLock::Exclusive, None)? {
             return self.hold(lock, HoldKind::Promote, holder);
         }
         if deadline.is_none() {
@@ -248,13 +248,13 @@ impl WarmHolds {
         }
         // Queue first, so attaches that come while this waits do not keep the data held forever.
         let (queue, queue_path) = self.open_lock(".promote")?;
-        if !take(&queue, &queue_path, Lock::Exclusive, deadline)? {
+        if !take_lock(&queue, &queue_path, FileLock::Exclusive, deadline)? {
             return Err(self.locked(
                 queue_path,
                 "another promote holds or waits for the warm data; gave up waiting for it",
             ));
         }
-        if !take(&lock, &lock_path, Lock::Exclusive, deadline)? {
+        if !take_lock(&lock, &lock_path, FileLock::Exclusive, deadline)? {
             return Err(self.locked(lock_path, self.promote_hint(wait)));
         }
         // Holding the data keeps attaches out by itself; the queue has done its part.
@@ -316,12 +316,7 @@ impl WarmHolds {
     /// Opens (creating) the lock file `name`.
     fn open_lock(&self, name: &str) -> Result<(File, PathBuf), StateError> {
         let path = self.dir.join(name);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path, "open the lock file"))?;
+        let file = open_lock_file(&path)?;
         Ok((file, path))
     }
 
@@ -414,46 +409,6 @@ fn attach_hint(wait: LockWait) -> &'static str {
     match wait {
         LockWait::Fail => "a promote holds the warm data; not waiting (lock wait is off)",
         LockWait::Wait(_) => "a promote holds the warm data; gave up waiting for it",
-    }
-}
-
-/// Returns when a taker waiting per `wait` gives up; `None` for not waiting.
-fn deadline(wait: LockWait) -> Option<Instant> {
-    match wait {
-        LockWait::Fail => None,
-        LockWait::Wait(d) => Some(Instant::now() + d),
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Lock {
-    Shared,
-    Exclusive,
-}
-
-/// Takes `how` on `file`, trying again until `deadline` (once when there is none); returns
-/// false when it is still held by another at the deadline.
-fn take(
-    file: &File,
-    path: &Path,
-    how: Lock,
-    deadline: Option<Instant>,
-) -> Result<bool, StateError> {
-    loop {
-        let tried = match how {
-            Lock::Shared => file.try_lock_shared(),
-            Lock::Exclusive => file.try_lock(),
-        };
-        match tried {
-            Ok(()) => return Ok(true),
-            Err(TryLockError::WouldBlock) => {}
-            Err(TryLockError::Error(e)) => return Err(io_err(path, "lock")(e)),
-        }
-        let now = Instant::now();
-        match deadline {
-            Some(d) if now < d => std::thread::sleep(POLL.min(d - now)),
-            _ => return Ok(false),
-        }
     }
 }
 

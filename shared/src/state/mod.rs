@@ -162,6 +162,62 @@ pub enum LockWait {
     Wait(Duration),
 }
 
+impl LockWait {
+    /// Returns when a taker waiting this way gives up; `None` for not waiting.
+    pub fn deadline(self) -> Option<Instant> {
+        match self {
+            LockWait::Fail => None,
+            LockWait::Wait(d) => Some(Instant::now() + d),
+        }
+    }
+}
+
+/// How often a taker waiting for a file lock tries again.
+const LOCK_POLL: Duration = Duration::from_millis(50);
+
+/// How a file lock is taken.
+#[derive(Debug, Clone, Copy)]
+enum FileLock {
+    Shared,
+    Exclusive,
+}
+
+/// Opens (creating, never truncating) the lock file at `path`.
+fn open_lock_file(path: &Path) -> Result<File, StateError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_err(path, "open the lock file"))
+}
+
+/// Takes `how` on the lock file `file` (at `path`), trying again until `deadline` (once when
+/// there is none); returns false when another still holds it at the deadline.
+fn take_lock(
+    file: &File,
+    path: &Path,
+    how: FileLock,
+    deadline: Option<Instant>,
+) -> Result<bool, StateError> {
+    loop {
+        let tried = match how {
+            FileLock::Shared => file.try_lock_shared(),
+            FileLock::Exclusive => file.try_lock(),
+        };
+        match tried {
+            Ok(()) => return Ok(true),
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(path, "lock")(e)),
+        }
+        let now = Instant::now();
+        match deadline {
+            Some(d) if now < d => std::thread::sleep(LOCK_POLL.min(d - now)),
+            _ => return Ok(false),
+        }
+    }
+}
+
 /// The state directory.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -321,42 +377,21 @@ impl StateDir {
     pub fn lock(&self, recipe: &RecipeName, wait: LockWait) -> Result<RecipeLock, StateError> {
         let dir = self.ensure_recipe_dir(recipe)?;
         let path = dir.join(".lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path, "open the lock file"))?;
-        let deadline = match wait {
-            LockWait::Fail => None,
-            LockWait::Wait(d) => Some(Instant::now() + d),
-        };
-        loop {
-            match file.try_lock() {
-                Ok(()) => {
-                    return Ok(RecipeLock {
-                        file,
-                        recipe: recipe.clone(),
-                    })
-                }
-                Err(fs::TryLockError::WouldBlock) => {}
-                Err(fs::TryLockError::Error(e)) => return Err(io_err(&path, "lock")(e)),
-            }
-            match deadline {
-                Some(d) if Instant::now() < d => std::thread::sleep(Duration::from_millis(50)),
-                _ => {
-                    return Err(StateError::Locked {
-                        recipe: recipe.clone(),
-                        path,
-                        hint: if deadline.is_some() {
-                            "gave up waiting for it"
-                        } else {
-                            "not waiting (lock wait is off)"
-                        },
-                    })
-                }
-            }
+        let file = open_lock_file(&path)?;
+        if take_lock(&file, &path, FileLock::Exclusive, wait.deadline())? {
+            return Ok(RecipeLock {
+                file,
+                recipe: recipe.clone(),
+            });
         }
+        Err(StateError::Locked {
+            recipe: recipe.clone(),
+            path,
+            hint: match wait {
+                LockWait::Wait(_) => "gave up waiting for it",
+                LockWait::Fail => "not waiting (lock wait is off)",
+            },
+        })
     }
 }
 
