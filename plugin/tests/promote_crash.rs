@@ -23,6 +23,8 @@ use canon_testkit::git::{git, hermetic, peeled};
 use canon_testkit::process::{output_within, printed, stdout_within};
 use canon_testkit::workspace;
 
+mod support;
+
 const OLD: &str = "1.0.0+0.1.0";
 const NEW: &str = "1.1.0+0.1.0";
 /// The limit on one docker command of the test itself.
@@ -261,20 +263,9 @@ impl Recipe {
     /// Returns true when `volume` holds `file`, read through a created, never started container.
     fn volume_has(&self, volume: &str, file: &str) -> bool {
         let helper = format!("{}-crash-reader", self.name);
-        let _ = docker(&["rm", "-f", &helper]);
-        docker_ok(&[
-            "create",
-            "--name",
-            &helper,
-            "-v",
-            &format!("{volume}:/v"),
-            "--entrypoint",
-            "/x",
-            "canon-testapp:0.1.0",
-        ]);
-        let out = docker(&["cp", &format!("{helper}:/v/{file}"), "-"]);
-        docker_ok(&["rm", "-f", &helper]);
-        out.status.success()
+        support::engine::volume_tar(&helper, volume, &format!("/v/{file}"))
+            .status
+            .success()
     }
 
     /// Returns the warm stack's `.prev` copies, its promote marker and its running services.

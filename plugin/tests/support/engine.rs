@@ -278,26 +278,9 @@ impl Upstream {
         all
     }
 
-    /// Returns `path` of a volume (mounted at `/v`) as the tar stream `docker cp` prints, read
-    /// through a created, never started container.
+    /// Returns `path` of a volume (mounted at `/v`) as the tar stream `docker cp` prints.
     fn volume_tar(&self, volume: &str, path: &str) -> std::process::Output {
-        let helper = format!("{}-test-reader", self.name);
-        ok(
-            "docker",
-            &[
-                "create",
-                "--name",
-                &helper,
-                "-v",
-                &format!("{volume}:/v"),
-                "--entrypoint",
-                "/x",
-                "canon-testapp:0.1.0",
-            ],
-        );
-        let out = sh("docker", &["cp", "-a", &format!("{helper}:{path}"), "-"]);
-        ok("docker", &["rm", "-f", &helper]);
-        out
+        volume_tar(&format!("{}-test-reader", self.name), volume, path)
     }
 
     /// Reads a file of a volume through a created, never started container.
@@ -324,6 +307,28 @@ impl Upstream {
             }
         }
     }
+}
+
+/// Returns `path` of `volume` (mounted at `/v`) as the tar stream `docker cp -a` prints, read
+/// through the container `helper`: created, never started, then removed.
+pub fn volume_tar(helper: &str, volume: &str, path: &str) -> std::process::Output {
+    let _ = sh("docker", &["rm", "-f", helper]);
+    ok(
+        "docker",
+        &[
+            "create",
+            "--name",
+            helper,
+            "-v",
+            &format!("{volume}:/v"),
+            "--entrypoint",
+            "/x",
+            "canon-testapp:0.1.0",
+        ],
+    );
+    let out = sh("docker", &["cp", "-a", &format!("{helper}:{path}"), "-"]);
+    ok("docker", &["rm", "-f", helper]);
+    out
 }
 
 pub fn status(results: &[StageResult]) -> Vec<(Stage, StageStatus)> {
