@@ -12,7 +12,9 @@
 //!   mode inline.
 //! - [`remotes`]: the run's git credentials, with the SSH key written to a private file.
 //! - [`checkout`]: fresh per-run checkouts of a recipe's mirror.
-//! - [`compose`]: a recipe's `compose.yml` as a typed model; the version-label check.
+//! - [`recipe`]: the Co-op Cloud recipe, pure: `.env.sample` and `abra.sh`, interpolation, the
+//!   one compose model, the version label, secrets, backupbot labels, the deploy timeout and
+//!   the deploy plan, the stack names. Reads files, runs nothing.
 //! - [`report`]: the step log's summary and the JSON report of a run.
 //! - [`runners`]: the stage ladder, the child-process executor, and the command, docker and abra
 //!   runners.
@@ -22,8 +24,8 @@
 pub mod checkout;
 pub mod cli;
 pub mod cmd;
-pub mod compose;
 pub mod exit;
+pub mod recipe;
 pub mod remotes;
 pub mod report;
 pub mod runners;

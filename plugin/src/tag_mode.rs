@@ -19,8 +19,8 @@ use canon_shared::state::{
 };
 
 use crate::checkout::{self, CheckoutError, Want};
-use crate::compose::{self, ComposeFile};
 use crate::exit::{error_chain, report_error, EXIT_GREEN, EXIT_RED, EXIT_USAGE};
+use crate::recipe::version::{self as compose, ComposeFile};
 use crate::remotes::GitAccess;
 use crate::report::{self, CanonicalSummary, GateReport, Report};
 use crate::runners::warm::WarmBase;

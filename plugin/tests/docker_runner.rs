@@ -457,7 +457,7 @@ fn the_abra_runner_runs_the_ladder_in_order_with_a_private_abra_dir() {
     let abra_dir = ctx.run_dir.join("abra");
     let domain = format!(
         "{}.canon.localhost",
-        canon_plugin::runners::stack_names::cold_stack_name(&up.name, "1.1.0+0.1.0", "5")
+        canon_plugin::recipe::names::cold_stack_name(&up.name, "1.1.0+0.1.0", "5")
     );
     let want: Vec<String> = [
         "server add --local --no-input".to_string(),

@@ -2,7 +2,7 @@
 //! bonfire-shaped fixture (`fixtures/recipe-multifile`: `COMPOSE_FILE` built by expansion in
 //! `.env.sample`, `length=128`, the timeout label, backupbot hooks in map form) and the
 //! single-file fixture (`fixtures/recipe`: list-form labels), each test changing one thing and
-//! checking one rule. The plan is the docker runner's own (`runners::deploy_plan`).
+//! checking one rule. The plan is the docker runner's own (`recipe::plan`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,5 +1,5 @@
 //! `canon-plugin recipe plan`: the deploy plan of a recipe checkout, resolved without deploying,
-//! by the same code the docker runner deploys with ([`crate::runners::deploy_plan`]).
+//! by the same code the docker runner deploys with ([`crate::recipe::plan`]).
 //!
 //! The checkout is a folder (`--dir DIR`) or a release tag checked out from the enrolled
 //! recipe's mirror (`--config FILE --recipe NAME --tag TAG`), as tag mode checks it out. With
@@ -20,9 +20,9 @@ use clap::Subcommand;
 
 use crate::checkout::{self, Want};
 use crate::cmd::mirror_sync::Tokens;
-use crate::compose::{self, ComposeFile};
 use crate::exit::{EXIT_RED, EXIT_USAGE};
-use crate::runners::deploy_plan::{self, DeployPlan};
+use crate::recipe::plan::{self, DeployPlan};
+use crate::recipe::version::{self as compose, ComposeFile};
 use crate::runners::docker::DockerRunner;
 
 /// `recipe` subcommands.
@@ -187,7 +187,7 @@ fn plan_dir(
         compose::version_label(&compose, tag).map_err(|e| e.to_string())?;
     }
     let domain = format!("{stack}.{}", DockerRunner::default().domain_suffix);
-    let env = deploy_plan::app_env(stack, &domain, &BTreeMap::new());
+    let env = plan::app_env(stack, &domain, &BTreeMap::new());
     let (_, plan) =
         DeployPlan::load(dir, stack, &env, enrollment_timeout).map_err(|e| e.to_string())?;
     if plan.version.is_none() {

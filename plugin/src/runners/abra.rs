@@ -14,12 +14,12 @@ use std::time::Duration;
 use canon_shared::gate::TestedRef;
 use canon_shared::mirror::{self, GitRemote};
 
-use super::compose_facts::RecipeFiles;
 use super::exec::{self, Cmd};
 use super::ladder::{self, deploy_timeout, Release, Steps, Target};
-use super::stack_names::{cold_stack_name, warm_stack_name};
 use super::warm::RunOutput;
 use super::{RunContext, Runner, RunnerError};
+use crate::recipe::compose::RecipeFiles;
+use crate::recipe::names::{cold_stack_name, warm_stack_name};
 
 /// The abra version these command lines were written for.
 pub const ABRA_VERSION: &str = "0.10";

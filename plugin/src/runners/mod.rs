@@ -16,39 +16,19 @@
 //! - [`docker`]: the built-in `docker` runner (`docker stack deploy` on a single-node swarm), its
 //!   steps, the promote of the warm canonical and the sweep's cleanup.
 //! - [`abra`]: the built-in `abra` runner: the same steps through the abra CLI.
-//! - [`compose_facts`]: what a recipe checkout declares (env, compose files, services, volumes,
-//!   backups); read by docker and abra.
 //! - [`transcript`]: the recent commands of a run and the tail of their output, printed with a
 //!   failed stage so a red run is explained without DEBUG.
-//! - [`env_file`]: a recipe's `.env.sample` read with godotenv's rules, as abra reads an app's
-//!   `.env`; [`interpolate`]: docker compose's variable substitution, the one canon uses for
-//!   every compose value it computes.
-//! - [`deploy_timeout`]: how long a deploy may take to converge, and where that number came from
-//!   (the recipe's `coop-cloud.<stack>.timeout` label, the enrollment, or the default).
-//! - [`secret_spec`]: how a generated secret is made (`length=` and the other modifiers abra
-//!   documents, honoured or refused with a reason), and generating its value.
-//! - [`backupbot`]: what backupbot backs up, read from the services' labels (volumes, paths,
-//!   hooks).
-//! - [`deploy_plan`]: the deploy plan of a checkout (version, compose files, timeout, secrets,
-//!   backup), the one the docker runner deploys with and `recipe plan` prints.
-//! - [`stack_names`]: the names of a cold run's stack and of the warm canonical, shared by docker
-//!   and abra.
 //! - [`warm`]: what a warm run starts from ([`warm::WarmBase`]) and what it copied
 //!   ([`warm::WarmReport`]); [`warm::RunOutput`] is what every run returns.
+//!
+//! What a recipe declares (env, compose files, deploy plan and timeout, stack names) is read
+//! through [`crate::recipe`], which runs nothing.
 
 pub mod abra;
-pub mod backupbot;
 pub mod command;
-pub mod compose_facts;
-pub mod deploy_plan;
-pub mod deploy_timeout;
 pub mod docker;
-pub mod env_file;
 pub mod exec;
-pub mod interpolate;
 pub mod ladder;
-pub mod secret_spec;
-pub mod stack_names;
 pub mod transcript;
 pub mod warm;
 

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::runners::compose_facts::RecipeFiles;
+use crate::recipe::compose::RecipeFiles;
 
 /// The compose service abra labels and exposes the env to.
 pub const APP_SERVICE: &str = "app";

@@ -1,7 +1,7 @@
 //! The backup and restore stages of the docker runner, as backupbot does them: with the stack
 //! running, the backed-up services' hooks run in their running containers around the snapshot
 //! and around the restore, and each volume is snapshotted whole or narrowed to the paths its
-//! label names ([`crate::runners::backupbot`]).
+//! label names ([`crate::recipe::backupbot`]).
 //!
 //! A whole volume's snapshot is proven by a marker written just before it; after the backup the
 //! marker is changed, and the restore must bring the snapshot's marker back. A narrowed volume's
@@ -15,8 +15,8 @@ use super::cmd;
 use super::engine::{docker, lines, random_hex};
 use super::stack::Stack;
 use super::volumes::helper_image;
-use crate::runners::backupbot::{Hook, ServiceBackup};
-use crate::runners::compose_facts::RecipeFiles;
+use crate::recipe::backupbot::{Hook, ServiceBackup};
+use crate::recipe::compose::RecipeFiles;
 use crate::runners::exec;
 use crate::runners::RunnerError;
 

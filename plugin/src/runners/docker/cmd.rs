@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use canon_shared::secret::Secret;
 
-use crate::runners::compose_facts::ComposeFacts;
+use crate::recipe::compose::ComposeFacts;
 use crate::runners::exec::{Cmd, Input};
 
 /// The label `docker stack deploy` puts on everything a stack owns.
@@ -472,7 +472,7 @@ pub fn label_override(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runners::compose_facts::{merge_compose, ComposeFacts};
+    use crate::recipe::compose::{merge_compose, ComposeFacts};
 
     fn labels() -> RunLabels {
         RunLabels {

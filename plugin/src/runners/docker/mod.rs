@@ -50,13 +50,13 @@ use self::app_service::DeployedVersion;
 use self::backup::Snapshot;
 use self::cmd::StackKind;
 use self::stack::{AppEnv, Stack};
-use super::compose_facts::RecipeFiles;
-use super::deploy_plan::DeployPlan;
-use super::deploy_timeout::DeployTimeout;
 use super::ladder::{self, Release, Steps, Target};
-use super::stack_names;
 use super::warm::{RunOutput, WarmBase, WarmCopy};
 use super::{RunContext, Runner, RunnerError};
+use crate::recipe::compose::RecipeFiles;
+use crate::recipe::names;
+use crate::recipe::plan::DeployPlan;
+use crate::recipe::timeout::DeployTimeout;
 
 pub use self::engine::ensure_swarm;
 pub use self::sweep::{
@@ -90,8 +90,7 @@ impl WarmCopies {
         let base = ctx.base_checkout.as_deref().ok_or_else(|| {
             RunnerError::Other("a warm run needs a checkout of the canonical".into())
         })?;
-        let name =
-            stack_names::cold_stack_name(ctx.recipe.name.as_str(), ctx.tested_name(), &ctx.build);
+        let name = names::cold_stack_name(ctx.recipe.name.as_str(), ctx.tested_name(), &ctx.build);
         let stack = Stack::new(&DockerRunner::default(), ctx, name, StackKind::Cold)?;
         let mut made = WarmCopies {
             stack,
@@ -275,12 +274,11 @@ impl Runner for DockerRunner {
 
     fn run(&self, ctx: &RunContext) -> Result<RunOutput, RunnerError> {
         ensure_swarm()?;
-        let name =
-            stack_names::cold_stack_name(ctx.recipe.name.as_str(), ctx.tested_name(), &ctx.build);
+        let name = names::cold_stack_name(ctx.recipe.name.as_str(), ctx.tested_name(), &ctx.build);
         let mut stack = Stack::new(self, ctx, name, StackKind::Cold)?;
         if ctx.warm.is_some() {
             // The warm data was made with the warm canonical's secrets: the run uses them.
-            stack.secret_source = Some(stack_names::warm_stack_name(ctx.recipe.name.as_str()));
+            stack.secret_source = Some(names::warm_stack_name(ctx.recipe.name.as_str()));
             tracing::info!(recipe = %ctx.recipe.name, tested = %ctx.tested, stack = %stack.name, "warm run starts");
         } else {
             tracing::info!(recipe = %ctx.recipe.name, tested = %ctx.tested, stack = %stack.name, "cold run starts");
@@ -319,7 +317,7 @@ impl Runner for DockerRunner {
             ));
         }
         ensure_swarm()?;
-        let name = stack_names::warm_stack_name(ctx.recipe.name.as_str());
+        let name = names::warm_stack_name(ctx.recipe.name.as_str());
         let stack = Stack::new(self, ctx, name, StackKind::Warm)?;
         tracing::info!(recipe = %ctx.recipe.name, tested = %ctx.tested, stack = %stack.name, "promote: deploying the warm canonical");
         stack.promote(ctx)
@@ -331,7 +329,7 @@ impl Runner for DockerRunner {
         canonical: Option<&CanonicalRecord>,
     ) -> Result<(), RunnerError> {
         ensure_swarm()?;
-        let name = stack_names::warm_stack_name(ctx.recipe.name.as_str());
+        let name = names::warm_stack_name(ctx.recipe.name.as_str());
         Stack::new(self, ctx, name, StackKind::Warm)?.settle(ctx, canonical)
     }
 

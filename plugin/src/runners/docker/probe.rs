@@ -19,17 +19,14 @@ use serde_json::Value;
 use super::cmd::{self, Kind};
 use super::engine::{docker, inspect_json, lines, list_ids, COMMAND_TIMEOUT};
 use super::stack::Stack;
-use crate::runners::compose_facts::RecipeFiles;
-use crate::runners::deploy_timeout::DeployTimeout;
+use crate::recipe::compose::RecipeFiles;
+use crate::recipe::timeout::DeployTimeout;
 use crate::runners::exec;
 use crate::runners::RunnerError;
 
 /// How often a long wait reports its progress at INFO (issue 15: a wait is one line every
 /// 10 s, not its polls).
 pub(super) const PROGRESS_EVERY: Duration = Duration::from_secs(10);
-
-/// How long every service must stay converged when the enrollment sets no `stability_window`.
-pub const DEFAULT_STABILITY_WINDOW: Duration = Duration::from_secs(10);
 
 /// Task errors no wait can fix: the image is not on the node and could not be pulled, or the
 /// service's mount is invalid. Matched in the engine's task error text.

@@ -14,12 +14,12 @@ use canon_shared::secret::Secret;
 use super::app_service::{self, DeployedVersion, APP_SERVICE};
 use super::cmd::{self, AppAdditions, Kind, RunLabels, StackKind};
 use super::engine::{docker, lines, list_ids, now_unix, COMMAND_TIMEOUT};
-use super::probe::DEFAULT_STABILITY_WINDOW;
 use super::DockerRunner;
-use crate::runners::compose_facts::RecipeFiles;
-use crate::runners::deploy_plan::{self, DeployPlan};
+use crate::recipe::compose::RecipeFiles;
+use crate::recipe::plan::{self, DeployPlan};
+use crate::recipe::secrets;
+use crate::recipe::timeout::DEFAULT_STABILITY_WINDOW;
 use crate::runners::exec::{self, Cmd};
-use crate::runners::secret_spec;
 use crate::runners::{RunContext, RunnerError};
 
 /// The app env a deploy uses, as abra keeps an app's `.env`: the `.env.sample` the app was
@@ -113,7 +113,7 @@ impl Stack {
 
     /// Returns canon's own values of the deploy env: the run's extra env, `STACK_NAME`, `DOMAIN`.
     pub(super) fn overrides(&self) -> BTreeMap<String, String> {
-        deploy_plan::app_env(&self.name, &self.domain, &self.extra_env)
+        plan::app_env(&self.name, &self.domain, &self.extra_env)
     }
 
     /// Returns the label filter of what `docker stack deploy` created for this stack.
@@ -185,7 +185,7 @@ impl Stack {
         let borrowed = self.borrowed_secrets(&plan, &existing);
         for s in &plan.secrets {
             if !existing.contains(&s.name) && !borrowed.contains_key(&s.spec.key) {
-                let value = secret_spec::generate(s.spec.length);
+                let value = secrets::generate(s.spec.length);
                 tracing::debug!(secret = %s.name, length = s.spec.length, "Generating the secret.");
                 docker(&cmd::secret_create(&s.name, &labels, Secret::new(value)))?;
             }

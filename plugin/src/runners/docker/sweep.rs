@@ -9,8 +9,8 @@ use serde_json::Value;
 use super::cmd::{self, Kind};
 use super::engine::{docker, inspect_json, label_map, list_ids, now_unix, COMMAND_TIMEOUT};
 use super::stack::STOP_TIMEOUT;
+use crate::recipe::names;
 use crate::runners::exec;
-use crate::runners::stack_names;
 use crate::runners::RunnerError;
 
 /// What [`cleanup_stale`] removed (or, on a dry run, would remove).
@@ -190,7 +190,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
 
 /// Returns the size of each volume of the warm canonical `warm-<recipe>`.
 pub fn warm_volume_sizes(recipe: &str) -> Result<Vec<VolumeSize>, RunnerError> {
-    let prefix = format!("{}_", stack_names::warm_stack_name(recipe));
+    let prefix = format!("{}_", names::warm_stack_name(recipe));
     let out = docker(&cmd::volume_sizes())?;
     let rows: Vec<Value> = serde_json::from_str(out.stdout.trim())
         .map_err(|e| RunnerError::Other(format!("docker system df printed invalid JSON: {e}")))?;

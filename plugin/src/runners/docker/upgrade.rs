@@ -18,10 +18,10 @@ use std::path::Path;
 
 use super::app_service::DeployedVersion;
 use super::stack::{AppEnv, Stack};
-use crate::runners::compose_facts::RecipeFiles;
-use crate::runners::deploy_plan::DeployPlan;
-use crate::runners::env_file::EnvFile;
-use crate::runners::secret_spec::version_var;
+use crate::recipe::compose::RecipeFiles;
+use crate::recipe::env_sample::EnvFile;
+use crate::recipe::plan::DeployPlan;
+use crate::recipe::secrets::version_var;
 use crate::runners::RunnerError;
 
 /// A secret the new version needs that the installed app lacks.

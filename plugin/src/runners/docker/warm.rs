@@ -13,7 +13,7 @@ use super::cmd::{self, Kind};
 use super::engine::{inspect_json, list_ids};
 use super::stack::Stack;
 use super::volumes::helper_image;
-use crate::runners::stack_names::warm_stack_name;
+use crate::recipe::names::warm_stack_name;
 use crate::runners::warm::{WarmBase, WarmCopy};
 use crate::runners::RunnerError;
 use canon_shared::fault;

@@ -18,11 +18,11 @@
 //! recipe meant.
 //!
 //! Pure: the docker runner's backup and restore stages and `canon-plugin recipe plan` read the
-//! same [`ServiceBackup`]s through [`super::deploy_plan`].
+//! same [`ServiceBackup`]s through [`super::plan`].
 
 use std::collections::BTreeMap;
 
-use super::compose_facts::{ComposeFacts, Service};
+use super::compose::{ComposeFacts, Service};
 
 /// The label that turns a service's backup on.
 pub const BACKUP_LABEL: &str = "backupbot.backup";
@@ -240,7 +240,7 @@ pub fn backups(facts: &ComposeFacts) -> Result<Vec<ServiceBackup>, BackupLabelEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runners::compose_facts::merge_compose;
+    use crate::recipe::compose::merge_compose;
     use std::path::Path;
 
     fn facts(text: &str, env: &[(&str, &str)]) -> ComposeFacts {

@@ -12,7 +12,12 @@
 use std::fmt;
 use std::time::Duration;
 
-pub use super::ladder::DEFAULT_DEPLOY_TIMEOUT;
+/// The deploy timeout when neither the enrollment nor the recipe sets one.
+pub const DEFAULT_DEPLOY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long a deployed stack must stay healthy before it counts as converged, when the
+/// enrollment sets no `stability_window`.
+pub const DEFAULT_STABILITY_WINDOW: Duration = Duration::from_secs(10);
 
 /// Where a deploy timeout came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

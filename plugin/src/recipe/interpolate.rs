@@ -2,7 +2,7 @@
 //! computes from a recipe's compose files itself (secret and network names, volume sources,
 //! labels, the image, the deploy timeout label).
 //!
-//! Separate from the `.env` reader ([`super::env_file`]) because the two follow different
+//! Separate from the `.env` reader ([`super::env_sample`]) because the two follow different
 //! specifications: a `.env` line expands with godotenv's rules (no defaults, no errors), a compose
 //! value with docker compose's (the compose specification's "Interpolation" section):
 //!

@@ -16,9 +16,9 @@ use std::fmt;
 use std::path::Path;
 
 use super::backupbot::{self, BackupLabelError, ServiceBackup};
-use super::compose_facts::{ComposeError, RecipeFiles};
-use super::deploy_timeout::{self, DeployTimeout, DeployTimeoutError};
-use super::secret_spec::{self, SecretSpec};
+use super::compose::{ComposeError, RecipeFiles};
+use super::secrets::{self, SecretSpec};
+use super::timeout::{self, DeployTimeout, DeployTimeoutError};
 
 /// Why a checkout has no deploy plan. `Display` is the install's red reason.
 #[derive(Debug, thiserror::Error)]
@@ -142,10 +142,10 @@ impl DeployPlan {
             .facts
             .timeout_label(stack)
             .map(|v| (timeout_key.as_str(), v));
-        let timeout = deploy_timeout::resolve(enrollment_timeout, label)?;
+        let timeout = timeout::resolve(enrollment_timeout, label)?;
         let mut secrets = Vec::new();
         for s in files.facts.secrets.iter().filter(|s| s.external) {
-            let spec = secret_spec::spec(&s.key, &files.env, &files.env_modifiers)
+            let spec = secrets::spec(&s.key, &files.env, &files.env_modifiers)
                 .map_err(PlanError::Secret)?;
             secrets.push(PlannedSecret {
                 name: s.name.clone(),
@@ -282,7 +282,7 @@ impl fmt::Display for DeployPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runners::deploy_timeout::TimeoutSource;
+    use crate::recipe::timeout::TimeoutSource;
     use std::time::Duration;
 
     fn fixture(name: &str) -> std::path::PathBuf {

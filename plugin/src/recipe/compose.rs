@@ -3,22 +3,22 @@
 //! secrets, networks and labels (backupbot, the HTTP port traefik would route to).
 //!
 //! Pure parsing over file contents; reading the files is the only I/O, in [`RecipeFiles::load`].
-//! The env files are read by [`super::env_file`] (godotenv's rules, as abra reads an app's `.env`)
+//! The env files are read by [`super::env_sample`] (godotenv's rules, as abra reads an app's `.env`)
 //! and every compose value canon computes is substituted by [`super::interpolate`] (docker
 //! compose's rules).
 //!
-//! Unlike [`crate::compose::ComposeFile`] (one raw `compose.yml`, `${STACK_NAME}` kept literal for
+//! Unlike [`super::version::ComposeFile`] (one raw `compose.yml`, `${STACK_NAME}` kept literal for
 //! the release check), this reads the deployed view: several files merged in order, every value
 //! interpolated, services in file order, and shapes canon does not need skipped rather than
 //! refused. The compose forms both read (labels as a list or a map, the short volume syntax,
-//! scalars as text) have one parser, in [`crate::compose`].
+//! scalars as text) have one parser, in [`super::version`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::env_file::{parse_abra_sh, EnvFile};
+use super::env_sample::{parse_abra_sh, EnvFile};
 use super::interpolate::{interpolate, InterpolationError};
-use crate::compose::{Labels, Scalar, ServiceVolume};
+use super::version::{Labels, Scalar, ServiceVolume};
 
 /// A parsing problem, naming the file.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,30 @@
+//! The Co-op Cloud recipe, read and never run: what a recipe checkout declares and what a deploy
+//! of it would use. No child process, no Docker, no settings: the runners, `recipe plan` and tag
+//! mode's release check all read a recipe through this module, so they agree on what it says.
+//!
+//! # Layout
+//! - [`env_sample`]: `.env.sample` (and the `export` lines of `abra.sh`) with godotenv's rules,
+//!   as abra reads an app's `.env`.
+//! - [`interpolate`]: docker compose's variable substitution, the one canon uses for every
+//!   compose value it computes.
+//! - [`compose`]: the one compose model: several files parsed, merged and interpolated, and the
+//!   facts the runners read from it; [`compose::RecipeFiles`] reads a checkout.
+//! - [`version`]: the version label and the release check (the label must name the tag).
+//! - [`secrets`]: how a generated secret is made (`length=` and the other modifiers abra
+//!   documents, honoured or refused with a reason), and generating its value.
+//! - [`backupbot`]: what backupbot backs up, read from the services' labels.
+//! - [`timeout`]: the one deploy-timeout rule (enrollment, then the recipe's
+//!   `coop-cloud.<stack>.timeout` label, then the default) and the stability window's default.
+//! - [`plan`]: the deploy plan of a checkout (version, compose files, timeout, secrets, backup),
+//!   the one the docker runner deploys with and `recipe plan` prints.
+//! - [`names`]: the names of a cold run's stack and of the warm canonical.
+
+pub mod backupbot;
+pub mod compose;
+pub mod env_sample;
+pub mod interpolate;
+pub mod names;
+pub mod plan;
+pub mod secrets;
+pub mod timeout;
+pub mod version;
