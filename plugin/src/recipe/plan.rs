@@ -87,6 +87,22 @@ pub fn app_env(
     env
 }
 
+/// Returns the deploy timeout of the checkout `dir` for `stack` (with `domain`, see [`app_env`])
+/// by the one rule of [`timeout::resolve`], without the rest of the plan: what the abra runner
+/// and the custom stage wait for. With an enrollment timeout the checkout is not read.
+pub fn deploy_timeout(
+    dir: &Path,
+    stack: &str,
+    domain: &str,
+    enrollment_timeout: Option<u64>,
+) -> Result<DeployTimeout, PlanError> {
+    if enrollment_timeout.is_some() {
+        return Ok(timeout::resolve(enrollment_timeout, None)?);
+    }
+    let files = RecipeFiles::load(dir, stack, &app_env(stack, domain, &BTreeMap::new()))?;
+    Ok(timeout::of_files(&files, stack, enrollment_timeout)?)
+}
+
 impl DeployPlan {
     /// Reads the checkout `dir` for `stack` (with `overrides`, see [`app_env`]) and resolves its
     /// plan; `enrollment_timeout` is the enrollment's `deploy_timeout` in seconds.
@@ -137,12 +153,7 @@ impl DeployPlan {
                     .to_string()
             })
             .collect();
-        let timeout_key = format!("coop-cloud.{stack}.timeout");
-        let label = files
-            .facts
-            .timeout_label(stack)
-            .map(|v| (timeout_key.as_str(), v));
-        let timeout = timeout::resolve(enrollment_timeout, label)?;
+        let timeout = timeout::of_files(files, stack, enrollment_timeout)?;
         let mut secrets = Vec::new();
         for s in files.facts.secrets.iter().filter(|s| s.external) {
             let spec = secrets::spec(&s.key, &files.env, &files.env_modifiers)
@@ -360,5 +371,20 @@ mod tests {
         assert_eq!(plan.secrets[0].name, "other_app_key_v1");
         assert_eq!(plan.timeout.source, TimeoutSource::Default);
         assert_eq!(plan.backup[0].volumes[0].name, "data");
+    }
+
+    #[test]
+    fn abra_and_the_custom_stage_wait_by_the_same_rule_as_the_plan() {
+        let dir = fixture("recipe-multifile");
+        let t = deploy_timeout(&dir, "plan", "plan.canon.localhost", None).unwrap();
+        assert_eq!(t, load(&dir, "plan", None).unwrap().timeout);
+        assert_eq!(t.duration, Duration::from_secs(240));
+        assert_eq!(t.source, TimeoutSource::Label);
+        let t = deploy_timeout(Path::new("/nonexistent"), "plan", "d", Some(90)).unwrap();
+        assert_eq!(t.duration, Duration::from_secs(90));
+        assert_eq!(t.source, TimeoutSource::Enrollment);
+        let t = deploy_timeout(&fixture("recipe"), "plan", "d", None).unwrap();
+        assert_eq!(t.duration, crate::recipe::timeout::DEFAULT_DEPLOY_TIMEOUT);
+        assert!(deploy_timeout(Path::new("/nonexistent"), "plan", "d", None).is_err());
     }
 }

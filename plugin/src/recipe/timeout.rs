@@ -7,10 +7,14 @@
 //! gives [`DEFAULT_DEPLOY_TIMEOUT`].
 //!
 //! A pure decision over the enrollment's number and the label's text; separate from the runners
-//! so the docker runner, the log and the report all say the same thing.
+//! so every runner (docker, abra), the custom stage, `recipe plan`, the log and the report all
+//! say the same thing. The stability window's default lives here too: both are how long canon
+//! waits on a deploy when neither the enrollment nor the recipe says.
 
 use std::fmt;
 use std::time::Duration;
+
+use super::compose::RecipeFiles;
 
 /// The deploy timeout when neither the enrollment nor the recipe sets one.
 pub const DEFAULT_DEPLOY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -78,6 +82,20 @@ pub enum DeployTimeoutError {
         /// Its interpolated value.
         value: String,
     },
+}
+
+/// Returns the deploy timeout of a checkout read as `files` for `stack`: [`resolve`] over the
+/// enrollment's seconds and the recipe's `coop-cloud.<stack>.timeout` deploy label.
+pub fn of_files(
+    files: &RecipeFiles,
+    stack: &str,
+    enrollment_secs: Option<u64>,
+) -> Result<DeployTimeout, DeployTimeoutError> {
+    let key = format!("coop-cloud.{stack}.timeout");
+    resolve(
+        enrollment_secs,
+        files.facts.timeout_label(stack).map(|v| (key.as_str(), v)),
+    )
 }
 
 /// Returns the deploy timeout: the enrollment's `deploy_timeout` seconds when set, else the

@@ -15,11 +15,12 @@ use canon_shared::gate::TestedRef;
 use canon_shared::mirror::{self, GitRemote};
 
 use super::exec::{self, Cmd};
-use super::ladder::{self, deploy_timeout, Release, Steps, Target};
+use super::ladder::{self, Release, Steps, Target};
 use super::warm::RunOutput;
 use super::{RunContext, Runner, RunnerError};
 use crate::recipe::compose::RecipeFiles;
 use crate::recipe::names::{cold_stack_name, warm_stack_name};
+use crate::recipe::plan;
 
 /// The abra version these command lines were written for.
 pub const ABRA_VERSION: &str = "0.10";
@@ -164,6 +165,31 @@ impl AbraApp {
         self.cmd(&["app", "remove", &self.domain, "--force", "--no-input"])
     }
 
+    /// Returns how long one abra command on this app may take: the one deploy-timeout rule
+    /// ([`plan::deploy_timeout`]) over the enrollment's seconds and the `checkout`'s
+    /// `coop-cloud.<stack>.timeout` label, for abra's stack name of the app.
+    pub fn deploy_timeout(
+        &self,
+        checkout: &Path,
+        enrollment_timeout: Option<u64>,
+    ) -> Result<Duration, RunnerError> {
+        let stack = self.stack_name();
+        let timeout = plan::deploy_timeout(checkout, &stack, &self.domain, enrollment_timeout)
+            .map_err(|e| RunnerError::Other(e.to_string()))?;
+        tracing::debug!(
+            stack = %stack,
+            seconds = timeout.duration.as_secs(),
+            source = %timeout.source,
+            "deploy timeout"
+        );
+        Ok(timeout.duration)
+    }
+
+    /// Returns abra's own stack name of the app: its domain with `.` as `_`.
+    pub fn stack_name(&self) -> String {
+        self.domain.replace('.', "_")
+    }
+
     /// Returns `<ABRA_DIR>/recipes/<recipe>`: where abra reads the recipe, its tags included.
     pub fn recipe_dir(&self) -> PathBuf {
         self.abra_dir.join("recipes").join(&self.recipe)
@@ -232,13 +258,16 @@ impl AbraRunner {
 /// The abra runner's steps of one cold run, for the [`ladder`].
 struct AbraSteps<'a> {
     app: &'a AbraApp,
-    timeout: Duration,
+    /// The enrollment's `deploy_timeout` in seconds.
+    enrollment_timeout: Option<u64>,
     checkout: &'a Path,
 }
 
 impl AbraSteps<'_> {
-    fn abra(&self, c: &Cmd) -> Result<(), RunnerError> {
-        exec::run_ok(c, self.timeout).map(drop)
+    /// Runs `c` within the deploy timeout of the release checked out at `checkout`.
+    fn abra(&self, c: &Cmd, checkout: &Path) -> Result<(), RunnerError> {
+        let timeout = self.app.deploy_timeout(checkout, self.enrollment_timeout)?;
+        exec::run_ok(c, timeout).map(drop)
     }
 }
 
@@ -249,19 +278,18 @@ impl Steps for AbraSteps<'_> {
 
     fn target(&self) -> Target {
         Target {
-            // abra's own stack name for an app: its domain with `.` as `_`.
-            stack: self.app.domain.replace('.', "_"),
+            stack: self.app.stack_name(),
             domain: self.app.domain.clone(),
         }
     }
 
     fn install(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
-        self.abra(&self.app.new_app(release.version))?;
-        self.abra(&self.app.deploy(release.version, false))
+        self.abra(&self.app.new_app(release.version), release.checkout)?;
+        self.abra(&self.app.deploy(release.version, false), release.checkout)
     }
 
     fn upgrade(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
-        self.abra(&self.app.upgrade(release.version))
+        self.abra(&self.app.upgrade(release.version), release.checkout)
     }
 
     fn declares_backups(&self) -> bool {
@@ -271,11 +299,11 @@ impl Steps for AbraSteps<'_> {
     }
 
     fn backup(&mut self) -> Result<(), RunnerError> {
-        self.abra(&self.app.backup())
+        self.abra(&self.app.backup(), self.checkout)
     }
 
-    fn restore(&mut self, _release: Release<'_>) -> Result<(), RunnerError> {
-        self.abra(&self.app.restore())
+    fn restore(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+        self.abra(&self.app.restore(), release.checkout)
     }
 
     fn running(&self) -> bool {
@@ -299,7 +327,7 @@ impl Runner for AbraRunner {
         Self::prepare(&app, &ctx.checkout)?;
         let mut steps = AbraSteps {
             app: &app,
-            timeout: deploy_timeout(&ctx.recipe),
+            enrollment_timeout: ctx.recipe.deploy_timeout_secs,
             checkout: &ctx.checkout,
         };
         Ok(ladder::run(ctx, &mut steps))
@@ -326,7 +354,7 @@ impl Runner for AbraRunner {
         let stack = warm_stack_name(ctx.recipe.name.as_str());
         let app = self.app(ctx, &stack, "abra-warm")?;
         Self::prepare(&app, &ctx.checkout)?;
-        let timeout = deploy_timeout(&ctx.recipe);
+        let timeout = app.deploy_timeout(&ctx.checkout, ctx.recipe.deploy_timeout_secs)?;
         // The warm app's `.env` lives in this run's ABRA_DIR; `app new` recreates it and keeps
         // the existing secrets and volumes of the same domain on the server.
         exec::run_ok(&app.new_app(tag), timeout)?;

@@ -20,31 +20,21 @@
 //!   backup failed.
 //! - custom runs the enrollment's `test_command` against the running stack; it is skipped when
 //!   there is none, and when the stack is not running (the steps say so, e.g. after a failed
-//!   backup or restore that left it stopped).
+//!   backup or restore that left it stopped). It may take the deploy timeout, by the one rule of
+//!   [`crate::recipe::plan::deploy_timeout`] (the enrollment, the recipe's label, the default).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use canon_shared::gate::{StageResult, StageStatus};
-use canon_shared::recipe::{Recipe, Stage};
+use canon_shared::recipe::Stage;
 
 use super::exec::{self, Cmd};
 use super::transcript;
 use super::warm::{RunOutput, WarmBase, WarmCopy, WarmReport};
 use super::{RunContext, RunnerError};
-
-/// The deploy timeout when the enrollment sets none.
-pub const DEFAULT_DEPLOY_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Returns how long one deploy (and the custom stage) may take: the enrollment's
-/// `deploy_timeout`, else [`DEFAULT_DEPLOY_TIMEOUT`].
-pub fn deploy_timeout(recipe: &Recipe) -> Duration {
-    recipe
-        .deploy_timeout_secs
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_DEPLOY_TIMEOUT)
-}
+use crate::recipe::plan;
 
 /// One release the ladder deploys: its version and a checkout of its commit.
 #[derive(Debug, Clone, Copy)]
@@ -370,9 +360,17 @@ fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> RunOutput {
         };
         rungs.skip(&[Stage::Custom], why);
     } else {
-        let c = custom_command(ctx, &steps.target(), steps.runner());
+        let target = steps.target();
+        let c = custom_command(ctx, &target, steps.runner());
         rungs.run(Stage::Custom, None, || {
-            run_custom(&c, deploy_timeout(&ctx.recipe))
+            let timeout = plan::deploy_timeout(
+                &ctx.checkout,
+                &target.stack,
+                &target.domain,
+                ctx.recipe.deploy_timeout_secs,
+            )
+            .map_err(|e| RunnerError::Other(e.to_string()))?;
+            run_custom(&c, timeout.duration)
         });
     }
     done(rungs, warm)
@@ -416,7 +414,7 @@ fn run_custom(c: &Cmd, timeout: Duration) -> Result<(), RunnerError> {
 mod tests {
     use super::*;
     use canon_shared::gate::TestedRef;
-    use canon_shared::recipe::{RecipeName, RepoLocation};
+    use canon_shared::recipe::{Recipe, RecipeName, RepoLocation};
     use canon_shared::state::CanonicalRecord;
     use std::path::PathBuf;
 
