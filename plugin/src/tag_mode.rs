@@ -20,7 +20,7 @@ use canon_shared::state::{
 
 use crate::checkout::{self, CheckoutError, Want};
 use crate::exit::{error_chain, report_error, EXIT_GREEN, EXIT_RED, EXIT_USAGE};
-use crate::recipe::version::{self as compose, ComposeFile};
+use crate::recipe::version;
 use crate::remotes::GitAccess;
 use crate::report::{self, CanonicalSummary, GateReport, Report};
 use crate::runners::warm::WarmBase;
@@ -497,12 +497,9 @@ fn run_in_folder(
 
     // 3. The release check: the version label must name the tag.
     if let TestedRef::Tag(tag) = &settings.tested {
-        match ComposeFile::load_dir(&co.path) {
-            Err(e) => report.problems.push(e.to_string()),
-            Ok(c) => match compose::version_label(&c, tag) {
-                Ok(l) => tracing::debug!(recipe = %name, "Version label checked: {l}."),
-                Err(p) => report.problems.push(p.to_string()),
-            },
+        match version::check_release(&co.path, tag) {
+            Ok(l) => tracing::debug!(recipe = %name, "Version label checked: {l}."),
+            Err(p) => report.problems.push(p.to_string()),
         }
     }
 

@@ -22,7 +22,7 @@ use crate::checkout::{self, Want};
 use crate::cmd::mirror_sync::Tokens;
 use crate::exit::{EXIT_RED, EXIT_USAGE};
 use crate::recipe::plan::{self, DeployPlan};
-use crate::recipe::version::{self as compose, ComposeFile};
+use crate::recipe::version;
 use crate::runners::docker::DockerRunner;
 
 /// `recipe` subcommands.
@@ -183,8 +183,7 @@ fn plan_dir(
         return Err(format!("{} is not a folder", dir.display()));
     }
     if let Some(tag) = tag {
-        let compose = ComposeFile::load_dir(dir).map_err(|e| e.to_string())?;
-        compose::version_label(&compose, tag).map_err(|e| e.to_string())?;
+        version::check_release(dir, tag).map_err(|e| e.to_string())?;
     }
     let domain = format!("{stack}.{}", DockerRunner::default().domain_suffix);
     let env = plan::app_env(stack, &domain, &BTreeMap::new());

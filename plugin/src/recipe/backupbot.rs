@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 
-use super::compose::{ComposeFacts, Service};
+use super::compose::{Compose, Service};
 
 /// The label that turns a service's backup on.
 pub const BACKUP_LABEL: &str = "backupbot.backup";
@@ -226,7 +226,7 @@ pub fn service_backup(service: &Service) -> Result<Option<ServiceBackup>, Backup
 
 /// Returns what backupbot backs up of the recipe: one entry per backed-up service, sorted by
 /// service name. Empty when no service turns its backup on.
-pub fn backups(facts: &ComposeFacts) -> Result<Vec<ServiceBackup>, BackupLabelError> {
+pub fn backups(facts: &Compose) -> Result<Vec<ServiceBackup>, BackupLabelError> {
     let mut out = Vec::new();
     for s in &facts.services {
         if let Some(b) = service_backup(s)? {
@@ -240,16 +240,15 @@ pub fn backups(facts: &ComposeFacts) -> Result<Vec<ServiceBackup>, BackupLabelEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recipe::compose::merge_compose;
     use std::path::Path;
 
-    fn facts(text: &str, env: &[(&str, &str)]) -> ComposeFacts {
+    fn facts(text: &str, env: &[(&str, &str)]) -> Compose {
         let env: BTreeMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let mut f = ComposeFacts::default();
-        merge_compose(&mut f, Path::new("compose.yml"), text, "s", &env).unwrap();
+        let mut f = Compose::default();
+        f.merge(Path::new("compose.yml"), text, "s", &env).unwrap();
         f
     }
 

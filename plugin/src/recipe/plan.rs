@@ -123,22 +123,13 @@ impl DeployPlan {
         stack: &str,
         enrollment_timeout: Option<u64>,
     ) -> Result<DeployPlan, PlanError> {
-        let version_key = format!("coop-cloud.{stack}.version");
-        let versions: Vec<(&str, &str)> = files
-            .facts
-            .services
-            .iter()
-            .filter_map(|s| {
-                s.deploy_labels
-                    .get(&version_key)
-                    .map(|v| (s.name.as_str(), v.trim()))
-            })
-            .collect();
-        if versions.iter().any(|(_, v)| *v != versions[0].1) {
+        let version_key = files.facts.version_key();
+        let versions = files.facts.version_labels();
+        if versions.iter().any(|l| l.version != versions[0].version) {
             return Err(PlanError::VersionConflict(
                 versions
                     .iter()
-                    .map(|(s, v)| format!("service `{s}` has {version_key}={v}"))
+                    .map(|l| format!("service `{}` has {version_key}={}", l.service, l.version))
                     .collect::<Vec<_>>()
                     .join(", "),
             ));
@@ -166,7 +157,7 @@ impl DeployPlan {
         secrets.sort_by(|a, b| a.spec.key.cmp(&b.spec.key));
         Ok(DeployPlan {
             stack: stack.to_string(),
-            version: versions.first().map(|(_, v)| v.to_string()),
+            version: versions.first().map(|l| l.version.clone()),
             compose_files,
             timeout,
             secrets,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use canon_shared::secret::Secret;
 
-use crate::recipe::compose::ComposeFacts;
+use crate::recipe::compose::Compose;
 use crate::runners::exec::{Cmd, Input};
 
 /// The label `docker stack deploy` puts on everything a stack owns.
@@ -400,7 +400,7 @@ pub struct AppAdditions {
 /// abra's labels and exposed env on the `app` service; and the engine name of each external
 /// secret in `secret_names` (by key: a warm run uses the warm canonical's secrets).
 pub fn label_override(
-    facts: &ComposeFacts,
+    facts: &Compose,
     labels: &BTreeMap<String, String>,
     app: &AppAdditions,
     secret_names: &BTreeMap<String, String>,
@@ -472,7 +472,7 @@ pub fn label_override(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recipe::compose::{merge_compose, ComposeFacts};
+    use crate::recipe::compose::Compose;
 
     fn labels() -> RunLabels {
         RunLabels {
@@ -589,10 +589,8 @@ mod tests {
 
     #[test]
     fn the_override_labels_services_volumes_networks_and_file_secrets() {
-        let mut f = ComposeFacts::default();
-        merge_compose(
-            &mut f,
-            Path::new("compose.yml"),
+        let mut f = Compose::default();
+        f.merge(Path::new("compose.yml"),
             "version: '3.8'\nservices: {app: {image: x}}\nvolumes: {data: }\nnetworks: {proxy: {external: true}, internal: }\nsecrets: {k: {external: true}, f: {file: ./f}}\n",
             "s",
             &BTreeMap::new(),
@@ -637,9 +635,8 @@ mod tests {
 
     #[test]
     fn a_dollar_in_a_label_value_stays_literal_after_interpolation() {
-        let mut f = ComposeFacts::default();
-        merge_compose(
-            &mut f,
+        let mut f = Compose::default();
+        f.merge(
             Path::new("compose.yml"),
             "version: '3.8'\nservices: {app: {image: x}}\n",
             "s",
@@ -657,9 +654,8 @@ mod tests {
 
     #[test]
     fn only_the_app_service_gets_abras_labels_and_the_exposed_env_with_dollars_kept_literal() {
-        let mut f = ComposeFacts::default();
-        merge_compose(
-            &mut f,
+        let mut f = Compose::default();
+        f.merge(
             Path::new("compose.yml"),
             "version: '3.8'\nservices: {app: {image: x}, db: {image: y}}\n",
             "s",

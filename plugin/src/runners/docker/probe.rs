@@ -234,13 +234,8 @@ impl Stack {
             } else if matches!(update, "updating" | "rollback_started") {
                 health.pending.push(format!("{short} {update}"));
             }
-            let expected = files
-                .facts
-                .services
-                .iter()
-                .find(|s| s.name == short)
-                .and_then(|s| s.version_label());
-            if let Some(expected) = expected {
+            let expected = files.facts.version_of(short);
+            if let Some(expected) = expected.as_deref() {
                 let deployed = svc["Spec"]["Labels"]
                     .as_object()
                     .and_then(|m| {

@@ -223,6 +223,7 @@ impl Stack {
     /// the files expect the one deployed (a release is labelled with its tag).
     fn app_additions(&self, files: &mut RecipeFiles, deployed: &DeployedVersion) -> AppAdditions {
         let recipe = self.labels.recipe.as_str();
+        let compose_version = files.facts.version_of(APP_SERVICE);
         let Some(app) = files
             .facts
             .services
@@ -231,7 +232,6 @@ impl Stack {
         else {
             return AppAdditions::default();
         };
-        let compose_version = app.version_label().map(str::to_string);
         let deploy_labels =
             app_service::abra_labels(&self.name, recipe, deployed, compose_version.as_deref());
         let version_key = format!("coop-cloud.{}.version", self.name);
