@@ -378,6 +378,21 @@ mod tests {
         );
     }
 
+    #[test]
+    fn abra_commands_wait_by_the_same_deploy_timeout_rule_as_the_docker_runner() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/recipe-multifile");
+        let app = app();
+        assert_eq!(app.stack_name(), "cold-gitea-abc123-7_canon_localhost");
+        assert_eq!(
+            app.deploy_timeout(&dir, None).unwrap(),
+            Duration::from_secs(240)
+        );
+        assert_eq!(
+            app.deploy_timeout(&dir, Some(90)).unwrap(),
+            Duration::from_secs(90)
+        );
+    }
+
     fn app() -> AbraApp {
         AbraApp {
             program: "abra".into(),

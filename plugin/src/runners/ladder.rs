@@ -772,6 +772,30 @@ mod tests {
         assert!(reason.contains("exit code 2: broken"), "{reason}");
     }
 
+    #[test]
+    fn without_an_enrollment_timeout_the_custom_stage_waits_by_the_recipes_label() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("compose.yml"),
+            "services:\n  app:\n    deploy: {labels: [\"coop-cloud.${STACK_NAME}.timeout=soon\"]}\n",
+        )
+        .unwrap();
+        let mut c = ctx(false, false, Some("true"));
+        c.recipe.deploy_timeout_secs = None;
+        c.checkout = dir.path().to_path_buf();
+        let results = run(&c, &mut Script::default()).stages;
+        assert_eq!(results[4].status, Failed);
+        let reason = results[4].reason.as_deref().unwrap_or_default();
+        assert!(reason.contains(".timeout=\"soon\""), "{reason}");
+        std::fs::write(
+            dir.path().join("compose.yml"),
+            "services:\n  app:\n    deploy: {labels: [\"coop-cloud.${STACK_NAME}.timeout=${TIMEOUT:-30}\"]}\n",
+        )
+        .unwrap();
+        let results = run(&c, &mut Script::default()).stages;
+        assert_eq!(results[4].status, Passed, "{:?}", results[4].reason);
+    }
+
     /// Log lines written by the subscriber of one test.
     #[derive(Clone, Default)]
     struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
