@@ -8,7 +8,9 @@
 //! - [`interpolate`]: docker compose's variable substitution, the one canon uses for every
 //!   compose value it computes.
 //! - [`compose`]: the one compose model: several files parsed, merged and interpolated, and the
-//!   facts the runners read from it; [`compose::RecipeFiles`] reads a checkout.
+//!   facts the runners read from it.
+//! - [`files`]: a checkout read for one stack ([`files::RecipeFiles`]): its env and its compose
+//!   files.
 //! - [`version`]: the version label and the release check (the label must name the tag).
 //! - [`secrets`]: how a generated secret is made (`length=` and the other modifiers abra
 //!   documents, honoured or refused with a reason), and generating its value.
@@ -22,6 +24,7 @@
 pub mod backupbot;
 pub mod compose;
 pub mod env_sample;
+pub mod files;
 pub mod interpolate;
 pub mod names;
 pub mod plan;

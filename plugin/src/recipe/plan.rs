@@ -16,7 +16,8 @@ use std::fmt;
 use std::path::Path;
 
 use super::backupbot::{self, BackupLabelError, ServiceBackup};
-use super::compose::{ComposeError, RecipeFiles};
+use super::compose::ComposeError;
+use super::files::RecipeFiles;
 use super::secrets::{self, SecretSpec};
 use super::timeout::{self, DeployTimeout, DeployTimeoutError};
 
@@ -100,7 +101,11 @@ pub fn deploy_timeout(
         return Ok(timeout::resolve(enrollment_timeout, None)?);
     }
     let files = RecipeFiles::load(dir, stack, &app_env(stack, domain, &BTreeMap::new()))?;
-    Ok(timeout::of_files(&files, stack, enrollment_timeout)?)
+    Ok(timeout::of_compose(
+        &files.facts,
+        stack,
+        enrollment_timeout,
+    )?)
 }
 
 impl DeployPlan {
@@ -144,7 +149,7 @@ impl DeployPlan {
                     .to_string()
             })
             .collect();
-        let timeout = timeout::of_files(files, stack, enrollment_timeout)?;
+        let timeout = timeout::of_compose(&files.facts, stack, enrollment_timeout)?;
         let mut secrets = Vec::new();
         for s in files.facts.secrets.iter().filter(|s| s.external) {
             let spec = secrets::spec(&s.key, &files.env, &files.env_modifiers)

@@ -14,7 +14,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::compose::RecipeFiles;
+use super::compose::Compose;
 
 /// The deploy timeout when neither the enrollment nor the recipe sets one.
 pub const DEFAULT_DEPLOY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -84,17 +84,17 @@ pub enum DeployTimeoutError {
     },
 }
 
-/// Returns the deploy timeout of a checkout read as `files` for `stack`: [`resolve`] over the
+/// Returns the deploy timeout of compose files read for `stack`: [`resolve`] over the
 /// enrollment's seconds and the recipe's `coop-cloud.<stack>.timeout` deploy label.
-pub fn of_files(
-    files: &RecipeFiles,
+pub fn of_compose(
+    compose: &Compose,
     stack: &str,
     enrollment_secs: Option<u64>,
 ) -> Result<DeployTimeout, DeployTimeoutError> {
     let key = format!("coop-cloud.{stack}.timeout");
     resolve(
         enrollment_secs,
-        files.facts.timeout_label(stack).map(|v| (key.as_str(), v)),
+        compose.timeout_label(stack).map(|v| (key.as_str(), v)),
     )
 }
 

@@ -18,7 +18,7 @@ use super::exec::{self, Cmd};
 use super::ladder::{self, Release, Steps, Target};
 use super::warm::RunOutput;
 use super::{RunContext, Runner, RunnerError};
-use crate::recipe::compose::RecipeFiles;
+use crate::recipe::files::RecipeFiles;
 use crate::recipe::names::{cold_stack_name, warm_stack_name};
 use crate::recipe::plan;
 

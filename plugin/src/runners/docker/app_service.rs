@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::recipe::compose::RecipeFiles;
+use crate::recipe::files::RecipeFiles;
 
 /// The compose service abra labels and exposes the env to.
 pub const APP_SERVICE: &str = "app";

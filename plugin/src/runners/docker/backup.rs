@@ -16,7 +16,7 @@ use super::engine::{docker, lines, random_hex};
 use super::stack::Stack;
 use super::volumes::helper_image;
 use crate::recipe::backupbot::{Hook, ServiceBackup};
-use crate::recipe::compose::RecipeFiles;
+use crate::recipe::files::RecipeFiles;
 use crate::runners::exec;
 use crate::runners::RunnerError;
 

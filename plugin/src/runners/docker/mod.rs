@@ -53,7 +53,7 @@ use self::stack::{AppEnv, Stack};
 use super::ladder::{self, Release, Steps, Target};
 use super::warm::{RunOutput, WarmBase, WarmCopy};
 use super::{RunContext, Runner, RunnerError};
-use crate::recipe::compose::RecipeFiles;
+use crate::recipe::files::RecipeFiles;
 use crate::recipe::names;
 use crate::recipe::plan::DeployPlan;
 use crate::recipe::timeout::DeployTimeout;

@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::cmd::{self, Kind};
 use super::engine::{docker, inspect_json, lines, list_ids, COMMAND_TIMEOUT};
 use super::stack::Stack;
-use crate::recipe::compose::RecipeFiles;
+use crate::recipe::files::RecipeFiles;
 use crate::recipe::timeout::DeployTimeout;
 use crate::runners::exec;
 use crate::runners::RunnerError;

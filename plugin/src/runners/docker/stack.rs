@@ -15,7 +15,7 @@ use super::app_service::{self, DeployedVersion, APP_SERVICE};
 use super::cmd::{self, AppAdditions, Kind, RunLabels, StackKind};
 use super::engine::{docker, lines, list_ids, now_unix, COMMAND_TIMEOUT};
 use super::DockerRunner;
-use crate::recipe::compose::RecipeFiles;
+use crate::recipe::files::RecipeFiles;
 use crate::recipe::plan::{self, DeployPlan};
 use crate::recipe::secrets;
 use crate::recipe::timeout::DEFAULT_STABILITY_WINDOW;

@@ -18,8 +18,8 @@ use std::path::Path;
 
 use super::app_service::DeployedVersion;
 use super::stack::{AppEnv, Stack};
-use crate::recipe::compose::RecipeFiles;
 use crate::recipe::env_sample::EnvFile;
+use crate::recipe::files::RecipeFiles;
 use crate::recipe::plan::DeployPlan;
 use crate::recipe::secrets::version_var;
 use crate::runners::RunnerError;

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::cmd::{self, Kind};
 use super::engine::{docker, COMMAND_TIMEOUT};
 use super::stack::Stack;
-use crate::recipe::compose::RecipeFiles;
+use crate::recipe::files::RecipeFiles;
 use crate::runners::exec;
 use crate::runners::RunnerError;
 
