@@ -590,7 +590,8 @@ mod tests {
     #[test]
     fn the_override_labels_services_volumes_networks_and_file_secrets() {
         let mut f = Compose::default();
-        f.merge(Path::new("compose.yml"),
+        f.merge(
+            Path::new("compose.yml"),
             "version: '3.8'\nservices: {app: {image: x}}\nvolumes: {data: }\nnetworks: {proxy: {external: true}, internal: }\nsecrets: {k: {external: true}, f: {file: ./f}}\n",
             "s",
             &BTreeMap::new(),
