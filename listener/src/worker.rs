@@ -25,9 +25,10 @@ use std::time::{Duration, Instant};
 use canon_shared::drone::{BuildParams, DroneClient, DroneError};
 use canon_shared::forge::Forge;
 use canon_shared::gate::{build_decision, BuildDecision};
-use canon_shared::mirror::{self, Credentials, SyncRequest};
+use canon_shared::mirror::{self, CloseReport, Credentials, MirrorError};
 use canon_shared::recipe::{Enrollment, Recipe, RecipeName};
 use canon_shared::state::{StateDir, StateStore};
+use canon_shared::trigger::{self, BuildOnce, MirrorPrs, StartError, SyncError};
 use canon_shared::version::ReleaseVersion;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -141,20 +142,23 @@ async fn attempt(
     };
     let commit = resolve_commit(ctx, recipe, &job.tag).await?;
     *commit_seen = Some(commit.clone());
-    let request = SyncRequest {
-        upstream: ctx.credentials.upstream(recipe),
-        mirror: ctx.credentials.mirror(recipe),
-        branch: recipe.branch.clone(),
-        cache_dir: mirror::cache_dir(ctx.state.root(), &name),
+    let request = trigger::sync_request(recipe, &ctx.credentials, ctx.state.root());
+    let prs = match (&ctx.mirror_forge, &recipe.mirror.full_name) {
+        (Some(forge), Some(repo)) => Some(MirrorPrs::new(forge.clone(), repo.clone())),
+        _ => None,
     };
-    let started = Instant::now();
-    let report = tokio::task::spawn_blocking(move || mirror::sync(&request))
+    let tidied = trigger::sync_and_tidy(request, prs.as_ref())
         .await
-        .map_err(|e| Failure::Transient(format!("mirror sync task failed: {e}")))?
-        .map_err(|e| Failure::Transient(format!("mirror sync: {e}")))?;
-    ctx.metrics.sync_latency.observe(started.elapsed());
+        .map_err(|e| match e {
+            SyncError::Task(e) => Failure::Transient(format!("mirror sync task failed: {e}")),
+            SyncError::Mirror(e) => Failure::Transient(format!("mirror sync: {e}")),
+        })?;
+    ctx.metrics.sync_latency.observe(tidied.synced_in);
+    let report = tidied.sync;
     tracing::info!(recipe = %name, tag = %job.tag, summary = %report.summary(), "Mirror synced.");
-    close_merged_prs(ctx, recipe, &report.upstream_head).await;
+    if let Some(closed) = tidied.prs {
+        log_merged_prs(recipe, closed);
+    }
     match report.upstream_tags.get(&job.tag) {
         Some(c) if *c == commit => {}
         Some(c) => {
@@ -190,33 +194,21 @@ async fn attempt(
         commit: commit.clone(),
     };
     let started = Instant::now();
-    let drone = |e: DroneError| match e {
-        DroneError::NoPipeline { .. } => Failure::Permanent(e.to_string()),
-        e => Failure::Transient(e.to_string()),
-    };
-    // A recipe the enrollment pins to its own Drone repository builds there (the runner host
-    // that holds its warm data).
-    let client = match &recipe.drone_repo {
-        Some(repo) => ctx
-            .drone
-            .for_repo(repo)
-            .map_err(|e| Failure::Permanent(e.to_string()))?,
-        None => ctx.drone.clone(),
-    };
-    let existing = client.find_build(&params).await.map_err(drone)?;
-    let (build, note) = match existing {
-        Some(b) => (
-            b,
-            Some("build already started for this commit; not started again".to_string()),
-        ),
-        None => (
-            client
-                .start_build(&ctx.drone_branch, &params)
-                .await
-                .map_err(drone)?,
-            None,
-        ),
-    };
+    let (build, note) =
+        match trigger::start_build_once(&ctx.drone, recipe, &ctx.drone_branch, &params).await {
+            Ok(BuildOnce::Found(b)) => (
+                b,
+                Some("build already started for this commit; not started again".to_string()),
+            ),
+            Ok(BuildOnce::Started(b)) => (b, None),
+            // A recipe pinned to a Drone repository that is not `owner/name`, or no pipeline that
+            // matches: retrying cannot help.
+            Err(StartError::DroneRepo(e)) => return Err(Failure::Permanent(e.to_string())),
+            Err(StartError::Drone(e @ DroneError::NoPipeline { .. })) => {
+                return Err(Failure::Permanent(e.to_string()))
+            }
+            Err(StartError::Drone(e)) => return Err(Failure::Transient(e.to_string())),
+        };
     ctx.metrics.trigger_latency.observe(started.elapsed());
     tracing::info!(recipe = %name, tag = %job.tag, commit = %commit, build = build.number, adopted = note.is_some(), "Drone build started.");
     Ok(JobUpdate::Done {
@@ -227,15 +219,10 @@ async fn attempt(
     })
 }
 
-/// Closes the mirror PRs whose head upstream has merged, when the mirror's forge and a mirror
-/// token are known. A failure is logged, not fatal: the build of a release tag must not wait on
-/// PR housekeeping, and the next sync tries again.
-async fn close_merged_prs(ctx: &WorkerCtx, recipe: &Recipe, upstream_head: &str) {
-    let (Some(forge), Some(repo)) = (&ctx.mirror_forge, &recipe.mirror.full_name) else {
-        return;
-    };
-    let cache = mirror::cache_dir(ctx.state.root(), &recipe.name);
-    match mirror::close_merged_prs(forge.as_ref(), repo, &cache, upstream_head).await {
+/// Logs what closing the mirror PRs merged upstream did. A failure is logged, not fatal: the
+/// build of a release tag must not wait on PR housekeeping, and the next sync tries again.
+fn log_merged_prs(recipe: &Recipe, closed: Result<CloseReport, MirrorError>) {
+    match closed {
         Ok(r) => {
             let closed: Vec<u64> = r.closed.iter().map(|c| c.number).collect();
             tracing::info!(recipe = %recipe.name, closed = ?closed, left_open = r.left_open.len(), failed = r.failed.len(), "Mirror PRs merged upstream handled.");

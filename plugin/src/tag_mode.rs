@@ -264,7 +264,7 @@ impl RunError {
 /// writes the report (when `settings.report` is set), also when the run stops with an error.
 pub fn run_tag_mode(settings: &RunSettings, runner: &dyn Runner) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
-    let started_at = rfc3339(state::now());
+    let started_at = state::rfc3339(state::now());
     let name = settings.recipe.name.to_string();
     let (tag, git_ref) = match &settings.tested {
         TestedRef::Tag(t) => (Some(t.clone()), None),
@@ -327,11 +327,6 @@ pub fn run_tag_mode(settings: &RunSettings, runner: &dyn Runner) -> Result<RunOu
         }
     }
     result.map(|()| RunOutcome { report })
-}
-
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
 }
 
 fn history_entry(settings: &RunSettings, report: &Report, decision: &str) -> HistoryEntry {

@@ -1,10 +1,14 @@
 //! `canon-plugin mirror-sync` as an operator runs it: one pair, a whole enrollment with a failing
-//! recipe, JSON output, a wrong token over smart HTTP (never printed), and bad usage.
+//! recipe, JSON output, a wrong token over smart HTTP (never printed), mirror PRs merged upstream
+//! closed on the mirror's forge, and bad usage.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use canon_testkit::git::{bare, hermetic, refs_under, synced_refs, GitHttpServer, Work};
+use canon_testkit::forge::{FakeForge, FakePr, ForgeState, Shape};
+use canon_testkit::git::{
+    bare, hermetic, merged_pr_upstream, refs_under, synced_refs, GitHttpServer, Work,
+};
 
 fn canon(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_canon-plugin"));
@@ -203,6 +207,76 @@ fn wrong_mirror_token_fails_clearly_and_is_never_printed() {
         synced_refs(&tmp.path().join("web-mirror.git"), "main"),
         synced_refs(&tmp.path().join("web-upstream.git"), "main")
     );
+}
+
+#[test]
+fn mirror_prs_merged_upstream_are_closed_only_with_a_mirror_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (up, mirror) = (tmp.path().join("up"), tmp.path().join("mirror.git"));
+    let [merged, open] = merged_pr_upstream(&up, &mirror, "version: 1\n");
+    let mut state = ForgeState::new("canon/web", "forge-token-2718");
+    state.prs = vec![FakePr::open(1, &merged), FakePr::open(2, &open)];
+    let forge = FakeForge::start(Shape::Gitea, state);
+    let base = forge.base_url();
+    let cache = tmp.path().join("cache/upstream.git");
+    let args = [
+        "--upstream",
+        up.to_str().unwrap(),
+        "--mirror",
+        mirror.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+        "--mirror-forge",
+        &base,
+        "--mirror-repo",
+        "canon/web",
+    ];
+
+    // No mirror token: the sync stands, nothing is asked of the forge, and it says why.
+    let out = canon(&args, &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("ok   ") && !stdout.contains("closed PRs"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("No CANON_MIRROR_TOKEN"), "{stderr}");
+    assert!(forge.requests().is_empty());
+
+    // With it, the PR whose head upstream merged is closed and named; the other stays open.
+    let token = [("CANON_MIRROR_TOKEN", "forge-token-2718")];
+    let out = canon(&args, &token);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with("; closed PRs merged upstream: #1"),
+        "{stdout}"
+    );
+    {
+        let st = forge.state.lock().unwrap();
+        assert_eq!(st.prs[0].state, "closed");
+        assert_eq!(st.prs[1].state, "open");
+    }
+
+    // A forge that refuses the token fails the pair, with the sync's report still in the JSON.
+    let wrong = [("CANON_MIRROR_TOKEN", "wrong-forge-token")];
+    let out = canon(&[&args[..], &["--json"]].concat(), &wrong);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let line: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(line["ok"], false, "{line}");
+    assert_eq!(line["report"]["no_op"], true, "{line}");
+    assert!(line.get("closed_prs").is_none(), "{line}");
+    assert!(
+        line["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("closing PRs merged upstream: "),
+        "{line}"
+    );
+    assert!(!stdout.contains("wrong-forge-token") && !stderr.contains("wrong-forge-token"));
 }
 
 #[test]

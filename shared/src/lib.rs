@@ -4,7 +4,8 @@
 //! - [`version`]: Co-op Cloud release tags (`<recipe-semver>+<upstream>`): parse, order, latest.
 //! - [`recipe`]: `RecipeName` (a path-safe name) and the enrollment file.
 //! - [`state`]: the canonical record, the decision history and the per-recipe lock on disk, and
-//!   the host-local holds on a recipe's warm data ([`state::holds`]).
+//!   the host-local holds on a recipe's warm data ([`state::holds`]); record and report times
+//!   ([`state::now`], [`state::rfc3339`]).
 //! - [`gate`]: every decision over a recipe's canonical, as pure functions over facts: the promote
 //!   gate, whether a tag is built at all (listener and sweep), the sweep's pick.
 //! - [`badge`]: where a canonical stands against newer tags, and the one badge SVG renderer.
@@ -16,6 +17,8 @@
 //!   ([`mirror::known_hosts`]).
 //! - [`forge`]: Gitea/Forgejo (reqwest) and GitHub (octocrab) behind one small trait.
 //! - [`drone`]: the Drone REST client (start a build, list builds).
+//! - [`trigger`]: the one trigger path the listener, the sweep and `mirror-sync` share: sync and
+//!   tidy a recipe's mirror (closing PRs merged upstream), start a recipe's Drone build once.
 //! - [`http_client`]: the HTTP client of every API canon calls with a credential: timeouts, and
 //!   redirects only within the configured origin.
 //! - [`listener_api`]: the listener's HTTP API answers (the contract) and a client for them.
@@ -32,4 +35,5 @@ pub mod mirror;
 pub mod recipe;
 pub mod secret;
 pub mod state;
+pub mod trigger;
 pub mod version;

@@ -12,16 +12,16 @@
 //!
 //! Exit 0 when every mirror is faithful, 1 when any sync (or PR close) failed, 2 on bad usage.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use canon_shared::forge::{self, ForgeKind};
 use canon_shared::mirror::{self, Credentials, SyncReport, SyncRequest};
 use canon_shared::recipe::{Enrollment, RecipeName};
 use canon_shared::secret::Secret;
+use canon_shared::trigger::{self, MirrorPrs};
 
 use crate::exit::{error_chain, EXIT_RED, EXIT_USAGE};
 
@@ -201,12 +201,7 @@ fn build_jobs(
             .filter(|r| args.only.is_empty() || args.only.contains(&r.name))
             .map(|r| Job {
                 label: r.name.to_string(),
-                request: SyncRequest {
-                    upstream: credentials.upstream(r),
-                    mirror: credentials.mirror(r),
-                    branch: r.branch.clone(),
-                    cache_dir: mirror::cache_dir(&args.state_dir, &r.name),
-                },
+                request: trigger::sync_request(r, &credentials, &args.state_dir),
                 close_on: match (&r.mirror.forge, &r.mirror.full_name) {
                     (Some(f), Some(n)) if !args.no_close_prs => Some((f.clone(), n.clone())),
                     _ => None,
@@ -258,16 +253,26 @@ fn run_jobs(jobs: &[Job], workers: usize, tokens: &Tokens, json: bool) -> Vec<Ou
     let results: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::with_capacity(jobs.len()));
     std::thread::scope(|s| {
         for _ in 0..workers.clamp(1, jobs.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(job) = jobs.get(i) else { break };
-                let outcome = run_one(job, tokens);
-                print_outcome(&outcome, json);
-                // A poisoned lock only means another worker panicked; keep its results anyway.
-                results
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((i, outcome));
+            s.spawn(|| {
+                // One small runtime per thread drives its jobs through the trigger path.
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start the async runtime: {e}"));
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let outcome = match &rt {
+                        Ok(rt) => run_one(job, tokens, rt),
+                        Err(e) => Outcome::failed(job, e.clone()),
+                    };
+                    print_outcome(&outcome, json);
+                    // A poisoned lock only means another worker panicked; keep its results anyway.
+                    results
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((i, outcome));
+                }
             });
         }
     });
@@ -276,7 +281,32 @@ fn run_jobs(jobs: &[Job], workers: usize, tokens: &Tokens, json: bool) -> Vec<Ou
     results.into_iter().map(|(_, o)| o).collect()
 }
 
-fn run_one(job: &Job, tokens: &Tokens) -> Outcome {
+impl Outcome {
+    /// Returns the outcome of `job` when it failed with `error` before any report.
+    fn failed(job: &Job, error: String) -> Self {
+        Outcome {
+            recipe: job.label.clone(),
+            ok: false,
+            report: None,
+            closed_prs: None,
+            error: Some(error),
+        }
+    }
+}
+
+fn run_one(job: &Job, tokens: &Tokens, rt: &tokio::runtime::Runtime) -> Outcome {
+    // Closing needs the mirror token; without one the sync still runs (and says so after).
+    let prs = match (&job.close_on, &tokens.mirror) {
+        (Some((base, repo)), Some(token)) => {
+            Some(MirrorPrs::on(base, repo.as_str(), token.clone()).map_err(|e| e.to_string()))
+        }
+        _ => None,
+    };
+    let tidy = prs.as_ref().and_then(|p| p.as_ref().ok());
+    let tidied = match rt.block_on(trigger::sync_and_tidy(job.request.clone(), tidy)) {
+        Ok(t) => t,
+        Err(e) => return Outcome::failed(job, error_chain(&e)),
+    };
     let mut out = Outcome {
         recipe: job.label.clone(),
         ok: false,
@@ -284,68 +314,37 @@ fn run_one(job: &Job, tokens: &Tokens) -> Outcome {
         closed_prs: None,
         error: None,
     };
-    let report = match mirror::sync(&job.request) {
-        Ok(r) => r,
-        Err(e) => {
-            out.error = Some(error_chain(&e));
-            return out;
-        }
-    };
-    if let Some((base, repo)) = &job.close_on {
-        match close_prs(
-            base,
-            repo,
-            &job.request.cache_dir,
-            &report.upstream_head,
-            tokens,
-        ) {
-            Ok(Some(closed)) => {
-                if !closed.failed.is_empty() {
-                    out.error = Some(format!(
-                        "could not close PRs merged upstream: {}",
-                        closed
-                            .failed
-                            .iter()
-                            .map(|f| format!("#{}: {}", f.number, f.error))
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    ));
-                }
-                out.closed_prs = Some(closed);
+    match (prs, tidied.prs) {
+        (Some(Err(e)), _) => out.error = Some(e),
+        (_, Some(Ok(closed))) => {
+            if !closed.failed.is_empty() {
+                out.error = Some(format!(
+                    "could not close PRs merged upstream: {}",
+                    closed
+                        .failed
+                        .iter()
+                        .map(|f| format!("#{}: {}", f.number, f.error))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ));
             }
-            Ok(None) => {}
-            Err(e) => out.error = Some(e),
+            out.closed_prs = Some(closed);
+        }
+        (_, Some(Err(e))) => {
+            out.error = Some(format!("closing PRs merged upstream: {}", error_chain(&e)))
+        }
+        (_, None) => {
+            if let Some((_, repo)) = &job.close_on {
+                tracing::warn!(
+                    repo = repo.as_str(),
+                    "No CANON_MIRROR_TOKEN: not closing PRs merged upstream."
+                );
+            }
         }
     }
     out.ok = out.error.is_none();
-    out.report = Some(report);
+    out.report = Some(tidied.sync);
     out
-}
-
-/// Closes merged PRs; `Ok(None)` when no mirror token is set (closing needs one).
-fn close_prs(
-    base: &str,
-    repo: &str,
-    cache: &Path,
-    head: &str,
-    tokens: &Tokens,
-) -> Result<Option<mirror::CloseReport>, String> {
-    let Some(token) = tokens.mirror.clone() else {
-        tracing::warn!(
-            repo,
-            "No CANON_MIRROR_TOKEN: not closing PRs merged upstream."
-        );
-        return Ok(None);
-    };
-    let client =
-        forge::client(ForgeKind::guess(base), base, Some(token)).map_err(|e| e.to_string())?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    rt.block_on(mirror::close_merged_prs(client.as_ref(), repo, cache, head))
-        .map(Some)
-        .map_err(|e| format!("closing PRs merged upstream: {}", error_chain(&e)))
 }
 
 fn print_outcome(o: &Outcome, json: bool) {

@@ -7,10 +7,11 @@
 //! exit code non-zero while the other recipes still finish.
 //!
 //! Two phases. Deciding (mirror sync, tag listing, the sweep decision) runs for all recipes with
-//! bounded concurrency. Acting either starts one Drone build per recipe and tag through the same
-//! client call the listener uses, or runs tag mode in-process one recipe at a time (runs share
-//! the Docker engine and the disk). A dry run decides and reports and changes nothing: it lists
-//! refs instead of syncing, starts nothing and writes nothing under the state directory.
+//! bounded concurrency. Acting either starts one Drone build per recipe and tag, or runs tag mode
+//! in-process one recipe at a time (runs share the Docker engine and the disk). The sync and the
+//! build go through the trigger path the listener uses (`canon_shared::trigger`). A dry run
+//! decides and reports and changes nothing: it lists refs instead of syncing, starts nothing and
+//! writes nothing under the state directory.
 //!
 //! The flow lives here; [`report`] holds the report, its table and the exit code it means, and
 //! `upkeep` the cleanup of killed runs, the free-space floor and the sizes the report shows.
@@ -20,13 +21,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use canon_shared::drone::{BuildParams, DroneClient};
-use canon_shared::forge::{self, ForgeKind};
+use canon_shared::forge::ForgeError;
 use canon_shared::gate::{sweep_decision, SweepDecision};
 use canon_shared::listener_api::ListenerClient;
-use canon_shared::mirror::{self, Credentials, SyncRequest};
+use canon_shared::mirror::{self, CloseReport, Credentials, MirrorError};
 use canon_shared::recipe::{Enrollment, Recipe};
 use canon_shared::state::holds::{WarmHolds, WarmStatus};
 use canon_shared::state::{self, MissedWebhook, StateDir};
+use canon_shared::trigger::{self, BuildOnce, MirrorPrs, SyncError};
 use canon_shared::version::{self, ReleaseVersion};
 
 use crate::exit::{error_chain, report_error, EXIT_RED, EXIT_USAGE};
@@ -204,7 +206,7 @@ async fn sweep(
 ) -> SweepReport {
     let started = Instant::now();
     let mut report = SweepReport {
-        started_at: rfc3339(state::now()),
+        started_at: state::rfc3339(state::now()),
         config: settings.config.display().to_string(),
         dry_run: settings.dry_run,
         launch: match &launch {
@@ -379,31 +381,37 @@ async fn decide(settings: &Settings, recipe: &Recipe, credentials: &Credentials)
         Err(e) => return fail(d, e.to_string()),
     };
     d.entry.canonical = canonical.as_ref().map(|c| c.version.to_string());
-    let upstream = credentials.upstream(recipe);
     let tags: BTreeMap<String, String> = if settings.dry_run {
+        let upstream = credentials.upstream(recipe);
         match blocking(move || mirror::ls_remote(&upstream).map_err(|e| e.to_string())).await {
             Ok(refs) => refs.tags.into_iter().map(|(n, t)| (n, t.peeled)).collect(),
             Err(e) => return fail(d, e),
         }
     } else {
-        let request = SyncRequest {
-            upstream,
-            mirror: credentials.mirror(recipe),
-            branch: recipe.branch.clone(),
-            cache_dir: mirror::cache_dir(&settings.state_dir, &recipe.name),
-        };
-        match blocking(move || mirror::sync(&request).map_err(|e| e.to_string())).await {
-            Ok(sync) => {
+        let request = trigger::sync_request(recipe, credentials, &settings.state_dir);
+        // A mirror forge that cannot be built is a PR error, reported once the sync stands.
+        let prs = mirror_prs(settings, recipe);
+        let tidy = prs.as_ref().ok().and_then(Option::as_ref);
+        match trigger::sync_and_tidy(request, tidy).await {
+            Ok(tidied) => {
+                let sync = tidied.sync;
                 d.entry.sync = Some(sync.summary());
                 d.entry.moved_tags = sync
                     .moved_tags
                     .iter()
                     .map(|m| format!("{} {} -> {}", m.name, m.old_commit, m.new_commit))
                     .collect();
-                close_merged_prs(settings, recipe, &sync.upstream_head, &mut d.entry).await;
+                match (prs, tidied.prs) {
+                    (Err(e), _) => d.entry.pr_errors.push(format!("mirror forge: {e}")),
+                    (Ok(_), Some(closed)) => record_closed_prs(closed, &mut d.entry),
+                    (Ok(_), None) => {}
+                }
                 sync.upstream_tags
             }
-            Err(e) => return fail(d, format!("mirror sync: {e}")),
+            Err(SyncError::Task(e)) => {
+                return fail(d, format!("mirror sync: a blocking task failed: {e}"))
+            }
+            Err(SyncError::Mirror(e)) => return fail(d, format!("mirror sync: {e}")),
         }
     };
     d.entry.mirror_cache_bytes = dir_size(&mirror::cache_dir(&settings.state_dir, &recipe.name));
@@ -444,15 +452,10 @@ async fn decide(settings: &Settings, recipe: &Recipe, credentials: &Credentials)
     d
 }
 
-/// After a sync, closes the mirror PRs whose head upstream has merged, when the mirror's forge is
-/// known (the `mirror_forge` setting, else the forge the mirror's URL names) and a mirror token
-/// is set.
-async fn close_merged_prs(
-    settings: &Settings,
-    recipe: &Recipe,
-    upstream_head: &str,
-    entry: &mut RecipeEntry,
-) {
+/// Returns where the mirror PRs merged upstream are closed after a sync: the mirror's forge (the
+/// `mirror_forge` setting, else the forge the mirror's URL names), when it is known and a mirror
+/// token is set; `Ok(None)` when it is not.
+fn mirror_prs(settings: &Settings, recipe: &Recipe) -> Result<Option<MirrorPrs>, ForgeError> {
     let base = settings
         .mirror_forge
         .as_ref()
@@ -460,17 +463,14 @@ async fn close_merged_prs(
     let (Some(base), Some(repo), Some(token)) =
         (base, &recipe.mirror.full_name, &settings.mirror_token)
     else {
-        return;
+        return Ok(None);
     };
-    let client = match forge::client(ForgeKind::guess(base), base, Some(token.clone())) {
-        Ok(c) => c,
-        Err(e) => {
-            entry.pr_errors.push(format!("mirror forge: {e}"));
-            return;
-        }
-    };
-    let cache = mirror::cache_dir(&settings.state_dir, &recipe.name);
-    match mirror::close_merged_prs(client.as_ref(), repo, &cache, upstream_head).await {
+    MirrorPrs::on(base, repo.as_str(), token.clone()).map(Some)
+}
+
+/// Records in `entry` what closing the mirror PRs merged upstream did.
+fn record_closed_prs(closed: Result<CloseReport, MirrorError>, entry: &mut RecipeEntry) {
+    match closed {
         Ok(r) => {
             entry.closed_prs = r.closed.iter().map(|c| c.number).collect();
             entry.pr_errors = r
@@ -512,35 +512,19 @@ async fn act(
                 tag: tag.to_string(),
                 commit: commit.clone(),
             };
-            let client = match &d.recipe.drone_repo {
-                Some(repo) => match client.for_repo(repo) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        d.entry.fail(e.to_string());
-                        return (false, knows);
-                    }
-                },
-                None => client.clone(),
-            };
-            match client.find_build(&params).await {
-                Ok(Some(build)) => {
+            match trigger::start_build_once(client, &d.recipe, branch, &params).await {
+                Ok(BuildOnce::Found(build)) => {
                     d.entry.action = format!("already build #{} ({})", build.number, build.status);
                     false
                 }
-                Ok(None) => match client.start_build(branch, &params).await {
-                    Ok(build) => {
-                        d.entry.action = format!("started build #{}", build.number);
-                        // No earlier build, and no listener job either: the webhook was missed.
-                        if !matches!(knows, ListenerKnows::Job) {
-                            record_missed(settings, d, tag, commit);
-                        }
-                        true
+                Ok(BuildOnce::Started(build)) => {
+                    d.entry.action = format!("started build #{}", build.number);
+                    // No earlier build, and no listener job either: the webhook was missed.
+                    if !matches!(knows, ListenerKnows::Job) {
+                        record_missed(settings, d, tag, commit);
                     }
-                    Err(e) => {
-                        d.entry.fail(e.to_string());
-                        false
-                    }
-                },
+                    true
+                }
                 Err(e) => {
                     d.entry.fail(e.to_string());
                     false
@@ -638,9 +622,4 @@ fn record_missed(settings: &Settings, d: &mut Decided, tag: &ReleaseVersion, com
     if let Err(e) = StateDir::new(&settings.state_dir).record_missed_webhook(&missed) {
         tracing::warn!(error = %e, "Cannot record the missed webhook.");
     }
-}
-
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
 }

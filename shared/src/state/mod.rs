@@ -500,6 +500,14 @@ pub fn now() -> OffsetDateTime {
     t.replace_nanosecond(0).unwrap_or(t)
 }
 
+/// Returns `t` as RFC 3339 text (`2026-01-02T03:04:05Z` for a time from [`now`]), the form
+/// reports print their times in; a time RFC 3339 cannot hold (a year past 9999) prints in
+/// `time`'s own form instead.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
 /// Appends `value` as one JSON line to `path` (created when missing) and fsyncs it.
 fn append_json_line(path: &Path, value: &impl Serialize) -> Result<(), StateError> {
     let mut line = serde_json::to_vec(value).map_err(|e| StateError::Corrupt {
@@ -618,6 +626,14 @@ mod tests {
             pinned: None,
             host: None,
         }
+    }
+
+    #[test]
+    fn report_times_print_as_rfc3339_in_utc_without_fractions() {
+        let t = OffsetDateTime::from_unix_timestamp(1_767_323_045).unwrap();
+        assert_eq!(rfc3339(t), "2026-01-02T03:04:05Z");
+        let text = rfc3339(now());
+        assert!(text.ends_with('Z') && !text.contains('.'), "{text}");
     }
 
     #[test]
