@@ -28,9 +28,6 @@ use crate::runners::RunnerError;
 /// 10 s, not its polls).
 pub(super) const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
-/// How long every service must stay converged when the enrollment sets no `stability_window`.
-pub const DEFAULT_STABILITY_WINDOW: Duration = Duration::from_secs(10);
-
 /// Task errors no wait can fix: the image is not on the node and could not be pulled, or the
 /// service's mount is invalid. Matched in the engine's task error text.
 const PERMANENT_TASK_ERRORS: [&str; 7] = [

@@ -14,7 +14,6 @@ use canon_shared::secret::Secret;
 use super::app_service::{self, DeployedVersion, APP_SERVICE};
 use super::cmd::{self, AppAdditions, Kind, RunLabels, StackKind};
 use super::engine::{docker, lines, list_ids, now_unix, COMMAND_TIMEOUT};
-use super::probe::DEFAULT_STABILITY_WINDOW;
 use super::DockerRunner;
 use crate::runners::compose_facts::RecipeFiles;
 use crate::runners::deploy_plan::{self, DeployPlan};
@@ -45,6 +44,10 @@ impl AppEnv {
         }
     }
 }
+
+/// How long every service must stay converged when the enrollment sets no `stability_window`
+/// (the health probe, [`super::probe`], waits that long on one set of tasks).
+pub const DEFAULT_STABILITY_WINDOW: Duration = Duration::from_secs(10);
 
 /// The limit on a stack's containers going away after `docker stack rm`.
 pub(super) const STOP_TIMEOUT: Duration = Duration::from_secs(120);
