@@ -15,11 +15,11 @@ use canon_shared::gate::TestedRef;
 use canon_shared::mirror::{self, GitRemote};
 
 use super::compose_facts::RecipeFiles;
-use super::exec::{self, Cmd};
 use super::ladder::{self, deploy_timeout, Release, Steps, Target};
 use super::stack_names::{cold_stack_name, warm_stack_name};
 use super::warm::RunOutput;
 use super::{RunContext, Runner, RunnerError};
+use crate::process::exec::{self, Cmd};
 
 /// The abra version these command lines were written for.
 pub const ABRA_VERSION: &str = "0.10";
@@ -238,7 +238,8 @@ struct AbraSteps<'a> {
 
 impl AbraSteps<'_> {
     fn abra(&self, c: &Cmd) -> Result<(), RunnerError> {
-        exec::run_ok(c, self.timeout).map(drop)
+        exec::run_ok(c, self.timeout)?;
+        Ok(())
     }
 }
 

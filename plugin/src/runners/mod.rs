@@ -38,19 +38,20 @@
 
 pub mod abra;
 pub mod backupbot;
+mod build;
 pub mod command;
 pub mod compose_facts;
 pub mod deploy_plan;
 pub mod deploy_timeout;
 pub mod docker;
 pub mod env_file;
-pub mod exec;
 pub mod interpolate;
 pub mod ladder;
 pub mod secret_spec;
 pub mod stack_names;
-pub mod transcript;
 pub mod warm;
+
+pub use build::{build, from_settings};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -59,7 +60,8 @@ use canon_shared::gate::{StageResult, TestedRef};
 use canon_shared::recipe::Recipe;
 use canon_shared::state::CanonicalRecord;
 
-use crate::settings::{RunnerKind, Settings, SettingsError};
+use crate::engine::EngineError;
+use crate::process::ProcessError;
 use warm::{RunOutput, WarmBase};
 
 /// Everything a runner needs to know about one run.
@@ -124,6 +126,32 @@ pub enum RunnerError {
     },
 }
 
+impl From<ProcessError> for RunnerError {
+    /// Keeps the executor's error as the runner's: the same variant where there is one (so the
+    /// report says what it said before), else its text.
+    fn from(e: ProcessError) -> Self {
+        match e {
+            ProcessError::Spawn { program, source } => RunnerError::Spawn { program, source },
+            ProcessError::Exit { command, status } => RunnerError::Exit { command, status },
+            ProcessError::Timeout { what, seconds } => RunnerError::Timeout { what, seconds },
+            other @ (ProcessError::File { .. } | ProcessError::Wait { .. }) => {
+                RunnerError::Other(other.to_string())
+            }
+        }
+    }
+}
+
+impl From<EngineError> for RunnerError {
+    /// Keeps a failed docker command's error as the runner's (as [`ProcessError`] does); any other
+    /// engine error by its text.
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Process(e) => e.into(),
+            other => RunnerError::Other(other.to_string()),
+        }
+    }
+}
+
 impl RunnerError {
     /// Returns the stages reported before the failure (empty for most errors).
     pub fn stages(&self) -> &[StageResult] {
@@ -183,19 +211,5 @@ pub trait Runner {
     /// `host`), or none for a runner that keeps no warm data of its own.
     fn warm_host(&self) -> Option<String> {
         None
-    }
-}
-
-/// Returns the runner the settings name: the `command` runner with the harness and promote
-/// commands and the timeout, or the built-in `docker` or `abra` runner.
-pub fn from_settings(settings: &Settings) -> Result<Box<dyn Runner>, SettingsError> {
-    match settings.runner {
-        RunnerKind::Command => Ok(Box::new(command::CommandRunner {
-            command: settings.command.clone().unwrap_or_default(),
-            promote_command: settings.promote_command.clone(),
-            timeout: settings.timeout,
-        })),
-        RunnerKind::Docker => Ok(Box::new(docker::DockerRunner::default())),
-        RunnerKind::Abra => Ok(Box::new(abra::AbraRunner::default())),
     }
 }
