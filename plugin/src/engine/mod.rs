@@ -17,6 +17,7 @@
 //!   names of a stack's volumes.
 //! - [`client`]: running one docker command, listing and inspecting objects, the swarm check,
 //!   the node's name, the swarm secrets.
+//! - [`stacks`]: one stack's objects found by label: stopping it, removing everything it created.
 //! - [`volumes`]: reading and writing volumes through helper containers ([`volumes::Helpers`]).
 //! - [`cleanup`]: removing what killed cold runs left behind ([`cleanup_stale`]) and the sizes of
 //!   a stack's volumes ([`volume_sizes`]).
@@ -25,6 +26,7 @@ pub mod cleanup;
 pub mod client;
 pub mod cmd;
 pub mod labels;
+pub mod stacks;
 pub mod volumes;
 
 use std::path::PathBuf;
@@ -76,6 +78,16 @@ pub enum EngineError {
         /// Why it does not parse.
         #[source]
         source: serde_json::Error,
+    },
+    /// A stopped stack's containers, services or networks did not go away in time.
+    #[error("timed out after {seconds}s: stack {stack} to stop ({left} containers/services/networks left)")]
+    StopTimeout {
+        /// The stack.
+        stack: String,
+        /// How many containers, services and networks were left.
+        left: usize,
+        /// The limit.
+        seconds: u64,
     },
     /// A file a helper container copies in or out could not be read or written.
     #[error("could not {action} {}: {source}", path.display())]

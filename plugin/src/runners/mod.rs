@@ -4,22 +4,20 @@
 //! the stages and the gate (`canon_shared::gate`).
 //!
 //! # Layout
-//! - this file: [`RunContext`], [`RunnerError`], the [`Runner`] trait and [`from_settings`], which
-//!   builds the runner the settings name.
+//! - this file: the interface only: [`RunContext`], [`RunnerError`] and the [`Runner`] trait.
+//! - `build`: [`build()`] and [`from_settings`], which build the runner the settings' values
+//!   name; the one place that knows all three runners.
 //! - [`ladder`]: the one stage ladder (install, upgrade, backup, restore, custom): order, skip
 //!   rules, stage bookkeeping, the custom stage and the teardown. A built-in runner fills in only
 //!   its [`ladder::Steps`].
-//! - [`exec`]: the one child-process executor of every runner: deadline, process-group kill, both
-//!   pipes drained, secrets masked in logs, and the one policy for a child's environment.
 //! - [`command`]: the `command` runner: an external harness climbs the ladder and writes a
-//!   results file; only the executor is shared.
+//!   results file; only the executor ([`crate::process::exec`]) is shared.
 //! - [`docker`]: the built-in `docker` runner (`docker stack deploy` on a single-node swarm), its
-//!   steps, the promote of the warm canonical and the sweep's cleanup.
+//!   steps and the promote of the warm canonical; every docker command goes through
+//!   [`crate::engine`].
 //! - [`abra`]: the built-in `abra` runner: the same steps through the abra CLI.
 //! - [`compose_facts`]: what a recipe checkout declares (env, compose files, services, volumes,
 //!   backups); read by docker and abra.
-//! - [`transcript`]: the recent commands of a run and the tail of their output, printed with a
-//!   failed stage so a red run is explained without DEBUG.
 //! - [`env_file`]: a recipe's `.env.sample` read with godotenv's rules, as abra reads an app's
 //!   `.env`; [`interpolate`]: docker compose's variable substitution, the one canon uses for
 //!   every compose value it computes.
@@ -147,6 +145,14 @@ impl From<EngineError> for RunnerError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::Process(e) => e.into(),
+            EngineError::StopTimeout {
+                stack,
+                left,
+                seconds,
+            } => RunnerError::Timeout {
+                what: format!("stack {stack} to stop ({left} containers/services/networks left)"),
+                seconds,
+            },
             other => RunnerError::Other(other.to_string()),
         }
     }

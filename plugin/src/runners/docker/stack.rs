@@ -8,16 +8,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use canon_shared::secret::Secret;
 
 use super::app_service::{self, DeployedVersion, APP_SERVICE};
 use super::compose_override::{self, AppAdditions};
 use super::DockerRunner;
-use crate::engine::client::{self, docker, list_ids, run, STOP_TIMEOUT};
+use crate::engine::client::{self, docker, run};
 use crate::engine::cmd::{self, Kind};
 use crate::engine::labels::{self, now_unix, RunLabels, StackKind};
+use crate::engine::stacks;
 use crate::engine::volumes::Helpers;
 use crate::runners::compose_facts::RecipeFiles;
 use crate::runners::deploy_plan::{self, DeployPlan};
@@ -122,12 +123,7 @@ impl Stack {
 
     /// Returns the label filter of what `docker stack deploy` created for this stack.
     pub(super) fn stack_filter(&self) -> String {
-        format!("{}={}", labels::STACK_LABEL, self.name)
-    }
-
-    /// Returns the label filter of what canon created for this stack (helpers included).
-    fn canon_filter(&self) -> String {
-        format!("{}={}", labels::STACK_NAME_LABEL, self.name)
+        stacks::stack_filter(&self.name)
     }
 
     /// Reads the recipe checkout `dir` as this stack would deploy it, with its own app env.
@@ -296,74 +292,13 @@ impl Stack {
     /// Removes the stack's services and waits until its containers and networks are gone (volumes
     /// stay).
     pub(super) fn stop(&self) -> Result<(), RunnerError> {
-        let services = list_ids(Kind::Service, &self.stack_filter())?;
-        if !services.is_empty() {
-            let out = run(&cmd::stack_rm(&self.name))?;
-            if !out.success() && !out.stderr.contains("Nothing found") {
-                tracing::warn!(stack = %self.name, stderr = %out.stderr.trim(), "docker stack rm reported an error");
-            }
-        }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            // The stack's networks go last, after its containers: a stopped stack has none left,
-            // so a later deploy or teardown never races their removal.
-            let left = list_ids(Kind::Container, &self.stack_filter())?.len()
-                + list_ids(Kind::Service, &self.stack_filter())?.len()
-                + list_ids(Kind::Network, &self.stack_filter())?.len();
-            if left == 0 {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(RunnerError::Timeout {
-                    what: format!(
-                        "stack {} to stop ({left} containers/services/networks left)",
-                        self.name
-                    ),
-                    seconds: STOP_TIMEOUT.as_secs(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        Ok(stacks::stop(&self.name)?)
     }
 
     /// Removes everything of this stack: services, containers (tasks and helpers), volumes,
     /// secrets, networks. Returns what could not be removed.
     pub(super) fn teardown(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if let Err(e) = self.stop() {
-            problems.push(e.to_string());
-        }
-        for kind in Kind::ALL {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let mut ids = Vec::new();
-                for filter in [self.stack_filter(), self.canon_filter()] {
-                    match list_ids(kind, &filter) {
-                        Ok(found) => ids.extend(found),
-                        Err(e) => problems.push(e.to_string()),
-                    }
-                }
-                ids.sort();
-                ids.dedup();
-                if ids.is_empty() {
-                    break;
-                }
-                let out = run(&cmd::remove(kind, &ids));
-                let failed = match out {
-                    Ok(o) if o.success() => None,
-                    Ok(o) => Some(o.stderr.trim().to_string()),
-                    Err(e) => Some(e.to_string()),
-                };
-                let Some(why) = failed else { continue };
-                // A volume or network can stay "in use" for a moment after its container went.
-                if Instant::now() >= deadline {
-                    problems.push(format!("could not remove {} {ids:?}: {why}", kind.as_str()));
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        }
-        problems
+        stacks::remove_all(&self.name)
     }
 }
 
