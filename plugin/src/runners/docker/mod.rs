@@ -4,13 +4,15 @@
 //! keeps the data-warm canonical `warm-<recipe>`.
 //!
 //! # Layout
-//! - this file: the runner, its [`ladder`] steps and the [`Runner`] entry points.
+//! - this file: the runner, its [`ladder`] steps and the [`Runner`] entry points; what others
+//!   ask of the warm canonical: [`warm_volumes_of`] and [`WarmCopies`] (the command runner's warm
+//!   runs), [`warm_volume_sizes`].
 //! - [`app_service`]: what `abra app deploy` adds to the `app` service (recipe, chaos and
 //!   version labels; the exposed app env).
 //! - `compose_override`: canon's compose override: the run's labels on everything the stack
 //!   declares, abra's additions to the `app` service, the warm canonical's secrets.
-//! - `stack`: one stack: deploy (from its deploy plan, with the app env it was installed with),
-//!   stop, teardown.
+//! - `stack`: one stack: deploy (from its deploy plan, with the app env it was installed with);
+//!   stop and teardown by the engine ([`crate::engine::stacks`]).
 //! - `upgrade`: the upgrade on the installed env, and the secrets a new version needs.
 //! - `probe`: when a stack is healthy (replicas, spec, version label, the stability window,
 //!   HTTP health path), and why not (each failing task's state and error).
