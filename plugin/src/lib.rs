@@ -16,15 +16,25 @@
 //!   one compose model, the version label, secrets, backupbot labels, the deploy timeout and
 //!   the deploy plan, the stack names. Reads files, runs nothing.
 //! - [`report`]: the step log's summary and the JSON report of a run.
-//! - [`runners`]: the stage ladder, the child-process executor, and the command, docker and abra
-//!   runners.
+//! - [`runners`]: the runner interface, the stage ladder, and the command, docker and abra
+//!   runners; one small file builds the runner the settings name.
+//! - [`engine`]: the Docker engine through the docker CLI (command lines, labels, objects found
+//!   by label, helper containers for volumes, stale-object cleanup, volume sizes), with its own
+//!   error; used by the runners, the sweep's upkeep and nothing else.
+//! - [`process`]: the one child-process executor and the run's transcript, the bottom layer:
+//!   it takes values and imports nothing of this crate above it.
+//!
+//! Imports run down only: modes (`cli`, `cmd`, `tag_mode`, `sweep`) -> `runners` -> `engine` ->
+//! `process`; `scripts/module-cycles.py` checks there is no circle, also inside each folder.
 //!
 //! The promote itself is decided in `canon_shared::gate`; this crate gathers the facts and acts.
 
 pub mod checkout;
 pub mod cli;
 pub mod cmd;
+pub mod engine;
 pub mod exit;
+pub mod process;
 pub mod recipe;
 pub mod remotes;
 pub mod report;

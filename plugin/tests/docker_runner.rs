@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use canon_plugin::runners::docker::{cleanup_stale, warm_volume_sizes, DockerRunner};
+use canon_plugin::engine::cleanup_stale;
+use canon_plugin::runners::docker::{warm_volume_sizes, DockerRunner};
 use canon_plugin::runners::Runner;
 use canon_shared::gate::{StageResult, StageStatus, TestedRef};
 use canon_shared::recipe::{RecipeName, Stage};

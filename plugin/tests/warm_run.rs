@@ -10,8 +10,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use canon_plugin::engine::cleanup_stale_of;
 use canon_plugin::runners::command::CommandRunner;
-use canon_plugin::runners::docker::{cleanup_stale_of, DockerRunner};
+use canon_plugin::runners::docker::DockerRunner;
 use canon_plugin::settings::ClaimedCommit;
 use canon_plugin::tag_mode::{run_tag_mode, RunOutcome};
 use canon_shared::gate::{StageStatus, TestedRef};

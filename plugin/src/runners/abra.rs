@@ -14,10 +14,10 @@ use std::time::Duration;
 use canon_shared::gate::TestedRef;
 use canon_shared::mirror::{self, GitRemote};
 
-use super::exec::{self, Cmd};
 use super::ladder::{self, Release, Steps, Target};
 use super::warm::RunOutput;
 use super::{RunContext, Runner, RunnerError};
+use crate::process::exec::{self, Cmd};
 use crate::recipe::files::RecipeFiles;
 use crate::recipe::names::{cold_stack_name, warm_stack_name};
 use crate::recipe::plan;
@@ -267,7 +267,8 @@ impl AbraSteps<'_> {
     /// Runs `c` within the deploy timeout of the release checked out at `checkout`.
     fn abra(&self, c: &Cmd, checkout: &Path) -> Result<(), RunnerError> {
         let timeout = self.app.deploy_timeout(checkout, self.enrollment_timeout)?;
-        exec::run_ok(c, timeout).map(drop)
+        exec::run_ok(c, timeout)?;
+        Ok(())
     }
 }
 

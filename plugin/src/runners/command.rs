@@ -7,7 +7,7 @@
 //! line, prefixed with `| `.
 //!
 //! It has no stage ladder of its own (the harness climbs it); its children go through the one
-//! executor, [`super::exec`], like every runner's.
+//! executor, [`crate::process::exec`], like every runner's.
 //!
 //! A warm run (a pull request or branch run on a host with the warm canonical's volumes
 //! `warm-<recipe>_*`, the docker runner's naming) gets `CANON_WARM=1`, the canonical as
@@ -27,9 +27,11 @@ use canon_shared::gate::StageResult;
 use serde::Deserialize;
 
 use super::docker::{warm_volumes_of, WarmCopies};
-use super::exec::{self, Cmd, OutputMode};
 use super::warm::{RunOutput, WarmReport};
 use super::{RunContext, Runner, RunnerError};
+use crate::process::exec::{self, Cmd, OutputMode};
+use crate::process::ProcessError;
+use crate::settings::Settings;
 
 /// The file name of the results file inside the run folder.
 pub const RESULTS_FILE: &str = "results.json";
@@ -56,8 +58,11 @@ struct ResultsFile {
 /// policy of [`exec::child_environment`] applies), its output streamed to the step log.
 pub fn shell_command(script: &str, cwd: &Path, env: &BTreeMap<String, String>) -> Cmd {
     let mut cmd = Cmd::new("sh", ["-c", script]);
-    // The operator's harness, not recipe code: it keeps the environment it was started in.
-    cmd.inherit = exec::Inherit::Host;
+    // The operator's harness, not recipe code: it keeps the environment it was started in, but
+    // never canon's own secrets.
+    cmd.inherit = exec::Inherit::Host {
+        withheld: Settings::secret_env_vars().map(str::to_string).collect(),
+    };
     cmd.cwd = Some(cwd.to_path_buf());
     cmd.env = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     cmd.output = OutputMode::Stream;
@@ -110,11 +115,11 @@ impl CommandRunner {
         env: &BTreeMap<String, String>,
     ) -> Result<exec::Output, RunnerError> {
         exec::run(&shell_command(script, cwd, env), self.timeout).map_err(|e| match e {
-            RunnerError::Timeout { seconds, .. } => RunnerError::Timeout {
+            ProcessError::Timeout { seconds, .. } => RunnerError::Timeout {
                 what: format!("{what} `{script}`"),
                 seconds,
             },
-            other => other,
+            other => other.into(),
         })
     }
 }

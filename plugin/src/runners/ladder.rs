@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 use canon_shared::gate::{StageResult, StageStatus};
 use canon_shared::recipe::Stage;
 
-use super::exec::{self, Cmd};
-use super::transcript;
 use super::warm::{RunOutput, WarmBase, WarmCopy, WarmReport};
 use super::{RunContext, RunnerError};
+use crate::process::exec::{self, Cmd};
+use crate::process::transcript;
 use crate::recipe::plan;
 
 /// One release the ladder deploys: its version and a checkout of its commit.
@@ -406,7 +406,7 @@ fn run_custom(c: &Cmd, timeout: Duration) -> Result<(), RunnerError> {
     if out.success() {
         Ok(())
     } else {
-        Err(exec::exit_error(c, &out))
+        Err(exec::exit_error(c, &out).into())
     }
 }
 
@@ -848,7 +848,7 @@ mod tests {
             ),
             ..Script::default()
         };
-        crate::runners::transcript::record(vec!["+ a command of an earlier stage".to_string()]);
+        crate::process::transcript::record(vec!["+ a command of an earlier stage".to_string()]);
         let (results, text) = logged(|| run(&ctx(false, false, None), &mut s).stages);
         assert_eq!(results[0].status, Failed);
         assert!(text.contains("Stage install failed after"), "{text}");

@@ -4,20 +4,18 @@
 //! the stages and the gate (`canon_shared::gate`).
 //!
 //! # Layout
-//! - this file: [`RunContext`], [`RunnerError`], the [`Runner`] trait and [`from_settings`], which
-//!   builds the runner the settings name.
+//! - this file: the interface only: [`RunContext`], [`RunnerError`] and the [`Runner`] trait.
+//! - `build`: [`build()`] and [`from_settings`], which build the runner the settings' values
+//!   name; the one place that knows all three runners.
 //! - [`ladder`]: the one stage ladder (install, upgrade, backup, restore, custom): order, skip
 //!   rules, stage bookkeeping, the custom stage and the teardown. A built-in runner fills in only
 //!   its [`ladder::Steps`].
-//! - [`exec`]: the one child-process executor of every runner: deadline, process-group kill, both
-//!   pipes drained, secrets masked in logs, and the one policy for a child's environment.
 //! - [`command`]: the `command` runner: an external harness climbs the ladder and writes a
-//!   results file; only the executor is shared.
+//!   results file; only the executor ([`crate::process::exec`]) is shared.
 //! - [`docker`]: the built-in `docker` runner (`docker stack deploy` on a single-node swarm), its
-//!   steps, the promote of the warm canonical and the sweep's cleanup.
+//!   steps and the promote of the warm canonical; every docker command goes through
+//!   [`crate::engine`].
 //! - [`abra`]: the built-in `abra` runner: the same steps through the abra CLI.
-//! - [`transcript`]: the recent commands of a run and the tail of their output, printed with a
-//!   failed stage so a red run is explained without DEBUG.
 //! - [`warm`]: what a warm run starts from ([`warm::WarmBase`]) and what it copied
 //!   ([`warm::WarmReport`]); [`warm::RunOutput`] is what every run returns.
 //!
@@ -25,12 +23,13 @@
 //! through [`crate::recipe`], which runs nothing.
 
 pub mod abra;
+mod build;
 pub mod command;
 pub mod docker;
-pub mod exec;
 pub mod ladder;
-pub mod transcript;
 pub mod warm;
+
+pub use build::{build, from_settings};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,7 +38,8 @@ use canon_shared::gate::{StageResult, TestedRef};
 use canon_shared::recipe::Recipe;
 use canon_shared::state::CanonicalRecord;
 
-use crate::settings::{RunnerKind, Settings, SettingsError};
+use crate::engine::EngineError;
+use crate::process::ProcessError;
 use warm::{RunOutput, WarmBase};
 
 /// Everything a runner needs to know about one run.
@@ -104,6 +104,40 @@ pub enum RunnerError {
     },
 }
 
+impl From<ProcessError> for RunnerError {
+    /// Keeps the executor's error as the runner's: the same variant where there is one (so the
+    /// report says what it said before), else its text.
+    fn from(e: ProcessError) -> Self {
+        match e {
+            ProcessError::Spawn { program, source } => RunnerError::Spawn { program, source },
+            ProcessError::Exit { command, status } => RunnerError::Exit { command, status },
+            ProcessError::Timeout { what, seconds } => RunnerError::Timeout { what, seconds },
+            other @ (ProcessError::File { .. } | ProcessError::Wait { .. }) => {
+                RunnerError::Other(other.to_string())
+            }
+        }
+    }
+}
+
+impl From<EngineError> for RunnerError {
+    /// Keeps a failed docker command's error as the runner's (as [`ProcessError`] does); any other
+    /// engine error by its text.
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Process(e) => e.into(),
+            EngineError::StopTimeout {
+                stack,
+                left,
+                seconds,
+            } => RunnerError::Timeout {
+                what: format!("stack {stack} to stop ({left} containers/services/networks left)"),
+                seconds,
+            },
+            other => RunnerError::Other(other.to_string()),
+        }
+    }
+}
+
 impl RunnerError {
     /// Returns the stages reported before the failure (empty for most errors).
     pub fn stages(&self) -> &[StageResult] {
@@ -163,19 +197,5 @@ pub trait Runner {
     /// `host`), or none for a runner that keeps no warm data of its own.
     fn warm_host(&self) -> Option<String> {
         None
-    }
-}
-
-/// Returns the runner the settings name: the `command` runner with the harness and promote
-/// commands and the timeout, or the built-in `docker` or `abra` runner.
-pub fn from_settings(settings: &Settings) -> Result<Box<dyn Runner>, SettingsError> {
-    match settings.runner {
-        RunnerKind::Command => Ok(Box::new(command::CommandRunner {
-            command: settings.command.clone().unwrap_or_default(),
-            promote_command: settings.promote_command.clone(),
-            timeout: settings.timeout,
-        })),
-        RunnerKind::Docker => Ok(Box::new(docker::DockerRunner::default())),
-        RunnerKind::Abra => Ok(Box::new(abra::AbraRunner::default())),
     }
 }

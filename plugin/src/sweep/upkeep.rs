@@ -12,10 +12,8 @@ use crate::settings::{RunnerKind, Settings};
 /// Returns what it did, one line per object, and whether anything failed.
 pub(super) async fn cleanup(settings: &Settings) -> (Vec<String>, bool) {
     let (older, dry) = (settings.cleanup_after, settings.dry_run);
-    match blocking(move || {
-        crate::runners::docker::cleanup_stale(older, dry).map_err(|e| e.to_string())
-    })
-    .await
+    match blocking(move || crate::engine::cleanup_stale(older, dry).map_err(|e| e.to_string()))
+        .await
     {
         Ok(r) => {
             let verb = if r.dry_run { "would remove" } else { "removed" };
@@ -101,8 +99,8 @@ fn docker_root_dir() -> Result<PathBuf, String> {
 }
 
 pub(super) async fn warm_bytes(recipe: &Recipe) -> Option<u64> {
-    let name = recipe.name.to_string();
-    blocking(move || crate::runners::docker::warm_volume_sizes(&name).map_err(|e| e.to_string()))
+    let stack = crate::recipe::names::warm_stack_name(recipe.name.as_str());
+    blocking(move || crate::engine::volume_sizes(&stack).map_err(|e| e.to_string()))
         .await
         .ok()
         .map(|sizes| sizes.iter().filter_map(|s| s.bytes).sum())

@@ -9,7 +9,7 @@
 //! `ExposeAllEnv(stack, compose, env, "<recipe>:<version>")`. Each acts on the service named
 //! `app` only, and the exposed env adds only keys the service's environment does not set.
 //! Pure functions: the compose override that carries the result is written by
-//! [`super::cmd::label_override`].
+//! [`super::compose_override::label_override`].
 
 use std::collections::BTreeMap;
 

@@ -11,13 +11,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::cmd;
-use super::engine::{docker, lines, random_hex};
-use super::stack::Stack;
-use super::volumes::helper_image;
+use super::stack::{helper_image, Stack};
+use crate::engine::client::{docker, lines};
+use crate::engine::cmd;
+use crate::engine::labels;
+use crate::process::exec;
+use crate::process::ProcessError;
 use crate::recipe::backupbot::{Hook, ServiceBackup};
 use crate::recipe::files::RecipeFiles;
-use crate::runners::exec;
 use crate::runners::RunnerError;
 
 /// The file written at the root of each wholly backed-up volume before the snapshot.
@@ -74,6 +75,13 @@ fn output_tail(stdout: &str, stderr: &str) -> String {
 }
 
 /// Returns the error of a hook that did not succeed.
+/// Returns `bytes` random bytes as hex (the nonce a backup marker holds).
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::fill(buf.as_mut_slice());
+    hex::encode(buf)
+}
+
 fn hook_failed(service: &str, hook: Hook, script: &str, why: &str, tail: &str) -> RunnerError {
     RunnerError::Other(format!(
         "{} of service `{service}` (`{script}`) failed with {why}; its output ends: {tail}",
@@ -123,14 +131,14 @@ impl Stack {
                     &output_tail(&out.stdout, &out.stderr),
                 ))
             }
-            Err(RunnerError::Timeout { seconds, .. }) => Err(hook_failed(
+            Err(ProcessError::Timeout { seconds, .. }) => Err(hook_failed(
                 &service.service,
                 hook,
                 script,
                 &format!("a timeout after {seconds}s"),
                 "(cut off)",
             )),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -173,14 +181,15 @@ impl Stack {
         let mut snapshots = Vec::new();
         for b in backups {
             for v in &b.volumes {
-                let volume = cmd::stack_volume(&self.name, &v.name);
+                let volume = labels::stack_volume(&self.name, &v.name);
                 let paths = v.paths();
                 let mut pieces = Vec::new();
                 let nonce = if paths.is_empty() {
                     let nonce = random_hex(16);
-                    self.write_file(&volume, image, BACKUP_MARKER, &nonce)?;
+                    self.volumes
+                        .write_file(&volume, image, BACKUP_MARKER, &nonce)?;
                     let file = self.work.join(format!("backup-{}.tar", v.name));
-                    self.snapshot(&volume, image, &file)?;
+                    self.volumes.snapshot(&volume, image, &file)?;
                     let tar = std::fs::read(&file).map_err(|e| {
                         RunnerError::Other(format!("could not read {}: {e}", file.display()))
                     })?;
@@ -200,7 +209,11 @@ impl Stack {
                         let source =
                             format!("{}/{}", cmd::HELPER_MOUNT, path.trim_end_matches('/'));
                         let file = self.work.join(format!("backup-{}-{i}.tar", v.name));
-                        if self.read_path(&volume, image, path, &file)?.is_none() {
+                        if self
+                            .volumes
+                            .read_path(&volume, image, path, &file)?
+                            .is_none()
+                        {
                             return Err(RunnerError::Other(format!(
                                 "backupbot.backup.volumes.{}.path names `{path}`, which is not in the volume {volume} at backup time",
                                 v.name
@@ -238,13 +251,15 @@ impl Stack {
     ) -> Result<(), RunnerError> {
         let image = helper_image(files)?;
         for s in snapshots.iter().filter(|s| s.nonce.is_some()) {
-            self.write_file(&s.volume, &image, BACKUP_MARKER, AFTER_BACKUP)?;
+            self.volumes
+                .write_file(&s.volume, &image, BACKUP_MARKER, AFTER_BACKUP)?;
         }
         for b in backups {
             self.run_hook(b, Hook::RestorePre)?;
             for s in snapshots.iter().filter(|s| s.service == b.service) {
                 for p in &s.pieces {
-                    self.load_snapshot_into(&s.volume, &image, &p.extract_into, &p.file)?;
+                    self.volumes
+                        .load_snapshot_into(&s.volume, &image, &p.extract_into, &p.file)?;
                 }
                 self.check_restored(s, &image)?;
                 tracing::debug!(volume = %s.volume, "volume restored and checked");
@@ -257,7 +272,7 @@ impl Stack {
     /// Checks that a restored volume holds what its snapshot held.
     fn check_restored(&self, s: &Snapshot, image: &str) -> Result<(), RunnerError> {
         if let Some(nonce) = &s.nonce {
-            return match self.read_file(&s.volume, image, BACKUP_MARKER)? {
+            return match self.volumes.read_file(&s.volume, image, BACKUP_MARKER)? {
                 Some(tar) if contains(&tar, nonce.as_bytes()) => Ok(()),
                 Some(_) => Err(RunnerError::Other(format!(
                     "after restore, {} does not hold the backup's marker (still the one written after the backup)",
@@ -275,7 +290,11 @@ impl Stack {
                 .strip_prefix(&format!("{}/", cmd::HELPER_MOUNT))
                 .unwrap_or(&p.source);
             let check = self.work.join("restore-check.tar");
-            if self.read_path(&s.volume, image, path, &check)?.is_none() {
+            if self
+                .volumes
+                .read_path(&s.volume, image, path, &check)?
+                .is_none()
+            {
                 return Err(RunnerError::Other(format!(
                     "after restore, {} does not hold `{path}`",
                     s.volume

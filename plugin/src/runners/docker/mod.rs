@@ -4,22 +4,22 @@
 //! keeps the data-warm canonical `warm-<recipe>`.
 //!
 //! # Layout
-//! - this file: the runner, its [`ladder`] steps and the [`Runner`] entry points.
-//! - [`cmd`]: every docker command as a pure function, plus the labels.
+//! - this file: the runner, its [`ladder`] steps and the [`Runner`] entry points; what others
+//!   ask of the warm canonical: [`warm_volumes_of`] and [`WarmCopies`] (the command runner's warm
+//!   runs), [`warm_volume_sizes`].
 //! - [`app_service`]: what `abra app deploy` adds to the `app` service (recipe, chaos and
 //!   version labels; the exposed app env).
-//! - `engine`: running a docker command, listing and inspecting objects, the swarm check.
-//! - `stack`: one stack: deploy (from its deploy plan, with the app env it was installed with),
-//!   stop, teardown.
+//! - `compose_override`: canon's compose override: the run's labels on everything the stack
+//!   declares, abra's additions to the `app` service, the warm canonical's secrets.
+//! - `stack`: one stack: deploy (from its deploy plan, with the app env it was installed with);
+//!   stop and teardown by the engine ([`crate::engine::stacks`]).
 //! - `upgrade`: the upgrade on the installed env, and the secrets a new version needs.
 //! - `probe`: when a stack is healthy (replicas, spec, version label, the stability window,
 //!   HTTP health path), and why not (each failing task's state and error).
-//! - `volumes`: reading and writing volumes through helper containers.
 //! - `backup`: the backup and restore stages as backupbot does them (hooks in the running
 //!   containers, whole or narrowed volumes, snapshots proven by markers).
 //! - `promote`: the warm canonical's move to a new tag, with `.prev` copies and a marker until
 //!   the canonical names the tag; the settle that finishes or rolls back a crashed promote.
-//! - `sweep`: what the sweep asks: [`cleanup_stale`] and [`warm_volume_sizes`].
 //! - `warm`: a warm run's copy-on-reattach of the warm canonical's volumes, and which volumes a
 //!   warm run would copy.
 //!
@@ -27,19 +27,21 @@
 //! A cold run deploys the stack `cold-<recipe>-<tag hash>-<build>`; everything it creates (the
 //! services and their containers, volumes, networks, secrets, helper containers) carries
 //! `canon.managed=true`, `canon.stack`, `canon.kind=cold`, `canon.recipe`, `canon.tag`,
-//! `canon.build` and `canon.created` (unix seconds), so [`cleanup_stale`] can remove what a killed
-//! run left behind. The warm canonical's objects say `canon.kind=warm` and are never swept.
+//! `canon.build` and `canon.created` (unix seconds), so [`crate::engine::cleanup_stale`] can
+//! remove what a killed run left behind. The warm canonical's objects say `canon.kind=warm` and
+//! are never swept.
+//!
+//! Every docker command goes through the engine module ([`crate::engine`]): the command lines,
+//! the labels, listing and inspecting, the helper containers that read and write volumes, the
+//! cleanup. This folder holds the runner's own steps.
 
 pub mod app_service;
 mod backup;
-pub mod cmd;
-mod engine;
+mod compose_override;
 mod probe;
 mod promote;
 mod stack;
-mod sweep;
 mod upgrade;
-mod volumes;
 mod warm;
 
 use canon_shared::gate::{StageResult, StageStatus, TestedRef};
@@ -48,21 +50,16 @@ use canon_shared::state::CanonicalRecord;
 
 use self::app_service::DeployedVersion;
 use self::backup::Snapshot;
-use self::cmd::StackKind;
 use self::stack::{AppEnv, Stack};
 use super::ladder::{self, Release, Steps, Target};
 use super::warm::{RunOutput, WarmBase, WarmCopy};
 use super::{RunContext, Runner, RunnerError};
+use crate::engine::labels::StackKind;
+use crate::engine::{self, ensure_swarm, EngineError, VolumeSize};
 use crate::recipe::files::RecipeFiles;
 use crate::recipe::names;
 use crate::recipe::plan::DeployPlan;
 use crate::recipe::timeout::DeployTimeout;
-
-pub use self::engine::ensure_swarm;
-pub use self::sweep::{
-    cleanup_stale, cleanup_stale_of, is_stale, parse_size, warm_volume_sizes, CleanupReport,
-    VolumeSize,
-};
 
 /// The runner's name (`CANON_RUNNER` of the custom stage).
 const NAME: &str = "docker";
@@ -73,6 +70,11 @@ const NAME: &str = "docker";
 pub fn warm_volumes_of(recipe: &canon_shared::recipe::RecipeName) -> Result<Vec<String>, String> {
     ensure_swarm().map_err(|e| e.to_string())?;
     warm::warm_volumes(recipe.as_str())
+}
+
+/// Returns the size of each volume of the warm canonical of `recipe` (`warm-<recipe>`).
+pub fn warm_volume_sizes(recipe: &str) -> Result<Vec<VolumeSize>, EngineError> {
+    engine::volume_sizes(&names::warm_stack_name(recipe))
 }
 
 /// A warm run's copies of the warm canonical's volumes, made for another runner's harness (the
@@ -334,7 +336,7 @@ impl Runner for DockerRunner {
     }
 
     fn warm_host(&self) -> Option<String> {
-        match engine::node_name() {
+        match engine::client::node_name() {
             Ok(name) => Some(name),
             Err(e) => {
                 tracing::warn!(error = %e, "Cannot tell which Docker node holds the warm data.");

@@ -16,12 +16,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::cmd::{self, Kind};
-use super::engine::{docker, inspect_json, lines, list_ids, COMMAND_TIMEOUT};
 use super::stack::Stack;
+use crate::engine::client::{docker, inspect_json, lines, list_ids, run};
+use crate::engine::cmd::{self, Kind};
 use crate::recipe::files::RecipeFiles;
 use crate::recipe::timeout::DeployTimeout;
-use crate::runners::exec;
 use crate::runners::RunnerError;
 
 /// How often a long wait reports its progress at INFO (issue 15: a wait is one line every
@@ -156,7 +155,7 @@ impl Stack {
         let tasks = if task_ids.is_empty() {
             Vec::new()
         } else {
-            let out = exec::run(&cmd::inspect_tasks(&task_ids), COMMAND_TIMEOUT)?;
+            let out = run(&cmd::inspect_tasks(&task_ids))?;
             serde_json::from_str::<Vec<Value>>(&out.stdout).unwrap_or_default()
         };
         let mut health = Health {
@@ -310,7 +309,7 @@ impl Stack {
                 // For the stage's transcript: the engine's own task table.
                 if let Ok(ids) = list_ids(Kind::Service, &self.stack_filter()) {
                     if !ids.is_empty() {
-                        let _ = exec::run(&cmd::task_history(&ids), COMMAND_TIMEOUT);
+                        let _ = run(&cmd::task_history(&ids));
                     }
                 }
                 return Err(RunnerError::Timeout {

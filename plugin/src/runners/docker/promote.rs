@@ -24,11 +24,12 @@ use std::collections::BTreeMap;
 use canon_shared::state::CanonicalRecord;
 
 use super::app_service::DeployedVersion;
-use super::cmd::{self, Kind};
-use super::engine::{docker, inspect_json, label_map, list_ids, volume_labels, COMMAND_TIMEOUT};
-use super::stack::{AppEnv, Stack};
-use super::volumes::helper_image;
-use crate::runners::exec;
+use super::stack::{helper_image, AppEnv, Stack};
+use crate::engine::client::{docker, inspect_json, list_ids, run, volume_labels};
+use crate::engine::cmd::{self, Kind};
+use crate::engine::labels;
+use crate::engine::labels::label_map;
+use crate::process::exec;
 use crate::runners::{RunContext, RunnerError};
 use canon_shared::fault;
 
@@ -91,7 +92,7 @@ impl Stack {
 
     /// Returns this stack's `.prev` copies.
     fn prev_copies(&self) -> Result<Vec<String>, RunnerError> {
-        let filter = format!("{}=warm-prev", cmd::KIND_LABEL);
+        let filter = format!("{}=warm-prev", labels::KIND_LABEL);
         let ours = format!("{}_", self.name);
         Ok(list_ids(Kind::Volume, &filter)?
             .into_iter()
@@ -124,9 +125,10 @@ impl Stack {
         let live = self.live_volumes()?;
         for v in &live {
             let mut labels = volume_labels(v)?;
-            labels.insert(cmd::KIND_LABEL.into(), "warm-prev".into());
+            labels.insert(labels::KIND_LABEL.into(), "warm-prev".into());
             labels.insert(VERSION_LABEL.into(), ctx.tested_name().to_string());
-            self.copy_volume(v, &cmd::prev_volume(v), &image, &labels)?;
+            self.volumes
+                .copy_volume(v, &labels::prev_volume(v), &image, &labels)?;
         }
         let mut marker = self.labels.map(Some(PROMOTING_KIND));
         marker.insert(VERSION_LABEL.into(), ctx.tested_name().to_string());
@@ -219,7 +221,7 @@ impl Stack {
     /// marker. Safe to repeat after a crash part-way.
     fn roll_back(&self, p: &Promoting) -> Result<(), RunnerError> {
         for v in &p.volumes {
-            let prev = cmd::prev_volume(v);
+            let prev = labels::prev_volume(v);
             if !inspect_json(Kind::Volume, std::slice::from_ref(&prev))?.is_empty() {
                 self.restore_prev(&prev, &p.image)?;
             }
@@ -236,20 +238,18 @@ impl Stack {
     /// Replaces the live volume of `prev` with its content, then drops `prev`.
     fn restore_prev(&self, prev: &str, image: &str) -> Result<(), RunnerError> {
         let live = prev.trim_end_matches(".prev").to_string();
-        let out = exec::run(
-            &cmd::remove(Kind::Volume, std::slice::from_ref(&live)),
-            COMMAND_TIMEOUT,
-        )?;
+        let out = run(&cmd::remove(Kind::Volume, std::slice::from_ref(&live)))?;
         if !out.success() && !out.stderr.to_ascii_lowercase().contains("no such volume") {
             return Err(exec::exit_error(
                 &cmd::remove(Kind::Volume, std::slice::from_ref(&live)),
                 &out,
-            ));
+            )
+            .into());
         }
         let mut labels = volume_labels(prev)?;
-        labels.insert(cmd::KIND_LABEL.into(), "warm".into());
+        labels.insert(labels::KIND_LABEL.into(), "warm".into());
         labels.remove(VERSION_LABEL);
-        self.copy_volume(prev, &live, image, &labels)?;
+        self.volumes.copy_volume(prev, &live, image, &labels)?;
         docker(&cmd::remove(Kind::Volume, &[prev.to_string()]))?;
         Ok(())
     }

@@ -1,25 +1,29 @@
 //! One stack (a cold run's or the warm canonical) on the engine: its names and labels, deploying
 //! a recipe checkout as it, stopping it, and removing everything it created.
 //!
-//! Its health ([`super::probe`]), its volumes ([`super::volumes`]), backup and restore
-//! ([`super::backup`]) and the promote ([`super::promote`]) are further `impl Stack` blocks, one
-//! concern a file.
+//! Its health ([`super::probe`]), backup and restore ([`super::backup`]), the promote
+//! ([`super::promote`]), the upgrade ([`super::upgrade`]) and a warm run's copies
+//! ([`super::warm`]) are further `impl Stack` blocks, one concern a file; its volumes are read
+//! and written through the engine's helper containers ([`Helpers`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use canon_shared::secret::Secret;
 
 use super::app_service::{self, DeployedVersion, APP_SERVICE};
-use super::cmd::{self, AppAdditions, Kind, RunLabels, StackKind};
-use super::engine::{docker, lines, list_ids, now_unix, COMMAND_TIMEOUT};
+use super::compose_override::{self, AppAdditions};
 use super::DockerRunner;
+use crate::engine::client::{self, docker, run};
+use crate::engine::cmd::{self, Kind};
+use crate::engine::labels::{self, now_unix, RunLabels, StackKind};
+use crate::engine::stacks;
+use crate::engine::volumes::Helpers;
 use crate::recipe::files::RecipeFiles;
 use crate::recipe::plan::{self, DeployPlan};
 use crate::recipe::secrets;
 use crate::recipe::timeout::DEFAULT_STABILITY_WINDOW;
-use crate::runners::exec::{self, Cmd};
 use crate::runners::{RunContext, RunnerError};
 
 /// The app env a deploy uses, as abra keeps an app's `.env`: the `.env.sample` the app was
@@ -46,9 +50,6 @@ impl AppEnv {
     }
 }
 
-/// The limit on a stack's containers going away after `docker stack rm`.
-pub(super) const STOP_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// One stack (a cold run's or the warm canonical) and what it needs to deploy and clean up.
 pub(super) struct Stack {
     /// The stack name.
@@ -57,6 +58,8 @@ pub(super) struct Stack {
     pub(super) labels: RunLabels,
     /// Its scratch folder in the run folder (override file, snapshots).
     pub(super) work: PathBuf,
+    /// Its helper containers, which read and write its volumes.
+    pub(super) volumes: Helpers,
     /// The enrollment's `deploy_timeout` in seconds, which overrides the recipe's timeout label.
     pub(super) enrollment_timeout: Option<u64>,
     /// The recipe's HTTP health path, when it names one.
@@ -67,8 +70,6 @@ pub(super) struct Stack {
     pub(super) domain: String,
     /// The run's extra environment (deploy env and the custom stage).
     pub(super) extra_env: BTreeMap<String, String>,
-    /// How many helper containers it created (their names count up).
-    pub(super) helpers: std::cell::Cell<u32>,
     /// A warm run's source of secrets: the warm canonical's stack, whose secrets (which its
     /// data was made with) the run uses where they exist, instead of generating new ones.
     pub(super) secret_source: Option<String>,
@@ -86,15 +87,17 @@ impl Stack {
         let work = ctx.run_dir.join("docker").join(&name);
         std::fs::create_dir_all(&work)
             .map_err(|e| RunnerError::Other(format!("could not create {}: {e}", work.display())))?;
+        let labels = RunLabels {
+            stack: name.clone(),
+            kind,
+            recipe: ctx.recipe.name.as_str().to_string(),
+            tag: ctx.tested_name().to_string(),
+            build: ctx.build.clone(),
+            created: now_unix(),
+        };
         Ok(Stack {
-            labels: RunLabels {
-                stack: name.clone(),
-                kind,
-                recipe: ctx.recipe.name.as_str().to_string(),
-                tag: ctx.tested_name().to_string(),
-                build: ctx.build.clone(),
-                created: now_unix(),
-            },
+            volumes: Helpers::new(&name, labels.map(Some("helper")), &work),
+            labels,
             domain: format!("{name}.{}", runner.domain_suffix),
             name,
             work,
@@ -106,7 +109,6 @@ impl Stack {
                 .map(Duration::from_secs)
                 .unwrap_or(DEFAULT_STABILITY_WINDOW),
             extra_env: ctx.env.clone(),
-            helpers: std::cell::Cell::new(0),
             secret_source: None,
         })
     }
@@ -118,12 +120,7 @@ impl Stack {
 
     /// Returns the label filter of what `docker stack deploy` created for this stack.
     pub(super) fn stack_filter(&self) -> String {
-        format!("{}={}", cmd::STACK_LABEL, self.name)
-    }
-
-    /// Returns the label filter of what canon created for this stack (helpers included).
-    fn canon_filter(&self) -> String {
-        format!("{}={}", cmd::STACK_NAME_LABEL, self.name)
+        stacks::stack_filter(&self.name)
     }
 
     /// Reads the recipe checkout `dir` as this stack would deploy it, with its own app env.
@@ -191,15 +188,12 @@ impl Stack {
             }
         }
         for n in files.facts.networks.iter().filter(|n| n.external) {
-            let found = exec::run(
-                &cmd::inspect(Kind::Network, std::slice::from_ref(&n.name)),
-                COMMAND_TIMEOUT,
-            )?;
+            let found = run(&cmd::inspect(Kind::Network, std::slice::from_ref(&n.name)))?;
             if !found.success() {
                 // Shared infrastructure (traefik's `proxy`): created once, never removed by a run.
                 let shared = BTreeMap::from([
-                    (cmd::MANAGED_LABEL.to_string(), "true".to_string()),
-                    (cmd::KIND_LABEL.to_string(), "shared".to_string()),
+                    (labels::MANAGED_LABEL.to_string(), "true".to_string()),
+                    (labels::KIND_LABEL.to_string(), "shared".to_string()),
                 ]);
                 docker(&cmd::network_create(&n.name, &shared))?;
             }
@@ -208,7 +202,7 @@ impl Stack {
         let override_path = self.work.join("compose.canon.yml");
         std::fs::write(
             &override_path,
-            cmd::label_override(&files.facts, &labels, &app, &borrowed),
+            compose_override::label_override(&files.facts, &labels, &app, &borrowed),
         )
         .map_err(|e| {
             RunnerError::Other(format!("could not write {}: {e}", override_path.display()))
@@ -289,84 +283,29 @@ impl Stack {
 
     /// Returns the names of every swarm secret on the engine.
     pub(super) fn secret_names(&self) -> Result<BTreeSet<String>, RunnerError> {
-        Ok(lines(&docker(&Cmd::new(
-            "docker",
-            ["secret", "ls", "--format", "{{.Name}}"],
-        ))?)
-        .into_iter()
-        .collect())
+        Ok(client::secret_names()?)
     }
 
     /// Removes the stack's services and waits until its containers and networks are gone (volumes
     /// stay).
     pub(super) fn stop(&self) -> Result<(), RunnerError> {
-        let services = list_ids(Kind::Service, &self.stack_filter())?;
-        if !services.is_empty() {
-            let out = exec::run(&cmd::stack_rm(&self.name), COMMAND_TIMEOUT)?;
-            if !out.success() && !out.stderr.contains("Nothing found") {
-                tracing::warn!(stack = %self.name, stderr = %out.stderr.trim(), "docker stack rm reported an error");
-            }
-        }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            // The stack's networks go last, after its containers: a stopped stack has none left,
-            // so a later deploy or teardown never races their removal.
-            let left = list_ids(Kind::Container, &self.stack_filter())?.len()
-                + list_ids(Kind::Service, &self.stack_filter())?.len()
-                + list_ids(Kind::Network, &self.stack_filter())?.len();
-            if left == 0 {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(RunnerError::Timeout {
-                    what: format!(
-                        "stack {} to stop ({left} containers/services/networks left)",
-                        self.name
-                    ),
-                    seconds: STOP_TIMEOUT.as_secs(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        Ok(stacks::stop(&self.name)?)
     }
 
     /// Removes everything of this stack: services, containers (tasks and helpers), volumes,
     /// secrets, networks. Returns what could not be removed.
     pub(super) fn teardown(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if let Err(e) = self.stop() {
-            problems.push(e.to_string());
-        }
-        for kind in Kind::ALL {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let mut ids = Vec::new();
-                for filter in [self.stack_filter(), self.canon_filter()] {
-                    match list_ids(kind, &filter) {
-                        Ok(found) => ids.extend(found),
-                        Err(e) => problems.push(e.to_string()),
-                    }
-                }
-                ids.sort();
-                ids.dedup();
-                if ids.is_empty() {
-                    break;
-                }
-                let out = exec::run(&cmd::remove(kind, &ids), COMMAND_TIMEOUT);
-                let failed = match out {
-                    Ok(o) if o.success() => None,
-                    Ok(o) => Some(o.stderr.trim().to_string()),
-                    Err(e) => Some(e.to_string()),
-                };
-                let Some(why) = failed else { continue };
-                // A volume or network can stay "in use" for a moment after its container went.
-                if Instant::now() >= deadline {
-                    problems.push(format!("could not remove {} {ids:?}: {why}", kind.as_str()));
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        }
-        problems
+        stacks::remove_all(&self.name)
     }
+}
+
+/// Returns the first local image the files' services use (helper containers need one).
+pub(super) fn helper_image(files: &RecipeFiles) -> Result<String, RunnerError> {
+    files
+        .facts
+        .services
+        .iter()
+        .find_map(|s| s.image.clone())
+        .map(|i| i.split('@').next().unwrap_or(&i).to_string())
+        .ok_or_else(|| RunnerError::Other("no service names an image".into()))
 }

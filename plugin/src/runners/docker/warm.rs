@@ -9,10 +9,10 @@
 
 use std::path::Path;
 
-use super::cmd::{self, Kind};
-use super::engine::{inspect_json, list_ids};
-use super::stack::Stack;
-use super::volumes::helper_image;
+use super::stack::{helper_image, Stack};
+use crate::engine::client::{inspect_json, list_ids};
+use crate::engine::cmd::Kind;
+use crate::engine::labels;
 use crate::recipe::names::warm_stack_name;
 use crate::runners::warm::{WarmBase, WarmCopy};
 use crate::runners::RunnerError;
@@ -25,7 +25,7 @@ pub(super) fn warm_volumes(recipe: &str) -> Result<Vec<String>, String> {
     let marker = format!("{stack}.promoting");
     let unsettled =
         inspect_json(Kind::Volume, std::slice::from_ref(&marker)).map_err(|e| e.to_string())?;
-    let filter = format!("{}={stack}", cmd::STACK_LABEL);
+    let filter = format!("{}={stack}", labels::STACK_LABEL);
     let all = list_ids(Kind::Volume, &filter).map_err(|e| e.to_string())?;
     if !unsettled.is_empty() || all.iter().any(|v| v.ends_with(".prev")) {
         return Err(format!(
@@ -64,8 +64,8 @@ impl Stack {
                 .strip_prefix(&format!("{source}_"))
                 .unwrap_or(&from)
                 .to_string();
-            let to = cmd::stack_volume(&self.name, &key);
-            let bytes = self.copy_volume(&from, &to, &image, &labels)?;
+            let to = labels::stack_volume(&self.name, &key);
+            let bytes = self.volumes.copy_volume(&from, &to, &image, &labels)?;
             tracing::info!(%from, %to, bytes, "Copied a warm volume.");
             copies.push(WarmCopy { from, to, bytes });
             fault::point("warm:copied");

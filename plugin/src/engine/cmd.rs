@@ -1,97 +1,15 @@
-//! Every docker command the runner issues, built by a pure function (plain data, unit-tested),
-//! plus the names and labels that make a run's objects findable by a later sweep.
+//! Every docker command canon issues, built by a pure function (plain data, unit-tested) and run
+//! by [`super::client`]. The labels they attach are [`super::labels`]'.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use canon_shared::secret::Secret;
 
-use crate::recipe::compose::Compose;
-use crate::runners::exec::{Cmd, Input};
+use crate::process::exec::{Cmd, Input};
 
-/// The label `docker stack deploy` puts on everything a stack owns.
-pub const STACK_LABEL: &str = "com.docker.stack.namespace";
-/// Marks every object canon creates.
-pub const MANAGED_LABEL: &str = "canon.managed";
-/// Which stack (cold run or warm canonical) an object belongs to.
-pub const STACK_NAME_LABEL: &str = "canon.stack";
-/// `cold`, `warm`, `warm-prev` or `helper`.
-pub const KIND_LABEL: &str = "canon.kind";
-/// The recipe.
-pub const RECIPE_LABEL: &str = "canon.recipe";
-/// The tag or ref under test.
-pub const TAG_LABEL: &str = "canon.tag";
-/// The build number.
-pub const BUILD_LABEL: &str = "canon.build";
-/// Creation time, unix seconds: the sweep's age test.
-pub const CREATED_LABEL: &str = "canon.created";
 /// Where a helper container mounts the volume it reads or writes.
 pub const HELPER_MOUNT: &str = "/canon-vol";
-
-/// What kind of stack an object belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StackKind {
-    /// A cold run: removed at teardown, swept when left behind.
-    Cold,
-    /// The warm canonical `warm-<recipe>`: kept, never swept.
-    Warm,
-}
-
-impl StackKind {
-    /// Returns the label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StackKind::Cold => "cold",
-            StackKind::Warm => "warm",
-        }
-    }
-}
-
-/// The labels every object of one stack carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunLabels {
-    /// The stack name.
-    pub stack: String,
-    /// Cold or warm.
-    pub kind: StackKind,
-    /// The recipe.
-    pub recipe: String,
-    /// The tag or ref.
-    pub tag: String,
-    /// The build number.
-    pub build: String,
-    /// Unix seconds at the start of the run.
-    pub created: u64,
-}
-
-impl RunLabels {
-    /// Returns the labels as a map, with `kind` overridden when given (e.g. `helper`).
-    pub fn map(&self, kind: Option<&str>) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (MANAGED_LABEL.to_string(), "true".to_string()),
-            (STACK_NAME_LABEL.to_string(), self.stack.clone()),
-            (
-                KIND_LABEL.to_string(),
-                kind.unwrap_or(self.kind.as_str()).to_string(),
-            ),
-            (RECIPE_LABEL.to_string(), self.recipe.clone()),
-            (TAG_LABEL.to_string(), self.tag.clone()),
-            (BUILD_LABEL.to_string(), self.build.clone()),
-            (CREATED_LABEL.to_string(), self.created.to_string()),
-        ])
-    }
-}
-
-/// Returns the engine name of a stack's volume (`<stack>_<key>`).
-pub fn stack_volume(stack: &str, key: &str) -> String {
-    format!("{stack}_{key}")
-}
-
-/// Returns the name of the copy kept of a warm volume while a promote is in flight.
-pub fn prev_volume(volume: &str) -> String {
-    format!("{volume}.prev")
-}
 
 fn label_args(cmd: &mut Cmd, labels: &BTreeMap<String, String>) {
     for (k, v) in labels {
@@ -360,135 +278,20 @@ pub fn swarm_state() -> Cmd {
     Cmd::new("docker", ["info", "--format", "{{.Swarm.LocalNodeState}}"])
 }
 
+/// `docker secret ls` with one secret name a line.
+pub fn secret_names() -> Cmd {
+    Cmd::new("docker", ["secret", "ls", "--format", "{{.Name}}"])
+}
+
 /// `docker info` for the engine's node name: where the volumes it creates live.
 pub fn node_name() -> Cmd {
     Cmd::new("docker", ["info", "--format", "{{.Name}}"])
 }
 
-fn yaml_str(s: &str) -> String {
-    // JSON strings are valid YAML flow scalars.
-    serde_json::Value::String(s.to_string()).to_string()
-}
-
-fn yaml_labels(out: &mut String, indent: &str, labels: &BTreeMap<String, String>) {
-    for (k, v) in labels {
-        // `docker stack deploy` interpolates the override like any compose file: a `$` in a
-        // label value (a tag's upstream part is opaque text) is written as `$$` so it stays
-        // literal instead of naming a variable.
-        let _ = writeln!(
-            out,
-            "{indent}{}: {}",
-            yaml_str(k),
-            yaml_str(&v.replace('$', "$$"))
-        );
-    }
-}
-
-/// What the override adds to the `app` service only, as `abra app deploy` does: its deploy
-/// labels (recipe, chaos, version) and the app env it exposes
-/// ([`super::app_service`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AppAdditions {
-    /// Deploy labels of the `app` service.
-    pub deploy_labels: BTreeMap<String, String>,
-    /// Environment of the `app` service (keys its own `environment:` does not set).
-    pub environment: BTreeMap<String, String>,
-}
-
-/// Returns canon's compose override: the run's labels on every service (and its containers),
-/// every declared volume, every non-external network and secret, so a sweep can find them;
-/// abra's labels and exposed env on the `app` service; and the engine name of each external
-/// secret in `secret_names` (by key: a warm run uses the warm canonical's secrets).
-pub fn label_override(
-    facts: &Compose,
-    labels: &BTreeMap<String, String>,
-    app: &AppAdditions,
-    secret_names: &BTreeMap<String, String>,
-) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "version: {}",
-        yaml_str(facts.version.as_deref().unwrap_or("3.8"))
-    );
-    out.push_str("services:\n");
-    for s in &facts.services {
-        let _ = writeln!(out, "  {}:", yaml_str(&s.name));
-        out.push_str("    labels:\n");
-        yaml_labels(&mut out, "      ", labels);
-        out.push_str("    deploy:\n      labels:\n");
-        if s.name == super::app_service::APP_SERVICE {
-            let mut all = labels.clone();
-            all.extend(app.deploy_labels.clone());
-            yaml_labels(&mut out, "        ", &all);
-            if !app.environment.is_empty() {
-                out.push_str("    environment:\n");
-                yaml_labels(&mut out, "      ", &app.environment);
-            }
-        } else {
-            yaml_labels(&mut out, "        ", labels);
-        }
-    }
-    if !facts.volumes.is_empty() {
-        out.push_str("volumes:\n");
-        for v in &facts.volumes {
-            let _ = writeln!(out, "  {}:\n    labels:", yaml_str(v));
-            yaml_labels(&mut out, "      ", labels);
-        }
-    }
-    let networks: Vec<_> = facts.networks.iter().filter(|n| !n.external).collect();
-    if !networks.is_empty() {
-        out.push_str("networks:\n");
-        for n in networks {
-            let _ = writeln!(out, "  {}:\n    labels:", yaml_str(&n.key));
-            yaml_labels(&mut out, "      ", labels);
-        }
-    }
-    let secrets: Vec<_> = facts
-        .secrets
-        .iter()
-        .filter(|s| !s.external || secret_names.contains_key(&s.key))
-        .collect();
-    if !secrets.is_empty() {
-        out.push_str("secrets:\n");
-        for s in secrets {
-            let _ = writeln!(out, "  {}:", yaml_str(&s.key));
-            match secret_names.get(&s.key) {
-                Some(name) if s.external => {
-                    // Whole: docker's loader replaces a secret's definition, it does not merge it.
-                    out.push_str("    external: true\n");
-                    let _ = writeln!(out, "    name: {}", yaml_str(&name.replace('$', "$$")));
-                }
-                _ => {
-                    out.push_str("    labels:\n");
-                    yaml_labels(&mut out, "      ", labels);
-                }
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recipe::compose::Compose;
-
-    fn labels() -> RunLabels {
-        RunLabels {
-            stack: "cold-app-abc123-7".into(),
-            kind: StackKind::Cold,
-            recipe: "app".into(),
-            tag: "1.0.0+1.2".into(),
-            build: "7".into(),
-            created: 1_700_000_000,
-        }
-    }
-
-    #[test]
-    fn a_warm_volumes_copy_is_named_after_it() {
-        assert_eq!(prev_volume("warm-gitea_data"), "warm-gitea_data.prev");
-    }
+    use crate::engine::labels::STACK_LABEL;
 
     #[test]
     fn deploy_never_resolves_images_and_passes_env() {
@@ -585,104 +388,5 @@ mod tests {
             volume_create("v", "local", &BTreeMap::from([("a".into(), "b".into())])).argv(),
             ["volume", "create", "--driver", "local", "--label", "a=b", "v"]
         );
-    }
-
-    #[test]
-    fn the_override_labels_services_volumes_networks_and_file_secrets() {
-        let mut f = Compose::default();
-        f.merge(
-            Path::new("compose.yml"),
-            "version: '3.8'\nservices: {app: {image: x}}\nvolumes: {data: }\nnetworks: {proxy: {external: true}, internal: }\nsecrets: {k: {external: true}, f: {file: ./f}}\n",
-            "s",
-            &BTreeMap::new(),
-        )
-        .unwrap();
-        let text = label_override(
-            &f,
-            &labels().map(None),
-            &AppAdditions::default(),
-            &BTreeMap::new(),
-        );
-        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-        assert_eq!(doc["version"], "3.8");
-        assert_eq!(
-            doc["services"]["app"]["deploy"]["labels"]["canon.kind"],
-            "cold"
-        );
-        assert_eq!(doc["services"]["app"]["labels"]["canon.tag"], "1.0.0+1.2");
-        assert_eq!(
-            doc["volumes"]["data"]["labels"]["canon.stack"],
-            "cold-app-abc123-7"
-        );
-        assert_eq!(doc["networks"]["internal"]["labels"]["canon.build"], "7");
-        assert!(doc["networks"].get("proxy").is_none());
-        assert_eq!(doc["secrets"]["f"]["labels"]["canon.created"], "1700000000");
-        assert!(doc["secrets"].get("k").is_none());
-
-        // A warm run names the warm canonical's secret for an external one; a file secret keeps
-        // its labels whatever the map says.
-        let names = BTreeMap::from([
-            ("k".to_string(), "warm-app_k_v1".to_string()),
-            ("f".to_string(), "ignored".to_string()),
-        ]);
-        let text = label_override(&f, &labels().map(None), &AppAdditions::default(), &names);
-        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-        assert_eq!(doc["secrets"]["k"]["name"], "warm-app_k_v1", "{text}");
-        assert_eq!(doc["secrets"]["k"]["external"], true);
-        assert!(doc["secrets"]["k"].get("labels").is_none());
-        assert_eq!(doc["secrets"]["f"]["labels"]["canon.build"], "7");
-        assert!(doc["secrets"]["f"].get("name").is_none());
-    }
-
-    #[test]
-    fn a_dollar_in_a_label_value_stays_literal_after_interpolation() {
-        let mut f = Compose::default();
-        f.merge(
-            Path::new("compose.yml"),
-            "version: '3.8'\nservices: {app: {image: x}}\n",
-            "s",
-            &BTreeMap::new(),
-        )
-        .unwrap();
-        let labels = BTreeMap::from([("canon.tag".to_string(), "1.0.0+a$HOME${X}".to_string())]);
-        let text = label_override(&f, &labels, &AppAdditions::default(), &BTreeMap::new());
-        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-        assert_eq!(
-            doc["services"]["app"]["labels"]["canon.tag"], "1.0.0+a$$HOME$${X}",
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn only_the_app_service_gets_abras_labels_and_the_exposed_env_with_dollars_kept_literal() {
-        let mut f = Compose::default();
-        f.merge(
-            Path::new("compose.yml"),
-            "version: '3.8'\nservices: {app: {image: x}, db: {image: y}}\n",
-            "s",
-            &BTreeMap::new(),
-        )
-        .unwrap();
-        let app = AppAdditions {
-            deploy_labels: BTreeMap::from([("coop-cloud.s.recipe".into(), "r".into())]),
-            environment: BTreeMap::from([("PASSWORD_HINT".into(), "a$b".into())]),
-        };
-        let text = label_override(&f, &labels().map(None), &app, &BTreeMap::new());
-        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-        let app_svc = &doc["services"]["app"];
-        assert_eq!(app_svc["deploy"]["labels"]["coop-cloud.s.recipe"], "r");
-        assert_eq!(app_svc["deploy"]["labels"]["canon.kind"], "cold");
-        assert_eq!(app_svc["environment"]["PASSWORD_HINT"], "a$$b");
-        let db = &doc["services"]["db"];
-        assert!(db["deploy"]["labels"].get("coop-cloud.s.recipe").is_none());
-        assert!(db.get("environment").is_none(), "{text}");
-    }
-
-    #[test]
-    fn helper_labels_override_the_kind_only() {
-        let m = labels().map(Some("helper"));
-        assert_eq!(m[KIND_LABEL], "helper");
-        assert_eq!(m[STACK_NAME_LABEL], "cold-app-abc123-7");
-        assert_eq!(m[MANAGED_LABEL], "true");
     }
 }

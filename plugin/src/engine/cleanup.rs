@@ -1,17 +1,15 @@
-//! What the sweep asks of the docker runner: removing what killed cold runs left behind (every
-//! object is labelled), and the sizes of the warm canonicals' volumes.
+//! What the sweep asks of the engine: removing what killed cold runs left behind (every object is
+//! labelled, [`super::labels`]), and the sizes of a stack's volumes (the warm canonicals').
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::client::{docker, inspect_json, list_ids, run, STOP_TIMEOUT};
 use super::cmd::{self, Kind};
-use super::engine::{docker, inspect_json, label_map, list_ids, now_unix, COMMAND_TIMEOUT};
-use super::stack::STOP_TIMEOUT;
-use crate::recipe::names;
-use crate::runners::exec;
-use crate::runners::RunnerError;
+use super::labels::{self, label_map, now_unix};
+use super::EngineError;
 
 /// What [`cleanup_stale`] removed (or, on a dry run, would remove).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,18 +46,18 @@ fn object_name_and_labels(kind: Kind, v: &Value) -> (String, BTreeMap<String, St
 /// cutoff. Warm canonicals (`warm-*`, `canon.kind=warm|warm-prev`) and shared objects never are.
 pub fn is_stale(labels: &BTreeMap<String, String>, now: u64, older_than: Duration) -> bool {
     let stack = labels
-        .get(cmd::STACK_NAME_LABEL)
+        .get(labels::STACK_NAME_LABEL)
         .map(String::as_str)
         .unwrap_or("");
     let kind = labels
-        .get(cmd::KIND_LABEL)
+        .get(labels::KIND_LABEL)
         .map(String::as_str)
         .unwrap_or("");
     if stack.is_empty() || stack.starts_with("warm-") || !matches!(kind, "cold" | "helper") {
         return false;
     }
     let Some(created) = labels
-        .get(cmd::CREATED_LABEL)
+        .get(labels::CREATED_LABEL)
         .and_then(|c| c.parse::<u64>().ok())
     else {
         return false;
@@ -70,7 +68,7 @@ pub fn is_stale(labels: &BTreeMap<String, String>, now: u64, older_than: Duratio
 /// Removes cold-run stacks, containers, volumes, secrets and networks (all labelled
 /// `canon.managed=true`) older than `older_than`, e.g. what a SIGKILLed run left. Never touches
 /// the warm canonicals. With `dry_run`, only reports.
-pub fn cleanup_stale(older_than: Duration, dry_run: bool) -> Result<CleanupReport, RunnerError> {
+pub fn cleanup_stale(older_than: Duration, dry_run: bool) -> Result<CleanupReport, EngineError> {
     cleanup_stale_of(None, older_than, dry_run)
 }
 
@@ -80,7 +78,7 @@ pub fn cleanup_stale_of(
     recipe: Option<&str>,
     older_than: Duration,
     dry_run: bool,
-) -> Result<CleanupReport, RunnerError> {
+) -> Result<CleanupReport, EngineError> {
     let now = now_unix();
     let mut report = CleanupReport {
         dry_run,
@@ -89,11 +87,11 @@ pub fn cleanup_stale_of(
     let mut stale: Vec<(Kind, String, String)> = Vec::new();
     let mut stacks = BTreeSet::new();
     for kind in Kind::ALL {
-        let ids = list_ids(kind, cmd::MANAGED_LABEL)?;
+        let ids = list_ids(kind, labels::MANAGED_LABEL)?;
         for obj in inspect_json(kind, &ids)? {
             let (name, labels) = object_name_and_labels(kind, &obj);
-            let in_scope =
-                recipe.is_none_or(|r| labels.get(cmd::RECIPE_LABEL).map(String::as_str) == Some(r));
+            let in_scope = recipe
+                .is_none_or(|r| labels.get(labels::RECIPE_LABEL).map(String::as_str) == Some(r));
             if in_scope && is_stale(&labels, now, older_than) {
                 let id = obj["ID"]
                     .as_str()
@@ -101,7 +99,7 @@ pub fn cleanup_stale_of(
                     .unwrap_or(&name)
                     .to_string();
                 if kind == Kind::Service {
-                    if let Some(s) = labels.get(cmd::STACK_NAME_LABEL) {
+                    if let Some(s) = labels.get(labels::STACK_NAME_LABEL) {
                         stacks.insert(s.clone());
                     }
                 }
@@ -119,7 +117,7 @@ pub fn cleanup_stale_of(
         return Ok(report);
     }
     for s in &stacks {
-        if let Err(e) = exec::run_ok(&cmd::stack_rm(s), COMMAND_TIMEOUT) {
+        if let Err(e) = docker(&cmd::stack_rm(s)) {
             report.failed.push(e.to_string());
         }
     }
@@ -132,10 +130,7 @@ pub fn cleanup_stale_of(
             .collect();
         for id in ids {
             loop {
-                match exec::run(
-                    &cmd::remove(kind, std::slice::from_ref(&id)),
-                    COMMAND_TIMEOUT,
-                ) {
+                match run(&cmd::remove(kind, std::slice::from_ref(&id))) {
                     Ok(o) if o.success() => break,
                     Ok(o) if o.stderr.contains("No such") || o.stderr.contains("not found") => {
                         break
@@ -160,10 +155,10 @@ pub fn cleanup_stale_of(
     Ok(report)
 }
 
-/// One warm canonical volume and its size.
+/// One volume and its size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeSize {
-    /// The engine name (`warm-<recipe>_<key>`).
+    /// The engine name (`<stack>_<key>`, e.g. `warm-<recipe>_<key>`).
     pub name: String,
     /// The size as docker reports it (`12.3MB`).
     pub size: String,
@@ -188,12 +183,16 @@ pub fn parse_size(text: &str) -> Option<u64> {
     Some((num * factor).round() as u64)
 }
 
-/// Returns the size of each volume of the warm canonical `warm-<recipe>`.
-pub fn warm_volume_sizes(recipe: &str) -> Result<Vec<VolumeSize>, RunnerError> {
-    let prefix = format!("{}_", names::warm_stack_name(recipe));
+/// Returns the size of each volume of the stack `stack` (`<stack>_<key>`), leaving out the copies
+/// a promote keeps (`.prev`).
+pub fn volume_sizes(stack: &str) -> Result<Vec<VolumeSize>, EngineError> {
+    let prefix = format!("{stack}_");
     let out = docker(&cmd::volume_sizes())?;
-    let rows: Vec<Value> = serde_json::from_str(out.stdout.trim())
-        .map_err(|e| RunnerError::Other(format!("docker system df printed invalid JSON: {e}")))?;
+    let rows: Vec<Value> =
+        serde_json::from_str(out.stdout.trim()).map_err(|source| EngineError::Json {
+            command: "docker system df".to_string(),
+            source,
+        })?;
     let mut sizes: Vec<VolumeSize> = rows
         .iter()
         .filter_map(|r| {

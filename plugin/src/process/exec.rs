@@ -1,11 +1,13 @@
-//! The one child-process executor of every runner (command, docker, abra): a child is logged at
+//! The one child-process executor of every runner (command, docker, abra) and of the engine
+//! access: a child is logged at
 //! DEBUG as `+ program args` with secret arguments masked (then the tail of its output), and
 //! recorded the same way in the [`transcript`] a failed stage prints; it gets the environment
 //! [`child_environment`] decides, runs in its own process group with both pipes drained concurrently, and is killed
 //! with its whole group at its deadline or when the executor unwinds.
 //!
 //! Separate from the command builders so those stay pure (a [`Cmd`] is plain data) and from the
-//! ladder so every child of every runner shares one well-tested path.
+//! ladder so every child of every runner shares one well-tested path. It takes values only: what
+//! a child must not inherit comes with the command ([`Inherit::Host`]), never from the settings.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
@@ -16,9 +18,8 @@ use std::time::{Duration, Instant};
 
 use canon_shared::secret::Secret;
 
-use crate::runners::transcript;
-use crate::runners::RunnerError;
-use crate::settings::Settings;
+use super::transcript;
+use super::ProcessError;
 
 /// One argument of a command line; a secret one is shown as `***` in logs and errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,14 +165,18 @@ impl Output {
 }
 
 /// What a child inherits from canon's environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inherit {
     /// Only what the docker and abra CLIs need ([`TOOL_VARIABLES`] and `DOCKER_*`): a deploy sees
-    /// the recipe's env and nothing of the plugin's or the host's stray variables. The default.
+    /// the recipe's env and nothing of the plugin's or the host's stray variables (so none of
+    /// canon's secrets). The default.
     Tools,
-    /// Everything but canon's secrets ([`removed_variables`]): the operator's own harness, which
-    /// may rely on the environment it is started in.
-    Host,
+    /// Everything but the `withheld` variables (canon's own secret settings: tokens, the SSH
+    /// key): the operator's own harness, which may rely on the environment it is started in.
+    Host {
+        /// The names of the variables the child must not inherit.
+        withheld: Vec<String>,
+    },
 }
 
 /// The variables a [`Inherit::Tools`] child keeps, besides every `DOCKER_*`.
@@ -187,25 +192,20 @@ pub fn tool_environment(
         .collect()
 }
 
-/// Returns the names of the variables no child inherits: canon's own secret settings (tokens, the
-/// SSH key). A recipe's harness or test command, docker and abra never need them.
-pub fn removed_variables() -> impl Iterator<Item = &'static str> {
-    Settings::secret_env_vars()
-}
-
-/// Sets a child's environment: what `inherit` keeps of canon's own (never
-/// [`removed_variables`]), plus `added` (the command's own variables: `CANON_*`, `ABRA_DIR`, the
-/// deploy env). The one place that decides what a child of any runner sees.
-pub fn child_environment(command: &mut Command, inherit: Inherit, added: &[(String, String)]) {
+/// Sets a child's environment: what `inherit` keeps of canon's own (never a withheld variable),
+/// plus `added` (the command's own variables: `CANON_*`, `ABRA_DIR`, the deploy env). The one
+/// place that decides what a child of any runner sees.
+pub fn child_environment(command: &mut Command, inherit: &Inherit, added: &[(String, String)]) {
     match inherit {
         Inherit::Tools => {
             command.env_clear();
             command.envs(tool_environment(std::env::vars()));
         }
-        Inherit::Host => {}
-    }
-    for name in removed_variables() {
-        command.env_remove(name);
+        Inherit::Host { withheld } => {
+            for name in withheld {
+                command.env_remove(name);
+            }
+        }
     }
     command.envs(added.iter().map(|(k, v)| (k, v)));
 }
@@ -216,7 +216,7 @@ pub fn child_environment(command: &mut Command, inherit: Inherit, added: &[(Stri
 pub fn command(cmd: &Cmd) -> Command {
     let mut command = Command::new(&cmd.program);
     command.args(cmd.args.iter().map(|a| &a.value));
-    child_environment(&mut command, cmd.inherit, &cmd.env);
+    child_environment(&mut command, &cmd.inherit, &cmd.env);
     if let Some(dir) = &cmd.cwd {
         command.current_dir(dir);
     }
@@ -322,12 +322,12 @@ impl Drop for Group {
     }
 }
 
-/// Runs `cmd`, killing it with its process group (and reporting [`RunnerError::Timeout`]) when
+/// Runs `cmd`, killing it with its process group (and reporting [`ProcessError::Timeout`]) when
 /// it outlives `timeout`.
 ///
 /// Returns the output whatever the exit code; callers decide what a non-zero exit means (see
 /// [`run_ok`]).
-pub fn run(cmd: &Cmd, timeout: Duration) -> Result<Output, RunnerError> {
+pub fn run(cmd: &Cmd, timeout: Duration) -> Result<Output, ProcessError> {
     let shown = cmd.display();
     // Commands are DEBUG: at the default level a run shows its stages, and a failed stage
     // prints the transcript (issue 15).
@@ -347,7 +347,7 @@ pub fn run(cmd: &Cmd, timeout: Duration) -> Result<Output, RunnerError> {
             }
             tail
         }
-        Err(RunnerError::Timeout { seconds, .. }) => vec![format!("(timed out after {seconds}s)")],
+        Err(ProcessError::Timeout { seconds, .. }) => vec![format!("(timed out after {seconds}s)")],
         Err(e) => vec![format!("({e})")],
     };
     if !outcome.is_empty() {
@@ -360,14 +360,17 @@ pub fn run(cmd: &Cmd, timeout: Duration) -> Result<Output, RunnerError> {
 }
 
 /// Starts the child, feeds and drains it, and waits for it until `timeout`.
-fn run_child(cmd: &Cmd, shown: &str, timeout: Duration) -> Result<Output, RunnerError> {
+fn run_child(cmd: &Cmd, shown: &str, timeout: Duration) -> Result<Output, ProcessError> {
     let mut command = command(cmd);
     if let Some(path) = &cmd.stdout_file {
-        let file = std::fs::File::create(path)
-            .map_err(|e| RunnerError::Other(format!("could not create {}: {e}", path.display())))?;
+        let file = std::fs::File::create(path).map_err(|source| ProcessError::File {
+            action: "create",
+            path: path.clone(),
+            source,
+        })?;
         command.stdout(Stdio::from(file));
     }
-    let child = command.spawn().map_err(|source| RunnerError::Spawn {
+    let child = command.spawn().map_err(|source| ProcessError::Spawn {
         program: cmd.program.clone(),
         source,
     })?;
@@ -390,15 +393,18 @@ fn run_child(cmd: &Cmd, shown: &str, timeout: Duration) -> Result<Output, Runner
             stdout,
             stderr,
         }),
-        Ok(None) => Err(RunnerError::Timeout {
+        Ok(None) => Err(ProcessError::Timeout {
             what: shown.to_string(),
             seconds: timeout.as_secs(),
         }),
-        Err(e) => Err(RunnerError::Other(format!("waiting for `{shown}`: {e}"))),
+        Err(source) => Err(ProcessError::Wait {
+            command: shown.to_string(),
+            source,
+        }),
     }
 }
 
-fn feed_stdin(child: &mut Child, input: &Input) -> Result<Option<JoinHandle<()>>, RunnerError> {
+fn feed_stdin(child: &mut Child, input: &Input) -> Result<Option<JoinHandle<()>>, ProcessError> {
     let Some(mut pipe) = child.stdin.take() else {
         return Ok(None);
     };
@@ -408,10 +414,11 @@ fn feed_stdin(child: &mut Child, input: &Input) -> Result<Option<JoinHandle<()>>
         Input::File(_) => None,
     };
     let file = match input {
-        Input::File(p) => Some(
-            std::fs::File::open(p)
-                .map_err(|e| RunnerError::Other(format!("could not open {}: {e}", p.display())))?,
-        ),
+        Input::File(p) => Some(std::fs::File::open(p).map_err(|source| ProcessError::File {
+            action: "open",
+            path: p.clone(),
+            source,
+        })?),
         _ => None,
     };
     // A thread, so a child that stops reading can still be killed at its deadline.
@@ -425,9 +432,9 @@ fn feed_stdin(child: &mut Child, input: &Input) -> Result<Option<JoinHandle<()>>
     })))
 }
 
-/// Runs `cmd` and returns its output when it exits with 0; otherwise [`RunnerError::Exit`] with
+/// Runs `cmd` and returns its output when it exits with 0; otherwise [`ProcessError::Exit`] with
 /// the last lines of its standard error.
-pub fn run_ok(cmd: &Cmd, timeout: Duration) -> Result<Output, RunnerError> {
+pub fn run_ok(cmd: &Cmd, timeout: Duration) -> Result<Output, ProcessError> {
     let output = run(cmd, timeout)?;
     if output.success() {
         return Ok(output);
@@ -436,14 +443,14 @@ pub fn run_ok(cmd: &Cmd, timeout: Duration) -> Result<Output, RunnerError> {
 }
 
 /// Returns the error for a command that exited non-zero, with a short tail of its stderr.
-pub fn exit_error(cmd: &Cmd, output: &Output) -> RunnerError {
+pub fn exit_error(cmd: &Cmd, output: &Output) -> ProcessError {
     let tail: Vec<&str> = output.stderr.trim().lines().rev().take(3).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
     let status = match output.code() {
         Some(c) => format!("exit code {c}"),
         None => "a signal".to_string(),
     };
-    RunnerError::Exit {
+    ProcessError::Exit {
         command: cmd.display(),
         status: if tail.is_empty() {
             status
@@ -492,6 +499,13 @@ mod tests {
         assert!(!shown.contains("hunter2"));
     }
 
+    const WITHHELD: [&str; 4] = [
+        "PLUGIN_UPSTREAM_TOKEN",
+        "PLUGIN_MIRROR_TOKEN",
+        "PLUGIN_SSH_KEY",
+        "PLUGIN_DRONE_TOKEN",
+    ];
+
     #[test]
     fn every_child_loses_canons_secrets_and_gets_its_own_variables() {
         let mut c = Cmd::new("sh", ["-c", "./harness.sh --all"]);
@@ -502,26 +516,23 @@ mod tests {
         for (name, value) in tools.get_envs() {
             let name = name.to_string_lossy();
             assert!(
-                !Settings::secret_env_vars().any(|s| s == name) || value.is_none(),
+                !WITHHELD.contains(&name.as_ref()) || value.is_none(),
                 "{name}"
             );
         }
         assert!(tools
             .get_envs()
             .any(|(k, v)| k == "CANON_TAG" && v == Some("1.0.0+1".as_ref())));
-        c.inherit = Inherit::Host;
+        c.inherit = Inherit::Host {
+            withheld: WITHHELD.map(str::to_string).to_vec(),
+        };
         let built = command(&c);
         assert_eq!(built.get_program(), "sh");
         let args: Vec<_> = built.get_args().collect();
         assert_eq!(args, ["-c", "./harness.sh --all"]);
         assert_eq!(built.get_current_dir(), Some(Path::new("/w/checkout")));
         let envs: Vec<_> = built.get_envs().collect();
-        for name in [
-            "PLUGIN_UPSTREAM_TOKEN",
-            "PLUGIN_MIRROR_TOKEN",
-            "PLUGIN_SSH_KEY",
-            "PLUGIN_DRONE_TOKEN",
-        ] {
+        for name in WITHHELD {
             assert!(envs.contains(&(name.as_ref(), None)), "{name}: {envs:?}");
         }
         assert!(envs.contains(&("CANON_TAG".as_ref(), Some("1.0.0+1".as_ref()))));
@@ -556,7 +567,7 @@ mod tests {
     fn a_child_past_its_deadline_is_killed() {
         let started = Instant::now();
         let err = run(&Cmd::new("sleep", ["30"]), Duration::from_millis(300)).unwrap_err();
-        assert!(matches!(err, RunnerError::Timeout { .. }), "{err}");
+        assert!(matches!(err, ProcessError::Timeout { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
@@ -568,7 +579,7 @@ mod tests {
             Duration::from_millis(300),
         )
         .unwrap_err();
-        assert!(matches!(err, RunnerError::Timeout { .. }), "{err}");
+        assert!(matches!(err, ProcessError::Timeout { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 

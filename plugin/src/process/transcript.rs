@@ -2,7 +2,7 @@
 //! a failed stage is explained in the log at the default level (issue 15: every command and its
 //! output goes to DEBUG; a red run must still say what went wrong without it).
 //!
-//! The executor ([`super::exec`]) records every child here; the ladder ([`super::ladder`])
+//! The executor ([`super::exec`]) records every child here; the ladder ([`crate::runners::ladder`])
 //! starts a fresh transcript with each stage and prints it when the stage fails. Separate from
 //! both so the bound and the rendering are tested alone.
 //!
@@ -10,7 +10,7 @@
 //! ladder (the sweep gives each inline run its own blocking thread), so the commands of one run
 //! never mix with another's, and no handle has to be threaded through every step. What is
 //! recorded is what DEBUG shows: command lines with secret arguments masked and the output of
-//! children, which never receive canon's secrets ([`super::exec::removed_variables`]).
+//! children, which never receive canon's secrets ([`super::exec::Inherit`]).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
