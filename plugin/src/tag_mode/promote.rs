@@ -29,7 +29,8 @@ pub(super) struct Promoted {
     pub(super) failed: Option<String>,
 }
 
-/// The facts the gate decides over, but the canonical, which is read more than once.
+/// The facts the gate decides over, all but the canonical, which it is asked about twice: once
+/// under the lock, and again against the state the decision is written over.
 struct Facts<'a> {
     ctx: &'a RunContext,
     ran: &'a Ran,
