@@ -32,6 +32,7 @@ pub(super) struct Promoted {
 /// The facts the gate decides over, all but the canonical, which it is asked about twice: once
 /// under the lock, and again against the state the decision is written over.
 struct Facts<'a> {
+    settings: &'a RunSettings,
     ctx: &'a RunContext,
     ran: &'a Ran,
     tag_commit_now: Option<String>,
@@ -50,6 +51,39 @@ impl Facts<'_> {
             canonical,
             problems: &self.ran.problems,
         })
+    }
+
+    /// Returns the decision written over `current` (the canonical as the store has it) and the
+    /// canonical it writes. A failed promote step refuses; a gate that did not promote stands;
+    /// after a promote step that ran, the gate decides again over `current`, where another host
+    /// may have decided first.
+    fn decide_over(
+        &self,
+        current: Option<&CanonicalRecord>,
+        first: &GateDecision,
+        failed: Option<&str>,
+        warm_host: &Option<String>,
+    ) -> (GateReport, Option<CanonicalRecord>) {
+        if let Some(why) = failed {
+            return (GateReport::refuse(vec![why.to_string()]), None);
+        }
+        if !matches!(first, GateDecision::Promote { .. }) {
+            return (GateReport::from(first), None);
+        }
+        let again = self.gate(current);
+        let record = match &again {
+            GateDecision::Promote { version, commit } => Some(CanonicalRecord {
+                recipe: self.settings.recipe.name.clone(),
+                version: version.clone(),
+                commit: commit.clone(),
+                promoted_at: state::now(),
+                build: Some(self.settings.build_ref()),
+                pinned: None,
+                host: warm_host.clone(),
+            }),
+            _ => None,
+        };
+        (GateReport::from(&again), record)
     }
 }
 
@@ -77,6 +111,7 @@ pub(super) fn promote(
         .read_canonical(&settings.recipe.name)
         .map_err(state_err)?;
     let facts = Facts {
+        settings,
         ctx,
         ran,
         tag_commit_now: tag_commit_now(settings),
@@ -103,26 +138,7 @@ pub(super) fn promote(
     // can promote.
     let mut decided: Option<(GateReport, bool)> = None;
     let committed = state.commit(&lock, &mut |current| {
-        let (gate, record) = match (&failed, promote_ran) {
-            (Some(why), _) => (GateReport::refuse(vec![why.clone()]), None),
-            (None, false) => (GateReport::from(&first), None),
-            (None, true) => {
-                let again = facts.gate(current);
-                let record = match &again {
-                    GateDecision::Promote { version, commit } => Some(CanonicalRecord {
-                        recipe: settings.recipe.name.clone(),
-                        version: version.clone(),
-                        commit: commit.clone(),
-                        promoted_at: state::now(),
-                        build: Some(settings.build_ref()),
-                        pinned: None,
-                        host: warm_host.clone(),
-                    }),
-                    _ => None,
-                };
-                (GateReport::from(&again), record)
-            }
-        };
+        let (gate, record) = facts.decide_over(current, &first, failed.as_deref(), &warm_host);
         let history = vec![history_entry(
             settings,
             Some(&ctx.commit),
