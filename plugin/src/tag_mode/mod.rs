@@ -180,6 +180,8 @@ impl Trail {
         (trail, end)
     }
 
+    /// Fills in each field with its step's value as the steps go; the run folder lives until the
+    /// promote step is done, then goes (or is kept when asked).
     fn take_steps(
         &mut self,
         settings: &RunSettings,
