@@ -7,7 +7,9 @@
 //!   `recipe`, `run`, `sweep`).
 //! - [`exit`]: exit codes and error printing, the leaf every mode uses.
 //! - [`settings`]: `PLUGIN_*`, `DRONE_*` and flags into validated settings; the settings table.
-//! - [`tag_mode`]: verify the tag, a cold run through a runner, the gate, the promote.
+//! - [`tag_mode`]: one folder of steps that each return what they established (verify the tag,
+//!   prepare the checkout and the one run context, run the runner, promote under the lock), and
+//!   one function that assembles the report from them.
 //! - [`sweep`]: the weekly sweep: decide for every recipe, then start Drone builds or run tag
 //!   mode inline.
 //! - [`remotes`]: the run's git credentials, with the SSH key written to a private file.

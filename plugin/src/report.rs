@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use canon_shared::gate::{StageResult, StageStatus};
+use canon_shared::gate::{GateDecision, StageResult, StageStatus};
 use canon_shared::state::{CanonicalRecord, StateError};
 use serde::{Deserialize, Serialize};
 
@@ -34,13 +34,66 @@ impl From<&CanonicalRecord> for CanonicalSummary {
     }
 }
 
+/// What the gate decided, as the report, the log and the history name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decision {
+    /// `promote`: the canonical moves to the tested tag.
+    Promote,
+    /// `not-needed`: the tag is already the canonical at this commit.
+    NotNeeded,
+    /// `refuse`: a check failed, the run stopped, or the promote step failed.
+    Refuse,
+}
+
+impl Decision {
+    /// Returns the decision's name: `promote`, `not-needed` or `refuse`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Promote => "promote",
+            Decision::NotNeeded => "not-needed",
+            Decision::Refuse => "refuse",
+        }
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The gate's decision as the report shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GateReport {
     /// `promote`, `refuse` or `not-needed`.
-    pub decision: String,
+    pub decision: Decision,
     /// Every reason (for `refuse`: every failing check; empty for `promote`).
     pub reasons: Vec<String>,
+}
+
+impl GateReport {
+    /// Returns a refusal for `reasons`, none of them the gate's own (the run stopped, or the
+    /// promote step failed).
+    pub fn refuse(reasons: Vec<String>) -> Self {
+        Self {
+            decision: Decision::Refuse,
+            reasons,
+        }
+    }
+}
+
+impl From<&GateDecision> for GateReport {
+    fn from(gate: &GateDecision) -> Self {
+        Self {
+            decision: match gate {
+                GateDecision::Promote { .. } => Decision::Promote,
+                GateDecision::NotNeeded { .. } => Decision::NotNeeded,
+                GateDecision::Refuse { .. } => Decision::Refuse,
+            },
+            reasons: gate.reasons(),
+        }
+    }
 }
 
 /// The JSON report of one tag-mode run (`--report`, default `canon-report.json`).
@@ -214,7 +267,7 @@ impl Report {
                 warm.canonical,
                 if self.green { "passed" } else { "failed" }
             );
-        } else if self.green && self.gate.decision == "refuse" {
+        } else if self.green && self.gate.decision == Decision::Refuse {
             let _ = writeln!(out, "{}", refused_banner(self));
         }
         out
@@ -286,10 +339,7 @@ mod tests {
             }],
             green: true,
             problems: vec![],
-            gate: GateReport {
-                decision: "refuse".into(),
-                reasons: vec!["the recipe is pinned by ops: migration".into()],
-            },
+            gate: GateReport::refuse(vec!["the recipe is pinned by ops: migration".into()]),
             promoted: false,
             canonical_before: None,
             canonical_after: None,
@@ -329,7 +379,21 @@ mod tests {
             assert!(json.get(key).is_some(), "missing {key}");
         }
         assert_eq!(json["gate"]["decision"], "refuse");
+        let back: Report = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back.gate.decision, Decision::Refuse);
         assert_eq!(json["stages"][0]["status"], "passed");
+    }
+
+    #[test]
+    fn each_decision_serialises_as_its_name() {
+        for (decision, name) in [
+            (Decision::Promote, "promote"),
+            (Decision::NotNeeded, "not-needed"),
+            (Decision::Refuse, "refuse"),
+        ] {
+            assert_eq!(serde_json::to_value(decision).unwrap(), name);
+            assert_eq!(decision.to_string(), name);
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use canon_plugin::report::Decision;
 use canon_plugin::settings::{ClaimedCommit, Environment, Settings, KNOWN_SETTINGS};
 use canon_plugin::tag_mode::{self as run, RunError};
 use canon_shared::gate::TestedRef;
@@ -59,7 +60,7 @@ fn green_tags_are_promoted_at_their_exact_peeled_commit_annotated_or_not() {
     assert!(out.promoted());
     assert_eq!(out.report.exit_code, 0);
     assert!(out.report.green);
-    assert_eq!(out.report.gate.decision, "promote");
+    assert_eq!(out.report.gate.decision, Decision::Promote);
     assert_eq!(canonical(&f), Some(("1.0.0+1.0".into(), first.clone())));
     let runs = f.harness_runs();
     assert_eq!(
@@ -112,7 +113,7 @@ fn a_green_ref_run_is_never_promoted() {
     assert!(out.report.green);
     assert_eq!(out.report.exit_code, 0);
     assert!(!out.promoted());
-    assert_eq!(out.report.gate.decision, "refuse");
+    assert_eq!(out.report.gate.decision, Decision::Refuse);
     assert!(
         out.report
             .gate
@@ -167,7 +168,7 @@ EOF"#,
         assert!(!out.report.green, "{name}");
         assert_eq!(out.report.exit_code, 1, "{name}");
         assert!(!out.promoted(), "{name}");
-        assert_eq!(out.report.gate.decision, "refuse", "{name}");
+        assert_eq!(out.report.gate.decision, Decision::Refuse, "{name}");
         assert!(
             out.report.gate.reasons.iter().any(|r| r.contains(why)),
             "{name}: {:?}",
