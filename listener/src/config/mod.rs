@@ -306,6 +306,39 @@ mod tests {
     }
 
     #[test]
+    fn each_problem_reads_as_it_always_has() {
+        let err = Settings::from_pairs(pairs(&[
+            ("CANON_BIND", "nowhere"),
+            ("CANON_WORKERS", "0"),
+            ("CANON_RETRY_BASE", "soon"),
+            ("CANON_FORGE_URL", "ftp://x"),
+            ("CANON_DRONE_REPO", "flat"),
+            ("CANON_MAX_CONNECTIONS", "0"),
+        ]))
+        .unwrap_err();
+        for line in [
+            "CANON_WORKERS \"0\": must be a whole number from 1 to 1000",
+            "CANON_MAX_CONNECTIONS \"0\": must be a whole number from 1 to 65536",
+            "CANON_RETRY_BASE \"soon\": must be a duration such as 10s, 500ms or 15m",
+            "CANON_FORGE_URL: must be an http(s) URL without credentials",
+            "CANON_DRONE_REPO \"flat\": must be owner/name",
+            "CANON_ENROLLMENT is not set: give the enrollment file",
+            "CANON_DRONE_SERVER is not set: give the Drone server URL",
+            "CANON_DRONE_TOKEN is not set: give a Drone API token",
+        ] {
+            assert!(err.problems.iter().any(|p| p == line), "{line:?} in {err}");
+        }
+        assert!(err
+            .problems
+            .iter()
+            .any(|p| p.starts_with("CANON_BIND \"nowhere\": not an address:port (")));
+        assert!(
+            err.to_string().starts_with("invalid settings:\n  - "),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn urls_with_any_user_info_are_refused_without_showing_it() {
         for (key, value) in [
             ("CANON_DRONE_SERVER", "https://s3cr3t@drone.example"),

@@ -94,7 +94,15 @@ impl clap::Args for RawSettings {
             .long(COLD)
             .help("A ref run installs fresh, as if `warm` were false (a flag only)")
             .action(ArgAction::SetTrue);
-        cmd.args(KNOWN_SETTINGS.iter().map(flag)).arg(cold)
+        let mut cmd = cmd;
+        for s in KNOWN_SETTINGS {
+            cmd = cmd.arg(flag(s));
+            // `--cold` is shown beside the setting it overrides.
+            if s.name == "warm" {
+                cmd = cmd.arg(cold.clone());
+            }
+        }
+        cmd
     }
 
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
