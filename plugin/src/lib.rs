@@ -6,7 +6,8 @@
 //! - [`cmd`]: subcommand glue, one file per subcommand (`versions`, `canonical`, `mirror-sync`,
 //!   `recipe`, `run`, `sweep`).
 //! - [`exit`]: exit codes and error printing, the leaf every mode uses.
-//! - [`settings`]: `PLUGIN_*`, `DRONE_*` and flags into validated settings; the settings table.
+//! - [`settings`]: `PLUGIN_*`, `DRONE_*` and flags into validated settings; the settings table
+//!   (`settings/table.rs`) that the flags, the variables, the defaults and the README rows come from.
 //! - [`tag_mode`]: verify the tag, a cold run through a runner, the gate, the promote.
 //! - [`sweep`]: the weekly sweep: decide for every recipe, then start Drone builds or run tag
 //!   mode inline.
