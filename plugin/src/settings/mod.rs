@@ -66,7 +66,8 @@ pub use canon_shared::settings::{
 };
 pub use environment::{DroneMeta, Environment, EnvironmentError, RawSettings};
 pub use table::{
-    setting_doc, settings_table_markdown, Required, SettingDoc, SettingType, KNOWN_SETTINGS,
+    plugin_card_properties_yaml, setting_doc, settings_table_markdown, Required, SettingDoc,
+    SettingType, KNOWN_SETTINGS,
 };
 
 /// The mode a run is in.

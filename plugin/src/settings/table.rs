@@ -4,9 +4,9 @@
 //! validation falls back to, the README table and the secrets kept from child processes all come
 //! from it.
 //!
-//! Separate from parsing because it is documentation that code checks: the README table is
-//! rendered from it ([`settings_table_markdown`]) and a test holds README and `plugin/card.yaml`
-//! equal to it; [`super::Environment`] uses it to read `PLUGIN_*` and warn about unknown names,
+//! Separate from parsing because it is documentation that code checks: the README table and the
+//! plugin card's properties are rendered from it ([`settings_table_markdown`],
+//! [`plugin_card_properties_yaml`]) and tests hold README and `plugin/card.yaml` equal to them; [`super::Environment`] uses it to read `PLUGIN_*` and warn about unknown names,
 //! [`super::RawSettings`] to build the flags, and [`super::Settings::secret_env_vars`] to keep
 //! secrets out of child processes.
 
@@ -557,10 +557,52 @@ pub fn settings_table_markdown() -> String {
     out
 }
 
+/// Renders [`KNOWN_SETTINGS`] as the `properties:` section of the plugin card
+/// (`plugin/card.yaml`, the drone-plugin-index `content.yaml` form), which ends the card.
+/// Durations are strings to the index, so their description says what one looks like.
+pub fn plugin_card_properties_yaml() -> String {
+    let mut out = String::from("properties:\n");
+    for s in KNOWN_SETTINGS {
+        let (kind, hint) = match s.kind {
+            SettingType::Duration => ("string", " (a duration like 30m or 90s)"),
+            other => (other.as_str(), ""),
+        };
+        let default = match s.kind {
+            SettingType::Boolean | SettingType::Number | SettingType::Array
+                if !s.default.is_empty() =>
+            {
+                s.default.to_string()
+            }
+            _ => format!("'{}'", s.default.replace('\'', "''")),
+        };
+        let description = format!("{}{hint}", s.meaning.replace('`', ""))
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
+        out.push_str(&format!(
+            "  {}:\n    type: {kind}\n    defaultValue: {default}\n    description: \"{description}\"\n    secret: {}\n    required: {}\n",
+            s.name,
+            s.secret,
+            s.required == Required::Always,
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::settings::Settings;
+
+    #[test]
+    fn the_plugin_card_properties_are_rendered_from_the_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/card.yaml");
+        let card = std::fs::read_to_string(path).unwrap();
+        let rendered = plugin_card_properties_yaml();
+        assert!(
+            card.ends_with(&rendered),
+            "plugin/card.yaml must end with the properties exactly as rendered:\n{rendered}"
+        );
+    }
 
     #[test]
     fn every_typed_default_parses() {
