@@ -38,6 +38,8 @@ impl RawSettings {
 
     /// Returns the value of the setting `name`, `None` when it is unset.
     pub fn get(&self, name: &str) -> Option<&str> {
+        // A name missing from the table is a typo in this crate, not a user error: debug builds
+        // (and so every test) stop on it; a release build reads it as unset.
         debug_assert!(setting_doc(name).is_some(), "`{name}` is not in the table");
         self.values.get(name)
     }
