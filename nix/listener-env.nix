@@ -1,4 +1,4 @@
-# The environment canon-listener reads: one entry per CANON_* variable (listener/src/config.rs,
+# The environment canon-listener reads: one entry per CANON_* variable (listener/src/config/table.rs,
 # ENV_VARS). nix/module.nix makes every plain entry an option under
 # services.canon-listener.settings and exports it as that variable; a `secret` entry is never an
 # option (it would land in the world-readable Nix store) and is read from environmentFile instead.

@@ -10,6 +10,8 @@
 //!   gate, whether a tag is built at all (listener and sweep), the sweep's pick.
 //! - [`badge`]: where a canonical stands against newer tags, and the one badge SVG renderer.
 //! - [`secret`]: a string that never prints.
+//! - [`settings`]: what both binaries' settings share: every problem reported at once, raw
+//!   values from `(name, value)` pairs, and one parser per kind of value (no environment access).
 //! - [`error_chain`]: an error and its causes as text, the one way every binary prints errors.
 //! - [`fault`]: test-only fault points (debug builds abort where a test says, like `kill -9`).
 //! - [`mirror`]: faithful git mirror sync (git2), the credentials every remote is built from, and
@@ -34,6 +36,7 @@ pub mod listener_api;
 pub mod mirror;
 pub mod recipe;
 pub mod secret;
+pub mod settings;
 pub mod state;
 pub mod trigger;
 pub mod version;

@@ -1,202 +1,132 @@
-//! The raw environment: `PLUGIN_*` (envy) and the `run`/`sweep` flags (clap) as strings
-//! ([`RawSettings`]), and Drone's build metadata with the listener's `CANON_*` build parameters
-//! ([`DroneMeta`]), read once into an [`Environment`].
+//! The raw environment: `PLUGIN_*` and the `run`/`sweep` flags as strings ([`RawSettings`], both
+//! built from the settings table), and Drone's build metadata with the listener's `CANON_*` build
+//! parameters ([`DroneMeta`]), read once into an [`Environment`].
 //!
 //! Nothing here judges a value: an empty one is unset (Drone sets a `from_secret` whose secret is
 //! missing to `""`), everything else is carried as text to [`super::Settings::parse`].
 
+use canon_shared::settings::{RawValues, SettingType};
+use clap::{Arg, ArgAction, ArgMatches};
 use serde::Deserialize;
 
-use super::table::setting_doc;
+use super::table::{setting_doc, SettingDoc, KNOWN_SETTINGS};
 
-/// Raw settings exactly as they arrived (strings; `None` or `""` is unset). Read from `PLUGIN_*`
-/// with envy, and from the `run` subcommand's flags (which win).
-#[derive(Debug, Default, Clone, Deserialize, clap::Args)]
+/// Raw settings exactly as they arrived, by setting name (strings; unset when blank). Read from
+/// `PLUGIN_*`, and from the `run` and `sweep` subcommands' flags (which win). Both are made from
+/// [`KNOWN_SETTINGS`]: a setting added to the table is a variable and a flag with no more code.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RawSettings {
-    /// `tag` or `sweep`; unset: picked from `DRONE_BUILD_EVENT`.
-    #[arg(long)]
-    pub mode: Option<String>,
-    /// The enrollment file.
-    #[arg(long)]
-    pub config: Option<String>,
-    /// The state directory.
-    #[arg(long)]
-    pub state_dir: Option<String>,
-    /// The git state repository (instead of the state dir's records).
-    #[arg(long)]
-    pub state_repo: Option<String>,
-    /// The recipe to test.
-    #[arg(long)]
-    pub recipe: Option<String>,
-    /// The tag to test and maybe promote.
-    #[arg(long, conflicts_with = "git_ref")]
-    pub tag: Option<String>,
-    /// A branch or ref to test instead of a tag (never promotes).
-    #[serde(rename = "ref")]
-    #[arg(long = "ref", id = "git_ref")]
-    pub git_ref: Option<String>,
-    /// The commit the build claims (full hex).
-    #[arg(long)]
-    pub commit: Option<String>,
-    /// A quick run (never promotes).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    pub quick: Option<String>,
-    /// A ref run starts from the canonical's warm data when there is some (default true).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL", conflicts_with = "cold")]
-    pub warm: Option<String>,
-    /// A ref run installs fresh, as if `warm` were false (a flag only).
-    #[serde(skip)]
-    #[arg(long)]
-    pub cold: bool,
-    /// `command`, `docker` or `abra`.
-    #[arg(long)]
-    pub runner: Option<String>,
-    /// The harness command (`command` runner).
-    #[arg(long)]
-    pub command: Option<String>,
-    /// Run after the gate allowed a promotion (`command` runner).
-    #[arg(long)]
-    pub promote_command: Option<String>,
-    /// Extra environment for the harness: `KEY=VALUE,...` or JSON.
-    #[arg(long)]
-    pub env: Option<String>,
-    /// How long the harness may run (e.g. `60m`).
-    #[arg(long)]
-    pub timeout: Option<String>,
-    /// How long to wait for the recipe lock (e.g. `30m`; `0s` fails at once).
-    #[arg(long)]
-    pub lock_wait: Option<String>,
-    /// Where to write the JSON report.
-    #[arg(long)]
-    pub report: Option<String>,
-    /// Where per-run folders are made.
-    #[arg(long)]
-    pub work_dir: Option<String>,
-    /// Keep the per-run folder.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    pub keep_work_dir: Option<String>,
-    /// Token for upstream repositories (prefer `--upstream-token-file`: flags show in `ps`).
-    #[arg(long)]
-    pub upstream_token: Option<String>,
-    /// A file holding the upstream token (trimmed).
-    #[arg(long, value_name = "PATH")]
-    pub upstream_token_file: Option<String>,
-    /// Token for mirror repositories (prefer `--mirror-token-file`: flags show in `ps`).
-    #[arg(long)]
-    pub mirror_token: Option<String>,
-    /// A file holding the mirror token (trimmed).
-    #[arg(long, value_name = "PATH")]
-    pub mirror_token_file: Option<String>,
-    /// A private SSH key, the key itself (prefer `--ssh-key-file`: flags show in `ps`).
-    #[arg(long)]
-    pub ssh_key: Option<String>,
-    /// A file holding the private SSH key (read as is).
-    #[arg(long, value_name = "PATH")]
-    pub ssh_key_file: Option<String>,
-    /// An OpenSSH known_hosts file trusted for SSH host keys (instead of `~/.ssh/known_hosts`).
-    #[arg(long)]
-    pub known_hosts: Option<String>,
-    /// Sweep: base URL of the mirrors' forge API.
-    #[arg(long)]
-    pub mirror_forge: Option<String>,
-    /// Sweep: recipes at once.
-    #[arg(long)]
-    pub jobs: Option<String>,
-    /// Sweep: how long one recipe may take in all.
-    #[arg(long)]
-    pub recipe_deadline: Option<String>,
-    /// Sweep: change nothing.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    pub dry_run: Option<String>,
-    /// Sweep: run tag mode in-process.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    pub inline: Option<String>,
-    /// Sweep: the Drone server.
-    #[arg(long)]
-    pub drone_server: Option<String>,
-    /// Sweep: a Drone API token (prefer `--drone-token-file`: flags show in `ps`).
-    #[arg(long)]
-    pub drone_token: Option<String>,
-    /// Sweep: a file holding the Drone API token (trimmed).
-    #[arg(long, value_name = "PATH")]
-    pub drone_token_file: Option<String>,
-    /// Sweep: `owner/name` of the Drone repository.
-    #[arg(long)]
-    pub drone_repo: Option<String>,
-    /// Sweep: the branch of the Drone repository.
-    #[arg(long)]
-    pub drone_branch: Option<String>,
-    /// Sweep: base URL of canon-listener's HTTP API (e.g. `http://127.0.0.1:8088`).
-    #[arg(long)]
-    pub listener_url: Option<String>,
-    /// Sweep: the listener's admin token (prefer `--listener-token-file`: flags show in `ps`).
-    #[arg(long)]
-    pub listener_token: Option<String>,
-    /// Sweep: a file holding the listener's admin token (trimmed).
-    #[arg(long, value_name = "PATH")]
-    pub listener_token_file: Option<String>,
-    /// Sweep: the age after which a cold run's leftovers are removed.
-    #[arg(long)]
-    pub cleanup_after: Option<String>,
-    /// Sweep: the minimum free space (e.g. `10G`).
-    #[arg(long)]
-    pub min_free: Option<String>,
-    /// Sweep: the exit code when nothing needed doing.
-    #[arg(long)]
-    pub idle_exit_code: Option<String>,
+    /// Every setting that was given.
+    pub(super) values: RawValues,
+    /// `--cold`: a ref run installs fresh, as if `warm` were false (a flag only, not a setting).
+    pub(super) cold: bool,
 }
 
+/// The id and long name of the `--cold` flag.
+const COLD: &str = "cold";
+
 impl RawSettings {
+    /// Returns the settings of `(name, value)` pairs, as flags would give them. A name that is
+    /// not in [`KNOWN_SETTINGS`] is ignored.
+    pub fn from_values<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let values = RawValues::from_pairs(pairs, |name| setting_doc(name).map(|s| s.name));
+        Self {
+            values,
+            cold: false,
+        }
+    }
+
+    /// Returns the value of the setting `name`, `None` when it is unset.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        // A name missing from the table is a typo in this crate, not a user error: debug builds
+        // (and so every test) stop on it; a release build reads it as unset.
+        debug_assert!(setting_doc(name).is_some(), "`{name}` is not in the table");
+        self.values.get(name)
+    }
+
+    /// Returns the value of the setting `name` as an owned string, `None` when it is unset.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.get(name).map(str::to_string)
+    }
+
+    /// Returns true when `--cold` was given.
+    pub fn cold(&self) -> bool {
+        self.cold
+    }
+
     /// Returns `self` with every unset value taken from `fallback` (flags over `PLUGIN_*`).
     pub fn or(self, fallback: RawSettings) -> RawSettings {
-        fn pick(a: Option<String>, b: Option<String>) -> Option<String> {
-            unset_if_empty(a).or(unset_if_empty(b))
-        }
         RawSettings {
-            mode: pick(self.mode, fallback.mode),
-            config: pick(self.config, fallback.config),
-            state_dir: pick(self.state_dir, fallback.state_dir),
-            recipe: pick(self.recipe, fallback.recipe),
-            tag: pick(self.tag, fallback.tag),
-            git_ref: pick(self.git_ref, fallback.git_ref),
-            commit: pick(self.commit, fallback.commit),
-            quick: pick(self.quick, fallback.quick),
-            warm: pick(self.warm, fallback.warm),
+            values: self.values.or(fallback.values),
             cold: self.cold || fallback.cold,
-            runner: pick(self.runner, fallback.runner),
-            command: pick(self.command, fallback.command),
-            promote_command: pick(self.promote_command, fallback.promote_command),
-            env: pick(self.env, fallback.env),
-            timeout: pick(self.timeout, fallback.timeout),
-            lock_wait: pick(self.lock_wait, fallback.lock_wait),
-            state_repo: pick(self.state_repo, fallback.state_repo),
-            report: pick(self.report, fallback.report),
-            work_dir: pick(self.work_dir, fallback.work_dir),
-            keep_work_dir: pick(self.keep_work_dir, fallback.keep_work_dir),
-            upstream_token: pick(self.upstream_token, fallback.upstream_token),
-            upstream_token_file: pick(self.upstream_token_file, fallback.upstream_token_file),
-            mirror_token: pick(self.mirror_token, fallback.mirror_token),
-            mirror_token_file: pick(self.mirror_token_file, fallback.mirror_token_file),
-            ssh_key: pick(self.ssh_key, fallback.ssh_key),
-            ssh_key_file: pick(self.ssh_key_file, fallback.ssh_key_file),
-            known_hosts: pick(self.known_hosts, fallback.known_hosts),
-            jobs: pick(self.jobs, fallback.jobs),
-            recipe_deadline: pick(self.recipe_deadline, fallback.recipe_deadline),
-            dry_run: pick(self.dry_run, fallback.dry_run),
-            inline: pick(self.inline, fallback.inline),
-            drone_server: pick(self.drone_server, fallback.drone_server),
-            mirror_forge: pick(self.mirror_forge, fallback.mirror_forge),
-            drone_token: pick(self.drone_token, fallback.drone_token),
-            drone_token_file: pick(self.drone_token_file, fallback.drone_token_file),
-            drone_repo: pick(self.drone_repo, fallback.drone_repo),
-            drone_branch: pick(self.drone_branch, fallback.drone_branch),
-            listener_url: pick(self.listener_url, fallback.listener_url),
-            listener_token: pick(self.listener_token, fallback.listener_token),
-            listener_token_file: pick(self.listener_token_file, fallback.listener_token_file),
-            cleanup_after: pick(self.cleanup_after, fallback.cleanup_after),
-            min_free: pick(self.min_free, fallback.min_free),
-            idle_exit_code: pick(self.idle_exit_code, fallback.idle_exit_code),
         }
+    }
+}
+
+/// Returns the flag of one setting: `--name VALUE`, booleans also as a bare `--name`.
+fn flag(s: &'static SettingDoc) -> Arg {
+    // The help is the table's sentence without its final period, as clap shows doc comments.
+    let help = s.help.strip_suffix('.').unwrap_or(s.help);
+    let value_name = match s.kind {
+        SettingType::Boolean => "BOOL".to_string(),
+        _ if s.name.ends_with("_file") => "PATH".to_string(),
+        _ => s.name.to_ascii_uppercase(),
+    };
+    let arg = Arg::new(s.name)
+        .long(s.flag.trim_start_matches("--"))
+        .help(help)
+        .value_name(value_name)
+        .action(ArgAction::Set);
+    let arg = if s.kind == SettingType::Boolean {
+        arg.num_args(0..=1).default_missing_value("true")
+    } else {
+        arg
+    };
+    // The pairs that exclude each other on a command line.
+    match s.name {
+        "tag" => arg.conflicts_with("ref"),
+        "warm" => arg.conflicts_with(COLD),
+        _ => arg,
+    }
+}
+
+impl clap::Args for RawSettings {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let cold = Arg::new(COLD)
+            .long(COLD)
+            .help("A ref run installs fresh, as if `warm` were false (a flag only)")
+            .action(ArgAction::SetTrue);
+        let mut cmd = cmd;
+        for s in KNOWN_SETTINGS {
+            cmd = cmd.arg(flag(s));
+            // `--cold` is shown beside the setting it overrides.
+            if s.name == "warm" {
+                cmd = cmd.arg(cold.clone());
+            }
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for RawSettings {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut raw = RawSettings::default();
+        raw.update_from_arg_matches(matches)?;
+        Ok(raw)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        for s in KNOWN_SETTINGS {
+            if let Some(v) = matches.get_one::<String>(s.name) {
+                self.values.set(s.name, v.clone());
+            }
+        }
+        self.cold |= matches.get_flag(COLD);
+        Ok(())
     }
 }
 
@@ -266,7 +196,13 @@ impl Environment {
             // Drone sets a `from_secret` whose secret is missing to "": that is unset.
             .filter(|(_, v)| !v.is_empty())
             .collect();
-        let plugin: RawSettings = envy::prefixed("PLUGIN_").from_iter(pairs.iter().cloned())?;
+        let plugin = RawSettings {
+            values: RawValues::from_pairs(pairs.iter().cloned(), |variable| {
+                let name = variable.strip_prefix("PLUGIN_")?;
+                setting_doc(&name.to_ascii_lowercase()).map(|s| s.name)
+            }),
+            cold: false,
+        };
         let drone: DroneMeta = envy::from_iter(pairs.iter().cloned())?;
         let unknown = pairs
             .iter()
@@ -291,14 +227,9 @@ impl Environment {
     }
 }
 
-/// Returns `None` for `None` or an empty (or all-blank) value.
-pub(super) fn unset_if_empty(v: Option<String>) -> Option<String> {
-    v.filter(|s| !s.trim().is_empty())
-}
-
 /// Returns a `DRONE_*` or `CANON_*` value, `None` when it is unset or blank.
 pub(super) fn drone_value(v: &Option<String>) -> Option<String> {
-    unset_if_empty(v.clone())
+    v.clone().filter(|s| !s.trim().is_empty())
 }
 
 #[cfg(test)]
@@ -328,13 +259,22 @@ mod tests {
             assert!(parsed.is_ok(), "{}: {}", s.flag, parsed.unwrap_err());
         }
         let f = Flags::try_parse_from(["canon-plugin", "--listener-url", "http://l:8088"]).unwrap();
-        assert_eq!(f.raw.listener_url.as_deref(), Some("http://l:8088"));
+        assert_eq!(f.raw.get("listener_url"), Some("http://l:8088"));
+        let f =
+            Flags::try_parse_from(["canon-plugin", "--quick", "--cold", "--ref", "main"]).unwrap();
+        assert_eq!(f.raw.get("quick"), Some("true"));
+        assert_eq!(f.raw.get("ref"), Some("main"));
+        assert!(f.raw.cold());
+        assert!(
+            Flags::try_parse_from(["canon-plugin", "--tag", "1.0.0+1", "--ref", "main"]).is_err()
+        );
+        assert!(Flags::try_parse_from(["canon-plugin", "--warm", "--cold"]).is_err());
     }
 
     #[test]
     fn plugin_listener_url_is_read() {
         let e = Environment::from_pairs([("PLUGIN_LISTENER_URL", "http://l:8088")]).unwrap();
-        assert_eq!(e.plugin.listener_url.as_deref(), Some("http://l:8088"));
+        assert_eq!(e.plugin.get("listener_url"), Some("http://l:8088"));
         assert!(e.unknown.is_empty(), "{:?}", e.unknown);
     }
 }

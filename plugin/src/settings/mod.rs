@@ -1,5 +1,7 @@
 //! Settings: raw values from Drone (`PLUGIN_*`, `DRONE_*`, the listener's `CANON_*` build
-//! parameters) or from command-line flags, validated into one [`Settings`] value.
+//! parameters) or from command-line flags, validated into one [`Settings`] value. The problem
+//! list, the error and the value parsers are canon-shared's ([`canon_shared::settings`]), the
+//! same the listener uses.
 //!
 //! Two stages, as the house style asks: [`RawSettings`] holds strings exactly as they arrived
 //! (an empty value is unset, because Drone sets a `from_secret` whose secret is missing to `""`);
@@ -7,23 +9,25 @@
 //! in `main`; tests pass a list of pairs to [`Environment::from_pairs`]. The only files
 //! [`Settings::parse`] reads are the ones the `*_file` secret settings name.
 //!
-//! [`KNOWN_SETTINGS`] is the single list of settings: the README table is rendered from it
-//! ([`settings_table_markdown`]) and checked against it by a test, and a packaging check can use
-//! it to verify the settings a `.drone.yml` passes.
+//! [`KNOWN_SETTINGS`] is the single list of settings: the `PLUGIN_*` variables and the `run` and
+//! `sweep` flags are read from it, validation takes its defaults from it, the README table is
+//! rendered from it ([`settings_table_markdown`]) and checked against it by a test, and a
+//! packaging check uses it to verify the settings a `.drone.yml` passes. A new setting is one
+//! table entry, one [`Settings`] field and the one line of `validate` that reads it.
 //!
 //! # Layout
 //! - `table`: [`KNOWN_SETTINGS`], the README table, and what the plugin card is checked against.
-//! - `environment`: [`RawSettings`], [`DroneMeta`] and [`Environment`], the raw strings.
-//! - `values`: parsers for booleans, durations, lists, sizes, counts, commit ids and base URLs.
-//! - `secret_files`: the secret settings, each from its value or from the file its `*_file`
-//!   setting names.
+//! - `environment`: [`RawSettings`] (with the flags made from the table), [`DroneMeta`] and
+//!   [`Environment`], the raw strings.
+//! - `secret_files`: the secret settings of the table, each from its value or from the file its
+//!   `*_file` setting names.
 //! - `target`: what tag mode tests (mode, recipe, tag or ref) and the commits the build claims.
-//! - `validate`: [`Settings::parse`], one function per concern, every problem at once.
+//! - `validate`: [`Settings::parse`], one function per concern, every problem at once, with the
+//!   typed reads that fall back to the table's defaults.
 //!
 //! This file holds the validated types the rest of the plugin uses.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -37,7 +41,6 @@ mod secret_files;
 mod table;
 mod target;
 mod validate;
-mod values;
 
 /// Settings from `(name, value)` pairs, for the plugin's unit tests: the one way they build an
 /// [`Environment`] and parse it (working directory `/work`).
@@ -57,13 +60,14 @@ pub(crate) mod testing {
     }
 }
 
+pub use canon_shared::settings::{
+    parse_base_url, parse_bool, parse_commit, parse_count, parse_duration, parse_exit_code,
+    parse_list, parse_size, Problems, SettingsError,
+};
 pub use environment::{DroneMeta, Environment, EnvironmentError, RawSettings};
 pub use table::{
-    setting_doc, settings_table_markdown, Required, SettingDoc, SettingType, KNOWN_SETTINGS,
-};
-pub use values::{
-    parse_base_url, parse_bool, parse_commit, parse_count, parse_duration, parse_exit_code,
-    parse_list, parse_size,
+    plugin_card_properties_yaml, setting_doc, settings_table_markdown, Required, SettingDoc,
+    SettingType, KNOWN_SETTINGS,
 };
 
 /// The mode a run is in.
@@ -192,49 +196,6 @@ pub struct Settings {
     pub min_free_bytes: Option<u64>,
     /// Sweep: the exit code when nothing needed doing.
     pub idle_exit_code: u8,
-}
-
-/// Bad settings: every problem, one per line. Exit code 2.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct SettingsError {
-    /// Each problem as a sentence naming the setting.
-    pub problems: Vec<String>,
-}
-
-impl fmt::Display for SettingsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} problem(s) with the settings:", self.problems.len())?;
-        for p in &self.problems {
-            write!(f, "\n  - {p}")?;
-        }
-        Ok(())
-    }
-}
-
-/// The problems [`Settings::parse`] found so far, each a sentence naming the setting; they become
-/// one [`SettingsError`] at the end instead of stopping at the first.
-#[derive(Debug, Default)]
-struct Problems(Vec<String>);
-
-impl Problems {
-    /// Records one problem.
-    fn push(&mut self, problem: impl Into<String>) {
-        self.0.push(problem.into());
-    }
-
-    /// Returns the parsed value, or records why it did not parse and returns `None`.
-    fn check<T>(&mut self, parsed: Result<T, String>) -> Option<T> {
-        parsed.map_err(|problem| self.push(problem)).ok()
-    }
-
-    /// Returns every recorded problem as one error, or `Ok` when there is none.
-    fn into_result(self) -> Result<(), SettingsError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(SettingsError { problems: self.0 })
-        }
-    }
 }
 
 impl Settings {

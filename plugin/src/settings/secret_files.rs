@@ -1,151 +1,61 @@
-//! The secret settings and their file forms: `upstream_token`, `mirror_token`, `ssh_key` and
-//! `drone_token` come from their value, or from the file their `*_file` setting names, so a
-//! command line (and with it process listings and shell history) holds only a path.
+//! The secret settings and their file forms: every secret of the table (`upstream_token`,
+//! `mirror_token`, `ssh_key`, `drone_token`, `listener_token`) comes from its value, or from the
+//! file its `*_file` setting names, so a command line (and with it process listings and shell
+//! history) holds only a path.
 //!
 //! Separate from the rest of validation because it is the one place settings read a file, and the
 //! one place secret content passes through validation: every problem names the setting and the
-//! path, never the content. A secret read from a file is a [`Secret`] exactly like the value form.
-//! The `*_file` settings themselves are paths, not secrets: they are not in
+//! path, never the content (the reading itself is canon-shared's
+//! [`canon_shared::settings::secret_or_file`]). A secret read from a file is a [`Secret`] exactly
+//! like the value form. The `*_file` settings themselves are paths, not secrets: they are not in
 //! [`super::Settings::secret_env_vars`].
 
-use std::io::Read;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use canon_shared::secret::Secret;
+use canon_shared::settings::{secret_or_file, SecretContent};
 
+use super::table::KNOWN_SETTINGS;
 use super::{Problems, RawSettings};
 
-/// The largest secret file read: tokens and keys are far smaller, and a path to something endless
-/// (`/dev/zero`) must not hang the run or fill its memory.
-const MAX_SECRET_FILE_BYTES: usize = 64 * 1024;
-
-/// How a secret file's content becomes the secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Content {
-    /// A token: surrounding whitespace (the final newline an editor adds) is trimmed.
-    Token,
-    /// A private key: read as is.
-    Key,
-}
-
-/// The four secrets, each from its value or its file.
+/// The secrets that were given, by setting name.
 #[derive(Debug, Default)]
-pub(super) struct Secrets {
-    /// `upstream_token` or `upstream_token_file`.
-    pub(super) upstream_token: Option<Secret>,
-    /// `mirror_token` or `mirror_token_file`.
-    pub(super) mirror_token: Option<Secret>,
-    /// `ssh_key` or `ssh_key_file`.
-    pub(super) ssh_key: Option<Secret>,
-    /// `drone_token` or `drone_token_file`.
-    pub(super) drone_token: Option<Secret>,
-    /// `listener_token` or `listener_token_file`.
-    pub(super) listener_token: Option<Secret>,
-}
+pub(super) struct Secrets(BTreeMap<&'static str, Secret>);
 
 impl Secrets {
-    /// Takes each secret from its value or reads it from its file (relative paths under
-    /// `workspace`), recording a problem for a secret given both ways and for a file that cannot
-    /// be used.
+    /// Takes each secret of the table from its value or reads it from its file (relative paths
+    /// under `workspace`), recording a problem for a secret given both ways and for a file that
+    /// cannot be used.
     pub(super) fn resolve(raw: &RawSettings, workspace: &Path, problems: &mut Problems) -> Secrets {
-        let mut one = |name, value: &Option<String>, file: &Option<String>, content| {
-            secret(
-                name,
-                value.as_deref(),
-                file.as_deref(),
+        let mut found = BTreeMap::new();
+        for s in KNOWN_SETTINGS.iter().filter(|s| s.secret) {
+            let file = format!("{}_file", s.name);
+            // A private key is read as is; a token loses the whitespace an editor adds.
+            let content = if s.name.ends_with("_key") {
+                SecretContent::Key
+            } else {
+                SecretContent::Token
+            };
+            let secret = secret_or_file(
+                s.name,
+                raw.get(s.name),
+                raw.get(&file),
                 content,
                 workspace,
                 problems,
-            )
-        };
-        Secrets {
-            upstream_token: one(
-                "upstream_token",
-                &raw.upstream_token,
-                &raw.upstream_token_file,
-                Content::Token,
-            ),
-            mirror_token: one(
-                "mirror_token",
-                &raw.mirror_token,
-                &raw.mirror_token_file,
-                Content::Token,
-            ),
-            ssh_key: one("ssh_key", &raw.ssh_key, &raw.ssh_key_file, Content::Key),
-            drone_token: one(
-                "drone_token",
-                &raw.drone_token,
-                &raw.drone_token_file,
-                Content::Token,
-            ),
-            listener_token: one(
-                "listener_token",
-                &raw.listener_token,
-                &raw.listener_token_file,
-                Content::Token,
-            ),
+            );
+            if let Some(secret) = secret {
+                found.insert(s.name, secret);
+            }
         }
+        Secrets(found)
     }
-}
 
-/// Returns the secret `name` from its value, or from the file `{name}_file` names.
-fn secret(
-    name: &str,
-    value: Option<&str>,
-    file: Option<&str>,
-    content: Content,
-    workspace: &Path,
-    problems: &mut Problems,
-) -> Option<Secret> {
-    match (value, file) {
-        (None, None) => None,
-        (Some(value), None) => Some(Secret::new(value)),
-        (Some(_), Some(_)) => {
-            problems.push(format!(
-                "`{name}` and `{name}_file` are both set; give one (the file keeps the secret off command lines)"
-            ));
-            None
-        }
-        (None, Some(file)) => {
-            problems.check(read_secret_file(name, &workspace.join(file), content))
-        }
+    /// Takes the secret `name` out, `None` when it was not given.
+    pub(super) fn take(&mut self, name: &str) -> Option<Secret> {
+        self.0.remove(name)
     }
-}
-
-/// Reads the secret `name` from `path`. An empty file (or one of whitespace only) is a problem,
-/// not an unset secret: a file that was named but came out empty is a broken mount or a
-/// truncated copy, and running without the secret would fail later and less clearly.
-fn read_secret_file(name: &str, path: &Path, content: Content) -> Result<Secret, String> {
-    let setting = format!("{name}_file");
-    let cannot_read =
-        |e: std::io::Error| format!("`{setting}`: cannot read {}: {e}", path.display());
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| {
-            f.take(MAX_SECRET_FILE_BYTES as u64 + 1)
-                .read_to_end(&mut bytes)
-        })
-        .map_err(cannot_read)?;
-    if bytes.len() > MAX_SECRET_FILE_BYTES {
-        return Err(format!(
-            "`{setting}`: {} is larger than {} KiB; it must hold only the secret",
-            path.display(),
-            MAX_SECRET_FILE_BYTES / 1024
-        ));
-    }
-    // The decoding error is not shown: it would point into the content.
-    let text = String::from_utf8(bytes)
-        .map_err(|_| format!("`{setting}`: {} is not UTF-8 text", path.display()))?;
-    if text.trim().is_empty() {
-        return Err(format!(
-            "`{setting}`: {} is empty; it must hold the secret (leave `{setting}` unset for none)",
-            path.display()
-        ));
-    }
-    Ok(Secret::new(match content {
-        Content::Token => text.trim().to_string(),
-        Content::Key => text,
-    }))
 }
 
 #[cfg(test)]
@@ -154,6 +64,7 @@ mod tests {
 
     use super::*;
     use crate::settings::{Environment, Settings, SettingsError};
+    use canon_shared::settings::MAX_SECRET_FILE_BYTES;
 
     /// Settings as `PLUGIN_*` pairs.
     type Pairs<'a> = Vec<(&'a str, String)>;
@@ -275,10 +186,7 @@ mod tests {
             ("PLUGIN_UPSTREAM_TOKEN_FILE", "from-env"),
         ])
         .unwrap();
-        let cli = RawSettings {
-            upstream_token_file: Some("from-flag".into()),
-            ..Default::default()
-        };
+        let cli = RawSettings::from_values([("upstream_token_file", "from-flag")]);
         // No DRONE_WORKSPACE: the working directory is the workspace.
         let s = Settings::parse(&env, Some(cli), None, ws.path()).unwrap();
         assert_eq!(s.upstream_token.unwrap().expose(), "flag-token");

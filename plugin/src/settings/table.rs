@@ -1,38 +1,16 @@
 //! The settings table: every setting canon-plugin reads, with its environment variables, flag,
-//! type, default and meaning, in one list ([`KNOWN_SETTINGS`]).
+//! type, default, meaning and flag help, in one list ([`KNOWN_SETTINGS`]). It is the one place a
+//! setting is declared: the `run` and `sweep` flags, the `PLUGIN_*` variables read, the defaults
+//! validation falls back to, the README table and the secrets kept from child processes all come
+//! from it.
 //!
-//! Separate from parsing because it is documentation that code checks: the README table is
-//! rendered from it ([`settings_table_markdown`]) and a test holds README and `plugin/card.yaml`
-//! equal to it; [`super::Environment`] uses it to warn about unknown `PLUGIN_*` names, and
-//! [`super::Settings::secret_env_vars`] to keep secrets out of child processes.
+//! Separate from parsing because it is documentation that code checks: the README table and the
+//! plugin card's properties are rendered from it ([`settings_table_markdown`],
+//! [`plugin_card_properties_yaml`]) and tests hold README and `plugin/card.yaml` equal to them; [`super::Environment`] uses it to read `PLUGIN_*` and warn about unknown names,
+//! [`super::RawSettings`] to build the flags, and [`super::Settings::secret_env_vars`] to keep
+//! secrets out of child processes.
 
-/// What a setting holds, as the plugin index names types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SettingType {
-    /// Free text.
-    String,
-    /// `true` or `false`.
-    Boolean,
-    /// A whole number.
-    Number,
-    /// A duration like `30m`, `90s`, `1h 30m`.
-    Duration,
-    /// A list: comma-joined, or JSON when the value starts with `[` or `{`.
-    Array,
-}
-
-impl SettingType {
-    /// Returns the type's name as the README and the plugin card show it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SettingType::String => "string",
-            SettingType::Boolean => "boolean",
-            SettingType::Number => "number",
-            SettingType::Duration => "duration",
-            SettingType::Array => "array",
-        }
-    }
-}
+pub use canon_shared::settings::SettingType;
 
 /// Which mode needs a setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,14 +34,17 @@ pub struct SettingDoc {
     pub flag: &'static str,
     /// The value's type.
     pub kind: SettingType,
-    /// The default, as text (empty: no default).
+    /// The default, as text (empty: no default). For booleans, numbers and durations it is the
+    /// value validation falls back to, so it must parse (a unit test holds every one to that).
     pub default: &'static str,
     /// True for a secret (use `from_secret`; never logged).
     pub secret: bool,
     /// Which mode needs it.
     pub required: Required,
-    /// What it does.
+    /// What it does: the README's and the plugin card's words.
     pub meaning: &'static str,
+    /// The flag's one-line help (`canon-plugin run --help`).
+    pub help: &'static str,
 }
 
 /// Every setting canon-plugin reads, in README order.
@@ -77,6 +58,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "`tag` or `sweep`. Unset: picked from `DRONE_BUILD_EVENT` (`tag`, or `custom` with a tag or ref: tag mode; `cron`: sweep).",
+        help: "`tag` or `sweep`; unset: picked from `DRONE_BUILD_EVENT`.",
     },
     SettingDoc {
         name: "config",
@@ -87,6 +69,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::Always,
         meaning: "Path of the enrollment file (relative to the workspace).",
+        help: "The enrollment file.",
     },
     SettingDoc {
         name: "state_dir",
@@ -97,6 +80,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "The state directory (canonicals, history, locks); mount it as a host volume so it outlives the build.",
+        help: "The state directory.",
     },
     SettingDoc {
         name: "recipe",
@@ -107,6 +91,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::TagMode,
         meaning: "The enrolled recipe to test. Unset: the recipe whose mirror or upstream is `DRONE_REPO`.",
+        help: "The recipe to test.",
     },
     SettingDoc {
         name: "tag",
@@ -117,6 +102,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "The release tag to test and maybe promote. Give `tag` or `ref`, not both.",
+        help: "The tag to test and maybe promote.",
     },
     SettingDoc {
         name: "ref",
@@ -127,6 +113,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "A branch or ref of the mirror to test instead of a tag (`main`, `refs/pull/4/head`); never promotes.",
+        help: "A branch or ref to test instead of a tag (never promotes).",
     },
     SettingDoc {
         name: "commit",
@@ -137,6 +124,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "The commit the build claims (full hex). With a tag it must be the tag's peeled commit upstream, or nothing runs. On a tag build `DRONE_COMMIT_SHA` is checked the same way.",
+        help: "The commit the build claims (full hex).",
     },
     SettingDoc {
         name: "quick",
@@ -147,6 +135,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "A quick run (`CANON_QUICK=1`, `CANON_COLD=0` for the harness); never promotes.",
+        help: "A quick run (never promotes).",
     },
     SettingDoc {
         name: "warm",
@@ -157,6 +146,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "A `ref` run (a pull request or branch) copies the canonical's warm volumes and upgrades the head over them, when this host holds them; `false` (the flag `--cold`) installs fresh. Tags always run cold.",
+        help: "A ref run starts from the canonical's warm data when there is some (default true).",
     },
     SettingDoc {
         name: "runner",
@@ -167,6 +157,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "What runs the stage ladder: `command` (your harness), `docker` or `abra` (built in).",
+        help: "`command`, `docker` or `abra`.",
     },
     SettingDoc {
         name: "command",
@@ -177,6 +168,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "The harness command for the `command` runner, run with `sh -c` in the checkout; it writes `$CANON_RESULTS`.",
+        help: "The harness command (`command` runner).",
     },
     SettingDoc {
         name: "promote_command",
@@ -187,6 +179,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "`command` runner: run after the gate allowed a promotion and before the canonical is written; failing keeps the canonical.",
+        help: "Run after the gate allowed a promotion (`command` runner).",
     },
     SettingDoc {
         name: "env",
@@ -197,6 +190,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Extra environment for the harness and the recipe's test command: `KEY=VALUE` items, or a map.",
+        help: "Extra environment for the harness: `KEY=VALUE,...` or JSON.",
     },
     SettingDoc {
         name: "timeout",
@@ -207,6 +201,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "How long the harness command (and the promote command) may run before it is killed and the run is red.",
+        help: "How long the harness may run (e.g. `60m`).",
     },
     SettingDoc {
         name: "state_repo",
@@ -217,6 +212,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "A git repository (URL or path) that holds the canonical records and their history for every runner host, pushed with the mirror credentials (`mirror_token`, `ssh_key`). Unset: the state dir holds them.",
+        help: "The git state repository (instead of the state dir's records).",
     },
     SettingDoc {
         name: "lock_wait",
@@ -227,6 +223,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "How long to wait for the recipe's lock when another run holds it for its gate; `0s` fails at once.",
+        help: "How long to wait for the recipe lock (e.g. `30m`; `0s` fails at once).",
     },
     SettingDoc {
         name: "report",
@@ -237,6 +234,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Where to write the JSON report (relative paths are under `DRONE_WORKSPACE`, else the working directory).",
+        help: "Where to write the JSON report.",
     },
     SettingDoc {
         name: "work_dir",
@@ -247,6 +245,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Where each run makes its private folder (checkouts, results file); removed after the run.",
+        help: "Where per-run folders are made.",
     },
     SettingDoc {
         name: "keep_work_dir",
@@ -257,6 +256,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Keep the run's private folder for debugging.",
+        help: "Keep the per-run folder.",
     },
     SettingDoc {
         name: "upstream_token",
@@ -267,6 +267,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: true,
         required: Required::No,
         meaning: "Token for HTTPS access to upstream repositories (sent as the basic-auth password).",
+        help: "Token for upstream repositories (prefer `--upstream-token-file`: flags show in `ps`).",
     },
     SettingDoc {
         name: "upstream_token_file",
@@ -277,6 +278,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Path of a file holding `upstream_token` (relative to the workspace; surrounding whitespace is trimmed). Give one of the two; on a command line prefer this to `--upstream-token`.",
+        help: "A file holding the upstream token (trimmed).",
     },
     SettingDoc {
         name: "mirror_token",
@@ -287,6 +289,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: true,
         required: Required::No,
         meaning: "Token for HTTPS access to mirror repositories.",
+        help: "Token for mirror repositories (prefer `--mirror-token-file`: flags show in `ps`).",
     },
     SettingDoc {
         name: "mirror_token_file",
@@ -297,6 +300,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Path of a file holding `mirror_token` (relative to the workspace; surrounding whitespace is trimmed). Give one of the two; on a command line prefer this to `--mirror-token`.",
+        help: "A file holding the mirror token (trimmed).",
     },
     SettingDoc {
         name: "ssh_key",
@@ -307,6 +311,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: true,
         required: Required::No,
         meaning: "A private SSH key (the key itself, not a path) for `ssh://` or `user@host:` repositories.",
+        help: "A private SSH key, the key itself (prefer `--ssh-key-file`: flags show in `ps`).",
     },
     SettingDoc {
         name: "ssh_key_file",
@@ -317,6 +322,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Path of a file holding `ssh_key`, read as is (relative to the workspace). Give one of the two; on a command line prefer this to `--ssh-key`.",
+        help: "A file holding the private SSH key (read as is).",
     },
     SettingDoc {
         name: "known_hosts",
@@ -327,6 +333,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Path of an OpenSSH `known_hosts` file (relative to the workspace) that alone decides which SSH host keys are trusted. Unset: `~/.ssh/known_hosts` of the user the plugin runs as.",
+        help: "An OpenSSH known_hosts file trusted for SSH host keys (instead of `~/.ssh/known_hosts`).",
     },
     SettingDoc {
         name: "mirror_forge",
@@ -337,6 +344,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Sweep: base URL of the mirrors' forge API, for closing mirror PRs merged upstream (with `mirror_token`). Unset: the forge the enrollment's mirror URL names.",
+        help: "Sweep: base URL of the mirrors' forge API.",
     },
     SettingDoc {
         name: "jobs",
@@ -347,6 +355,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Sweep: how many recipes are synced and decided at once (default 4).",
+        help: "Sweep: recipes at once.",
     },
     SettingDoc {
         name: "recipe_deadline",
@@ -357,6 +366,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Sweep: how long one recipe may take in all (sync, decision, and its build start or inline run). Past it the recipe is reported failed and the sweep goes on with the others; a run's own stage timeouts still apply.",
+        help: "Sweep: how long one recipe may take in all.",
     },
     SettingDoc {
         name: "dry_run",
@@ -367,6 +377,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Sweep: decide and report, change nothing.",
+        help: "Sweep: change nothing.",
     },
     SettingDoc {
         name: "inline",
@@ -377,6 +388,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Sweep: run tag mode in-process, one recipe at a time, instead of starting Drone builds.",
+        help: "Sweep: run tag mode in-process.",
     },
     SettingDoc {
         name: "drone_server",
@@ -387,6 +399,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Sweep: the Drone server that builds are started on.",
+        help: "Sweep: the Drone server.",
     },
     SettingDoc {
         name: "drone_token",
@@ -397,6 +410,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: true,
         required: Required::No,
         meaning: "Sweep: a Drone API token with write access to `drone_repo` (Drone gives steps none).",
+        help: "Sweep: a Drone API token (prefer `--drone-token-file`: flags show in `ps`).",
     },
     SettingDoc {
         name: "drone_token_file",
@@ -407,6 +421,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Sweep: path of a file holding `drone_token` (relative to the workspace; surrounding whitespace is trimmed). Give one of the two; on a command line prefer this to `--drone-token`.",
+        help: "Sweep: a file holding the Drone API token (trimmed).",
     },
     SettingDoc {
         name: "drone_repo",
@@ -417,6 +432,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Sweep: `owner/name` of the repository whose `canonical` pipeline runs tag mode; in tag mode, finds the recipe when `recipe` is unset.",
+        help: "Sweep: `owner/name` of the Drone repository.",
     },
     SettingDoc {
         name: "drone_branch",
@@ -427,6 +443,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Sweep: the branch of `drone_repo` the started builds run on.",
+        help: "Sweep: the branch of the Drone repository.",
     },
     SettingDoc {
         name: "listener_url",
@@ -437,6 +454,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Sweep: base URL of canon-listener's HTTP API (`http://127.0.0.1:8088`), to ask whether the listener already had a job for a tag the sweep starts, so missed webhooks are counted. `http` or `https`, without a user or password.",
+        help: "Sweep: base URL of canon-listener's HTTP API (e.g. `http://127.0.0.1:8088`).",
     },
     SettingDoc {
         name: "listener_token",
@@ -447,6 +465,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: true,
         required: Required::No,
         meaning: "Sweep: the listener's `CANON_ADMIN_TOKEN`, sent as a bearer token to `listener_url` when the listener protects its API.",
+        help: "Sweep: the listener's admin token (prefer `--listener-token-file`: flags show in `ps`).",
     },
     SettingDoc {
         name: "listener_token_file",
@@ -457,6 +476,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Sweep: path of a file holding `listener_token` (relative to the workspace; surrounding whitespace is trimmed). Give one of the two; on a command line prefer this to `--listener-token`.",
+        help: "Sweep: a file holding the listener's admin token (trimmed).",
     },
     SettingDoc {
         name: "cleanup_after",
@@ -467,6 +487,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Sweep: remove what cold runs older than this left behind (killed runs); never a `warm-*` canonical.",
+        help: "Sweep: the age after which a cold run's leftovers are removed.",
     },
     SettingDoc {
         name: "min_free",
@@ -477,6 +498,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Sweep: skip a recipe when the state dir or Docker's data root has less free space than this (`10G`, `500M`); unset: no check.",
+        help: "Sweep: the minimum free space (e.g. `10G`).",
     },
     SettingDoc {
         name: "idle_exit_code",
@@ -487,6 +509,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         secret: false,
         required: Required::No,
         meaning: "Sweep: the exit code when nothing needed doing; `78` makes Drone skip the remaining steps.",
+        help: "Sweep: the exit code when nothing needed doing.",
     },
 ];
 
@@ -534,10 +557,66 @@ pub fn settings_table_markdown() -> String {
     out
 }
 
+/// Renders [`KNOWN_SETTINGS`] as the `properties:` section of the plugin card
+/// (`plugin/card.yaml`, the drone-plugin-index `content.yaml` form), which ends the card.
+/// Durations are strings to the index, so their description says what one looks like.
+pub fn plugin_card_properties_yaml() -> String {
+    let mut out = String::from("properties:\n");
+    for s in KNOWN_SETTINGS {
+        let (kind, hint) = match s.kind {
+            SettingType::Duration => ("string", " (a duration like 30m or 90s)"),
+            other => (other.as_str(), ""),
+        };
+        let default = match s.kind {
+            SettingType::Boolean | SettingType::Number | SettingType::Array
+                if !s.default.is_empty() =>
+            {
+                s.default.to_string()
+            }
+            _ => format!("'{}'", s.default.replace('\'', "''")),
+        };
+        let description = format!("{}{hint}", s.meaning.replace('`', ""))
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
+        out.push_str(&format!(
+            "  {}:\n    type: {kind}\n    defaultValue: {default}\n    description: \"{description}\"\n    secret: {}\n    required: {}\n",
+            s.name,
+            s.secret,
+            s.required == Required::Always,
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::settings::Settings;
+
+    #[test]
+    fn the_plugin_card_properties_are_rendered_from_the_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/card.yaml");
+        let card = std::fs::read_to_string(path).unwrap();
+        let rendered = plugin_card_properties_yaml();
+        assert!(
+            card.ends_with(&rendered),
+            "plugin/card.yaml must end with the properties exactly as rendered:\n{rendered}"
+        );
+    }
+
+    #[test]
+    fn every_typed_default_parses() {
+        use canon_shared::settings::{parse_bool, parse_duration, parse_exit_code};
+        for s in KNOWN_SETTINGS.iter().filter(|s| !s.default.is_empty()) {
+            let parsed = match s.kind {
+                SettingType::Boolean => parse_bool(s.name, s.default).map(drop),
+                SettingType::Duration => parse_duration(s.name, s.default).map(drop),
+                SettingType::Number => parse_exit_code(s.name, s.default).map(drop),
+                SettingType::String | SettingType::Array => Ok(()),
+            };
+            assert!(parsed.is_ok(), "{}: {parsed:?}", s.name);
+        }
+    }
 
     #[test]
     fn secret_settings_are_known() {
@@ -552,6 +631,10 @@ mod tests {
                 "PLUGIN_LISTENER_TOKEN",
             ]
         );
+        for s in KNOWN_SETTINGS.iter().filter(|s| s.secret) {
+            let file = format!("{}_file", s.name);
+            assert!(setting_doc(&file).is_some(), "{} has no {file}", s.name);
+        }
         for s in KNOWN_SETTINGS {
             assert_eq!(s.env[0], format!("PLUGIN_{}", s.name.to_uppercase()));
             assert_eq!(s.flag, format!("--{}", s.name.replace('_', "-")));

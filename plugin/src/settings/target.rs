@@ -9,8 +9,8 @@ use canon_shared::gate::TestedRef;
 use canon_shared::recipe::RecipeName;
 
 use super::environment::{drone_value, DroneMeta};
-use super::values::parse_commit;
 use super::{ClaimedCommit, Mode, Problems, RawSettings};
+use canon_shared::settings::parse_commit;
 
 /// What the build asks to test, before the mode is known: the tag from wherever it came, the tag
 /// Drone set (only on `refs/tags/*` builds) and the ref.
@@ -43,18 +43,18 @@ impl Requested {
     ) -> Requested {
         let canon_tag = drone_value(&d.canon_tag);
         let drone_tag = drone_value(&d.drone_tag);
-        if let (None, Some(a), Some(b)) = (&raw.tag, &canon_tag, &drone_tag) {
+        if let (None, Some(a), Some(b)) = (raw.get("tag"), &canon_tag, &drone_tag) {
             if a != b {
                 problems.push(format!(
                     "CANON_TAG={a} and DRONE_TAG={b} disagree; set `tag` to say which one to test"
                 ));
             }
         }
-        let tag = raw.tag.clone().or(canon_tag).or(drone_tag.clone());
+        let tag = raw.text("tag").or(canon_tag).or(drone_tag.clone());
         // A pull request or branch build tests its own ref, unless a tag or ref is set.
         let drone_ref = is_ref_event(event)
             && tag.is_none()
-            && raw.git_ref.is_none()
+            && raw.get("ref").is_none()
             && drone_value(&d.drone_commit_ref).is_some();
         Requested {
             tag,
@@ -62,7 +62,7 @@ impl Requested {
             git_ref: if drone_ref {
                 drone_value(&d.drone_commit_ref)
             } else {
-                raw.git_ref.clone()
+                raw.text("ref")
             },
             drone_ref,
         }
@@ -135,7 +135,7 @@ pub(super) fn recipe(
     d: &DroneMeta,
     problems: &mut Problems,
 ) -> (bool, Option<RecipeName>) {
-    let Some(given) = raw.recipe.clone().or(drone_value(&d.canon_recipe)) else {
+    let Some(given) = raw.text("recipe").or(drone_value(&d.canon_recipe)) else {
         return (false, None);
     };
     let name = RecipeName::parse(given.trim()).map_err(|e| format!("`recipe`: {e}"));
@@ -212,7 +212,7 @@ fn claimed_commits(
         && requested.git_ref.is_none();
     let own_build = tag_build || requested.drone_ref;
     let sources = [
-        ("commit", raw.commit.clone()),
+        ("commit", raw.text("commit")),
         ("CANON_COMMIT", drone_value(&d.canon_commit)),
         (
             "DRONE_COMMIT_SHA",
@@ -358,19 +358,11 @@ mod tests {
             ("PLUGIN_RECIPE", "from-env"),
             ("PLUGIN_COMMAND", "true"),
         ]);
-        let cli = RawSettings {
-            recipe: Some("from-flag".into()),
-            git_ref: Some("main".into()),
-            ..Default::default()
-        };
+        let cli = RawSettings::from_values([("recipe", "from-flag"), ("ref", "main")]);
         let s = Settings::parse(&e, Some(cli), Some(Mode::Tag), Path::new("/w")).unwrap();
         assert_eq!(s.recipe.unwrap().as_str(), "from-flag");
         assert_eq!(s.tested, Some(TestedRef::Ref("main".into())));
-        let cli = RawSettings {
-            tag: Some("1.0.0+1".into()),
-            git_ref: Some("main".into()),
-            ..Default::default()
-        };
+        let cli = RawSettings::from_values([("tag", "1.0.0+1"), ("ref", "main")]);
         let err = Settings::parse(&e, Some(cli), Some(Mode::Tag), Path::new("/w")).unwrap_err();
         assert!(err.to_string().contains("not both"));
     }

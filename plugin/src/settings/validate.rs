@@ -1,23 +1,26 @@
 //! Validation: [`Settings::parse`] turns the raw environment and flags into [`Settings`].
 //!
 //! One function per concern (here the switches, the runner, the harness environment, durations,
-//! the sweep's numbers and the paths; in `secret_files` the secrets; in `target` the mode, the recipe, the tested ref and the
-//! claimed commits), each recording its problems in one shared list instead of returning early,
-//! so an operator sees every problem at once and fixes a pipeline in one round (exit code 2).
+//! the sweep's numbers and the paths; in `secret_files` the secrets; in `target` the mode, the
+//! recipe, the tested ref and the claimed commits), each recording its problems in one shared list
+//! instead of returning early, so an operator sees every problem at once and fixes a pipeline in
+//! one round (exit code 2). The typed reads ([`Read`]) take each setting's default from the table,
+//! so a default is written once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use canon_shared::settings::{
+    parse_base_url, parse_bool, parse_count, parse_duration, parse_env_items, parse_exit_code,
+    parse_git_location, parse_list, parse_size,
+};
 use canon_shared::state::LockWait;
 
 use super::environment::{drone_value, DroneMeta};
 use super::secret_files::Secrets;
+use super::table::setting_doc;
 use super::target::{mode, recipe, tag_mode_target, Requested};
-use super::values::{
-    parse_base_url, parse_bool, parse_count, parse_duration, parse_env_items, parse_exit_code,
-    parse_git_location, parse_list, parse_size,
-};
 use super::{Environment, Mode, Problems, RawSettings, RunnerKind, Settings, SettingsError};
 
 impl Settings {
@@ -39,79 +42,55 @@ impl Settings {
         // Each step below records its problems and goes on; the order is the order they print.
         let event = drone_value(&d.drone_build_event);
         let requested = Requested::resolve(&raw, d, event.as_deref(), p);
-        let mode = mode(forced, raw.mode.as_deref(), event.as_deref(), &requested, p);
-        let config = raw.config.clone().or(drone_value(&d.canon_enrollment));
+        let mode = mode(forced, raw.get("mode"), event.as_deref(), &requested, p);
+        let config = raw.text("config").or(drone_value(&d.canon_enrollment));
         if config.is_none() {
             p.push("`config` (PLUGIN_CONFIG or --config) is required: the enrollment file");
         }
         let state_dir = raw
-            .state_dir
-            .clone()
+            .text("state_dir")
             .or(drone_value(&d.canon_state_dir))
-            .unwrap_or_else(|| "./canon-state".into());
+            .unwrap_or_else(|| default_of("state_dir").into());
         let (recipe_given, recipe) = recipe(&raw, d, p);
-        let drone_repo = raw.drone_repo.clone().or(drone_value(&d.drone_repo));
+        let drone_repo = raw.text("drone_repo").or(drone_value(&d.drone_repo));
         let (tested, claimed_commits) = if mode == Some(Mode::Tag) {
             tag_mode_target(&raw, d, &requested, recipe_given || drone_repo.is_some(), p)
         } else {
             (None, Vec::new())
         };
 
-        let quick = boolean("quick", &raw.quick, p);
-        let warm = !raw.cold
-            && raw
-                .warm
-                .as_deref()
-                .is_none_or(|v| p.check(parse_bool("warm", v)).unwrap_or(true));
-        let keep_work_dir = boolean("keep_work_dir", &raw.keep_work_dir, p);
-        let dry_run = boolean("dry_run", &raw.dry_run, p);
-        let inline = boolean("inline", &raw.inline, p);
-        let runner = runner(&raw, mode, p);
-        let env_map = harness_env(raw.env.as_deref(), p);
-
-        let timeout = duration("timeout", &raw.timeout, Duration::from_secs(3600), p);
-        let cleanup_after = duration(
-            "cleanup_after",
-            &raw.cleanup_after,
-            Duration::from_secs(3 * 3600),
-            p,
-        );
-        let lock_wait = duration("lock_wait", &raw.lock_wait, Duration::from_secs(1800), p);
-        if timeout.is_zero() {
-            p.push("`timeout` must be longer than 0s");
-        }
-        let recipe_deadline = duration(
-            "recipe_deadline",
-            &raw.recipe_deadline,
-            Duration::from_secs(3 * 3600),
-            p,
-        );
-        if recipe_deadline.is_zero() {
-            p.push("`recipe_deadline` must be longer than 0s");
-        }
-
-        let jobs = raw
-            .jobs
-            .as_deref()
-            .and_then(|v| p.check(parse_count("jobs", v)));
-        let min_free_bytes = raw.min_free.as_deref().and_then(|v| p.check(min_free(v)));
-        let idle_exit_code = match raw.idle_exit_code.as_deref() {
-            None => 0,
-            Some(v) => p.check(parse_exit_code("idle_exit_code", v)).unwrap_or(0),
+        let mut read = Read {
+            raw: &raw,
+            p: &mut *p,
         };
-        let mirror_forge = mirror_forge(raw.mirror_forge.clone(), p);
-        let state_repo = raw
-            .state_repo
-            .as_deref()
-            .filter(|v| !v.trim().is_empty())
-            .and_then(|v| p.check(parse_git_location("state_repo", v)));
-        let listener_url = raw
-            .listener_url
-            .as_deref()
-            .and_then(|v| p.check(parse_base_url("listener_url", v)));
+        let quick = read.boolean("quick");
+        let warm = !raw.cold() && read.boolean("warm");
+        let keep_work_dir = read.boolean("keep_work_dir");
+        let dry_run = read.boolean("dry_run");
+        let inline = read.boolean("inline");
+        let runner = runner(&raw, mode, read.p);
+        let env_map = harness_env(raw.get("env"), read.p);
+
+        let timeout = read.duration("timeout");
+        let cleanup_after = read.duration("cleanup_after");
+        let lock_wait = read.duration("lock_wait");
+        if timeout.is_zero() {
+            read.p.push("`timeout` must be longer than 0s");
+        }
+        let recipe_deadline = read.duration("recipe_deadline");
+        if recipe_deadline.is_zero() {
+            read.p.push("`recipe_deadline` must be longer than 0s");
+        }
+
+        let jobs = read.parsed("jobs", parse_count);
+        let min_free_bytes = read.parsed("min_free", |_, v| min_free(v));
+        let idle_exit_code = read.exit_code("idle_exit_code");
+        let mirror_forge = mirror_forge(raw.text("mirror_forge"), read.p);
+        let state_repo = read.parsed("state_repo", parse_git_location);
+        let listener_url = read.parsed("listener_url", parse_base_url);
         let drone_server = drone_server(&raw, d);
         let places = Places::resolve(&raw, d, cwd);
-        let secrets = Secrets::resolve(&raw, &places.workspace, p);
+        let mut secrets = Secrets::resolve(&raw, &places.workspace, p);
 
         problems.into_result()?;
         Ok(Settings {
@@ -126,8 +105,8 @@ impl Settings {
             warm,
             // `runner` is Some whenever no problem was recorded.
             runner: runner.unwrap_or(RunnerKind::Docker),
-            command: raw.command,
-            promote_command: raw.promote_command,
+            command: raw.text("command"),
+            promote_command: raw.text("promote_command"),
             env: env_map,
             timeout,
             state_repo,
@@ -140,9 +119,9 @@ impl Settings {
             workspace: places.workspace,
             work_dir: places.work_dir,
             keep_work_dir,
-            upstream_token: secrets.upstream_token,
-            mirror_token: secrets.mirror_token,
-            ssh_key: secrets.ssh_key,
+            upstream_token: secrets.take("upstream_token"),
+            mirror_token: secrets.take("mirror_token"),
+            ssh_key: secrets.take("ssh_key"),
             known_hosts: places.known_hosts,
             build: build_id(d),
             build_link: drone_value(&d.drone_build_link),
@@ -154,10 +133,12 @@ impl Settings {
             inline,
             drone_server,
             mirror_forge,
-            drone_token: secrets.drone_token,
-            drone_branch: raw.drone_branch.unwrap_or_else(|| "main".into()),
+            drone_token: secrets.take("drone_token"),
+            drone_branch: raw
+                .text("drone_branch")
+                .unwrap_or_else(|| default_of("drone_branch").into()),
             listener_url,
-            listener_token: secrets.listener_token,
+            listener_token: secrets.take("listener_token"),
             cleanup_after,
             min_free_bytes,
             idle_exit_code,
@@ -165,29 +146,64 @@ impl Settings {
     }
 }
 
-/// Returns a boolean setting, `false` when unset or bad (a bad value is recorded).
-fn boolean(name: &'static str, v: &Option<String>, problems: &mut Problems) -> bool {
-    v.as_deref()
-        .and_then(|s| problems.check(parse_bool(name, s)))
-        .unwrap_or(false)
+/// Returns the table's default text of the setting `name` (empty when it has none).
+fn default_of(name: &str) -> &'static str {
+    setting_doc(name).map_or("", |s| s.default)
 }
 
-/// Returns a duration setting, `default` when unset or bad (a bad value is recorded).
-fn duration(
-    name: &'static str,
-    v: &Option<String>,
-    default: Duration,
-    problems: &mut Problems,
-) -> Duration {
-    v.as_deref()
-        .and_then(|s| problems.check(parse_duration(name, s)))
-        .unwrap_or(default)
+/// Typed reads of the raw settings: a bad value is recorded and the table's default (or `None`)
+/// is used instead, so validation goes on to find the other problems.
+struct Read<'a> {
+    /// The settings, flags over `PLUGIN_*`.
+    raw: &'a RawSettings,
+    /// Where problems are recorded.
+    p: &'a mut Problems,
+}
+
+impl Read<'_> {
+    /// Returns the setting `name` parsed by `parse` (which names the setting in its problem),
+    /// `None` when it is unset or bad.
+    fn parsed<T>(
+        &mut self,
+        name: &str,
+        parse: impl Fn(&str, &str) -> Result<T, String>,
+    ) -> Option<T> {
+        let value = self.raw.get(name)?;
+        self.p.check(parse(name, value))
+    }
+
+    /// Returns the setting `name` parsed by `parse`, else its default from the table. The table's
+    /// defaults parse (a unit test checks each), so the last fallback is never reached.
+    fn or_default<T: Default>(
+        &mut self,
+        name: &str,
+        parse: impl Fn(&str, &str) -> Result<T, String>,
+    ) -> T {
+        self.parsed(name, &parse)
+            .or_else(|| parse(name, default_of(name)).ok())
+            .unwrap_or_default()
+    }
+
+    /// Returns a boolean setting; its table default when unset or bad (a bad value is recorded).
+    fn boolean(&mut self, name: &str) -> bool {
+        self.or_default(name, parse_bool)
+    }
+
+    /// Returns a duration setting; its table default when unset or bad (a bad value is recorded).
+    fn duration(&mut self, name: &str) -> Duration {
+        self.or_default(name, parse_duration)
+    }
+
+    /// Returns an exit code setting; its table default when unset or bad (a bad value is recorded).
+    fn exit_code(&mut self, name: &str) -> u8 {
+        self.or_default(name, parse_exit_code)
+    }
 }
 
 /// Returns the runner (`command` when unset and a `command` is given, else `docker`), and in
 /// tag mode records `command` settings that the chosen runner would not use.
 fn runner(raw: &RawSettings, mode: Option<Mode>, problems: &mut Problems) -> Option<RunnerKind> {
-    let runner = match raw.runner.as_deref().map(str::trim) {
+    let runner = match raw.get("runner").map(str::trim) {
         Some("command") => Some(RunnerKind::Command),
         Some("docker") => Some(RunnerKind::Docker),
         Some("abra") => Some(RunnerKind::Abra),
@@ -197,19 +213,16 @@ fn runner(raw: &RawSettings, mode: Option<Mode>, problems: &mut Problems) -> Opt
             ));
             None
         }
-        None if raw.command.is_some() => Some(RunnerKind::Command),
+        None if raw.get("command").is_some() => Some(RunnerKind::Command),
         None => Some(RunnerKind::Docker),
     };
     if let (Some(Mode::Tag), Some(runner)) = (mode, runner) {
-        if runner == RunnerKind::Command && raw.command.is_none() {
+        if runner == RunnerKind::Command && raw.get("command").is_none() {
             problems.push("the command runner needs `command` (the harness to run)");
         }
         if runner != RunnerKind::Command {
-            for (name, v) in [
-                ("command", &raw.command),
-                ("promote_command", &raw.promote_command),
-            ] {
-                if v.is_some() {
+            for name in ["command", "promote_command"] {
+                if raw.get(name).is_some() {
                     problems.push(format!(
                         "`{name}` is only used by the command runner, but `runner` is {}",
                         runner.as_str()
@@ -253,7 +266,7 @@ fn mirror_forge(v: Option<String>, problems: &mut Problems) -> Option<String> {
 
 /// Returns `drone_server`, else the server Drone says it is (`DRONE_SYSTEM_PROTO://HOST`).
 fn drone_server(raw: &RawSettings, d: &DroneMeta) -> Option<String> {
-    raw.drone_server.clone().or_else(|| {
+    raw.text("drone_server").or_else(|| {
         match (
             drone_value(&d.drone_system_proto),
             drone_value(&d.drone_system_host),
@@ -283,11 +296,10 @@ impl Places {
             .map(PathBuf::from)
             .unwrap_or_else(|| cwd.to_path_buf());
         Places {
-            report: raw.report.clone().map(|r| workspace.join(r)),
-            known_hosts: raw.known_hosts.clone().map(|k| workspace.join(k)),
+            report: raw.get("report").map(|r| workspace.join(r)),
+            known_hosts: raw.get("known_hosts").map(|k| workspace.join(k)),
             work_dir: raw
-                .work_dir
-                .clone()
+                .get("work_dir")
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir),
             workspace,
@@ -488,10 +500,7 @@ mod tests {
             ("PLUGIN_CONFIG", "e.yml"),
             ("PLUGIN_LISTENER_URL", "http://from-env:8088"),
         ]);
-        let cli = RawSettings {
-            listener_url: Some("http://from-flag:8088".into()),
-            ..Default::default()
-        };
+        let cli = RawSettings::from_values([("listener_url", "http://from-flag:8088")]);
         let s = Settings::parse(&e, Some(cli), None, Path::new("/w")).unwrap();
         assert_eq!(
             s.listener_url.map(String::from).as_deref(),

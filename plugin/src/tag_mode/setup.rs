@@ -41,7 +41,7 @@ pub enum PrepareError {
 /// Loads the enrollment, finds the recipe and builds the runner.
 pub fn prepare(settings: &Settings) -> Result<Prepared, PrepareError> {
     let enrollment = Enrollment::load(&settings.config)?;
-    let problem = |p: String| PrepareError::Settings(SettingsError { problems: vec![p] });
+    let problem = |p: String| PrepareError::Settings(SettingsError::new(vec![p]));
     let recipe = match (&settings.recipe, &settings.drone_repo) {
         (Some(name), _) => enrollment.get(name).cloned().ok_or_else(|| {
             problem(format!(

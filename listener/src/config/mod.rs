@@ -1,81 +1,28 @@
 //! Settings: read once from `CANON_*` environment variables, validated with every problem
 //! reported at once.
 //!
-//! Two stages: [`RawSettings`] (envy, all strings) and [`Settings::parse`], which turns them into
-//! typed settings or a [`SettingsError`] listing every problem. Tests pass pairs to
-//! [`Settings::from_pairs`]; only `main` reads the process environment.
+//! Two stages: the table ([`VARIABLES`]) reads each variable by its kind, falling back to its
+//! default; then [`Settings::from_pairs_for`] checks what spans variables and builds the typed
+//! settings, or a [`SettingsError`] (canon-shared's, the plugin's too) listing every problem.
+//! Tests pass pairs to [`Settings::from_pairs`]; only `main` reads the process environment.
+//!
+//! # Layout
+//! - `table`: [`VARIABLES`], one entry per variable (kind, default, need, meaning), the README
+//!   table rendered from it, and the reading of pairs by it.
+//! - this file: the validated types and the checks across variables.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use canon_shared::secret::Secret;
-use serde::Deserialize;
+use canon_shared::settings::{Heading, Problems};
 
-/// Every environment variable the listener reads.
-pub const ENV_VARS: &[&str] = &[
-    "CANON_BIND",
-    "CANON_STATE_DIR",
-    "CANON_STATE_REPO",
-    "CANON_ENROLLMENT",
-    "CANON_WEBHOOK_SECRETS",
-    "CANON_FORGE_URL",
-    "CANON_FORGE_TOKEN",
-    "CANON_MIRROR_URL",
-    "CANON_MIRROR_TOKEN",
-    "CANON_SSH_KEY",
-    "CANON_KNOWN_HOSTS",
-    "CANON_DRONE_SERVER",
-    "CANON_DRONE_TOKEN",
-    "CANON_DRONE_REPO",
-    "CANON_DRONE_BRANCH",
-    "CANON_WORKERS",
-    "CANON_MAX_ATTEMPTS",
-    "CANON_RETRY_BASE",
-    "CANON_RETRY_MAX",
-    "CANON_RETENTION",
-    "CANON_ATTEMPT_DEADLINE",
-    "CANON_PUBLIC_URL",
-    "CANON_ADMIN_TOKEN",
-    "CANON_LOG",
-    "CANON_MAX_CONNECTIONS",
-    "CANON_HEADER_TIMEOUT",
-    "CANON_REQUEST_DEADLINE",
-    "CANON_SHUTDOWN_DEADLINE",
-];
+mod table;
 
-/// The settings as strings, straight from the environment (`CANON_` prefix removed).
-#[derive(Debug, Default, Deserialize)]
-pub struct RawSettings {
-    bind: Option<String>,
-    state_dir: Option<String>,
-    state_repo: Option<String>,
-    enrollment: Option<String>,
-    webhook_secrets: Option<String>,
-    forge_url: Option<String>,
-    forge_token: Option<Secret>,
-    mirror_url: Option<String>,
-    mirror_token: Option<Secret>,
-    ssh_key: Option<String>,
-    known_hosts: Option<String>,
-    drone_server: Option<String>,
-    drone_token: Option<Secret>,
-    drone_repo: Option<String>,
-    drone_branch: Option<String>,
-    workers: Option<String>,
-    max_attempts: Option<String>,
-    retry_base: Option<String>,
-    retry_max: Option<String>,
-    retention: Option<String>,
-    attempt_deadline: Option<String>,
-    public_url: Option<String>,
-    admin_token: Option<Secret>,
-    log: Option<String>,
-    max_connections: Option<String>,
-    header_timeout: Option<String>,
-    request_deadline: Option<String>,
-    shutdown_deadline: Option<String>,
-}
+pub use canon_shared::settings::SettingsError;
+use table::Values;
+pub use table::{settings_table_markdown, variable, Kind, Need, Variable, ENV_VARS, VARIABLES};
 
 /// Where and how builds are started in Drone.
 #[derive(Debug, Clone)]
@@ -181,14 +128,6 @@ pub struct Settings {
     pub http: HttpLimits,
 }
 
-/// Every problem found in the settings.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid settings:\n  - {}", .problems.join("\n  - "))]
-pub struct SettingsError {
-    /// One line per problem, naming the variable.
-    pub problems: Vec<String>,
-}
-
 /// What the settings are for: serving needs Drone; registering hooks does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -212,281 +151,82 @@ impl Settings {
     where
         I: IntoIterator<Item = (String, String)>,
     {
-        let pairs = pairs
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("CANON_") && ENV_VARS.contains(&k.as_str()));
-        let raw: RawSettings =
-            envy::prefixed("CANON_")
-                .from_iter(pairs)
-                .map_err(|e| SettingsError {
-                    problems: vec![e.to_string()],
-                })?;
-        Self::parse_for(raw, purpose)
-    }
-
-    /// Validates raw settings for serving, collecting every problem.
-    pub fn parse(raw: RawSettings) -> Result<Self, SettingsError> {
-        Self::parse_for(raw, Purpose::Serve)
-    }
-
-    /// Validates raw settings for `purpose`, collecting every problem.
-    pub fn parse_for(raw: RawSettings, purpose: Purpose) -> Result<Self, SettingsError> {
-        let mut problems = Vec::new();
+        let mut problems = Problems::new(Heading::Invalid);
         // Problems that only matter when serving (Drone is not needed to register hooks).
-        let mut serve_problems = Vec::new();
-        let nonempty =
-            |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-        let secret = |v: Option<Secret>| v.filter(|s| !s.expose().trim().is_empty());
+        let mut serve_problems = Problems::new(Heading::Invalid);
+        let v = Values::read(pairs, &mut problems, &mut serve_problems);
 
-        let bind_text = nonempty(raw.bind).unwrap_or_else(|| "127.0.0.1:8088".into());
-        let bind = bind_text.parse::<SocketAddr>().unwrap_or_else(|e| {
-            problems.push(format!(
-                "CANON_BIND {bind_text:?}: not an address:port ({e})"
-            ));
-            SocketAddr::from(([127, 0, 0, 1], 8088))
-        });
-        let state_dir =
-            PathBuf::from(nonempty(raw.state_dir).unwrap_or_else(|| "./canon-state".into()));
-        let state_repo = nonempty(raw.state_repo).and_then(|v| {
-            let shown = canon_shared::secret::without_userinfo(&v);
-            let credentials = url::Url::parse(&v)
-                .is_ok_and(|u| canon_shared::secret::url_carries_credentials(&u));
-            if credentials {
-                problems.push(format!(
-                    "CANON_STATE_REPO {shown:?}: must not carry credentials; set CANON_MIRROR_TOKEN or CANON_SSH_KEY"
-                ));
-                None
-            } else {
-                Some(v)
-            }
-        });
-        let enrollment = match nonempty(raw.enrollment) {
-            Some(p) => PathBuf::from(p),
-            None => {
-                problems.push("CANON_ENROLLMENT is not set: give the enrollment file".into());
-                PathBuf::new()
-            }
-        };
-        let webhook_secrets: Vec<Secret> = raw
-            .webhook_secrets
-            .as_ref()
-            .map(|s| {
-                s.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(Secret::new)
-                    .collect()
-            })
-            .unwrap_or_default();
-        if webhook_secrets.is_empty() {
-            problems.push(
-                "CANON_WEBHOOK_SECRETS is not set: refusing to accept unsigned webhooks (give one secret, or two comma-separated while rotating)".into(),
-            );
+        let webhook_secrets = v.secrets("CANON_WEBHOOK_SECRETS");
+        if webhook_secrets.iter().any(|s| s.expose().len() < 16) {
+            problems.push("CANON_WEBHOOK_SECRETS: every secret must be at least 16 characters");
         }
-        for s in &webhook_secrets {
-            if s.expose().len() < 16 {
-                problems.push(
-                    "CANON_WEBHOOK_SECRETS: every secret must be at least 16 characters".into(),
-                );
-                break;
+        let drone_repo = v.text("CANON_DRONE_REPO");
+        if let Some(r) = &drone_repo {
+            if r.split('/').count() != 2 || r.split('/').any(str::is_empty) {
+                problems.push(format!("CANON_DRONE_REPO {r:?}: must be owner/name"));
             }
         }
-        let url = |name: &str, v: Option<String>, problems: &mut Vec<String>| {
-            let v = nonempty(v)?;
-            match url::Url::parse(&v) {
-                Ok(u)
-                    if matches!(u.scheme(), "http" | "https")
-                        && u.username().is_empty()
-                        && u.password().is_none() =>
-                {
-                    Some(v.trim_end_matches('/').to_string())
-                }
-                Ok(_) => {
-                    problems.push(format!(
-                        "{name}: must be an http(s) URL without credentials"
-                    ));
-                    None
-                }
-                Err(e) => {
-                    problems.push(format!(
-                        "{name} {:?}: not a URL ({e})",
-                        canon_shared::secret::without_userinfo(&v)
-                    ));
-                    None
-                }
-            }
-        };
-        let forge_url = url("CANON_FORGE_URL", raw.forge_url, &mut problems);
-        let mirror_url = url("CANON_MIRROR_URL", raw.mirror_url, &mut problems);
-        let public_url = url("CANON_PUBLIC_URL", raw.public_url, &mut problems);
-        let drone_server = url(
-            "CANON_DRONE_SERVER",
-            raw.drone_server.clone(),
-            &mut problems,
-        );
-        if nonempty(raw.drone_server).is_none() {
-            serve_problems.push("CANON_DRONE_SERVER is not set: give the Drone server URL".into());
-        }
-        let drone_token = secret(raw.drone_token);
-        if drone_token.is_none() {
-            serve_problems.push("CANON_DRONE_TOKEN is not set: give a Drone API token".into());
-        }
-        let drone_repo = nonempty(raw.drone_repo);
-        match &drone_repo {
-            None => serve_problems.push(
-                "CANON_DRONE_REPO is not set: give the Drone repository as owner/name".into(),
-            ),
-            Some(r) if r.split('/').count() != 2 || r.split('/').any(str::is_empty) => {
-                problems.push(format!("CANON_DRONE_REPO {r:?}: must be owner/name"))
-            }
-            _ => {}
-        }
-        let number =
-            |name: &str, v: Option<String>, default: u64, min: u64, problems: &mut Vec<String>| {
-                match nonempty(v) {
-                    None => default,
-                    Some(s) => match s.parse::<u64>() {
-                        Ok(n) if n >= min && n <= 1_000 => n,
-                        _ => {
-                            problems.push(format!(
-                                "{name} {s:?}: must be a whole number from {min} to 1000"
-                            ));
-                            default
-                        }
-                    },
-                }
-            };
-        let workers = number("CANON_WORKERS", raw.workers, 2, 1, &mut problems) as usize;
-        let max_attempts =
-            number("CANON_MAX_ATTEMPTS", raw.max_attempts, 8, 1, &mut problems) as u32;
-        let duration =
-            |name: &str, v: Option<String>, default: Duration, problems: &mut Vec<String>| {
-                match nonempty(v) {
-                    None => default,
-                    Some(s) => match humantime::parse_duration(&s) {
-                        Ok(d) if !d.is_zero() => d,
-                        _ => {
-                            problems.push(format!(
-                                "{name} {s:?}: must be a duration such as 10s, 500ms or 15m"
-                            ));
-                            default
-                        }
-                    },
-                }
-            };
-        let base = duration(
-            "CANON_RETRY_BASE",
-            raw.retry_base,
-            Duration::from_secs(10),
-            &mut problems,
-        );
-        let max = duration(
-            "CANON_RETRY_MAX",
-            raw.retry_max,
-            Duration::from_secs(900),
-            &mut problems,
-        );
-        let retention = duration(
-            "CANON_RETENTION",
-            raw.retention,
-            Duration::from_secs(30 * 24 * 3600),
-            &mut problems,
-        );
-        let attempt_deadline = duration(
-            "CANON_ATTEMPT_DEADLINE",
-            raw.attempt_deadline,
-            Duration::from_secs(15 * 60),
-            &mut problems,
-        );
-        let defaults = HttpLimits::default();
-        let max_connections = match nonempty(raw.max_connections) {
-            None => defaults.max_connections,
-            Some(s) => match s.parse::<usize>() {
-                Ok(n) if (1..=65_536).contains(&n) => n,
-                _ => {
-                    problems.push(format!(
-                        "CANON_MAX_CONNECTIONS {s:?}: must be a whole number from 1 to 65536"
-                    ));
-                    defaults.max_connections
-                }
-            },
-        };
-        let header_timeout = duration(
-            "CANON_HEADER_TIMEOUT",
-            raw.header_timeout,
-            defaults.header_timeout,
-            &mut problems,
-        );
         // A long header timeout is what lets half-open connections pile up (issue 14).
-        if header_timeout > Duration::from_secs(60) {
-            problems.push("CANON_HEADER_TIMEOUT: must be at most 60s".into());
+        if v.duration("CANON_HEADER_TIMEOUT") > Duration::from_secs(60) {
+            problems.push("CANON_HEADER_TIMEOUT: must be at most 60s");
         }
-        let request_deadline = duration(
-            "CANON_REQUEST_DEADLINE",
-            raw.request_deadline,
-            defaults.request_deadline,
-            &mut problems,
-        );
-        let shutdown_deadline = duration(
-            "CANON_SHUTDOWN_DEADLINE",
-            raw.shutdown_deadline,
-            defaults.shutdown_deadline,
-            &mut problems,
-        );
-        if max < base {
-            problems.push("CANON_RETRY_MAX must not be shorter than CANON_RETRY_BASE".into());
+        let retry = RetryPolicy {
+            max_attempts: v.number("CANON_MAX_ATTEMPTS") as u32,
+            base: v.duration("CANON_RETRY_BASE"),
+            max: v.duration("CANON_RETRY_MAX"),
+            attempt_deadline: v.duration("CANON_ATTEMPT_DEADLINE"),
+        };
+        if retry.max < retry.base {
+            problems.push("CANON_RETRY_MAX must not be shorter than CANON_RETRY_BASE");
         }
-        let forge_token = secret(raw.forge_token);
+        let forge_url = v.text("CANON_FORGE_URL");
+        let forge_token = v.secret("CANON_FORGE_TOKEN");
         if forge_token.is_some() && forge_url.is_none() {
-            problems.push("CANON_FORGE_TOKEN is set but CANON_FORGE_URL is not".into());
+            problems.push("CANON_FORGE_TOKEN is set but CANON_FORGE_URL is not");
         }
-        let admin_token = secret(raw.admin_token);
+        let admin_token = v.secret("CANON_ADMIN_TOKEN");
         if admin_token
             .as_ref()
             .is_some_and(|t| t.expose().trim().len() < 16)
         {
-            problems.push("CANON_ADMIN_TOKEN: must be at least 16 characters".into());
+            problems.push("CANON_ADMIN_TOKEN: must be at least 16 characters");
         }
         if purpose == Purpose::Serve {
-            problems.append(&mut serve_problems);
+            problems.append(serve_problems);
         }
-        if !problems.is_empty() {
-            return Err(SettingsError { problems });
-        }
+        problems.into_result()?;
         Ok(Settings {
-            bind,
-            state_dir,
-            state_repo,
-            enrollment,
+            // The default parses (a unit test checks it), so the fallback is never used.
+            bind: v
+                .address("CANON_BIND")
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8088))),
+            state_dir: v.path("CANON_STATE_DIR").unwrap_or_default(),
+            state_repo: v.text("CANON_STATE_REPO"),
+            enrollment: v.path("CANON_ENROLLMENT").unwrap_or_default(),
             webhook_secrets,
             forge_url,
             forge_token,
-            mirror_url,
-            mirror_token: secret(raw.mirror_token),
-            ssh_key: nonempty(raw.ssh_key).map(PathBuf::from),
-            known_hosts: nonempty(raw.known_hosts).map(PathBuf::from),
+            mirror_url: v.text("CANON_MIRROR_URL"),
+            mirror_token: v.secret("CANON_MIRROR_TOKEN"),
+            ssh_key: v.path("CANON_SSH_KEY"),
+            known_hosts: v.path("CANON_KNOWN_HOSTS"),
             drone: DroneSettings {
-                server: drone_server.unwrap_or_default(),
-                token: drone_token.unwrap_or_default(),
+                server: v.text("CANON_DRONE_SERVER").unwrap_or_default(),
+                token: v.secret("CANON_DRONE_TOKEN").unwrap_or_default(),
                 repo: drone_repo.unwrap_or_default(),
-                branch: nonempty(raw.drone_branch).unwrap_or_else(|| "main".into()),
+                branch: v.text("CANON_DRONE_BRANCH").unwrap_or_default(),
             },
-            workers,
-            retry: RetryPolicy {
-                max_attempts,
-                base,
-                max,
-                attempt_deadline,
-            },
-            retention,
-            public_url,
+            workers: v.number("CANON_WORKERS") as usize,
+            retry,
+            retention: v.duration("CANON_RETENTION"),
+            public_url: v.text("CANON_PUBLIC_URL"),
             admin_token,
-            log: nonempty(raw.log).unwrap_or_else(|| "info".into()),
+            log: v.text("CANON_LOG").unwrap_or_default(),
             http: HttpLimits {
-                max_connections,
-                header_timeout,
-                request_deadline,
-                shutdown_deadline,
+                max_connections: v.number("CANON_MAX_CONNECTIONS") as usize,
+                header_timeout: v.duration("CANON_HEADER_TIMEOUT"),
+                request_deadline: v.duration("CANON_REQUEST_DEADLINE"),
+                shutdown_deadline: v.duration("CANON_SHUTDOWN_DEADLINE"),
             },
         })
     }
@@ -563,6 +303,39 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} missing from {text}");
         }
+    }
+
+    #[test]
+    fn each_problem_reads_as_it_always_has() {
+        let err = Settings::from_pairs(pairs(&[
+            ("CANON_BIND", "nowhere"),
+            ("CANON_WORKERS", "0"),
+            ("CANON_RETRY_BASE", "soon"),
+            ("CANON_FORGE_URL", "ftp://x"),
+            ("CANON_DRONE_REPO", "flat"),
+            ("CANON_MAX_CONNECTIONS", "0"),
+        ]))
+        .unwrap_err();
+        for line in [
+            "CANON_WORKERS \"0\": must be a whole number from 1 to 1000",
+            "CANON_MAX_CONNECTIONS \"0\": must be a whole number from 1 to 65536",
+            "CANON_RETRY_BASE \"soon\": must be a duration such as 10s, 500ms or 15m",
+            "CANON_FORGE_URL: must be an http(s) URL without credentials",
+            "CANON_DRONE_REPO \"flat\": must be owner/name",
+            "CANON_ENROLLMENT is not set: give the enrollment file",
+            "CANON_DRONE_SERVER is not set: give the Drone server URL",
+            "CANON_DRONE_TOKEN is not set: give a Drone API token",
+        ] {
+            assert!(err.problems.iter().any(|p| p == line), "{line:?} in {err}");
+        }
+        assert!(err
+            .problems
+            .iter()
+            .any(|p| p.starts_with("CANON_BIND \"nowhere\": not an address:port (")));
+        assert!(
+            err.to_string().starts_with("invalid settings:\n  - "),
+            "{err}"
+        );
     }
 
     #[test]
