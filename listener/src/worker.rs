@@ -22,6 +22,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use canon_shared::commit::CommitId;
 use canon_shared::drone::{BuildParams, DroneClient, DroneError};
 use canon_shared::forge::Forge;
 use canon_shared::gate::{build_decision, BuildDecision};
@@ -82,7 +83,7 @@ enum Failure {
 
 /// Runs one attempt at `job` (already claimed) and returns what to store.
 pub async fn process_one(ctx: &WorkerCtx, job: &Job) -> JobUpdate {
-    let mut commit_seen: Option<String> = None;
+    let mut commit_seen: Option<CommitId> = None;
     let deadline = ctx.retry.attempt_deadline;
     let result = match tokio::time::timeout(deadline, attempt(ctx, job, &mut commit_seen)).await {
         Ok(r) => r,
@@ -122,7 +123,7 @@ pub async fn process_one(ctx: &WorkerCtx, job: &Job) -> JobUpdate {
 async fn attempt(
     ctx: &WorkerCtx,
     job: &Job,
-    commit_seen: &mut Option<String>,
+    commit_seen: &mut Option<CommitId>,
 ) -> Result<JobUpdate, Failure> {
     let name = RecipeName::parse(&job.recipe).map_err(|e| Failure::Permanent(e.to_string()))?;
     let Some(recipe) = ctx.enrollment.get(&name) else {
@@ -248,7 +249,7 @@ async fn close_merged_prs(ctx: &WorkerCtx, recipe: &Recipe, upstream_head: &str)
 }
 
 /// Resolves the tag's commit: at the forge when one is configured, else by listing the upstream.
-async fn resolve_commit(ctx: &WorkerCtx, recipe: &Recipe, tag: &str) -> Result<String, Failure> {
+async fn resolve_commit(ctx: &WorkerCtx, recipe: &Recipe, tag: &str) -> Result<CommitId, Failure> {
     if let (Some(forge), Some(full_name)) = (&ctx.forge, &recipe.upstream.full_name) {
         return match forge.resolve_tag(full_name, tag).await {
             Ok(Some(c)) => Ok(c),
@@ -264,7 +265,8 @@ async fn resolve_commit(ctx: &WorkerCtx, recipe: &Recipe, tag: &str) -> Result<S
         .map_err(|e| Failure::Transient(format!("listing upstream failed: {e}")))?
         .map_err(|e| Failure::Transient(e.to_string()))?;
     match refs.tags.get(tag) {
-        Some(t) => Ok(t.peeled.clone()),
+        Some(t) => CommitId::parse(&t.peeled)
+            .map_err(|e| Failure::Transient(format!("tag {tag} upstream: {e}"))),
         None => Err(Failure::Transient(format!(
             "tag {tag} not found upstream ({})",
             recipe.upstream.url

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use canon_shared::commit::{CommitId, InvalidCommitId};
 use canon_shared::gate::{self, GateDecision, RunFacts, TestedRef};
 use canon_shared::mirror::{self, Credentials, GitRemote, MirrorError};
 use canon_shared::recipe::{Enrollment, Recipe};
@@ -242,6 +243,13 @@ pub enum RunError {
         #[source]
         source: StateError,
     },
+    #[error("{recipe}: the {what} is not a full commit id")]
+    NotACommit {
+        recipe: String,
+        what: &'static str,
+        #[source]
+        source: InvalidCommitId,
+    },
 }
 
 impl RunError {
@@ -343,7 +351,12 @@ fn history_entry(settings: &RunSettings, report: &Report, decision: &str) -> His
             TestedRef::Tag(t) => t.clone(),
             TestedRef::Ref(r) => format!("ref {r}"),
         }),
-        tested_commit: report.commit.clone(),
+        // Every commit a report holds is a full id: a claim the settings parsed, upstream's
+        // peeled tag or the checkout's HEAD.
+        tested_commit: report
+            .commit
+            .as_deref()
+            .and_then(|c| CommitId::parse(c).ok()),
         reasons: report.gate.reasons.clone(),
         trigger: Some(settings.trigger.clone()),
         build: Some(
@@ -483,7 +496,7 @@ fn run_in_folder(
     let base_checkout = before.as_ref().and_then(|c| {
         let dir = root.join("base");
         let want = Want::Commit {
-            commit: c.commit.clone(),
+            commit: c.commit.to_string(),
             tag: Some(c.version.to_string()),
         };
         match checkout::fresh_checkout(&settings.mirror, &want, &dir) {
@@ -690,7 +703,7 @@ pub fn harness_env(
     env.insert("CANON_BUILD".into(), settings.build.clone());
     if let Some(c) = canonical {
         env.insert("CANON_UPGRADE_BASE".into(), c.version.to_string());
-        env.insert("CANON_UPGRADE_BASE_COMMIT".into(), c.commit.clone());
+        env.insert("CANON_UPGRADE_BASE_COMMIT".into(), c.commit.to_string());
     }
     if let Some(b) = base_checkout {
         env.insert("CANON_UPGRADE_BASE_DIR".into(), b.display().to_string());
@@ -718,7 +731,13 @@ fn gate_and_promote(
     // Read again under the lock: another run may have promoted while this one ran.
     let canonical = state.read_canonical(&recipe.name).map_err(state_err)?;
     let tag_commit_now = match &settings.tested {
-        TestedRef::Tag(tag) => match upstream_tag_commit(settings, tag) {
+        TestedRef::Tag(tag) => match upstream_tag_commit(settings, tag).and_then(|c| {
+            CommitId::parse(&c).map_err(|source| RunError::NotACommit {
+                recipe: name.clone(),
+                what: "commit upstream's tag points at",
+                source,
+            })
+        }) {
             Ok(c) => {
                 tracing::debug!(recipe = %name, tag, commit = %c, "Resolved the tag upstream again for the gate.");
                 Some(c)
@@ -730,6 +749,11 @@ fn gate_and_promote(
         },
         TestedRef::Ref(_) => None,
     };
+    let tested_commit = CommitId::parse(&ctx.commit).map_err(|source| RunError::NotACommit {
+        recipe: name.clone(),
+        what: "tested commit",
+        source,
+    })?;
     let stages = report.stages.clone();
     let problems = report.problems.clone();
     let gate = |canonical: Option<&CanonicalRecord>| {
@@ -738,7 +762,7 @@ fn gate_and_promote(
             cold: !settings.quick && ctx.warm.is_none(),
             quick: settings.quick,
             tested: settings.tested.clone(),
-            tested_commit: ctx.commit.clone(),
+            tested_commit: tested_commit.clone(),
             tag_commit_now: tag_commit_now.clone(),
             stages: &stages,
             canonical,

@@ -6,6 +6,7 @@
 //! counted on the first one and answered as the replay of it. Each intake runs in one write of the
 //! group commit.
 
+use canon_shared::commit::CommitId;
 use canon_shared::forge::ForgeKind;
 use canon_shared::recipe::RecipeName;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -31,7 +32,7 @@ pub enum IntakeFact {
         /// The ref value sent, when any.
         ref_sha: Option<String>,
         /// A commit the payload names, when any.
-        commit_hint: Option<String>,
+        commit_hint: Option<CommitId>,
     },
     /// A tag deletion (recorded, never acted on).
     Deleted {
@@ -167,6 +168,7 @@ fn intake_tx(c: &Connection, i: &Intake) -> Result<IntakeResult, rusqlite::Error
             ref_sha,
             commit_hint,
         } => {
+            let commit_hint = commit_hint.as_ref().map(CommitId::as_str);
             let existing: Option<(i64, Option<String>)> = c
                 .prepare_cached(
                     "SELECT id, ref_sha FROM jobs WHERE forge=?1 AND recipe=?2 AND tag=?3",
@@ -367,7 +369,7 @@ mod tests {
             recipe: recipe(),
             tag: tag.to_string(),
             ref_sha: ref_sha.map(str::to_string),
-            commit_hint: hint.map(str::to_string),
+            commit_hint: hint.map(|h| CommitId::parse(h).expect("a full id")),
         };
         match says {
             Says::Push(tag, sha) => ("push", new_tag(tag, Some(sha), Some(HINT))),
@@ -618,7 +620,7 @@ mod tests {
         let claimed = journal.claim(id, terms).await.expect("claimed");
         assert!(matches!(claimed, crate::journal::Claim::Started(_)));
         let done = JobUpdate::Done {
-            commit: A.into(),
+            commit: CommitId::parse(A).expect("a full id"),
             build: 7,
             link: None,
             note: None,

@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use canon_shared::commit::CommitId;
 use canon_shared::forge::ForgeKind;
 use canon_shared::listener_api::{JobState, JobSummary};
 use canon_shared::recipe::{InvalidRecipeName, RecipeName};
@@ -34,7 +35,7 @@ pub struct Job {
     /// The release tag.
     pub tag: String,
     /// The commit resolved at the forge (or, before that, the payload's hint).
-    pub commit: Option<String>,
+    pub commit: Option<CommitId>,
     /// The ref value the deliveries carried.
     pub ref_sha: Option<String>,
     /// Its state.
@@ -138,7 +139,7 @@ pub enum JobUpdate {
     /// A build was started or found.
     Done {
         /// The resolved commit.
-        commit: String,
+        commit: CommitId,
         /// The build number.
         build: u64,
         /// The build link.
@@ -149,14 +150,14 @@ pub enum JobUpdate {
     /// Not built, by decision.
     Skipped {
         /// The resolved commit, when known.
-        commit: Option<String>,
+        commit: Option<CommitId>,
         /// Why.
         reason: String,
     },
     /// Failed; retry at `next_attempt_ms`.
     Retry {
         /// The resolved commit, when known.
-        commit: Option<String>,
+        commit: Option<CommitId>,
         /// The error.
         error: String,
         /// When to try again (unix ms).
@@ -165,7 +166,7 @@ pub enum JobUpdate {
     /// Failed for good.
     Failed {
         /// The resolved commit, when known.
-        commit: Option<String>,
+        commit: Option<CommitId>,
         /// The error.
         error: String,
     },
@@ -256,7 +257,16 @@ impl Journal {
                    build=COALESCE(?4, build), build_link=COALESCE(?5, build_link), error=?6,
                    next_attempt_ms=?7, unfinished=0, updated_at=?8
                  WHERE id=?1 AND state NOT IN ('done','skipped','failed')",
-                params![id, state.as_str(), commit, build, link, error, next, now],
+                params![
+                    id,
+                    state.as_str(),
+                    commit.as_ref().map(CommitId::as_str),
+                    build,
+                    link,
+                    error,
+                    next,
+                    now
+                ],
             )?;
             Ok(())
         })
@@ -360,11 +370,23 @@ pub(super) fn forge_at(r: &Row<'_>, idx: usize) -> Result<ForgeKind, rusqlite::E
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
 }
 
+/// Reads the commit stored in column `name`, when there is one (intake and the worker store only
+/// full ids).
+fn commit_at(r: &Row<'_>, name: &str) -> Result<Option<CommitId>, rusqlite::Error> {
+    let Some(text) = r.get::<_, Option<String>>(name)? else {
+        return Ok(None);
+    };
+    CommitId::parse(&text).map(Some).map_err(|e| {
+        let idx = r.as_ref().column_index(name).unwrap_or_default();
+        rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e))
+    })
+}
+
 /// Reads one `jobs` row; its delivery ids are filled in by [`select_jobs`].
 fn job_from_row(r: &Row<'_>) -> Result<Job, rusqlite::Error> {
     let flags: String = r.get("flags")?;
-    let resolved: Option<String> = r.get("resolved_commit")?;
-    let hint: Option<String> = r.get("commit_hint")?;
+    let resolved = commit_at(r, "resolved_commit")?;
+    let hint = commit_at(r, "commit_hint")?;
     Ok(Job {
         id: r.get("id")?,
         forge: forge_at(r, r.as_ref().column_index("forge")?)?,

@@ -162,7 +162,8 @@ mod tests {
                 .expect("journaled");
             let update = match job {
                 Some(JobEnd::Done) => Some(JobUpdate::Done {
-                    commit: "c".into(),
+                    commit: canon_shared::commit::CommitId::parse(&"c".repeat(40))
+                        .expect("a full id"),
                     build: 1,
                     link: None,
                     note: None,
