@@ -9,6 +9,7 @@
 use canon_shared::commit::CommitId;
 use canon_shared::forge::ForgeKind;
 use canon_shared::recipe::RecipeName;
+use canon_shared::version::ReleaseVersion;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -27,8 +28,8 @@ pub enum IntakeFact {
         repo: String,
         /// The enrolled recipe it maps to.
         recipe: RecipeName,
-        /// The short tag name (a valid release tag).
-        tag: String,
+        /// The release tag.
+        tag: ReleaseVersion,
         /// The ref value sent, when any.
         ref_sha: Option<String>,
         /// A commit the payload names, when any.
@@ -168,6 +169,7 @@ fn intake_tx(c: &Connection, i: &Intake) -> Result<IntakeResult, rusqlite::Error
             ref_sha,
             commit_hint,
         } => {
+            let tag = tag.to_string();
             let commit_hint = commit_hint.as_ref().map(CommitId::as_str);
             let existing: Option<(i64, Option<String>)> = c
                 .prepare_cached(
@@ -222,7 +224,7 @@ fn intake_tx(c: &Connection, i: &Intake) -> Result<IntakeResult, rusqlite::Error
             insert_delivery(
                 Some(repo),
                 Some(recipe.as_str()),
-                Some(tag),
+                Some(&tag),
                 ref_sha.as_deref(),
                 outcome,
                 reason.as_deref(),
@@ -367,7 +369,7 @@ mod tests {
         let new_tag = |tag: &str, ref_sha: Option<&str>, hint: Option<&str>| IntakeFact::NewTag {
             repo: repo.to_string(),
             recipe: recipe(),
-            tag: tag.to_string(),
+            tag: ReleaseVersion::parse(tag).expect("a release tag"),
             ref_sha: ref_sha.map(str::to_string),
             commit_hint: hint.map(|h| CommitId::parse(h).expect("a full id")),
         };
@@ -841,7 +843,7 @@ mod tests {
             let fact = IntakeFact::NewTag {
                 repo: shown.clone(),
                 recipe: RecipeName::parse(name).expect("valid name"),
-                tag: "1.0.0+1".into(),
+                tag: ReleaseVersion::parse("1.0.0+1").expect("a release tag"),
                 ref_sha: Some(A.into()),
                 commit_hint: None,
             };

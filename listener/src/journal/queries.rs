@@ -452,7 +452,7 @@ mod tests {
             fact: IntakeFact::NewTag {
                 repo: repo.into(),
                 recipe: RecipeName::parse(recipe).expect("valid name"),
-                tag: tag.into(),
+                tag: tag.parse().expect("a release tag"),
                 ref_sha: None,
                 commit_hint: None,
             },

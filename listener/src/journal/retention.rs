@@ -93,7 +93,7 @@ mod tests {
             Some(tag) => IntakeFact::NewTag {
                 repo: "o/app".into(),
                 recipe: RecipeName::parse("app").expect("valid name"),
-                tag: tag.into(),
+                tag: tag.parse().expect("a release tag"),
                 ref_sha: None,
                 commit_hint: None,
             },
