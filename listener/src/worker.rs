@@ -27,15 +27,14 @@ use canon_shared::drone::{BuildParams, DroneClient, DroneError};
 use canon_shared::forge::Forge;
 use canon_shared::gate::{build_decision, BuildDecision};
 use canon_shared::mirror::{self, Credentials, SyncRequest};
-use canon_shared::recipe::{Enrollment, Recipe, RecipeName};
+use canon_shared::recipe::{Enrollment, Recipe};
 use canon_shared::state::{StateDir, StateStore};
-use canon_shared::version::ReleaseVersion;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::clock::{now_ms, now_text};
 use crate::config::RetryPolicy;
-use crate::journal::{Claim, ClaimTerms, Job, JobUpdate, Journal};
+use crate::journal::{Claim, ClaimTerms, Job, JobState, JobUpdate, Journal};
 use crate::metrics::Metrics;
 
 /// Everything an attempt needs.
@@ -125,22 +124,16 @@ async fn attempt(
     job: &Job,
     commit_seen: &mut Option<CommitId>,
 ) -> Result<JobUpdate, Failure> {
-    let name = RecipeName::parse(&job.recipe).map_err(|e| Failure::Permanent(e.to_string()))?;
+    // The journal hands out only jobs whose recipe and tag parse (`Claim::Unreadable` ends the
+    // others).
+    let (name, version) = (job.recipe.clone(), job.tag.clone());
     let Some(recipe) = ctx.enrollment.get(&name) else {
         return Err(Failure::Permanent(format!(
             "recipe {name} is no longer enrolled"
         )));
     };
-    let version = match ReleaseVersion::parse(&job.tag) {
-        Ok(v) => v,
-        Err(e) => {
-            return Ok(JobUpdate::Skipped {
-                commit: None,
-                reason: format!("{} is not a release tag: {e}", job.tag),
-            })
-        }
-    };
-    let commit = resolve_commit(ctx, recipe, &job.tag).await?;
+    let tag = version.to_string();
+    let commit = resolve_commit(ctx, recipe, &tag).await?;
     *commit_seen = Some(commit.clone());
     let request = SyncRequest {
         upstream: ctx.credentials.upstream(recipe),
@@ -156,7 +149,7 @@ async fn attempt(
     ctx.metrics.sync_latency.observe(started.elapsed());
     tracing::info!(recipe = %name, tag = %job.tag, summary = %report.summary(), "Mirror synced.");
     close_merged_prs(ctx, recipe, &report.upstream_head).await;
-    match report.upstream_tags.get(&job.tag) {
+    match report.upstream_tags.get(&tag) {
         Some(c) if *c == commit => {}
         Some(c) => {
             return Err(Failure::Transient(format!(
@@ -187,7 +180,7 @@ async fn attempt(
 
     let params = BuildParams {
         recipe: name.clone(),
-        tag: job.tag.clone(),
+        tag: tag.clone(),
         commit: commit.clone(),
     };
     let started = Instant::now();
@@ -368,6 +361,24 @@ pub async fn run_job(ctx: &WorkerCtx, journal: &Journal, id: i64) {
     let job = match journal.claim(id, terms).await {
         Ok(Claim::Started(job)) => job,
         Ok(Claim::NotRunnable) => return,
+        Ok(Claim::Unreadable {
+            recipe,
+            tag,
+            state,
+            reason,
+        }) => {
+            // Ended as its attempt would have ended it.
+            ctx.metrics.job_attempts.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(job = id, recipe = %recipe, tag = %tag, "Job attempt started.");
+            if state == JobState::Failed {
+                ctx.metrics.job_failures.fetch_add(1, Ordering::Relaxed);
+                ctx.metrics.jobs_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(job = id, recipe = %recipe, tag = %tag, error = %reason, "Job failed for good.");
+            } else {
+                tracing::info!(job = id, recipe = %recipe, tag = %tag, reason = %reason, "Job skipped.");
+            }
+            return;
+        }
         Ok(Claim::GaveUp(job)) => {
             ctx.metrics.jobs_failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!(job = id, recipe = %job.recipe, tag = %job.tag, attempts = job.attempts, error = job.error.as_deref().unwrap_or_default(), "Job failed for good.");

@@ -911,7 +911,7 @@ mod tests {
             .map(|j| {
                 (
                     j.id,
-                    j.tag.clone(),
+                    j.tag.to_string(),
                     j.state.as_str().to_string(),
                     j.flags.clone(),
                 )
