@@ -190,7 +190,8 @@ mod tests {
 
     #[test]
     fn short_empty_and_non_hex_ids_are_refused() {
-        let table: &[(&str, fn(&InvalidCommitId) -> bool)] = &[
+        type Check = fn(&InvalidCommitId) -> bool;
+        let table: &[(&str, Check)] = &[
             ("", |e| matches!(e, InvalidCommitId::Empty)),
             ("7c3a3b1", |e| {
                 matches!(e, InvalidCommitId::Length { len: 7, .. })

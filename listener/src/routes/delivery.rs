@@ -61,7 +61,7 @@ pub enum Rejected {
         /// The metrics outcome (`rejected_request` or `rejected_signature`).
         outcome: &'static str,
         /// The row shown by `/api/deliveries`; its `reason` is the answer's error.
-        row: DeliveryRow,
+        row: Box<DeliveryRow>,
     },
 }
 
@@ -168,7 +168,7 @@ where
     let refuse = |status: StatusCode, outcome: &'static str, reason: &str| Rejected::Refused {
         status,
         outcome,
-        row: DeliveryRow {
+        row: Box::new(DeliveryRow {
             delivery: delivery.clone(),
             forge,
             event: header_text(headers, &EVENT_HEADERS)
@@ -182,7 +182,7 @@ where
             job: None,
             received_at: now_text(),
             repeats: 0,
-        },
+        }),
     };
 
     let content_type = header_text(headers, &["content-type"]).unwrap_or_default();
@@ -271,7 +271,7 @@ pub async fn answer_rejected(
         } => {
             let reason = row.reason.clone().unwrap_or_default();
             state.metrics.delivery(outcome);
-            state.remember_rejected(row.clone());
+            state.remember_rejected(DeliveryRow::clone(row));
             tracing::warn!(delivery = %row.delivery, forge = row.forge.as_str(), outcome = "rejected", status = status.as_u16(), reason = reason.as_str(), "Webhook delivery rejected.");
             Ok(super::reply_json(*status, &json!({ "error": reason })))
         }
