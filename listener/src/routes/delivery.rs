@@ -343,3 +343,42 @@ fn classify(state: &AppState, fact: Fact) -> IntakeFact {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hook_path_and_the_event_header_name_the_forge() {
+        let forgejo = {
+            let mut h = HeaderMap::new();
+            h.insert("x-forgejo-event", "push".parse().expect("a header value"));
+            h
+        };
+        let none = HeaderMap::new();
+        let table = [
+            ("github", &none, Some(ForgeKind::GitHub)),
+            ("gitea", &none, Some(ForgeKind::Gitea)),
+            ("gogs", &none, Some(ForgeKind::Gitea)),
+            ("forgejo", &none, Some(ForgeKind::Gitea)),
+            ("gitea", &forgejo, Some(ForgeKind::Forgejo)),
+            ("forgejo", &forgejo, Some(ForgeKind::Forgejo)),
+            ("github", &forgejo, Some(ForgeKind::GitHub)),
+            ("gitlab", &none, None),
+            ("", &none, None),
+        ];
+        for (kind, headers, want) in table {
+            assert_eq!(forge_of(kind, headers), want, "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_delivery_id_keeps_only_safe_characters_and_64_of_them() {
+        let mut h = HeaderMap::new();
+        let long = format!("ab-12/<x>{}", "z".repeat(100));
+        h.insert("x-github-delivery", long.parse().expect("a header value"));
+        let id = delivery_id(&h);
+        assert_eq!(id.len(), 64);
+        assert!(id.starts_with("ab-12xz"), "{id}");
+    }
+}
