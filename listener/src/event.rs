@@ -11,6 +11,7 @@
 //! Payload SHAs are hints only: `after` and `create.sha` are the tag *object* for annotated tags,
 //! and release payloads carry none. The worker resolves the commit at the forge.
 
+use canon_shared::commit::CommitId;
 use serde::Deserialize;
 
 /// The repository a payload names.
@@ -55,7 +56,7 @@ pub enum Fact {
         /// for an annotated tag. `None` for releases and GitHub `create`.
         ref_sha: Option<String>,
         /// A commit named by the payload (`push.head_commit.id`), a hint only.
-        commit_hint: Option<String>,
+        commit_hint: Option<CommitId>,
     },
     /// A tag was deleted. Recorded, never acted on.
     TagDeleted {
@@ -195,7 +196,8 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Fact, MalformedPayload> {
                 repo: p.repository,
                 tag: tag.to_string(),
                 ref_sha: hex_id(Some(after)),
-                commit_hint: hex_id(p.head_commit.and_then(|c| c.id)),
+                commit_hint: hex_id(p.head_commit.and_then(|c| c.id))
+                    .and_then(|id| CommitId::parse(&id).ok()),
             })
         }
         "create" | "delete" => {

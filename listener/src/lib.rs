@@ -8,11 +8,15 @@
 //!   rendered from.
 //! - [`verify`]: HMAC-SHA256 over the raw body, constant time, before any parsing.
 //! - [`event`]: verified payloads parsed into one fact (new tag, deleted tag, ignored).
+//! - [`routes::delivery`]: the webhook extractor, a warp filter that runs [`verify`] and
+//!   [`event`] and matches the enrollment, yielding a typed delivery (a new tag is a
+//!   `ReleaseVersion`) before any handler runs.
 //! - [`journal`]: SQLite (WAL) with group commit; deliveries and one job per (forge, repo, tag):
-//!   `intake` journals a delivery, `writer` commits, `queries` reads, `schema` creates.
+//!   `intake` journals a delivery, `writer` commits, `queries` reads (jobs come back with a
+//!   `RecipeName`, a `ReleaseVersion` and a `CommitId`), `schema` creates.
 //! - [`worker`]: `process_one`, which resolves, syncs, asks `canon_shared::gate::build_decision`
 //!   and triggers, and the loop that runs it.
-//! - [`routes`]: hooks, JSON API, health, metrics, status page.
+//! - [`routes`]: hooks (journal a typed delivery), JSON API, health, metrics, status page.
 //! - [`metrics`]: Prometheus text.
 //! - [`server`]: the accept loop: connection cap, header timeout, request deadline, bounded
 //!   shutdown.

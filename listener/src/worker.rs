@@ -22,20 +22,20 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use canon_shared::commit::CommitId;
 use canon_shared::drone::{BuildParams, DroneClient, DroneError};
 use canon_shared::forge::Forge;
 use canon_shared::gate::{build_decision, BuildDecision};
 use canon_shared::mirror::{self, CloseReport, Credentials, MirrorError};
-use canon_shared::recipe::{Enrollment, Recipe, RecipeName};
+use canon_shared::recipe::{Enrollment, Recipe};
 use canon_shared::state::{StateDir, StateStore};
 use canon_shared::trigger::{self, BuildOnce, MirrorPrs, StartError, SyncError};
-use canon_shared::version::ReleaseVersion;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::clock::{now_ms, now_text};
 use crate::config::RetryPolicy;
-use crate::journal::{Claim, ClaimTerms, Job, JobUpdate, Journal};
+use crate::journal::{Claim, ClaimTerms, Job, JobState, JobUpdate, Journal};
 use crate::metrics::Metrics;
 
 /// Everything an attempt needs.
@@ -83,7 +83,7 @@ enum Failure {
 
 /// Runs one attempt at `job` (already claimed) and returns what to store.
 pub async fn process_one(ctx: &WorkerCtx, job: &Job) -> JobUpdate {
-    let mut commit_seen: Option<String> = None;
+    let mut commit_seen: Option<CommitId> = None;
     let deadline = ctx.retry.attempt_deadline;
     let result = match tokio::time::timeout(deadline, attempt(ctx, job, &mut commit_seen)).await {
         Ok(r) => r,
@@ -123,24 +123,18 @@ pub async fn process_one(ctx: &WorkerCtx, job: &Job) -> JobUpdate {
 async fn attempt(
     ctx: &WorkerCtx,
     job: &Job,
-    commit_seen: &mut Option<String>,
+    commit_seen: &mut Option<CommitId>,
 ) -> Result<JobUpdate, Failure> {
-    let name = RecipeName::parse(&job.recipe).map_err(|e| Failure::Permanent(e.to_string()))?;
+    // The journal hands out only jobs whose recipe and tag parse (`Claim::Unreadable` ends the
+    // others).
+    let (name, version) = (job.recipe.clone(), job.tag.clone());
     let Some(recipe) = ctx.enrollment.get(&name) else {
         return Err(Failure::Permanent(format!(
             "recipe {name} is no longer enrolled"
         )));
     };
-    let version = match ReleaseVersion::parse(&job.tag) {
-        Ok(v) => v,
-        Err(e) => {
-            return Ok(JobUpdate::Skipped {
-                commit: None,
-                reason: format!("{} is not a release tag: {e}", job.tag),
-            })
-        }
-    };
-    let commit = resolve_commit(ctx, recipe, &job.tag).await?;
+    let tag = version.to_string();
+    let commit = resolve_commit(ctx, recipe, &tag).await?;
     *commit_seen = Some(commit.clone());
     let request = trigger::sync_request(recipe, &ctx.credentials, ctx.state.root());
     let prs = match (&ctx.mirror_forge, &recipe.mirror.full_name) {
@@ -159,7 +153,7 @@ async fn attempt(
     if let Some(closed) = tidied.prs {
         log_merged_prs(recipe, closed);
     }
-    match report.upstream_tags.get(&job.tag) {
+    match report.upstream_tags.get(&tag) {
         Some(c) if *c == commit => {}
         Some(c) => {
             return Err(Failure::Transient(format!(
@@ -190,7 +184,7 @@ async fn attempt(
 
     let params = BuildParams {
         recipe: name.clone(),
-        tag: job.tag.clone(),
+        tag: tag.clone(),
         commit: commit.clone(),
     };
     let started = Instant::now();
@@ -235,7 +229,7 @@ fn log_merged_prs(recipe: &Recipe, closed: Result<CloseReport, MirrorError>) {
 }
 
 /// Resolves the tag's commit: at the forge when one is configured, else by listing the upstream.
-async fn resolve_commit(ctx: &WorkerCtx, recipe: &Recipe, tag: &str) -> Result<String, Failure> {
+async fn resolve_commit(ctx: &WorkerCtx, recipe: &Recipe, tag: &str) -> Result<CommitId, Failure> {
     if let (Some(forge), Some(full_name)) = (&ctx.forge, &recipe.upstream.full_name) {
         return match forge.resolve_tag(full_name, tag).await {
             Ok(Some(c)) => Ok(c),
@@ -251,7 +245,8 @@ async fn resolve_commit(ctx: &WorkerCtx, recipe: &Recipe, tag: &str) -> Result<S
         .map_err(|e| Failure::Transient(format!("listing upstream failed: {e}")))?
         .map_err(|e| Failure::Transient(e.to_string()))?;
     match refs.tags.get(tag) {
-        Some(t) => Ok(t.peeled.clone()),
+        Some(t) => CommitId::parse(&t.peeled)
+            .map_err(|e| Failure::Transient(format!("tag {tag} upstream: {e}"))),
         None => Err(Failure::Transient(format!(
             "tag {tag} not found upstream ({})",
             recipe.upstream.url
@@ -353,6 +348,24 @@ pub async fn run_job(ctx: &WorkerCtx, journal: &Journal, id: i64) {
     let job = match journal.claim(id, terms).await {
         Ok(Claim::Started(job)) => job,
         Ok(Claim::NotRunnable) => return,
+        Ok(Claim::Unreadable {
+            recipe,
+            tag,
+            state,
+            reason,
+        }) => {
+            // Ended as its attempt would have ended it.
+            ctx.metrics.job_attempts.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(job = id, recipe = %recipe, tag = %tag, "Job attempt started.");
+            if state == JobState::Failed {
+                ctx.metrics.job_failures.fetch_add(1, Ordering::Relaxed);
+                ctx.metrics.jobs_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(job = id, recipe = %recipe, tag = %tag, error = %reason, "Job failed for good.");
+            } else {
+                tracing::info!(job = id, recipe = %recipe, tag = %tag, reason = %reason, "Job skipped.");
+            }
+            return;
+        }
         Ok(Claim::GaveUp(job)) => {
             ctx.metrics.jobs_failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!(job = id, recipe = %job.recipe, tag = %job.tag, attempts = job.attempts, error = job.error.as_deref().unwrap_or_default(), "Job failed for good.");

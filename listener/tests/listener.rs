@@ -784,7 +784,7 @@ async fn drone_client_reports_401_404_and_501_clearly() {
     let params = BuildParams {
         recipe: canon_shared::recipe::RecipeName::parse("alpha").unwrap(),
         tag: "1.0.0+1.0".into(),
-        commit: "c".repeat(40),
+        commit: "c".repeat(40).parse().unwrap(),
     };
     assert!(client.find_build(&params).await.unwrap().is_none());
     let b = client.start_build("main", &params).await.unwrap();
@@ -835,7 +835,7 @@ async fn tags_not_newer_than_the_canonical_are_skipped_with_the_reason() {
             &CanonicalRecord {
                 recipe: name.clone(),
                 version: "1.1.0+1.0".parse().unwrap(),
-                commit: peeled(&repos[0].upstream, "1.1.0+1.0"),
+                commit: peeled(&repos[0].upstream, "1.1.0+1.0").parse().unwrap(),
                 promoted_at: canon_shared::state::now(),
                 build: None,
                 pinned: None,
@@ -892,7 +892,7 @@ async fn a_pinned_recipes_new_tag_is_skipped_as_pinned_and_not_built() {
             &CanonicalRecord {
                 recipe: name.clone(),
                 version: "1.0.0+1.0".parse().unwrap(),
-                commit: peeled(&repos[0].upstream, "1.0.0+1.0"),
+                commit: peeled(&repos[0].upstream, "1.0.0+1.0").parse().unwrap(),
                 promoted_at: canon_shared::state::now(),
                 build: None,
                 pinned: None,
@@ -1003,7 +1003,7 @@ fn promote(app: &App, recipe: &str, version: &str, pin: Option<&str>) {
         let record = CanonicalRecord {
             recipe: name.clone(),
             version: version.parse().unwrap(),
-            commit: "c0ffee".repeat(7)[..40].to_string(),
+            commit: "c0ffee".repeat(7)[..40].parse().unwrap(),
             promoted_at: time::OffsetDateTime::now_utc(),
             build: None,
             pinned: None,

@@ -28,7 +28,7 @@ impl From<&CanonicalRecord> for CanonicalSummary {
     fn from(r: &CanonicalRecord) -> Self {
         Self {
             version: r.version.to_string(),
-            commit: r.commit.clone(),
+            commit: r.commit.to_string(),
             pinned: r.pinned.is_some(),
         }
     }

@@ -179,7 +179,7 @@ impl Recipe {
         let record = CanonicalRecord {
             recipe: self.recipe_name(),
             version: ReleaseVersion::parse(OLD).unwrap(),
-            commit,
+            commit: commit.parse().expect("a full commit id"),
             promoted_at: time::OffsetDateTime::now_utc(),
             build: None,
             pinned: None,

@@ -34,7 +34,7 @@ fn canonical(f: &Fixture) -> Option<(String, String)> {
     f.state_dir()
         .read_canonical(&f.name())
         .unwrap()
-        .map(|c| (c.version.to_string(), c.commit))
+        .map(|c| (c.version.to_string(), c.commit.to_string()))
 }
 
 /// Promotes `t` with a green harness; returns its commit.

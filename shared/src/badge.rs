@@ -227,7 +227,7 @@ mod tests {
         CanonicalRecord {
             recipe: RecipeName::parse("app").expect("valid"),
             version: v(tag),
-            commit: "a".repeat(40),
+            commit: crate::commit::CommitId::parse(&"a".repeat(40)).expect("a full id"),
             promoted_at: time::OffsetDateTime::UNIX_EPOCH,
             build: None,
             pinned: pinned.then(|| Pin {

@@ -20,6 +20,7 @@ use std::time::Duration;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
 
+use crate::commit::CommitId;
 use crate::recipe::RecipeName;
 use crate::secret::Secret;
 
@@ -51,8 +52,8 @@ pub struct BuildParams {
     pub recipe: RecipeName,
     /// The release tag, e.g. `1.2.0+3.4.5`.
     pub tag: String,
-    /// The commit the tag points to (peeled), full hex.
-    pub commit: String,
+    /// The commit the tag points to (peeled).
+    pub commit: CommitId,
 }
 
 impl BuildParams {
@@ -420,7 +421,7 @@ mod tests {
         BuildParams {
             recipe: RecipeName::parse("custom-html").unwrap(),
             tag: "1.2.0+3.4.5".into(),
-            commit: "a".repeat(40),
+            commit: CommitId::parse(&"a".repeat(40)).unwrap(),
         }
     }
 

@@ -10,6 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::commit::CommitId;
 use crate::recipe::{Recipe, Stage};
 use crate::state::CanonicalRecord;
 use crate::version::{Precedence, ReleaseVersion};
@@ -83,10 +84,10 @@ pub struct RunFacts<'a> {
     pub quick: bool,
     /// What was tested.
     pub tested: TestedRef,
-    /// The commit that was actually tested (full hex).
-    pub tested_commit: String,
+    /// The commit that was actually tested.
+    pub tested_commit: CommitId,
     /// The commit the tag points to now (peeled), when it could be resolved.
-    pub tag_commit_now: Option<String>,
+    pub tag_commit_now: Option<CommitId>,
     /// The stage results.
     pub stages: &'a [StageResult],
     /// The canonical before the run.
@@ -130,8 +131,8 @@ pub enum Refusal {
     },
     TagMoved {
         tag: String,
-        tested: String,
-        now: String,
+        tested: CommitId,
+        now: CommitId,
     },
     OlderThanCanonical {
         tag: String,
@@ -139,8 +140,8 @@ pub enum Refusal {
     },
     SameVersionDifferentCommit {
         tag: String,
-        canonical_commit: String,
-        tested: String,
+        canonical_commit: CommitId,
+        tested: CommitId,
     },
     VersionConflict {
         tag: String,
@@ -211,7 +212,7 @@ pub enum GateDecision {
     /// Every check holds: promote this version at this commit.
     Promote {
         version: ReleaseVersion,
-        commit: String,
+        commit: CommitId,
     },
     /// The tag is already the canonical at the same commit.
     NotNeeded { version: ReleaseVersion },
@@ -366,8 +367,8 @@ pub fn promote_gate(facts: &RunFacts<'_>) -> GateDecision {
     }
 }
 
-fn same_commit(a: &str, b: &str) -> bool {
-    !a.is_empty() && a.eq_ignore_ascii_case(b)
+fn same_commit(a: &CommitId, b: &CommitId) -> bool {
+    a.same_object(b)
 }
 
 /// Why a release tag is not built (by the listener for a delivered tag, by the sweep for the
@@ -388,8 +389,8 @@ pub enum SkipReason {
     /// The tag is the canonical's version but points at another commit now.
     TagMoved {
         tag: String,
-        canonical_commit: String,
-        upstream_commit: String,
+        canonical_commit: CommitId,
+        upstream_commit: CommitId,
     },
 }
 
@@ -438,7 +439,7 @@ pub enum BuildDecision {
 /// upstream release; the promote gate checks the same facts again after the run.
 pub fn build_decision(
     tag: &ReleaseVersion,
-    commit: &str,
+    commit: &CommitId,
     canonical: Option<&CanonicalRecord>,
 ) -> BuildDecision {
     let Some(c) = canonical else {
@@ -459,7 +460,7 @@ pub fn build_decision(
         Precedence::Same => skip(SkipReason::TagMoved {
             tag: tag.to_string(),
             canonical_commit: c.commit.clone(),
-            upstream_commit: commit.to_string(),
+            upstream_commit: commit.clone(),
         }),
         Precedence::Older => skip(SkipReason::Older {
             tag: tag.to_string(),
@@ -486,7 +487,7 @@ pub enum SweepDecision {
 /// skip when upstream has no release tag. `latest` carries the tag and the commit it points to
 /// upstream now.
 pub fn sweep_decision(
-    latest: Option<(&ReleaseVersion, &str)>,
+    latest: Option<(&ReleaseVersion, &CommitId)>,
     canonical: Option<&CanonicalRecord>,
 ) -> SweepDecision {
     let Some((tag, commit)) = latest else {
@@ -508,6 +509,10 @@ mod tests {
 
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn id(text: &str) -> CommitId {
+        CommitId::parse(text).expect("a full commit id")
+    }
 
     fn recipe(required: Option<Vec<Stage>>) -> Recipe {
         let loc = |u: &str| RepoLocation {
@@ -533,7 +538,7 @@ mod tests {
         CanonicalRecord {
             recipe: RecipeName::parse("app").unwrap(),
             version: ReleaseVersion::parse(version).unwrap(),
-            commit: commit.into(),
+            commit: id(commit),
             promoted_at: crate::state::now(),
             build: None,
             pinned: pinned.then(|| Pin {
@@ -610,8 +615,8 @@ mod tests {
             cold: c.cold,
             quick: c.quick,
             tested: c.tested.clone(),
-            tested_commit: c.tested_commit.into(),
-            tag_commit_now: c.now.map(Into::into),
+            tested_commit: id(c.tested_commit),
+            tag_commit_now: c.now.map(id),
             stages: &c.stages,
             canonical: c.canonical.as_ref(),
             problems: &c.problems,
@@ -836,6 +841,8 @@ mod tests {
             ),
         ];
         for (name, latest, canonical, want) in cases {
+            let latest = latest.map(|(tag, commit)| (tag, id(commit)));
+            let latest = latest.as_ref().map(|(tag, commit)| (*tag, commit));
             let got = match sweep_decision(latest, canonical.as_ref()) {
                 SweepDecision::Run { tag } => format!("run {tag}"),
                 SweepDecision::Skip { reason } => reason.to_string(),
@@ -901,7 +908,7 @@ mod tests {
             ),
         ];
         for (name, tag, commit, canonical, want) in cases {
-            let got = match build_decision(&tag, commit, canonical.as_ref()) {
+            let got = match build_decision(&tag, &id(commit), canonical.as_ref()) {
                 BuildDecision::Build => "build".to_string(),
                 BuildDecision::Skip { reason } => reason.to_string(),
             };

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`version`]: Co-op Cloud release tags (`<recipe-semver>+<upstream>`): parse, order, latest.
 //! - [`recipe`]: `RecipeName` (a path-safe name) and the enrollment file.
+//! - [`commit`]: `CommitId`, a full git commit id validated where it enters canon.
 //! - [`state`]: the canonical record, the decision history and the per-recipe lock on disk, and
 //!   the host-local holds on a recipe's warm data ([`state::holds`]); record and report times
 //!   ([`state::now`], [`state::rfc3339`]).
@@ -26,6 +27,7 @@
 //! - [`listener_api`]: the listener's HTTP API answers (the contract) and a client for them.
 
 pub mod badge;
+pub mod commit;
 pub mod drone;
 pub mod error_chain;
 pub mod fault;

@@ -25,6 +25,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::commit::CommitId;
 use crate::forge::ForgeKind;
 use crate::recipe::RecipeName;
 use crate::secret::Secret;
@@ -125,7 +126,7 @@ pub struct JobSummary {
     /// How far the job got.
     pub state: JobState,
     /// The commit the tag resolved to at the forge (or, before that, the payload's hint).
-    pub commit: Option<String>,
+    pub commit: Option<CommitId>,
     /// The Drone build number, once started.
     pub build: Option<u64>,
     /// Attempts so far.

@@ -332,7 +332,7 @@ mod tests {
         BuildParams {
             recipe: crate::recipe::RecipeName::parse("alpha").unwrap(),
             tag: "1.0.0+1.0".into(),
-            commit: commit.repeat(40),
+            commit: crate::commit::CommitId::parse(&commit.repeat(40)).unwrap(),
         }
     }
 

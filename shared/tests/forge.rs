@@ -137,7 +137,11 @@ async fn gitea_resolves_and_lists_tags() {
         .collect();
     let (server, client) = gitea(state);
     assert_eq!(
-        client.resolve_tag(REPO, "3.0.0+1.3").await.unwrap(),
+        client
+            .resolve_tag(REPO, "3.0.0+1.3")
+            .await
+            .unwrap()
+            .map(|c| c.to_string()),
         Some(sha(3)),
         "the peeled commit, not the tag object"
     );
@@ -312,11 +316,19 @@ async fn github_resolves_annotated_and_lightweight_tags() {
     ];
     let (_server, client) = github(state);
     assert_eq!(
-        client.resolve_tag(REPO, "1.0.0+1").await.unwrap(),
+        client
+            .resolve_tag(REPO, "1.0.0+1")
+            .await
+            .unwrap()
+            .map(|c| c.to_string()),
         Some(sha(7))
     );
     assert_eq!(
-        client.resolve_tag(REPO, "2.0.0+2").await.unwrap(),
+        client
+            .resolve_tag(REPO, "2.0.0+2")
+            .await
+            .unwrap()
+            .map(|c| c.to_string()),
         Some(sha(8))
     );
     assert_eq!(client.resolve_tag(REPO, "3.0.0").await.unwrap(), None);

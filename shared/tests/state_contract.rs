@@ -86,7 +86,7 @@ fn record(version: &str) -> CanonicalRecord {
     CanonicalRecord {
         recipe: app(),
         version: ReleaseVersion::parse(version).unwrap(),
-        commit: "a".repeat(40),
+        commit: "a".repeat(40).parse().unwrap(),
         promoted_at: state::now(),
         build: Some("1".into()),
         pinned: None,
@@ -100,7 +100,7 @@ fn entry(decision: &str, version: &str, before: Option<&CanonicalRecord>) -> His
         recipe: app(),
         decision: decision.into(),
         version: Some(version.into()),
-        tested_commit: Some("a".repeat(40)),
+        tested_commit: Some("a".repeat(40).parse().unwrap()),
         reasons: vec![],
         trigger: Some("test".into()),
         build: None,

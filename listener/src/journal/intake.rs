@@ -6,8 +6,10 @@
 //! counted on the first one and answered as the replay of it. Each intake runs in one write of the
 //! group commit.
 
+use canon_shared::commit::CommitId;
 use canon_shared::forge::ForgeKind;
 use canon_shared::recipe::RecipeName;
+use canon_shared::version::ReleaseVersion;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -26,12 +28,12 @@ pub enum IntakeFact {
         repo: String,
         /// The enrolled recipe it maps to.
         recipe: RecipeName,
-        /// The short tag name (a valid release tag).
-        tag: String,
+        /// The release tag.
+        tag: ReleaseVersion,
         /// The ref value sent, when any.
         ref_sha: Option<String>,
         /// A commit the payload names, when any.
-        commit_hint: Option<String>,
+        commit_hint: Option<CommitId>,
     },
     /// A tag deletion (recorded, never acted on).
     Deleted {
@@ -167,6 +169,8 @@ fn intake_tx(c: &Connection, i: &Intake) -> Result<IntakeResult, rusqlite::Error
             ref_sha,
             commit_hint,
         } => {
+            let tag = tag.to_string();
+            let commit_hint = commit_hint.as_ref().map(CommitId::as_str);
             let existing: Option<(i64, Option<String>)> = c
                 .prepare_cached(
                     "SELECT id, ref_sha FROM jobs WHERE forge=?1 AND recipe=?2 AND tag=?3",
@@ -220,7 +224,7 @@ fn intake_tx(c: &Connection, i: &Intake) -> Result<IntakeResult, rusqlite::Error
             insert_delivery(
                 Some(repo),
                 Some(recipe.as_str()),
-                Some(tag),
+                Some(&tag),
                 ref_sha.as_deref(),
                 outcome,
                 reason.as_deref(),
@@ -365,9 +369,9 @@ mod tests {
         let new_tag = |tag: &str, ref_sha: Option<&str>, hint: Option<&str>| IntakeFact::NewTag {
             repo: repo.to_string(),
             recipe: recipe(),
-            tag: tag.to_string(),
+            tag: ReleaseVersion::parse(tag).expect("a release tag"),
             ref_sha: ref_sha.map(str::to_string),
-            commit_hint: hint.map(str::to_string),
+            commit_hint: hint.map(|h| CommitId::parse(h).expect("a full id")),
         };
         match says {
             Says::Push(tag, sha) => ("push", new_tag(tag, Some(sha), Some(HINT))),
@@ -618,7 +622,7 @@ mod tests {
         let claimed = journal.claim(id, terms).await.expect("claimed");
         assert!(matches!(claimed, crate::journal::Claim::Started(_)));
         let done = JobUpdate::Done {
-            commit: A.into(),
+            commit: CommitId::parse(A).expect("a full id"),
             build: 7,
             link: None,
             note: None,
@@ -839,7 +843,7 @@ mod tests {
             let fact = IntakeFact::NewTag {
                 repo: shown.clone(),
                 recipe: RecipeName::parse(name).expect("valid name"),
-                tag: "1.0.0+1".into(),
+                tag: ReleaseVersion::parse("1.0.0+1").expect("a release tag"),
                 ref_sha: Some(A.into()),
                 commit_hint: None,
             };
@@ -907,7 +911,7 @@ mod tests {
             .map(|j| {
                 (
                     j.id,
-                    j.tag.clone(),
+                    j.tag.to_string(),
                     j.state.as_str().to_string(),
                     j.flags.clone(),
                 )

@@ -211,7 +211,7 @@ mod tests {
                     fact: IntakeFact::NewTag {
                         repo: "o/app".into(),
                         recipe: RecipeName::parse("app").expect("valid name"),
-                        tag: format!("1.0.{i}+1"),
+                        tag: format!("1.0.{i}+1").parse().expect("a release tag"),
                         ref_sha: None,
                         commit_hint: None,
                     },

@@ -11,9 +11,11 @@
 
 use std::time::Duration;
 
+use canon_shared::commit::CommitId;
 use canon_shared::forge::ForgeKind;
 use canon_shared::listener_api::{JobState, JobSummary};
-use canon_shared::recipe::{InvalidRecipeName, RecipeName};
+use canon_shared::recipe::RecipeName;
+use canon_shared::version::ReleaseVersion;
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
@@ -30,11 +32,11 @@ pub struct Job {
     /// `owner/name` upstream.
     pub repo: String,
     /// The enrolled recipe.
-    pub recipe: String,
+    pub recipe: RecipeName,
     /// The release tag.
-    pub tag: String,
+    pub tag: ReleaseVersion,
     /// The commit resolved at the forge (or, before that, the payload's hint).
-    pub commit: Option<String>,
+    pub commit: Option<CommitId>,
     /// The ref value the deliveries carried.
     pub ref_sha: Option<String>,
     /// Its state.
@@ -61,13 +63,11 @@ pub struct Job {
 
 impl Job {
     /// Returns what the API shows of the job to other crates: no error text, no URLs.
-    ///
-    /// Fails only if the stored recipe is not a valid name, which intake never stores.
-    pub fn summary(&self) -> Result<JobSummary, InvalidRecipeName> {
-        Ok(JobSummary {
+    pub fn summary(&self) -> JobSummary {
+        JobSummary {
             id: self.id,
-            recipe: RecipeName::parse(&self.recipe)?,
-            tag: self.tag.clone(),
+            recipe: self.recipe.clone(),
+            tag: self.tag.to_string(),
             forge: self.forge,
             repo: self.repo.clone(),
             state: self.state,
@@ -76,7 +76,7 @@ impl Job {
             attempts: self.attempts,
             created_at: self.created_at.clone(),
             updated_at: self.updated_at.clone(),
-        })
+        }
     }
 }
 
@@ -128,8 +128,36 @@ pub enum Claim {
     Started(Job),
     /// The job had used every attempt without a result and is now `failed`.
     GaveUp(Job),
+    /// The job's stored recipe or tag does not parse, so no attempt can run: it is now ended
+    /// as an attempt at it would have ended it (failed for a recipe that is not a valid name,
+    /// skipped for a tag that is not a release tag), its attempt counted.
+    Unreadable {
+        /// The stored recipe, as text.
+        recipe: String,
+        /// The stored tag, as text.
+        tag: String,
+        /// `Failed` or `Skipped`.
+        state: JobState,
+        /// Why, as stored in the job's error.
+        reason: String,
+    },
     /// The job is terminal or unknown; nothing was changed.
     NotRunnable,
+}
+
+/// Returns how a job whose stored `recipe` and `tag` are as given ends without an attempt, when
+/// they do not parse: the state and the reason.
+fn unreadable(recipe: &str, tag: &str) -> Option<(JobState, String)> {
+    if let Err(e) = RecipeName::parse(recipe) {
+        return Some((JobState::Failed, e.to_string()));
+    }
+    match ReleaseVersion::parse(tag) {
+        Ok(_) => None,
+        Err(e) => Some((
+            JobState::Skipped,
+            format!("{tag} is not a release tag: {e}"),
+        )),
+    }
 }
 
 /// How a worker attempt ended, to be stored.
@@ -138,7 +166,7 @@ pub enum JobUpdate {
     /// A build was started or found.
     Done {
         /// The resolved commit.
-        commit: String,
+        commit: CommitId,
         /// The build number.
         build: u64,
         /// The build link.
@@ -149,14 +177,14 @@ pub enum JobUpdate {
     /// Not built, by decision.
     Skipped {
         /// The resolved commit, when known.
-        commit: Option<String>,
+        commit: Option<CommitId>,
         /// Why.
         reason: String,
     },
     /// Failed; retry at `next_attempt_ms`.
     Retry {
         /// The resolved commit, when known.
-        commit: Option<String>,
+        commit: Option<CommitId>,
         /// The error.
         error: String,
         /// When to try again (unix ms).
@@ -165,7 +193,7 @@ pub enum JobUpdate {
     /// Failed for good.
     Failed {
         /// The resolved commit, when known.
-        commit: Option<String>,
+        commit: Option<CommitId>,
         /// The error.
         error: String,
     },
@@ -179,17 +207,31 @@ impl Journal {
         L: Fn(u32) -> Duration + Send + 'static,
     {
         self.write(move |c| {
-            let found: Option<(u32, u32)> = c
+            let found: Option<(u32, u32, String, String)> = c
                 .query_row(
-                    "SELECT attempts, unfinished FROM jobs
+                    "SELECT attempts, unfinished, recipe, tag FROM jobs
                      WHERE id=?1 AND state IN ('queued','retrying','running')",
                     params![id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()?;
-            let Some((attempts, unfinished)) = found else {
+            let Some((attempts, unfinished, recipe, tag)) = found else {
                 return Ok(Claim::NotRunnable);
             };
+            if let Some((state, reason)) = unreadable(&recipe, &tag) {
+                c.execute(
+                    "UPDATE jobs SET state=?2, attempts=attempts+1, unfinished=0, error=?3,
+                       next_attempt_ms=0, updated_at=?4
+                     WHERE id=?1",
+                    params![id, state.as_str(), reason, terms.now],
+                )?;
+                return Ok(Claim::Unreadable {
+                    recipe,
+                    tag,
+                    state,
+                    reason,
+                });
+            }
             if attempts >= terms.max_attempts {
                 c.execute(
                     "UPDATE jobs SET state='failed', error=?2, next_attempt_ms=0, updated_at=?3
@@ -256,7 +298,16 @@ impl Journal {
                    build=COALESCE(?4, build), build_link=COALESCE(?5, build_link), error=?6,
                    next_attempt_ms=?7, unfinished=0, updated_at=?8
                  WHERE id=?1 AND state NOT IN ('done','skipped','failed')",
-                params![id, state.as_str(), commit, build, link, error, next, now],
+                params![
+                    id,
+                    state.as_str(),
+                    commit.as_ref().map(CommitId::as_str),
+                    build,
+                    link,
+                    error,
+                    next,
+                    now
+                ],
             )?;
             Ok(())
         })
@@ -360,17 +411,48 @@ pub(super) fn forge_at(r: &Row<'_>, idx: usize) -> Result<ForgeKind, rusqlite::E
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
 }
 
-/// Reads one `jobs` row; its delivery ids are filled in by [`select_jobs`].
-fn job_from_row(r: &Row<'_>) -> Result<Job, rusqlite::Error> {
+/// Reads the commit stored in column `name`, when there is one (intake and the worker store only
+/// full ids).
+fn commit_at(r: &Row<'_>, name: &str) -> Result<Option<CommitId>, rusqlite::Error> {
+    let Some(text) = r.get::<_, Option<String>>(name)? else {
+        return Ok(None);
+    };
+    CommitId::parse(&text).map(Some).map_err(|e| {
+        let idx = r.as_ref().column_index(name).unwrap_or_default();
+        rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e))
+    })
+}
+
+/// A stored job whose recipe or tag does not parse: intake never stores one, but a row written
+/// by hand or under older rules may hold one.
+struct Unparsed {
+    id: i64,
+    column: &'static str,
+    error: String,
+}
+
+/// Reads one `jobs` row; its delivery ids are filled in by [`select_jobs`]. A row whose recipe
+/// or tag does not parse is returned as [`Unparsed`].
+fn job_from_row(r: &Row<'_>) -> Result<Result<Job, Unparsed>, rusqlite::Error> {
+    let id: i64 = r.get("id")?;
+    let unparsed = |column, error: String| Unparsed { id, column, error };
+    let recipe = match RecipeName::parse(&r.get::<_, String>("recipe")?) {
+        Ok(recipe) => recipe,
+        Err(e) => return Ok(Err(unparsed("recipe", e.to_string()))),
+    };
+    let tag = match ReleaseVersion::parse(&r.get::<_, String>("tag")?) {
+        Ok(tag) => tag,
+        Err(e) => return Ok(Err(unparsed("tag", e.to_string()))),
+    };
     let flags: String = r.get("flags")?;
-    let resolved: Option<String> = r.get("resolved_commit")?;
-    let hint: Option<String> = r.get("commit_hint")?;
-    Ok(Job {
-        id: r.get("id")?,
+    let resolved = commit_at(r, "resolved_commit")?;
+    let hint = commit_at(r, "commit_hint")?;
+    Ok(Ok(Job {
+        id,
         forge: forge_at(r, r.as_ref().column_index("forge")?)?,
         repo: r.get("repo")?,
-        recipe: r.get("recipe")?,
-        tag: r.get("tag")?,
+        recipe,
+        tag,
         commit: resolved.or(hint),
         ref_sha: r.get("ref_sha")?,
         // The journal writes only the names `as_str` returns; anything else reads as failed so
@@ -392,20 +474,27 @@ fn job_from_row(r: &Row<'_>) -> Result<Job, rusqlite::Error> {
         next_attempt_ms: r.get("next_attempt_ms")?,
         created_at: r.get("created_at")?,
         updated_at: r.get("updated_at")?,
-    })
+    }))
 }
 
 /// Returns the jobs `SELECT * FROM jobs {tail}` finds, each with its delivery ids in arrival
-/// order.
+/// order. A job whose recipe or tag does not parse is left out and logged: the claim has ended
+/// it ([`Claim::Unreadable`]) and no reader can show it as a recipe's release.
 pub(super) fn select_jobs<P: rusqlite::Params>(
     c: &Connection,
     tail: &str,
     params: P,
 ) -> Result<Vec<Job>, rusqlite::Error> {
     let mut st = c.prepare_cached(&format!("SELECT * FROM jobs {tail}"))?;
-    let mut jobs: Vec<Job> = st
-        .query_map(params, job_from_row)?
-        .collect::<Result<_, _>>()?;
+    let mut jobs = Vec::new();
+    for row in st.query_map(params, job_from_row)? {
+        match row? {
+            Ok(job) => jobs.push(job),
+            Err(Unparsed { id, column, error }) => {
+                tracing::warn!(job = id, column, error = %error, "A stored job does not parse; it is left out.");
+            }
+        }
+    }
     let mut ds = c.prepare_cached(
         "SELECT delivery FROM deliveries WHERE job=?1 AND delivery != '' ORDER BY seq",
     )?;
@@ -430,7 +519,7 @@ mod tests {
             fact: IntakeFact::NewTag {
                 repo: repo.into(),
                 recipe: RecipeName::parse(recipe).expect("valid name"),
-                tag: tag.into(),
+                tag: tag.parse().expect("a release tag"),
                 ref_sha: None,
                 commit_hint: None,
             },
@@ -467,9 +556,55 @@ mod tests {
             .await
             .expect("read")
             .expect("the job")
-            .summary()
-            .expect("a valid recipe");
+            .summary();
         assert_eq!((summary.recipe, summary.state), (app, JobState::Queued));
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_row_does_not_parse_ends_as_its_attempt_would_and_is_left_out() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("j.sqlite3");
+        let (journal, _writer) = Journal::open(&path).expect("opens");
+        let bad_tag = push(&journal, ForgeKind::Gitea, "o/app", "app", "1.0.0+1").await;
+        let bad_recipe = push(&journal, ForgeKind::Gitea, "o/app", "other", "1.0.0+1").await;
+        let good = push(&journal, ForgeKind::Gitea, "o/app", "third", "1.0.0+1").await;
+        {
+            // Rows written by hand (or under older rules): intake never stores these.
+            let c = Connection::open(&path).expect("opens");
+            c.execute("UPDATE jobs SET tag='v1.0' WHERE id=?1", params![bad_tag])
+                .expect("updated");
+            c.execute(
+                "UPDATE jobs SET recipe='Not/A/Name' WHERE id=?1",
+                params![bad_recipe],
+            )
+            .expect("updated");
+        }
+        // (job, the state it ends in, what its reason says)
+        let cases = [
+            (bad_tag, JobState::Skipped, "v1.0 is not a release tag"),
+            (bad_recipe, JobState::Failed, "invalid recipe name"),
+        ];
+        for (id, want_state, want_reason) in cases {
+            match claim_at(&journal, id, 1_000).await {
+                Claim::Unreadable { state, reason, .. } => {
+                    assert_eq!(state, want_state, "{reason}");
+                    assert!(reason.contains(want_reason), "{reason}");
+                }
+                other => panic!("job {id}: {other:?}"),
+            }
+            assert!(
+                matches!(claim_at(&journal, id, 1_000).await, Claim::NotRunnable),
+                "job {id} is ended"
+            );
+        }
+        let listed: Vec<i64> = journal
+            .jobs()
+            .await
+            .expect("the other rows still read")
+            .iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(listed, [good]);
     }
 
     /// Claims `id` at `now_ms` with a 1 s lease per attempt and at most 3 attempts.

@@ -93,7 +93,7 @@ mod tests {
             Some(tag) => IntakeFact::NewTag {
                 repo: "o/app".into(),
                 recipe: RecipeName::parse("app").expect("valid name"),
-                tag: tag.into(),
+                tag: tag.parse().expect("a release tag"),
                 ref_sha: None,
                 commit_hint: None,
             },
@@ -162,7 +162,8 @@ mod tests {
                 .expect("journaled");
             let update = match job {
                 Some(JobEnd::Done) => Some(JobUpdate::Done {
-                    commit: "c".into(),
+                    commit: canon_shared::commit::CommitId::parse(&"c".repeat(40))
+                        .expect("a full id"),
                     build: 1,
                     link: None,
                     note: None,

@@ -1,13 +1,15 @@
 //! The HTTP surface: webhook endpoints, the JSON API, health, metrics, the status page and the
 //! recipes' badges.
 //!
-//! Handlers only verify, classify and journal (hooks) or read (everything else); work happens in
-//! the worker. Every route shares one [`AppState`]. Reads other than the probes pass
+//! A webhook is verified and parsed into a typed delivery by the extractor in [`delivery`] before
+//! its handler ([`hooks`]) journals it; every other handler only reads. Work happens in the
+//! worker. Every route shares one [`AppState`]. Reads other than the probes pass
 //! [`access::admin`] first; the badges are public too (a README's image carries no token).
 
 pub mod access;
 pub mod api;
 pub mod badge;
+pub mod delivery;
 pub mod hooks;
 pub mod status;
 
@@ -129,12 +131,13 @@ fn with_state(
 pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let hooks = warp::post()
-        .and(warp::path!("hooks" / String))
-        .and(warp::header::headers_cloned())
-        .and(warp::body::stream())
+    // Verified and parsed by the extractor; the handler only journals.
+    let rejected_state = state.clone();
+    let hooks = delivery::delivery(state.clone())
         .and(with_state(state.clone()))
-        .and_then(|kind, headers, body, state| hooks::handle(kind, headers, Box::pin(body), state));
+        .and_then(hooks::handle)
+        .recover(move |r| delivery::answer_rejected(rejected_state.clone(), r))
+        .unify();
     let get = |p| warp::get().and(p).and(with_state(state.clone()));
     // Behind the admin token, when one is set.
     let read = |p: warp::filters::BoxedFilter<()>| {

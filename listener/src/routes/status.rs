@@ -319,8 +319,8 @@ async fn recent(state: &AppState, h: &mut String) {
                     job_class(j),
                     vec![
                         j.id.to_string(),
-                        esc(&j.recipe),
-                        esc(&j.tag),
+                        esc(j.recipe.as_str()),
+                        esc(&j.tag.to_string()),
                         j.state.as_str().to_string(),
                         build_cell(j.build, j.build_link.as_deref()),
                         j.attempts.to_string(),
@@ -366,8 +366,8 @@ pub async fn page(state: Arc<AppState>) -> Result<Reply, warp::Rejection> {
                         class,
                         vec![
                             j.id.to_string(),
-                            esc(&j.recipe),
-                            esc(&j.tag),
+                            esc(j.recipe.as_str()),
+                            esc(&j.tag.to_string()),
                             j.state.as_str().to_string(),
                             j.attempts.to_string(),
                             esc(&userinfo_masked_in(j.error.as_deref().unwrap_or(""))),
@@ -389,8 +389,8 @@ pub async fn page(state: Arc<AppState>) -> Result<Reply, warp::Rejection> {
         let _ = write!(
             h,
             "<li>{} {}: {}</li>",
-            esc(&j.recipe),
-            esc(&j.tag),
+            esc(j.recipe.as_str()),
+            esc(&j.tag.to_string()),
             esc(&j.flags.join("; "))
         );
     }

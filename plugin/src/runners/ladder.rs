@@ -531,7 +531,7 @@ mod tests {
             canonical: canonical.then(|| CanonicalRecord {
                 recipe: name,
                 version: "1.0.0+1".parse().unwrap(),
-                commit: "b".repeat(40),
+                commit: "b".repeat(40).parse().expect("a full id"),
                 promoted_at: time::OffsetDateTime::UNIX_EPOCH,
                 build: None,
                 pinned: None,

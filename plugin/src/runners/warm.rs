@@ -74,7 +74,7 @@ impl WarmReport {
     pub fn new(base: &WarmBase, volumes: Vec<WarmCopy>) -> Self {
         WarmReport {
             canonical: base.canonical.version.to_string(),
-            commit: base.canonical.commit.clone(),
+            commit: base.canonical.commit.to_string(),
             volumes,
         }
     }

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use canon_shared::commit::CommitId;
 use canon_shared::drone::{BuildParams, DroneClient};
 use canon_shared::forge::ForgeError;
 use canon_shared::gate::{sweep_decision, SweepDecision};
@@ -334,7 +335,7 @@ struct Decided {
     recipe: Recipe,
     entry: RecipeEntry,
     /// The tag to run, when the decision is `run`.
-    run: Option<(ReleaseVersion, String)>,
+    run: Option<(ReleaseVersion, CommitId)>,
 }
 
 impl Decided {
@@ -424,8 +425,12 @@ async fn decide(settings: &Settings, recipe: &Recipe, credentials: &Credentials)
         .and_then(|v| tags.get(&v.to_string()).cloned());
     d.entry.latest = latest.as_ref().map(ToString::to_string);
     d.entry.latest_commit = latest_commit.clone();
+    let latest_commit = match latest_commit.as_deref().map(CommitId::parse).transpose() {
+        Ok(c) => c,
+        Err(e) => return fail(d, format!("the latest tag upstream: {e}")),
+    };
     let decision = sweep_decision(
-        latest.as_ref().zip(latest_commit.as_deref()),
+        latest.as_ref().zip(latest_commit.as_ref()),
         canonical.as_ref(),
     );
     match decision {
@@ -445,7 +450,10 @@ async fn decide(settings: &Settings, recipe: &Recipe, credentials: &Credentials)
                 d.entry.reason = problem;
                 d.entry.action = "none".into();
             } else {
-                d.run = Some((tag, latest_commit.unwrap_or_default()));
+                // A tag the decision runs is upstream's latest, so its commit is known.
+                if let Some(commit) = latest_commit {
+                    d.run = Some((tag, commit));
+                }
             }
         }
     }
@@ -492,7 +500,7 @@ async fn act(
     settings: &Settings,
     launch: &Launch,
     d: &mut Decided,
-    run: &(ReleaseVersion, String),
+    run: &(ReleaseVersion, CommitId),
     credentials: &Credentials,
     listener: Option<&ListenerClient>,
 ) -> (bool, ListenerKnows) {
@@ -608,7 +616,7 @@ fn inline_settings(
 }
 
 /// Counts a missed webhook in the report and appends it to the state dir's record.
-fn record_missed(settings: &Settings, d: &mut Decided, tag: &ReleaseVersion, commit: &str) {
+fn record_missed(settings: &Settings, d: &mut Decided, tag: &ReleaseVersion, commit: &CommitId) {
     d.entry.missed_webhooks += 1;
     if settings.dry_run {
         return;
@@ -617,7 +625,7 @@ fn record_missed(settings: &Settings, d: &mut Decided, tag: &ReleaseVersion, com
         at: state::now(),
         recipe: d.recipe.name.clone(),
         tag: tag.to_string(),
-        commit: commit.to_string(),
+        commit: commit.clone(),
     };
     if let Err(e) = StateDir::new(&settings.state_dir).record_missed_webhook(&missed) {
         tracing::warn!(error = %e, "Cannot record the missed webhook.");

@@ -30,6 +30,7 @@ mod verify;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use canon_shared::commit::{CommitId, InvalidCommitId};
 use canon_shared::gate::TestedRef;
 use canon_shared::mirror::MirrorError;
 use canon_shared::state::{self, CanonicalRecord, Change, HistoryEntry, StateError, StateStore};
@@ -115,6 +116,13 @@ pub enum RunError {
         recipe: String,
         #[source]
         source: StateError,
+    },
+    #[error("{recipe}: the {what} is not a full commit id")]
+    NotACommit {
+        recipe: String,
+        what: &'static str,
+        #[source]
+        source: InvalidCommitId,
     },
 }
 
@@ -284,7 +292,9 @@ fn history_entry(
             TestedRef::Tag(t) => t.clone(),
             TestedRef::Ref(r) => format!("ref {r}"),
         }),
-        tested_commit: tested_commit.map(str::to_string),
+        // Every commit a report holds is a full id: a claim the settings parsed, upstream's
+        // peeled tag or the checkout's HEAD.
+        tested_commit: tested_commit.and_then(|c| CommitId::parse(c).ok()),
         reasons: gate.reasons.clone(),
         trigger: Some(settings.trigger.clone()),
         build: Some(settings.build_ref()),

@@ -110,7 +110,7 @@ fn base_checkout(
     root: &Path,
 ) -> Option<PathBuf> {
     let want = Want::Commit {
-        commit: canonical.commit.clone(),
+        commit: canonical.commit.to_string(),
         tag: Some(canonical.version.to_string()),
     };
     match checkout::fresh_checkout(&settings.mirror, &want, &root.join("base")) {
@@ -249,7 +249,7 @@ fn harness_env(ctx: &RunContext, extra: &BTreeMap<String, String>) -> BTreeMap<S
     env.insert("CANON_BUILD".into(), ctx.build.clone());
     if let Some(c) = &ctx.canonical {
         env.insert("CANON_UPGRADE_BASE".into(), c.version.to_string());
-        env.insert("CANON_UPGRADE_BASE_COMMIT".into(), c.commit.clone());
+        env.insert("CANON_UPGRADE_BASE_COMMIT".into(), c.commit.to_string());
     }
     if let Some(b) = &ctx.base_checkout {
         env.insert("CANON_UPGRADE_BASE_DIR".into(), b.display().to_string());

@@ -4,6 +4,7 @@
 //! Separate because it is the only step that changes the canonical; the order below makes a
 //! crash at any point repairable (see `runners::docker::promote`).
 
+use canon_shared::commit::CommitId;
 use canon_shared::gate::{self, GateDecision, RunFacts};
 use canon_shared::state::holds::{Hold, Holder, WarmHolds};
 use canon_shared::state::{self, CanonicalRecord, Change, LockWait, StateError, StateStore};
@@ -35,7 +36,8 @@ struct Facts<'a> {
     settings: &'a RunSettings,
     ctx: &'a RunContext,
     ran: &'a Ran,
-    tag_commit_now: Option<String>,
+    tested_commit: CommitId,
+    tag_commit_now: Option<CommitId>,
 }
 
 impl Facts<'_> {
@@ -45,7 +47,7 @@ impl Facts<'_> {
             cold: !self.ctx.quick && self.ctx.warm.is_none(),
             quick: self.ctx.quick,
             tested: self.ctx.tested.clone(),
-            tested_commit: self.ctx.commit.clone(),
+            tested_commit: self.tested_commit.clone(),
             tag_commit_now: self.tag_commit_now.clone(),
             stages: &self.ran.stages,
             canonical,
@@ -110,10 +112,16 @@ pub(super) fn promote(
     let canonical = state
         .read_canonical(&settings.recipe.name)
         .map_err(state_err)?;
+    let tested_commit = CommitId::parse(&ctx.commit).map_err(|source| RunError::NotACommit {
+        recipe: name.clone(),
+        what: "tested commit",
+        source,
+    })?;
     let facts = Facts {
         settings,
         ctx,
         ran,
+        tested_commit,
         tag_commit_now: tag_commit_now(settings),
     };
     let first = facts.gate(canonical.as_ref());
@@ -194,12 +202,20 @@ pub(super) fn promote(
 
 /// Returns the commit the tag peels to upstream now, for the gate (`None` for a ref, or when
 /// upstream cannot say: the gate then refuses).
-fn tag_commit_now(settings: &RunSettings) -> Option<String> {
+fn tag_commit_now(settings: &RunSettings) -> Option<CommitId> {
     let canon_shared::gate::TestedRef::Tag(tag) = &settings.tested else {
         return None;
     };
     let name = &settings.recipe.name;
-    match upstream_tag_commit(settings, tag) {
+    let name_text = name.to_string();
+    let resolved = upstream_tag_commit(settings, tag).and_then(|c| {
+        CommitId::parse(&c).map_err(|source| RunError::NotACommit {
+            recipe: name_text,
+            what: "commit upstream's tag points at",
+            source,
+        })
+    });
+    match resolved {
         Ok(c) => {
             tracing::debug!(recipe = %name, tag, commit = %c, "Resolved the tag upstream again for the gate.");
             Some(c)

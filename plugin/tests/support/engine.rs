@@ -234,7 +234,7 @@ impl Upstream {
         CanonicalRecord {
             recipe: RecipeName::parse(&self.name).unwrap(),
             version: ReleaseVersion::parse(tag).unwrap(),
-            commit: commit.to_string(),
+            commit: commit.parse().expect("a full commit id"),
             promoted_at: time::OffsetDateTime::now_utc(),
             build: None,
             pinned: None,

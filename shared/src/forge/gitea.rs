@@ -15,6 +15,7 @@ use super::{
     excerpt, seg, split_repo, status_hint, CloseOutcome, Forge, ForgeError, ForgeKind, ForgeTag,
     Hook, HookSpec, PullRequest, RawHook, RawPull,
 };
+use crate::commit::CommitId;
 use crate::secret::Secret;
 
 /// The page size asked for; the server may give fewer.
@@ -40,7 +41,7 @@ struct RawTag {
 
 #[derive(Deserialize)]
 struct RawCommitRef {
-    sha: String,
+    sha: CommitId,
 }
 
 impl Gitea {
@@ -244,7 +245,7 @@ impl Forge for Gitea {
         ForgeKind::Gitea
     }
 
-    async fn resolve_tag(&self, repo: &str, tag: &str) -> Result<Option<String>, ForgeError> {
+    async fn resolve_tag(&self, repo: &str, tag: &str) -> Result<Option<CommitId>, ForgeError> {
         let (o, r) = split_repo(repo)?;
         let path = format!("/repos/{}/{}/tags/{}", seg(o), seg(r), seg(tag));
         let raw: Option<RawTag> = self.get_json(&path, true).await?;

@@ -12,6 +12,7 @@ use super::{
     seg, split_repo, status_hint, CloseOutcome, Forge, ForgeError, ForgeKind, ForgeTag, Hook,
     HookSpec, PullRequest, RawHook, RawPull, CONNECT_TIMEOUT, REQUEST_TIMEOUT,
 };
+use crate::commit::CommitId;
 use crate::secret::Secret;
 
 const PAGE: usize = 100;
@@ -51,7 +52,7 @@ struct RawTagObject {
 
 #[derive(Deserialize)]
 struct RawCommitRef {
-    sha: String,
+    sha: CommitId,
 }
 
 #[derive(Deserialize)]
@@ -179,7 +180,7 @@ impl Forge for GitHub {
         ForgeKind::GitHub
     }
 
-    async fn resolve_tag(&self, repo: &str, tag: &str) -> Result<Option<String>, ForgeError> {
+    async fn resolve_tag(&self, repo: &str, tag: &str) -> Result<Option<CommitId>, ForgeError> {
         let (o, r) = split_repo(repo)?;
         let route = format!("/repos/{}/{}/git/ref/tags/{}", seg(o), seg(r), seg(tag));
         let mut object = match self.get::<RawRef>(&route).await {
@@ -190,7 +191,13 @@ impl Forge for GitHub {
         // Annotated tags point to tag objects; follow them (a tag of a tag is possible).
         for _ in 0..8 {
             if object.kind != "tag" {
-                return Ok(Some(object.sha));
+                return CommitId::parse(&object.sha)
+                    .map(Some)
+                    .map_err(|e| ForgeError::Decode {
+                        method: "GET",
+                        endpoint: route,
+                        message: e.to_string(),
+                    });
             }
             let route = format!("/repos/{}/{}/git/tags/{}", seg(o), seg(r), object.sha);
             object = self.get::<RawTagObject>(&route).await?.object;

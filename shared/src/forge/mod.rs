@@ -23,6 +23,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one forge request may take (or, for GitHub, send or receive nothing), for every client.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+use crate::commit::CommitId;
 use crate::secret::Secret;
 
 pub use gitea::Gitea;
@@ -37,7 +38,7 @@ pub struct ForgeTag {
     /// The tag name.
     pub name: String,
     /// The commit the tag peels to.
-    pub commit: String,
+    pub commit: CommitId,
 }
 
 /// An open pull request.
@@ -384,7 +385,7 @@ pub trait Forge: Send + Sync {
     fn kind(&self) -> ForgeKind;
 
     /// Returns the commit tag `tag` peels to, or `None` when the tag does not exist.
-    async fn resolve_tag(&self, repo: &str, tag: &str) -> Result<Option<String>, ForgeError>;
+    async fn resolve_tag(&self, repo: &str, tag: &str) -> Result<Option<CommitId>, ForgeError>;
 
     /// Returns every tag with its peeled commit (all pages).
     async fn list_tags(&self, repo: &str) -> Result<Vec<ForgeTag>, ForgeError>;

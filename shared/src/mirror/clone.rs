@@ -11,6 +11,7 @@ use git2::Repository;
 
 use super::fetch::fetch_all;
 use super::{GitRemote, MirrorError};
+use crate::commit::CommitId;
 
 /// Where the remote's HEAD lands during the fetch; deleted before the clone is handed over.
 const HEAD_REF: &str = "refs/canon/clone-head";
@@ -20,8 +21,8 @@ const HEAD_REF: &str = "refs/canon/clone-head";
 pub struct Cloned {
     /// The clone's working tree.
     pub path: PathBuf,
-    /// The commit checked out: the remote's HEAD (full hex).
-    pub commit: String,
+    /// The commit checked out: the remote's HEAD.
+    pub commit: CommitId,
     /// How many tags the clone holds.
     pub tags: usize,
 }
@@ -68,7 +69,7 @@ pub fn clone_detached(remote: &GitRemote, dest: &Path) -> Result<Cloned, MirrorE
     let tags = repo.tag_names(None).map_err(local("list tags"))?.len();
     Ok(Cloned {
         path: dest.to_path_buf(),
-        commit: oid.to_string(),
+        commit: oid.into(),
         tags,
     })
 }

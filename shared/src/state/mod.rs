@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::commit::CommitId;
 use crate::recipe::RecipeName;
 use crate::version::ReleaseVersion;
 
@@ -50,8 +51,8 @@ pub struct CanonicalRecord {
     pub recipe: RecipeName,
     /// The canonical release tag.
     pub version: ReleaseVersion,
-    /// The commit the tag pointed to when it was tested (peeled, full hex).
-    pub commit: String,
+    /// The commit the tag pointed to when it was tested (peeled).
+    pub commit: CommitId,
     /// When it was promoted, RFC 3339 UTC.
     #[serde(with = "time::serde::rfc3339")]
     pub promoted_at: OffsetDateTime,
@@ -82,7 +83,7 @@ pub struct HistoryEntry {
     pub version: Option<String>,
     /// The commit that was tested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tested_commit: Option<String>,
+    pub tested_commit: Option<CommitId>,
     /// Every reason (for a refusal, every failing check).
     #[serde(default)]
     pub reasons: Vec<String>,
@@ -461,7 +462,7 @@ pub struct MissedWebhook {
     /// The release tag.
     pub tag: String,
     /// The commit the tag points to.
-    pub commit: String,
+    pub commit: CommitId,
 }
 
 impl StateDir {
@@ -620,7 +621,7 @@ mod tests {
         CanonicalRecord {
             recipe: name(recipe),
             version: ReleaseVersion::parse(version).unwrap(),
-            commit: "a".repeat(40),
+            commit: CommitId::parse(&"a".repeat(40)).expect("a full id"),
             promoted_at: now(),
             build: Some("42".into()),
             pinned: None,
@@ -675,9 +676,9 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             ("", "corrupt"),
             ("{\"recipe\":\"app\"", "corrupt"),
-            ("{\"recipe\":\"app\",\"version\":\"v1.0\",\"commit\":\"x\",\"promoted_at\":\"2026-01-01T00:00:00Z\"}", "corrupt"),
-            ("{\"recipe\":\"app\",\"version\":\"1.0.0+1\",\"commit\":\"x\",\"promoted_at\":\"yesterday\"}", "corrupt"),
-            ("{\"recipe\":\"other\",\"version\":\"1.0.0+1\",\"commit\":\"x\",\"promoted_at\":\"2026-01-01T00:00:00Z\"}", "not `app`"),
+            ("{\"recipe\":\"app\",\"version\":\"v1.0\",\"commit\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"promoted_at\":\"2026-01-01T00:00:00Z\"}", "corrupt"),
+            ("{\"recipe\":\"app\",\"version\":\"1.0.0+1\",\"commit\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"promoted_at\":\"yesterday\"}", "corrupt"),
+            ("{\"recipe\":\"other\",\"version\":\"1.0.0+1\",\"commit\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"promoted_at\":\"2026-01-01T00:00:00Z\"}", "not `app`"),
         ];
         for (text, want) in cases {
             fs::write(state.canonical_path(&app), text).unwrap();
@@ -711,7 +712,7 @@ mod tests {
                     recipe: name("app"),
                     decision: decision.to_string(),
                     version: Some(format!("1.0.{i}+1")),
-                    tested_commit: Some("b".repeat(40)),
+                    tested_commit: Some(CommitId::parse(&"b".repeat(40)).expect("a full id")),
                     reasons: vec![format!("reason {i}")],
                     trigger: Some("tag".into()),
                     build: Some("7".into()),
@@ -829,7 +830,7 @@ mod tests {
                     at: now(),
                     recipe: name(recipe),
                     tag: tag.into(),
-                    commit: "c".repeat(40),
+                    commit: CommitId::parse(&"c".repeat(40)).expect("a full id"),
                 })
                 .unwrap();
         }
