@@ -24,7 +24,7 @@ use canon_shared::secret::Secret;
 use canon_shared::trigger::{self, MirrorPrs};
 
 use crate::exit::{error_chain, EXIT_RED, EXIT_USAGE};
-use crate::settings::{MirrorSync as MirrorSyncSettings, SubcommandFlags, Variables};
+use crate::settings::{GitTokens, MirrorSync as MirrorSyncSettings, SubcommandFlags, Variables};
 
 /// Arguments of `mirror-sync`.
 #[derive(Debug, clap::Args)]
@@ -87,20 +87,14 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    /// Reads the tokens from `vars` (name, value) pairs; empty values count as unset.
+    /// Reads the tokens from `vars` (name, value) pairs by the subcommand settings table
+    /// ([`crate::settings::SUBCOMMAND_SETTINGS`]); blank values count as unset.
     pub fn from_vars<I: IntoIterator<Item = (String, String)>>(vars: I) -> Self {
-        let mut t = Tokens::default();
-        for (k, v) in vars {
-            if v.is_empty() {
-                continue;
-            }
-            match k.as_str() {
-                "CANON_UPSTREAM_TOKEN" => t.upstream = Some(Secret::new(v)),
-                "CANON_MIRROR_TOKEN" => t.mirror = Some(Secret::new(v)),
-                _ => {}
-            }
+        let values = SubcommandFlags::<GitTokens>::default().read(&Variables::from_pairs(vars));
+        Tokens {
+            upstream: values.secret("upstream_token"),
+            mirror: values.secret("mirror_token"),
         }
-        t
     }
 }
 

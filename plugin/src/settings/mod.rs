@@ -22,7 +22,8 @@
 //! - `secret_files`: the secret settings of the table, each from its value or from the file its
 //!   `*_file` setting names.
 //! - `subcommands`: [`SUBCOMMAND_SETTINGS`], the table of the other subcommands' flags that a
-//!   variable can give (`canonical`, `state export`, `mirror-sync`), their flags built from it
+//!   variable can give (`canonical`, `state export`, `mirror-sync`) and the git tokens of
+//!   `mirror-sync` and `recipe plan` (variables only), their flags built from it
 //!   and their values read by it with the same rules.
 //! - `target`: what tag mode tests (mode, recipe, tag or ref) and the commits the build claims.
 //! - `validate`: [`Settings::parse`], one function per concern, every problem at once, with the
@@ -70,8 +71,9 @@ pub use canon_shared::settings::{
 };
 pub use environment::{DroneMeta, Environment, EnvironmentError, RawSettings};
 pub use subcommands::{
-    group_settings, CanonicalBy, CanonicalTarget, FlagGroup, Group, Kind, MirrorSync, StateExport,
-    SubcommandFlags, SubcommandSetting, SubcommandValues, Variables, SUBCOMMAND_SETTINGS,
+    group_settings, CanonicalBy, CanonicalTarget, FlagGroup, GitTokens, Group, Kind, MirrorSync,
+    StateExport, SubcommandFlags, SubcommandSetting, SubcommandValues, Variables,
+    SUBCOMMAND_SETTINGS,
 };
 pub use table::{
     plugin_card_properties_yaml, setting_doc, settings_table_markdown, Required, SettingDoc,

@@ -1,7 +1,8 @@
-//! The other subcommands' settings table: every flag of `canonical`, `state export` and
-//! `mirror-sync` that a variable can also give, with its variables, default, type and help, in
-//! one list ([`SUBCOMMAND_SETTINGS`]), the flags built from it ([`SubcommandFlags`]) and the
-//! reading of flags and variables by it ([`SubcommandValues`]).
+//! The other subcommands' settings table: every setting of `canonical`, `state export`,
+//! `mirror-sync` and `recipe plan` that a variable gives (a flag of the subcommand, or for the
+//! tokens only the variable), with its variables, default, type and help, in one list
+//! ([`SUBCOMMAND_SETTINGS`]), the flags built from it ([`SubcommandFlags`]) and the reading of
+//! flags and variables by it ([`SubcommandValues`]).
 //!
 //! Separate from [`super::KNOWN_SETTINGS`] because these are not plugin settings: Drone never
 //! passes them, they accept other variables (`CANON_STATE_DIR` alone for the state dir, `USER`
@@ -33,6 +34,9 @@ pub enum Group {
     StateExport,
     /// Where `mirror-sync` keeps its caches.
     MirrorSync,
+    /// The tokens `mirror-sync` and `recipe plan` fetch and push with (variables only, so they
+    /// never show in process listings).
+    GitTokens,
 }
 
 impl Group {
@@ -48,6 +52,7 @@ impl Group {
             Group::CanonicalBy => &["canonical pin", "canonical unpin"],
             Group::StateExport => &["state export"],
             Group::MirrorSync => &["mirror-sync"],
+            Group::GitTokens => &["mirror-sync", "recipe plan"],
         }
     }
 }
@@ -61,6 +66,8 @@ pub enum Kind {
     Path,
     /// The path of a file holding a token, read by the shared secret-file reader (trimmed).
     TokenFile,
+    /// A token, given only by a variable (it has no flag: flags show in `ps`).
+    Token,
 }
 
 /// One subcommand setting: a flag and the variables that give it when the flag is absent.
@@ -72,7 +79,7 @@ pub struct SubcommandSetting {
     pub name: &'static str,
     /// Every environment variable it is read from, first wins.
     pub env: &'static [&'static str],
-    /// The command-line flag.
+    /// The command-line flag (empty for a [`Kind::Token`], which has none).
     pub flag: &'static str,
     /// The value's type.
     pub kind: Kind,
@@ -85,12 +92,12 @@ pub struct SubcommandSetting {
 impl SubcommandSetting {
     /// Returns how problems name the setting: `` `name` (VARIABLE or --flag) ``.
     pub fn label(&self) -> String {
-        format!(
-            "`{}` ({} or {})",
-            self.name,
-            self.env.join(" or "),
-            self.flag
-        )
+        let variables = self.env.join(" or ");
+        if self.flag.is_empty() {
+            format!("`{}` ({variables})", self.name)
+        } else {
+            format!("`{}` ({variables} or {})", self.name, self.flag)
+        }
     }
 }
 
@@ -159,6 +166,24 @@ pub const SUBCOMMAND_SETTINGS: &[SubcommandSetting] = &[
         default: "./canon-state",
         help: "With --config: the state directory; caches live at `<state>/<recipe>/upstream.git`",
     },
+    SubcommandSetting {
+        group: Group::GitTokens,
+        name: "upstream_token",
+        env: &["CANON_UPSTREAM_TOKEN"],
+        flag: "",
+        kind: Kind::Token,
+        default: "",
+        help: "Token for HTTPS access to upstream repositories",
+    },
+    SubcommandSetting {
+        group: Group::GitTokens,
+        name: "mirror_token",
+        env: &["CANON_MIRROR_TOKEN"],
+        flag: "",
+        kind: Kind::Token,
+        default: "",
+        help: "Token for HTTPS access to mirror repositories (and closing their merged PRs)",
+    },
 ];
 
 /// Returns the settings of `group`, in table order.
@@ -203,6 +228,13 @@ impl FlagGroup for StateExport {
 pub struct MirrorSync;
 impl FlagGroup for MirrorSync {
     const GROUP: Group = Group::MirrorSync;
+}
+
+/// [`Group::GitTokens`].
+#[derive(Debug, Clone, Copy)]
+pub struct GitTokens;
+impl FlagGroup for GitTokens {
+    const GROUP: Group = Group::GitTokens;
 }
 
 /// The environment variables, read once (the process's in `main`, a list in tests).
@@ -330,7 +362,9 @@ fn flag(s: &'static SubcommandSetting) -> Arg {
 
 impl<G: FlagGroup> clap::Args for SubcommandFlags<G> {
     fn augment_args(cmd: clap::Command) -> clap::Command {
-        group_settings(G::GROUP).fold(cmd, |cmd, s| cmd.arg(flag(s)))
+        group_settings(G::GROUP)
+            .filter(|s| !s.flag.is_empty())
+            .fold(cmd, |cmd, s| cmd.arg(flag(s)))
     }
 
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
@@ -346,7 +380,7 @@ impl<G: FlagGroup> clap::FromArgMatches for SubcommandFlags<G> {
     }
 
     fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
-        for s in group_settings(G::GROUP) {
+        for s in group_settings(G::GROUP).filter(|s| !s.flag.is_empty()) {
             if matches.value_source(s.name) != Some(ValueSource::CommandLine) {
                 continue;
             }
@@ -360,12 +394,25 @@ impl<G: FlagGroup> clap::FromArgMatches for SubcommandFlags<G> {
 
 /// The values of one [`Group`]'s settings, flags over variables over defaults (strings; blank is
 /// unset).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SubcommandValues {
     /// The group.
     group: Group,
     /// The values, with the defaults filled in.
     values: RawValues,
+}
+
+impl fmt::Debug for SubcommandValues {
+    /// The values, a token as `***`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for s in group_settings(self.group) {
+            if let Some(value) = self.values.get(s.name) {
+                map.entry(&s.name, &if s.kind == Kind::Token { "***" } else { value });
+            }
+        }
+        map.finish()
+    }
 }
 
 impl SubcommandValues {
@@ -387,6 +434,13 @@ impl SubcommandValues {
     /// Returns the path `name` (its default when unset and it has one).
     pub fn path(&self, name: &str) -> Option<PathBuf> {
         self.text(name).map(PathBuf::from)
+    }
+
+    /// Returns the secret `name` (a [`Kind::Token`] setting), `None` when it is unset.
+    pub fn secret(&self, name: &str) -> Option<Secret> {
+        let s = self.entry(name)?;
+        debug_assert_eq!(s.kind, Kind::Token, "`{name}` is not a token");
+        self.values.get(name).map(Secret::new)
     }
 
     /// Returns the token in the file `name` names (a [`Kind::TokenFile`] setting), read by the
@@ -503,6 +557,20 @@ mod tests {
         }
     }
 
+    #[test]
+    fn tokens_come_from_their_variables_only_and_a_blank_one_is_unset() {
+        let vars = Variables::from_pairs([
+            ("CANON_UPSTREAM_TOKEN", "u-t0ken"),
+            ("CANON_MIRROR_TOKEN", " "),
+        ]);
+        let values = SubcommandFlags::<GitTokens>::default().read(&vars);
+        let upstream = values.secret("upstream_token");
+        assert_eq!(upstream.as_ref().map(Secret::expose), Some("u-t0ken"));
+        assert!(values.secret("mirror_token").is_none());
+        let shown = format!("{vars:?} {values:?} {upstream:?}");
+        assert!(!shown.contains("u-t0ken"), "{shown}");
+    }
+
     /// Returns every subcommand of `cmd` with its path (`canonical pin`).
     fn subcommands(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
         for sub in cmd.get_subcommands() {
@@ -549,6 +617,11 @@ mod tests {
         }
         for s in SUBCOMMAND_SETTINGS {
             for path in s.group.commands() {
+                assert!(all.iter().any(|(p, _)| p == path), "no subcommand `{path}`");
+            }
+        }
+        for s in SUBCOMMAND_SETTINGS.iter().filter(|s| !s.flag.is_empty()) {
+            for path in s.group.commands() {
                 assert!(
                     seen.contains(&(path.to_string(), s.name)),
                     "`{path}` has no {} reading {:?}",
@@ -562,6 +635,10 @@ mod tests {
     #[test]
     fn every_entry_is_well_formed() {
         for s in SUBCOMMAND_SETTINGS {
+            if s.kind == Kind::Token {
+                assert!(s.flag.is_empty(), "{}: a token has no flag", s.name);
+                continue;
+            }
             assert_eq!(s.flag, format!("--{}", s.name.replace('_', "-")));
             assert!(!s.env.is_empty(), "{} has no variable", s.name);
             assert!(
