@@ -3,7 +3,8 @@
 //! setting or `DRONE_BUILD_EVENT`).
 //!
 //! Both tag mode and the sweep start here from validated [`Settings`]: this file is the only one
-//! that reads the process environment for them and picks the mode.
+//! that reads the process environment for them and picks the mode. It reads it for `canonical`,
+//! `state` and `mirror-sync` too ([`Variables`]), whose flags a variable can give.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use clap::{Parser, Subcommand};
 
 use crate::cmd;
 use crate::exit::{report_error, EXIT_USAGE};
-use crate::settings::{Environment, Mode, RawSettings, Settings};
+use crate::settings::{Environment, Mode, RawSettings, Settings, Variables};
 
 /// canon-plugin: keeps the canonical of every enrolled Co-op Cloud recipe current.
 #[derive(Debug, Parser)]
@@ -59,9 +60,9 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Versions(cmd)) => cmd::versions::main(cmd),
-        Some(Command::Canonical(cmd)) => cmd::canonical::main(cmd),
-        Some(Command::MirrorSync(args)) => cmd::mirror_sync::main(args),
-        Some(Command::State(cmd)) => cmd::state::main(cmd),
+        Some(Command::Canonical(cmd)) => cmd::canonical::main(cmd, &Variables::from_process()),
+        Some(Command::MirrorSync(args)) => cmd::mirror_sync::main(args, &Variables::from_process()),
+        Some(Command::State(cmd)) => cmd::state::main(cmd, &Variables::from_process()),
         Some(Command::Recipe(cmd)) => cmd::recipe::main(cmd),
         Some(Command::Run(args)) => {
             with_environment(|env| dispatch(env, Some(*args.settings), Some(Mode::Tag)))

@@ -6,6 +6,11 @@
 //! The badge is the listener's `/badge/<recipe>.svg` drawn from the state dir alone
 //! ([`canon_shared::badge`]): the canonical and the tail of the history. Without the listener's
 //! journal it cannot know a tag that is being tested, only one that was refused.
+//!
+//! The flags a variable can give (`--state-dir`, `--state-repo`, `--mirror-token-file`,
+//! `--ssh-key-file`, `--by`) are built from and read by the subcommand settings table
+//! ([`crate::settings::SUBCOMMAND_SETTINGS`]), with `run`'s rules: a blank variable is unset and
+//! every problem is reported at once (exit 2).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,54 +20,70 @@ use canon_shared::badge::{self, RecipeStatus};
 use canon_shared::mirror::Credentials;
 use canon_shared::recipe::RecipeName;
 use canon_shared::secret::Secret;
+use canon_shared::settings::{Problems, SettingsError};
 use canon_shared::state::holds::{WarmHolds, WarmStatus};
 use canon_shared::state::{self, CanonicalRecord, LockWait, StateDir, StateError, StateStore};
 use clap::{Args as ClapArgs, Subcommand};
 
+use crate::settings::{CanonicalBy, CanonicalTarget, SubcommandFlags, Variables};
+
 /// Where and which recipe.
 #[derive(Debug, ClapArgs)]
 pub struct Target {
-    /// The state directory (with a state repository: this host's clone and locks).
-    #[arg(long, env = "CANON_STATE_DIR", default_value = "./canon-state")]
-    pub state_dir: PathBuf,
-    /// A git state repository holding the canonical records instead of the state dir.
-    #[arg(long, env = "CANON_STATE_REPO")]
-    pub state_repo: Option<String>,
-    /// A file holding the token for the state repository over HTTPS (the mirror token).
-    #[arg(long, env = "PLUGIN_MIRROR_TOKEN_FILE")]
-    pub mirror_token_file: Option<PathBuf>,
-    /// A private key file for a state repository over SSH.
-    #[arg(long, env = "PLUGIN_SSH_KEY_FILE")]
-    pub ssh_key_file: Option<PathBuf>,
+    /// The state dir, the state repository and its credentials, from
+    /// [`crate::settings::SUBCOMMAND_SETTINGS`].
+    #[command(flatten)]
+    pub place: SubcommandFlags<CanonicalTarget>,
     /// The recipe.
     #[arg(long)]
     pub recipe: RecipeName,
 }
 
-impl Target {
-    /// Opens the store the records are in.
-    fn store(&self) -> Result<Box<dyn StateStore>, String> {
-        let Some(url) = &self.state_repo else {
-            return Ok(Box::new(StateDir::new(&self.state_dir)));
-        };
-        let token = match &self.mirror_token_file {
-            Some(path) => Some(Secret::new(
-                std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-                    .trim(),
-            )),
+/// Where the records are: [`Target`]'s settings, read from its flags and the variables.
+#[derive(Debug)]
+struct Place {
+    /// The state directory (with a state repository: this host's clone and locks).
+    state_dir: PathBuf,
+    /// The git state repository, when the records are there.
+    state_repo: Option<String>,
+    /// The token for the state repository over HTTPS.
+    mirror_token: Option<Secret>,
+    /// A private key file for the state repository over SSH.
+    ssh_key_file: Option<PathBuf>,
+}
+
+impl Place {
+    /// Reads `target`'s settings, every problem at once.
+    fn read(target: &Target, vars: &Variables) -> Result<Self, SettingsError> {
+        let values = target.place.read(vars);
+        let mut problems = Problems::default();
+        let state_repo = values.text("state_repo");
+        // The token is only for a state repository: without one the file is never opened.
+        let mirror_token = match state_repo {
+            Some(_) => values.token_from_file("mirror_token_file", &mut problems),
             None => None,
         };
+        problems.into_result()?;
+        Ok(Place {
+            // The table gives it a default, so it is never unset.
+            state_dir: values.path("state_dir").unwrap_or_default(),
+            state_repo,
+            mirror_token,
+            ssh_key_file: values.path("ssh_key_file"),
+        })
+    }
+
+    /// Opens the store the records are in.
+    fn store(&self) -> Box<dyn StateStore> {
+        let Some(url) = &self.state_repo else {
+            return Box::new(StateDir::new(&self.state_dir));
+        };
         let credentials = Credentials {
-            mirror_token: token,
+            mirror_token: self.mirror_token.clone(),
             ssh_key: self.ssh_key_file.clone(),
             ..Credentials::default()
         };
-        Ok(state::open_store_at(
-            &self.state_dir,
-            Some(url.as_str()),
-            &credentials,
-        ))
+        state::open_store_at(&self.state_dir, Some(url.as_str()), &credentials)
     }
 }
 
@@ -79,9 +100,9 @@ pub enum CanonicalCommand {
         /// Why (recorded in the canonical and the history).
         #[arg(long)]
         reason: String,
-        /// Who (default: $USER).
-        #[arg(long, env = "USER", default_value = "unknown")]
-        by: String,
+        /// Who, from [`crate::settings::SUBCOMMAND_SETTINGS`] (default: `$USER`).
+        #[command(flatten)]
+        by: SubcommandFlags<CanonicalBy>,
     },
     /// Write the recipe's badge (SVG, as the listener serves it) to stdout or a file.
     Badge {
@@ -98,10 +119,16 @@ pub enum CanonicalCommand {
         /// Why (recorded in the history).
         #[arg(long)]
         reason: String,
-        /// Who (default: $USER).
-        #[arg(long, env = "USER", default_value = "unknown")]
-        by: String,
+        /// Who, from [`crate::settings::SUBCOMMAND_SETTINGS`] (default: `$USER`).
+        #[command(flatten)]
+        by: SubcommandFlags<CanonicalBy>,
     },
+}
+
+/// Returns who pins or unpins: `--by`, else `$USER`, else the table's default.
+fn who(by: &SubcommandFlags<CanonicalBy>, vars: &Variables) -> String {
+    // The table gives it a default, so it is never unset.
+    by.read(vars).text("by").unwrap_or_default()
 }
 
 /// How much of the end of the history the badge reads (as the listener does).
@@ -121,12 +148,15 @@ enum BadgeError {
     Stdout(std::io::Error),
 }
 
-/// Returns the badge of `target`'s recipe drawn from its records, and its status.
-fn draw(target: &Target, store: &dyn StateStore) -> Result<(String, RecipeStatus), BadgeError> {
-    let recipe = &target.recipe;
-    let (canonical, history) = match &target.state_repo {
+/// Returns the badge of `recipe` drawn from its records, and its status.
+fn draw(
+    recipe: &RecipeName,
+    place: &Place,
+    store: &dyn StateStore,
+) -> Result<(String, RecipeStatus), BadgeError> {
+    let (canonical, history) = match &place.state_repo {
         None => {
-            let dir = &target.state_dir;
+            let dir = &place.state_dir;
             if !dir.is_dir() {
                 return Err(BadgeError::NoStateDir(dir.to_path_buf()));
             }
@@ -142,14 +172,15 @@ fn draw(target: &Target, store: &dyn StateStore) -> Result<(String, RecipeStatus
     Ok((badge::render(&status), status))
 }
 
-/// Writes the badge of `target` to `out` (atomically) or stdout.
+/// Writes the badge of `recipe` to `out` (atomically) or stdout.
 fn write_badge(
-    target: &Target,
+    recipe: &RecipeName,
+    place: &Place,
     store: &dyn StateStore,
     out: Option<&std::path::Path>,
 ) -> Result<(), BadgeError> {
     use std::io::Write as _;
-    let (svg, status) = draw(target, store)?;
+    let (svg, status) = draw(recipe, place, store)?;
     match out {
         Some(path) => {
             let dir = match path.parent() {
@@ -159,7 +190,7 @@ fn write_badge(
             state::write_atomic(dir, path, svg.as_bytes())?;
             eprintln!(
                 "canon: wrote the badge of {} ({}, {status}) to {}",
-                target.recipe,
+                recipe,
                 status.value(),
                 path.display()
             );
@@ -185,10 +216,10 @@ struct Shown<'a> {
     warm: Option<WarmStatus>,
 }
 
-/// Returns who holds `target`'s warm data on this host, or `None` (said on stderr) when the
+/// Returns who holds `recipe`'s warm data on this host, or `None` (said on stderr) when the
 /// holders cannot be read: the record is still worth showing.
-fn warm_status(target: &Target) -> Option<WarmStatus> {
-    match WarmHolds::new(&target.state_dir, &target.recipe).status() {
+fn warm_status(recipe: &RecipeName, place: &Place) -> Option<WarmStatus> {
+    match WarmHolds::new(&place.state_dir, recipe).status() {
         Ok(status) => Some(status),
         Err(e) => {
             eprintln!("warning: cannot tell who holds the warm data: {e}");
@@ -197,8 +228,8 @@ fn warm_status(target: &Target) -> Option<WarmStatus> {
     }
 }
 
-/// Runs a `canonical` subcommand.
-pub fn main(cmd: CanonicalCommand) -> ExitCode {
+/// Runs a `canonical` subcommand; its settings not given as flags come from `vars`.
+pub fn main(cmd: CanonicalCommand, vars: &Variables) -> ExitCode {
     let wait = LockWait::Wait(Duration::from_secs(30));
     let target = match &cmd {
         CanonicalCommand::Show(t) => t,
@@ -206,16 +237,17 @@ pub fn main(cmd: CanonicalCommand) -> ExitCode {
         | CanonicalCommand::Unpin { target, .. }
         | CanonicalCommand::Badge { target, .. } => target,
     };
-    let store = match target.store() {
-        Ok(s) => s,
+    let place = match Place::read(target, vars) {
+        Ok(place) => place,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(crate::exit::EXIT_USAGE);
         }
     };
+    let store = place.store();
     let result = match &cmd {
         CanonicalCommand::Badge { target, out } => {
-            return match write_badge(target, store.as_ref(), out.as_deref()) {
+            return match write_badge(&target.recipe, &place, store.as_ref(), out.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     crate::exit::report_error(&e);
@@ -225,14 +257,16 @@ pub fn main(cmd: CanonicalCommand) -> ExitCode {
         }
         CanonicalCommand::Show(t) => store.read_canonical(&t.recipe),
         CanonicalCommand::Pin { target, reason, by } => {
-            state::pin(store.as_ref(), &target.recipe, reason, by, wait).map(Some)
+            let by = who(by, vars);
+            state::pin(store.as_ref(), &target.recipe, reason, &by, wait).map(Some)
         }
         CanonicalCommand::Unpin { target, reason, by } => {
-            state::unpin(store.as_ref(), &target.recipe, reason, by, wait).map(Some)
+            let by = who(by, vars);
+            state::unpin(store.as_ref(), &target.recipe, reason, &by, wait).map(Some)
         }
     };
     let warm = match &cmd {
-        CanonicalCommand::Show(t) => warm_status(t),
+        CanonicalCommand::Show(t) => warm_status(&t.recipe, &place),
         _ => None,
     };
     match result {

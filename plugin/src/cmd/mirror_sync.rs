@@ -12,7 +12,7 @@
 //!
 //! Exit 0 when every mirror is faithful, 1 when any sync (or PR close) failed, 2 on bad usage.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -24,6 +24,7 @@ use canon_shared::secret::Secret;
 use canon_shared::trigger::{self, MirrorPrs};
 
 use crate::exit::{error_chain, EXIT_RED, EXIT_USAGE};
+use crate::settings::{GitTokens, MirrorSync as MirrorSyncSettings, SubcommandFlags, Variables};
 
 /// Arguments of `mirror-sync`.
 #[derive(Debug, clap::Args)]
@@ -54,9 +55,10 @@ pub struct Args {
     /// With --config: how many recipes sync at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
-    /// With --config: the state directory; caches live at `<state>/<recipe>/upstream.git`.
-    #[arg(long, env = "CANON_STATE_DIR", default_value = "./canon-state")]
-    pub state_dir: PathBuf,
+    /// With --config: the state directory (`--state-dir`, from
+    /// [`crate::settings::SUBCOMMAND_SETTINGS`]).
+    #[command(flatten)]
+    pub settings: SubcommandFlags<MirrorSyncSettings>,
     /// With --config: only these recipes (repeatable).
     #[arg(long = "only", value_name = "RECIPE")]
     pub only: Vec<RecipeName>,
@@ -85,20 +87,14 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    /// Reads the tokens from `vars` (name, value) pairs; empty values count as unset.
+    /// Reads the tokens from `vars` (name, value) pairs by the subcommand settings table
+    /// ([`crate::settings::SUBCOMMAND_SETTINGS`]); blank values count as unset.
     pub fn from_vars<I: IntoIterator<Item = (String, String)>>(vars: I) -> Self {
-        let mut t = Tokens::default();
-        for (k, v) in vars {
-            if v.is_empty() {
-                continue;
-            }
-            match k.as_str() {
-                "CANON_UPSTREAM_TOKEN" => t.upstream = Some(Secret::new(v)),
-                "CANON_MIRROR_TOKEN" => t.mirror = Some(Secret::new(v)),
-                _ => {}
-            }
+        let values = SubcommandFlags::<GitTokens>::default().read(&Variables::from_pairs(vars));
+        Tokens {
+            upstream: values.secret("upstream_token"),
+            mirror: values.secret("mirror_token"),
         }
-        t
     }
 }
 
@@ -124,11 +120,17 @@ struct Outcome {
     error: Option<String>,
 }
 
-/// Runs `mirror-sync`.
-pub fn main(args: Args) -> ExitCode {
-    let tokens = Tokens::from_vars(std::env::vars());
+/// Runs `mirror-sync`; its settings not given as flags come from `vars`.
+pub fn main(args: Args, vars: &Variables) -> ExitCode {
+    let tokens = Tokens::from_vars(vars.pairs());
+    // The table gives it a default, so it is never unset.
+    let state_dir = args
+        .settings
+        .read(vars)
+        .path("state_dir")
+        .unwrap_or_default();
     let mut temp_cache = None;
-    let jobs = match build_jobs(&args, &tokens, &mut temp_cache) {
+    let jobs = match build_jobs(&args, &state_dir, &tokens, &mut temp_cache) {
         Ok(jobs) => jobs,
         Err(msg) => {
             eprintln!("error: {msg}");
@@ -181,6 +183,7 @@ fn credentials(args: &Args, tokens: &Tokens) -> Credentials {
 
 fn build_jobs(
     args: &Args,
+    state_dir: &Path,
     tokens: &Tokens,
     temp_cache: &mut Option<PathBuf>,
 ) -> Result<Vec<Job>, String> {
@@ -201,7 +204,7 @@ fn build_jobs(
             .filter(|r| args.only.is_empty() || args.only.contains(&r.name))
             .map(|r| Job {
                 label: r.name.to_string(),
-                request: trigger::sync_request(r, &credentials, &args.state_dir),
+                request: trigger::sync_request(r, &credentials, state_dir),
                 close_on: match (&r.mirror.forge, &r.mirror.full_name) {
                     (Some(f), Some(n)) if !args.no_close_prs => Some((f.clone(), n.clone())),
                     _ => None,

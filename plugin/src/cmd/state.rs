@@ -13,6 +13,8 @@ use canon_shared::recipe::RecipeName;
 use canon_shared::state::{write_atomic, StateDir};
 use clap::{Args as ClapArgs, Subcommand};
 
+use crate::settings::{StateExport, SubcommandFlags, Variables};
+
 /// `state` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
@@ -23,18 +25,25 @@ pub enum StateCommand {
 /// Where from and where to.
 #[derive(Debug, ClapArgs)]
 pub struct ExportArgs {
-    /// The state directory to export.
-    #[arg(long, env = "CANON_STATE_DIR", default_value = "./canon-state")]
-    pub state_dir: PathBuf,
+    /// The state directory to export (`--state-dir`, from
+    /// [`crate::settings::SUBCOMMAND_SETTINGS`]).
+    #[command(flatten)]
+    pub settings: SubcommandFlags<StateExport>,
     /// The folder to write the repository layout into (empty or missing).
     #[arg(long)]
     pub out: PathBuf,
 }
 
-/// Runs a `state` subcommand.
-pub fn main(cmd: StateCommand) -> ExitCode {
+/// Runs a `state` subcommand; its settings not given as flags come from `vars`.
+pub fn main(cmd: StateCommand, vars: &Variables) -> ExitCode {
     let StateCommand::Export(args) = cmd;
-    match export(&args.state_dir, &args.out) {
+    // The table gives it a default, so it is never unset.
+    let state_dir = args
+        .settings
+        .read(vars)
+        .path("state_dir")
+        .unwrap_or_default();
+    match export(&state_dir, &args.out) {
         Ok(recipes) => {
             for r in &recipes {
                 println!("exported {r}");

@@ -21,6 +21,10 @@
 //!   [`Environment`], the raw strings.
 //! - `secret_files`: the secret settings of the table, each from its value or from the file its
 //!   `*_file` setting names.
+//! - `subcommands`: [`SUBCOMMAND_SETTINGS`], the table of the other subcommands' flags that a
+//!   variable can give (`canonical`, `state export`, `mirror-sync`) and the git tokens of
+//!   `mirror-sync` and `recipe plan` (variables only), their flags built from it
+//!   and their values read by it with the same rules.
 //! - `target`: what tag mode tests (mode, recipe, tag or ref) and the commits the build claims.
 //! - `validate`: [`Settings::parse`], one function per concern, every problem at once, with the
 //!   typed reads that fall back to the table's defaults.
@@ -38,6 +42,7 @@ use canon_shared::state::LockWait;
 
 mod environment;
 mod secret_files;
+mod subcommands;
 mod table;
 mod target;
 mod validate;
@@ -65,6 +70,11 @@ pub use canon_shared::settings::{
     parse_list, parse_size, Problems, SettingsError,
 };
 pub use environment::{DroneMeta, Environment, EnvironmentError, RawSettings};
+pub use subcommands::{
+    group_settings, CanonicalBy, CanonicalTarget, FlagGroup, GitTokens, Group, Kind, MirrorSync,
+    StateExport, SubcommandFlags, SubcommandSetting, SubcommandValues, Variables,
+    SUBCOMMAND_SETTINGS,
+};
 pub use table::{
     plugin_card_properties_yaml, setting_doc, settings_table_markdown, Required, SettingDoc,
     SettingType, KNOWN_SETTINGS,
