@@ -20,7 +20,8 @@
 //!   `coop-cloud.<stack>.timeout` label, then the default) and the stability window's default.
 //! - [`plan`]: the deploy plan of a checkout (version, compose files, timeout, secrets, backup),
 //!   the one the docker runner deploys with and `recipe plan` prints.
-//! - [`names`]: the names of a cold run's stack and of the warm canonical.
+//! - [`names`]: the names of a cold run's stack and of the warm canonical, and the default
+//!   domain suffix of a run's apps.
 
 pub mod backupbot;
 pub mod compose;
