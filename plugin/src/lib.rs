@@ -17,10 +17,12 @@
 //! - [`checkout`]: fresh per-run checkouts of a recipe's mirror.
 //! - [`recipe`]: the Co-op Cloud recipe, pure: `.env.sample` and `abra.sh`, interpolation, the
 //!   one compose model, the version label, secrets, backupbot labels, the deploy timeout and
-//!   the deploy plan, the stack names. Reads files, runs nothing.
+//!   the deploy plan, the stack names and the apps' default domain suffix. Reads files, runs
+//!   nothing. The compose model is a folder of its own (`recipe/compose/`).
 //! - [`report`]: the step log's summary and the JSON report of a run.
-//! - [`runners`]: the runner interface, the stage ladder, and the command, docker and abra
-//!   runners; one small file builds the runner the settings name.
+//! - [`runners`]: the runner interface, the stage ladder, the warm runs' copies every runner
+//!   shares (`runners/warm.rs`), and the command, docker and abra runners, none importing
+//!   another; one small file builds the runner the settings name.
 //! - [`engine`]: the Docker engine through the docker CLI (command lines, labels, objects found
 //!   by label, helper containers for volumes, stale-object cleanup, volume sizes), with its own
 //!   error; used by the runners, the sweep's upkeep and nothing else.

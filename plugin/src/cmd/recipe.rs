@@ -21,9 +21,9 @@ use clap::Subcommand;
 use crate::checkout::{self, Want};
 use crate::cmd::mirror_sync::Tokens;
 use crate::exit::{EXIT_RED, EXIT_USAGE};
+use crate::recipe::names::DEFAULT_DOMAIN_SUFFIX;
 use crate::recipe::plan::{self, DeployPlan};
 use crate::recipe::version;
-use crate::runners::docker::DockerRunner;
 
 /// `recipe` subcommands.
 #[derive(Debug, Subcommand)]
@@ -185,7 +185,7 @@ fn plan_dir(
     if let Some(tag) = tag {
         version::check_release(dir, tag).map_err(|e| e.to_string())?;
     }
-    let domain = format!("{stack}.{}", DockerRunner::default().domain_suffix);
+    let domain = format!("{stack}.{DEFAULT_DOMAIN_SUFFIX}");
     let env = plan::app_env(stack, &domain, &BTreeMap::new());
     let (_, plan) =
         DeployPlan::load(dir, stack, &env, enrollment_timeout).map_err(|e| e.to_string())?;

@@ -90,6 +90,12 @@ pub fn prev_volume(volume: &str) -> String {
     format!("{volume}.prev")
 }
 
+/// Returns the name of the marker volume that says a promote of the warm stack `stack` is in
+/// flight (`<stack>.promoting`): while it exists, the warm stack's volumes are not settled.
+pub fn promoting_marker(stack: &str) -> String {
+    format!("{stack}.promoting")
+}
+
 /// Returns an inspected object's labels (a JSON object of strings) as a map; empty when none.
 pub fn label_map(labels: &Value) -> BTreeMap<String, String> {
     labels
@@ -128,6 +134,7 @@ mod tests {
     #[test]
     fn a_warm_volumes_copy_is_named_after_it() {
         assert_eq!(prev_volume("warm-gitea_data"), "warm-gitea_data.prev");
+        assert_eq!(promoting_marker("warm-gitea"), "warm-gitea.promoting");
     }
 
     #[test]

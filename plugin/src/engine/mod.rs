@@ -14,7 +14,7 @@
 //! - this file: [`EngineError`], why the engine could not be asked or did not answer usefully.
 //! - [`cmd`]: every docker command line as a pure function (plain data, unit-tested).
 //! - [`labels`]: the labels on everything canon creates ([`labels::RunLabels`]) and the engine
-//!   names of a stack's volumes.
+//!   names of a stack's volumes (with a warm volume's `.prev` copy and a promote's marker).
 //! - [`client`]: running one docker command, listing and inspecting objects, the swarm check,
 //!   the node's name, the swarm secrets.
 //! - [`stacks`]: one stack's objects found by label: stopping it, removing everything it created.

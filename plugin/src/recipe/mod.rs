@@ -7,8 +7,9 @@
 //!   as abra reads an app's `.env`.
 //! - [`interpolate`]: docker compose's variable substitution, the one canon uses for every
 //!   compose value it computes.
-//! - [`compose`]: the one compose model: several files parsed, merged and interpolated, and the
-//!   facts the runners read from it.
+//! - [`compose`]: the one compose model, a folder: the model types (`mod.rs`), the forms compose
+//!   writes values in (`forms`), one file read (`parse`), several files merged and interpolated
+//!   (`merge`), and the facts the runners read from it (`view`).
 //! - [`files`]: a checkout read for one stack ([`files::RecipeFiles`]): its env and its compose
 //!   files.
 //! - [`version`]: the version label and the release check (the label must name the tag).
@@ -19,7 +20,8 @@
 //!   `coop-cloud.<stack>.timeout` label, then the default) and the stability window's default.
 //! - [`plan`]: the deploy plan of a checkout (version, compose files, timeout, secrets, backup),
 //!   the one the docker runner deploys with and `recipe plan` prints.
-//! - [`names`]: the names of a cold run's stack and of the warm canonical.
+//! - [`names`]: the names of a cold run's stack and of the warm canonical, and the default
+//!   domain suffix of a run's apps.
 
 pub mod backupbot;
 pub mod compose;

@@ -1,6 +1,10 @@
 //! The names of the stacks a run deploys: a cold run's unique `cold-<recipe>-<tag hash>-<build>`
-//! and the warm canonical's `warm-<recipe>`. Shared by the docker runner (stack names) and the
-//! abra runner (app domains), so both find and sweep the same objects.
+//! and the warm canonical's `warm-<recipe>`, and the domain suffix their apps get. Shared by the
+//! docker runner (stack names) and the abra runner (app domains), so both find and sweep the same
+//! objects, and by `recipe plan`, which resolves a plan as the docker runner would deploy it.
+
+/// The domain suffix a run's apps get by default: an app's domain is `<stack>.canon.localhost`.
+pub const DEFAULT_DOMAIN_SUFFIX: &str = "canon.localhost";
 
 /// Returns a short stable hash (FNV-1a, 6 hex digits) of `text`, for names, not for security.
 pub fn short_hash(text: &str) -> String {

@@ -19,7 +19,7 @@ use super::warm::RunOutput;
 use super::{RunContext, Runner, RunnerError};
 use crate::process::exec::{self, Cmd};
 use crate::recipe::files::RecipeFiles;
-use crate::recipe::names::{cold_stack_name, warm_stack_name};
+use crate::recipe::names::{cold_stack_name, warm_stack_name, DEFAULT_DOMAIN_SUFFIX};
 use crate::recipe::plan;
 
 /// The abra version these command lines were written for.
@@ -42,7 +42,7 @@ impl Default for AbraRunner {
         AbraRunner {
             program: "abra".to_string(),
             server: "default".to_string(),
-            domain_suffix: "canon.localhost".to_string(),
+            domain_suffix: DEFAULT_DOMAIN_SUFFIX.to_string(),
         }
     }
 }

@@ -10,7 +10,7 @@
 //! executor, [`crate::process::exec`], like every runner's.
 //!
 //! A warm run (a pull request or branch run on a host with the warm canonical's volumes
-//! `warm-<recipe>_*`, the docker runner's naming) gets `CANON_WARM=1`, the canonical as
+//! `warm-<recipe>_*`, the docker runner's naming, found and copied by [`super::warm`]) gets `CANON_WARM=1`, the canonical as
 //! `CANON_UPGRADE_BASE*`, and copies of those volumes made by canon, named in
 //! `CANON_WARM_VOLUMES` (comma-separated): the harness deploys the head over them. The copies
 //! are removed when the run ends; the canonical's own volumes are never handed to it.
@@ -26,8 +26,7 @@ use std::time::Duration;
 use canon_shared::gate::StageResult;
 use serde::Deserialize;
 
-use super::docker::{warm_volumes_of, WarmCopies};
-use super::warm::{RunOutput, WarmReport};
+use super::warm::{warm_volumes, RunOutput, WarmCopies, WarmReport};
 use super::{RunContext, Runner, RunnerError};
 use crate::process::exec::{self, Cmd, OutputMode};
 use crate::process::ProcessError;
@@ -154,7 +153,7 @@ impl Runner for CommandRunner {
     ) -> Result<Vec<String>, String> {
         // A harness that keeps its warm canonical as the docker runner does (`warm-<recipe>_*`
         // volumes on this engine) gets copies of them.
-        warm_volumes_of(recipe)
+        warm_volumes(recipe)
     }
 
     fn promote(&self, ctx: &RunContext) -> Result<(), RunnerError> {

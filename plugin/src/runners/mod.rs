@@ -11,13 +11,17 @@
 //!   rules, stage bookkeeping, the custom stage and the teardown. A built-in runner fills in only
 //!   its [`ladder::Steps`].
 //! - [`command`]: the `command` runner: an external harness climbs the ladder and writes a
-//!   results file; only the executor ([`crate::process::exec`]) is shared.
+//!   results file; only the executor ([`crate::process::exec`]) and the warm copies ([`warm`])
+//!   are shared.
 //! - [`docker`]: the built-in `docker` runner (`docker stack deploy` on a single-node swarm), its
 //!   steps and the promote of the warm canonical; every docker command goes through
 //!   [`crate::engine`].
 //! - [`abra`]: the built-in `abra` runner: the same steps through the abra CLI.
 //! - [`warm`]: what a warm run starts from ([`warm::WarmBase`]) and what it copied
-//!   ([`warm::WarmReport`]); [`warm::RunOutput`] is what every run returns.
+//!   ([`warm::WarmReport`]); [`warm::RunOutput`] is what every run returns. Also what every
+//!   runner needs for a warm run, so none imports another: which volumes it would copy
+//!   ([`warm::warm_volumes`]), the copying ([`warm::copy_volumes`]) and the copies a harness
+//!   deploys over ([`warm::WarmCopies`]).
 //!
 //! What a recipe declares (env, compose files, deploy plan and timeout, stack names) is read
 //! through [`crate::recipe`], which runs nothing.

@@ -9,13 +9,33 @@
 //!
 //! Tag mode decides whether a run is warm ([`WarmBase`] in the run context) and says why not
 //! when it is cold; the runner reports what it copied ([`WarmReport`]).
+//!
+//! What every runner that starts from the warm canonical needs is here too, so no runner reaches
+//! into another: which of its volumes a warm run would copy ([`warm_volumes`]), the copying
+//! itself ([`copy_volumes`], the docker runner's reattach), and copies made for a harness that
+//! deploys over them ([`WarmCopies`], the command runner's warm runs). The copies go through the
+//! engine ([`crate::engine`]); the image their helper containers use is read from the
+//! canonical's checkout ([`crate::recipe`]).
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use canon_shared::fault;
 use canon_shared::gate::StageResult;
+use canon_shared::recipe::RecipeName;
 use canon_shared::state::holds::Hold;
 use canon_shared::state::CanonicalRecord;
 use serde::{Deserialize, Serialize};
+
+use super::{RunContext, RunnerError};
+use crate::engine::client::{inspect_json, list_ids};
+use crate::engine::cmd::Kind;
+use crate::engine::labels::{self, now_unix, RunLabels, StackKind};
+use crate::engine::volumes::Helpers;
+use crate::engine::{ensure_swarm, stacks};
+use crate::recipe::files::RecipeFiles;
+use crate::recipe::names::{self, DEFAULT_DOMAIN_SUFFIX};
+use crate::recipe::plan;
 
 /// The warm data a warm run starts from, held shared (no promote replaces it) until the runner
 /// has copied it.
@@ -93,5 +113,130 @@ pub struct RunOutput {
 impl From<Vec<StageResult>> for RunOutput {
     fn from(stages: Vec<StageResult>) -> Self {
         RunOutput { stages, warm: None }
+    }
+}
+
+/// Returns the warm canonical's volumes of `recipe` on this engine (sorted) that a warm run would
+/// copy, or why a run cannot start from them: there are none, or a promote of them is not
+/// settled (its marker or a `.prev` copy is still there).
+pub fn warm_volumes(recipe: &RecipeName) -> Result<Vec<String>, String> {
+    ensure_swarm().map_err(|e| e.to_string())?;
+    let stack = names::warm_stack_name(recipe.as_str());
+    let marker = labels::promoting_marker(&stack);
+    let unsettled =
+        inspect_json(Kind::Volume, std::slice::from_ref(&marker)).map_err(|e| e.to_string())?;
+    let all = list_ids(Kind::Volume, &stacks::stack_filter(&stack)).map_err(|e| e.to_string())?;
+    if !unsettled.is_empty() || all.iter().any(|v| v.ends_with(".prev")) {
+        return Err(format!(
+            "a promote of the warm canonical {stack} is not settled on this host"
+        ));
+    }
+    let mut volumes: Vec<String> = all
+        .into_iter()
+        .filter(|v| v.starts_with(&format!("{stack}_")))
+        .collect();
+    volumes.sort();
+    if volumes.is_empty() {
+        return Err(format!(
+            "the warm canonical {stack} has no volumes on this host"
+        ));
+    }
+    Ok(volumes)
+}
+
+/// Copies each of the warm canonical's volumes `warm-<recipe>_<key>` into the run stack's volume
+/// of the same key (`<labels.stack>_<key>`, labelled `labels`), through `helpers` with the image
+/// `image`, while the run holds the recipe's warm data shared (tag mode took the hold; it is
+/// released here once the copies are made). The canonical's volumes are only read. Returns the
+/// copies.
+pub fn copy_volumes(
+    warm: &WarmBase,
+    labels: &RunLabels,
+    helpers: &Helpers,
+    image: &str,
+) -> Result<Vec<WarmCopy>, RunnerError> {
+    let source = names::warm_stack_name(&labels.recipe);
+    let volume_labels = labels.map(None);
+    let mut copies = Vec::with_capacity(warm.volumes.len());
+    for from in warm.volumes.iter().cloned() {
+        let key = from
+            .strip_prefix(&format!("{source}_"))
+            .unwrap_or(&from)
+            .to_string();
+        let to = labels::stack_volume(&labels.stack, &key);
+        let bytes = helpers.copy_volume(&from, &to, image, &volume_labels)?;
+        tracing::info!(%from, %to, bytes, "Copied a warm volume.");
+        copies.push(WarmCopy { from, to, bytes });
+        fault::point("warm:copied");
+    }
+    warm.release();
+    Ok(copies)
+}
+
+/// Returns the image the helper containers of a stack deploying `files` use: the first image a
+/// service names.
+pub fn helper_image(files: &RecipeFiles) -> Result<String, RunnerError> {
+    files
+        .facts
+        .first_image()
+        .ok_or_else(|| RunnerError::Other("no service names an image".into()))
+}
+
+/// A warm run's copies of the warm canonical's volumes, made for a harness that deploys over them
+/// (the `command` runner): named `<run stack>_<key>` after the cold stack the run would deploy,
+/// labelled as that stack's own. Dropping it removes them (and the sweep's cleanup does, if the
+/// process dies first).
+pub struct WarmCopies {
+    /// The run's stack, whose objects the copies are.
+    stack: String,
+    /// What was copied.
+    pub copies: Vec<WarmCopy>,
+}
+
+impl WarmCopies {
+    /// Copies the warm data of `warm` for the run `ctx` (which has a checkout of the canonical).
+    pub fn make(ctx: &RunContext, warm: &WarmBase) -> Result<WarmCopies, RunnerError> {
+        let base = ctx.base_checkout.as_deref().ok_or_else(|| {
+            RunnerError::Other("a warm run needs a checkout of the canonical".into())
+        })?;
+        let name = names::cold_stack_name(ctx.recipe.name.as_str(), ctx.tested_name(), &ctx.build);
+        // The scratch folder the docker runner's stack of this name would use.
+        let work = ctx.run_dir.join("docker").join(&name);
+        std::fs::create_dir_all(&work)
+            .map_err(|e| RunnerError::Other(format!("could not create {}: {e}", work.display())))?;
+        let labels = RunLabels {
+            stack: name.clone(),
+            kind: StackKind::Cold,
+            recipe: ctx.recipe.name.as_str().to_string(),
+            tag: ctx.tested_name().to_string(),
+            build: ctx.build.clone(),
+            created: now_unix(),
+        };
+        let helpers = Helpers::new(&name, labels.map(Some("helper")), &work);
+        let mut made = WarmCopies {
+            stack: name,
+            copies: Vec::new(),
+        };
+        let image = helper_image(&made.read_base(ctx, base)?)?;
+        made.copies = copy_volumes(warm, &labels, &helpers, &image)?;
+        Ok(made)
+    }
+
+    /// Reads the canonical's checkout `base` as the run's stack would deploy it (its own
+    /// `.env.sample`, canon's values for the stack, the run's extra env).
+    fn read_base(&self, ctx: &RunContext, base: &Path) -> Result<RecipeFiles, RunnerError> {
+        let domain = format!("{}.{DEFAULT_DOMAIN_SUFFIX}", self.stack);
+        let overrides = plan::app_env(&self.stack, &domain, &ctx.env);
+        RecipeFiles::load_with_env(base, &base.join(".env.sample"), &self.stack, &overrides)
+            .map_err(|e| RunnerError::Other(e.to_string()))
+    }
+}
+
+impl Drop for WarmCopies {
+    fn drop(&mut self) {
+        let problems = stacks::remove_all(&self.stack);
+        if !problems.is_empty() {
+            tracing::error!(stack = %self.stack, ?problems, "could not remove the warm copies");
+        }
     }
 }

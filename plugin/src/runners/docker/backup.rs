@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::stack::{helper_image, Stack};
+use super::stack::Stack;
 use crate::engine::client::{docker, lines};
 use crate::engine::cmd;
 use crate::engine::labels;
@@ -19,6 +19,7 @@ use crate::process::exec;
 use crate::process::ProcessError;
 use crate::recipe::backupbot::{Hook, ServiceBackup};
 use crate::recipe::files::RecipeFiles;
+use crate::runners::warm::helper_image;
 use crate::runners::RunnerError;
 
 /// The file written at the root of each wholly backed-up volume before the snapshot.

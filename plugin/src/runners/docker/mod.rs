@@ -4,9 +4,8 @@
 //! keeps the data-warm canonical `warm-<recipe>`.
 //!
 //! # Layout
-//! - this file: the runner, its [`ladder`] steps and the [`Runner`] entry points; what others
-//!   ask of the warm canonical: [`warm_volumes_of`] and [`WarmCopies`] (the command runner's warm
-//!   runs), [`warm_volume_sizes`].
+//! - this file: the runner, its [`ladder`] steps and the [`Runner`] entry points;
+//!   [`warm_volume_sizes`], the sizes of the warm canonical's volumes.
 //! - [`app_service`]: what `abra app deploy` adds to the `app` service (recipe, chaos and
 //!   version labels; the exposed app env).
 //! - `compose_override`: canon's compose override: the run's labels on everything the stack
@@ -20,8 +19,9 @@
 //!   containers, whole or narrowed volumes, snapshots proven by markers).
 //! - `promote`: the warm canonical's move to a new tag, with `.prev` copies and a marker until
 //!   the canonical names the tag; the settle that finishes or rolls back a crashed promote.
-//! - `warm`: a warm run's copy-on-reattach of the warm canonical's volumes, and which volumes a
-//!   warm run would copy.
+//! - `warm`: a warm run's copy-on-reattach of the warm canonical's volumes into the run's stack
+//!   (the copying and which volumes a warm run would copy are every runner's,
+//!   [`crate::runners::warm`]).
 //!
 //! # Objects and labels
 //! A cold run deploys the stack `cold-<recipe>-<tag hash>-<build>`; everything it creates (the
@@ -64,52 +64,9 @@ use crate::recipe::timeout::DeployTimeout;
 /// The runner's name (`CANON_RUNNER` of the custom stage).
 const NAME: &str = "docker";
 
-/// Returns the warm canonical's volumes of `recipe` on this engine that a warm run would copy,
-/// or why there are none to start from (for runners that keep their warm data as the docker
-/// runner does).
-pub fn warm_volumes_of(recipe: &canon_shared::recipe::RecipeName) -> Result<Vec<String>, String> {
-    ensure_swarm().map_err(|e| e.to_string())?;
-    warm::warm_volumes(recipe.as_str())
-}
-
 /// Returns the size of each volume of the warm canonical of `recipe` (`warm-<recipe>`).
 pub fn warm_volume_sizes(recipe: &str) -> Result<Vec<VolumeSize>, EngineError> {
     engine::volume_sizes(&names::warm_stack_name(recipe))
-}
-
-/// A warm run's copies of the warm canonical's volumes, made for another runner's harness (the
-/// `command` runner): named `<run stack>_<key>`, labelled as the run's own. Dropping it removes
-/// them (and the sweep's cleanup does, if the process dies first).
-pub struct WarmCopies {
-    stack: Stack,
-    /// What was copied.
-    pub copies: Vec<WarmCopy>,
-}
-
-impl WarmCopies {
-    /// Copies the warm data of `warm` for the run `ctx` (which has a checkout of the canonical).
-    pub fn make(ctx: &RunContext, warm: &WarmBase) -> Result<WarmCopies, RunnerError> {
-        let base = ctx.base_checkout.as_deref().ok_or_else(|| {
-            RunnerError::Other("a warm run needs a checkout of the canonical".into())
-        })?;
-        let name = names::cold_stack_name(ctx.recipe.name.as_str(), ctx.tested_name(), &ctx.build);
-        let stack = Stack::new(&DockerRunner::default(), ctx, name, StackKind::Cold)?;
-        let mut made = WarmCopies {
-            stack,
-            copies: Vec::new(),
-        };
-        made.copies = made.stack.reattach(warm, base)?;
-        Ok(made)
-    }
-}
-
-impl Drop for WarmCopies {
-    fn drop(&mut self) {
-        let problems = self.stack.teardown();
-        if !problems.is_empty() {
-            tracing::error!(stack = %self.stack.name, ?problems, "could not remove the warm copies");
-        }
-    }
 }
 
 /// The `docker` runner.
@@ -122,7 +79,7 @@ pub struct DockerRunner {
 impl Default for DockerRunner {
     fn default() -> Self {
         DockerRunner {
-            domain_suffix: "canon.localhost".to_string(),
+            domain_suffix: names::DEFAULT_DOMAIN_SUFFIX.to_string(),
         }
     }
 }
@@ -309,7 +266,7 @@ impl Runner for DockerRunner {
         &self,
         recipe: &canon_shared::recipe::RecipeName,
     ) -> Result<Vec<String>, String> {
-        warm_volumes_of(recipe)
+        super::warm::warm_volumes(recipe)
     }
 
     fn promote(&self, ctx: &RunContext) -> Result<(), RunnerError> {

@@ -24,12 +24,13 @@ use std::collections::BTreeMap;
 use canon_shared::state::CanonicalRecord;
 
 use super::app_service::DeployedVersion;
-use super::stack::{helper_image, AppEnv, Stack};
+use super::stack::{AppEnv, Stack};
 use crate::engine::client::{docker, inspect_json, list_ids, run, volume_labels};
 use crate::engine::cmd::{self, Kind};
 use crate::engine::labels;
 use crate::engine::labels::label_map;
 use crate::process::exec;
+use crate::runners::warm::helper_image;
 use crate::runners::{RunContext, RunnerError};
 use canon_shared::fault;
 
@@ -79,7 +80,7 @@ impl Promoting {
 
 impl Stack {
     fn marker_name(&self) -> String {
-        format!("{}.promoting", self.name)
+        labels::promoting_marker(&self.name)
     }
 
     /// Returns the promote in progress, when its marker exists.

@@ -298,14 +298,3 @@ impl Stack {
         stacks::remove_all(&self.name)
     }
 }
-
-/// Returns the first local image the files' services use (helper containers need one).
-pub(super) fn helper_image(files: &RecipeFiles) -> Result<String, RunnerError> {
-    files
-        .facts
-        .services
-        .iter()
-        .find_map(|s| s.image.clone())
-        .map(|i| i.split('@').next().unwrap_or(&i).to_string())
-        .ok_or_else(|| RunnerError::Other("no service names an image".into()))
-}
