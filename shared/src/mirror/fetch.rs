@@ -172,7 +172,7 @@ pub(super) fn cache_state(
     let head = repo
         .refname_to_id(&format!("refs/heads/{branch}"))
         .map_err(&err)?
-        .to_string();
+        .into();
     let mut tags = BTreeMap::new();
     let mut stale = Vec::new();
     for reference in repo.references_glob("refs/tags/*").map_err(&err)? {
@@ -185,12 +185,12 @@ pub(super) fn cache_state(
             stale.push(full.to_string());
             continue;
         }
-        let peeled = reference.peel_to_commit().map_err(&err)?.id().to_string();
+        let peeled = reference.peel_to_commit().map_err(&err)?.id().into();
         tags.insert(
             name,
             TagRef {
                 target: target.to_string(),
-                peeled,
+                peeled: Some(peeled),
             },
         );
     }
