@@ -9,6 +9,9 @@
 //! either case. The text is kept exactly as given, so a record read and written again is the same
 //! bytes; comparing two ids that differ only in case is left to the callers that did so before
 //! (the gate).
+//!
+//! A field that was a possibly empty string before it was typed (a mirror tag whose peel is not
+//! known) is an `Option<CommitId>` written with [`serialize_or_empty`], so its JSON is unchanged.
 
 use std::borrow::Borrow;
 use std::fmt;
