@@ -245,8 +245,11 @@ async fn resolve_commit(ctx: &WorkerCtx, recipe: &Recipe, tag: &str) -> Result<C
         .map_err(|e| Failure::Transient(format!("listing upstream failed: {e}")))?
         .map_err(|e| Failure::Transient(e.to_string()))?;
     match refs.tags.get(tag) {
-        Some(t) => CommitId::parse(&t.peeled)
-            .map_err(|e| Failure::Transient(format!("tag {tag} upstream: {e}"))),
+        // An upstream listing peels every tag; `None` is only possible on a mirror's side.
+        Some(t) => t.peeled.clone().ok_or_else(|| {
+            let e = canon_shared::commit::InvalidCommitId::Empty;
+            Failure::Transient(format!("tag {tag} upstream: {e}"))
+        }),
         None => Err(Failure::Transient(format!(
             "tag {tag} not found upstream ({})",
             recipe.upstream.url

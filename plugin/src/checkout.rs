@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
+use canon_shared::commit::CommitId;
 use canon_shared::mirror::{self, GitRemote, MirrorError, Side};
 use git2::{build::CheckoutBuilder, Oid, Repository};
 
@@ -34,13 +35,13 @@ pub enum CheckoutError {
     MirrorDiffers {
         url: String,
         tag: String,
-        mirror_commit: String,
-        upstream_commit: String,
+        mirror_commit: CommitId,
+        upstream_commit: CommitId,
     },
     #[error("mirror {url} does not hold commit {commit}{hint}")]
     MissingCommit {
         url: String,
-        commit: String,
+        commit: CommitId,
         hint: String,
     },
 }
@@ -53,19 +54,19 @@ pub enum Want {
         /// The tag name.
         tag: String,
         /// The commit upstream's tag peels to.
-        commit: String,
+        commit: CommitId,
     },
     /// A branch or ref; `commit` (when given) must be in what the ref brings, else the ref's head.
     Ref {
         /// `main` or `refs/...`.
         reference: String,
         /// A specific commit to test.
-        commit: Option<String>,
+        commit: Option<CommitId>,
     },
     /// A commit reachable from the mirror's tags (the canonical, as the upgrade base).
     Commit {
         /// The commit.
-        commit: String,
+        commit: CommitId,
         /// A tag that is expected to lead to it (fetched first, to keep the fetch small).
         tag: Option<String>,
     },
@@ -76,8 +77,8 @@ pub enum Want {
 pub struct Checkout {
     /// The folder.
     pub path: PathBuf,
-    /// The commit checked out (full hex).
-    pub commit: String,
+    /// The commit checked out (full hex, lower case).
+    pub commit: CommitId,
 }
 
 /// Returns the full ref name for a `--ref` value: `main` is `refs/heads/main`.
@@ -106,11 +107,11 @@ pub fn fresh_checkout(
     };
     let repo = Repository::init(dest).map_err(local("init a repository"))?;
     let url = mirror.display_url();
-    let commit = match want {
+    let commit: CommitId = match want {
         Want::Tag { tag, commit } => {
             let local_ref = format!("refs/tags/{tag}");
             fetch(&repo, mirror, &[format!("+{local_ref}:{local_ref}")])?;
-            let found = repo
+            let found: CommitId = repo
                 .find_reference(&local_ref)
                 .and_then(|r| r.peel_to_commit())
                 .map_err(|_| CheckoutError::MissingTag {
@@ -118,8 +119,8 @@ pub fn fresh_checkout(
                     tag: tag.clone(),
                 })?
                 .id()
-                .to_string();
-            if !found.eq_ignore_ascii_case(commit) {
+                .into();
+            if !found.same_object(commit) {
                 return Err(CheckoutError::MirrorDiffers {
                     url,
                     tag: tag.clone(),
@@ -140,17 +141,17 @@ pub fn fresh_checkout(
                     reference: full.clone(),
                 })?
                 .id()
-                .to_string();
+                .into();
             match commit {
                 None => head,
-                Some(c) => {
-                    find_commit(&repo, c).ok_or_else(|| CheckoutError::MissingCommit {
+                // libgit2's id is the claimed one in lower case.
+                Some(c) => find_commit(&repo, c)
+                    .ok_or_else(|| CheckoutError::MissingCommit {
                         url: url.clone(),
                         commit: c.clone(),
                         hint: format!(" in {full} (head {head})"),
-                    })?;
-                    c.to_ascii_lowercase()
-                }
+                    })?
+                    .into(),
             }
         }
         Want::Commit { commit, tag } => {
@@ -162,12 +163,14 @@ pub fn fresh_checkout(
             if find_commit(&repo, commit).is_none() {
                 fetch(&repo, mirror, &["+refs/tags/*:refs/tags/*".to_string()])?;
             }
-            find_commit(&repo, commit).ok_or_else(|| CheckoutError::MissingCommit {
-                url: url.clone(),
-                commit: commit.clone(),
-                hint: " (not reachable from any of its tags)".into(),
-            })?;
-            commit.to_ascii_lowercase()
+            // libgit2's id is the wanted one in lower case.
+            find_commit(&repo, commit)
+                .ok_or_else(|| CheckoutError::MissingCommit {
+                    url: url.clone(),
+                    commit: commit.clone(),
+                    hint: " (not reachable from any of its tags)".into(),
+                })?
+                .into()
         }
     };
     let oid = Oid::from_str(&commit).map_err(local("parse the commit"))?;
@@ -184,7 +187,7 @@ pub fn fresh_checkout(
     })
 }
 
-fn find_commit(repo: &Repository, commit: &str) -> Option<Oid> {
+fn find_commit(repo: &Repository, commit: &CommitId) -> Option<Oid> {
     let oid = Oid::from_str(commit).ok()?;
     repo.find_commit(oid).ok().map(|c| c.id())
 }

@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use canon_shared::commit::CommitId;
 use canon_shared::gate::{GateDecision, StageResult, StageStatus};
 use canon_shared::state::{CanonicalRecord, StateError};
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,7 @@ pub struct CanonicalSummary {
     /// The canonical release tag.
     pub version: String,
     /// Its tested commit.
-    pub commit: String,
+    pub commit: CommitId,
     /// True while pinned.
     pub pinned: bool,
 }
@@ -28,7 +29,7 @@ impl From<&CanonicalRecord> for CanonicalSummary {
     fn from(r: &CanonicalRecord) -> Self {
         Self {
             version: r.version.to_string(),
-            commit: r.commit.to_string(),
+            commit: r.commit.clone(),
             pinned: r.pinned.is_some(),
         }
     }
@@ -107,7 +108,7 @@ pub struct Report {
     #[serde(rename = "ref")]
     pub git_ref: Option<String>,
     /// The commit under test (`null` when the run stopped before it was known).
-    pub commit: Option<String>,
+    pub commit: Option<CommitId>,
     /// The build number or local run id.
     pub build: String,
     /// A link to the build.
@@ -322,7 +323,7 @@ mod tests {
             recipe: "app".into(),
             tag: Some("1.0.0+1".into()),
             git_ref: None,
-            commit: Some("a".repeat(40)),
+            commit: Some("a".repeat(40).parse().unwrap()),
             build: "7".into(),
             build_link: None,
             trigger: "cli".into(),

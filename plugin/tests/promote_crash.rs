@@ -166,7 +166,7 @@ impl Recipe {
         let ctx = RunContext {
             recipe: enrollment.recipes[0].clone(),
             tested: TestedRef::Tag(OLD.into()),
-            commit: commit.clone(),
+            commit: commit.parse().expect("a full commit id"),
             checkout,
             run_dir,
             canonical: None,

@@ -223,7 +223,7 @@ fn a_commit_that_is_not_the_tags_is_refused_before_anything_runs() {
     let mut s = f.settings(tag("1.0.0+1.0"));
     s.claimed_commits = vec![ClaimedCommit {
         source: "CANON_COMMIT",
-        commit: before_release.clone(),
+        commit: before_release.parse().expect("a full commit id"),
     }];
     let err = run::run_tag_mode(&s, &f.runner(&f.green_harness(), None)).unwrap_err();
     assert!(matches!(err, RunError::CommitMismatch { .. }), "{err}");

@@ -59,7 +59,7 @@ fn pr_run(
     );
     settings.claimed_commits = vec![ClaimedCommit {
         source: "commit",
-        commit: head.to_string(),
+        commit: head.parse().expect("a full commit id"),
     }];
     run_tag_mode(&settings, &DockerRunner::default()).expect("the ref run")
 }

@@ -9,6 +9,9 @@
 //! either case. The text is kept exactly as given, so a record read and written again is the same
 //! bytes; comparing two ids that differ only in case is left to the callers that did so before
 //! (the gate).
+//!
+//! A field that was a possibly empty string before it was typed (a mirror tag whose peel is not
+//! known) is an `Option<CommitId>` written with [`serialize_or_empty`], so its JSON is unchanged.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -70,6 +73,11 @@ impl CommitId {
     /// Returns the id as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Returns the same id in lower case, the form git itself writes.
+    pub fn lowercase(&self) -> CommitId {
+        Self(self.0.to_ascii_lowercase())
     }
 
     /// Returns true when `other` names the same object, ignoring the case of the hex digits.
@@ -155,6 +163,15 @@ impl serde::Serialize for CommitId {
     }
 }
 
+/// Serialises an optional id as its text, or as `""` when there is none: the form of fields that
+/// were a possibly empty string before they were typed (`#[serde(serialize_with = ...)]`).
+pub fn serialize_or_empty<S: serde::Serializer>(
+    id: &Option<CommitId>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(id.as_ref().map_or("", CommitId::as_str))
+}
+
 impl<'de> serde::Deserialize<'de> for CommitId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -186,6 +203,7 @@ mod tests {
         let lower = CommitId::parse(SHA1).expect("a full id");
         assert_ne!(id, lower, "equality is exact, as it was on the text");
         assert!(id.same_object(&lower));
+        assert_eq!(id.lowercase(), lower);
     }
 
     #[test]
@@ -230,6 +248,22 @@ mod tests {
         assert_eq!(back, id);
         let err = serde_json::from_str::<CommitId>("\"x\"").expect_err("not a full id");
         assert!(err.to_string().contains("not hexadecimal"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_optional_id_serialises_as_an_empty_string() {
+        #[derive(serde::Serialize)]
+        struct Row {
+            #[serde(serialize_with = "serialize_or_empty")]
+            commit: Option<CommitId>,
+        }
+        let none = serde_json::to_string(&Row { commit: None }).expect("serialises");
+        assert_eq!(none, r#"{"commit":""}"#);
+        let some = Row {
+            commit: Some(CommitId::parse(SHA1).expect("a full id")),
+        };
+        let json = serde_json::to_string(&some).expect("serialises");
+        assert_eq!(json, format!(r#"{{"commit":"{SHA1}"}}"#));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::commit::CommitId;
 use crate::secret::Secret;
 
 /// How a [`SettingsError`] introduces its problems, as each binary has always printed them.
@@ -415,10 +416,8 @@ pub fn parse_exit_code(name: &str, value: &str) -> Result<u8, String> {
 }
 
 /// Returns the lower-cased commit when it is full hex (40 for SHA-1, 64 for SHA-256).
-pub fn parse_commit(value: &str) -> Option<String> {
-    let v = value.trim();
-    ((v.len() == 40 || v.len() == 64) && v.chars().all(|c| c.is_ascii_hexdigit()))
-        .then(|| v.to_ascii_lowercase())
+pub fn parse_commit(value: &str) -> Option<CommitId> {
+    CommitId::parse(&value.trim().to_ascii_lowercase()).ok()
 }
 
 /// Parses a git repository location: a URL (http(s) without user info, `ssh://`, `file://`), an

@@ -388,7 +388,7 @@ pub fn custom_command(ctx: &RunContext, target: &Target, runner: &str) -> Cmd {
     env.insert("STACK_NAME".into(), target.stack.clone());
     env.insert("CANON_RECIPE".into(), ctx.recipe.name.as_str().into());
     env.insert("CANON_TAG".into(), ctx.tested_name().into());
-    env.insert("CANON_COMMIT".into(), ctx.commit.clone());
+    env.insert("CANON_COMMIT".into(), ctx.commit.to_string());
     env.insert("CANON_BUILD".into(), ctx.build.clone());
     env.insert("CANON_RUNNER".into(), runner.into());
     env.insert("CANON_RUN_DIR".into(), ctx.run_dir.display().to_string());
@@ -525,7 +525,7 @@ mod tests {
                 drone_repo: None,
             },
             tested: TestedRef::Tag("1.1.0+1".into()),
-            commit: "c".repeat(40),
+            commit: "c".repeat(40).parse().unwrap(),
             checkout: dir.clone(),
             run_dir: dir,
             canonical: canonical.then(|| CanonicalRecord {

@@ -38,6 +38,7 @@ pub use build::{build, from_settings};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use canon_shared::commit::CommitId;
 use canon_shared::gate::{StageResult, TestedRef};
 use canon_shared::recipe::Recipe;
 use canon_shared::state::CanonicalRecord;
@@ -54,7 +55,7 @@ pub struct RunContext {
     /// What is tested: a tag or another ref.
     pub tested: TestedRef,
     /// The commit under test (full hex).
-    pub commit: String,
+    pub commit: CommitId,
     /// A fresh checkout of the mirror at `commit`, private to this run.
     pub checkout: PathBuf,
     /// A scratch folder private to this run (results files, generated secrets, ABRA_DIR, ...).

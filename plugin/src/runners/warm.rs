@@ -84,7 +84,7 @@ pub struct WarmReport {
     /// The canonical's version.
     pub canonical: String,
     /// The canonical's commit.
-    pub commit: String,
+    pub commit: canon_shared::commit::CommitId,
     /// Every volume copied.
     pub volumes: Vec<WarmCopy>,
 }
@@ -94,7 +94,7 @@ impl WarmReport {
     pub fn new(base: &WarmBase, volumes: Vec<WarmCopy>) -> Self {
         WarmReport {
             canonical: base.canonical.version.to_string(),
-            commit: base.canonical.commit.to_string(),
+            commit: base.canonical.commit.clone(),
             volumes,
         }
     }

@@ -35,6 +35,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use canon_shared::commit::CommitId;
 use canon_shared::gate::TestedRef;
 use canon_shared::recipe::RecipeName;
 use canon_shared::secret::Secret;
@@ -117,7 +118,7 @@ pub struct ClaimedCommit {
     /// Where it came from (`commit`, `CANON_COMMIT`, `DRONE_COMMIT_SHA`).
     pub source: &'static str,
     /// The commit, lower-case full hex.
-    pub commit: String,
+    pub commit: CommitId,
 }
 
 /// Validated settings for every mode. Public so the sweep can build on them.

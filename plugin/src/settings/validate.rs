@@ -351,7 +351,7 @@ mod tests {
             s.claimed_commits,
             vec![ClaimedCommit {
                 source: "CANON_COMMIT",
-                commit: SHA.into()
+                commit: SHA.parse().unwrap()
             }]
         );
         assert_eq!(s.runner, RunnerKind::Command);

@@ -382,10 +382,15 @@ async fn decide(settings: &Settings, recipe: &Recipe, credentials: &Credentials)
         Err(e) => return fail(d, e.to_string()),
     };
     d.entry.canonical = canonical.as_ref().map(|c| c.version.to_string());
-    let tags: BTreeMap<String, String> = if settings.dry_run {
+    let tags: BTreeMap<String, CommitId> = if settings.dry_run {
         let upstream = credentials.upstream(recipe);
         match blocking(move || mirror::ls_remote(&upstream).map_err(|e| e.to_string())).await {
-            Ok(refs) => refs.tags.into_iter().map(|(n, t)| (n, t.peeled)).collect(),
+            // Listing a remote on its own peels every tag, so none is left out here.
+            Ok(refs) => refs
+                .tags
+                .into_iter()
+                .filter_map(|(n, t)| Some((n, t.peeled?)))
+                .collect(),
             Err(e) => return fail(d, e),
         }
     } else {
@@ -400,7 +405,11 @@ async fn decide(settings: &Settings, recipe: &Recipe, credentials: &Credentials)
                 d.entry.moved_tags = sync
                     .moved_tags
                     .iter()
-                    .map(|m| format!("{} {} -> {}", m.name, m.old_commit, m.new_commit))
+                    .map(|m| {
+                        let old = m.old_commit.as_deref().unwrap_or_default();
+                        let new = m.new_commit.as_deref().unwrap_or_default();
+                        format!("{} {old} -> {new}", m.name)
+                    })
                     .collect();
                 match (prs, tidied.prs) {
                     (Err(e), _) => d.entry.pr_errors.push(format!("mirror forge: {e}")),
@@ -425,10 +434,6 @@ async fn decide(settings: &Settings, recipe: &Recipe, credentials: &Credentials)
         .and_then(|v| tags.get(&v.to_string()).cloned());
     d.entry.latest = latest.as_ref().map(ToString::to_string);
     d.entry.latest_commit = latest_commit.clone();
-    let latest_commit = match latest_commit.as_deref().map(CommitId::parse).transpose() {
-        Ok(c) => c,
-        Err(e) => return fail(d, format!("the latest tag upstream: {e}")),
-    };
     let decision = sweep_decision(
         latest.as_ref().zip(latest_commit.as_ref()),
         canonical.as_ref(),
@@ -592,14 +597,14 @@ fn inline_settings(
     settings: &Settings,
     recipe: &Recipe,
     tag: &ReleaseVersion,
-    commit: &str,
+    commit: &CommitId,
     credentials: &Credentials,
 ) -> RunSettings {
     let tested = canon_shared::gate::TestedRef::Tag(tag.to_string());
     RunSettings {
         claimed_commits: vec![crate::settings::ClaimedCommit {
             source: "sweep",
-            commit: commit.to_string(),
+            commit: commit.clone(),
         }],
         quick: false,
         trigger: "sweep".into(),

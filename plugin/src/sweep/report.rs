@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use canon_shared::commit::CommitId;
 use canon_shared::state::holds::WarmStatus;
 use serde::Serialize;
 
@@ -18,7 +19,7 @@ pub struct RecipeEntry {
     /// The latest upstream release tag.
     pub latest: Option<String>,
     /// The commit the latest tag points to upstream.
-    pub latest_commit: Option<String>,
+    pub latest_commit: Option<CommitId>,
     /// `run` or `skip`; `null` when an error came before a decision.
     pub decision: Option<String>,
     /// Why.

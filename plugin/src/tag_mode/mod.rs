@@ -30,7 +30,7 @@ mod verify;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use canon_shared::commit::{CommitId, InvalidCommitId};
+use canon_shared::commit::CommitId;
 use canon_shared::gate::TestedRef;
 use canon_shared::mirror::MirrorError;
 use canon_shared::state::{self, CanonicalRecord, Change, HistoryEntry, StateError, StateStore};
@@ -83,8 +83,8 @@ pub enum RunError {
         recipe: String,
         tag: String,
         source_name: &'static str,
-        claimed: String,
-        actual: String,
+        claimed: CommitId,
+        actual: CommitId,
     },
     #[error("{recipe}: upstream {url} has no tag {tag}")]
     TagNotUpstream {
@@ -116,13 +116,6 @@ pub enum RunError {
         recipe: String,
         #[source]
         source: StateError,
-    },
-    #[error("{recipe}: the {what} is not a full commit id")]
-    NotACommit {
-        recipe: String,
-        what: &'static str,
-        #[source]
-        source: InvalidCommitId,
     },
 }
 
@@ -245,7 +238,7 @@ pub fn run_tag_mode(settings: &RunSettings, runner: &dyn Runner) -> Result<RunOu
         if stopped.error.is_verification() {
             let entry = history_entry(
                 settings,
-                report.commit.as_deref(),
+                report.commit.as_ref(),
                 &report.gate,
                 report.canonical_before.as_ref().map(|c| c.version.clone()),
             );
@@ -280,7 +273,7 @@ fn tested_text(tested: &TestedRef) -> String {
 /// Returns the history line of a decision about this run.
 fn history_entry(
     settings: &RunSettings,
-    tested_commit: Option<&str>,
+    tested_commit: Option<&CommitId>,
     gate: &GateReport,
     canonical_before: Option<String>,
 ) -> HistoryEntry {
@@ -292,9 +285,7 @@ fn history_entry(
             TestedRef::Tag(t) => t.clone(),
             TestedRef::Ref(r) => format!("ref {r}"),
         }),
-        // Every commit a report holds is a full id: a claim the settings parsed, upstream's
-        // peeled tag or the checkout's HEAD.
-        tested_commit: tested_commit.and_then(|c| CommitId::parse(c).ok()),
+        tested_commit: tested_commit.cloned(),
         reasons: gate.reasons.clone(),
         trigger: Some(settings.trigger.clone()),
         build: Some(settings.build_ref()),

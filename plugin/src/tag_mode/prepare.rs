@@ -110,7 +110,7 @@ fn base_checkout(
     root: &Path,
 ) -> Option<PathBuf> {
     let want = Want::Commit {
-        commit: canonical.commit.to_string(),
+        commit: canonical.commit.clone(),
         tag: Some(canonical.version.to_string()),
     };
     match checkout::fresh_checkout(&settings.mirror, &want, &root.join("base")) {
@@ -234,7 +234,7 @@ fn harness_env(ctx: &RunContext, extra: &BTreeMap<String, String>) -> BTreeMap<S
         TestedRef::Tag(t) => env.insert("CANON_TAG".into(), t.clone()),
         TestedRef::Ref(r) => env.insert("CANON_REF".into(), r.clone()),
     };
-    env.insert("CANON_COMMIT".into(), ctx.commit.clone());
+    env.insert("CANON_COMMIT".into(), ctx.commit.to_string());
     env.insert("CANON_WORKDIR".into(), ctx.checkout.display().to_string());
     env.insert(
         "CANON_COLD".into(),
@@ -287,7 +287,7 @@ mod tests {
         let ctx = RunContext {
             recipe: test_recipe(),
             tested: TestedRef::Tag("1.0.0+1".into()),
-            commit: "abc".into(),
+            commit: "abcd".repeat(10).parse().unwrap(),
             checkout: PathBuf::from("/w/checkout"),
             run_dir: PathBuf::from("/w/run"),
             canonical: None,
@@ -304,7 +304,7 @@ mod tests {
         assert_eq!(env["CANON_COLD"], "0");
         assert_eq!(env["CANON_QUICK"], "1");
         assert_eq!(env["CANON_TAG"], "1.0.0+1");
-        assert_eq!(env["CANON_COMMIT"], "abc");
+        assert_eq!(env["CANON_COMMIT"], "abcd".repeat(10));
         assert_eq!(env["CANON_WORKDIR"], "/w/checkout");
         assert_eq!(env["CANON_BUILD"], "9");
         assert_eq!(env["EXTRA"], "x");

@@ -112,16 +112,11 @@ pub(super) fn promote(
     let canonical = state
         .read_canonical(&settings.recipe.name)
         .map_err(state_err)?;
-    let tested_commit = CommitId::parse(&ctx.commit).map_err(|source| RunError::NotACommit {
-        recipe: name.clone(),
-        what: "tested commit",
-        source,
-    })?;
     let facts = Facts {
         settings,
         ctx,
         ran,
-        tested_commit,
+        tested_commit: ctx.commit.clone(),
         tag_commit_now: tag_commit_now(settings),
     };
     let first = facts.gate(canonical.as_ref());
@@ -207,15 +202,7 @@ fn tag_commit_now(settings: &RunSettings) -> Option<CommitId> {
         return None;
     };
     let name = &settings.recipe.name;
-    let name_text = name.to_string();
-    let resolved = upstream_tag_commit(settings, tag).and_then(|c| {
-        CommitId::parse(&c).map_err(|source| RunError::NotACommit {
-            recipe: name_text,
-            what: "commit upstream's tag points at",
-            source,
-        })
-    });
-    match resolved {
+    match upstream_tag_commit(settings, tag) {
         Ok(c) => {
             tracing::debug!(recipe = %name, tag, commit = %c, "Resolved the tag upstream again for the gate.");
             Some(c)

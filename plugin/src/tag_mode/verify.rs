@@ -4,6 +4,7 @@
 //! Separate because it is the trust boundary of a run: nothing is checked out or run before it
 //! holds, and the gate asks upstream again through [`upstream_tag_commit`].
 
+use canon_shared::commit::CommitId;
 use canon_shared::gate::TestedRef;
 use canon_shared::mirror;
 
@@ -16,7 +17,7 @@ pub(super) struct Verified {
     /// What the checkout must be: the tag at its upstream commit, or the ref.
     pub(super) want: Want,
     /// The tag's peeled commit upstream (`None` for a ref, known only from its checkout).
-    pub(super) commit: Option<String>,
+    pub(super) commit: Option<CommitId>,
 }
 
 /// Resolves the tag upstream and checks every claimed commit against it; for a ref, takes the
@@ -30,7 +31,7 @@ pub(super) fn verify(settings: &RunSettings) -> Result<Verified, RunError> {
             if let Some(claim) = settings
                 .claimed_commits
                 .iter()
-                .find(|claim| !claim.commit.eq_ignore_ascii_case(&commit))
+                .find(|claim| !claim.commit.same_object(&commit))
             {
                 return Err(RunError::CommitMismatch {
                     recipe: name,
@@ -59,16 +60,19 @@ pub(super) fn verify(settings: &RunSettings) -> Result<Verified, RunError> {
 }
 
 /// Returns the commit `tag` peels to upstream.
-pub(super) fn upstream_tag_commit(settings: &RunSettings, tag: &str) -> Result<String, RunError> {
+pub(super) fn upstream_tag_commit(settings: &RunSettings, tag: &str) -> Result<CommitId, RunError> {
     let name = settings.recipe.name.to_string();
     let refs = mirror::ls_remote(&settings.upstream).map_err(|source| RunError::Upstream {
         recipe: name.clone(),
         source,
     })?;
-    let tag_ref = refs.tags.get(tag).ok_or_else(|| RunError::TagNotUpstream {
+    // A remote listed on its own has every tag peeled; a tag without its commit could not be
+    // tested any more than a missing one.
+    let peeled = refs.tags.get(tag).and_then(|t| t.peeled.as_ref());
+    let commit = peeled.ok_or_else(|| RunError::TagNotUpstream {
         recipe: name.clone(),
         url: settings.upstream.display_url(),
         tag: tag.to_string(),
     })?;
-    Ok(tag_ref.peeled.to_ascii_lowercase())
+    Ok(commit.lowercase())
 }

@@ -218,7 +218,7 @@ impl Upstream {
         RunContext {
             recipe: recipe.clone(),
             tested: TestedRef::Tag(tag.to_string()),
-            commit: commit.to_string(),
+            commit: commit.parse().expect("a full commit id"),
             checkout: self.checkout(tag),
             run_dir,
             canonical: None,

@@ -15,6 +15,7 @@ use git2::{AutotagOption, FetchOptions, FetchPrune, Oid, Repository};
 use super::plan::Wanted;
 use super::remote::{callbacks, git_error};
 use super::{GitRemote, MirrorError, Side, TagRef};
+use crate::commit::CommitId;
 use crate::recipe::RecipeName;
 
 /// Returns the per-recipe bare cache: `<state>/<recipe>/upstream.git`.
@@ -31,11 +32,11 @@ pub(super) fn cache_err(path: &Path) -> impl Fn(git2::Error) -> MirrorError + '_
 }
 
 /// Returns true when the cache exists and holds `commit`.
-pub(super) fn cache_has(path: &Path, branch: &str, commit: &str) -> bool {
+pub(super) fn cache_has(path: &Path, branch: &str, commit: &CommitId) -> bool {
     // Fast path: the cache's loose branch ref (as a fetch writes it) already names the commit, and
     // a ref only points to objects that are present.
     if std::fs::read_to_string(path.join("refs/heads").join(branch))
-        .is_ok_and(|s| s.trim() == commit)
+        .is_ok_and(|s| s.trim() == commit.as_str())
     {
         return true;
     }
@@ -172,7 +173,7 @@ pub(super) fn cache_state(
     let head = repo
         .refname_to_id(&format!("refs/heads/{branch}"))
         .map_err(&err)?
-        .to_string();
+        .into();
     let mut tags = BTreeMap::new();
     let mut stale = Vec::new();
     for reference in repo.references_glob("refs/tags/*").map_err(&err)? {
@@ -185,12 +186,12 @@ pub(super) fn cache_state(
             stale.push(full.to_string());
             continue;
         }
-        let peeled = reference.peel_to_commit().map_err(&err)?.id().to_string();
+        let peeled = reference.peel_to_commit().map_err(&err)?.id().into();
         tags.insert(
             name,
             TagRef {
                 target: target.to_string(),
-                peeled,
+                peeled: Some(peeled),
             },
         );
     }

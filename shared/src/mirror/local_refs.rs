@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use git2::{Oid, Repository};
 
+use crate::commit::CommitId;
+
 use super::{RemoteRefs, TagRef};
 
 /// The file in a cache that remembers what upstream's tag targets peel to ([`Peels`]).
@@ -31,7 +33,7 @@ const PEELS_FILE: &str = "canon-peeled-tags";
 /// peeled through the repository's objects, as before, and learned.
 #[derive(Debug, Default)]
 pub(super) struct Peels {
-    known: HashMap<String, String>,
+    known: HashMap<String, CommitId>,
     /// True when an entry was found through an object database (worth saving).
     pub(super) learned: bool,
 }
@@ -44,8 +46,8 @@ impl Peels {
         if let Ok(text) = std::fs::read_to_string(cache_dir.join(PEELS_FILE)) {
             for line in text.lines() {
                 if let Some((target, peeled)) = line.split_once(' ') {
-                    if is_oid(target) && is_oid(peeled) {
-                        peels.known.insert(target.to_string(), peeled.to_string());
+                    if let (true, Ok(peeled)) = (is_oid(target), CommitId::parse(peeled)) {
+                        peels.known.insert(target.to_string(), peeled);
                     }
                 }
             }
@@ -53,17 +55,17 @@ impl Peels {
         peels
     }
 
-    fn get(&self, target: &str) -> Option<&String> {
+    fn get(&self, target: &str) -> Option<&CommitId> {
         self.known.get(target)
     }
 
     /// Records a peel read from `packed-refs` (already on disk, so not worth saving).
-    fn note(&mut self, target: &str, peeled: &str) {
-        self.known.insert(target.to_string(), peeled.to_string());
+    fn note(&mut self, target: &str, peeled: CommitId) {
+        self.known.insert(target.to_string(), peeled);
     }
 
     /// Records a peel found through an object database.
-    fn learn(&mut self, target: &str, peeled: &str) {
+    fn learn(&mut self, target: &str, peeled: CommitId) {
         self.note(target, peeled);
         self.learned = true;
     }
@@ -76,7 +78,9 @@ impl Peels {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let mut text = String::with_capacity(tags.len() * 82);
         for tag in tags.values() {
-            text.push_str(&format!("{} {}\n", tag.target, tag.peeled));
+            if let Some(peeled) = &tag.peeled {
+                text.push_str(&format!("{} {peeled}\n", tag.target));
+            }
         }
         let path = cache_dir.join(PEELS_FILE);
         let tmp = cache_dir.join(format!(
@@ -120,7 +124,10 @@ fn plain_git_dir(path: &Path) -> Option<PathBuf> {
 ///
 /// Any surprise (a malformed ref file, a symlink, a name that is not UTF-8) is an error, and the
 /// caller lists through libgit2 instead, so such a repository gets exactly libgit2's answer.
-fn read_ref_files(git_dir: &Path, peels: &mut Peels) -> std::io::Result<BTreeMap<String, String>> {
+fn read_ref_files(
+    git_dir: &Path,
+    peels: &mut Peels,
+) -> std::io::Result<BTreeMap<String, CommitId>> {
     let mut refs = BTreeMap::new();
     match std::fs::read_to_string(git_dir.join("packed-refs")) {
         Ok(text) => parse_packed_refs(&text, &mut refs, peels)?,
@@ -142,12 +149,12 @@ fn invalid(what: String) -> std::io::Error {
 /// annotated tag, so it peels to itself.
 fn parse_packed_refs(
     text: &str,
-    refs: &mut BTreeMap<String, String>,
+    refs: &mut BTreeMap<String, CommitId>,
     peels: &mut Peels,
 ) -> std::io::Result<()> {
     let mut tags_peeled = false;
     // The last tag entry, until we know whether a `^` line follows it.
-    let mut pending: Option<&str> = None;
+    let mut pending: Option<CommitId> = None;
     for line in text.lines() {
         if let Some(traits) = line.strip_prefix("# pack-refs with:") {
             tags_peeled = traits
@@ -156,34 +163,37 @@ fn parse_packed_refs(
             continue;
         }
         if let Some(peeled) = line.strip_prefix('^') {
-            if !is_oid(peeled) {
+            let Ok(peeled) = CommitId::parse(peeled) else {
                 return Err(invalid(format!("packed-refs: bad peel line {line:?}")));
-            }
+            };
             if let Some(target) = pending.take() {
-                peels.note(target, peeled);
+                peels.note(&target, peeled);
             }
             continue;
         }
         if let Some(target) = pending.take() {
             if tags_peeled {
-                peels.note(target, target);
+                peels.note(&target, target.clone());
             }
         }
         if line.starts_with('#') || line.is_empty() {
             continue;
         }
-        let Some((oid, name)) = line.split_once(' ').filter(|(oid, _)| is_oid(oid)) else {
+        let Some((oid, name)) = line
+            .split_once(' ')
+            .and_then(|(oid, name)| Some((CommitId::parse(oid).ok()?, name)))
+        else {
             return Err(invalid(format!("packed-refs: bad line {line:?}")));
         };
         if name.starts_with("refs/tags/") {
-            pending = Some(oid);
+            pending = Some(oid.clone());
         }
         if name.starts_with("refs/heads/") || name.starts_with("refs/tags/") {
-            refs.insert(name.to_string(), oid.to_string());
+            refs.insert(name.to_string(), oid);
         }
     }
     if let (Some(target), true) = (pending, tags_peeled) {
-        peels.note(target, target);
+        peels.note(&target, target.clone());
     }
     Ok(())
 }
@@ -192,7 +202,7 @@ fn parse_packed_refs(
 fn read_loose_refs(
     dir: &Path,
     prefix: &str,
-    refs: &mut BTreeMap<String, String>,
+    refs: &mut BTreeMap<String, CommitId>,
 ) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -225,8 +235,8 @@ fn read_loose_refs(
             .trim_end();
         if content.starts_with("ref:") {
             refs.remove(&full);
-        } else if is_oid(content) {
-            refs.insert(full, content.to_string());
+        } else if let Ok(oid) = CommitId::parse(content) {
+            refs.insert(full, oid);
         } else {
             return Err(invalid(format!("{full} is not a ref")));
         }
@@ -250,14 +260,14 @@ fn read_first_line(path: &Path, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// Lists a repository's direct refs (full name -> object id) through libgit2.
-fn read_refs_git2(path: &Path) -> Result<BTreeMap<String, String>, git2::Error> {
+fn read_refs_git2(path: &Path) -> Result<BTreeMap<String, CommitId>, git2::Error> {
     super::owners::allow_other_owners();
     let repo = Repository::open(path)?;
     let mut refs = BTreeMap::new();
     for reference in repo.references()? {
         let reference = reference?;
         if let (Ok(name), Some(oid)) = (reference.name(), reference.target()) {
-            refs.insert(name.to_string(), oid.to_string());
+            refs.insert(name.to_string(), CommitId::from(oid));
         }
     }
     Ok(refs)
@@ -265,15 +275,15 @@ fn read_refs_git2(path: &Path) -> Result<BTreeMap<String, String>, git2::Error> 
 
 /// Returns what `oid` peels to in `repo`: the first non-tag object, `oid` itself when it is no
 /// tag. Reads only the object header unless it is a tag.
-pub(super) fn peel_in(repo: &Repository, oid: &str) -> Result<String, git2::Error> {
+pub(super) fn peel_in(repo: &Repository, oid: &str) -> Result<CommitId, git2::Error> {
     let id = Oid::from_str(oid)?;
     match repo.odb()?.read_header(id)?.1 {
         git2::ObjectType::Tag => Ok(repo
             .find_object(id, None)?
             .peel(git2::ObjectType::Any)?
             .id()
-            .to_string()),
-        _ => Ok(oid.to_string()),
+            .into()),
+        _ => Ok(id.into()),
     }
 }
 
@@ -302,7 +312,7 @@ pub(super) fn list_local(
         None => read_refs_git2(path)?,
     };
     if peel {
-        let unknown: Vec<&String> = all
+        let unknown: Vec<&CommitId> = all
             .iter()
             .filter(|(name, oid)| name.starts_with("refs/tags/") && peels.get(oid).is_none())
             .map(|(_, oid)| oid)
@@ -311,7 +321,7 @@ pub(super) fn list_local(
             let repo = Repository::open(path)?;
             for oid in unknown {
                 let peeled = peel_in(&repo, oid)?;
-                peels.learn(oid, &peeled);
+                peels.learn(oid, peeled);
             }
         }
     }
@@ -320,12 +330,12 @@ pub(super) fn list_local(
         if let Some(branch) = name.strip_prefix("refs/heads/") {
             refs.branches.insert(branch.to_string(), oid);
         } else if let Some(tag) = name.strip_prefix("refs/tags/") {
-            // Known for every tag when peeling; unknown (empty) only on the mirror side.
-            let peeled = peels.get(&oid).cloned().unwrap_or_default();
+            // Known for every tag when peeling; unknown (`None`) only on the mirror side.
+            let peeled = peels.get(&oid).cloned();
             refs.tags.insert(
                 tag.to_string(),
                 TagRef {
-                    target: oid,
+                    target: oid.to_string(),
                     peeled,
                 },
             );
@@ -348,21 +358,23 @@ mod tests {
         let mut peeled = BTreeMap::new();
         for line in text.lines() {
             let (oid, name) = line.split_once('\t').expect("oid<TAB>name");
+            let id = CommitId::parse(oid).expect("git lists full ids");
             if let Some(b) = name.strip_prefix("refs/heads/") {
-                refs.branches.insert(b.into(), oid.into());
+                refs.branches.insert(b.into(), id);
             } else if let Some(t) = name.strip_prefix("refs/tags/") {
                 match t.strip_suffix("^{}") {
-                    Some(t) => peeled.insert(t.to_string(), oid.to_string()),
-                    None => refs
-                        .tags
-                        .insert(
+                    Some(t) => {
+                        peeled.insert(t.to_string(), id);
+                    }
+                    None => {
+                        refs.tags.insert(
                             t.into(),
                             TagRef {
                                 target: oid.into(),
-                                peeled: oid.into(),
+                                peeled: Some(id),
                             },
-                        )
-                        .map(|_| String::new()),
+                        );
+                    }
                 };
             }
         }
@@ -370,7 +382,7 @@ mod tests {
             refs.tags
                 .get_mut(&name)
                 .expect("peeled tag is listed")
-                .peeled = commit;
+                .peeled = Some(commit);
         }
         refs
     }
@@ -445,11 +457,13 @@ mod tests {
         assert!(from_files.get(late).is_none());
         assert_eq!(
             from_files.get(&expected.tags["nested"].target),
-            Some(&expected.tags["nested"].peeled)
+            expected.tags["nested"].peeled.as_ref()
         );
         assert_eq!(
-            from_files.get(&expected.tags["light"].target),
-            Some(&expected.tags["light"].target)
+            from_files
+                .get(&expected.tags["light"].target)
+                .map(|c| c.as_str()),
+            Some(expected.tags["light"].target.as_str())
         );
 
         // Through libgit2 (what any other layout uses), the same answer.
@@ -459,7 +473,7 @@ mod tests {
 
         // Without peeling, unknown annotated targets are left empty and nothing is learned.
         let unpeeled = list_local(&bare, false, &mut via_git2).expect("list");
-        assert_eq!(unpeeled.tags["late"].peeled, "");
+        assert_eq!(unpeeled.tags["late"].peeled, None);
         assert_eq!(unpeeled.branches, expected.branches);
         assert!(!via_git2.learned);
     }
@@ -498,7 +512,7 @@ mod tests {
         let table = req.cache_dir.join(PEELS_FILE);
         let saved = Peels::load(&req.cache_dir);
         for tag in ls_remote_by_git(&up).tags.values() {
-            assert_eq!(saved.get(&tag.target), Some(&tag.peeled), "{tag:?}");
+            assert_eq!(saved.get(&tag.target), tag.peeled.as_ref(), "{tag:?}");
         }
 
         let no_op = sync(&req).expect("no-op sync");

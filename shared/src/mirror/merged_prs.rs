@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::fetch::cache_err;
 use super::MirrorError;
+use crate::commit::CommitId;
 use crate::forge::{CloseOutcome, Forge};
 
 /// A PR closed because upstream merged it.
@@ -51,12 +52,12 @@ pub struct CloseReport {
 /// commits and are not detected: such PRs stay open.
 pub fn merged_heads(
     cache_dir: &Path,
-    branch_head: &str,
+    branch_head: &CommitId,
     heads: &[(u64, String)],
 ) -> Result<Vec<(u64, bool)>, MirrorError> {
     let not_cached = || MirrorError::NotCached {
         path: cache_dir.to_path_buf(),
-        commit: branch_head.to_string(),
+        commit: branch_head.clone(),
     };
     super::owners::allow_other_owners();
     let repo = Repository::open_bare(cache_dir).map_err(|_| not_cached())?;
@@ -85,7 +86,7 @@ pub async fn close_merged_prs(
     forge: &dyn Forge,
     mirror_repo: &str,
     cache_dir: &Path,
-    branch_head: &str,
+    branch_head: &CommitId,
 ) -> Result<CloseReport, MirrorError> {
     let prs = forge.list_open_prs(mirror_repo).await?;
     let heads: Vec<(u64, String)> = prs.iter().map(|p| (p.number, p.head_sha.clone())).collect();

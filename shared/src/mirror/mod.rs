@@ -60,6 +60,7 @@ use std::time::Instant;
 use git2::Repository;
 use serde::Serialize;
 
+use crate::commit::CommitId;
 use crate::forge::ForgeError;
 
 pub use clone::{clone_detached, Cloned};
@@ -162,7 +163,7 @@ pub enum MirrorError {
     #[error("clone into {path}: {message}")]
     Clone { path: PathBuf, message: String },
     #[error("cache {path} does not hold upstream commit {commit}; sync first")]
-    NotCached { path: PathBuf, commit: String },
+    NotCached { path: PathBuf, commit: CommitId },
     #[error("{message}")]
     Setup { message: String },
     #[error("forge: {0}")]
@@ -190,7 +191,7 @@ pub struct AnnotatedTag {
     /// The tag object.
     pub tag_object: String,
     /// The commit it peels to.
-    pub commit: String,
+    pub commit: CommitId,
 }
 
 /// The outcome of a faithful sync.
@@ -223,9 +224,9 @@ pub struct SyncReport {
     /// Wall time of the whole sync, in milliseconds.
     pub duration_ms: u64,
     /// Upstream's branch head commit.
-    pub upstream_head: String,
+    pub upstream_head: CommitId,
     /// Upstream's tags: name -> peeled commit.
-    pub upstream_tags: BTreeMap<String, String>,
+    pub upstream_tags: BTreeMap<String, CommitId>,
 }
 
 impl SyncReport {
@@ -298,10 +299,12 @@ pub fn sync(req: &SyncRequest) -> Result<SyncReport, MirrorError> {
             .tags
             .iter()
             .filter(|(_, t)| t.is_annotated())
-            .map(|(n, t)| AnnotatedTag {
-                name: n.clone(),
-                tag_object: t.target.clone(),
-                commit: t.peeled.clone(),
+            .filter_map(|(n, t)| {
+                Some(AnnotatedTag {
+                    name: n.clone(),
+                    tag_object: t.target.clone(),
+                    commit: t.peeled.clone()?,
+                })
             })
             .collect(),
         objects_fetched: fetched.0,
@@ -311,7 +314,7 @@ pub fn sync(req: &SyncRequest) -> Result<SyncReport, MirrorError> {
         upstream_tags: wanted
             .tags
             .iter()
-            .map(|(n, t)| (n.clone(), t.peeled.clone()))
+            .filter_map(|(n, t)| Some((n.clone(), t.peeled.clone()?)))
             .collect(),
     };
 
@@ -342,7 +345,7 @@ pub fn sync(req: &SyncRequest) -> Result<SyncReport, MirrorError> {
     Peels::save(&req.cache_dir, &wanted.tags);
     let mut p = plan(&wanted, &mirror_before, &req.branch);
     for moved in &mut p.moved_tags {
-        if moved.old_commit.is_empty() {
+        if moved.old_commit.is_none() {
             // The mirror listing was not peeled: the cache held the old object until now (it was
             // upstream's), else a local mirror still has it.
             let mirror_repo = local_path(&mirror_url).and_then(|p| Repository::open(p).ok());
@@ -352,7 +355,7 @@ pub fn sync(req: &SyncRequest) -> Result<SyncReport, MirrorError> {
                         .as_ref()
                         .map_or(Err(e), |m| peel_in(m, &moved.old))
                 })
-                .unwrap_or_default();
+                .ok();
         }
     }
     if !p.refspecs.is_empty() {

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::commit::CommitId;
+
 use super::{RemoteRefs, TagRef};
 
 /// A tag whose target changed (same name, new object).
@@ -20,16 +22,19 @@ pub struct MovedTag {
     pub old: String,
     /// The object upstream has now.
     pub new: String,
-    /// The commit the mirror's tag peeled to (empty when the old tag object is unknown).
-    pub old_commit: String,
-    /// The commit upstream's tag peels to.
-    pub new_commit: String,
+    /// The commit the mirror's tag peeled to; `None` (serialised as `""`) when the old tag object
+    /// is unknown.
+    #[serde(serialize_with = "crate::commit::serialize_or_empty")]
+    pub old_commit: Option<CommitId>,
+    /// The commit upstream's tag peels to (`""` if it was not peeled, which a sync never plans).
+    #[serde(serialize_with = "crate::commit::serialize_or_empty")]
+    pub new_commit: Option<CommitId>,
 }
 
 /// What the mirror must become: the branch head and every tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Wanted {
-    pub(super) head: String,
+    pub(super) head: CommitId,
     pub(super) tags: BTreeMap<String, TagRef>,
 }
 
@@ -105,34 +110,36 @@ pub(super) fn plan(wanted: &Wanted, mirror: &RemoteRefs, branch: &str) -> Plan {
 mod tests {
     use super::*;
 
-    fn t(target: &str, peeled: &str) -> TagRef {
+    /// A full id made of one repeated hex digit.
+    fn id(digit: char) -> CommitId {
+        CommitId::parse(&digit.to_string().repeat(40)).expect("a full id")
+    }
+
+    fn t(target: &str, peeled: char) -> TagRef {
         TagRef {
             target: target.into(),
-            peeled: peeled.into(),
+            peeled: Some(id(peeled)),
         }
     }
 
     #[test]
     fn plan_pushes_only_differences_and_deletes_extra_tags() {
         let wanted = Wanted {
-            head: "a".into(),
+            head: id('a'),
             tags: [
-                ("1.0".to_string(), t("x", "c1")),
-                ("2.0".to_string(), t("y", "c2")),
+                ("1.0".to_string(), t("x", '1')),
+                ("2.0".to_string(), t("y", '2')),
             ]
             .into_iter()
             .collect(),
         };
         let mirror = RemoteRefs {
-            branches: [
-                ("main".to_string(), "a".to_string()),
-                ("pr-1".to_string(), "z".to_string()),
-            ]
-            .into_iter()
-            .collect(),
+            branches: [("main".to_string(), id('a')), ("pr-1".to_string(), id('f'))]
+                .into_iter()
+                .collect(),
             tags: [
-                ("1.0".to_string(), t("old", "c0")),
-                ("extra".to_string(), t("e", "e")),
+                ("1.0".to_string(), t("old", '0')),
+                ("extra".to_string(), t("e", 'e')),
             ]
             .into_iter()
             .collect(),
@@ -150,7 +157,7 @@ mod tests {
                 ":refs/tags/extra"
             ]
         );
-        assert_eq!(p.moved_tags[0].old_commit, "c0");
+        assert_eq!(p.moved_tags[0].old_commit, Some(id('0')));
         assert!(!mirror_equals(&wanted, &mirror, "main"));
     }
 }

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use git2::{Direction, Remote};
 use serde::Serialize;
 
+use crate::commit::CommitId;
+
 use super::local_refs::{list_local, Peels};
 use super::remote::{callbacks, git_error, local_path};
 use super::{GitRemote, MirrorError, Side};
@@ -19,14 +21,16 @@ use super::{GitRemote, MirrorError, Side};
 pub struct TagRef {
     /// The object the ref points to: the tag object for an annotated tag, else the commit.
     pub target: String,
-    /// The commit the tag finally points to.
-    pub peeled: String,
+    /// The commit the tag finally points to; `None` (serialised as `""`) for a mirror tag whose
+    /// target was not peeled (the sync compares only targets there).
+    #[serde(serialize_with = "crate::commit::serialize_or_empty")]
+    pub peeled: Option<CommitId>,
 }
 
 impl TagRef {
     /// Returns true for an annotated tag (the ref points to a tag object).
     pub fn is_annotated(&self) -> bool {
-        self.target != self.peeled
+        self.peeled.as_deref() != Some(self.target.as_str())
     }
 }
 
@@ -34,7 +38,7 @@ impl TagRef {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RemoteRefs {
     /// Branch short name -> commit.
-    pub branches: BTreeMap<String, String>,
+    pub branches: BTreeMap<String, CommitId>,
     /// Tag name -> tag ref.
     pub tags: BTreeMap<String, TagRef>,
 }
@@ -75,11 +79,11 @@ pub(super) fn list(
         .map_err(|e| fail(e, &tried))?;
     let heads = conn.list().map_err(|e| fail(e, &tried))?;
     let mut refs = RemoteRefs::default();
-    let mut targets: BTreeMap<String, String> = BTreeMap::new();
-    let mut peeled: BTreeMap<String, String> = BTreeMap::new();
+    let mut targets: BTreeMap<String, CommitId> = BTreeMap::new();
+    let mut peeled: BTreeMap<String, CommitId> = BTreeMap::new();
     for head in heads {
         let name = head.name();
-        let oid = head.oid().to_string();
+        let oid = CommitId::from(head.oid());
         if let Some(branch) = name.strip_prefix("refs/heads/") {
             refs.branches.insert(branch.to_string(), oid);
         } else if let Some(tag) = name.strip_prefix("refs/tags/") {
@@ -91,7 +95,13 @@ pub(super) fn list(
     }
     for (name, target) in targets {
         let peeled = peeled.get(&name).cloned().unwrap_or_else(|| target.clone());
-        refs.tags.insert(name, TagRef { target, peeled });
+        refs.tags.insert(
+            name,
+            TagRef {
+                target: target.to_string(),
+                peeled: Some(peeled),
+            },
+        );
     }
     tracing::debug!(
         side = %side,

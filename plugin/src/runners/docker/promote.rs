@@ -48,7 +48,8 @@ const IMAGE_LABEL: &str = "canon.promote-image";
 /// A promote in progress, as its marker volume records it.
 struct Promoting {
     version: String,
-    commit: String,
+    /// `None` when the label is missing or no full commit id (no promote of canon's wrote it).
+    commit: Option<canon_shared::commit::CommitId>,
     /// The live volumes that had data before the promote (each with a `.prev` copy until put
     /// back or dropped).
     volumes: Vec<String>,
@@ -60,7 +61,7 @@ impl Promoting {
         let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
         Promoting {
             version: get(VERSION_LABEL),
-            commit: get(COMMIT_LABEL),
+            commit: get(COMMIT_LABEL).parse().ok(),
             volumes: get(VOLUMES_LABEL)
                 .split(',')
                 .filter(|v| !v.is_empty())
@@ -73,7 +74,11 @@ impl Promoting {
     /// Returns true when `canonical` names the version and commit this promote was for.
     fn finished_by(&self, canonical: Option<&CanonicalRecord>) -> bool {
         canonical.is_some_and(|c| {
-            c.version.to_string() == self.version && c.commit.eq_ignore_ascii_case(&self.commit)
+            c.version.to_string() == self.version
+                && self
+                    .commit
+                    .as_ref()
+                    .is_some_and(|m| c.commit.same_object(m))
         })
     }
 }
@@ -133,7 +138,7 @@ impl Stack {
         }
         let mut marker = self.labels.map(Some(PROMOTING_KIND));
         marker.insert(VERSION_LABEL.into(), ctx.tested_name().to_string());
-        marker.insert(COMMIT_LABEL.into(), ctx.commit.clone());
+        marker.insert(COMMIT_LABEL.into(), ctx.commit.to_string());
         marker.insert(VOLUMES_LABEL.into(), live.join(","));
         marker.insert(IMAGE_LABEL.into(), image.clone());
         docker(&cmd::volume_create(&self.marker_name(), "local", &marker))?;
