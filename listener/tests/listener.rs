@@ -4,7 +4,7 @@
 //! contract test of `canon_shared::listener_api`), metrics and the status page in a real headless
 //! browser.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -16,7 +16,7 @@ use canon_shared::gate::{StageResult, StageStatus, TestedRef};
 use canon_shared::recipe::{RecipeName, Stage};
 use canon_testkit::git::{git, peeled};
 
-mod support;
+use crate::support;
 use support::engine::{empty, engine, ok, status, Upstream, MARKER_CHECK};
 
 #[test]

@@ -3,7 +3,7 @@
 //! share, with the setgid bit. Each must be able to read and write what the other created: the
 //! mirror cache, the canonical record, the locks.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
