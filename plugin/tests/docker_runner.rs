@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use canon_plugin::runners::docker::{cleanup_stale, warm_volume_sizes, DockerRunner};
+use canon_plugin::runners::docker::{cleanup_stale_of, warm_volume_sizes, DockerRunner};
 use canon_plugin::runners::Runner;
 use canon_shared::gate::{StageResult, StageStatus, TestedRef};
 use canon_shared::recipe::{RecipeName, Stage};
@@ -283,7 +283,8 @@ fn the_sweep_removes_an_old_killed_runs_leftovers_and_never_a_warm_canonical() {
         &format!("{warm}_data.prev"),
     );
 
-    let dry = cleanup_stale(Duration::from_secs(3600), true).unwrap();
+    // Scoped to this test's recipe: other runs on the engine keep their objects.
+    let dry = cleanup_stale_of(Some(&up.name), Duration::from_secs(3600), true).unwrap();
     let mine: Vec<&(String, String)> = dry
         .removed
         .iter()
@@ -296,13 +297,13 @@ fn the_sweep_removes_an_old_killed_runs_leftovers_and_never_a_warm_canonical() {
     );
     assert!(up.objects()["volumes"].contains(&format!("{cold}_data")));
 
-    let young = cleanup_stale(Duration::from_secs(3 * 3600), false).unwrap();
+    let young = cleanup_stale_of(Some(&up.name), Duration::from_secs(3 * 3600), false).unwrap();
     assert!(
         young.removed.iter().all(|(_, n)| !n.contains(&up.name)),
         "{young:?}"
     );
 
-    let report = cleanup_stale(Duration::from_secs(3600), false).unwrap();
+    let report = cleanup_stale_of(Some(&up.name), Duration::from_secs(3600), false).unwrap();
     assert!(report.failed.is_empty(), "{report:?}");
     let left = up.objects();
     assert_eq!(
