@@ -5,7 +5,7 @@
 //! Every socket here is a plain blocking `std` socket with read timeouts, so "is it closed?" is
 //! one `read` syscall; every loop is bounded in count and in time; only loopback addresses.
 
-mod support;
+use crate::support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};

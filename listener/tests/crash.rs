@@ -4,7 +4,7 @@
 //! whose every attempt dies with the process is failed after the attempt limit, never claimed
 //! again, while the listener goes on serving.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::Command;

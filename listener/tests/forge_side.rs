@@ -4,7 +4,7 @@
 //! printed), and the worker closing mirror PRs that upstream has merged after a signed tag
 //! webhook (mirror over git smart HTTP, PRs on a Gitea-shaped API, build on the Drone stand-in).
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Output};

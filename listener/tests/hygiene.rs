@@ -1,7 +1,7 @@
 //! The real binary, on what it must never show or lose: a credential a server quotes in its
 //! error never reaches the journal, the API, the status page or the log.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

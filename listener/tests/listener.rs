@@ -1,10 +1,10 @@
 //! canon-listener end to end, in process: recorded payloads replayed signed, every rejection
 //! path, dedupe, moved tags, the worker against real git repos and a loopback Drone stand-in
 //! that fails and recovers, the API (with the job lookup read by canon-shared's own client, the
-//! contract test of `canon_shared::listener_api`), metrics and the status page in a real headless
-//! browser.
+//! contract test of `canon_shared::listener_api`), metrics, the status page's text and narrow
+//! layout, and the badge's drawn text.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -1016,111 +1016,92 @@ fn promote(app: &App, recipe: &str, version: &str, pin: Option<&str>) {
     }
 }
 
-/// Returns the installed Chromium's command.
-fn chromium() -> &'static str {
-    ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|c| {
-            std::process::Command::new(c)
-                .arg("--version")
-                .output()
-                .is_ok()
-        })
-        .expect("chromium is installed (scripts/setup-system.sh installs it)")
+/// GETs the status page at `url` as the server sends it: plain HTML, no scripts, so this is the
+/// document a browser builds.
+async fn page_html(app: &App, url: String) -> String {
+    let r = app.client.get(url).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.text().await.unwrap()
 }
 
-/// Takes a headless Chromium screenshot of `url` in a window of `width` x `height` CSS pixels
-/// drawn at `scale` device pixels each, into `shot`; returns the PNG's bytes.
-async fn screenshot(
-    url: String,
-    (width, height, scale): (u32, u32, u32),
-    shot: std::path::PathBuf,
-) -> Vec<u8> {
-    let out = tokio::task::spawn_blocking({
-        let shot = shot.clone();
-        move || {
-            let profile = tempfile::tempdir().unwrap();
-            let out = std::process::Command::new(chromium())
-                .args([
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--hide-scrollbars",
-                ])
-                .arg(format!("--user-data-dir={}", profile.path().display()))
-                .arg(format!("--force-device-scale-factor={scale}"))
-                .arg(format!("--window-size={width},{height}"))
-                .arg(format!("--screenshot={}", shot.display()))
-                .arg(url)
-                .output()
-                .unwrap();
-            drop(profile);
-            out
+/// Replaces the five XML entities the server escapes with their characters.
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+/// Returns the text the page's body shows: its markup without tags, entities decoded, every run
+/// of whitespace made one space.
+fn shown_text(html: &str) -> String {
+    let body = &html[html.find("<body").expect("a body")..];
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in body.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                text.push(' ');
+            }
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
         }
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let png = std::fs::read(&shot).expect("a screenshot was written");
-    assert!(png.starts_with(b"\x89PNG"), "{} is a PNG", shot.display());
-    png
-}
-
-/// Returns the text tesseract reads in the image at `png` with page segmentation mode `psm`
-/// (3: a page, 7: one line), with every run of whitespace made one space.
-async fn ocr(png: &std::path::Path, psm: u8) -> String {
-    let png = png.to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("tesseract")
-            .arg(&png)
-            .arg("stdout")
-            .args(["--psm", &psm.to_string()])
-            .output()
-            .expect("tesseract is installed (scripts/test.sh installs tesseract-ocr)")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    }
+    unescape(&text)
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
 }
 
-/// Dumps the DOM Chromium builds from `url`.
-async fn dom(url: String) -> String {
-    let out = tokio::task::spawn_blocking(move || {
-        let profile = tempfile::tempdir().unwrap();
-        std::process::Command::new(chromium())
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("--dump-dom")
-            .arg(url)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// One text a badge draws: its content and, in the SVG's tenth-of-a-pixel units (the texts sit
+/// in a `scale(.1)` group), its centre and length.
+#[derive(Debug)]
+struct Drawn {
+    text: String,
+    x: f64,
+    length: f64,
+}
+
+/// Returns the value of the attribute `name` in the start tag `tag`.
+fn attribute<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+    Some(&tag[at..at + tag[at..].find('"')?])
+}
+
+/// Returns the badge's width in pixels and the texts it draws in front, in order: every `<text>`
+/// outside the `aria-hidden` shadow groups.
+fn badge_drawing(svg: &str) -> (f64, Vec<Drawn>) {
+    let root = &svg[..svg.find('>').expect("an svg start tag")];
+    let width = attribute(root, "width")
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("the badge has a width: {svg}"));
+    let mut front = svg.to_string();
+    while let Some(start) = front.find("<g aria-hidden=\"true\"") {
+        let end = start + front[start..].find("</g>").expect("a closed shadow group") + 4;
+        front.replace_range(start..end, "");
+    }
+    let mut drawn = Vec::new();
+    let mut rest = front.as_str();
+    while let Some(start) = rest.find("<text") {
+        let tag_end = start + rest[start..].find('>').expect("a text start tag");
+        let close = tag_end + rest[tag_end..].find("</text>").expect("a closed text");
+        let tag = &rest[start..tag_end];
+        let number = |name: &str| -> f64 {
+            attribute(tag, name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} of {tag}"))
+        };
+        drawn.push(Drawn {
+            text: unescape(&rest[tag_end + 1..close]),
+            x: number("x"),
+            length: number("textLength"),
+        });
+        rest = &rest[close..];
+    }
+    (width, drawn)
 }
 
 #[tokio::test]
@@ -1191,7 +1172,7 @@ async fn health_readiness_and_the_status_page_in_a_headless_browser() {
         assert!(r.text().await.unwrap().contains(want));
     }
 
-    let dom = dom(format!("{}/", app.base)).await;
+    let dom = page_html(&app, format!("{}/", app.base)).await;
     let row = |recipe: &str| {
         let start = dom
             .find(&format!("<td data-label=\"Recipe\">{recipe}</td>"))
@@ -1245,17 +1226,10 @@ async fn health_readiness_and_the_status_page_in_a_headless_browser() {
     );
 
     // What a person sees: in a wide window and in a phone-sized one, where the tables reflow
-    // into cards. The narrow page is drawn tall so all of it is in the picture; OCR reads it at
-    // twice the size. A table that did not reflow would squeeze or cut its right-hand columns
-    // (the status, the build) and the words would not read.
-    let wide = screenshot(
-        format!("{}/", app.base),
-        (1280, 900, 1),
-        app.root.join("status-wide.png"),
-    )
-    .await;
-    assert!(wide.len() > 5_000, "{} bytes", wide.len());
-    let seen = ocr(&app.root.join("status-wide.png"), 3).await;
+    // into cards. The page is plain HTML without scripts, so what a browser shows is its text;
+    // below 40em its style makes every table a stack of cards whose cells carry their column's
+    // name, so no right-hand column (the status, the build) is squeezed or cut.
+    let seen = shown_text(&dom);
     for want in [
         "Latest tag",
         "current",
@@ -1265,20 +1239,44 @@ async fn health_readiness_and_the_status_page_in_a_headless_browser() {
     ] {
         assert!(seen.contains(want), "the wide page shows {want:?}: {seen}");
     }
-    let narrow_png = app.root.join("status-narrow.png");
-    screenshot(format!("{}/", app.base), (400, 2600, 2), narrow_png.clone()).await;
-    let seen = ocr(&narrow_png, 3).await;
+    assert!(
+        dom.contains("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"),
+        "a phone draws the page at its own width: {dom}"
+    );
+    let style = &dom[dom.find("<style>").expect("a style")..dom.find("</style>").expect("a style")];
+    let narrow = &style[style
+        .find("@media (max-width:40em){")
+        .expect("a narrow layout")..];
+    for rule in [
+        "table,tbody,tr,td{display:block;width:100%}",
+        "thead{display:none}",
+        "td::before{content:attr(data-label);display:block",
+    ] {
+        assert!(
+            narrow.contains(rule),
+            "the narrow layout has {rule:?}: {style}"
+        );
+    }
+    assert_eq!(
+        dom.matches("<td").count(),
+        dom.matches("<td data-label=\"").count(),
+        "every cell names its column in the narrow layout: {dom}"
+    );
     for want in [
         "being tested",
         "database migration under review",
-        "Warm data",
         "attached (build 12",
         "Recent jobs",
-        "Outcome",
     ] {
         assert!(
             seen.contains(want),
             "the narrow page shows {want:?}: {seen}"
+        );
+    }
+    for column in ["Warm data", "Outcome"] {
+        assert!(
+            dom.contains(&format!("<td data-label=\"{column}\"")),
+            "the narrow page names the column {column:?}: {dom}"
         );
     }
     assert!(seen.contains("1.1.0+1.0"), "{seen}");
@@ -1543,38 +1541,31 @@ async fn the_badge_is_public_cached_by_etag_and_follows_the_canonical() {
     assert_eq!(get("/badge/recipe", None).await.0, 404);
     assert_eq!(get("/badge/recipe.png", None).await.0, 404);
 
-    // What a README shows: the badge drawn by a browser as an image, read back by OCR. The
-    // white text over its shadow is hard for OCR (a `+` can read as `4`), so the badge is drawn
-    // at a few sizes and one exact reading is enough; without the version on the badge, none
-    // reads it.
-    let mut readings = Vec::new();
-    for height in [60, 80, 100, 120, 160] {
-        let page = app.root.join(format!("badge-{height}.html"));
-        std::fs::write(
-            &page,
-            format!(
-                "<!doctype html><body style=\"margin:0;background:#fff\">\
-                 <img src=\"{}/badge/recipe.svg\" style=\"height:{height}px;margin:10px\">",
-                app.base
-            ),
-        )
-        .unwrap();
-        let shot = app.root.join(format!("badge-{height}.png"));
-        screenshot(
-            format!("file://{}", page.display()),
-            // Headless Chromium's page is shorter than its window: leave room.
-            (height * 10, height + 300, 1),
-            shot.clone(),
-        )
-        .await;
-        readings.push(ocr(&shot, 7).await);
+    // What a README shows: the badge an `<img>` draws. It is a standalone SVG of a fixed size
+    // whose front texts (not their shadows) are the label and the version, each inside the
+    // badge and the label left of the version; screen readers get the same words.
+    let (_, _, _, _, svg) = get("/badge/recipe.svg", None).await;
+    assert!(
+        svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\"") && svg.ends_with("</svg>"),
+        "{svg}"
+    );
+    assert!(
+        svg.contains("aria-label=\"canonical: 1.13.0+1.31.1\"")
+            && svg.contains("<title>canonical: 1.13.0+1.31.1</title>"),
+        "{svg}"
+    );
+    let (width, drawn) = badge_drawing(&svg);
+    let texts: Vec<&str> = drawn.iter().map(|d| d.text.as_str()).collect();
+    assert_eq!(texts, ["canonical", "1.13.0+1.31.1"], "{svg}");
+    for d in &drawn {
+        assert!(
+            d.length > 0.0 && d.x - d.length / 2.0 >= 0.0 && d.x + d.length / 2.0 <= width * 10.0,
+            "{d:?} lies inside the badge's {width} px: {svg}"
+        );
     }
     assert!(
-        readings.iter().any(|r| r.contains("1.13.0+1.31.1"))
-            && readings
-                .iter()
-                .all(|r| r.to_lowercase().contains("canonical")),
-        "the badge reads {readings:?}"
+        drawn[0].x + drawn[0].length / 2.0 <= drawn[1].x - drawn[1].length / 2.0,
+        "the label is left of the version: {drawn:?}"
     );
     app.running.stop().await;
 }

@@ -10,14 +10,14 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use canon_plugin::engine::cleanup_stale;
+use canon_plugin::engine::cleanup_stale_of;
 use canon_plugin::runners::docker::{warm_volume_sizes, DockerRunner};
 use canon_plugin::runners::Runner;
 use canon_shared::gate::{StageResult, StageStatus, TestedRef};
 use canon_shared::recipe::{RecipeName, Stage};
 use canon_testkit::git::{git, peeled};
 
-mod support;
+use crate::support;
 use support::engine::{empty, engine, ok, status, Upstream, MARKER_CHECK};
 
 #[test]
@@ -284,7 +284,8 @@ fn the_sweep_removes_an_old_killed_runs_leftovers_and_never_a_warm_canonical() {
         &format!("{warm}_data.prev"),
     );
 
-    let dry = cleanup_stale(Duration::from_secs(3600), true).unwrap();
+    // Scoped to this test's recipe: other runs on the engine keep their objects.
+    let dry = cleanup_stale_of(Some(&up.name), Duration::from_secs(3600), true).unwrap();
     let mine: Vec<&(String, String)> = dry
         .removed
         .iter()
@@ -297,13 +298,13 @@ fn the_sweep_removes_an_old_killed_runs_leftovers_and_never_a_warm_canonical() {
     );
     assert!(up.objects()["volumes"].contains(&format!("{cold}_data")));
 
-    let young = cleanup_stale(Duration::from_secs(3 * 3600), false).unwrap();
+    let young = cleanup_stale_of(Some(&up.name), Duration::from_secs(3 * 3600), false).unwrap();
     assert!(
         young.removed.iter().all(|(_, n)| !n.contains(&up.name)),
         "{young:?}"
     );
 
-    let report = cleanup_stale(Duration::from_secs(3600), false).unwrap();
+    let report = cleanup_stale_of(Some(&up.name), Duration::from_secs(3600), false).unwrap();
     assert!(report.failed.is_empty(), "{report:?}");
     let left = up.objects();
     assert_eq!(

@@ -1,5 +1,5 @@
-//! canon's two images, built by `scripts/build-images.sh` (FROM scratch, offline, from release
-//! binaries) under a tag of this test's own:
+//! canon's two images, built by `scripts/build-images.sh` (FROM scratch, offline, from the release
+//! binaries `scripts/test.sh` builds before the tests) under a tag of this test's own:
 //!
 //! - canon-plugin run exactly the way Drone's docker runner runs a plugin step: working
 //!   directory `/drone/src` holding the workspace, the host's Docker socket, `PLUGIN_*` settings,
@@ -12,7 +12,8 @@
 //! - Both sizes stay within what the README promises: 100 MB and 30 MB.
 //!
 //! Needs the Docker engine (swarm mode), busybox-static and Debian's docker.io client on the host
-//! (scripts/test.sh installs them); without an engine it fails with that message.
+//! (scripts/test.sh installs them), and the release binaries named by `CANON_PLUGIN_BIN` and
+//! `CANON_LISTENER_BIN` (scripts/test.sh builds them first); without either it fails saying so.
 
 use std::path::Path;
 use std::process::Command;
@@ -22,7 +23,6 @@ use canon_testkit::git::git;
 use canon_testkit::process::{output_within, stdout_within};
 use canon_testkit::workspace;
 
-const RECIPE: &str = "canon-image-test";
 const TAG: &str = "1.0.0+0.1.0";
 /// The README's promises, in the units `docker image ls` shows (1 MB = 10^6 bytes).
 const PLUGIN_MAX_BYTES: u64 = 100_000_000;
@@ -42,26 +42,45 @@ fn script(name: &str, env: &[(&str, &str)], limit: Duration) -> String {
     stdout_within(&mut c, limit)
 }
 
+/// This run's own id (process id and clock): every image, container, stack and recipe name this
+/// test gives the engine carries it, so runs from two checkouts on one engine never meet.
+fn run_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        format!("{:x}{:06x}", std::process::id(), nanos & 0xff_ffff)
+    })
+}
+
 /// This run's image tag: other people's runs of this test build their own.
 fn image_tag() -> String {
-    format!("image-test-{}", std::process::id())
+    format!("image-test-{}", run_id())
+}
+
+/// This run's recipe name, so its warm canonical (`warm-<recipe>`) and every object labelled
+/// with it are this run's alone.
+fn recipe() -> String {
+    format!("cimg{}", run_id())
 }
 
 /// Removes this run's images and containers, what the promote keeps (the warm canonical's
 /// volumes) and anything else labelled with this test's recipe, also when the test fails.
 struct EngineCleanup {
     tag: String,
+    recipe: String,
 }
 
 impl Drop for EngineCleanup {
     fn drop(&mut self) {
-        let filter = format!("label=canon.recipe={RECIPE}");
+        let filter = format!("label=canon.recipe={}", self.recipe);
         let _ = output_within(
             &mut docker(&["rm", "-f", "-v", &format!("canon-{}-listener", self.tag)]),
             Duration::from_secs(60),
         );
         let _ = output_within(
-            &mut docker(&["stack", "rm", &format!("warm-{RECIPE}")]),
+            &mut docker(&["stack", "rm", &format!("warm-{}", self.recipe)]),
             Duration::from_secs(60),
         );
         for kind in ["service", "container", "volume", "secret", "network"] {
@@ -111,13 +130,26 @@ fn docker_engine_answers() {
     }
 }
 
-/// Builds both images with `scripts/build-images.sh` under `tag`; returns the script's output.
+/// Builds both images with `scripts/build-images.sh` under `tag` from the release binaries built
+/// before the tests (`scripts/test.sh`; this test never runs cargo); returns the script's output.
 fn build_images(tag: &str) -> String {
-    // A release build of the workspace first, on a machine shared with other builds.
+    let plugin = workspace::prebuilt(workspace::PLUGIN_BIN_ENV);
+    let listener = workspace::prebuilt(workspace::LISTENER_BIN_ENV);
     let out = script(
         "build-images.sh",
-        &[("CANON_IMAGE_TAG", tag), ("VERSION", "image-test")],
-        Duration::from_secs(3600),
+        &[
+            ("CANON_IMAGE_TAG", tag),
+            ("VERSION", "image-test"),
+            (
+                workspace::PLUGIN_BIN_ENV,
+                plugin.to_str().expect("UTF-8 path"),
+            ),
+            (
+                workspace::LISTENER_BIN_ENV,
+                listener.to_str().expect("UTF-8 path"),
+            ),
+        ],
+        Duration::from_secs(300),
     );
     for image in ["canon-plugin", "canon-listener"] {
         let labels = stdout_within(
@@ -195,7 +227,11 @@ fn fixture_recipe(root: &Path) -> String {
 fn both_images_stay_small_and_the_plugin_tests_and_promotes_a_tag_the_way_drone_runs_it() {
     docker_engine_answers();
     let tag = image_tag();
-    let _cleanup = EngineCleanup { tag: tag.clone() };
+    let recipe = recipe();
+    let _cleanup = EngineCleanup {
+        tag: tag.clone(),
+        recipe: recipe.clone(),
+    };
     let app_image = script("build-fixture-image.sh", &[], Duration::from_secs(420));
     let app_image = app_image.lines().last().unwrap_or_default().trim();
     assert!(app_image.starts_with("canon-testapp:"), "{app_image}");
@@ -244,7 +280,7 @@ fn both_images_stay_small_and_the_plugin_tests_and_promotes_a_tag_the_way_drone_
     std::fs::write(
         &enrollment,
         format!(
-            "recipes:\n  - name: {RECIPE}\n    upstream: {up}\n    mirror: {mirror}\n    required_stages: [install]\n    deploy_timeout: 120\n",
+            "recipes:\n  - name: {recipe}\n    upstream: {up}\n    mirror: {mirror}\n    required_stages: [install]\n    deploy_timeout: 120\n",
             up = root.join("upstream.git").display(),
             mirror = root.join("mirror.git").display(),
         ),
@@ -270,7 +306,7 @@ fn both_images_stay_small_and_the_plugin_tests_and_promotes_a_tag_the_way_drone_
         ("DRONE_BUILD_NUMBER", "4242"),
         ("DRONE_WORKSPACE", "/drone/src"),
         ("DRONE_REPO", "canon/canon"),
-        ("CANON_RECIPE", RECIPE),
+        ("CANON_RECIPE", &recipe),
         ("CANON_TAG", TAG),
         ("CANON_COMMIT", &commit),
     ] {
@@ -289,13 +325,13 @@ fn both_images_stay_small_and_the_plugin_tests_and_promotes_a_tag_the_way_drone_
         out.status
     );
 
-    let record = std::fs::read_to_string(state.join(RECIPE).join("canonical.json"))
+    let record = std::fs::read_to_string(state.join(&recipe).join("canonical.json"))
         .unwrap_or_else(|e| panic!("no canonical.json after a green run ({e}):\n{log}"));
     let record: serde_json::Value = serde_json::from_str(&record).expect("canonical.json is JSON");
     assert_eq!(record["version"], TAG, "{record}");
     assert_eq!(record["commit"], commit.as_str(), "{record}");
     let history =
-        std::fs::read_to_string(state.join(RECIPE).join("history.jsonl")).expect("history.jsonl");
+        std::fs::read_to_string(state.join(&recipe).join("history.jsonl")).expect("history.jsonl");
     assert!(history.contains(TAG), "{history}");
     let report = std::fs::read_to_string(workspace.join("canon-report.json"))
         .unwrap_or_else(|e| panic!("no canon-report.json in the workspace ({e}):\n{log}"));

@@ -23,7 +23,7 @@ use canon_testkit::git::{git, hermetic, peeled};
 use canon_testkit::process::{output_within, printed, stdout_within};
 use canon_testkit::workspace;
 
-mod support;
+use crate::support;
 
 const OLD: &str = "1.0.0+0.1.0";
 const NEW: &str = "1.1.0+0.1.0";

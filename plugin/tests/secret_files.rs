@@ -2,7 +2,7 @@
 //! accepted and the run goes on while the process's arguments (what `ps` shows) hold only the
 //! path; a secret file that cannot be used is a settings problem (exit 2) that never shows content.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

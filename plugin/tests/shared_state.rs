@@ -3,7 +3,7 @@
 //! share, with the setgid bit. Each must be able to read and write what the other created: the
 //! mirror cache, the canonical record, the locks.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
@@ -15,6 +15,7 @@ use canon_testkit::drone::{self, FakeDrone};
 use canon_testkit::git::hermetic;
 use canon_testkit::loopback::free_port;
 use canon_testkit::process::{printed, KillOnDrop};
+use canon_testkit::workspace;
 use hmac::{KeyInit, Mac};
 use support::Fixture;
 
@@ -24,18 +25,10 @@ const GROUP: u32 = 4242;
 const USER: u32 = 65534;
 const SECRET: &str = "shared-state-secret-0123";
 
-/// Returns the listener binary, built beside this crate's binary when a build of the plugin
-/// alone left it out.
+/// Returns the release listener binary built before the tests (`scripts/test.sh`); this test
+/// never builds it.
 fn listener_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_canon-plugin")).with_file_name("canon-listener");
-    if !path.exists() {
-        let out = Command::new(env!("CARGO"))
-            .args(["build", "-p", "canon-listener", "--bin", "canon-listener"])
-            .output()
-            .expect("cargo runs");
-        assert!(out.status.success(), "{}", printed(&out));
-    }
-    path
+    workspace::prebuilt(workspace::LISTENER_BIN_ENV)
 }
 
 fn chmod_all(path: &Path, mode: &str) {

@@ -2,7 +2,7 @@
 //! repository is served over smart HTTP (`git http-backend` behind basic auth) on loopback, and
 //! the token goes in as the mirror token file, as an operator would set it up.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -2,7 +2,7 @@
 //! git CLI, the `command` runner with scripted harnesses for inline runs, and a loopback
 //! Drone-shaped server for the fan-out.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

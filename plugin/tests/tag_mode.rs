@@ -2,7 +2,7 @@
 //! writing the results file, the gate and the state dir; plus the real binary (exit codes,
 //! concurrent runs on one recipe) and the settings documentation kept in step with the code.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

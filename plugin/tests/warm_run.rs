@@ -20,7 +20,7 @@ use canon_shared::recipe::{Recipe, RecipeName, Stage};
 use canon_shared::state::holds::{Holder, WarmHolds, WarmState};
 use canon_shared::state::{LockWait, StateDir};
 
-mod support;
+use crate::support;
 use support::engine::{empty, engine, Upstream, MARKER_CHECK};
 
 const BASE: &str = "1.0.0+0.1.0";

@@ -4,7 +4,7 @@
 //! refused; libgit2 trusts only `<home>/.ssh/known_hosts`, and with `GitRemote::known_hosts` set
 //! only that file).
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 
