@@ -18,16 +18,44 @@ step() {
 # for the git-over-SSH tests (started by the tests themselves, never as a service).
 step bash scripts/setup-system.sh nix-bin busybox-static docker.io openssh-server
 step bash scripts/ensure-swarm.sh
-# Tests never run cargo themselves. The release binaries the image test puts in its images (the
-# ones that ship) and the shared-state test runs as two users are built here, and handed to the
-# tests by path.
-target_dir="${CARGO_TARGET_DIR:-target}"
-step cargo build --release --locked --bins -p canon-plugin -p canon-listener
-CANON_PLUGIN_BIN="$(realpath "$target_dir/release/canon-plugin")"
-CANON_LISTENER_BIN="$(realpath "$target_dir/release/canon-listener")"
-export CANON_PLUGIN_BIN CANON_LISTENER_BIN
 # The fixture recipes' images (cached by content hash), so the engine tests find them built.
 step bash scripts/build-fixture-image.sh
-# The engine tests take turns (the `engine` group of .config/nextest.toml); the rest run beside.
-step cargo nextest run --workspace --no-fail-fast "$@"
-step cargo test --workspace --doc
+
+# Tests never run cargo themselves: what they run is built here and handed to them by path.
+target_dir="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
+step cargo nextest run --workspace --no-run
+step cargo build --bins -p canon-listener
+# The image test puts the release binaries (the ones that ship) in its images. They build in
+# their own target dir, beside the test run: the engine tests spend most of their time waiting
+# for the swarm, not on the CPU.
+release_dir="$target_dir/release-images"
+release_log="$target_dir/release-images.log"
+mkdir -p "$target_dir"
+echo "+ cargo build --release (beside the tests, log: $release_log)" >&2
+release_start=$SECONDS
+cargo build --release --locked --bins -p canon-plugin -p canon-listener \
+  --target-dir "$release_dir" >"$release_log" 2>&1 &
+release_pid=$!
+trap 'kill "$release_pid" 2>/dev/null || true' EXIT
+
+# Every test but the image test: the shared-state test runs the listener built above. The engine
+# tests take turns (the `engine` group of .config/nextest.toml); the rest run beside them.
+status=0
+CANON_LISTENER_BIN="$target_dir/debug/canon-listener" \
+  step cargo nextest run --workspace --no-fail-fast --no-tests=pass \
+  -E 'not (package(canon-plugin) & kind(test) & test(/^engine::image::/))' "$@" || status=$?
+
+if ! wait "$release_pid"; then
+  cat "$release_log" >&2
+  echo "error: the release build for the image test failed" >&2
+  exit 1
+fi
+trap - EXIT
+echo "  took $((SECONDS - release_start)) s: cargo build --release (beside the tests)" >&2
+CANON_PLUGIN_BIN="$release_dir/release/canon-plugin" \
+CANON_LISTENER_BIN="$release_dir/release/canon-listener" \
+  step cargo nextest run -p canon-plugin --no-fail-fast --no-tests=pass \
+  -E 'package(canon-plugin) & kind(test) & test(/^engine::image::/)' "$@" || status=$?
+
+step cargo test --workspace --doc || status=$?
+exit "$status"

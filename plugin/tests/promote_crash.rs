@@ -77,7 +77,7 @@ impl Recipe {
         std::fs::write(
             &enrollment,
             format!(
-                "recipes:\n  - name: {name}\n    upstream: {}\n    mirror: {}\n    deploy_timeout: 90\n    health_path: /health\n",
+                "recipes:\n  - name: {name}\n    upstream: {}\n    mirror: {}\n    deploy_timeout: 90\n    health_path: /health\n    stability_window: 2\n",
                 repo.display(),
                 mirror.display()
             ),

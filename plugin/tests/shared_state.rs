@@ -25,7 +25,7 @@ const GROUP: u32 = 4242;
 const USER: u32 = 65534;
 const SECRET: &str = "shared-state-secret-0123";
 
-/// Returns the release listener binary built before the tests (`scripts/test.sh`); this test
+/// Returns the listener binary built before the tests (`scripts/test.sh`); this test
 /// never builds it.
 fn listener_binary() -> PathBuf {
     workspace::prebuilt(workspace::LISTENER_BIN_ENV)

@@ -64,9 +64,10 @@ pub const LISTENER_BIN_ENV: &str = "CANON_LISTENER_BIN";
 /// (the test fails, it is never skipped) when the variable is unset or names no executable file.
 pub fn prebuilt(var: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let how = "scripts/test.sh builds the release binaries before the tests and exports \
-               CANON_PLUGIN_BIN and CANON_LISTENER_BIN; by hand: cargo build --release --locked \
-               --bins -p canon-plugin -p canon-listener, then set both to target/release/<name>";
+    let how = "scripts/test.sh builds the binaries before the tests and sets CANON_PLUGIN_BIN \
+               and CANON_LISTENER_BIN (the release builds for the image test); by hand: cargo \
+               build --release --locked --bins -p canon-plugin -p canon-listener, then set both \
+               to target/release/<name>";
     let path = match std::env::var_os(var) {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => panic!("{var} is not set: this test takes a prebuilt binary. {how}"),
