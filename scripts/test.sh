@@ -5,12 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Runs one step of the suite and reports its wall time on stderr.
+# Runs one step of the suite, reports its wall time on stderr and returns the step's status
+# (also when the caller tests it with `||`, where `set -e` does not stop a failed step).
 step() {
-  local start=$SECONDS
+  local start=$SECONDS status=0
   echo "+ $*" >&2
-  "$@"
+  "$@" || status=$?
   echo "  took $((SECONDS - start)) s: $*" >&2
+  return "$status"
 }
 
 # nix-bin: parsing the NixOS module; busybox-static and docker.io (its client): what
