@@ -117,10 +117,11 @@ pub fn now_unix() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn labels() -> RunLabels {
+    /// Returns the labels of a cold run, build 7, the tests' example.
+    pub(crate) fn labels() -> RunLabels {
         RunLabels {
             stack: "cold-app-abc123-7".into(),
             kind: StackKind::Cold,

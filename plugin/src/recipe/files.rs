@@ -112,13 +112,7 @@ impl RecipeFiles {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
+    use crate::recipe::compose::tests::env;
     #[test]
     fn the_app_env_can_come_from_another_checkouts_env_sample() {
         let tmp = tempfile::tempdir().unwrap();

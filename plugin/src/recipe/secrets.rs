@@ -116,13 +116,7 @@ pub fn generate(length: usize) -> String {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
+    use crate::recipe::compose::tests::env;
     fn modifiers(var: &str, pairs: &[(&str, &str)]) -> BTreeMap<String, BTreeMap<String, String>> {
         BTreeMap::from([(var.to_string(), env(pairs))])
     }

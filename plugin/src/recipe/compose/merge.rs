@@ -41,12 +41,7 @@ impl Compose {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::recipe::compose::tests::env;
     #[test]
     fn environment_keys_are_read_in_both_forms_and_merged_across_files() {
         let mut f = Compose::default();

@@ -185,4 +185,14 @@ secrets:
   secret_key_base:
     external: true
 "#;
+
+    /// Returns an env map of `pairs`, the form the recipe model's readers take.
+    pub(in crate::recipe) fn env(
+        pairs: &[(&str, &str)],
+    ) -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
 }

@@ -91,13 +91,7 @@ mod tests {
     use super::*;
     use crate::recipe::compose::SecretDecl;
 
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
+    use crate::recipe::compose::tests::env;
     #[test]
     fn compose_facts_name_services_volumes_secrets_and_labels() {
         let text = r#"

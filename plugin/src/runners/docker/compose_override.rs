@@ -118,19 +118,8 @@ pub fn label_override(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::labels::{RunLabels, StackKind};
+    use crate::engine::labels::tests::labels;
     use std::path::Path;
-
-    fn labels() -> RunLabels {
-        RunLabels {
-            stack: "cold-app-abc123-7".into(),
-            kind: StackKind::Cold,
-            recipe: "app".into(),
-            tag: "1.0.0+1.2".into(),
-            build: "7".into(),
-            created: 1_700_000_000,
-        }
-    }
 
     #[test]
     fn the_override_labels_services_volumes_networks_and_file_secrets() {
