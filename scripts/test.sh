@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs canon's whole test suite on a fresh machine: installs what the tests need, builds what the
-# tests take prebuilt, then runs every test of the workspace. Tests that need Docker fail loudly
-# when no engine answers. Each step says how long it took, so a slow run shows where its time went.
+# tests take prebuilt, then runs every test of the workspace, with clippy's lints (`-D warnings`)
+# checked beside them. Tests that need Docker fail loudly when no engine answers. Each step says how long it took, so a slow run shows where its time went.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,8 +25,13 @@ step bash scripts/build-fixture-image.sh
 
 # Tests never run cargo themselves: what they run is built here and handed to them by path.
 target_dir="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
+# This also builds both binaries (target/debug/canon-*): the crates' integration tests run them.
 step cargo nextest run --workspace --no-run
-step cargo build --bins -p canon-listener
+listener_bin="$target_dir/debug/canon-listener"
+if [ ! -x "$listener_bin" ]; then
+  echo "error: the test build left no $listener_bin" >&2
+  exit 1
+fi
 # The image test puts the release binaries (the ones that ship) in its images. They build in
 # their own target dir, beside the test run: the engine tests spend most of their time waiting
 # for the swarm, not on the CPU.
@@ -38,12 +43,20 @@ release_start=$SECONDS
 cargo build --release --locked --bins -p canon-plugin -p canon-listener \
   --target-dir "$release_dir" >"$release_log" 2>&1 &
 release_pid=$!
-trap 'kill "$release_pid" 2>/dev/null || true' EXIT
+# Lints check every target of the workspace in a target dir of their own (no lock shared with
+# the test run), also beside the tests.
+lints_log="$target_dir/clippy.log"
+echo "+ cargo clippy (beside the tests, log: $lints_log)" >&2
+lints_start=$SECONDS
+cargo clippy --workspace --all-targets --target-dir "$target_dir/clippy" -- -D warnings \
+  >"$lints_log" 2>&1 &
+lints_pid=$!
+trap 'kill "$release_pid" "$lints_pid" 2>/dev/null || true' EXIT
 
 # Every test but the image test: the shared-state test runs the listener built above. The engine
 # tests take turns (the `engine` group of .config/nextest.toml); the rest run beside them.
 status=0
-CANON_LISTENER_BIN="$target_dir/debug/canon-listener" \
+CANON_LISTENER_BIN="$listener_bin" \
   step cargo nextest run --workspace --no-fail-fast --no-tests=pass \
   -E 'not (package(canon-plugin) & kind(test) & test(/^engine::image::/))' "$@" || status=$?
 
@@ -52,7 +65,6 @@ if ! wait "$release_pid"; then
   echo "error: the release build for the image test failed" >&2
   exit 1
 fi
-trap - EXIT
 echo "  took $((SECONDS - release_start)) s: cargo build --release (beside the tests)" >&2
 CANON_PLUGIN_BIN="$release_dir/release/canon-plugin" \
 CANON_LISTENER_BIN="$release_dir/release/canon-listener" \
@@ -60,4 +72,13 @@ CANON_LISTENER_BIN="$release_dir/release/canon-listener" \
   -E 'package(canon-plugin) & kind(test) & test(/^engine::image::/)' "$@" || status=$?
 
 step cargo test --workspace --doc || status=$?
+
+if wait "$lints_pid"; then
+  echo "  took $((SECONDS - lints_start)) s: cargo clippy (beside the tests)" >&2
+else
+  cat "$lints_log" >&2
+  echo "error: cargo clippy found problems (above)" >&2
+  status=1
+fi
+trap - EXIT
 exit "$status"
