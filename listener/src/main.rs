@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 ///
 /// Configured only through CANON_* environment variables (see the README).
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version = canon_shared::build_info::VERSION_LINE, about)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

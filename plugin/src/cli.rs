@@ -18,7 +18,7 @@ use crate::settings::{Environment, Mode, RawSettings, Settings, Variables};
 
 /// canon-plugin: keeps the canonical of every enrolled Co-op Cloud recipe current.
 #[derive(Debug, Parser)]
-#[command(name = "canon-plugin", version, about, long_about = None)]
+#[command(name = "canon-plugin", version = canon_shared::build_info::VERSION_LINE, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

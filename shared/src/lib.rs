@@ -1,6 +1,7 @@
 //! canon-shared: the domain of canon and its clients, with no process or environment access.
 //!
 //! # Layout
+//! - [`build_info`]: the release version and the commit `--version` prints.
 //! - [`version`]: Co-op Cloud release tags (`<recipe-semver>+<upstream>`): parse, order, latest.
 //! - [`recipe`]: `RecipeName` (a path-safe name) and the enrollment file.
 //! - [`commit`]: `CommitId`, a full git commit id validated where it enters canon.
@@ -27,6 +28,7 @@
 //! - [`listener_api`]: the listener's HTTP API answers (the contract) and a client for them.
 
 pub mod badge;
+pub mod build_info;
 pub mod commit;
 pub mod drone;
 pub mod error_chain;
