@@ -97,8 +97,23 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
     migrated
 }
 
+/// The journal format this listener writes, kept in SQLite's `user_version`: 0 is canon 0.1's
+/// (never set), 1 is canon 0.2's (the same tables, now numbered). A journal of a newer format is
+/// refused, never migrated down; `CHANGELOG.md` says what each format changed.
+pub const FORMAT: i64 = 1;
+
 fn migrate_in_tx(conn: &mut Connection) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction()?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > FORMAT {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!(
+                "the journal is in format {found}, written by a newer canon-listener; this one \
+                 reads formats 0 to {FORMAT}: upgrade canon-listener (see CHANGELOG.md)"
+            )),
+        ));
+    }
     for (table, column, definition) in ADDED_COLUMNS {
         let present: bool = tx.query_row(
             &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
@@ -150,6 +165,7 @@ fn migrate_in_tx(conn: &mut Connection) -> Result<(), rusqlite::Error> {
             )),
         ));
     }
+    tx.execute_batch(&format!("PRAGMA user_version = {FORMAT}"))?;
     tx.commit()
 }
 
@@ -194,4 +210,36 @@ pub(super) fn open_conn(path: &Path) -> Result<Connection, JournalError> {
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
         .map_err(open)?;
     Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user_version(c: &Connection) -> i64 {
+        c.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("user_version")
+    }
+
+    #[test]
+    fn a_journal_of_the_previous_release_is_migrated_and_numbered() {
+        let mut c = Connection::open_in_memory().expect("opens");
+        c.execute_batch(SCHEMA).expect("schema");
+        assert_eq!(user_version(&c), 0, "canon 0.1 never set it");
+        migrate(&mut c).expect("migrates");
+        assert_eq!(user_version(&c), FORMAT);
+        migrate(&mut c).expect("migrating again changes nothing");
+        assert_eq!(user_version(&c), FORMAT);
+    }
+
+    #[test]
+    fn a_journal_of_a_newer_format_is_refused_and_left_as_it_is() {
+        let mut c = Connection::open_in_memory().expect("opens");
+        c.execute_batch(SCHEMA).expect("schema");
+        c.execute_batch(&format!("PRAGMA user_version = {}", FORMAT + 1))
+            .expect("set");
+        let e = migrate(&mut c).expect_err("a newer journal").to_string();
+        assert!(e.contains("written by a newer canon-listener"), "{e}");
+        assert_eq!(user_version(&c), FORMAT + 1);
+    }
 }

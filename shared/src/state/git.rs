@@ -184,9 +184,8 @@ impl GitStore {
             .map_err(git)?;
         let mut dir = repo.treebuilder(old_dir.as_ref()).map_err(git)?;
         if let Some(record) = &change.canonical {
-            let mut bytes = serde_json::to_vec_pretty(record)
+            let bytes = super::format::to_document(record)
                 .map_err(|e| self.err(format!("cannot encode the record: {e}")))?;
-            bytes.push(b'\n');
             let blob = repo.blob(&bytes).map_err(git)?;
             dir.insert("canonical.json", blob, FileMode::Blob.into())
                 .map_err(git)?;
@@ -196,7 +195,7 @@ impl GitStore {
                 .read_file(repo, parent, recipe, "history.jsonl")?
                 .unwrap_or_default();
             for entry in &change.history {
-                let line = serde_json::to_vec(entry)
+                let line = super::format::to_line(entry)
                     .map_err(|e| self.err(format!("cannot encode the history: {e}")))?;
                 history.extend_from_slice(&line);
                 history.push(b'\n');

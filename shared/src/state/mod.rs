@@ -24,6 +24,7 @@ use crate::commit::CommitId;
 use crate::recipe::RecipeName;
 use crate::version::ReleaseVersion;
 
+pub mod format;
 pub mod git;
 pub mod holds;
 mod store;
@@ -302,18 +303,17 @@ impl StateDir {
     ) -> Result<(), StateError> {
         let dir = self.ensure_recipe_dir(&record.recipe)?;
         let path = self.canonical_path(&record.recipe);
-        let mut bytes = serde_json::to_vec_pretty(record).map_err(|e| StateError::Corrupt {
+        let bytes = format::to_document(record).map_err(|e| StateError::Corrupt {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        bytes.push(b'\n');
         write_atomic(&dir, &path, &bytes)
     }
 
     /// Appends one decision to `history.jsonl` and fsyncs it.
     pub fn append_history(&self, entry: &HistoryEntry) -> Result<(), StateError> {
         self.ensure_recipe_dir(&entry.recipe)?;
-        append_json_line(&self.history_path(&entry.recipe), entry)
+        append_line(&self.history_path(&entry.recipe), entry, format::to_line)
     }
 
     /// Reads every history entry; a missing file is an empty history.
@@ -366,7 +366,7 @@ impl StateDir {
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
-                serde_json::from_str(l).map_err(|e| StateError::Corrupt {
+                format::from_slice(l.as_bytes()).map_err(|e| StateError::Corrupt {
                     path: path.clone(),
                     message: format!("near the end: {e}"),
                 })
@@ -423,9 +423,9 @@ fn parse_canonical(
     recipe: &RecipeName,
 ) -> Result<CanonicalRecord, StateError> {
     let record: CanonicalRecord =
-        serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
+        format::from_slice(bytes).map_err(|message| StateError::Corrupt {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message,
         })?;
     if &record.recipe != recipe {
         return Err(StateError::WrongRecipe {
@@ -443,7 +443,7 @@ fn parse_history(path: &Path, text: &str) -> Result<Vec<HistoryEntry>, StateErro
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| StateError::Corrupt {
+            format::from_slice(l.as_bytes()).map_err(|e| StateError::Corrupt {
                 path: path.to_path_buf(),
                 message: format!("line {}: {e}", i + 1),
             })
@@ -511,7 +511,17 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 
 /// Appends `value` as one JSON line to `path` (created when missing) and fsyncs it.
 fn append_json_line(path: &Path, value: &impl Serialize) -> Result<(), StateError> {
-    let mut line = serde_json::to_vec(value).map_err(|e| StateError::Corrupt {
+    append_line(path, value, |v| serde_json::to_vec(v))
+}
+
+/// Appends `value`, encoded as one line by `encode`, to `path` (created when missing) and
+/// fsyncs it.
+fn append_line<T: Serialize>(
+    path: &Path,
+    value: &T,
+    encode: impl FnOnce(&T) -> serde_json::Result<Vec<u8>>,
+) -> Result<(), StateError> {
+    let mut line = encode(value).map_err(|e| StateError::Corrupt {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
