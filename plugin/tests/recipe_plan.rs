@@ -77,9 +77,12 @@ fn bonfire_plan(stack: &str) -> serde_json::Value {
         "compose_files": ["compose.yml", "compose.postgres.yml"],
         "timeout": {"seconds": 240, "source": "label"},
         "secrets": [
-            {"key": "app_key", "name": format!("{stack}_app_key_v1"), "version": "v1", "length": 128},
-            {"key": "db_password", "name": format!("{stack}_db_password_v1"), "version": "v1", "length": null},
+            {"key": "app_key", "name": format!("{stack}_app_key_v1"), "version": "v1", "length": 128,
+             "charset": "default", "source": "generated"},
+            {"key": "db_password", "name": format!("{stack}_db_password_v1"), "version": "v1", "length": null,
+             "charset": "default", "source": "generated"},
         ],
+        "notes": [],
         "backup": [{
             "service": "db",
             "volumes": [{"name": "db-data", "path": "backup.sql"}],
@@ -118,8 +121,8 @@ fn the_text_plan_says_the_same_in_lines() {
         "version:        1.0.0+0.1.0",
         "compose files:  compose.yml compose.postgres.yml",
         "timeout:        240s (source: label)",
-        "app_key -> plan_app_key_v1 (v1, length=128)",
-        "db_password -> plan_db_password_v1 (v1, 32 characters (no length= given))",
+        "app_key -> plan_app_key_v1 (v1, length=128, charset default)",
+        "db_password -> plan_db_password_v1 (v1, 32 characters (no length= given), charset default)",
         "db: volumes db-data (path backup.sql); backupbot.backup.pre-hook `/pg_backup.sh backup`; backupbot.restore.post-hook `/pg_backup.sh restore`",
     ] {
         assert!(stdout.contains(line), "{line:?} in\n{stdout}");
@@ -137,7 +140,8 @@ fn the_single_file_fixture_plans_list_form_labels_and_the_default_timeout() {
     );
     assert_eq!(
         plan["secrets"],
-        json!([{"key": "app_key", "name": "plan_app_key_v1", "version": "v1", "length": 32}])
+        json!([{"key": "app_key", "name": "plan_app_key_v1", "version": "v1", "length": 32,
+                "charset": "default", "source": "generated"}])
     );
     assert_eq!(
         plan["backup"],
@@ -208,7 +212,7 @@ fn a_backup_label_naming_a_volume_the_service_does_not_mount_is_red() {
 }
 
 #[test]
-fn a_secret_without_its_version_variable_is_red_naming_it() {
+fn a_secret_whose_name_has_no_version_is_red_naming_it_and_its_variable() {
     let (_tmp, dir) = fixture("recipe-multifile", |file, text| {
         if file == ".env.sample" {
             text.replace("SECRET_DB_PASSWORD_VERSION=v1\n", "")
@@ -218,23 +222,48 @@ fn a_secret_without_its_version_variable_is_red_naming_it() {
     });
     let err = plan_error(&["--dir", s(&dir)]);
     assert!(
-        err.contains("`db_password`") && err.contains("SECRET_DB_PASSWORD_VERSION"),
+        err.contains("secret `db_password`: its name `plan_db_password_` ends in `_`")
+            && err.contains("set SECRET_DB_PASSWORD_VERSION in the app env"),
         "{err}"
     );
 }
 
 #[test]
-fn a_secret_modifier_canon_cannot_honour_is_red_with_the_reason() {
+fn a_secret_modifier_canon_does_not_know_is_a_note_of_the_plan() {
     let (_tmp, dir) = fixture("recipe-multifile", |file, text| {
         if file == ".env.sample" {
-            text.replace("# length=128", "# length=128 charset=special")
+            text.replace("# length=128", "# length=128 charset=special colour=red")
         } else {
             text
         }
     });
+    let plan = plan_json(&["--dir", s(&dir)]);
+    let notes: Vec<&str> = plan["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(notes[0].contains("SECRET_APP_KEY_VERSION: `charset=special` is not one canon knows"));
+    assert!(notes[1].contains("unknown secret modifier `colour=red`"));
+    let out = canon(&["--dir", s(&dir)]);
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("notes:          secret `app_key`"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_checkout_without_env_sample_is_red_saying_so() {
+    let (_tmp, dir) = fixture("recipe-multifile", |_, text| text);
+    std::fs::create_dir(dir.join("deploy")).unwrap();
+    std::fs::rename(dir.join(".env.sample"), dir.join("deploy/.env.sample")).unwrap();
     let err = plan_error(&["--dir", s(&dir)]);
     assert!(
-        err.contains("SECRET_APP_KEY_VERSION: `charset=special`"),
+        err.contains(".env.sample: missing: `abra app new` copies")
+            && err.contains("found deploy/.env.sample"),
         "{err}"
     );
 }

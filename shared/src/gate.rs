@@ -530,6 +530,7 @@ mod tests {
             deploy_timeout_secs: None,
             health_path: None,
             stability_window_secs: None,
+            secrets: Default::default(),
             drone_repo: None,
         }
     }

@@ -6,6 +6,7 @@
 //! silently empty or ambiguous, because a sweep over nothing that reports success is the failure
 //! this prevents.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -204,6 +205,10 @@ pub struct Recipe {
     /// The Drone repository (`owner/name`) the recipe's builds start in, when the enrollment
     /// names one for it (or one for all); `None`: the listener's or the sweep's own setting.
     pub drone_repo: Option<String>,
+    /// Values the recipe's `generate=false` secrets take in a run, by compose secret key: the
+    /// file that holds each (`secrets: {<key>: <file>}`; a relative path is the enrollment
+    /// file's folder's). Read at deploy time; the enrollment holds only the paths.
+    pub secrets: BTreeMap<String, PathBuf>,
 }
 
 /// Returns true when `repo` is a Drone repository name, `owner/name`, each part ASCII letters,
@@ -302,6 +307,36 @@ struct RawRecipe {
     health_path: Option<String>,
     stability_window: Option<serde_yaml::Value>,
     drone_repo: Option<String>,
+    secrets: Option<BTreeMap<String, String>>,
+}
+
+/// Checks an enrollment's `secrets:` (a compose secret key and a file for each) and resolves
+/// each relative file against `base`, the enrollment file's folder.
+fn secret_files(
+    raw: BTreeMap<String, String>,
+    base: &Path,
+) -> Result<BTreeMap<String, PathBuf>, String> {
+    raw.into_iter()
+        .map(|(key, file)| {
+            let key_ok = !key.is_empty()
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !key_ok {
+                return Err(format!(
+                    "secrets: {:?} is not a compose secret key (letters, digits, `_`, `-`, `.`)",
+                    key.chars().take(80).collect::<String>()
+                ));
+            }
+            let file = file.trim();
+            if file.is_empty() || file.chars().any(char::is_control) {
+                return Err(format!(
+                    "secrets: `{key}` needs the path of the file that holds its value"
+                ));
+            }
+            Ok((key, base.join(file)))
+        })
+        .collect()
 }
 
 impl Enrollment {
@@ -446,6 +481,11 @@ impl Enrollment {
                     Some(repo) => Some(drone_repo(&repo).map_err(entry)?),
                     None => None,
                 },
+                secrets: secret_files(
+                    raw.secrets.unwrap_or_default(),
+                    path.parent().unwrap_or(Path::new("")),
+                )
+                .map_err(entry)?,
             });
         }
         Ok(Self {
@@ -704,12 +744,31 @@ recipes:
             ("recipes: [{name: a, upstream: /u, mirror: /m, drone_repo: 'ci/a b'}]", "drone_repo \"ci/a b\" is not `owner/name`"),
             ("recipes: [{name: a, upstream: /u, mirror: /m, drone_repo: 'ci/..'}]", "drone_repo \"ci/..\" is not `owner/name`"),
             ("drone_repo: 'ci/h?st'\nrecipes: [{name: a, upstream: /u, mirror: /m}]", "drone_repo \"ci/h?st\" is not `owner/name`"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, secrets: {'a b': /f}}]", "secrets: \"a b\" is not a compose secret key"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, secrets: {k: ''}}]", "secrets: `k` needs the path of the file"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, secrets: [k]}]", "recipe #1 (`a`): invalid type"),
         ];
         for (text, want) in table {
             let err = load(text).unwrap_err().to_string();
             assert!(err.contains("/etc/canon/enrollment.yml"), "{err}");
             assert!(err.contains(want), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn supplied_secret_files_resolve_against_the_enrollment_files_folder() {
+        let e = load(
+            "recipes: [{name: a, upstream: /u, mirror: /m, secrets: {orchid_client_secret: secrets/orcid, ovh_consumer_key: /run/ovh}}]",
+        )
+        .unwrap();
+        let secrets = &e.recipes[0].secrets;
+        assert_eq!(
+            secrets["orchid_client_secret"],
+            Path::new("/etc/canon/secrets/orcid")
+        );
+        assert_eq!(secrets["ovh_consumer_key"], Path::new("/run/ovh"));
+        let none = load("recipes: [{name: a, upstream: /u, mirror: /m}]").unwrap();
+        assert!(none.recipes[0].secrets.is_empty());
     }
 
     #[test]

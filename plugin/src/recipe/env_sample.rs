@@ -6,8 +6,8 @@
 //! value. It knows no `${V:-d}` defaults and raises no errors; it expands against the lines above
 //! it only. The rules, one line at a time:
 //!
-//! - `KEY=value`; blank lines and lines starting with `#` are skipped, so a commented-out line
-//!   leaves its key unset; a leading `export ` is allowed.
+//! - `KEY=value` (or godotenv's `KEY: value`); blank lines and lines starting with `#` are
+//!   skipped, so a commented-out line leaves its key unset; a leading `export ` is allowed.
 //! - an unquoted value ends at the line's end; ` #` starts a comment; surrounding spaces go.
 //! - `'single quotes'` keep everything literally.
 //! - `"double quotes"` take `\n` and `\r`, and `\x` gives `x` (`\"`, `\\`); `\$` gives a literal
@@ -19,8 +19,13 @@
 //! - a trailing comment's `name=value` words are that key's modifiers
 //!   (`SECRET_X_VERSION=v1 # length=128`).
 //!
-//! A line without `=` or with a key of other characters is skipped rather than refused: canon
-//! reads the recipe to deploy it, and `docker stack deploy` is the judge of what the files mean.
+//! A line godotenv rejects (no `=` or `:` after the key, a key with a character other than
+//! letters, digits, `_` and `.`, a quoted value whose quote never closes) makes abra fail to
+//! read the file; canon keeps each such line ([`EnvFile::rejected`], with its line number) so
+//! the reader can refuse the file naming the line, and reads the lines after it.
+//!
+//! `abra.sh` is shell; abra reads only its top-level `export NAME=value` lines
+//! ([`parse_abra_sh`]).
 
 use std::collections::BTreeMap;
 
@@ -40,6 +45,27 @@ pub struct EnvEntry {
 pub struct EnvFile {
     /// Every `KEY=value` line, in file order.
     pub entries: Vec<EnvEntry>,
+    /// The lines godotenv rejects, in file order.
+    pub rejected: Vec<RejectedLine>,
+}
+
+/// A line godotenv rejects, so abra cannot read the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedLine {
+    /// Its line number, from 1.
+    pub line: usize,
+    /// Why, in godotenv's terms (the line's text is not repeated).
+    pub reason: String,
+}
+
+/// What one step of the reader found.
+enum Line {
+    /// A `KEY=value` line.
+    Entry(EnvEntry),
+    /// A blank or comment line.
+    Skip,
+    /// A line godotenv rejects, and why.
+    Rejected(String),
 }
 
 impl EnvFile {
@@ -55,18 +81,27 @@ impl EnvFile {
         let text = text.replace("\r\n", "\n");
         let mut vars: BTreeMap<String, String> = BTreeMap::new();
         let mut entries = Vec::new();
+        let mut rejected = Vec::new();
         let mut rest = text.as_str();
         while !rest.is_empty() {
-            let (entry, tail) = next_entry(rest, &vars);
+            let line = text[..text.len() - rest.len()].matches('\n').count() + 1;
+            let (found, tail) = next_entry(rest, &vars);
             rest = tail;
-            let Some(mut entry) = entry else { continue };
+            let mut entry = match found {
+                Line::Entry(entry) => entry,
+                Line::Skip => continue,
+                Line::Rejected(reason) => {
+                    rejected.push(RejectedLine { line, reason });
+                    continue;
+                }
+            };
             if let Some(v) = pinned.get(&entry.key) {
                 entry.value = v.clone();
             }
             vars.insert(entry.key.clone(), entry.value.clone());
             entries.push(entry);
         }
-        EnvFile { entries }
+        EnvFile { entries, rejected }
     }
 
     /// Returns each key's value, a later line overriding an earlier one.
@@ -105,16 +140,31 @@ pub fn parse_env(text: &str) -> Vec<(String, String)> {
     EnvFile::parse(text).pairs()
 }
 
-/// Parses the `export KEY=VALUE` lines of an `abra.sh` (the config versions); other lines are
-/// shell and ignored.
+/// Parses the top-level `export KEY=VALUE` lines of an `abra.sh` (the config versions), as abra
+/// reads them: a line that starts with `export ` at its first column, outside a function's body
+/// (`name() {` to the `}` that closes it). Other lines are shell and ignored; an indented
+/// `export` or one inside a function runs only when a command calls it.
 pub fn parse_abra_sh(text: &str) -> Vec<(String, String)> {
-    let exports: String = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("export ") && l.contains('='))
-        .collect::<Vec<_>>()
-        .join("\n");
-    parse_env(&exports)
+    let mut depth = 0usize;
+    let mut exports = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if depth == 0 && line.starts_with("export ") && line.contains('=') {
+            exports.push(line);
+        }
+        if trimmed.starts_with('#') {
+            continue;
+        }
+        let opens = trimmed.ends_with('{');
+        let closes = trimmed.starts_with('}');
+        if closes {
+            depth = depth.saturating_sub(1);
+        }
+        if opens {
+            depth += 1;
+        }
+    }
+    parse_env(&exports.join("\n"))
 }
 
 /// Splits `s` at the end of its first line: the line and what follows the newline.
@@ -125,28 +175,48 @@ fn split_line(s: &str) -> (&str, &str) {
     }
 }
 
-/// Reads the next entry of `src`: the entry (none for a blank, comment or malformed line) and
-/// the text after it.
-fn next_entry<'a>(src: &'a str, vars: &BTreeMap<String, String>) -> (Option<EnvEntry>, &'a str) {
+/// Reads the next line of `src`: an entry, a blank or comment line, or a line godotenv rejects;
+/// and the text after it.
+fn next_entry<'a>(src: &'a str, vars: &BTreeMap<String, String>) -> (Line, &'a str) {
     let src = src.trim_start_matches([' ', '\t']);
     let (line, after_line) = split_line(src);
     if line.trim().is_empty() || line.starts_with('#') {
-        return (None, after_line);
+        return (Line::Skip, after_line);
     }
     let stated = line
         .strip_prefix("export ")
         .map(|l| l.trim_start())
         .unwrap_or(line);
-    let Some(eq) = stated.find('=') else {
-        return (None, after_line);
+    // godotenv's key: letters, digits, `_` and `.` (spaces skipped), up to `=` or `:`.
+    let mut eq = None;
+    for (i, c) in stated.char_indices() {
+        match c {
+            '=' | ':' => {
+                eq = Some(i);
+                break;
+            }
+            ' ' | '\t' | '_' | '.' => {}
+            c if c.is_alphanumeric() => {}
+            c => {
+                return (
+                    Line::Rejected(format!("unexpected character {c:?} in a variable name")),
+                    after_line,
+                )
+            }
+        }
+    }
+    let Some(eq) = eq else {
+        return (
+            Line::Rejected("no `=` after the variable name".into()),
+            after_line,
+        );
     };
     let key = stated[..eq].trim();
-    if key.is_empty()
-        || !key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-    {
-        return (None, after_line);
+    if key.is_empty() {
+        return (
+            Line::Rejected("no variable name before the `=`".into()),
+            after_line,
+        );
     }
     // The value may run past this line (a quoted value), so it is read from the whole text.
     let offset = (line.len() - stated.len()) + eq + 1;
@@ -164,10 +234,11 @@ fn next_entry<'a>(src: &'a str, vars: &BTreeMap<String, String>) -> (Option<EnvE
                 };
                 (value, comment, tail)
             }
-            // Unterminated: the rest of the line, without the opening quote.
             None => {
-                let (line, tail) = split_line(&raw[1..]);
-                (line.trim_end().to_string(), None, tail)
+                return (
+                    Line::Rejected(format!("the quoted value's {q} is never closed")),
+                    after_line,
+                )
             }
         },
         _ => {
@@ -185,7 +256,7 @@ fn next_entry<'a>(src: &'a str, vars: &BTreeMap<String, String>) -> (Option<EnvE
         value,
         modifiers: comment.map(modifiers).unwrap_or_default(),
     };
-    (Some(entry), tail)
+    (Line::Entry(entry), tail)
 }
 
 /// Returns the index in `s` of the quote `q` that closes a value (one not after a backslash).
@@ -282,8 +353,9 @@ mod tests {
 
     #[test]
     fn env_sample_lines_parse_like_abra_reads_them() {
-        let text = "TYPE=gitea\n\n# comment\nDOMAIN=gitea.example.com\nSECRET_DB_VERSION=v1 # length=32\n\
-                    QUOTED=\"a # b\"\nSINGLE='x y'\nexport EXPORTED=1\n#COMMENTED=2\nnot a line\nEMPTY=\n";
+        let text =
+            "TYPE=gitea\n\n# comment\nDOMAIN=gitea.example.com\nSECRET_DB_VERSION=v1 # length=32\n\
+                    QUOTED=\"a # b\"\nSINGLE='x y'\nexport EXPORTED=1\n#COMMENTED=2\nEMPTY=\n";
         assert_eq!(
             parse_env(text),
             vec![
@@ -374,9 +446,27 @@ mod tests {
                 "C",
                 Some("1"),
             ),
-            ("unterminated quote", "B=\"abc\nC=1", "B", Some("abc")),
-            ("line without equals skipped", "junk\nA=1", "A", Some("1")),
-            ("bad key skipped", "A-B=1", "A-B", None),
+            ("unterminated quote is no value", "B=\"abc\nC=1", "B", None),
+            (
+                "the line after an unterminated quote",
+                "B=\"abc\nC=1",
+                "C",
+                Some("1"),
+            ),
+            (
+                "line without equals is no value",
+                "junk\nA=1",
+                "A",
+                Some("1"),
+            ),
+            ("bad key is no value", "A-B=1", "A-B", None),
+            ("yaml-style colon", "A: b", "A", Some("b")),
+            (
+                "a url value keeps its colon",
+                "A=http://x",
+                "A",
+                Some("http://x"),
+            ),
             ("crlf line ends", "A=1\r\nB=2\r\n", "A", Some("1")),
             (
                 "dollar without name kept",
@@ -441,6 +531,58 @@ SECRET_SECRET_KEY_BASE_VERSION=v1 # length=128
         let vars = EnvFile::parse_pinned(text, &pinned).vars();
         assert_eq!(vars["DOMAIN"], "app.canon.localhost");
         assert_eq!(vars["OAUTH_ISSUER"], "https://app.canon.localhost");
+    }
+
+    #[test]
+    fn lines_godotenv_rejects_are_kept_with_their_line_numbers() {
+        let text = "TYPE=x\n\nnot a line\nA-B=1\n# fine\n=v\nQ=\"never closed\nLAST=1\n";
+        let file = EnvFile::parse(text);
+        let got: Vec<(usize, &str)> = file
+            .rejected
+            .iter()
+            .map(|r| (r.line, r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (3, "no `=` after the variable name"),
+                (4, "unexpected character '-' in a variable name"),
+                (6, "no variable name before the `=`"),
+                (7, "the quoted value's \" is never closed"),
+            ]
+        );
+        assert_eq!(file.vars()["LAST"], "1", "the lines after are read");
+        assert!(EnvFile::parse("A=1\n# B\nC: 2\n").rejected.is_empty());
+    }
+
+    #[test]
+    fn only_top_level_exports_of_abra_sh_count() {
+        let text = r#"#!/bin/bash
+export APP_ENTRYPOINT_VERSION=v4
+export PG_BACKUP_VERSION=v6
+  export INDENTED_VERSION=v1
+
+set_admin() {
+export IN_FUNCTION_VERSION=v9
+  if [ -n "$1" ]; then
+    export NESTED_VERSION=v2
+  fi
+}
+
+function other {
+export ALSO_IN_FUNCTION=v3
+}
+# export COMMENTED_VERSION=v1
+export AFTER_FUNCTIONS_VERSION=v5
+"#;
+        assert_eq!(
+            parse_abra_sh(text),
+            vec![
+                ("APP_ENTRYPOINT_VERSION".into(), "v4".into()),
+                ("PG_BACKUP_VERSION".into(), "v6".into()),
+                ("AFTER_FUNCTIONS_VERSION".into(), "v5".into()),
+            ]
+        );
     }
 
     #[test]

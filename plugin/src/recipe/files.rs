@@ -5,6 +5,14 @@
 //! Separate from [`super::compose`] because this is where the files are found and read; the model
 //! only parses text. The env files are read by [`super::env_sample`] (godotenv's rules, as abra
 //! reads an app's `.env`).
+//!
+//! What abra needs of a checkout is needed here, so a plan and an install are red where abra
+//! could not create or deploy the app:
+//! - `.env.sample` at the top of the checkout (`abra app new` copies it into the app's `.env`);
+//! - every line of it one godotenv reads (a rejected line is red, naming file and line);
+//! - every `COMPOSE_FILE` entry a relative path that stays inside the checkout (canon reads
+//!   those files and hands them to `docker stack deploy`; a path that leaves the checkout would
+//!   read a file of the machine instead of the recipe's).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,7 +39,7 @@ pub struct RecipeFiles {
 }
 
 impl RecipeFiles {
-    /// Reads `.env.sample` (optional), `abra.sh` (optional) and the compose files of `dir`, for
+    /// Reads `.env.sample` (required), `abra.sh` (optional) and the compose files of `dir`, for
     /// the stack `stack`; `overrides` (e.g. `STACK_NAME`, `DOMAIN`) win over the files, and a
     /// `.env.sample` line for an overridden key already expands to the override (as the app's
     /// `.env` that `abra app new` writes holds the app's own `DOMAIN`).
@@ -44,7 +52,7 @@ impl RecipeFiles {
     }
 
     /// Reads `dir` like [`RecipeFiles::load`], except that the app env comes from `env_sample`
-    /// (optional) instead of `dir`'s own `.env.sample`: how `abra app upgrade` deploys a new
+    /// (required) instead of `dir`'s own `.env.sample`: how `abra app upgrade` deploys a new
     /// version with the env of the app as it was installed. `abra.sh` and the compose files are
     /// still `dir`'s.
     pub fn load_with_env(
@@ -64,12 +72,29 @@ impl RecipeFiles {
             }
         };
         let mut env = BTreeMap::new();
-        let mut env_modifiers = BTreeMap::new();
-        if let Some(t) = read_opt(env_sample.to_path_buf())? {
-            let file = EnvFile::parse_pinned(&t, overrides);
-            env.extend(file.vars());
-            env_modifiers = file.modifiers();
+        let Some(t) = read_opt(env_sample.to_path_buf())? else {
+            return Err(ComposeError::File {
+                path: env_sample.to_path_buf(),
+                message: missing_env_sample(dir),
+            });
+        };
+        let file = EnvFile::parse_pinned(&t, overrides);
+        if let Some(bad) = file.rejected.first() {
+            return Err(ComposeError::File {
+                path: env_sample.to_path_buf(),
+                message: format!(
+                    "line {}: {}; abra cannot read the file{}",
+                    bad.line,
+                    bad.reason,
+                    match file.rejected.len() {
+                        1 => String::new(),
+                        n => format!(" ({} more such lines)", n - 1),
+                    }
+                ),
+            });
         }
+        env.extend(file.vars());
+        let env_modifiers = file.modifiers();
         if let Some(t) = read_opt(dir.join("abra.sh"))? {
             env.extend(parse_abra_sh(&t));
         }
@@ -79,8 +104,8 @@ impl RecipeFiles {
             Some(list) if !list.trim().is_empty() => list
                 .split(':')
                 .filter(|f| !f.trim().is_empty())
-                .map(|f| dir.join(f.trim()))
-                .collect(),
+                .map(|f| inside(dir, f.trim()))
+                .collect::<Result<_, _>>()?,
             _ => vec![dir.join("compose.yml")],
         };
         let mut facts = Compose::default();
@@ -106,6 +131,60 @@ impl RecipeFiles {
             facts,
         })
     }
+}
+
+/// Returns why a checkout without `.env.sample` cannot be installed, naming a `.env.sample` one
+/// folder down when there is one (abra reads only the top one).
+fn missing_env_sample(dir: &Path) -> String {
+    let mut elsewhere: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join(".env.sample").is_file())
+        .map(|e| format!("{}/.env.sample", e.file_name().to_string_lossy()))
+        .collect();
+    elsewhere.sort();
+    let mut message = "missing: `abra app new` copies a recipe's `.env.sample` into the app's env, so a checkout without one cannot be installed".to_string();
+    if !elsewhere.is_empty() {
+        message.push_str(&format!(
+            " (found {}, but abra reads only the checkout's top folder)",
+            elsewhere.join(", ")
+        ));
+    }
+    message
+}
+
+/// Returns the `COMPOSE_FILE` entry `entry` as a path in `dir`, or why it is none: an absolute
+/// path, or one that leaves the checkout (by `..` or through a symbolic link).
+fn inside(dir: &Path, entry: &str) -> Result<PathBuf, ComposeError> {
+    let refuse = |why: &str| ComposeError::File {
+        path: dir.join(".env.sample"),
+        message: format!(
+            "COMPOSE_FILE entry {entry:?} {why}; it must be a relative path inside the checkout"
+        ),
+    };
+    let relative = Path::new(entry);
+    let mut depth = 0usize;
+    for part in relative.components() {
+        match part {
+            std::path::Component::Normal(_) => depth += 1,
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir if depth > 0 => depth -= 1,
+            std::path::Component::ParentDir => return Err(refuse("leaves the checkout")),
+            std::path::Component::RootDir | std::path::Component::Prefix(_) => {
+                return Err(refuse("is an absolute path"))
+            }
+        }
+    }
+    let path = dir.join(relative);
+    // A link inside the checkout may still point out of it; a missing file is reported when it
+    // is read.
+    if let (Ok(real), Ok(root)) = (path.canonicalize(), dir.canonicalize()) {
+        if !real.starts_with(&root) {
+            return Err(refuse("leads out of the checkout through a symbolic link"));
+        }
+    }
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -143,6 +222,94 @@ mod tests {
         assert_eq!(files.env["STACK_NAME"], "s");
         let own = RecipeFiles::load(&new, "s", &overrides).unwrap();
         assert_eq!(own.env["NEW_SETTING"], "on");
+    }
+
+    /// A checkout in a temp dir with these files.
+    fn checkout(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let path = tmp.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        tmp
+    }
+
+    fn load_err(dir: &Path) -> String {
+        RecipeFiles::load(dir, "s", &env(&[("STACK_NAME", "s")]))
+            .unwrap_err()
+            .to_string()
+    }
+
+    const COMPOSE: &str = "services: {app: {image: x}}\n";
+
+    #[test]
+    fn a_checkout_without_env_sample_is_refused() {
+        let tmp = checkout(&[("compose.yml", COMPOSE)]);
+        let err = load_err(tmp.path());
+        assert!(
+            err.contains(".env.sample: missing: `abra app new` copies"),
+            "{err}"
+        );
+        assert!(!err.contains("found"), "{err}");
+    }
+
+    #[test]
+    fn a_line_godotenv_rejects_is_refused_naming_file_and_line() {
+        let tmp = checkout(&[
+            ("compose.yml", COMPOSE),
+            (".env.sample", "TYPE=x\nDOMAIN=\"x.example\nA-B=1\n"),
+        ]);
+        let err = load_err(tmp.path());
+        assert!(
+            err.contains(".env.sample: line 2: the quoted value's \" is never closed; abra cannot read the file (1 more such lines)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn compose_file_entries_must_stay_inside_the_checkout() {
+        let outside = checkout(&[("compose.yml", COMPOSE)]);
+        let outside_file = outside.path().join("compose.yml");
+        let cases = [
+            (
+                format!("COMPOSE_FILE={}\n", outside_file.display()),
+                "is an absolute path",
+            ),
+            (
+                "COMPOSE_FILE=compose.yml:../x/compose.yml\n".to_string(),
+                "leaves the checkout",
+            ),
+            (
+                "COMPOSE_FILE=sub/../../compose.yml\n".to_string(),
+                "leaves the checkout",
+            ),
+            (
+                "COMPOSE_FILE=link.yml\n".to_string(),
+                "through a symbolic link",
+            ),
+        ];
+        for (sample, why) in cases {
+            let tmp = checkout(&[("compose.yml", COMPOSE), (".env.sample", sample.as_str())]);
+            std::os::unix::fs::symlink(&outside_file, tmp.path().join("link.yml")).unwrap();
+            let err = load_err(tmp.path());
+            assert!(
+                err.contains("COMPOSE_FILE entry")
+                    && err.contains(why)
+                    && err.contains("relative path inside the checkout"),
+                "{sample}: {err}"
+            );
+        }
+        let tmp = checkout(&[
+            ("compose.yml", COMPOSE),
+            ("sub/compose.x.yml", "services: {db: {image: y}}\n"),
+            (
+                ".env.sample",
+                "COMPOSE_FILE=compose.yml:./sub/../sub/compose.x.yml\n",
+            ),
+        ]);
+        let files = RecipeFiles::load(tmp.path(), "s", &env(&[])).unwrap();
+        assert_eq!(files.facts.services.len(), 2);
     }
 
     #[test]

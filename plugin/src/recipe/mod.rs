@@ -13,8 +13,8 @@
 //! - [`files`]: a checkout read for one stack ([`files::RecipeFiles`]): its env and its compose
 //!   files.
 //! - [`version`]: the version label and the release check (the label must name the tag).
-//! - [`secrets`]: how a generated secret is made (`length=` and the other modifiers abra
-//!   documents, honoured or refused with a reason), and generating its value.
+//! - [`secrets`]: a secret's version (its name after the last `_`) and how its value is made
+//!   (`length=`, `charset=`, `generate=`), and making it.
 //! - [`backupbot`]: what backupbot backs up, read from the services' labels.
 //! - [`timeout`]: the one deploy-timeout rule (enrollment, then the recipe's
 //!   `coop-cloud.<stack>.timeout` label, then the default) and the stability window's default.
@@ -22,6 +22,7 @@
 //!   the one the docker runner deploys with and `recipe plan` prints.
 //! - [`names`]: the names of a cold run's stack and of the warm canonical, and the default
 //!   domain suffix of a run's apps.
+//! - `real_shapes` (tests only): the model read on recipes trimmed from public repositories.
 
 pub mod backupbot;
 pub mod compose;
@@ -30,6 +31,8 @@ pub mod files;
 pub mod interpolate;
 pub mod names;
 pub mod plan;
+#[cfg(test)]
+mod real_shapes;
 pub mod secrets;
 pub mod timeout;
 pub mod version;

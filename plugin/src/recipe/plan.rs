@@ -4,21 +4,23 @@
 //!
 //! The docker runner deploys, waits and backs up from this plan, and `canon-plugin recipe plan`
 //! prints it: one computation, so the plan shown is the plan deployed. Everything that makes an
-//! install red before anything is deployed (a `${V:?msg}`, a secret without its
-//! `SECRET_<NAME>_VERSION`, a refused modifier, a timeout label that is no number, a backupbot
-//! label canon cannot follow, two version labels that disagree) is an error here.
+//! install red before anything is deployed (a `${V:?msg}`, a secret whose name has no version,
+//! a `length=` canon cannot generate, a timeout label that is no number, a backupbot label canon
+//! cannot follow, two version labels that disagree) is an error here. What canon does otherwise
+//! than abra without failing (a modifier it ignores, a test value for a `generate=false` secret, a
+//! declared secret no service uses) is a note of the plan.
 //!
 //! Pure over the [`RecipeFiles`] read from the checkout. No secret value is part of a plan, and
 //! no `.env` value either: only names, versions and lengths.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::backupbot::{self, BackupLabelError, ServiceBackup};
 use super::compose::ComposeError;
 use super::files::RecipeFiles;
-use super::secrets::{self, SecretSpec};
+use super::secrets::{self, SecretError, SecretSpec};
 use super::timeout::{self, DeployTimeout, DeployTimeoutError};
 
 /// Why a checkout has no deploy plan. `Display` is the install's red reason.
@@ -27,9 +29,9 @@ pub enum PlanError {
     /// The env or compose files could not be read or interpolated.
     #[error(transparent)]
     Compose(#[from] ComposeError),
-    /// A secret cannot be generated as abra would (no version variable, a refused modifier).
-    #[error("{0}")]
-    Secret(String),
+    /// A secret cannot be made as abra would (no version in its name, a refused `length=`).
+    #[error(transparent)]
+    Secret(#[from] SecretError),
     /// The timeout label is no number of seconds.
     #[error(transparent)]
     Timeout(#[from] DeployTimeoutError),
@@ -68,8 +70,10 @@ pub struct DeployPlan {
     pub compose_files: Vec<String>,
     /// The convergence timeout and its source.
     pub timeout: DeployTimeout,
-    /// The external secrets, sorted by key.
+    /// The external secrets some service uses, sorted by key.
     pub secrets: Vec<PlannedSecret>,
+    /// What canon does otherwise than abra without failing, one sentence each.
+    pub notes: Vec<String>,
     /// What backupbot backs up, sorted by service (volumes by name).
     pub backup: Vec<ServiceBackup>,
 }
@@ -151,23 +155,70 @@ impl DeployPlan {
             .collect();
         let timeout = timeout::of_compose(&files.facts, stack, enrollment_timeout)?;
         let mut secrets = Vec::new();
+        let mut notes = Vec::new();
+        let used = |key: &str| {
+            files
+                .facts
+                .services
+                .iter()
+                .any(|svc| svc.secrets.iter().any(|u| u.source == key))
+        };
         for s in files.facts.secrets.iter().filter(|s| s.external) {
-            let spec = secrets::spec(&s.key, &files.env, &files.env_modifiers)
-                .map_err(PlanError::Secret)?;
+            if !used(&s.key) {
+                // `docker stack deploy` ignores a secret no service uses, and abra skips it.
+                notes.push(format!(
+                    "secret `{}` is declared but no service uses it; it is not created",
+                    s.key
+                ));
+                continue;
+            }
+            let spec = secrets::spec(
+                &s.key,
+                &s.name,
+                s.name_as_written.as_deref(),
+                &files.env_modifiers,
+            )?;
             secrets.push(PlannedSecret {
                 name: s.name.clone(),
                 spec,
             });
         }
         secrets.sort_by(|a, b| a.spec.key.cmp(&b.spec.key));
+        notes.sort();
         Ok(DeployPlan {
             stack: stack.to_string(),
             version: versions.first().map(|l| l.version.clone()),
             compose_files,
             timeout,
             secrets,
+            notes,
             backup: backupbot::backups(&files.facts)?,
         })
+    }
+
+    /// Takes the values the enrollment supplies (`secrets: {<key>: <file>}`) for the secrets of
+    /// this plan; a supplied key the plan has no secret for is a note.
+    pub fn supply(mut self, supplied: &BTreeMap<String, PathBuf>) -> Self {
+        for (key, path) in supplied {
+            match self.secrets.iter_mut().find(|s| &s.spec.key == key) {
+                Some(s) => s.spec.supply(path),
+                None => self.notes.push(format!(
+                    "the enrollment supplies secret `{key}`, which no service of this checkout uses"
+                )),
+            }
+        }
+        self
+    }
+
+    /// Returns every note of the plan: its own and its secrets', in that order.
+    pub fn all_notes(&self) -> Vec<String> {
+        let mut all = self.notes.clone();
+        all.extend(
+            self.secrets
+                .iter()
+                .flat_map(|s| s.spec.notes.iter().cloned()),
+        );
+        all
     }
 
     /// Returns true when some service turns its backup on.
@@ -190,7 +241,10 @@ impl DeployPlan {
                 "name": s.name,
                 "version": s.spec.version,
                 "length": s.length_modifier(),
+                "charset": s.spec.charset.as_str(),
+                "source": s.spec.source.as_str(),
             })).collect::<Vec<_>>(),
+            "notes": self.all_notes(),
             "backup": self.backup.iter().map(|b| json!({
                 "service": b.service,
                 "volumes": b.volumes.iter().map(|v| json!({
@@ -230,9 +284,14 @@ impl fmt::Display for DeployPlan {
                 Some(n) => format!("length={n}"),
                 None => format!("{} characters (no length= given)", s.spec.length),
             };
+            let made = match &s.spec.source {
+                secrets::Source::Generated => format!("charset {}", s.spec.charset.as_str()),
+                secrets::Source::TestValue => "a random test value (generate=false)".into(),
+                secrets::Source::File(p) => format!("from {}", p.display()),
+            };
             writeln!(
                 f,
-                "{}{} -> {} ({}, {length})",
+                "{}{} -> {} ({}, {length}, {made})",
                 if i == 0 {
                     "secrets:        "
                 } else {
@@ -242,6 +301,14 @@ impl fmt::Display for DeployPlan {
                 s.name,
                 s.spec.version
             )?;
+        }
+        for (i, note) in self.all_notes().iter().enumerate() {
+            let lead = if i == 0 {
+                "notes:          "
+            } else {
+                "                "
+            };
+            writeln!(f, "{lead}{note}")?;
         }
         if self.backup.is_empty() {
             writeln!(f, "backup:         none (no backupbot.backup=true label)")?;
@@ -349,6 +416,7 @@ mod tests {
     #[test]
     fn services_that_label_different_versions_have_no_plan() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".env.sample"), "TYPE=app\n").unwrap();
         std::fs::write(
             dir.path().join("compose.yml"),
             "services:\n  app:\n    deploy: {labels: [\"coop-cloud.${STACK_NAME}.version=1.0.0+1\"]}\n  db:\n    deploy: {labels: [\"coop-cloud.${STACK_NAME}.version=1.0.1+1\"]}\n",
@@ -358,6 +426,66 @@ mod tests {
         assert!(
             err.contains("service `db` has coop-cloud.s.version=1.0.1+1"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn only_secrets_some_service_uses_are_planned() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".env.sample"), "SECRET_A_VERSION=v1\n").unwrap();
+        std::fs::write(
+            dir.path().join("compose.yml"),
+            "services:\n  app:\n    secrets: [a]\nsecrets:\n  a: {external: true, name: \"${STACK_NAME}_a_${SECRET_A_VERSION}\"}\n  unused: {external: true, name: \"${STACK_NAME}_unused_\"}\n",
+        )
+        .unwrap();
+        let plan = load(dir.path(), "s", None).unwrap();
+        let keys: Vec<&str> = plan.secrets.iter().map(|s| s.spec.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec!["a"],
+            "the unused one, versionless too, is not checked"
+        );
+        assert_eq!(
+            plan.notes,
+            vec!["secret `unused` is declared but no service uses it; it is not created"]
+        );
+        assert_eq!(plan.to_json()["notes"][0], plan.notes[0].as_str());
+    }
+
+    #[test]
+    fn a_generate_false_secret_takes_a_test_value_unless_the_enrollment_supplies_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(".env.sample"),
+            "SECRET_ORCID_VERSION=v1 # generate=false\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("compose.yml"),
+            "services:\n  app:\n    secrets: [orcid]\nsecrets:\n  orcid: {external: true, name: \"${STACK_NAME}_orcid_${SECRET_ORCID_VERSION}\"}\n",
+        )
+        .unwrap();
+        let plan = load(dir.path(), "s", None).unwrap();
+        assert_eq!(plan.secrets[0].spec.source, secrets::Source::TestValue);
+        assert!(plan
+            .to_string()
+            .contains("a random test value (generate=false)"));
+        let notes = plan.all_notes();
+        assert!(
+            notes.len() == 1 && notes[0].contains("random test value"),
+            "{notes:?}"
+        );
+        let file = dir.path().join("orcid-value");
+        let supplied = BTreeMap::from([
+            ("orcid".to_string(), file.clone()),
+            ("other".to_string(), file.clone()),
+        ]);
+        let plan = plan.supply(&supplied);
+        assert_eq!(plan.secrets[0].spec.source, secrets::Source::File(file));
+        assert_eq!(plan.to_json()["secrets"][0]["source"], "file");
+        assert_eq!(
+            plan.all_notes(),
+            vec!["the enrollment supplies secret `other`, which no service of this checkout uses"]
         );
     }
 

@@ -522,6 +522,7 @@ mod tests {
                 deploy_timeout_secs: Some(10),
                 health_path: None,
                 stability_window_secs: None,
+                secrets: Default::default(),
                 drone_repo: None,
             },
             tested: TestedRef::Tag("1.1.0+1".into()),
@@ -775,6 +776,7 @@ mod tests {
     #[test]
     fn without_an_enrollment_timeout_the_custom_stage_waits_by_the_recipes_label() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".env.sample"), "TYPE=app\n").unwrap();
         std::fs::write(
             dir.path().join("compose.yml"),
             "services:\n  app:\n    deploy: {labels: [\"coop-cloud.${STACK_NAME}.timeout=soon\"]}\n",

@@ -98,6 +98,97 @@ services:
     }
 
     #[test]
+    fn labels_that_come_only_through_a_merge_key_are_read() {
+        let text = r#"
+x-backup: &backup
+  backupbot.backup: "true"
+  backupbot.backup.pre-hook: /dump.sh
+x-version: &version
+  coop-cloud.${STACK_NAME}.version: "1.0.0+1"
+x-deploy: &deploy
+  labels:
+    <<: [*backup, *version]
+    traefik.enable: "true"
+services:
+  app:
+    image: x
+    volumes: [data:/data]
+    deploy:
+      <<: *deploy
+      replicas: 2
+  db:
+    deploy:
+      labels:
+        <<: *backup
+        backupbot.backup: "false"
+"#;
+        let mut f = Compose::default();
+        f.merge(
+            Path::new("compose.yml"),
+            text,
+            "s",
+            &env(&[("STACK_NAME", "s")]),
+        )
+        .unwrap();
+        let app = &f.services[0];
+        assert_eq!(app.replicas, Some(2));
+        assert!(app.backed_up());
+        assert_eq!(app.deploy_labels["backupbot.backup.pre-hook"], "/dump.sh");
+        assert_eq!(app.deploy_labels["traefik.enable"], "true");
+        // A map key is not interpolated (docker's rule), so this label is not the stack's.
+        assert!(app
+            .deploy_labels
+            .contains_key("coop-cloud.${STACK_NAME}.version"));
+        assert!(
+            !f.services[1].backed_up(),
+            "the explicit key wins over the merged one"
+        );
+        assert_eq!(
+            f.services
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+            vec!["app", "db"]
+        );
+    }
+
+    #[test]
+    fn a_merge_key_of_another_shape_names_the_file() {
+        let mut f = Compose::default();
+        let err = f
+            .merge(
+                Path::new("c.yml"),
+                "services: {app: {<<: nope}}",
+                "s",
+                &env(&[]),
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("c.yml: a YAML merge key `<<` takes a mapping"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_invalid_template_in_a_value_canon_reads_is_refused_naming_the_file() {
+        let mut f = Compose::default();
+        let err = f
+            .merge(
+                Path::new("c.yml"),
+                "services: {app: {deploy: {labels: [\"x=${A:+on}\"]}}}",
+                "s",
+                &env(&[("A", "1")]),
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("c.yml: invalid interpolation format"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_later_file_overrides_labels_of_an_earlier_one() {
         let mut f = Compose::default();
         let e = env(&[]);

@@ -31,11 +31,14 @@
 //!   ([`Compose::parse`], [`Compose::load_dir`]).
 //! - `merge`: the deployed view, several files merged in order and interpolated
 //!   ([`Compose::merge`]).
+//! - [`merge_keys`]: YAML merge keys (`<<: *a`) resolved in every mapping before anything reads
+//!   a file.
 //! - `view`: the facts the runners read (labels, backups, the HTTP port, the probe target, the
 //!   timeout label, the helper containers' image).
 
 mod forms;
 mod merge;
+pub mod merge_keys;
 mod parse;
 mod view;
 
@@ -100,6 +103,9 @@ pub struct SecretDecl {
     pub external: bool,
     /// Its engine name after interpolation (`name:`), or `<stack>_<key>` when none is given.
     pub name: String,
+    /// Its `name:` as written, before interpolation (`None` when none is given): the variables
+    /// it refers to say which `.env.sample` line holds its modifiers.
+    pub name_as_written: Option<String>,
 }
 
 /// A network the compose files declare.

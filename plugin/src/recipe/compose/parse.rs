@@ -29,7 +29,8 @@ impl Values<'_> {
         }
     }
 
-    /// Returns `value` with every string in it (mapping keys too) read this way.
+    /// Returns `value` with every string value in it read this way. Mapping keys are kept as
+    /// written, as docker's loader keeps them (`{"a.${X}": v}` stays `a.${X}`).
     fn apply_value(
         &self,
         value: &serde_yaml::Value,
@@ -45,7 +46,7 @@ impl Values<'_> {
             ),
             Value::Mapping(m) => Value::Mapping(
                 m.iter()
-                    .map(|(k, v)| Ok((self.apply_value(k)?, self.apply_value(v)?)))
+                    .map(|(k, v)| Ok((k.clone(), self.apply_value(v)?)))
                     .collect::<Result<_, InterpolationError>>()?,
             ),
             other => other.clone(),
@@ -172,6 +173,7 @@ impl Compose {
         let shape = |m: &str| Problem::Shape(Shape::Other(m.to_string()));
         let doc: serde_yaml::Value =
             serde_yaml::from_str(text).map_err(|e| Problem::Shape(Shape::Yaml(e)))?;
+        let doc = super::merge_keys::resolve(doc).map_err(|e| shape(&e.to_string()))?;
         let top = doc.as_mapping().ok_or_else(|| shape("not a mapping"))?;
         if self.version.is_none() {
             self.version = top.get("version").and_then(Scalar::text);
@@ -205,8 +207,9 @@ impl Compose {
         if let Some(secrets) = top.get("secrets").and_then(|v| v.as_mapping()) {
             for (k, body) in secrets {
                 let Some(key) = Scalar::text(k) else { continue };
-                let name = match body.get("name").and_then(Scalar::text) {
-                    Some(n) => values.apply(&n)?,
+                let name_as_written = body.get("name").and_then(Scalar::text);
+                let name = match &name_as_written {
+                    Some(n) => values.apply(n)?,
                     None => format!("{stack}_{key}"),
                 };
                 self.secrets.retain(|s| s.key != key);
@@ -214,6 +217,7 @@ impl Compose {
                     key,
                     external: is_external(body),
                     name,
+                    name_as_written,
                 });
             }
         }

@@ -143,12 +143,16 @@ networks:
                 SecretDecl {
                     key: "db_password".into(),
                     external: true,
-                    name: "s1_db_password_v3".into()
+                    name: "s1_db_password_v3".into(),
+                    name_as_written: Some(
+                        "${STACK_NAME}_db_password_${SECRET_DB_PASSWORD_VERSION}".into()
+                    ),
                 },
                 SecretDecl {
                     key: "plain".into(),
                     external: false,
-                    name: "s1_plain".into()
+                    name: "s1_plain".into(),
+                    name_as_written: None,
                 },
             ]
         );

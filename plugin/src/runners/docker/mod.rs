@@ -97,6 +97,7 @@ struct ColdSteps<'a> {
     running: bool,
     timeouts: Vec<(Stage, DeployTimeout)>,
     upgrade_note: Option<String>,
+    plan_notes: Vec<(Stage, Vec<String>)>,
 }
 
 impl ColdSteps<'_> {
@@ -136,18 +137,26 @@ impl ColdSteps<'_> {
         let timeout = self.stack.deploy_timeout(&files)?;
         self.timeouts.push((stage, timeout));
         self.stack.wait_healthy(&files, timeout)?;
-        self.plan = Some(self.stack.plan(&files)?);
+        let plan = self.stack.plan(&files)?;
+        self.plan_notes.push((stage, plan.all_notes()));
+        self.plan = Some(plan);
         self.files = Some(files);
         self.running = true;
         Ok(())
     }
 
-    /// Adds to each deploying stage's result the deploy timeout it used and its source; a
-    /// passed upgrade that followed release notes says so in its reason.
+    /// Adds to each deploying stage's result the deploy timeout it used and its source, and its
+    /// plan's notes (test values, ignored modifiers); a passed upgrade that followed release
+    /// notes says so in its reason.
     fn annotate(&self, results: &mut [StageResult]) {
         for (stage, timeout) in &self.timeouts {
             if let Some(r) = results.iter_mut().find(|r| r.name == *stage) {
                 r.notes.push(timeout.to_string());
+            }
+        }
+        for (stage, notes) in &self.plan_notes {
+            if let Some(r) = results.iter_mut().find(|r| r.name == *stage) {
+                r.notes.extend(notes.iter().cloned());
             }
         }
         if let Some(note) = &self.upgrade_note {
@@ -256,6 +265,7 @@ impl Runner for DockerRunner {
             running: false,
             timeouts: Vec::new(),
             upgrade_note: None,
+            plan_notes: Vec::new(),
         };
         let mut output = ladder::run(ctx, &mut steps);
         steps.annotate(&mut output.stages);

@@ -22,7 +22,6 @@ use crate::engine::stacks;
 use crate::engine::volumes::Helpers;
 use crate::recipe::files::RecipeFiles;
 use crate::recipe::plan::{self, DeployPlan};
-use crate::recipe::secrets;
 use crate::recipe::timeout::DEFAULT_STABILITY_WINDOW;
 use crate::runners::{RunContext, RunnerError};
 
@@ -73,6 +72,8 @@ pub(super) struct Stack {
     /// A warm run's source of secrets: the warm canonical's stack, whose secrets (which its
     /// data was made with) the run uses where they exist, instead of generating new ones.
     pub(super) secret_source: Option<String>,
+    /// The values the enrollment supplies for the recipe's secrets, by key (their files).
+    pub(super) supplied_secrets: BTreeMap<String, PathBuf>,
 }
 
 impl Stack {
@@ -110,6 +111,7 @@ impl Stack {
                 .unwrap_or(DEFAULT_STABILITY_WINDOW),
             extra_env: ctx.env.clone(),
             secret_source: None,
+            supplied_secrets: ctx.recipe.secrets.clone(),
         })
     }
 
@@ -148,9 +150,11 @@ impl Stack {
         Ok(files)
     }
 
-    /// Returns the deploy plan of `files` for this stack (its secrets, timeout and backup).
+    /// Returns the deploy plan of `files` for this stack (its secrets, with the values the
+    /// enrollment supplies, timeout and backup).
     pub(super) fn plan(&self, files: &RecipeFiles) -> Result<DeployPlan, RunnerError> {
         DeployPlan::resolve(files, &self.name, self.enrollment_timeout)
+            .map(|plan| plan.supply(&self.supplied_secrets))
             .map_err(|e| RunnerError::Other(e.to_string()))
     }
 
@@ -182,8 +186,11 @@ impl Stack {
         let borrowed = self.borrowed_secrets(&plan, &existing);
         for s in &plan.secrets {
             if !existing.contains(&s.name) && !borrowed.contains_key(&s.spec.key) {
-                let value = secrets::generate(s.spec.length);
-                tracing::debug!(secret = %s.name, length = s.spec.length, "Generating the secret.");
+                let value = s
+                    .spec
+                    .value()
+                    .map_err(|e| RunnerError::Other(e.to_string()))?;
+                tracing::debug!(secret = %s.name, length = s.spec.length, source = s.spec.source.as_str(), "Creating the secret.");
                 docker(&cmd::secret_create(&s.name, &labels, Secret::new(value)))?;
             }
         }

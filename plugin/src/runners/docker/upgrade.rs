@@ -20,6 +20,7 @@ use super::app_service::DeployedVersion;
 use super::stack::{AppEnv, Stack};
 use crate::recipe::env_sample::EnvFile;
 use crate::recipe::files::RecipeFiles;
+use crate::recipe::interpolate::variables;
 use crate::recipe::plan::DeployPlan;
 use crate::recipe::secrets::version_var;
 use crate::runners::RunnerError;
@@ -37,19 +38,30 @@ pub(super) struct MissingSecret {
     pub(super) why: String,
 }
 
-/// Returns the external secrets of `files` (read with the installed env) whose
-/// `SECRET_<NAME>_VERSION` the installed env does not set: no deploy plan can name them (the plan
-/// refuses a secret without its version, as abra does); sorted by key.
+/// Returns the external secrets some service of `files` (read with the installed env) uses whose
+/// name has no version (it ends in `_`: the installed env does not set the variable the name
+/// refers to): no deploy plan can name them (the plan refuses such a secret, as abra does);
+/// sorted by key.
 pub(super) fn unversioned_secrets(files: &RecipeFiles) -> Vec<MissingSecret> {
     let mut missing: Vec<MissingSecret> = files
         .facts
         .secrets
         .iter()
         .filter(|s| s.external)
+        .filter(|s| {
+            files
+                .facts
+                .services
+                .iter()
+                .any(|svc| svc.secrets.iter().any(|u| u.source == s.key))
+        })
         .filter_map(|s| {
-            let var = version_var(&s.key);
-            let versioned = files.env.get(&var).is_some_and(|v| !v.trim().is_empty());
-            (!versioned).then(|| MissingSecret {
+            let var = s
+                .name_as_written
+                .as_deref()
+                .and_then(|n| variables(n).pop())
+                .unwrap_or_else(|| version_var(&s.key));
+            s.name.ends_with('_').then(|| MissingSecret {
                 key: s.key.clone(),
                 why: format!("the installed env has no {var}"),
                 var,
@@ -85,7 +97,11 @@ pub(super) fn missing_secrets(
             .filter(|s| !existing.contains(&s.name))
             .map(|s| MissingSecret {
                 key: s.spec.key.clone(),
-                var: s.spec.version_var.clone(),
+                var: s
+                    .spec
+                    .version_var
+                    .clone()
+                    .unwrap_or_else(|| version_var(&s.spec.key)),
                 unversioned: false,
                 why: format!("the installed app has no secret {}", s.name),
             }),
@@ -183,7 +199,7 @@ mod tests {
         (tmp, f)
     }
 
-    const COMPOSE: &str = "services: {app: {image: x}}\nsecrets:\n  db_password: {external: true, name: \"${STACK_NAME}_db_password_${SECRET_DB_PASSWORD_VERSION}\"}\n  app_key: {external: true, name: \"${STACK_NAME}_app_key_${SECRET_APP_KEY_VERSION}\"}\n  plain: {file: ./p}\n";
+    const COMPOSE: &str = "services: {app: {image: x, secrets: [db_password, app_key]}}\nsecrets:\n  db_password: {external: true, name: \"${STACK_NAME}_db_password_${SECRET_DB_PASSWORD_VERSION}\"}\n  app_key: {external: true, name: \"${STACK_NAME}_app_key_${SECRET_APP_KEY_VERSION}\"}\n  plain: {file: ./p}\n";
 
     /// Returns the secrets of `f` the installed app lacks, given the secrets on the engine.
     fn missing(f: &RecipeFiles, existing: &BTreeSet<String>) -> Vec<MissingSecret> {
