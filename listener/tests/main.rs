@@ -10,6 +10,7 @@ mod forge_side;
 mod hygiene;
 mod listener;
 mod nix_module;
+mod version;
 
 #[test]
 fn every_test_file_is_a_module_of_main() {

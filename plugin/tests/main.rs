@@ -15,6 +15,7 @@ mod shared_state;
 mod state_repo;
 mod sweep;
 mod tag_mode;
+mod version;
 
 /// The tests that deploy on the real Docker engine, one at a time. The files stay beside the
 /// others (`#[path = "."]`); only their test names gain `engine::`.
