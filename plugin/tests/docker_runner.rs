@@ -867,7 +867,9 @@ fn an_upgrade_whose_new_secret_the_installed_env_lacks_is_red_naming_it_without_
         "{reason}"
     );
     assert!(
-        reason.contains("no release notes (release/1.1.0+0.1.0)"),
+        reason.contains(
+            "no release note names `api_token` or SECRET_API_TOKEN_VERSION (notes looked at: none)"
+        ),
         "{reason}"
     );
     assert!(

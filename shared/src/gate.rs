@@ -531,6 +531,7 @@ mod tests {
             health_path: None,
             stability_window_secs: None,
             drone_repo: None,
+            lint_skip: Vec::new(),
         }
     }
 

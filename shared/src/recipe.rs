@@ -85,6 +85,7 @@ impl<'de> Deserialize<'de> for RecipeName {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
+    Lint,
     Install,
     Upgrade,
     Backup,
@@ -94,7 +95,8 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in ladder order.
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
+        Stage::Lint,
         Stage::Install,
         Stage::Upgrade,
         Stage::Backup,
@@ -105,6 +107,7 @@ impl Stage {
     /// Returns the stage's name as used in results files and reports.
     pub fn as_str(self) -> &'static str {
         match self {
+            Stage::Lint => "lint",
             Stage::Install => "install",
             Stage::Upgrade => "upgrade",
             Stage::Backup => "backup",
@@ -128,7 +131,7 @@ impl std::str::FromStr for Stage {
             .find(|st| st.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown stage `{s}` (expected install, upgrade, backup, restore or custom)"
+                    "unknown stage `{s}` (expected lint, install, upgrade, backup, restore or custom)"
                 )
             })
     }
@@ -204,6 +207,9 @@ pub struct Recipe {
     /// The Drone repository (`owner/name`) the recipe's builds start in, when the enrollment
     /// names one for it (or one for all); `None`: the listener's or the sweep's own setting.
     pub drone_repo: Option<String>,
+    /// The lint rules turned off for this recipe (`lint_skip`, rule ids), in file order. The
+    /// lint stage checks the ids and lists what it skipped.
+    pub lint_skip: Vec<String>,
 }
 
 /// Returns true when `repo` is a Drone repository name, `owner/name`, each part ASCII letters,
@@ -302,6 +308,8 @@ struct RawRecipe {
     health_path: Option<String>,
     stability_window: Option<serde_yaml::Value>,
     drone_repo: Option<String>,
+    #[serde(default)]
+    lint_skip: Vec<String>,
 }
 
 impl Enrollment {
@@ -446,6 +454,11 @@ impl Enrollment {
                     Some(repo) => Some(drone_repo(&repo).map_err(entry)?),
                     None => None,
                 },
+                lint_skip: raw
+                    .lint_skip
+                    .iter()
+                    .map(|id| id.trim().to_string())
+                    .collect(),
             });
         }
         Ok(Self {
@@ -710,6 +723,22 @@ recipes:
             assert!(err.contains("/etc/canon/enrollment.yml"), "{err}");
             assert!(err.contains(want), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn lint_skip_lists_rule_ids_per_recipe_and_defaults_to_none() {
+        let e = load(
+            "recipes:\n  - {name: a, upstream: /u, mirror: /m, lint_skip: [healthcheck, ' image-tag ']}\n  - {name: b, upstream: /v, mirror: /n}\n",
+        )
+        .unwrap();
+        assert_eq!(e.recipes[0].lint_skip, vec!["healthcheck", "image-tag"]);
+        assert!(e.recipes[1].lint_skip.is_empty());
+        let err = load("recipes: [{name: a, upstream: /u, mirror: /m, lint_skip: {x: 1}}]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("recipe #1 (`a`)"), "{err}");
+        assert_eq!("lint".parse::<Stage>(), Ok(Stage::Lint));
+        assert_eq!(Stage::ALL[0], Stage::Lint);
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub struct Compose {
     pub volumes: Vec<String>,
     /// Declared secrets.
     pub secrets: Vec<SecretDecl>,
+    /// Declared configs.
+    pub configs: Vec<ConfigDecl>,
     /// Declared networks.
     pub networks: Vec<NetworkDecl>,
 }
@@ -98,6 +100,15 @@ pub struct SecretDecl {
     pub key: String,
     /// True when it is `external` (created before the deploy, as abra does).
     pub external: bool,
+    /// Its engine name after interpolation (`name:`), or `<stack>_<key>` when none is given.
+    pub name: String,
+}
+
+/// A config the compose files declare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigDecl {
+    /// Its key in the compose file.
+    pub key: String,
     /// Its engine name after interpolation (`name:`), or `<stack>_<key>` when none is given.
     pub name: String,
 }

@@ -97,6 +97,8 @@ struct ColdSteps<'a> {
     running: bool,
     timeouts: Vec<(Stage, DeployTimeout)>,
     upgrade_note: Option<String>,
+    /// The canonical's version, the upgrade's base (its release notes start after it).
+    canonical: Option<String>,
 }
 
 impl ColdSteps<'_> {
@@ -124,7 +126,12 @@ impl ColdSteps<'_> {
             }
             Stage::Upgrade => {
                 let app_env = self.app_env.as_mut().ok_or_else(installed)?;
-                let (files, note) = self.stack.upgrade(release.checkout, &deployed, app_env)?;
+                let (files, note) = self.stack.upgrade(
+                    release.checkout,
+                    &deployed,
+                    self.canonical.as_deref(),
+                    app_env,
+                )?;
                 self.upgrade_note = note;
                 files
             }
@@ -256,6 +263,7 @@ impl Runner for DockerRunner {
             running: false,
             timeouts: Vec::new(),
             upgrade_note: None,
+            canonical: ctx.canonical.as_ref().map(|c| c.version.to_string()),
         };
         let mut output = ladder::run(ctx, &mut steps);
         steps.annotate(&mut output.stages);
