@@ -18,7 +18,7 @@ use canon_shared::recipe::{RecipeName, Stage};
 use canon_testkit::git::{git, peeled};
 
 use crate::support;
-use support::engine::{empty, engine, ok, status, Upstream, MARKER_CHECK};
+use support::engine::{empty, engine, ok, status, PastLint, Upstream, MARKER_CHECK};
 
 #[test]
 fn first_tag_goes_green_and_is_promoted_then_the_warm_canonical_upgrades_in_place() {
@@ -31,7 +31,10 @@ fn first_tag_goes_green_and_is_promoted_then_the_warm_canonical_upgrades_in_plac
     let runner = DockerRunner::default();
     assert_eq!(up.objects(), empty());
 
-    let results = runner.run(&ctx).expect("the run reports stages").stages;
+    let results = runner
+        .run(&ctx)
+        .expect("the run reports stages")
+        .past_lint();
     assert_eq!(
         status(&results),
         vec![
@@ -112,7 +115,7 @@ fn second_tag_upgrades_from_the_canonical_and_the_install_marker_survives_upgrad
     let results = DockerRunner::default()
         .run(&ctx)
         .expect("the run reports stages")
-        .stages;
+        .past_lint();
     assert!(
         results.iter().all(|r| r.status == StageStatus::Passed),
         "{results:#?}"
@@ -155,7 +158,7 @@ fn a_first_boot_cost_makes_the_install_wait_that_long_and_the_run_stays_green() 
     let results = DockerRunner::default()
         .run(&ctx)
         .expect("the run reports stages")
-        .stages;
+        .past_lint();
     assert_eq!(
         status(&results),
         vec![
@@ -189,7 +192,7 @@ fn a_never_healthy_tag_goes_red_within_its_timeout_and_leaves_nothing_behind() {
     let results = DockerRunner::default()
         .run(&ctx)
         .expect("the run reports stages")
-        .stages;
+        .past_lint();
     let took = started.elapsed();
     assert_eq!(results[0].name, Stage::Install);
     assert_eq!(results[0].status, StageStatus::Failed, "{results:#?}");
@@ -436,7 +439,7 @@ fn the_abra_runner_runs_the_ladder_in_order_with_a_private_abra_dir() {
     let mut ctx = up.ctx(&recipe, "1.1.0+0.1.0", &c2, "5");
     ctx.canonical = Some(up.canonical("1.0.0+0.1.0", &c1));
     ctx.base_checkout = Some(up.checkout("1.0.0+0.1.0"));
-    let results = runner.run(&ctx).unwrap().stages;
+    let results = runner.run(&ctx).unwrap().past_lint();
     assert_eq!(
         status(&results),
         vec![
@@ -507,7 +510,7 @@ fn a_bonfire_shaped_recipe_installs_green_with_compose_file_built_by_expansion()
     let results = DockerRunner::default()
         .run(&ctx)
         .expect("the run reports stages")
-        .stages;
+        .past_lint();
     assert_eq!(
         status(&results),
         vec![
@@ -550,7 +553,7 @@ fn a_missing_required_variable_makes_a_red_install_whose_reason_is_the_recipes_m
     let results = DockerRunner::default()
         .run(&ctx)
         .expect("the run reports stages")
-        .stages;
+        .past_lint();
     assert_eq!(results[0].name, Stage::Install);
     assert_eq!(results[0].status, StageStatus::Failed, "{results:#?}");
     let reason = results[0].reason.clone().unwrap_or_default();
@@ -628,7 +631,7 @@ fn run_db_backup(
     let results = DockerRunner::default()
         .run(&ctx)
         .expect("the run reports stages")
-        .stages;
+        .past_lint();
     assert_eq!(up.objects(), empty(), "the cold run left objects behind");
     results
 }
@@ -777,7 +780,7 @@ fn a_config_template_sees_app_env_values_its_environment_does_not_list_and_the_a
     let results = DockerRunner::default()
         .run(&ctx)
         .expect("the run reports stages")
-        .stages;
+        .past_lint();
     assert_eq!(results[0].status, StageStatus::Passed, "{results:#?}");
     let custom = results.iter().find(|r| r.name == Stage::Custom).unwrap();
     assert_eq!(custom.status, StageStatus::Passed, "{results:#?}");
@@ -849,7 +852,7 @@ fn an_upgrade_whose_new_secret_the_installed_env_lacks_is_red_naming_it_without_
     let results = DockerRunner::default()
         .run(&ctx)
         .expect("the run reports stages")
-        .stages;
+        .past_lint();
     assert_eq!(
         status(&results),
         vec![
@@ -867,7 +870,9 @@ fn an_upgrade_whose_new_secret_the_installed_env_lacks_is_red_naming_it_without_
         "{reason}"
     );
     assert!(
-        reason.contains("no release notes (release/1.1.0+0.1.0)"),
+        reason.contains(
+            "no release note names `api_token` or SECRET_API_TOKEN_VERSION (notes looked at: none)"
+        ),
         "{reason}"
     );
     assert!(
@@ -893,7 +898,7 @@ fn an_upgrade_with_release_notes_creates_the_new_secret_and_passes_saying_so_on_
     let results = DockerRunner::default()
         .run(&ctx)
         .expect("the run reports stages")
-        .stages;
+        .past_lint();
     assert!(
         results.iter().all(|r| r.status == StageStatus::Passed),
         "{results:#?}"
@@ -937,7 +942,7 @@ fn a_service_that_crash_loops_without_a_healthcheck_is_red_naming_its_failed_tas
     let results = DockerRunner::default()
         .run(&ctx)
         .expect("the run reports stages")
-        .stages;
+        .past_lint();
     assert_eq!(results[0].name, Stage::Install);
     assert_eq!(results[0].status, StageStatus::Failed, "{results:#?}");
     let reason = results[0].reason.clone().unwrap_or_default();
@@ -971,7 +976,7 @@ fn a_missing_image_fails_the_install_at_once_naming_the_rejected_task() {
     let results = DockerRunner::default()
         .run(&ctx)
         .expect("the run reports stages")
-        .stages;
+        .past_lint();
     assert_eq!(results[0].status, StageStatus::Failed, "{results:#?}");
     let reason = results[0].reason.clone().unwrap_or_default();
     assert!(reason.contains("waiting will not fix it"), "{reason}");

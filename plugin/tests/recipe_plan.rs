@@ -91,7 +91,47 @@ fn bonfire_plan(stack: &str) -> serde_json::Value {
             "restore_pre_hook": null,
             "restore_post_hook": "/pg_backup.sh restore",
         }],
+        "lint": [],
+        "lint_skipped": [],
     })
+}
+
+#[test]
+fn a_lint_error_prints_the_plan_with_its_findings_and_exits_1() {
+    let (_tmp, dir) = fixture("recipe-multifile", |file, text| match file {
+        "compose.yml" => text.replace("        - \"traefik.enable=true\"\n", ""),
+        _ => text,
+    });
+    let out = canon(&["--json", "--dir", s(&dir)]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(plan["lint"][0]["rule"], "traefik-enabled");
+    assert_eq!(plan["lint"][0]["level"], "error");
+    assert!(
+        stderr.contains("error: lint: error [traefik-enabled]: no service has the deploy label traefik.enable=true"),
+        "{stderr}"
+    );
+    let out = canon(&["--dir", s(&dir)]);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.contains("lint:           error [traefik-enabled]"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn an_empty_version_label_is_as_red_as_a_missing_one() {
+    let (_tmp, dir) = fixture("recipe-multifile", |file, text| match file {
+        "compose.yml" => text.replace(".version=1.0.0+0.1.0", ".version="),
+        _ => text,
+    });
+    let err = plan_error(&["--dir", s(&dir)]);
+    assert!(
+        err.contains("the label coop-cloud.plan.version is empty"),
+        "{err}"
+    );
 }
 
 #[test]

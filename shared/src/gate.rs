@@ -532,6 +532,7 @@ mod tests {
             stability_window_secs: None,
             secrets: Default::default(),
             drone_repo: None,
+            lint_skip: Vec::new(),
         }
     }
 

@@ -86,6 +86,7 @@ impl<'de> Deserialize<'de> for RecipeName {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
+    Lint,
     Install,
     Upgrade,
     Backup,
@@ -95,7 +96,8 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in ladder order.
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
+        Stage::Lint,
         Stage::Install,
         Stage::Upgrade,
         Stage::Backup,
@@ -106,6 +108,7 @@ impl Stage {
     /// Returns the stage's name as used in results files and reports.
     pub fn as_str(self) -> &'static str {
         match self {
+            Stage::Lint => "lint",
             Stage::Install => "install",
             Stage::Upgrade => "upgrade",
             Stage::Backup => "backup",
@@ -129,7 +132,7 @@ impl std::str::FromStr for Stage {
             .find(|st| st.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown stage `{s}` (expected install, upgrade, backup, restore or custom)"
+                    "unknown stage `{s}` (expected lint, install, upgrade, backup, restore or custom)"
                 )
             })
     }
@@ -209,6 +212,9 @@ pub struct Recipe {
     /// file that holds each (`secrets: {<key>: <file>}`; a relative path is the enrollment
     /// file's folder's). Read at deploy time; the enrollment holds only the paths.
     pub secrets: BTreeMap<String, PathBuf>,
+    /// The lint rules turned off for this recipe (`lint_skip`, rule ids), in file order. The
+    /// lint stage checks the ids and lists what it skipped.
+    pub lint_skip: Vec<String>,
 }
 
 /// Returns true when `repo` is a Drone repository name, `owner/name`, each part ASCII letters,
@@ -308,6 +314,8 @@ struct RawRecipe {
     stability_window: Option<serde_yaml::Value>,
     drone_repo: Option<String>,
     secrets: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    lint_skip: Vec<String>,
 }
 
 /// Checks an enrollment's `secrets:` (a compose secret key and a file for each) and resolves
@@ -486,6 +494,11 @@ impl Enrollment {
                     path.parent().unwrap_or(Path::new("")),
                 )
                 .map_err(entry)?,
+                lint_skip: raw
+                    .lint_skip
+                    .iter()
+                    .map(|id| id.trim().to_string())
+                    .collect(),
             });
         }
         Ok(Self {
@@ -769,6 +782,22 @@ recipes:
         assert_eq!(secrets["ovh_consumer_key"], Path::new("/run/ovh"));
         let none = load("recipes: [{name: a, upstream: /u, mirror: /m}]").unwrap();
         assert!(none.recipes[0].secrets.is_empty());
+    }
+
+    #[test]
+    fn lint_skip_lists_rule_ids_per_recipe_and_defaults_to_none() {
+        let e = load(
+            "recipes:\n  - {name: a, upstream: /u, mirror: /m, lint_skip: [healthcheck, ' image-tag ']}\n  - {name: b, upstream: /v, mirror: /n}\n",
+        )
+        .unwrap();
+        assert_eq!(e.recipes[0].lint_skip, vec!["healthcheck", "image-tag"]);
+        assert!(e.recipes[1].lint_skip.is_empty());
+        let err = load("recipes: [{name: a, upstream: /u, mirror: /m, lint_skip: {x: 1}}]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("recipe #1 (`a`)"), "{err}");
+        assert_eq!("lint".parse::<Stage>(), Ok(Stage::Lint));
+        assert_eq!(Stage::ALL[0], Stage::Lint);
     }
 
     #[test]

@@ -6,8 +6,12 @@
 //! `--config`, the enrollment's `deploy_timeout` applies as it does in a run; with `--tag`, the
 //! version label must name the tag, as tag mode's release check demands.
 //!
+//! The plan shows the lint stage's findings too ([`crate::recipe::lint`], `"lint"` in the JSON),
+//! for the enrolled recipe's name and `lint_skip` with `--config`, else for the folder's name.
+//!
 //! Exit 0 with the plan on stdout (text, or one JSON object with `--json`); 1 with the reason on
-//! stderr wherever an install would fail before anything is deployed; 2 on bad usage.
+//! stderr wherever an install would fail before anything is deployed, and when a lint error
+//! would make the run red (the plan is printed, the errors follow on stderr); 2 on bad usage.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -21,6 +25,7 @@ use clap::Subcommand;
 use crate::checkout::{self, Want};
 use crate::cmd::mirror_sync::Tokens;
 use crate::exit::{EXIT_RED, EXIT_USAGE};
+use crate::recipe::lint::{self, LintReport};
 use crate::recipe::names::DEFAULT_DOMAIN_SUFFIX;
 use crate::recipe::plan::{self, DeployPlan};
 use crate::recipe::version;
@@ -91,15 +96,24 @@ pub fn main(cmd: RecipeCommand) -> ExitCode {
     let RecipeCommand::Plan(args) = cmd;
     let tokens = Tokens::from_vars(std::env::vars());
     match plan(&args, &tokens) {
-        Ok(plan) => {
+        Ok((plan, lint)) => {
             let text = if args.json {
-                format!("{}\n", plan.to_json())
+                let mut json = plan.to_json();
+                json["lint"] = lint.to_json();
+                json["lint_skipped"] = serde_json::json!(lint.skipped);
+                format!("{json}\n")
             } else {
-                plan.to_string()
+                format!("{plan}{}", lint_text(&lint))
             };
             let mut out = std::io::stdout().lock();
             match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(()) if lint.passed() => ExitCode::SUCCESS,
+                Ok(()) => {
+                    for f in lint.errors() {
+                        eprintln!("error: lint: {f}");
+                    }
+                    ExitCode::from(EXIT_RED)
+                }
                 Err(e) => {
                     eprintln!("error: cannot write the plan: {e}");
                     ExitCode::from(EXIT_RED)
@@ -117,8 +131,28 @@ pub fn main(cmd: RecipeCommand) -> ExitCode {
     }
 }
 
-/// Returns the plan `args` ask for.
-fn plan(args: &PlanArgs, tokens: &Tokens) -> Result<DeployPlan, Failure> {
+/// Returns the lint's lines of the text plan: each finding, then the rules turned off.
+fn lint_text(lint: &LintReport) -> String {
+    let mut text = String::new();
+    if lint.findings.is_empty() {
+        text.push_str("lint:           no findings\n");
+    }
+    for (i, f) in lint.findings.iter().enumerate() {
+        let head = if i == 0 {
+            "lint:           "
+        } else {
+            "                "
+        };
+        text.push_str(&format!("{head}{f}\n"));
+    }
+    if let Some(note) = lint.skipped_note() {
+        text.push_str(&format!("                {note}\n"));
+    }
+    text
+}
+
+/// Returns the plan `args` ask for and the lint of its checkout.
+fn plan(args: &PlanArgs, tokens: &Tokens) -> Result<(DeployPlan, LintReport), Failure> {
     let recipe = match (&args.config, &args.recipe) {
         (Some(path), Some(name)) => {
             let enrollment =
@@ -163,13 +197,23 @@ fn plan(args: &PlanArgs, tokens: &Tokens) -> Result<DeployPlan, Failure> {
             ))
         }
     };
-    plan_dir(
+    let plan = plan_dir(
         &dir,
         &args.stack,
         args.tag.as_deref(),
         recipe.as_ref().and_then(|r| r.deploy_timeout_secs),
     )
-    .map_err(Failure::Red)
+    .map_err(Failure::Red)?;
+    let name = match &recipe {
+        Some(r) => r.name.as_str().to_string(),
+        None => dir
+            .canonicalize()
+            .ok()
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().to_string()))
+            .unwrap_or_else(|| "recipe".to_string()),
+    };
+    let skip = recipe.map(|r| r.lint_skip).unwrap_or_default();
+    Ok((plan, lint::lint(&dir, &name, &skip)))
 }
 
 /// Returns the plan of the checkout `dir` for `stack`, with the release check against `tag`.
@@ -189,10 +233,18 @@ fn plan_dir(
     let env = plan::app_env(stack, &domain, &BTreeMap::new());
     let (_, plan) =
         DeployPlan::load(dir, stack, &env, enrollment_timeout).map_err(|e| e.to_string())?;
-    if plan.version.is_none() {
-        return Err(format!(
-            "no service carries the label coop-cloud.{stack}.version (a release names its version there)"
-        ));
+    match plan.version.as_deref().map(str::trim) {
+        None => {
+            return Err(format!(
+                "no service carries the label coop-cloud.{stack}.version (a release names its version there)"
+            ))
+        }
+        Some("") => {
+            return Err(format!(
+                "the label coop-cloud.{stack}.version is empty (a release names its version there)"
+            ))
+        }
+        Some(_) => {}
     }
     Ok(plan)
 }

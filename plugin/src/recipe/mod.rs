@@ -20,8 +20,12 @@
 //!   `coop-cloud.<stack>.timeout` label, then the default) and the stability window's default.
 //! - [`plan`]: the deploy plan of a checkout (version, compose files, timeout, secrets, backup),
 //!   the one the docker runner deploys with and `recipe plan` prints.
-//! - [`names`]: the names of a cold run's stack and of the warm canonical, and the default
-//!   domain suffix of a run's apps.
+//! - [`names`]: the names of a cold run's stack and of the warm canonical (never longer than
+//!   abra's for the same recipe), and the default domain suffix of a run's apps.
+//! - [`release_notes`]: the `release/<version>` and `release/next` notes an upgrade reads, and
+//!   whether one names a secret.
+//! - [`lint`]: the checks `abra recipe lint` makes, each with a stable id: the first stage of
+//!   every run, and part of `recipe plan`.
 //! - `real_shapes` (tests only): the model read on recipes trimmed from public repositories.
 
 pub mod backupbot;
@@ -29,10 +33,12 @@ pub mod compose;
 pub mod env_sample;
 pub mod files;
 pub mod interpolate;
+pub mod lint;
 pub mod names;
 pub mod plan;
 #[cfg(test)]
 mod real_shapes;
+pub mod release_notes;
 pub mod secrets;
 pub mod timeout;
 pub mod version;

@@ -41,6 +41,9 @@ pub enum PlanError {
     /// Services label different versions.
     #[error("the services label different versions: {0}")]
     VersionConflict(String),
+    /// Secret or config names Docker refuses (longer than 64 characters), each with its length.
+    #[error("Docker refuses names over {max} characters: {0}", max = super::names::DOCKER_MAX_OBJECT_NAME)]
+    NameTooLong(String),
 }
 
 /// One secret the deploy creates when it is missing.
@@ -112,6 +115,26 @@ pub fn deploy_timeout(
     )?)
 }
 
+/// Returns each secret a service uses and each config whose engine name Docker refuses, as
+/// `secret <name> (<length> characters)`.
+fn too_long_names(facts: &super::compose::Compose) -> Vec<String> {
+    let used = |key: &str| {
+        facts
+            .services
+            .iter()
+            .any(|s| s.secrets.iter().any(|u| u.source == key))
+    };
+    facts
+        .secrets
+        .iter()
+        .filter(|s| used(&s.key))
+        .map(|s| ("secret", &s.name))
+        .chain(facts.configs.iter().map(|c| ("config", &c.name)))
+        .filter(|(_, name)| name.len() > super::names::DOCKER_MAX_OBJECT_NAME)
+        .map(|(kind, name)| format!("{kind} {name} ({} characters)", name.len()))
+        .collect()
+}
+
 impl DeployPlan {
     /// Reads the checkout `dir` for `stack` (with `overrides`, see [`app_env`]) and resolves its
     /// plan; `enrollment_timeout` is the enrollment's `deploy_timeout` in seconds.
@@ -154,6 +177,10 @@ impl DeployPlan {
             })
             .collect();
         let timeout = timeout::of_compose(&files.facts, stack, enrollment_timeout)?;
+        let too_long = too_long_names(&files.facts);
+        if !too_long.is_empty() {
+            return Err(PlanError::NameTooLong(too_long.join(", ")));
+        }
         let mut secrets = Vec::new();
         let mut notes = Vec::new();
         let used = |key: &str| {
@@ -486,6 +513,49 @@ mod tests {
         assert_eq!(
             plan.all_notes(),
             vec!["the enrollment supplies secret `other`, which no service of this checkout uses"]
+        );
+    }
+
+    #[test]
+    fn a_secret_or_config_name_over_64_characters_is_red_with_its_length() {
+        // The traefik recipe's OVH secrets, under a long stack: the name crosses Docker's limit.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("compose.yml"),
+            "services:\n  app:\n    image: traefik:2.11\n    secrets: [ovh_application_secret]\nsecrets:\n  ovh_application_secret:\n    external: true\n    name: ${STACK_NAME}_ovh_application_secret_${SECRET_OVH_APPLICATION_SECRET_VERSION}\n  never_used_secret_with_a_key_name_this_long:\n    file: ./unused\nconfigs:\n  traefik_yml:\n    name: ${STACK_NAME}_traefik_yml_${TRAEFIK_YML_VERSION}\n    file: traefik.yml.tmpl\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(".env.sample"),
+            "SECRET_OVH_APPLICATION_SECRET_VERSION=v1\nTRAEFIK_YML_VERSION=v1\n",
+        )
+        .unwrap();
+        let stack = "cold-traefik-with-a-longer-name-1a2b3c-4";
+        let err = load(dir.path(), stack, None).unwrap_err().to_string();
+        let name = format!("{stack}_ovh_application_secret_v1");
+        assert_eq!(
+            err,
+            format!(
+                "Docker refuses names over 64 characters: secret {name} ({} characters)",
+                name.len()
+            )
+        );
+        assert!(
+            !err.contains("never_used"),
+            "an unused secret is never created: {err}"
+        );
+        assert!(!err.contains("traefik_yml"), "the config fits: {err}");
+        let plan = load(dir.path(), "traefik_example_com", None).unwrap();
+        assert_eq!(plan.secrets.len(), 1);
+        let long_config = "c".repeat(50);
+        let err = load(dir.path(), &long_config, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "config {long_config}_traefik_yml_v1 (65 characters)"
+            )),
+            "{err}"
         );
     }
 

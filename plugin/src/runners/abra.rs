@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use canon_shared::gate::TestedRef;
+use canon_shared::gate::{StageResult, TestedRef};
 use canon_shared::mirror::{self, GitRemote};
+use canon_shared::recipe::Stage;
 
 use super::ladder::{self, Release, Steps, Target};
 use super::warm::RunOutput;
@@ -21,6 +22,7 @@ use crate::process::exec::{self, Cmd};
 use crate::recipe::files::RecipeFiles;
 use crate::recipe::names::{cold_stack_name, warm_stack_name, DEFAULT_DOMAIN_SUFFIX};
 use crate::recipe::plan;
+use crate::recipe::timeout::DeployTimeout;
 
 /// The abra version these command lines were written for.
 pub const ABRA_VERSION: &str = "0.10";
@@ -165,14 +167,15 @@ impl AbraApp {
         self.cmd(&["app", "remove", &self.domain, "--force", "--no-input"])
     }
 
-    /// Returns how long one abra command on this app may take: the one deploy-timeout rule
+    /// Returns the deploy timeout abra waits on this app: the one deploy-timeout rule
     /// ([`plan::deploy_timeout`]) over the enrollment's seconds and the `checkout`'s
-    /// `coop-cloud.<stack>.timeout` label, for abra's stack name of the app.
+    /// `coop-cloud.<stack>.timeout` label, for abra's stack name of the app. One abra command may
+    /// run [`DeployTimeout::abra_deadline`]: the timeout plus a margin for abra to report.
     pub fn deploy_timeout(
         &self,
         checkout: &Path,
         enrollment_timeout: Option<u64>,
-    ) -> Result<Duration, RunnerError> {
+    ) -> Result<DeployTimeout, RunnerError> {
         let stack = self.stack_name();
         let timeout = plan::deploy_timeout(checkout, &stack, &self.domain, enrollment_timeout)
             .map_err(|e| RunnerError::Other(e.to_string()))?;
@@ -180,9 +183,10 @@ impl AbraApp {
             stack = %stack,
             seconds = timeout.duration.as_secs(),
             source = %timeout.source,
+            deadline = timeout.abra_deadline().as_secs(),
             "deploy timeout"
         );
-        Ok(timeout.duration)
+        Ok(timeout)
     }
 
     /// Returns abra's own stack name of the app: its domain with `.` as `_`.
@@ -261,14 +265,29 @@ struct AbraSteps<'a> {
     /// The enrollment's `deploy_timeout` in seconds.
     enrollment_timeout: Option<u64>,
     checkout: &'a Path,
+    /// The deploy timeout each stage waited by, for its result's notes.
+    timeouts: Vec<(Stage, DeployTimeout)>,
 }
 
 impl AbraSteps<'_> {
-    /// Runs `c` within the deploy timeout of the release checked out at `checkout`.
-    fn abra(&self, c: &Cmd, checkout: &Path) -> Result<(), RunnerError> {
+    /// Runs `c` for `stage` within the abra deadline of the release checked out at `checkout`
+    /// (its deploy timeout plus a margin), and keeps the timeout for the stage's notes.
+    fn abra(&mut self, stage: Stage, c: &Cmd, checkout: &Path) -> Result<(), RunnerError> {
         let timeout = self.app.deploy_timeout(checkout, self.enrollment_timeout)?;
-        exec::run_ok(c, timeout)?;
+        if !self.timeouts.iter().any(|(s, _)| *s == stage) {
+            self.timeouts.push((stage, timeout));
+        }
+        exec::run_ok(c, timeout.abra_deadline())?;
         Ok(())
+    }
+
+    /// Adds to each stage's result the deploy timeout it waited by and its source.
+    fn annotate(&self, results: &mut [StageResult]) {
+        for (stage, timeout) in &self.timeouts {
+            if let Some(r) = results.iter_mut().find(|r| r.name == *stage) {
+                r.notes.push(timeout.to_string());
+            }
+        }
     }
 }
 
@@ -285,12 +304,17 @@ impl Steps for AbraSteps<'_> {
     }
 
     fn install(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
-        self.abra(&self.app.new_app(release.version), release.checkout)?;
-        self.abra(&self.app.deploy(release.version, false), release.checkout)
+        let (new_app, deploy) = (
+            self.app.new_app(release.version),
+            self.app.deploy(release.version, false),
+        );
+        self.abra(Stage::Install, &new_app, release.checkout)?;
+        self.abra(Stage::Install, &deploy, release.checkout)
     }
 
     fn upgrade(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
-        self.abra(&self.app.upgrade(release.version), release.checkout)
+        let c = self.app.upgrade(release.version);
+        self.abra(Stage::Upgrade, &c, release.checkout)
     }
 
     fn declares_backups(&self) -> bool {
@@ -300,11 +324,13 @@ impl Steps for AbraSteps<'_> {
     }
 
     fn backup(&mut self) -> Result<(), RunnerError> {
-        self.abra(&self.app.backup(), self.checkout)
+        let (c, checkout) = (self.app.backup(), self.checkout);
+        self.abra(Stage::Backup, &c, checkout)
     }
 
     fn restore(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
-        self.abra(&self.app.restore(), release.checkout)
+        let c = self.app.restore();
+        self.abra(Stage::Restore, &c, release.checkout)
     }
 
     fn running(&self) -> bool {
@@ -330,8 +356,11 @@ impl Runner for AbraRunner {
             app: &app,
             enrollment_timeout: ctx.recipe.deploy_timeout_secs,
             checkout: &ctx.checkout,
+            timeouts: Vec::new(),
         };
-        Ok(ladder::run(ctx, &mut steps))
+        let mut output = ladder::run(ctx, &mut steps);
+        steps.annotate(&mut output.stages);
+        Ok(output)
     }
 
     fn warm_volumes(
@@ -355,7 +384,9 @@ impl Runner for AbraRunner {
         let stack = warm_stack_name(ctx.recipe.name.as_str());
         let app = self.app(ctx, &stack, "abra-warm")?;
         Self::prepare(&app, &ctx.checkout)?;
-        let timeout = app.deploy_timeout(&ctx.checkout, ctx.recipe.deploy_timeout_secs)?;
+        let timeout = app
+            .deploy_timeout(&ctx.checkout, ctx.recipe.deploy_timeout_secs)?
+            .abra_deadline();
         // The warm app's `.env` lives in this run's ABRA_DIR; `app new` recreates it and keeps
         // the existing secrets and volumes of the same domain on the server.
         exec::run_ok(&app.new_app(tag), timeout)?;
@@ -384,14 +415,13 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/recipe-multifile");
         let app = app();
         assert_eq!(app.stack_name(), "cold-gitea-abc123-7_canon_localhost");
-        assert_eq!(
-            app.deploy_timeout(&dir, None).unwrap(),
-            Duration::from_secs(240)
-        );
-        assert_eq!(
-            app.deploy_timeout(&dir, Some(90)).unwrap(),
-            Duration::from_secs(90)
-        );
+        let label = app.deploy_timeout(&dir, None).unwrap();
+        assert_eq!(label.duration, Duration::from_secs(240));
+        assert_eq!(label.abra_deadline(), Duration::from_secs(300));
+        assert_eq!(label.to_string(), "deploy timeout 240s (source: label)");
+        let enrolled = app.deploy_timeout(&dir, Some(90)).unwrap();
+        assert_eq!(enrolled.duration, Duration::from_secs(90));
+        assert_eq!(enrolled.abra_deadline(), Duration::from_secs(150));
     }
 
     fn app() -> AbraApp {

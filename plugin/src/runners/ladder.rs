@@ -1,5 +1,5 @@
-//! The one stage ladder of the built-in runners: install, upgrade, backup, restore, custom, in
-//! that order, with the skip rules, the stage bookkeeping (timing, [`StageResult`], a log line
+//! The one stage ladder of the built-in runners: lint, install, upgrade, backup, restore, custom,
+//! in that order, with the skip rules, the stage bookkeeping (timing, [`StageResult`], a log line
 //! when a stage starts, passes, fails or is skipped, and with a failure the stage's
 //! [`transcript`]), the custom stage and the teardown that always follows.
 //!
@@ -9,6 +9,10 @@
 //! [`Steps`], not another ladder.
 //!
 //! The rules:
+//! - lint checks the checkout under test as `abra recipe lint` would ([`crate::recipe::lint`]),
+//!   cold and warm runs alike, without the rules the enrollment's `lint_skip` turns off; an
+//!   error-level finding fails it and every later stage is skipped, since nothing abra would
+//!   refuse is worth deploying. Warnings and the skipped rules are its notes.
 //! - install deploys the canonical's release when there is one to upgrade from (a canonical and
 //!   a checkout of its commit), else the release under test; when it fails, every later stage is
 //!   skipped. A warm run ([`RunContext::warm`]) reattaches a copy of the canonical's data instead:
@@ -34,7 +38,7 @@ use super::warm::{RunOutput, WarmBase, WarmCopy, WarmReport};
 use super::{RunContext, RunnerError};
 use crate::process::exec::{self, Cmd};
 use crate::process::transcript;
-use crate::recipe::plan;
+use crate::recipe::{lint, plan};
 
 /// One release the ladder deploys: its version and a checkout of its commit.
 #[derive(Debug, Clone, Copy)]
@@ -205,6 +209,40 @@ impl Rungs {
         }
     }
 
+    /// Lints the checkout under test and records the lint stage; returns true when it passed.
+    fn lint(&mut self, ctx: &RunContext) -> bool {
+        let name = Stage::Lint;
+        tracing::info!("Stage {name} started.");
+        let started = Instant::now();
+        let report = lint::lint(
+            &ctx.checkout,
+            ctx.recipe.name.as_str(),
+            &ctx.recipe.lint_skip,
+        );
+        let seconds = started.elapsed().as_secs_f64();
+        let mut notes: Vec<String> = report.warnings().map(|f| f.to_string()).collect();
+        notes.extend(report.skipped_note());
+        let errors: Vec<String> = report.errors().map(|f| f.to_string()).collect();
+        let passed = errors.is_empty();
+        if passed {
+            tracing::info!("Stage {name} passed in {seconds:.1} s.");
+        } else {
+            tracing::warn!("Stage {name} failed: {}", errors.join("; "));
+        }
+        self.results.push(StageResult {
+            name,
+            status: if passed {
+                StageStatus::Passed
+            } else {
+                StageStatus::Failed
+            },
+            reason: (!passed).then(|| errors.join("; ")),
+            seconds,
+            notes,
+        });
+        passed
+    }
+
     /// Records `names` as skipped for `reason`.
     fn skip(&mut self, names: &[Stage], reason: &str) {
         for &name in names {
@@ -276,8 +314,24 @@ impl<S: Steps + ?Sized> Drop for TeardownGuard<'_, S> {
 /// Climbs the ladder without the teardown.
 fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> RunOutput {
     let mut rungs = Rungs {
-        results: Vec::with_capacity(5),
+        results: Vec::with_capacity(6),
     };
+    if !rungs.lint(ctx) {
+        rungs.skip(
+            &[
+                Stage::Install,
+                Stage::Upgrade,
+                Stage::Backup,
+                Stage::Restore,
+                Stage::Custom,
+            ],
+            "lint failed",
+        );
+        return RunOutput {
+            stages: rungs.results,
+            warm: None,
+        };
+    }
     let tested = Release {
         version: ctx.tested_name(),
         checkout: &ctx.checkout,
@@ -362,6 +416,7 @@ fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> RunOutput {
     } else {
         let target = steps.target();
         let c = custom_command(ctx, &target, steps.runner());
+        let mut used = None;
         rungs.run(Stage::Custom, None, || {
             let timeout = plan::deploy_timeout(
                 &ctx.checkout,
@@ -370,8 +425,12 @@ fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> RunOutput {
                 ctx.recipe.deploy_timeout_secs,
             )
             .map_err(|e| RunnerError::Other(e.to_string()))?;
+            used = Some(timeout);
             run_custom(&c, timeout.duration)
         });
+        if let (Some(timeout), Some(r)) = (used, rungs.results.last_mut()) {
+            r.notes.push(timeout.to_string());
+        }
     }
     done(rungs, warm)
 }
@@ -511,6 +570,7 @@ mod tests {
         };
         let name = RecipeName::parse("app").unwrap();
         let dir = std::env::temp_dir();
+        let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/recipe");
         RunContext {
             recipe: Recipe {
                 name: name.clone(),
@@ -524,10 +584,11 @@ mod tests {
                 stability_window_secs: None,
                 secrets: Default::default(),
                 drone_repo: None,
+                lint_skip: Vec::new(),
             },
             tested: TestedRef::Tag("1.1.0+1".into()),
             commit: "c".repeat(40).parse().unwrap(),
-            checkout: dir.clone(),
+            checkout,
             run_dir: dir,
             canonical: canonical.then(|| CanonicalRecord {
                 recipe: name,
@@ -544,6 +605,65 @@ mod tests {
             warm: None,
             env: BTreeMap::new(),
         }
+    }
+
+    /// Runs the ladder and returns what followed its lint stage, which must have passed (the
+    /// fixture recipe is linted): the tests below are about the deploying stages.
+    fn run<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> RunOutput {
+        let mut out = super::run(ctx, steps);
+        let lint = out.stages.remove(0);
+        assert_eq!((lint.name, lint.status), (Stage::Lint, Passed), "{lint:?}");
+        out
+    }
+
+    #[test]
+    fn lint_comes_first_and_its_failure_skips_every_deploying_stage() {
+        let recipe = tempfile::tempdir().unwrap();
+        std::fs::write(
+            recipe.path().join("compose.yml"),
+            "services:\n  web: {image: \"nginx:1\"}\n",
+        )
+        .unwrap();
+        let mut c = ctx(true, true, Some("true"));
+        c.checkout = recipe.path().to_path_buf();
+        let mut s = Script::default();
+        let results = super::run(&c, &mut s).stages;
+        assert_eq!(s.calls, ["teardown"], "nothing was deployed");
+        assert_eq!(results[0].name, Stage::Lint);
+        assert_eq!(results[0].status, Failed);
+        let reason = results[0].reason.as_deref().unwrap_or_default();
+        assert!(
+            reason.contains("error [env-sample]") && reason.contains("error [app-service]"),
+            "{reason}"
+        );
+        assert!(results[0]
+            .notes
+            .iter()
+            .any(|n| n.starts_with("warning [healthcheck]")));
+        assert_eq!(results.len(), 6);
+        for r in &results[1..] {
+            assert_eq!(
+                (r.status, r.reason.as_deref()),
+                (Skipped, Some("lint failed"))
+            );
+        }
+        let mut w = warm_ctx();
+        w.checkout = recipe.path().to_path_buf();
+        let out = super::run(&w, &mut Script::default());
+        assert_eq!(out.stages[0].status, Failed, "a warm run is linted too");
+        assert!(out.warm.is_none(), "nothing was copied");
+    }
+
+    #[test]
+    fn the_lint_stage_notes_the_rules_the_enrollment_turned_off() {
+        let mut c = ctx(false, false, None);
+        c.recipe.lint_skip = vec!["healthcheck".into()];
+        let results = super::run(&c, &mut Script::default()).stages;
+        assert_eq!(results[0].status, Passed);
+        assert_eq!(
+            results[0].notes,
+            vec!["lint rules turned off by the enrollment: healthcheck".to_string()]
+        );
     }
 
     fn table(results: &[StageResult]) -> Vec<(Stage, StageStatus, Option<&str>)> {
@@ -688,7 +808,10 @@ mod tests {
             "script",
         );
         assert_eq!((c.program.as_str(), c.argv()), ("sh", vec!["-c", "exit 0"]));
-        assert_eq!(c.cwd.as_deref(), Some(std::env::temp_dir().as_path()));
+        assert_eq!(
+            c.cwd.as_deref(),
+            Some(ctx(false, false, None).checkout.as_path())
+        );
         let env: BTreeMap<_, _> = c.env.iter().cloned().collect();
         assert_eq!(env["STACK_NAME"], "cold-app-1-1");
         assert_eq!(env["DOMAIN"], "cold-app-1-1.test");
@@ -776,12 +899,11 @@ mod tests {
     #[test]
     fn without_an_enrollment_timeout_the_custom_stage_waits_by_the_recipes_label() {
         let dir = tempfile::tempdir().unwrap();
+        let compose = |timeout: &str| {
+            format!("services:\n  app:\n    image: x:1\n    healthcheck: {{test: [\"CMD\", \"true\"]}}\n    deploy: {{labels: [\"traefik.enable=true\", \"coop-cloud.${{STACK_NAME}}.timeout={timeout}\"]}}\n")
+        };
         std::fs::write(dir.path().join(".env.sample"), "TYPE=app\n").unwrap();
-        std::fs::write(
-            dir.path().join("compose.yml"),
-            "services:\n  app:\n    deploy: {labels: [\"coop-cloud.${STACK_NAME}.timeout=soon\"]}\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("compose.yml"), compose("soon")).unwrap();
         let mut c = ctx(false, false, Some("true"));
         c.recipe.deploy_timeout_secs = None;
         c.checkout = dir.path().to_path_buf();
@@ -789,13 +911,14 @@ mod tests {
         assert_eq!(results[4].status, Failed);
         let reason = results[4].reason.as_deref().unwrap_or_default();
         assert!(reason.contains(".timeout=\"soon\""), "{reason}");
-        std::fs::write(
-            dir.path().join("compose.yml"),
-            "services:\n  app:\n    deploy: {labels: [\"coop-cloud.${STACK_NAME}.timeout=${TIMEOUT:-30}\"]}\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("compose.yml"), compose("${TIMEOUT:-30}")).unwrap();
         let results = run(&c, &mut Script::default()).stages;
         assert_eq!(results[4].status, Passed, "{:?}", results[4].reason);
+        assert_eq!(
+            results[4].notes,
+            vec!["deploy timeout 30s (source: label)".to_string()],
+            "the custom stage says which timeout it waited by"
+        );
     }
 
     /// Log lines written by the subscriber of one test.

@@ -331,6 +331,26 @@ pub fn volume_tar(helper: &str, volume: &str, path: &str) -> std::process::Outpu
     out
 }
 
+/// The stages of a run after its lint stage, which must have passed: the fixture recipes pass
+/// every error-level lint rule, and the engine tests are about the deploying stages.
+pub trait PastLint {
+    /// Returns the stages after the passed lint stage.
+    fn past_lint(self) -> Vec<StageResult>;
+}
+
+impl PastLint for canon_plugin::runners::warm::RunOutput {
+    fn past_lint(self) -> Vec<StageResult> {
+        let mut stages = self.stages;
+        let lint = stages.remove(0);
+        assert_eq!(
+            (lint.name, lint.status),
+            (Stage::Lint, StageStatus::Passed),
+            "{lint:#?}"
+        );
+        stages
+    }
+}
+
 pub fn status(results: &[StageResult]) -> Vec<(Stage, StageStatus)> {
     results.iter().map(|r| (r.name, r.status)).collect()
 }

@@ -62,6 +62,8 @@ pub struct Compose {
     pub volumes: Vec<String>,
     /// Declared secrets.
     pub secrets: Vec<SecretDecl>,
+    /// Declared configs.
+    pub configs: Vec<ConfigDecl>,
     /// Declared networks.
     pub networks: Vec<NetworkDecl>,
 }
@@ -106,6 +108,15 @@ pub struct SecretDecl {
     /// Its `name:` as written, before interpolation (`None` when none is given): the variables
     /// it refers to say which `.env.sample` line holds its modifiers.
     pub name_as_written: Option<String>,
+}
+
+/// A config the compose files declare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigDecl {
+    /// Its key in the compose file.
+    pub key: String,
+    /// Its engine name after interpolation (`name:`), or `<stack>_<key>` when none is given.
+    pub name: String,
 }
 
 /// A network the compose files declare.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::forms::{Healthcheck, Labels, Scalar, ServiceSecret, ServiceVolume};
-use super::{Compose, ComposeError, NetworkDecl, SecretDecl, Service};
+use super::{Compose, ComposeError, ConfigDecl, NetworkDecl, SecretDecl, Service};
 use crate::recipe::interpolate::{interpolate, InterpolationError};
 
 /// How the values of a file are read.
@@ -219,6 +219,17 @@ impl Compose {
                     name,
                     name_as_written,
                 });
+            }
+        }
+        if let Some(configs) = top.get("configs").and_then(|v| v.as_mapping()) {
+            for (k, body) in configs {
+                let Some(key) = Scalar::text(k) else { continue };
+                let name = match body.get("name").and_then(Scalar::text) {
+                    Some(n) => values.apply(&n)?,
+                    None => format!("{stack}_{key}"),
+                };
+                self.configs.retain(|c| c.key != key);
+                self.configs.push(ConfigDecl { key, name });
             }
         }
         if let Some(networks) = top.get("networks").and_then(|v| v.as_mapping()) {

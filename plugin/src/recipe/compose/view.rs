@@ -42,15 +42,13 @@ impl Compose {
         self.services.iter().any(Service::backed_up)
     }
 
-    /// Returns the value of the deploy label `coop-cloud.<stack>.timeout` (after interpolation),
-    /// the `app` service's first, else the first service in file order that carries it. abra
-    /// takes this many seconds as the deploy's convergence timeout.
+    /// Returns the value of the `app` service's deploy label `coop-cloud.<stack>.timeout` (after
+    /// interpolation): abra takes this many seconds as the deploy's convergence timeout, and
+    /// reads the label on `app` only.
     pub fn timeout_label(&self, stack: &str) -> Option<&str> {
         let key = format!("coop-cloud.{stack}.timeout");
-        let app = self.services.iter().filter(|s| s.name == "app");
-        let others = self.services.iter().filter(|s| s.name != "app");
-        app.chain(others)
-            .find_map(|s| s.deploy_labels.get(&key))
+        self.service("app")
+            .and_then(|s| s.deploy_labels.get(&key))
             .map(String::as_str)
     }
 
@@ -164,7 +162,7 @@ networks:
         assert!(f.declares_backups());
     }
     #[test]
-    fn the_timeout_label_is_read_for_the_stack_app_first() {
+    fn the_timeout_label_is_read_for_the_stack_from_app_only() {
         let text = r#"
 services:
   worker:
@@ -186,6 +184,15 @@ services:
         let e = env(&[("STACK_NAME", "s"), ("TIMEOUT", "42")]);
         f.merge(Path::new("compose.yml"), text, "s", &e).unwrap();
         assert_eq!(f.timeout_label("s"), Some("42"));
+        let mut f = Compose::default();
+        let only_worker = "services:\n  worker:\n    deploy: {labels: [\"coop-cloud.s.timeout=99\"]}\n  app: {image: x}\n";
+        f.merge(Path::new("compose.yml"), only_worker, "s", &env(&[]))
+            .unwrap();
+        assert_eq!(
+            f.timeout_label("s"),
+            None,
+            "abra reads the app service only"
+        );
     }
 
     #[test]

@@ -98,6 +98,8 @@ struct ColdSteps<'a> {
     timeouts: Vec<(Stage, DeployTimeout)>,
     upgrade_note: Option<String>,
     plan_notes: Vec<(Stage, Vec<String>)>,
+    /// The canonical's version, the upgrade's base (its release notes start after it).
+    canonical: Option<String>,
 }
 
 impl ColdSteps<'_> {
@@ -125,7 +127,12 @@ impl ColdSteps<'_> {
             }
             Stage::Upgrade => {
                 let app_env = self.app_env.as_mut().ok_or_else(installed)?;
-                let (files, note) = self.stack.upgrade(release.checkout, &deployed, app_env)?;
+                let (files, note) = self.stack.upgrade(
+                    release.checkout,
+                    &deployed,
+                    self.canonical.as_deref(),
+                    app_env,
+                )?;
                 self.upgrade_note = note;
                 files
             }
@@ -266,6 +273,7 @@ impl Runner for DockerRunner {
             timeouts: Vec::new(),
             upgrade_note: None,
             plan_notes: Vec::new(),
+            canonical: ctx.canonical.as_ref().map(|c| c.version.to_string()),
         };
         let mut output = ladder::run(ctx, &mut steps);
         steps.annotate(&mut output.stages);

@@ -4,9 +4,11 @@
 //!
 //! A secret the new version needs and the installed app lacks (its `SECRET_<NAME>_VERSION` is
 //! not in the installed env, or its secret was never created) breaks an operator's upgrade, the
-//! breakage Co-op Cloud's upgrade checklist exists for. The stage fails naming each one, unless
-//! the tag carries release notes (`release/<tag>`, where recipe maintainers write manual upgrade
-//! steps): then canon does what an operator following them would, adds the version lines from
+//! breakage Co-op Cloud's upgrade checklist exists for. The stage fails naming each one and the
+//! notes it looked at, unless a release note an operator upgrading from the canonical reads
+//! names every such secret by key or variable ([`crate::recipe::release_notes`]: the notes of
+//! the versions after the canonical up to the tested tag, or `release/next` for a branch or PR
+//! head): then canon does what an operator following them would, adds the version lines from
 //! the tag's `.env.sample` to the app env and generates the secrets (honouring `length=`), and
 //! the stage passes with that note as its reason.
 //!
@@ -22,6 +24,7 @@ use crate::recipe::env_sample::EnvFile;
 use crate::recipe::files::RecipeFiles;
 use crate::recipe::interpolate::variables;
 use crate::recipe::plan::DeployPlan;
+use crate::recipe::release_notes::{self, Upgrade};
 use crate::recipe::secrets::version_var;
 use crate::runners::RunnerError;
 
@@ -110,11 +113,6 @@ pub(super) fn missing_secrets(
     missing
 }
 
-/// Returns the release notes file of `version` in the checkout `dir` (`release/<version>`).
-pub(super) fn release_notes(dir: &Path, version: &str) -> std::path::PathBuf {
-    dir.join("release").join(version)
-}
-
 fn list(missing: &[MissingSecret]) -> String {
     missing
         .iter()
@@ -124,13 +122,15 @@ fn list(missing: &[MissingSecret]) -> String {
 }
 
 impl Stack {
-    /// Deploys the checkout `dir` over the running app as `deployed`, with the installed app env
-    /// `app_env` (which gains the lines the release notes had canon add). Returns what it
-    /// deployed and, when it followed release notes, the note for the stage's reason.
+    /// Deploys the checkout `dir` over the running app as `deployed` (upgrading from the
+    /// canonical `base`), with the installed app env `app_env` (which gains the lines the release
+    /// notes had canon add). Returns what it deployed and, when it followed release notes, the
+    /// note for the stage's reason.
     pub(super) fn upgrade(
         &self,
         dir: &Path,
         deployed: &DeployedVersion,
+        base: Option<&str>,
         app_env: &mut AppEnv,
     ) -> Result<(RecipeFiles, Option<String>), RunnerError> {
         let files = self.load_app(dir, app_env)?;
@@ -140,13 +140,27 @@ impl Stack {
         if missing.is_empty() {
             return Ok((self.deploy_files(files, deployed)?, None));
         }
-        let notes = release_notes(dir, &deployed.version);
-        let shown = format!("release/{}", deployed.version);
-        if !notes.is_file() {
+        let to = match deployed.chaos_version {
+            Some(_) => Upgrade::Head,
+            None => Upgrade::Tag(&deployed.version),
+        };
+        let notes = release_notes::for_upgrade(dir, base, to).map_err(RunnerError::Other)?;
+        let uncovered: Vec<MissingSecret> = missing
+            .iter()
+            .filter(|m| release_notes::naming(&notes, &m.key, &m.var).is_none())
+            .cloned()
+            .collect();
+        let shown = release_notes::shown(&notes);
+        if !uncovered.is_empty() {
             return Err(RunnerError::Other(format!(
-                "upgrading to {} needs secrets the installed app lacks: {}; the tag has no release notes ({shown}) telling an operator to add them",
+                "upgrading to {} needs secrets the installed app lacks: {}; no release note names {} (notes looked at: {shown})",
                 deployed.version,
-                list(&missing)
+                list(&missing),
+                uncovered
+                    .iter()
+                    .map(|m| format!("`{}` or {}", m.key, m.var))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         let tag_env = match std::fs::read_to_string(dir.join(".env.sample")) {
@@ -249,13 +263,5 @@ mod tests {
         let got = missing(&f, &existing);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].why, "the installed app has no secret s_app_key_v2");
-    }
-
-    #[test]
-    fn release_notes_live_under_release_named_by_the_tag() {
-        assert_eq!(
-            release_notes(Path::new("/co"), "2.0.0+1.0.5-social-amd64"),
-            Path::new("/co/release/2.0.0+1.0.5-social-amd64")
-        );
     }
 }
