@@ -889,7 +889,10 @@ fn the_plugin_cards_example_mounts_everything_it_reads() {
             .map(|m| (m["name"].as_str().unwrap(), m["path"].as_str().unwrap()))
             .collect();
         for (name, _) in &mounts {
-            assert!(declared.contains(name), "volume {name} is mounted but not declared");
+            assert!(
+                declared.contains(name),
+                "volume {name} is mounted but not declared"
+            );
         }
         let mounted = |p: &str| mounts.iter().any(|(_, m)| Path::new(p).starts_with(m));
         let settings = step["settings"].as_mapping().unwrap();
@@ -903,7 +906,10 @@ fn the_plugin_cards_example_mounts_everything_it_reads() {
         }
         // The example uses a built-in runner: nothing it runs lives outside the image.
         assert_eq!(settings["runner"].as_str(), Some("docker"));
-        assert!(mounted("/var/run/docker.sock"), "the docker runner needs the socket");
+        assert!(
+            mounted("/var/run/docker.sock"),
+            "the docker runner needs the socket"
+        );
     }
 }
 
