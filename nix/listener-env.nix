@@ -145,7 +145,7 @@
   adminToken = {
     env = "CANON_ADMIN_TOKEN";
     secret = true;
-    description = "Bearer token that /, /api/* and /metrics require (at least 16 characters); unset, they are open. /healthz, /readyz and /hooks/* never need it.";
+    description = "Bearer token that /, /api/* and /metrics require (at least 16 characters); unset, they are open. /healthz, /readyz, /badge/* and /hooks/* never need it.";
   };
   log = {
     env = "CANON_LOG";

@@ -193,7 +193,7 @@ in
       type = types.nullOr types.path;
       default = null;
       example = "/run/secrets/canon-sweep.env";
-      description = "A file of KEY=VALUE lines for secrets, e.g. PLUGIN_UPSTREAM_TOKEN, PLUGIN_MIRROR_TOKEN, PLUGIN_SSH_KEY.";
+      description = "A file of KEY=VALUE lines for secrets, e.g. PLUGIN_UPSTREAM_TOKEN, PLUGIN_MIRROR_TOKEN, PLUGIN_LISTENER_TOKEN (needed when the listener sets CANON_ADMIN_TOKEN), and PLUGIN_SSH_KEY_FILE (the path of a key file: a key does not fit on one line).";
     };
   };
 

@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`clock`]: now as unix milliseconds and as fixed-width RFC 3339 text.
 //! - [`config`]: `CANON_*` settings, validated with every problem reported at once; the one table
-//!   of variables (kind, default, need, meaning) in `config/table.rs`, which the README rows are
+//!   of variables (kind, default, need, meaning) in `config/table.rs`, which the listener reference rows are
 //!   rendered from.
 //! - [`verify`]: HMAC-SHA256 over the raw body, constant time, before any parsing.
 //! - [`event`]: verified payloads parsed into one fact (new tag, deleted tag, ignored).

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 /// Receives tag webhooks, journals them durably, syncs mirrors and starts Drone builds.
 ///
-/// Configured only through CANON_* environment variables (see the README).
+/// Configured only through CANON_* environment variables (see docs/reference/listener.md).
 #[derive(Parser)]
 #[command(version = canon_shared::build_info::VERSION_LINE, about)]
 struct Cli {
@@ -75,7 +75,7 @@ fn main() -> ExitCode {
                         .filter(|r| matches!(r, HookResult::Failed { .. }))
                         .count();
                     for r in &results {
-                        println!("{r:?}");
+                        println!("{r}");
                     }
                     if failed > 0 {
                         ExitCode::FAILURE

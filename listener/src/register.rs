@@ -47,6 +47,40 @@ pub enum HookResult {
     },
 }
 
+/// One line per recipe, as `register-hooks` prints it: the recipe, what happened, the hook and
+/// the repository (`hello: created hook 2 on owner/name`).
+impl std::fmt::Display for HookResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HookResult::Found { recipe, repo, id } => {
+                write!(f, "{recipe}: found hook {id} on {repo}")
+            }
+            HookResult::Repaired {
+                recipe,
+                repo,
+                id,
+                fixed,
+            } => write!(
+                f,
+                "{recipe}: repaired hook {id} on {repo} (was: {})",
+                fixed.join("; ")
+            ),
+            HookResult::Created { recipe, repo, id } => {
+                write!(f, "{recipe}: created hook {id} on {repo}")
+            }
+            HookResult::NotAForgeRepo { recipe } => write!(
+                f,
+                "{recipe}: skipped, its upstream is not a forge repository (no webhook possible)"
+            ),
+            HookResult::Failed {
+                recipe,
+                repo,
+                error,
+            } => write!(f, "{recipe}: FAILED on {repo}: {error}"),
+        }
+    }
+}
+
 /// Why registering could not even start.
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {

@@ -77,12 +77,9 @@ fn register_hooks_creates_the_hook_once_and_never_prints_the_token_or_secret() {
     let first = register_hooks(&envs);
     let out = printed(&first);
     assert!(first.status.success(), "{out}");
+    assert!(out.contains("hello: created hook 2 on owner/name"), "{out}");
     assert!(
-        out.contains(r#"Created { recipe: "hello", repo: "owner/name", id: 2 }"#),
-        "{out}"
-    );
-    assert!(
-        out.contains(r#"NotAForgeRepo { recipe: "local" }"#),
+        out.contains("local: skipped, its upstream is not a forge repository"),
         "{out}"
     );
     {
@@ -120,10 +117,7 @@ fn register_hooks_creates_the_hook_once_and_never_prints_the_token_or_secret() {
     let second = register_hooks(&envs);
     let out2 = printed(&second);
     assert!(second.status.success(), "{out2}");
-    assert!(
-        out2.contains(r#"Found { recipe: "hello", repo: "owner/name", id: 2 }"#),
-        "{out2}"
-    );
+    assert!(out2.contains("hello: found hook 2 on owner/name"), "{out2}");
     assert_eq!(forge.state.lock().unwrap().hooks.len(), 2, "no second hook");
     let requests = forge.requests();
     assert_eq!(
@@ -151,10 +145,7 @@ fn register_hooks_creates_the_hook_once_and_never_prints_the_token_or_secret() {
     let third = register_hooks(&bad);
     let out3 = printed(&third);
     assert_eq!(third.status.code(), Some(1), "{out3}");
-    assert!(
-        out3.contains(r#"Failed { recipe: "hello", repo: "owner/name""#),
-        "{out3}"
-    );
+    assert!(out3.contains("hello: FAILED on owner/name: "), "{out3}");
     assert!(!out3.contains(wrong), "refused token printed: {out3}");
     assert_eq!(forge.state.lock().unwrap().hooks.len(), 2);
     for text in [&out, &out2, &out3] {
@@ -192,7 +183,7 @@ fn register_hooks_repairs_a_broken_hook_once_and_never_prints_the_secret() {
     assert!(first.status.success(), "{out}");
     assert!(
         out.contains(
-            r#"Repaired { recipe: "hello", repo: "owner/name", id: 5, fixed: ["inactive", "missing events: delete"] }"#
+            "hello: repaired hook 5 on owner/name (was: inactive; missing events: delete)"
         ),
         "{out}"
     );
@@ -224,10 +215,7 @@ fn register_hooks_repairs_a_broken_hook_once_and_never_prints_the_secret() {
     let second = register_hooks(&envs);
     let out2 = printed(&second);
     assert!(second.status.success(), "{out2}");
-    assert!(
-        out2.contains(r#"Found { recipe: "hello", repo: "owner/name", id: 5 }"#),
-        "{out2}"
-    );
+    assert!(out2.contains("hello: found hook 5 on owner/name"), "{out2}");
     assert_eq!(
         forge
             .requests()

@@ -102,7 +102,7 @@ fn with_environment(f: impl FnOnce(&Environment) -> ExitCode) -> ExitCode {
 /// a subcommand, else the `mode` setting or `DRONE_BUILD_EVENT`. Returns the exit code.
 pub fn dispatch(env: &Environment, cli: Option<RawSettings>, forced: Option<Mode>) -> ExitCode {
     for name in &env.unknown {
-        tracing::warn!(setting = %name, "Unknown setting ignored (a typo?); see the settings table in the README.");
+        tracing::warn!(setting = %name, "Unknown setting ignored (a typo?); see docs/reference/plugin-settings.md.");
     }
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let settings = match Settings::parse(env, cli, forced, &cwd) {

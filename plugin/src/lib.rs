@@ -7,7 +7,7 @@
 //!   `recipe`, `run`, `sweep`).
 //! - [`exit`]: exit codes and error printing, the leaf every mode uses.
 //! - [`settings`]: `PLUGIN_*`, `DRONE_*` and flags into validated settings; the settings table
-//!   (`settings/table.rs`) that the flags, the variables, the defaults and the README rows come from.
+//!   (`settings/table.rs`) that the flags, the variables, the defaults and the settings reference rows come from.
 //! - [`tag_mode`]: one folder of steps that each return what they established (verify the tag,
 //!   prepare the checkout and the one run context, run the runner, promote under the lock), and
 //!   one function that assembles the report from them.

@@ -9,7 +9,7 @@
 //!   state dir. The image holds no git CLI.
 //! - canon-listener started as its image says: as the user canon (10001, not root), with no
 //!   shell, it journals into its state volume and answers `/readyz`.
-//! - Both sizes stay within what the README promises: 100 MB and 30 MB.
+//! - Both sizes stay within what the operator guide promises: 100 MB and 30 MB.
 //!
 //! Needs the Docker engine (swarm mode), busybox-static and Debian's docker.io client on the host
 //! (scripts/test.sh installs them), and the release binaries named by `CANON_PLUGIN_BIN` and
@@ -24,7 +24,7 @@ use canon_testkit::process::{output_within, stdout_within};
 use canon_testkit::workspace;
 
 const TAG: &str = "1.0.0+0.1.0";
-/// The README's promises, in the units `docker image ls` shows (1 MB = 10^6 bytes).
+/// The documented limits, in the units `docker image ls` shows (1 MB = 10^6 bytes).
 const PLUGIN_MAX_BYTES: u64 = 100_000_000;
 const LISTENER_MAX_BYTES: u64 = 30_000_000;
 

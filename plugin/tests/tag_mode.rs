@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use canon_plugin::report::Decision;
-use canon_plugin::settings::{ClaimedCommit, Environment, Settings, KNOWN_SETTINGS};
+use canon_plugin::settings::{setting_doc, ClaimedCommit, Environment, Settings, KNOWN_SETTINGS};
 use canon_plugin::tag_mode::{self as run, RunError};
 use canon_shared::gate::TestedRef;
 use canon_shared::state::LockWait;
@@ -855,13 +855,62 @@ fn two_concurrent_runs_one_promotes_and_the_other_waits_then_finds_nothing_to_do
 // ----- documentation kept in step with the code -----
 
 #[test]
-fn the_readme_settings_table_is_the_known_settings() {
-    let readme = std::fs::read_to_string(workspace::root().join("README.md")).unwrap();
+fn the_settings_reference_table_is_the_known_settings() {
+    let page = "docs/reference/plugin-settings.md";
+    let text = std::fs::read_to_string(workspace::root().join(page)).unwrap();
     let table = canon_plugin::settings::settings_table_markdown();
     assert!(
-        readme.contains(&table),
-        "README.md must contain the settings table exactly as rendered:\n{table}"
+        text.contains(&table),
+        "{page} must contain the settings table exactly as rendered:\n{table}"
     );
+}
+
+#[test]
+fn the_plugin_cards_example_mounts_everything_it_reads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("card.yaml");
+    let card: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let example: serde_yaml::Value =
+        serde_yaml::from_str(card["example"].as_str().expect("an example pipeline")).unwrap();
+    let declared: Vec<&str> = example["volumes"]
+        .as_sequence()
+        .expect("the example declares its volumes")
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    let steps = example["steps"].as_sequence().unwrap();
+    assert!(!steps.is_empty());
+    for step in steps {
+        let mounts: Vec<(&str, &str)> = step["volumes"]
+            .as_sequence()
+            .map(|v| v.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|m| (m["name"].as_str().unwrap(), m["path"].as_str().unwrap()))
+            .collect();
+        for (name, _) in &mounts {
+            assert!(
+                declared.contains(name),
+                "volume {name} is mounted but not declared"
+            );
+        }
+        let mounted = |p: &str| mounts.iter().any(|(_, m)| Path::new(p).starts_with(m));
+        let settings = step["settings"].as_mapping().unwrap();
+        for key in settings.keys() {
+            let key = key.as_str().unwrap();
+            assert!(setting_doc(key).is_some(), "unknown setting {key}");
+        }
+        for key in ["config", "state_dir"] {
+            let p = settings[key].as_str().unwrap();
+            assert!(mounted(p), "{key}: {p} is not on a mounted volume");
+        }
+        // The example uses a built-in runner: nothing it runs lives outside the image.
+        assert_eq!(settings["runner"].as_str(), Some("docker"));
+        assert!(
+            mounted("/var/run/docker.sock"),
+            "the docker runner needs the socket"
+        );
+    }
 }
 
 #[test]

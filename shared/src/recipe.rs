@@ -347,6 +347,67 @@ fn secret_files(
         .collect()
 }
 
+/// The keys the enrollment parser accepts, level by level, read from its own definitions (so a
+/// key added to the parser shows up here, and a document such as the enrollment's JSON Schema can
+/// be checked against it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentKeys {
+    /// Top-level keys.
+    pub top: &'static [&'static str],
+    /// Keys of the `forge:` mapping.
+    pub forge: &'static [&'static str],
+    /// Keys of one `recipes:` entry.
+    pub recipe: &'static [&'static str],
+}
+
+/// Returns the keys the enrollment parser accepts ([`EnrollmentKeys`]).
+pub fn enrollment_keys() -> EnrollmentKeys {
+    EnrollmentKeys {
+        top: struct_fields::<RawEnrollment>(),
+        forge: struct_fields::<RawForges>(),
+        recipe: struct_fields::<RawRecipe>(),
+    }
+}
+
+/// Returns the field names a derived `Deserialize` struct declares, as serde hands them to
+/// `deserialize_struct`: the one list `deny_unknown_fields` checks against.
+fn struct_fields<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    /// A deserializer that records the fields it is asked for and then gives up.
+    struct FieldProbe<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> serde::Deserializer<'de> for FieldProbe<'_> {
+        type Error = serde::de::value::Error;
+
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(serde::de::Error::custom("fields recorded"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+
+    let mut fields: &'static [&'static str] = &[];
+    // The probe always fails after recording: the error carries nothing to report.
+    let _ = T::deserialize(FieldProbe(&mut fields));
+    fields
+}
+
 impl Enrollment {
     /// Loads and validates an enrollment file.
     ///
@@ -661,6 +722,24 @@ mod tests {
 
     fn load(text: &str) -> Result<Enrollment, EnrollmentError> {
         Enrollment::parse(Path::new("/etc/canon/enrollment.yml"), text)
+    }
+
+    #[test]
+    fn the_known_keys_are_the_parsers_fields() {
+        let keys = enrollment_keys();
+        assert_eq!(keys.top, ["forge", "drone_repo", "recipes"]);
+        assert_eq!(keys.forge, ["upstream", "mirror"]);
+        assert!(
+            keys.recipe.contains(&"stability_window"),
+            "{:?}",
+            keys.recipe
+        );
+        for key in keys.recipe {
+            let doc = format!("recipes: [{{name: a, upstream: /u, mirror: /m, {key}: 1}}]");
+            if let Err(err) = Enrollment::parse(Path::new("e.yml"), &doc) {
+                assert!(!err.to_string().contains("unknown field"), "{key}: {err}");
+            }
+        }
     }
 
     const GOOD: &str = "

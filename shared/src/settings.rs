@@ -126,7 +126,7 @@ pub enum SettingType {
 }
 
 impl SettingType {
-    /// Returns the type's name as the README and the plugin card show it.
+    /// Returns the type's name as the settings reference and the plugin card show it.
     pub fn as_str(self) -> &'static str {
         match self {
             SettingType::String => "string",

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod enrollment_schema;
 mod forge;
 mod mirror;
 mod mirror_ssh;

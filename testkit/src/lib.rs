@@ -6,6 +6,8 @@
 //! - [`git`]: hermetic git (the machine's git configuration never leaks in), bare repositories,
 //!   a work tree that commits and tags, ref listings; [`git::http`]: a git smart-HTTP server
 //!   (`git http-backend` behind basic auth) on loopback.
+//! - [`docs`]: the README and `docs/` as Markdown: their links and headings, the README's
+//!   length.
 //! - [`docker`]: the real engine under the runner tests, as a swarm, with the fixture image.
 //! - [`drone`]: the Drone stand-in: records build creations and lists them, with failure
 //!   injection (500s, a forced status, `null` answers).
@@ -21,6 +23,7 @@
 //! freely here, as in tests.
 
 pub mod docker;
+pub mod docs;
 pub mod drone;
 pub mod forge;
 pub mod git;

@@ -2,6 +2,7 @@
 //! the crate's tests link once (`autotests = false` in Cargo.toml). A test below fails when a
 //! file of this folder is not listed.
 
+mod docs;
 mod stand_ins;
 
 #[test]

@@ -7,7 +7,7 @@
 //! Tests pass pairs to [`Settings::from_pairs`]; only `main` reads the process environment.
 //!
 //! # Layout
-//! - `table`: [`VARIABLES`], one entry per variable (kind, default, need, meaning), the README
+//! - `table`: [`VARIABLES`], one entry per variable (kind, default, need, meaning), the listener
 //!   table rendered from it, and the reading of pairs by it.
 //! - this file: the validated types and the checks across variables.
 

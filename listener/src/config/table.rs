@@ -2,8 +2,8 @@
 //! default, whether it is required and its meaning, in one list ([`VARIABLES`]), and the reading
 //! of `(name, value)` pairs into typed values by that table ([`Values`]).
 //!
-//! Separate from [`super::Settings`] because it is documentation that code checks: the README's
-//! variables table is rendered from it ([`settings_table_markdown`]) and a test holds the README
+//! Separate from [`super::Settings`] because it is documentation that code checks: the listener reference's
+//! variables table is rendered from it ([`settings_table_markdown`]) and a test holds that page
 //! equal to it; [`ENV_VARS`] (which the NixOS module is checked against) is its names; and the
 //! defaults validation falls back to are its `default` texts, so each is written once. The value
 //! rules (numbers, durations, URLs, secrets) are canon-shared's ([`canon_shared::settings`]); the
@@ -59,7 +59,7 @@ pub enum Need {
     ToServe(&'static str),
 }
 
-/// One `CANON_*` variable: one README row.
+/// One `CANON_*` variable: one row of the listener reference.
 #[derive(Debug, Clone, Copy)]
 pub struct Variable {
     /// The environment variable.
@@ -71,11 +71,11 @@ pub struct Variable {
     pub default: &'static str,
     /// Whether it must be set.
     pub need: Need,
-    /// What it does, as the README says it.
+    /// What it does, as the listener reference says it.
     pub meaning: &'static str,
 }
 
-/// Every variable canon-listener reads, in README order.
+/// Every variable canon-listener reads, in the listener reference's order.
 pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "CANON_BIND",
@@ -291,7 +291,7 @@ pub fn variable(name: &str) -> Option<&'static Variable> {
     VARIABLES.iter().find(|v| v.name == name)
 }
 
-/// Renders [`VARIABLES`] as the README's Markdown table.
+/// Renders [`VARIABLES`] as the Markdown table of `docs/reference/listener.md`.
 pub fn settings_table_markdown() -> String {
     let mut out = String::from("| Variable | Default | Meaning |\n|---|---|---|\n");
     for v in VARIABLES {
@@ -508,13 +508,13 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_variables_table_is_the_table() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
-        let readme = std::fs::read_to_string(path).unwrap();
+    fn the_listener_reference_variables_table_is_the_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/reference/listener.md");
+        let page = std::fs::read_to_string(path).unwrap();
         let table = settings_table_markdown();
         assert!(
-            readme.contains(&table),
-            "README.md must contain the listener's variables table exactly as rendered:\n{table}"
+            page.contains(&table),
+            "docs/reference/listener.md must contain the listener's variables table exactly as rendered:\n{table}"
         );
     }
 

@@ -5,7 +5,7 @@
 //! Every abra command line is built by a pure function below. They were written for abra 0.10
 //! (the `abra app ...` command set and flags of its 2024–2025 docs); abra is not installed where
 //! canon is built, so the tests check the command lines and the order of the ladder with a
-//! recording stand-in for `abra`. The README lists the exact commands.
+//! recording stand-in for `abra`. `docs/runners.md` lists the exact commands.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -10,13 +10,14 @@
 //! [`Settings::parse`] reads are the ones the `*_file` secret settings name.
 //!
 //! [`KNOWN_SETTINGS`] is the single list of settings: the `PLUGIN_*` variables and the `run` and
-//! `sweep` flags are read from it, validation takes its defaults from it, the README table is
-//! rendered from it ([`settings_table_markdown`]) and checked against it by a test, and a
+//! `sweep` flags are read from it, validation takes its defaults from it, the settings reference
+//! (`docs/reference/plugin-settings.md`) is rendered from it ([`settings_table_markdown`]) and checked against it by a test, and a
 //! packaging check uses it to verify the settings a `.drone.yml` passes. A new setting is one
 //! table entry, one [`Settings`] field and the one line of `validate` that reads it.
 //!
 //! # Layout
-//! - `table`: [`KNOWN_SETTINGS`], the README table, and what the plugin card is checked against.
+//! - `table`: [`KNOWN_SETTINGS`], the settings reference's table, and what the plugin card is checked against.
+//! - `examples`: one example value per setting, the settings reference's example column.
 //! - `environment`: [`RawSettings`] (with the flags made from the table), [`DroneMeta`] and
 //!   [`Environment`], the raw strings.
 //! - `secret_files`: the secret settings of the table, each from its value or from the file its
@@ -42,6 +43,7 @@ use canon_shared::secret::Secret;
 use canon_shared::state::LockWait;
 
 mod environment;
+mod examples;
 mod secret_files;
 mod subcommands;
 mod table;

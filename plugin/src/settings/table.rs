@@ -1,12 +1,12 @@
 //! The settings table: every setting canon-plugin reads, with its environment variables, flag,
 //! type, default, meaning and flag help, in one list ([`KNOWN_SETTINGS`]). It is the one place a
 //! setting is declared: the `run` and `sweep` flags, the `PLUGIN_*` variables read, the defaults
-//! validation falls back to, the README table and the secrets kept from child processes all come
+//! validation falls back to, the settings reference's table and the secrets kept from child processes all come
 //! from it.
 //!
-//! Separate from parsing because it is documentation that code checks: the README table and the
-//! plugin card's properties are rendered from it ([`settings_table_markdown`],
-//! [`plugin_card_properties_yaml`]) and tests hold README and `plugin/card.yaml` equal to them; [`super::Environment`] uses it to read `PLUGIN_*` and warn about unknown names,
+//! Separate from parsing because it is documentation that code checks: the settings reference's table and
+//! the plugin card's properties are rendered from it ([`settings_table_markdown`],
+//! [`plugin_card_properties_yaml`]) and tests hold `docs/reference/plugin-settings.md` and `plugin/card.yaml` equal to them; [`super::Environment`] uses it to read `PLUGIN_*` and warn about unknown names,
 //! [`super::RawSettings`] to build the flags, and [`super::Settings::secret_env_vars`] to keep
 //! secrets out of child processes.
 
@@ -23,7 +23,7 @@ pub enum Required {
     Always,
 }
 
-/// The documentation of one setting: one README row, one plugin-card property.
+/// The documentation of one setting: one row of the settings reference, one plugin-card property.
 #[derive(Debug, Clone, Copy)]
 pub struct SettingDoc {
     /// The setting's name in `.drone.yml` (`settings: {name: ...}`), snake_case.
@@ -41,13 +41,13 @@ pub struct SettingDoc {
     pub secret: bool,
     /// Which mode needs it.
     pub required: Required,
-    /// What it does: the README's and the plugin card's words.
+    /// What it does: the settings reference's and the plugin card's words.
     pub meaning: &'static str,
     /// The flag's one-line help (`canon-plugin run --help`).
     pub help: &'static str,
 }
 
-/// Every setting canon-plugin reads, in README order.
+/// Every setting canon-plugin reads, in the settings reference's order.
 pub const KNOWN_SETTINGS: &[SettingDoc] = &[
     SettingDoc {
         name: "mode",
@@ -518,10 +518,11 @@ pub fn setting_doc(name: &str) -> Option<&'static SettingDoc> {
     KNOWN_SETTINGS.iter().find(|s| s.name == name)
 }
 
-/// Renders [`KNOWN_SETTINGS`] as the README's Markdown table.
+/// Renders [`KNOWN_SETTINGS`] as the Markdown table of the settings reference
+/// (`docs/reference/plugin-settings.md`), with each setting's example value.
 pub fn settings_table_markdown() -> String {
     let mut out = String::from(
-        "| setting | env var | flag | type | default | secret | required | meaning |\n|---|---|---|---|---|---|---|---|\n",
+        "| setting | env var | flag | type | default | example | secret | required | meaning |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for s in KNOWN_SETTINGS {
         let env = s
@@ -543,12 +544,13 @@ pub fn settings_table_markdown() -> String {
             Required::Always => "yes",
         };
         out.push_str(&format!(
-            "| `{}` | {} | `{}` | {} | {} | {} | {} | {} |\n",
+            "| `{}` | {} | `{}` | {} | {} | `{}` | {} | {} | {} |\n",
             s.name,
             env,
             s.flag,
             s.kind.as_str(),
             default,
+            super::examples::setting_example(s.name),
             if s.secret { "yes" } else { "no" },
             required,
             s.meaning.replace('|', "\\|"),
