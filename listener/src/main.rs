@@ -4,13 +4,14 @@
 use std::process::ExitCode;
 
 use canon_listener::app;
-use canon_listener::config::{Purpose, Settings};
+use canon_listener::config::{unknown_variables, variables_help, Purpose, Settings};
 use canon_listener::register::{self, HookResult};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Receives tag webhooks, journals them durably, syncs mirrors and starts Drone builds.
 ///
-/// Configured only through CANON_* environment variables (see docs/reference/listener.md).
+/// Configured only through CANON_* environment variables, listed below (and in
+/// docs/reference/listener.md).
 #[derive(Parser)]
 #[command(version = canon_shared::build_info::VERSION_LINE, about)]
 struct Cli {
@@ -21,9 +22,32 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve webhooks (the default).
+    #[command(
+        after_help = "Example:\n  CANON_ENROLLMENT=/etc/canon/enrollment.yml CANON_WEBHOOK_SECRETS=… CANON_DRONE_SERVER=https://drone.example.org CANON_DRONE_TOKEN=… CANON_DRONE_REPO=ops/canon canon-listener serve"
+    )]
     Serve,
-    /// Create, find or repair the webhook on every enrolled upstream repository.
+    /// Create, find or repair the webhook on every enrolled upstream repository. Exit 1 when one
+    /// failed.
+    #[command(
+        after_help = "Example:\n  CANON_ENROLLMENT=/etc/canon/enrollment.yml CANON_WEBHOOK_SECRETS=… CANON_FORGE_URL=https://git.coopcloud.tech CANON_FORGE_TOKEN=… CANON_PUBLIC_URL=https://canon.example.org canon-listener register-hooks"
+    )]
     RegisterHooks,
+}
+
+/// What `--help` says after the subcommands: every variable, the exit codes and an example.
+fn after_help() -> String {
+    format!(
+        "{}\nExit codes:\n  0  stopped cleanly on SIGTERM or Ctrl-C; register-hooks: every hook is in place\n  1  a failure while running: the address cannot be bound, the journal cannot be opened; register-hooks: a hook failed\n  2  bad settings (every problem is listed) or bad usage\n\nExample:\n  CANON_ENROLLMENT=/etc/canon/enrollment.yml CANON_WEBHOOK_SECRETS=… CANON_DRONE_SERVER=https://drone.example.org CANON_DRONE_TOKEN=… CANON_DRONE_REPO=ops/canon canon-listener",
+        variables_help()
+    )
+}
+
+/// Returns the process environment as pairs (variables that are not UTF-8 are skipped:
+/// `std::env::vars` would panic on one).
+fn environment() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
 }
 
 fn report(e: &dyn std::error::Error) {
@@ -36,15 +60,34 @@ fn main() -> ExitCode {
         let started_with = libc::umask(0o022);
         libc::umask(canon_shared::state::shared_umask(started_with as u32) as libc::mode_t);
     }
-    let cli = Cli::parse();
+    let parsed = Cli::command()
+        .after_help(after_help())
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     let purpose = match cli.command {
         Some(Command::RegisterHooks) => Purpose::RegisterHooks,
         Some(Command::Serve) | None => Purpose::Serve,
     };
-    let settings = match Settings::from_pairs_for(std::env::vars(), purpose) {
+    let pairs = environment();
+    let unknown = unknown_variables(pairs.iter().map(|(k, _)| k.as_str()));
+    let settings = match Settings::from_pairs_for(pairs, purpose) {
         Ok(s) => s,
         Err(e) => {
             report(&e);
+            // A typo in a variable's name is the likeliest cause of a missing one.
+            for name in &unknown {
+                eprintln!(
+                    "warning: {name} is not a canon-listener variable (a typo?); it was ignored"
+                );
+            }
             return ExitCode::from(2);
         }
     };
@@ -55,6 +98,9 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_current_span(false)
         .init();
+    for name in &unknown {
+        tracing::warn!(variable = %name, "Unknown variable ignored (a typo?); `canon-listener --help` lists the variables.");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

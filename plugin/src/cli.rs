@@ -4,7 +4,10 @@
 //!
 //! Both tag mode and the sweep start here from validated [`Settings`]: this file is the only one
 //! that reads the process environment for them and picks the mode. It reads it for `canonical`,
-//! `state` and `mirror-sync` too ([`Variables`]), whose flags a variable can give.
+//! `state`, `mirror-sync` and `recipe plan` too ([`Variables`]), whose flags a variable can give.
+//! Every flag a variable can give comes from the one settings table
+//! ([`crate::settings::KNOWN_SETTINGS`]); `--help` of each subcommand shows its variables, its
+//! defaults and one example.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -37,13 +40,24 @@ pub enum Command {
     #[command(subcommand)]
     State(cmd::state::StateCommand),
     /// Make mirrors equal to upstream for the branch and all tags.
+    #[command(
+        after_help = "Example:\n  PLUGIN_MIRROR_TOKEN=… canon-plugin mirror-sync --config enrollment.yml --state-dir /var/lib/canon"
+    )]
     MirrorSync(cmd::mirror_sync::Args),
     /// Recipe tools: the deploy plan of a checkout.
     #[command(subcommand)]
     Recipe(cmd::recipe::RecipeCommand),
-    /// Cold CI of one recipe at one tag (or ref), then the promote gate.
+    /// Cold CI of one recipe at one tag (or ref), then the promote gate. Exit 0 green (promoted,
+    /// nothing to promote, or a refused promotion), 1 red, 2 bad settings.
+    #[command(
+        after_help = "Example:\n  canon-plugin run --config enrollment.yml --recipe custom-html --tag 1.2.0+3.4.5 --runner docker"
+    )]
     Run(cmd::run::Args),
-    /// For every enrolled recipe, get the latest upstream release tested and promoted.
+    /// For every enrolled recipe, get the latest upstream release tested and promoted. Exit 0
+    /// (or `--idle-exit-code` when nothing needed doing), 1 when a recipe failed, 2 bad settings.
+    #[command(
+        after_help = "Example:\n  canon-plugin sweep --config enrollment.yml --inline --dry-run"
+    )]
     Sweep(cmd::sweep::Args),
 }
 
@@ -63,12 +77,12 @@ pub fn main() -> ExitCode {
         Some(Command::Canonical(cmd)) => cmd::canonical::main(cmd, &Variables::from_process()),
         Some(Command::MirrorSync(args)) => cmd::mirror_sync::main(args, &Variables::from_process()),
         Some(Command::State(cmd)) => cmd::state::main(cmd, &Variables::from_process()),
-        Some(Command::Recipe(cmd)) => cmd::recipe::main(cmd),
+        Some(Command::Recipe(cmd)) => cmd::recipe::main(cmd, &Variables::from_process()),
         Some(Command::Run(args)) => {
-            with_environment(|env| dispatch(env, Some(*args.settings), Some(Mode::Tag)))
+            with_environment(|env| dispatch(env, Some(args.settings.into_raw()), Some(Mode::Tag)))
         }
         Some(Command::Sweep(args)) => {
-            with_environment(|env| dispatch(env, Some(*args.settings), Some(Mode::Sweep)))
+            with_environment(|env| dispatch(env, Some(args.settings.into_raw()), Some(Mode::Sweep)))
         }
         None => with_environment(|env| dispatch(env, None, None)),
     }
@@ -104,6 +118,9 @@ pub fn dispatch(env: &Environment, cli: Option<RawSettings>, forced: Option<Mode
     for name in &env.unknown {
         tracing::warn!(setting = %name, "Unknown setting ignored (a typo?); see docs/reference/plugin-settings.md.");
     }
+    for (old, new) in &env.renamed {
+        tracing::warn!(variable = %old, instead = %new, "{old} is read until the next release only: set {new} instead.");
+    }
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let settings = match Settings::parse(env, cli, forced, &cwd) {
         Ok(s) => s,
@@ -112,8 +129,83 @@ pub fn dispatch(env: &Environment, cli: Option<RawSettings>, forced: Option<Mode
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}.");
+    }
     ExitCode::from(match settings.mode {
         Mode::Sweep => crate::sweep::main(&settings),
         Mode::Tag => crate::tag_mode::main(&settings),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+    use crate::settings::{setting_doc, KNOWN_SETTINGS};
+
+    /// Returns every subcommand of `cmd` with its path (`canonical pin`).
+    fn subcommands(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        for sub in cmd.get_subcommands() {
+            let sub_path = format!("{path} {}", sub.get_name()).trim().to_string();
+            out.push((sub_path.clone(), sub.clone()));
+            subcommands(sub, &sub_path, out);
+        }
+    }
+
+    #[test]
+    fn a_flag_name_means_one_setting_in_every_subcommand_and_the_table_gives_each() {
+        let mut all = Vec::new();
+        subcommands(&Cli::command(), "", &mut all);
+        for (path, cmd) in &all {
+            for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+                let Some(long) = arg.get_long() else {
+                    continue;
+                };
+                let flag = format!("--{long}");
+                // A shown flag that a setting of the table has is that setting, read by it.
+                if let Some(s) = KNOWN_SETTINGS.iter().find(|s| s.flag == flag) {
+                    assert_eq!(arg.get_id().as_str(), s.name, "`{path} {flag}`");
+                    let reads = s
+                        .used_by
+                        .iter()
+                        .any(|u| u.commands().contains(&path.as_str()) && s.has_flag_in(*u));
+                    // Arguments that name the same thing as the setting but that no variable
+                    // gives in that subcommand (`canonical show --recipe`, `mirror-sync --jobs`).
+                    let argument_only = [
+                        "config",
+                        "recipe",
+                        "tag",
+                        "jobs",
+                        "known_hosts",
+                        "mirror_forge",
+                    ];
+                    assert!(
+                        reads || argument_only.contains(&s.name),
+                        "`{path} {flag}` is not built from the table"
+                    );
+                }
+            }
+        }
+        for s in KNOWN_SETTINGS {
+            for place in s.used_by {
+                for path in place.commands() {
+                    let (_, cmd) = all
+                        .iter()
+                        .find(|(p, _)| p == path)
+                        .unwrap_or_else(|| panic!("no subcommand `{path}`"));
+                    let found = cmd.get_arguments().any(|a| a.get_id().as_str() == s.name);
+                    assert_eq!(
+                        found,
+                        s.has_flag_in(*place),
+                        "`{path}` and {}: a flag exactly where the table gives one",
+                        s.flag
+                    );
+                }
+            }
+        }
+        // `--ssh-key` is the key itself; the path is `--ssh-key-file` everywhere.
+        assert!(setting_doc("ssh_key").is_some_and(|s| s.secret));
+    }
 }

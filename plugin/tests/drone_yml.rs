@@ -1,5 +1,5 @@
 //! `.drone.yml` and `examples/recipe-mirror.drone.yml` stay in step with the plugin: every
-//! setting a `canon-plugin` step passes is a known setting ([`KNOWN_SETTINGS`]), every required
+//! setting a `canon-plugin` step passes is a known plugin setting (`KNOWN_SETTINGS`), every required
 //! one is there, secrets only travel through `from_secret`, and the `canonical`, `weekly-sweep`
 //! and recipe mirror pipelines have the triggers, host volumes and modes canon-listener, the Drone
 //! cron job and pull requests rely on. The operator guide shows the mirror's pipeline as the
@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use canon_plugin::settings::{setting_doc, Required, KNOWN_SETTINGS};
+use canon_plugin::settings::{plugin_setting, plugin_settings, Required};
 use canon_testkit::workspace;
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
@@ -120,7 +120,7 @@ fn check_plugin_steps(name: &str, pipeline: &Mapping, filled: &[&str]) -> usize 
             .unwrap_or_else(|| panic!("{name}/{step_name} has settings"));
         for (key, value) in settings {
             let key = key.as_str().expect("setting names are strings");
-            let doc = setting_doc(key).unwrap_or_else(|| {
+            let doc = plugin_setting(key).unwrap_or_else(|| {
                 panic!("{name}/{step_name}: `{key}` is not a canon-plugin setting")
             });
             // Drone passes `key` as PLUGIN_<KEY> with nothing but upper-casing.
@@ -146,7 +146,7 @@ fn check_plugin_steps(name: &str, pipeline: &Mapping, filled: &[&str]) -> usize 
                     "tag".into()
                 }
             });
-        for doc in KNOWN_SETTINGS {
+        for doc in plugin_settings() {
             let required = match doc.required {
                 Required::Always => true,
                 Required::TagMode => mode == "tag",

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod cli_settings;
 mod drone_yml;
 mod mirror_cli;
 mod recipe_plan;

@@ -18,7 +18,11 @@ fn canon(args: &[&str], envs: &[(&str, &str)]) -> Output {
         .env("RUST_LOG", "warn")
         .env_remove("CANON_UPSTREAM_TOKEN")
         .env_remove("CANON_MIRROR_TOKEN")
-        .env_remove("CANON_STATE_DIR");
+        .env_remove("CANON_STATE_DIR")
+        .env_remove("PLUGIN_UPSTREAM_TOKEN")
+        .env_remove("PLUGIN_MIRROR_TOKEN")
+        .env_remove("PLUGIN_STATE_DIR")
+        .env_remove("PLUGIN_SSH_KEY_FILE");
     for (k, v) in envs {
         c.env(k, v);
     }
@@ -170,8 +174,8 @@ fn wrong_mirror_token_fails_clearly_and_is_never_printed() {
             &server.url("web-mirror.git"),
         ],
         &[
-            ("CANON_UPSTREAM_TOKEN", "right-token"),
-            ("CANON_MIRROR_TOKEN", wrong),
+            ("PLUGIN_UPSTREAM_TOKEN", "right-token"),
+            ("PLUGIN_MIRROR_TOKEN", wrong),
         ],
     );
     let (stdout, stderr) = text(&out);
@@ -197,8 +201,8 @@ fn wrong_mirror_token_fails_clearly_and_is_never_printed() {
             &server.url("web-mirror.git"),
         ],
         &[
-            ("CANON_UPSTREAM_TOKEN", "right-token"),
-            ("CANON_MIRROR_TOKEN", "right-token"),
+            ("PLUGIN_UPSTREAM_TOKEN", "right-token"),
+            ("PLUGIN_MIRROR_TOKEN", "right-token"),
         ],
     );
     let (stdout, stderr) = text(&out);
@@ -240,14 +244,20 @@ fn mirror_prs_merged_upstream_are_closed_only_with_a_mirror_token() {
         stdout.starts_with("ok   ") && !stdout.contains("closed PRs"),
         "{stdout}"
     );
-    assert!(stderr.contains("No CANON_MIRROR_TOKEN"), "{stderr}");
+    assert!(stderr.contains("No PLUGIN_MIRROR_TOKEN"), "{stderr}");
     assert!(forge.requests().is_empty());
 
-    // With it, the PR whose head upstream merged is closed and named; the other stays open.
+    // With it (here by its old name, still read with a warning), the PR whose head upstream
+    // merged is closed and named; the other stays open.
     let token = [("CANON_MIRROR_TOKEN", "forge-token-2718")];
     let out = canon(&args, &token);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("CANON_MIRROR_TOKEN is read until the next release only: set PLUGIN_MIRROR_TOKEN instead"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("forge-token-2718"), "{stderr}");
     assert!(
         stdout
             .trim_end()

@@ -19,6 +19,7 @@ fn canon(args: &[&str]) -> Output {
         .args(args)
         .env("RUST_LOG", "warn")
         .env_remove("CANON_MIRROR_TOKEN")
+        .env_remove("PLUGIN_MIRROR_TOKEN")
         .env_remove("TIMEOUT")
         .env_remove("ENABLE_BACKUPS");
     c.output().expect("canon-plugin runs")

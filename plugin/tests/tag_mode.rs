@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use canon_plugin::report::Decision;
-use canon_plugin::settings::{setting_doc, ClaimedCommit, Environment, Settings, KNOWN_SETTINGS};
+use canon_plugin::settings::{plugin_settings, setting_doc, ClaimedCommit, Environment, Settings};
+
 use canon_plugin::tag_mode::{self as run, RunError};
 use canon_shared::gate::TestedRef;
 use canon_shared::state::LockWait;
@@ -929,8 +930,8 @@ fn the_plugin_card_lists_every_setting_with_its_type_and_secrecy() {
         assert!(card.get(key).is_some(), "card misses {key}");
     }
     let props = card["properties"].as_mapping().unwrap();
-    assert_eq!(props.len(), KNOWN_SETTINGS.len());
-    for s in KNOWN_SETTINGS {
+    assert_eq!(props.len(), plugin_settings().count());
+    for s in plugin_settings() {
         let p = &card["properties"][s.name];
         assert!(p.is_mapping(), "card misses property {}", s.name);
         let want_type = match s.kind.as_str() {

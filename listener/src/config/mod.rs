@@ -22,7 +22,10 @@ mod table;
 
 pub use canon_shared::settings::SettingsError;
 use table::Values;
-pub use table::{settings_table_markdown, variable, Kind, Need, Variable, ENV_VARS, VARIABLES};
+pub use table::{
+    settings_table_markdown, unknown_variables, variable, variables_help, Kind, Need, Variable,
+    ENV_VARS, VARIABLES,
+};
 
 /// Where and how builds are started in Drone.
 #[derive(Debug, Clone)]

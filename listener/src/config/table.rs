@@ -291,6 +291,36 @@ pub fn variable(name: &str) -> Option<&'static Variable> {
     VARIABLES.iter().find(|v| v.name == name)
 }
 
+/// Returns the `CANON_*` names among `names` that canon-listener does not read (probably typos),
+/// sorted, each once.
+pub fn unknown_variables<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut unknown: Vec<String> = names
+        .into_iter()
+        .filter(|n| n.starts_with("CANON_") && variable(n).is_none())
+        .map(str::to_string)
+        .collect();
+    unknown.sort();
+    unknown.dedup();
+    unknown
+}
+
+/// Returns the variables as `--help` lists them: one line each with its default, or whether it
+/// is required.
+pub fn variables_help() -> String {
+    let width = VARIABLES.iter().map(|v| v.name.len()).max().unwrap_or(0);
+    let mut out = String::from("Variables (every setting is one; the docs explain each):\n");
+    for v in VARIABLES {
+        let note = match (v.default, v.need) {
+            ("", Need::No) => String::new(),
+            ("", Need::Always(_)) => "[required]".to_string(),
+            ("", Need::ToServe(_)) => "[required to serve]".to_string(),
+            (default, _) => format!("[default: {default}]"),
+        };
+        out.push_str(&format!("  {:width$}  {note}\n", v.name));
+    }
+    out
+}
+
 /// Renders [`VARIABLES`] as the Markdown table of `docs/reference/listener.md`.
 pub fn settings_table_markdown() -> String {
     let mut out = String::from("| Variable | Default | Meaning |\n|---|---|---|\n");
@@ -493,6 +523,32 @@ fn read_value(v: &Variable, text: &str, problems: &mut Problems) -> Option<Value
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_canon_variables_are_listed_once_and_others_are_not() {
+        let names = [
+            "CANON_ENROLMENT",
+            "CANON_BIND",
+            "PATH",
+            "CANON_ENROLMENT",
+            "PLUGIN_CONFIG",
+            "CANON_WORKER",
+        ];
+        assert_eq!(
+            unknown_variables(names),
+            ["CANON_ENROLMENT", "CANON_WORKER"]
+        );
+    }
+
+    #[test]
+    fn the_help_lists_every_variable_with_its_default_or_need() {
+        let help = variables_help();
+        for v in VARIABLES {
+            assert!(help.contains(v.name), "{} missing:\n{help}", v.name);
+        }
+        assert!(help.contains("[default: 127.0.0.1:8088]"), "{help}");
+        assert!(help.contains("[required]"), "{help}");
+    }
 
     #[test]
     fn every_default_parses() {

@@ -8,8 +8,8 @@
 //! journal it cannot know a tag that is being tested, only one that was refused.
 //!
 //! The flags a variable can give (`--state-dir`, `--state-repo`, `--mirror-token-file`,
-//! `--ssh-key-file`, `--by`) are built from and read by the subcommand settings table
-//! ([`crate::settings::SUBCOMMAND_SETTINGS`]), with `run`'s rules: a blank variable is unset and
+//! `--ssh-key-file`, `--by`) are built from and read by the settings table
+//! ([`crate::settings::KNOWN_SETTINGS`]), with `run`'s rules: a blank variable is unset and
 //! every problem is reported at once (exit 2).
 
 use std::path::PathBuf;
@@ -31,7 +31,7 @@ use crate::settings::{CanonicalBy, CanonicalTarget, SubcommandFlags, Variables};
 #[derive(Debug, ClapArgs)]
 pub struct Target {
     /// The state dir, the state repository and its credentials, from
-    /// [`crate::settings::SUBCOMMAND_SETTINGS`].
+    /// [`crate::settings::KNOWN_SETTINGS`].
     #[command(flatten)]
     pub place: SubcommandFlags<CanonicalTarget>,
     /// The recipe.
@@ -92,19 +92,28 @@ impl Place {
 pub enum CanonicalCommand {
     /// Print the canonical record as JSON, with who holds the warm data on this host (`status`:
     /// idle, attached or promoting, and the `holders`); exit 1 when there is no canonical.
+    #[command(
+        after_help = "Example:\n  canon-plugin canonical show --recipe custom-html --state-dir /var/lib/canon"
+    )]
     Show(Target),
     /// Hold the canonical: nothing promotes the recipe until it is unpinned.
+    #[command(
+        after_help = "Example:\n  canon-plugin canonical pin --recipe custom-html --reason \"1.3.0 breaks logins\""
+    )]
     Pin {
         #[command(flatten)]
         target: Target,
         /// Why (recorded in the canonical and the history).
         #[arg(long)]
         reason: String,
-        /// Who, from [`crate::settings::SUBCOMMAND_SETTINGS`] (default: `$USER`).
+        /// Who, from [`crate::settings::KNOWN_SETTINGS`] (default: `$USER`).
         #[command(flatten)]
         by: SubcommandFlags<CanonicalBy>,
     },
     /// Write the recipe's badge (SVG, as the listener serves it) to stdout or a file.
+    #[command(
+        after_help = "Example:\n  canon-plugin canonical badge --recipe custom-html --out custom-html.svg"
+    )]
     Badge {
         #[command(flatten)]
         target: Target,
@@ -113,13 +122,16 @@ pub enum CanonicalCommand {
         out: Option<PathBuf>,
     },
     /// Release a pin.
+    #[command(
+        after_help = "Example:\n  canon-plugin canonical unpin --recipe custom-html --reason \"fixed upstream\""
+    )]
     Unpin {
         #[command(flatten)]
         target: Target,
         /// Why (recorded in the history).
         #[arg(long)]
         reason: String,
-        /// Who, from [`crate::settings::SUBCOMMAND_SETTINGS`] (default: `$USER`).
+        /// Who, from [`crate::settings::KNOWN_SETTINGS`] (default: `$USER`).
         #[command(flatten)]
         by: SubcommandFlags<CanonicalBy>,
     },

@@ -5,8 +5,10 @@
 //! - `--config ENROLLMENT [--jobs N] [--state-dir DIR]`: every enrolled recipe, at most `N` at a
 //!   time, one line per recipe as it finishes and a total; one recipe failing never stops others.
 //!
-//! Tokens come only from the environment (`CANON_UPSTREAM_TOKEN`, `CANON_MIRROR_TOKEN`), never
-//! from flags, so they do not show in process listings. After a sync, open mirror PRs whose head
+//! Tokens come only from the environment (`PLUGIN_UPSTREAM_TOKEN`, `PLUGIN_MIRROR_TOKEN`; the
+//! old `CANON_*` names are read until the next release, with a warning), never from flags, so
+//! they do not show in process listings. `--state-dir`, `--ssh-key-file` and the tokens are
+//! built from and read by the settings table ([`crate::settings::KNOWN_SETTINGS`]). After a sync, open mirror PRs whose head
 //! upstream has merged are closed when the mirror's forge is known (`--mirror-forge` and
 //! `--mirror-repo`, or the enrollment's forge and `owner/name`) and a mirror token is set.
 //!
@@ -24,16 +26,18 @@ use canon_shared::secret::Secret;
 use canon_shared::trigger::{self, MirrorPrs};
 
 use crate::exit::{error_chain, EXIT_RED, EXIT_USAGE};
-use crate::settings::{GitTokens, MirrorSync as MirrorSyncSettings, SubcommandFlags, Variables};
+use crate::settings::{
+    MirrorSync as MirrorSyncSettings, SubcommandFlags, SubcommandValues, Variables,
+};
 
 /// Arguments of `mirror-sync`.
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("mode").required(true).args(["upstream", "config"])))]
 pub struct Args {
-    /// The upstream repository (URL or local path). Token: env CANON_UPSTREAM_TOKEN.
+    /// The upstream repository (URL or local path). Token: env PLUGIN_UPSTREAM_TOKEN.
     #[arg(long, requires = "mirror", conflicts_with = "config")]
     pub upstream: Option<String>,
-    /// The mirror repository (URL or local path). Token: env CANON_MIRROR_TOKEN.
+    /// The mirror repository (URL or local path). Token: env PLUGIN_MIRROR_TOKEN.
     #[arg(long, requires = "upstream", conflicts_with = "config")]
     pub mirror: Option<String>,
     /// The branch kept equal to upstream's.
@@ -55,16 +59,17 @@ pub struct Args {
     /// With --config: how many recipes sync at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
-    /// With --config: the state directory (`--state-dir`, from
-    /// [`crate::settings::SUBCOMMAND_SETTINGS`]).
+    /// With --config, the state directory (caches live at `<state>/<recipe>/upstream.git`); the
+    /// SSH key file and the tokens: from [`crate::settings::KNOWN_SETTINGS`].
     #[command(flatten)]
     pub settings: SubcommandFlags<MirrorSyncSettings>,
     /// With --config: only these recipes (repeatable).
     #[arg(long = "only", value_name = "RECIPE")]
     pub only: Vec<RecipeName>,
-    /// An SSH private key for SSH remotes (both sides).
-    #[arg(long)]
-    pub ssh_key: Option<PathBuf>,
+    /// The old name of `--ssh-key-file`, read until the next release with a warning (`--ssh-key`
+    /// is the key itself in `run` and `sweep`).
+    #[arg(long = "ssh-key", value_name = "PATH", hide = true)]
+    pub old_ssh_key: Option<PathBuf>,
     /// An OpenSSH known_hosts file that alone decides which SSH host keys are trusted (both
     /// sides). Default: `~/.ssh/known_hosts`.
     #[arg(long, value_name = "FILE")]
@@ -77,23 +82,31 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Credentials read once from the environment.
+/// Credentials read once from the flags and the environment.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
-    /// CANON_UPSTREAM_TOKEN.
+    /// PLUGIN_UPSTREAM_TOKEN.
     pub upstream: Option<Secret>,
-    /// CANON_MIRROR_TOKEN.
+    /// PLUGIN_MIRROR_TOKEN.
     pub mirror: Option<Secret>,
+    /// `--ssh-key-file` (PLUGIN_SSH_KEY_FILE): a private key file for SSH remotes.
+    pub ssh_key_file: Option<PathBuf>,
 }
 
 impl Tokens {
-    /// Reads the tokens from `vars` (name, value) pairs by the subcommand settings table
-    /// ([`crate::settings::SUBCOMMAND_SETTINGS`]); blank values count as unset.
-    pub fn from_vars<I: IntoIterator<Item = (String, String)>>(vars: I) -> Self {
-        let values = SubcommandFlags::<GitTokens>::default().read(&Variables::from_pairs(vars));
+    /// Returns the credentials of `values` (read by the settings table, blank values unset);
+    /// `old_ssh_key` is the value of the old `--ssh-key` flag, used (with a warning) when
+    /// `--ssh-key-file` is not given.
+    pub fn from_values(values: &SubcommandValues, old_ssh_key: Option<&Path>) -> Self {
+        let ssh_key_file = values.path("ssh_key_file").or_else(|| {
+            let path = old_ssh_key?;
+            tracing::warn!("--ssh-key PATH is read until the next release only: give --ssh-key-file PATH (--ssh-key is the key itself in `run` and `sweep`).");
+            Some(path.to_path_buf())
+        });
         Tokens {
             upstream: values.secret("upstream_token"),
             mirror: values.secret("mirror_token"),
+            ssh_key_file,
         }
     }
 }
@@ -122,13 +135,10 @@ struct Outcome {
 
 /// Runs `mirror-sync`; its settings not given as flags come from `vars`.
 pub fn main(args: Args, vars: &Variables) -> ExitCode {
-    let tokens = Tokens::from_vars(vars.pairs());
+    let values = args.settings.read(vars);
+    let tokens = Tokens::from_values(&values, args.old_ssh_key.as_deref());
     // The table gives it a default, so it is never unset.
-    let state_dir = args
-        .settings
-        .read(vars)
-        .path("state_dir")
-        .unwrap_or_default();
+    let state_dir = values.path("state_dir").unwrap_or_default();
     let mut temp_cache = None;
     let jobs = match build_jobs(&args, &state_dir, &tokens, &mut temp_cache) {
         Ok(jobs) => jobs,
@@ -176,7 +186,7 @@ fn credentials(args: &Args, tokens: &Tokens) -> Credentials {
     Credentials {
         upstream_token: tokens.upstream.clone(),
         mirror_token: tokens.mirror.clone(),
-        ssh_key: args.ssh_key.clone(),
+        ssh_key: tokens.ssh_key_file.clone(),
         known_hosts: args.known_hosts.clone(),
     }
 }
@@ -340,7 +350,7 @@ fn run_one(job: &Job, tokens: &Tokens, rt: &tokio::runtime::Runtime) -> Outcome 
             if let Some((_, repo)) = &job.close_on {
                 tracing::warn!(
                     repo = repo.as_str(),
-                    "No CANON_MIRROR_TOKEN: not closing PRs merged upstream."
+                    "No PLUGIN_MIRROR_TOKEN: not closing PRs merged upstream."
                 );
             }
         }
@@ -378,15 +388,51 @@ fn print_outcome(o: &Outcome, json: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn tokens(args: &[&str], vars: &[(&str, &str)]) -> Tokens {
+        let cli = Cli::try_parse_from(
+            ["mirror-sync", "--config", "e.yml"]
+                .into_iter()
+                .chain(args.iter().copied()),
+        )
+        .unwrap();
+        let values = cli
+            .args
+            .settings
+            .read(&Variables::from_pairs(vars.iter().copied()));
+        Tokens::from_values(&values, cli.args.old_ssh_key.as_deref())
+    }
 
     #[test]
     fn tokens_come_from_the_two_variables_and_empty_means_unset() {
-        let t = Tokens::from_vars([
-            ("CANON_UPSTREAM_TOKEN".to_string(), "u".to_string()),
-            ("CANON_MIRROR_TOKEN".to_string(), String::new()),
-            ("OTHER".to_string(), "x".to_string()),
-        ]);
+        let t = tokens(
+            &[],
+            &[
+                ("PLUGIN_UPSTREAM_TOKEN", "u"),
+                ("PLUGIN_MIRROR_TOKEN", ""),
+                ("OTHER", "x"),
+            ],
+        );
         assert_eq!(t.upstream.as_ref().map(|s| s.expose()), Some("u"));
         assert!(t.mirror.is_none());
+    }
+
+    #[test]
+    fn the_ssh_key_file_is_a_path_and_the_old_flag_still_gives_it() {
+        let t = tokens(&["--ssh-key-file", "/k"], &[]);
+        assert_eq!(t.ssh_key_file, Some(PathBuf::from("/k")));
+        let t = tokens(&[], &[("PLUGIN_SSH_KEY_FILE", "/from-env")]);
+        assert_eq!(t.ssh_key_file, Some(PathBuf::from("/from-env")));
+        let t = tokens(&["--ssh-key", "/old"], &[]);
+        assert_eq!(t.ssh_key_file, Some(PathBuf::from("/old")));
+        let t = tokens(&["--ssh-key", "/old", "--ssh-key-file", "/new"], &[]);
+        assert_eq!(t.ssh_key_file, Some(PathBuf::from("/new")));
     }
 }

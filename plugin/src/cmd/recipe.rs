@@ -29,12 +29,14 @@ use crate::recipe::lint::{self, LintReport};
 use crate::recipe::names::DEFAULT_DOMAIN_SUFFIX;
 use crate::recipe::plan::{self, DeployPlan};
 use crate::recipe::version;
+use crate::settings::{RecipePlan, SubcommandFlags, Variables};
 
 /// `recipe` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum RecipeCommand {
     /// Print the deploy plan of a recipe checkout (version, compose files, timeout, secrets,
     /// backup) without deploying; exit 1 with the reason when an install would fail to plan.
+    #[command(after_help = "Example:\n  canon-plugin recipe plan --dir ./custom-html --json")]
     Plan(PlanArgs),
 }
 
@@ -52,15 +54,20 @@ pub struct PlanArgs {
     #[arg(long, requires = "config")]
     pub recipe: Option<RecipeName>,
     /// The release tag: checked out from the recipe's mirror (without --dir), and the version
-    /// label must name it. Mirror token: env CANON_MIRROR_TOKEN.
+    /// label must name it. Mirror token: env PLUGIN_MIRROR_TOKEN.
     #[arg(long)]
     pub tag: Option<String>,
     /// The stack name the plan is resolved for (secret and volume names, labels).
     #[arg(long, default_value = "plan", value_parser = parse_stack)]
     pub stack: String,
-    /// An SSH private key for an SSH mirror.
-    #[arg(long)]
-    pub ssh_key: Option<PathBuf>,
+    /// The SSH key file (`--ssh-key-file`) for an SSH mirror and the mirror token, from
+    /// [`crate::settings::KNOWN_SETTINGS`].
+    #[command(flatten)]
+    pub settings: SubcommandFlags<RecipePlan>,
+    /// The old name of `--ssh-key-file`, read until the next release with a warning (`--ssh-key`
+    /// is the key itself in `run` and `sweep`).
+    #[arg(long = "ssh-key", value_name = "PATH", hide = true)]
+    pub old_ssh_key: Option<PathBuf>,
     /// An OpenSSH known_hosts file for an SSH mirror (default: `~/.ssh/known_hosts`).
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
@@ -91,10 +98,10 @@ enum Failure {
     Red(String),
 }
 
-/// Runs a `recipe` subcommand.
-pub fn main(cmd: RecipeCommand) -> ExitCode {
+/// Runs a `recipe` subcommand; its settings not given as flags come from `vars`.
+pub fn main(cmd: RecipeCommand, vars: &Variables) -> ExitCode {
     let RecipeCommand::Plan(args) = cmd;
-    let tokens = Tokens::from_vars(std::env::vars());
+    let tokens = Tokens::from_values(&args.settings.read(vars), args.old_ssh_key.as_deref());
     match plan(&args, &tokens) {
         Ok((plan, lint)) => {
             let text = if args.json {
@@ -178,7 +185,7 @@ fn plan(args: &PlanArgs, tokens: &Tokens) -> Result<(DeployPlan, LintReport), Fa
             let credentials = Credentials {
                 upstream_token: None,
                 mirror_token: tokens.mirror.clone(),
-                ssh_key: args.ssh_key.clone(),
+                ssh_key: tokens.ssh_key_file.clone(),
                 known_hosts: args.known_hosts.clone(),
             };
             let want = Want::Ref {

@@ -19,6 +19,9 @@ use crate::settings::{StateExport, SubcommandFlags, Variables};
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
     /// Write a state dir's records in the state repository layout.
+    #[command(
+        after_help = "Example:\n  canon-plugin state export --state-dir /var/lib/canon --out ./canon-state-repo"
+    )]
     Export(ExportArgs),
 }
 
@@ -26,7 +29,7 @@ pub enum StateCommand {
 #[derive(Debug, ClapArgs)]
 pub struct ExportArgs {
     /// The state directory to export (`--state-dir`, from
-    /// [`crate::settings::SUBCOMMAND_SETTINGS`]).
+    /// [`crate::settings::KNOWN_SETTINGS`]).
     #[command(flatten)]
     pub settings: SubcommandFlags<StateExport>,
     /// The folder to write the repository layout into (empty or missing).

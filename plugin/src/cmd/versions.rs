@@ -11,11 +11,14 @@ use clap::Subcommand;
 pub enum VersionsCommand {
     /// Read tags from stdin (one per line); print the release tags ascending on stdout and the
     /// rejected ones with their reasons on stderr. Exits 0.
+    #[command(after_help = "Example:\n  git tag | canon-plugin versions sort")]
     Sort,
     /// Read tags from stdin; print the greatest release tag. Exits 1 when there is none or when
     /// two tags share the greatest recipe version.
+    #[command(after_help = "Example:\n  git tag | canon-plugin versions latest")]
     Latest,
     /// Exit 0 when TAG is a release tag, 1 with the reason otherwise.
+    #[command(after_help = "Example:\n  canon-plugin versions check 1.2.0+3.4.5")]
     Check {
         /// The tag to check.
         tag: String,

@@ -9,23 +9,25 @@
 //! in `main`; tests pass a list of pairs to [`Environment::from_pairs`]. The only files
 //! [`Settings::parse`] reads are the ones the `*_file` secret settings name.
 //!
-//! [`KNOWN_SETTINGS`] is the single list of settings: the `PLUGIN_*` variables and the `run` and
-//! `sweep` flags are read from it, validation takes its defaults from it, the settings reference
-//! (`docs/reference/plugin-settings.md`) is rendered from it ([`settings_table_markdown`]) and checked against it by a test, and a
-//! packaging check uses it to verify the settings a `.drone.yml` passes. A new setting is one
-//! table entry, one [`Settings`] field and the one line of `validate` that reads it.
+//! [`KNOWN_SETTINGS`] is the single list of settings, for every subcommand: the `PLUGIN_*`
+//! variables (and the old names still read), the flags of `run`, `sweep` and the other
+//! subcommands, which mode refuses which setting, the defaults validation falls back to, the
+//! settings reference (`docs/reference/plugin-settings.md`, [`settings_table_markdown`]) and the
+//! plugin card, each checked by a test, and a
+//! packaging check of the settings a `.drone.yml` passes. A new setting is one table entry, one
+//! [`Settings`] field and the one line of `validate` that reads it.
 //!
 //! # Layout
-//! - `table`: [`KNOWN_SETTINGS`], the settings reference's table, and what the plugin card is checked against.
+//! - `table`: [`KNOWN_SETTINGS`], the settings reference's table, and what the plugin card is
+//!   checked against.
 //! - `examples`: one example value per setting, the settings reference's example column.
-//! - `environment`: [`RawSettings`] (with the flags made from the table), [`DroneMeta`] and
-//!   [`Environment`], the raw strings.
+//! - `environment`: [`RawSettings`], the flags of `run` and `sweep` made from the table
+//!   ([`ModeFlags`]), [`DroneMeta`] and [`Environment`], the raw strings.
 //! - `secret_files`: the secret settings of the table, each from its value or from the file its
 //!   `*_file` setting names.
-//! - `subcommands`: [`SUBCOMMAND_SETTINGS`], the table of the other subcommands' flags that a
-//!   variable can give (`canonical`, `state export`, `mirror-sync`) and the git tokens of
-//!   `mirror-sync` and `recipe plan` (variables only), their flags built from it
-//!   and their values read by it with the same rules.
+//! - `subcommands`: the flags of the other subcommands that a variable can give (`canonical`,
+//!   `state export`, `mirror-sync`, `recipe plan`), built from the table ([`SubcommandFlags`])
+//!   and read by it with the same rules.
 //! - `target`: what tag mode tests (mode, recipe, tag or ref) and the commits the build claims.
 //! - `validate`: [`Settings::parse`], one function per concern, every problem at once, with the
 //!   typed reads that fall back to the table's defaults.
@@ -72,15 +74,16 @@ pub use canon_shared::settings::{
     parse_base_url, parse_bool, parse_commit, parse_count, parse_duration, parse_exit_code,
     parse_list, parse_size, Problems, SettingsError,
 };
-pub use environment::{DroneMeta, Environment, EnvironmentError, RawSettings};
+pub use environment::{
+    DroneMeta, Environment, EnvironmentError, ModeFlags, RawSettings, SweepMode, TagMode,
+};
 pub use subcommands::{
-    group_settings, CanonicalBy, CanonicalTarget, FlagGroup, GitTokens, Group, Kind, MirrorSync,
-    StateExport, SubcommandFlags, SubcommandSetting, SubcommandValues, Variables,
-    SUBCOMMAND_SETTINGS,
+    CanonicalBy, CanonicalTarget, FlagGroup, MirrorSync, RecipePlan, StateExport, SubcommandFlags,
+    SubcommandValues, Variables,
 };
 pub use table::{
-    plugin_card_properties_yaml, setting_doc, settings_table_markdown, Required, SettingDoc,
-    SettingType, KNOWN_SETTINGS,
+    plugin_card_properties_yaml, plugin_setting, plugin_settings, setting_doc, settings_of,
+    settings_table_markdown, Required, SettingDoc, SettingType, Use, KNOWN_SETTINGS,
 };
 
 /// The mode a run is in.
@@ -209,6 +212,9 @@ pub struct Settings {
     pub min_free_bytes: Option<u64>,
     /// Sweep: the exit code when nothing needed doing.
     pub idle_exit_code: u8,
+    /// What the settings got wrong without being refused (a variable of the other mode), one
+    /// sentence each, for `main` to log.
+    pub warnings: Vec<String>,
 }
 
 impl Settings {
@@ -226,6 +232,6 @@ impl Settings {
         KNOWN_SETTINGS
             .iter()
             .filter(|s| s.secret)
-            .flat_map(|s| s.env.iter().copied())
+            .flat_map(|s| s.env.iter().chain(s.old_env).copied())
     }
 }

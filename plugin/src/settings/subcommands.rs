@@ -1,17 +1,14 @@
-//! The other subcommands' settings table: every setting of `canonical`, `state export`,
-//! `mirror-sync` and `recipe plan` that a variable gives (a flag of the subcommand, or for the
-//! tokens only the variable), with its variables, default, type and help, in one list
-//! ([`SUBCOMMAND_SETTINGS`]), the flags built from it ([`SubcommandFlags`]) and the reading of
-//! flags and variables by it ([`SubcommandValues`]).
+//! The flags of the subcommands other than `run` and `sweep` (`canonical`, `state export`,
+//! `mirror-sync`, `recipe plan`) that a variable can give, built from the settings table
+//! ([`super::KNOWN_SETTINGS`], by each setting's [`Use`]) as [`SubcommandFlags`], and the reading
+//! of flags and variables by it ([`SubcommandValues`]).
 //!
-//! Separate from [`super::KNOWN_SETTINGS`] because these are not plugin settings: Drone never
-//! passes them, they accept other variables (`CANON_STATE_DIR` alone for the state dir, `USER`
-//! for who pins) and their help differs per subcommand. The rules are the same as `run`'s and
-//! `sweep`'s: a flag wins over a variable, a blank value is unset, a secret file is read by the
-//! shared reader ([`canon_shared::settings::read_secret_file`]) and every problem is reported at
-//! once, naming the setting, its variable and its flag. clap only shows the variable and the
-//! default in `--help`; the values it would take from them are ignored, so the table's rule
-//! decides.
+//! The rules are the same as `run`'s and `sweep`'s: a flag wins over a variable, a variable over
+//! the default, a blank value is unset, an old variable name is read last and warned about, a
+//! secret file is read by the shared reader ([`canon_shared::settings::read_secret_file`]) and
+//! every problem is reported at once, naming the setting, its variable and its flag. A secret has
+//! no flag here, only its variable, so it never shows in process listings. `--help` shows each
+//! flag's variables and default from the table.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,218 +20,52 @@ use canon_shared::settings::{read_secret_file, Problems, RawValues, SecretConten
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches};
 
-/// The flags that one `#[command(flatten)]` adds to a subcommand's arguments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Group {
-    /// Where `canonical show|pin|unpin|badge` finds the records.
-    CanonicalTarget,
-    /// Who `canonical pin|unpin` records.
-    CanonicalBy,
-    /// What `state export` exports.
-    StateExport,
-    /// Where `mirror-sync` keeps its caches.
-    MirrorSync,
-    /// The tokens `mirror-sync` and `recipe plan` fetch and push with (variables only, so they
-    /// never show in process listings).
-    GitTokens,
+use super::table::{settings_of, SettingDoc, Use};
+
+/// Returns the entry of the setting `name` that `place` reads.
+fn entry(place: Use, name: &str) -> Option<&'static SettingDoc> {
+    settings_of(place).find(|s| s.name == name)
 }
 
-impl Group {
-    /// Returns the subcommands (as typed after `canon-plugin`) whose arguments hold the group.
-    pub fn commands(self) -> &'static [&'static str] {
-        match self {
-            Group::CanonicalTarget => &[
-                "canonical show",
-                "canonical pin",
-                "canonical badge",
-                "canonical unpin",
-            ],
-            Group::CanonicalBy => &["canonical pin", "canonical unpin"],
-            Group::StateExport => &["state export"],
-            Group::MirrorSync => &["mirror-sync"],
-            Group::GitTokens => &["mirror-sync", "recipe plan"],
-        }
-    }
-}
-
-/// What a subcommand setting holds, and so how it is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Free text.
-    Text,
-    /// A file or directory path, as given (relative to the working directory).
-    Path,
-    /// The path of a file holding a token, read by the shared secret-file reader (trimmed).
-    TokenFile,
-    /// A token, given only by a variable (it has no flag: flags show in `ps`).
-    Token,
-}
-
-/// One subcommand setting: a flag and the variables that give it when the flag is absent.
-#[derive(Debug, Clone, Copy)]
-pub struct SubcommandSetting {
-    /// The flags it is one of.
-    pub group: Group,
-    /// The setting's name, snake_case (the flag's id).
-    pub name: &'static str,
-    /// Every environment variable it is read from, first wins.
-    pub env: &'static [&'static str],
-    /// The command-line flag (empty for a [`Kind::Token`], which has none).
-    pub flag: &'static str,
-    /// The value's type.
-    pub kind: Kind,
-    /// The default, as text (empty: no default).
-    pub default: &'static str,
-    /// The flag's one-line help (`--help`).
-    pub help: &'static str,
-}
-
-impl SubcommandSetting {
-    /// Returns how problems name the setting: `` `name` (VARIABLE or --flag) ``.
-    pub fn label(&self) -> String {
-        let variables = self.env.join(" or ");
-        if self.flag.is_empty() {
-            format!("`{}` ({variables})", self.name)
-        } else {
-            format!("`{}` ({variables} or {})", self.name, self.flag)
-        }
-    }
-}
-
-/// Every subcommand setting that a variable can give, in `--help` order within each group.
-pub const SUBCOMMAND_SETTINGS: &[SubcommandSetting] = &[
-    SubcommandSetting {
-        group: Group::CanonicalTarget,
-        name: "state_dir",
-        env: &["CANON_STATE_DIR"],
-        flag: "--state-dir",
-        kind: Kind::Path,
-        default: "./canon-state",
-        help: "The state directory (with a state repository: this host's clone and locks)",
-    },
-    SubcommandSetting {
-        group: Group::CanonicalTarget,
-        name: "state_repo",
-        env: &["CANON_STATE_REPO"],
-        flag: "--state-repo",
-        kind: Kind::Text,
-        default: "",
-        help: "A git state repository holding the canonical records instead of the state dir",
-    },
-    SubcommandSetting {
-        group: Group::CanonicalTarget,
-        name: "mirror_token_file",
-        env: &["PLUGIN_MIRROR_TOKEN_FILE"],
-        flag: "--mirror-token-file",
-        kind: Kind::TokenFile,
-        default: "",
-        help: "A file holding the token for the state repository over HTTPS (the mirror token)",
-    },
-    SubcommandSetting {
-        group: Group::CanonicalTarget,
-        name: "ssh_key_file",
-        env: &["PLUGIN_SSH_KEY_FILE"],
-        flag: "--ssh-key-file",
-        kind: Kind::Path,
-        default: "",
-        help: "A private key file for a state repository over SSH",
-    },
-    SubcommandSetting {
-        group: Group::CanonicalBy,
-        name: "by",
-        env: &["USER"],
-        flag: "--by",
-        kind: Kind::Text,
-        default: "unknown",
-        help: "Who (default: $USER)",
-    },
-    SubcommandSetting {
-        group: Group::StateExport,
-        name: "state_dir",
-        env: &["CANON_STATE_DIR"],
-        flag: "--state-dir",
-        kind: Kind::Path,
-        default: "./canon-state",
-        help: "The state directory to export",
-    },
-    SubcommandSetting {
-        group: Group::MirrorSync,
-        name: "state_dir",
-        env: &["CANON_STATE_DIR"],
-        flag: "--state-dir",
-        kind: Kind::Path,
-        default: "./canon-state",
-        help: "With --config: the state directory; caches live at `<state>/<recipe>/upstream.git`",
-    },
-    SubcommandSetting {
-        group: Group::GitTokens,
-        name: "upstream_token",
-        env: &["CANON_UPSTREAM_TOKEN"],
-        flag: "",
-        kind: Kind::Token,
-        default: "",
-        help: "Token for HTTPS access to upstream repositories",
-    },
-    SubcommandSetting {
-        group: Group::GitTokens,
-        name: "mirror_token",
-        env: &["CANON_MIRROR_TOKEN"],
-        flag: "",
-        kind: Kind::Token,
-        default: "",
-        help: "Token for HTTPS access to mirror repositories (and closing their merged PRs)",
-    },
-];
-
-/// Returns the settings of `group`, in table order.
-pub fn group_settings(group: Group) -> impl Iterator<Item = &'static SubcommandSetting> {
-    SUBCOMMAND_SETTINGS.iter().filter(move |s| s.group == group)
-}
-
-/// Returns the entry of the setting `name` in `group`.
-fn entry(group: Group, name: &str) -> Option<&'static SubcommandSetting> {
-    group_settings(group).find(|s| s.name == name)
-}
-
-/// A type that names one [`Group`], so the flags of [`SubcommandFlags`] are known to clap.
+/// A type that names one [`Use`], so the flags of [`SubcommandFlags`] are known to clap.
 pub trait FlagGroup {
-    /// The group.
-    const GROUP: Group;
+    /// The place whose settings the flags are.
+    const USE: Use;
 }
 
-/// [`Group::CanonicalTarget`].
+/// [`Use::CanonicalTarget`].
 #[derive(Debug, Clone, Copy)]
 pub struct CanonicalTarget;
 impl FlagGroup for CanonicalTarget {
-    const GROUP: Group = Group::CanonicalTarget;
+    const USE: Use = Use::CanonicalTarget;
 }
 
-/// [`Group::CanonicalBy`].
+/// [`Use::CanonicalBy`].
 #[derive(Debug, Clone, Copy)]
 pub struct CanonicalBy;
 impl FlagGroup for CanonicalBy {
-    const GROUP: Group = Group::CanonicalBy;
+    const USE: Use = Use::CanonicalBy;
 }
 
-/// [`Group::StateExport`].
+/// [`Use::StateExport`].
 #[derive(Debug, Clone, Copy)]
 pub struct StateExport;
 impl FlagGroup for StateExport {
-    const GROUP: Group = Group::StateExport;
+    const USE: Use = Use::StateExport;
 }
 
-/// [`Group::MirrorSync`].
+/// [`Use::MirrorSync`].
 #[derive(Debug, Clone, Copy)]
 pub struct MirrorSync;
 impl FlagGroup for MirrorSync {
-    const GROUP: Group = Group::MirrorSync;
+    const USE: Use = Use::MirrorSync;
 }
 
-/// [`Group::GitTokens`].
+/// [`Use::RecipePlan`].
 #[derive(Debug, Clone, Copy)]
-pub struct GitTokens;
-impl FlagGroup for GitTokens {
-    const GROUP: Group = Group::GitTokens;
+pub struct RecipePlan;
+impl FlagGroup for RecipePlan {
+    const USE: Use = Use::RecipePlan;
 }
 
 /// The environment variables, read once (the process's in `main`, a list in tests).
@@ -287,7 +118,7 @@ impl Variables {
     }
 }
 
-/// The flags of one [`Group`] as the command line gave them, built from the table: flatten it
+/// The flags of one [`Use`] as the command line gave them, built from the table: flatten it
 /// into a subcommand's arguments and [`read`](Self::read) it with the variables.
 pub struct SubcommandFlags<G> {
     /// The values given on the command line (blank ones unset).
@@ -321,49 +152,55 @@ impl<G> Clone for SubcommandFlags<G> {
 }
 
 impl<G: FlagGroup> SubcommandFlags<G> {
-    /// Returns the group's values: each flag, else its first variable that is set, else its
+    /// Returns the values of the settings `G` reads: each flag, else its first variable that is
+    /// set, else its first old variable that is set (with a warning naming the new one), else its
     /// default.
     pub fn read(&self, vars: &Variables) -> SubcommandValues {
         let mut values = RawValues::default();
-        for s in group_settings(G::GROUP) {
+        let mut renamed = Vec::new();
+        for s in settings_of(G::USE) {
             let value = self
                 .given
                 .get(s.name)
                 .or_else(|| s.env.iter().find_map(|v| vars.get(v)))
+                .or_else(|| {
+                    let (old, value) = s.old_env.iter().find_map(|v| Some((*v, vars.get(v)?)))?;
+                    renamed.push((old, s.env[0]));
+                    Some(value)
+                })
                 .unwrap_or(s.default);
             values.set(s.name, value);
         }
+        for (old, new) in &renamed {
+            tracing::warn!(variable = %old, instead = %new, "{old} is read until the next release only: set {new} instead.");
+        }
         SubcommandValues {
-            group: G::GROUP,
+            place: G::USE,
             values,
+            renamed,
         }
     }
 }
 
-/// Returns the flag of one setting; its variable and default are shown by `--help` only.
-fn flag(s: &'static SubcommandSetting) -> Arg {
-    let arg = Arg::new(s.name)
-        .long(s.flag.trim_start_matches("--"))
-        .help(s.help)
-        .value_name(s.name.to_ascii_uppercase())
-        .action(ArgAction::Set);
-    // clap shows `[env: …]` and `[default: …]` from these; `update_from_arg_matches` keeps
-    // only what the command line gave, so a blank variable is unset as in the table's rule.
-    let arg = match s.env.first() {
-        Some(variable) => arg.env(*variable),
-        None => arg,
-    };
-    if s.default.is_empty() {
-        arg
+/// Returns the flag of one setting; its variables and default are in its help only, so clap
+/// never takes a value from them (the table's rule does) and never prints a secret's value.
+fn flag(s: &'static SettingDoc) -> Arg {
+    let value_name = if s.name.ends_with("_file") {
+        "PATH".to_string()
     } else {
-        arg.default_value(s.default)
-    }
+        s.name.to_ascii_uppercase()
+    };
+    Arg::new(s.name)
+        .long(s.flag.trim_start_matches("--"))
+        .help(s.flag_help())
+        .value_name(value_name)
+        .action(ArgAction::Set)
 }
 
 impl<G: FlagGroup> clap::Args for SubcommandFlags<G> {
     fn augment_args(cmd: clap::Command) -> clap::Command {
-        group_settings(G::GROUP)
-            .filter(|s| !s.flag.is_empty())
+        settings_of(G::USE)
+            .filter(|s| s.has_flag_in(G::USE))
             .fold(cmd, |cmd, s| cmd.arg(flag(s)))
     }
 
@@ -380,7 +217,7 @@ impl<G: FlagGroup> clap::FromArgMatches for SubcommandFlags<G> {
     }
 
     fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
-        for s in group_settings(G::GROUP).filter(|s| !s.flag.is_empty()) {
+        for s in settings_of(G::USE).filter(|s| s.has_flag_in(G::USE)) {
             if matches.value_source(s.name) != Some(ValueSource::CommandLine) {
                 continue;
             }
@@ -392,23 +229,25 @@ impl<G: FlagGroup> clap::FromArgMatches for SubcommandFlags<G> {
     }
 }
 
-/// The values of one [`Group`]'s settings, flags over variables over defaults (strings; blank is
-/// unset).
+/// The values of the settings one [`Use`] reads, flags over variables over defaults (strings;
+/// blank is unset).
 #[derive(Clone)]
 pub struct SubcommandValues {
-    /// The group.
-    group: Group,
+    /// The place whose settings these are.
+    place: Use,
     /// The values, with the defaults filled in.
     values: RawValues,
+    /// The old variable names that gave a value, each with its new name.
+    renamed: Vec<(&'static str, &'static str)>,
 }
 
 impl fmt::Debug for SubcommandValues {
     /// The values, a token as `***`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut map = f.debug_map();
-        for s in group_settings(self.group) {
+        for s in settings_of(self.place) {
             if let Some(value) = self.values.get(s.name) {
-                map.entry(&s.name, &if s.kind == Kind::Token { "***" } else { value });
+                map.entry(&s.name, &if s.secret { "***" } else { value });
             }
         }
         map.finish()
@@ -417,12 +256,17 @@ impl fmt::Debug for SubcommandValues {
 
 impl SubcommandValues {
     /// Returns the table entry of `name`.
-    fn entry(&self, name: &str) -> Option<&'static SubcommandSetting> {
-        let found = entry(self.group, name);
+    fn entry(&self, name: &str) -> Option<&'static SettingDoc> {
+        let found = entry(self.place, name);
         // A name missing from the table is a typo in this crate, not a user error: debug builds
         // (and so every test) stop on it; a release build reads it as unset.
-        debug_assert!(found.is_some(), "`{name}` is not in {:?}", self.group);
+        debug_assert!(found.is_some(), "`{name}` is not read by {:?}", self.place);
         found
+    }
+
+    /// Returns the old variable names that gave a value, each with the name that replaces it.
+    pub fn renamed(&self) -> &[(&'static str, &'static str)] {
+        &self.renamed
     }
 
     /// Returns the text of `name` (its default when unset and it has one).
@@ -436,19 +280,20 @@ impl SubcommandValues {
         self.text(name).map(PathBuf::from)
     }
 
-    /// Returns the secret `name` (a [`Kind::Token`] setting), `None` when it is unset.
+    /// Returns the secret `name` (a secret setting, given by its variable), `None` when it is
+    /// unset.
     pub fn secret(&self, name: &str) -> Option<Secret> {
         let s = self.entry(name)?;
-        debug_assert_eq!(s.kind, Kind::Token, "`{name}` is not a token");
+        debug_assert!(s.secret, "`{name}` is not a secret");
         self.values.get(name).map(Secret::new)
     }
 
-    /// Returns the token in the file `name` names (a [`Kind::TokenFile`] setting), read by the
+    /// Returns the token in the file `name` names (a `*_file` setting of a token), read by the
     /// shared reader; a file that cannot be used is a problem naming the setting, its variable
     /// and its flag, never the content.
     pub fn token_from_file(&self, name: &str, problems: &mut Problems) -> Option<Secret> {
         let s = self.entry(name)?;
-        debug_assert_eq!(s.kind, Kind::TokenFile, "`{name}` is not a token file");
+        debug_assert!(name.ends_with("_file"), "`{name}` is not a file setting");
         let file = self.values.get(name)?;
         let secret = name.strip_suffix("_file").unwrap_or(name);
         problems.check(
@@ -462,9 +307,9 @@ impl SubcommandValues {
 mod tests {
     use super::*;
     use canon_shared::settings::Heading;
-    use clap::{CommandFactory, Parser};
+    use clap::Parser;
 
-    /// A subcommand that flattens two groups, as `canonical pin` does.
+    /// A subcommand that flattens two places, as `canonical pin` does.
     #[derive(Debug, Parser)]
     struct Pin {
         #[command(flatten)]
@@ -479,7 +324,7 @@ mod tests {
 
     #[test]
     fn a_flag_wins_over_its_variable_which_wins_over_the_default() {
-        let vars = Variables::from_pairs([("CANON_STATE_DIR", "/from/env"), ("USER", "ann")]);
+        let vars = Variables::from_pairs([("PLUGIN_STATE_DIR", "/from/env"), ("USER", "ann")]);
         let pin = parse(&["--state-dir", "/from/flag"]);
         let target = pin.target.read(&vars);
         assert_eq!(target.path("state_dir"), Some(PathBuf::from("/from/flag")));
@@ -494,13 +339,35 @@ mod tests {
             Some(PathBuf::from("./canon-state"))
         );
         assert_eq!(pin.by.read(&none).text("by").as_deref(), Some("unknown"));
+        let by = Variables::from_pairs([("PLUGIN_BY", "bob"), ("USER", "ann")]);
+        assert_eq!(pin.by.read(&by).text("by").as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn an_old_variable_is_read_last_and_reported_with_its_new_name() {
+        let old = Variables::from_pairs([("CANON_STATE_DIR", "/old"), ("CANON_STATE_REPO", "/r")]);
+        let values = parse(&[]).target.read(&old);
+        assert_eq!(values.path("state_dir"), Some(PathBuf::from("/old")));
+        assert_eq!(values.text("state_repo").as_deref(), Some("/r"));
+        assert_eq!(
+            values.renamed(),
+            [
+                ("CANON_STATE_DIR", "PLUGIN_STATE_DIR"),
+                ("CANON_STATE_REPO", "PLUGIN_STATE_REPO")
+            ]
+        );
+        let both =
+            Variables::from_pairs([("CANON_STATE_DIR", "/old"), ("PLUGIN_STATE_DIR", "/new")]);
+        let values = parse(&[]).target.read(&both);
+        assert_eq!(values.path("state_dir"), Some(PathBuf::from("/new")));
+        assert!(values.renamed().is_empty(), "{:?}", values.renamed());
     }
 
     #[test]
     fn a_blank_variable_is_unset() {
         let vars = Variables::from_pairs([
-            ("CANON_STATE_DIR", ""),
-            ("CANON_STATE_REPO", "  "),
+            ("PLUGIN_STATE_DIR", ""),
+            ("PLUGIN_STATE_REPO", "  "),
             ("USER", ""),
         ]);
         let pin = parse(&[]);
@@ -560,94 +427,24 @@ mod tests {
     #[test]
     fn tokens_come_from_their_variables_only_and_a_blank_one_is_unset() {
         let vars = Variables::from_pairs([
-            ("CANON_UPSTREAM_TOKEN", "u-t0ken"),
-            ("CANON_MIRROR_TOKEN", " "),
+            ("PLUGIN_UPSTREAM_TOKEN", "u-t0ken"),
+            ("PLUGIN_MIRROR_TOKEN", " "),
         ]);
-        let values = SubcommandFlags::<GitTokens>::default().read(&vars);
+        let values = SubcommandFlags::<MirrorSync>::default().read(&vars);
         let upstream = values.secret("upstream_token");
         assert_eq!(upstream.as_ref().map(Secret::expose), Some("u-t0ken"));
         assert!(values.secret("mirror_token").is_none());
         let shown = format!("{vars:?} {values:?} {upstream:?}");
         assert!(!shown.contains("u-t0ken"), "{shown}");
-    }
-
-    /// Returns every subcommand of `cmd` with its path (`canonical pin`).
-    fn subcommands(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
-        for sub in cmd.get_subcommands() {
-            let sub_path = format!("{path} {}", sub.get_name()).trim().to_string();
-            out.push((sub_path.clone(), sub.clone()));
-            subcommands(sub, &sub_path, out);
-        }
-    }
-
-    #[test]
-    fn every_flag_with_a_variable_is_in_the_table() {
-        let mut all = Vec::new();
-        subcommands(&crate::cli::Cli::command(), "", &mut all);
-        let mut seen = Vec::new();
-        for (path, cmd) in &all {
-            for arg in cmd.get_arguments() {
-                let Some(variable) = arg.get_env() else {
-                    continue;
-                };
-                let variable = variable.to_string_lossy();
-                let flag = format!("--{}", arg.get_long().unwrap_or_default());
-                let found = SUBCOMMAND_SETTINGS.iter().find(|s| {
-                    s.group.commands().contains(&path.as_str())
-                        && s.flag == flag
-                        && s.env.first() == Some(&variable.as_ref())
-                        && s.name == arg.get_id().as_str()
-                });
-                let Some(s) = found else {
-                    panic!("`{path} {flag}` reads {variable}, which the subcommand settings table does not give it");
-                };
-                let defaults: Vec<_> = arg
-                    .get_default_values()
-                    .iter()
-                    .map(|d| d.to_string_lossy().to_string())
-                    .collect();
-                let want: Vec<_> = Some(s.default)
-                    .filter(|d| !d.is_empty())
-                    .map(str::to_string)
-                    .into_iter()
-                    .collect();
-                assert_eq!(defaults, want, "`{path} {flag}`");
-                seen.push((path.clone(), s.name));
-            }
-        }
-        for s in SUBCOMMAND_SETTINGS {
-            for path in s.group.commands() {
-                assert!(all.iter().any(|(p, _)| p == path), "no subcommand `{path}`");
-            }
-        }
-        for s in SUBCOMMAND_SETTINGS.iter().filter(|s| !s.flag.is_empty()) {
-            for path in s.group.commands() {
-                assert!(
-                    seen.contains(&(path.to_string(), s.name)),
-                    "`{path}` has no {} reading {:?}",
-                    s.flag,
-                    s.env
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn every_entry_is_well_formed() {
-        for s in SUBCOMMAND_SETTINGS {
-            if s.kind == Kind::Token {
-                assert!(s.flag.is_empty(), "{}: a token has no flag", s.name);
-                continue;
-            }
-            assert_eq!(s.flag, format!("--{}", s.name.replace('_', "-")));
-            assert!(!s.env.is_empty(), "{} has no variable", s.name);
-            assert!(
-                !s.help.ends_with('.'),
-                "{}: clap shows help without a period",
-                s.name
-            );
-            let dupes = group_settings(s.group).filter(|o| o.name == s.name).count();
-            assert_eq!(dupes, 1, "{} twice in {:?}", s.name, s.group);
-        }
+        let old = Variables::from_pairs([("CANON_MIRROR_TOKEN", "m-t0ken")]);
+        let values = SubcommandFlags::<RecipePlan>::default().read(&old);
+        assert_eq!(
+            values.secret("mirror_token").as_ref().map(Secret::expose),
+            Some("m-t0ken")
+        );
+        assert_eq!(
+            values.renamed(),
+            [("CANON_MIRROR_TOKEN", "PLUGIN_MIRROR_TOKEN")]
+        );
     }
 }

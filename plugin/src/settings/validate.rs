@@ -19,7 +19,7 @@ use canon_shared::state::LockWait;
 
 use super::environment::{drone_value, DroneMeta};
 use super::secret_files::Secrets;
-use super::table::setting_doc;
+use super::table::{setting_doc, SettingType, Use};
 use super::target::{mode, recipe, tag_mode_target, Requested};
 use super::{Environment, Mode, Problems, RawSettings, RunnerKind, Settings, SettingsError};
 
@@ -34,7 +34,8 @@ impl Settings {
         forced: Option<Mode>,
         cwd: &Path,
     ) -> Result<Settings, SettingsError> {
-        let raw = cli.unwrap_or_default().or(env.plugin.clone());
+        let raw_flags = cli.unwrap_or_default();
+        let raw = raw_flags.clone().or(env.plugin.clone());
         let d = &env.drone;
         let mut problems = Problems::default();
         let p = &mut problems;
@@ -43,13 +44,16 @@ impl Settings {
         let event = drone_value(&d.drone_build_event);
         let requested = Requested::resolve(&raw, d, event.as_deref(), p);
         let mode = mode(forced, raw.get("mode"), event.as_deref(), &requested, p);
-        let config = raw.text("config").or(drone_value(&d.canon_enrollment));
+        let mut warnings = Vec::new();
+        if let Some(mode) = mode {
+            other_mode(&raw_flags, &env.plugin, mode, forced, p, &mut warnings);
+        }
+        let config = raw.text("config");
         if config.is_none() {
             p.push("`config` (PLUGIN_CONFIG or --config) is required: the enrollment file");
         }
         let state_dir = raw
             .text("state_dir")
-            .or(drone_value(&d.canon_state_dir))
             .unwrap_or_else(|| default_of("state_dir").into());
         let (recipe_given, recipe) = recipe(&raw, d, p);
         let drone_repo = raw.text("drone_repo").or(drone_value(&d.drone_repo));
@@ -142,8 +146,85 @@ impl Settings {
             cleanup_after,
             min_free_bytes,
             idle_exit_code,
+            warnings,
         })
     }
+}
+
+/// Returns what a problem calls the mode a subcommand or Drone picked.
+fn mode_name(mode: Mode, forced: Option<Mode>) -> &'static str {
+    match (mode, forced) {
+        (Mode::Tag, Some(_)) => "`run` is tag mode",
+        (Mode::Sweep, Some(_)) => "`sweep` is the sweep",
+        (Mode::Tag, None) => "this build runs tag mode",
+        (Mode::Sweep, None) => "this build runs the sweep",
+    }
+}
+
+/// Records the settings of the other mode. A flag of the other mode is refused: typed on a command
+/// line it is a mistake, and ignoring it would act on one (`run --dry-run` would run the harness
+/// and write history). So is a `mode` that names the other mode, and a variable of the other mode
+/// whose table entry says ignoring it would do what it asked not to. Any other variable of the
+/// other mode is a warning: Drone passes every `settings:` key of a step, and a pipeline may
+/// share one settings block between its tag and cron steps.
+fn other_mode(
+    flags: &RawSettings,
+    vars: &RawSettings,
+    mode: Mode,
+    forced: Option<Mode>,
+    problems: &mut Problems,
+    warnings: &mut Vec<String>,
+) {
+    let place = match mode {
+        Mode::Tag => Use::Tag,
+        Mode::Sweep => Use::Sweep,
+    };
+    let here = mode_name(mode, forced);
+    if let (Some(forced), Some(asked)) = (forced, raw_mode(flags).or(raw_mode(vars))) {
+        let (asked_mode, command) = match asked.trim() {
+            "tag" => (Some(Mode::Tag), "canon-plugin run"),
+            "sweep" => (Some(Mode::Sweep), "canon-plugin sweep"),
+            _ => (None, ""),
+        };
+        if asked_mode.is_some_and(|m| m != forced) {
+            problems.push(format!(
+                "`mode` (PLUGIN_MODE or --mode) is {}, but {here}: use `{command}`",
+                asked.trim()
+            ));
+        }
+    }
+    if flags.cold() && place != Use::Tag {
+        problems.push(format!(
+            "--cold is a flag of tag mode (`canon-plugin run`); {here} and would ignore it"
+        ));
+    }
+    for (s, _) in flags.given() {
+        if s.name != "mode" && !s.used_in(place) {
+            problems.push(format!(
+                "{} is a setting of {}; {here} and would ignore it",
+                s.label(),
+                s.belongs_to()
+            ));
+        }
+    }
+    for (s, value) in vars.given() {
+        if s.name == "mode" || s.used_in(place) || flags.get(s.name).is_some() {
+            continue;
+        }
+        // A boolean set to false asks for nothing that ignoring it could break.
+        let asks = !(s.kind == SettingType::Boolean && parse_bool(s.name, value) == Ok(false));
+        let text = format!("{} is a setting of {}; {here}", s.label(), s.belongs_to());
+        if s.refused_elsewhere && asks {
+            problems.push(format!("{text} and would ignore it"));
+        } else {
+            warnings.push(format!("{text}: ignored"));
+        }
+    }
+}
+
+/// Returns the `mode` setting of `raw`.
+fn raw_mode(raw: &RawSettings) -> Option<&str> {
+    raw.get("mode")
 }
 
 /// Returns the table's default text of the setting `name` (empty when it has none).
@@ -521,5 +602,95 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn a_flag_of_the_other_mode_is_refused_naming_the_mode_it_belongs_to() {
+        let e = env(&[]);
+        let run = RawSettings::from_values([
+            ("config", "e.yml"),
+            ("recipe", "app"),
+            ("tag", "1.0.0+1"),
+            ("dry_run", "true"),
+            ("jobs", "2"),
+        ]);
+        let err = Settings::parse(&e, Some(run), Some(Mode::Tag), Path::new("/w")).unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 2, "{text}");
+        assert!(
+            text.contains("`dry_run` (PLUGIN_DRY_RUN or --dry-run) is a setting of the sweep (`canon-plugin sweep`); `run` is tag mode and would ignore it"),
+            "{text}"
+        );
+        assert!(text.contains("`jobs` (PLUGIN_JOBS or --jobs)"), "{text}");
+
+        let sweep =
+            RawSettings::from_values([("config", "e.yml"), ("mode", "tag"), ("quick", "true")]);
+        let err = Settings::parse(&e, Some(sweep), Some(Mode::Sweep), Path::new("/w")).unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 2, "{text}");
+        assert!(
+            text.contains("`mode` (PLUGIN_MODE or --mode) is tag, but `sweep` is the sweep: use `canon-plugin run`"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "`quick` (PLUGIN_QUICK or --quick) is a setting of tag mode (`canon-plugin run`)"
+            ),
+            "{text}"
+        );
+        let same = RawSettings::from_values([("config", "e.yml"), ("mode", "sweep")]);
+        assert!(Settings::parse(&e, Some(same), Some(Mode::Sweep), Path::new("/w")).is_ok());
+    }
+
+    #[test]
+    fn a_variable_of_the_other_mode_is_refused_only_where_ignoring_it_would_act() {
+        let tag = [
+            ("DRONE_BUILD_EVENT", "tag"),
+            ("DRONE_TAG", "1.0.0+1"),
+            ("PLUGIN_CONFIG", "e.yml"),
+            ("PLUGIN_RECIPE", "app"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = tag.to_vec();
+            pairs.extend_from_slice(extra);
+            parse(&pairs)
+        };
+        // A shared settings block: the sweep's settings only warn in tag mode.
+        let s = with(&[("PLUGIN_JOBS", "4"), ("PLUGIN_DRY_RUN", "false")]).unwrap();
+        assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+        assert!(
+            s.warnings[0].starts_with("`jobs` (PLUGIN_JOBS or --jobs) is a setting of the sweep"),
+            "{:?}",
+            s.warnings
+        );
+        assert!(
+            s.warnings[0].contains("this build runs tag mode"),
+            "{:?}",
+            s.warnings
+        );
+        // Ignoring `dry_run: true` would run the harness for real: refused.
+        let err = with(&[("PLUGIN_DRY_RUN", "true")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`dry_run` (PLUGIN_DRY_RUN or --dry-run) is a setting of the sweep"),
+            "{err}"
+        );
+        // A sweep given a recipe would test every recipe: refused; a setting of both is fine.
+        let err = parse(&[
+            ("DRONE_BUILD_EVENT", "cron"),
+            ("PLUGIN_CONFIG", "e.yml"),
+            ("PLUGIN_RECIPE", "app"),
+            ("PLUGIN_TIMEOUT", "5m"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert!(
+            err.to_string().contains(
+                "`recipe` (PLUGIN_RECIPE or CANON_RECIPE or --recipe) is a setting of tag mode"
+            ),
+            "{err}"
+        );
+        // The tag mode warnings are only about the other mode's settings.
+        assert!(with(&[]).unwrap().warnings.is_empty());
     }
 }
