@@ -7,6 +7,7 @@
 
 mod support;
 
+mod cli;
 mod drone_yml;
 mod mirror_cli;
 mod recipe_plan;

@@ -97,21 +97,21 @@ pub fn main(cmd: RecipeCommand) -> ExitCode {
             } else {
                 plan.to_string()
             };
-            let mut out = std::io::stdout().lock();
+            let mut out = canon_shared::console::stdout();
             match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: cannot write the plan: {e}");
+                    canon_shared::errln!("error: cannot write the plan: {e}");
                     ExitCode::from(EXIT_RED)
                 }
             }
         }
         Err(Failure::Usage(why)) => {
-            eprintln!("error: {why}");
+            canon_shared::errln!("error: {why}");
             ExitCode::from(EXIT_USAGE)
         }
         Err(Failure::Red(why)) => {
-            eprintln!("error: {why}");
+            canon_shared::errln!("error: {why}");
             ExitCode::from(EXIT_RED)
         }
     }
