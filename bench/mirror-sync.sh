@@ -82,6 +82,7 @@ cli_all() {
     for ((i = 1; i <= n; i++)); do cli_sync "$(printf 'r%03d' "$i")"; done
 }
 canon_all() {
+    mkdir -p "$work/state"
     "$bin" mirror-sync --config "$enroll" --state-dir "$work/state" --jobs "$1" >"$work/canon-$2.log"
 }
 

@@ -93,7 +93,7 @@ run() {
     shift
     local start
     start=$(now)
-    if ! "$bin" run --config "$work/enrollment.yml" --state-dir "$work/state" \
+    if ! "$bin" run --init --config "$work/enrollment.yml" --state-dir "$work/state" \
         --work-dir "$work/runs" --recipe "$recipe" --runner docker \
         --env "FIRST_BOOT_SECONDS=$first_boot" "$@" >"$log" 2>&1; then
         echo "canon-plugin run $* was not green; the end of $log:" >&2

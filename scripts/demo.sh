@@ -13,8 +13,9 @@ cargo build --release --quiet -p canon-plugin
 bash scripts/build-fixture-image.sh >/dev/null
 bash examples/standalone/make-upstream.sh ./canon-demo
 
+# sweep [--init]: the first sweep creates the state dir (--init); later ones find it.
 sweep() {
-  target/release/canon-plugin sweep \
+  target/release/canon-plugin sweep "$@" \
     --config ./canon-demo/enrollment.yml \
     --state-dir ./canon-state \
     --inline --runner docker \
@@ -22,7 +23,7 @@ sweep() {
 }
 
 echo "== First sweep: the latest release is tested cold and promoted"
-sweep
+sweep --init
 echo
 echo "== Second sweep: nothing new upstream"
 sweep

@@ -60,6 +60,12 @@ fn main() -> ExitCode {
         let started_with = libc::umask(0o022);
         libc::umask(canon_shared::state::shared_umask(started_with as u32) as libc::mode_t);
     }
+    // A reader that stops early (`register-hooks | head -1`) ends it as SIGPIPE would.
+    canon_shared::console::finish(run())
+}
+
+/// Parses the command line and runs the command it names.
+fn run() -> ExitCode {
     let parsed = Cli::command()
         .after_help(after_help())
         .try_get_matches()
@@ -121,7 +127,7 @@ fn main() -> ExitCode {
                         .filter(|r| matches!(r, HookResult::Failed { .. }))
                         .count();
                     for r in &results {
-                        println!("{r}");
+                        canon_shared::outln!("{r}");
                     }
                     if failed > 0 {
                         ExitCode::FAILURE

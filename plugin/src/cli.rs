@@ -63,6 +63,12 @@ pub enum Command {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
+    // A reader that stops early ends the command as SIGPIPE would, whatever it printed.
+    canon_shared::console::finish(run_command())
+}
+
+/// Parses the command line and runs the command it names.
+fn run_command() -> ExitCode {
     init_logging();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -125,12 +131,20 @@ pub fn dispatch(env: &Environment, cli: Option<RawSettings>, forced: Option<Mode
     let settings = match Settings::parse(env, cli, forced, &cwd) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            canon_shared::errln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
     for warning in &settings.warnings {
         tracing::warn!("{warning}.");
+    }
+    // With a state repository the state dir is this host's clone, made when missing; without
+    // one it holds the records, and only a first run (`init_state`) may create it.
+    if settings.state_repo.is_none() && !settings.init_state {
+        if let Err(e) = cmd::require_state_dir(&settings.state_dir) {
+            canon_shared::errln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
     }
     ExitCode::from(match settings.mode {
         Mode::Sweep => crate::sweep::main(&settings),

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod cli;
 mod cli_settings;
 mod drone_yml;
 mod mirror_cli;

@@ -94,6 +94,27 @@ fn enrollment_syncs_every_recipe_and_reports_the_one_that_failed() {
     )
     .unwrap();
     let state = tmp.path().join("state");
+    // The state dir holds the caches; mirror-sync never creates it.
+    let out = canon(
+        &[
+            "--config",
+            enrollment.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "state directory {} does not exist",
+            state.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!state.exists());
+    std::fs::create_dir(&state).unwrap();
     let out = canon(
         &[
             "--config",

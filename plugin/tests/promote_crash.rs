@@ -204,6 +204,7 @@ impl Recipe {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_canon-plugin"));
         cmd.args([
             "run",
+            "--init",
             "--config",
             self.enrollment.to_str().unwrap(),
             "--state-dir",

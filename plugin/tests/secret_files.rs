@@ -71,6 +71,7 @@ fn a_token_file_flag_is_accepted_and_ps_shows_only_its_path() {
     let child = plugin(
         &[
             "run",
+            "--init",
             "--config",
             f.enrollment.to_str().unwrap(),
             "--state-dir",
@@ -141,6 +142,7 @@ fn an_unusable_secret_file_is_a_settings_problem_that_never_shows_the_secret() {
     let out = plugin(
         &[
             "run",
+            "--init",
             "--config",
             "enrollment.yml",
             "--recipe",

@@ -55,6 +55,7 @@ fn sweep_as_root(f: &Fixture) -> Output {
         .env("RUST_LOG", "warn")
         .args([
             "sweep",
+            "--init",
             "--inline",
             "--runner",
             "command",

@@ -31,6 +31,7 @@ fn run(f: &Fixture, tag: &str, state_dir: &Path, state_repo: Option<(&str, &Path
     let log = format!("HARNESS_LOG={}", f.log.display());
     let mut args = vec![
         "run".to_string(),
+        "--init".into(),
         "--config".into(),
         f.enrollment.display().to_string(),
         "--state-dir".into(),

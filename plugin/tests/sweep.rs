@@ -51,6 +51,7 @@ fn sweep_inline(f: &Fixture, extra: &[&str]) -> Output {
     let log = format!("HARNESS_LOG={}", f.log.display());
     let mut args = vec![
         "sweep",
+        "--init",
         "--config",
         &config,
         "--state-dir",
@@ -96,7 +97,13 @@ fn a_missing_or_empty_enrollment_fails_naming_the_file() {
     let missing = dir.path().join("nope.yml");
     let out = plugin(
         dir.path(),
-        &["sweep", "--config", missing.to_str().unwrap(), "--inline"],
+        &[
+            "sweep",
+            "--init",
+            "--config",
+            missing.to_str().unwrap(),
+            "--inline",
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -106,7 +113,13 @@ fn a_missing_or_empty_enrollment_fails_naming_the_file() {
     std::fs::write(&empty, "recipes: []\n").unwrap();
     let out = plugin(
         dir.path(),
-        &["sweep", "--config", empty.to_str().unwrap(), "--inline"],
+        &[
+            "sweep",
+            "--init",
+            "--config",
+            empty.to_str().unwrap(),
+            "--inline",
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -436,7 +449,14 @@ fn sweep_drone_with(f: &Fixture, drone: &FakeDrone, extra: &[(&str, &str)]) -> O
     env.extend_from_slice(extra);
     plugin(
         f.dir.path(),
-        &["sweep", "--config", &config, "--state-dir", &state],
+        &[
+            "sweep",
+            "--init",
+            "--config",
+            &config,
+            "--state-dir",
+            &state,
+        ],
         &env,
     )
 }
@@ -723,6 +743,7 @@ fn mirror_prs_merged_upstream_are_closed_and_a_dry_run_closes_none() {
     let sweep = |extra: &[&str]| {
         let mut args = vec![
             "sweep",
+            "--init",
             "--config",
             enrollment.to_str().unwrap(),
             "--state-dir",

@@ -478,10 +478,16 @@ fn the_badge_command_draws_the_listener_s_badge_from_the_state_dir() {
     let (code, _, err) = badge_of(&[]);
     assert_eq!(
         code,
-        Some(1),
+        Some(2),
         "no state dir yet is an error, not \"none yet\""
     );
-    assert!(err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "state directory {} does not exist",
+            f.state.display()
+        )),
+        "{err}"
+    );
 
     f.release("1.0.0+1.0", true);
     promote(&f, "1.0.0+1.0");
@@ -578,7 +584,11 @@ fn canonical_show_says_who_holds_the_warm_data_on_this_host() {
     assert_eq!(code, Some(0), "{text}");
     let json = json.unwrap();
     assert_eq!(
-        (&json["version"], &json["status"], json.get("holders")),
+        (
+            &json["version"],
+            &json["warm_status"]["status"],
+            json["warm_status"].get("holders")
+        ),
         (&"1.0.0+1.0".into(), &"idle".into(), None),
         "{json:#}"
     );
@@ -597,12 +607,16 @@ fn canonical_show_says_who_holds_the_warm_data_on_this_host() {
     let (code, json, text) = show("app");
     assert_eq!(code, Some(0), "{text}");
     let json = json.unwrap();
-    assert_eq!(json["status"], "attached", "{json:#}");
+    assert_eq!(json["warm_status"]["status"], "attached", "{json:#}");
+    assert!(
+        json.get("status").is_none(),
+        "one meaning of status: {json:#}"
+    );
     assert_eq!(
         json["version"], "1.0.0+1.0",
         "the record is still there: {json:#}"
     );
-    let holders = json["holders"].as_array().unwrap();
+    let holders = json["warm_status"]["holders"].as_array().unwrap();
     assert_eq!(holders.len(), 1, "{json:#}");
     assert_eq!(
         (
@@ -619,9 +633,10 @@ fn canonical_show_says_who_holds_the_warm_data_on_this_host() {
     );
     drop(hold);
     let (_, json, text) = show("app");
-    assert_eq!(json.unwrap()["status"], "idle", "{text}");
+    assert_eq!(json.unwrap()["warm_status"]["status"], "idle", "{text}");
 
-    // A reader that stops before the output (`| grep -q`) is not an error.
+    // A reader that stops before the output (`| grep -q`) ends it as SIGPIPE ends a Unix tool,
+    // quietly.
     let mut child = plugin(
         &["canonical", "show", "--recipe", "app"],
         &[("CANON_STATE_DIR", state.clone())],
@@ -632,7 +647,13 @@ fn canonical_show_says_who_holds_the_warm_data_on_this_host() {
     .unwrap();
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", printed(&out));
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{}",
+        printed(&out)
+    );
     assert!(out.stderr.is_empty(), "{}", printed(&out));
 
     // No canonical yet, but its first promote under way.
@@ -696,6 +717,7 @@ fn the_default_log_is_plain_text_without_commands_and_debug_adds_them() {
         let out = plugin(
             &[
                 "run",
+                "--init",
                 "--config",
                 f.enrollment.to_str().unwrap(),
                 "--state-dir",
@@ -778,6 +800,7 @@ fn concurrent_runs(lock_wait: &str) -> (Fixture, Vec<Output>) {
             plugin(
                 &[
                     "run",
+                    "--init",
                     "--config",
                     f.enrollment.to_str().unwrap(),
                     "--state-dir",

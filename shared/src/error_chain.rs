@@ -21,20 +21,25 @@ pub fn one_line(err: &dyn Error) -> String {
     line
 }
 
-/// Returns `err` as `"{prefix}: {err}"` and each source on its own `  caused by: ` line.
+/// Returns `err` as `"{prefix}: {err}"` and each source on its own `  caused by: ` line. A source
+/// whose text is already printed (an error that repeats its cause in its own message) is not
+/// printed again.
 pub fn lines(prefix: &str, err: &dyn Error) -> String {
     let mut text = format!("{prefix}: {err}");
     let mut source = err.source();
     while let Some(s) = source {
-        let _ = write!(text, "\n  caused by: {s}");
+        let cause = s.to_string();
+        if !text.contains(&cause) {
+            let _ = write!(text, "\n  caused by: {cause}");
+        }
         source = s.source();
     }
     text
 }
 
-/// Prints [`lines`] on stderr.
+/// Prints [`lines`] on stderr (a closed stderr is not a panic: [`crate::console`]).
 pub fn print(prefix: &str, err: &dyn Error) {
-    eprintln!("{}", lines(prefix, err));
+    crate::errln!("{}", lines(prefix, err));
 }
 
 #[cfg(test)]
@@ -66,6 +71,14 @@ mod tests {
         assert_eq!(
             one_line(&Outer::Repeating(Inner)),
             "cannot sync: connection refused"
+        );
+    }
+
+    #[test]
+    fn lines_print_each_cause_once() {
+        assert_eq!(
+            lines("error", &Outer::Repeating(Inner)),
+            "error: cannot sync: connection refused"
         );
     }
 

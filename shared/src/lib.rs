@@ -14,6 +14,8 @@
 //! - [`secret`]: a string that never prints.
 //! - [`settings`]: what both binaries' settings share: every problem reported at once, raw
 //!   values from `(name, value)` pairs, and one parser per kind of value (no environment access).
+//! - [`console`]: the binaries' stdout and stderr lines; a closed pipe ends a command as SIGPIPE
+//!   would, never with a panic.
 //! - [`error_chain`]: an error and its causes as text, the one way every binary prints errors.
 //! - [`fault`]: test-only fault points (debug builds abort where a test says, like `kill -9`).
 //! - [`mirror`]: faithful git mirror sync (git2), the credentials every remote is built from, and
@@ -30,6 +32,7 @@
 pub mod badge;
 pub mod build_info;
 pub mod commit;
+pub mod console;
 pub mod drone;
 pub mod error_chain;
 pub mod fault;

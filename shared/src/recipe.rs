@@ -309,6 +309,7 @@ struct RawRecipe {
     branch: Option<String>,
     required_stages: Option<Vec<String>>,
     test_command: Option<String>,
+    #[serde(default, deserialize_with = "whole_seconds")]
     deploy_timeout: Option<u64>,
     health_path: Option<String>,
     stability_window: Option<serde_yaml::Value>,
@@ -408,6 +409,132 @@ fn struct_fields<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
     fields
 }
 
+/// Reads `deploy_timeout`, a whole number of seconds, saying what was expected and what it got
+/// otherwise.
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let value = serde_yaml::Value::deserialize(d)?;
+    match value.as_u64() {
+        Some(n) => Ok(Some(n)),
+        None => Err(serde::de::Error::custom(format!(
+            "deploy_timeout: expected a whole number of seconds, got {}",
+            serde_json::to_string(&value).unwrap_or_else(|_| "something else".into())
+        ))),
+    }
+}
+
+/// The recipe entries alone, read again from the text when one is wrong: reading from the
+/// text (not from a parsed value) gives the error the key's path and its line.
+#[derive(Deserialize)]
+struct LocatedRecipes {
+    // Read only for the error that reading it gives.
+    #[allow(dead_code)]
+    #[serde(default)]
+    recipes: Vec<RawRecipe>,
+}
+
+/// Returns the error of a recipe entry named by its key and its line: `message` (what reading the
+/// entry alone said) unless reading the text again finds the same fault with its place.
+fn located_entry_error(text: &str, message: &str) -> String {
+    let Err(e) = serde_yaml::from_str::<LocatedRecipes>(text) else {
+        return suggest_key(message);
+    };
+    let full = e.to_string();
+    // `recipes[1].deploy_timeout: expected … at line 7 column 21` → the key and the message.
+    let without_place = match e.location() {
+        Some(l) => full
+            .strip_suffix(&format!(" at line {} column {}", l.line(), l.column()))
+            .unwrap_or(&full)
+            .to_string(),
+        None => full.clone(),
+    };
+    let keyed = match without_place.strip_prefix("recipes[") {
+        Some(rest) => match rest.find(']') {
+            Some(end) => rest[end + 1..]
+                .trim_start_matches('.')
+                .trim_start_matches(": ")
+                .to_string(),
+            None => without_place.clone(),
+        },
+        None => without_place.clone(),
+    };
+    let keyed = suggest_key(&keyed);
+    let Some(place) = e.location() else {
+        return keyed;
+    };
+    // serde_yaml places some errors at the entry's first line: the key's own line is better.
+    let key = unknown_key(&keyed).or_else(|| {
+        keyed
+            .split_once(':')
+            .map(|(k, _)| k)
+            .filter(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+    });
+    let line = key
+        .and_then(|key| {
+            text.lines()
+                .enumerate()
+                .skip(place.line().saturating_sub(1))
+                .find(|(_, l)| {
+                    l.trim_start()
+                        .trim_start_matches("- ")
+                        .starts_with(&format!("{key}:"))
+                })
+                .map(|(i, _)| i + 1)
+        })
+        .unwrap_or(place.line());
+    format!("{keyed} (line {line})")
+}
+
+/// Returns the key a message from [`suggest_key`] calls unknown.
+fn unknown_key(message: &str) -> Option<&str> {
+    let rest = &message[message.find("unknown key `")? + "unknown key `".len()..];
+    rest.split_once('`').map(|(key, _)| key)
+}
+
+/// Rewrites serde's `unknown field `x`, expected one of `a`, `b`` as `unknown key `x`; did you
+/// mean `a`?` with the nearest known key (or the known keys when none is near); other messages
+/// are returned as they are.
+fn suggest_key(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `").or_else(|| {
+        message
+            .find(": unknown field `")
+            .map(|i| &message[i + ": unknown field `".len()..])
+    }) else {
+        return message.to_string();
+    };
+    let prefix = message
+        .find("unknown field `")
+        .map(|i| &message[..i])
+        .unwrap_or("");
+    let Some((unknown, known)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    // The place serde_yaml appends, kept at the end.
+    let place = known.find(" at line ").map(|i| &known[i..]).unwrap_or("");
+    let names: Vec<&str> = known
+        .trim_end_matches(place)
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .collect();
+    let nearest = names
+        .iter()
+        .map(|n| (strsim::damerau_levenshtein(unknown, n), *n))
+        .min()
+        .filter(|(d, n)| *d <= (n.len() / 3).max(2));
+    let hint = match nearest {
+        Some((_, n)) => format!("did you mean `{n}`?"),
+        None => format!(
+            "known keys: {}",
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    format!("{prefix}unknown key `{unknown}`; {hint}{place}")
+}
+
 impl Enrollment {
     /// Loads and validates an enrollment file.
     ///
@@ -432,7 +559,27 @@ impl Enrollment {
                 path: path.to_path_buf(),
             });
         }
-        let raw: RawEnrollment = serde_yaml::from_str(text).map_err(|e| syntax(e.to_string()))?;
+        let raw: RawEnrollment = serde_yaml::from_str(text).map_err(|e| {
+            let full = e.to_string();
+            let message = match e.location() {
+                Some(l) => full
+                    .strip_suffix(&format!(" at line {} column {}", l.line(), l.column()))
+                    .unwrap_or(&full),
+                None => &full,
+            };
+            let message = suggest_key(message);
+            // serde_yaml gives no place for an unknown key on the first line: it is found here.
+            let line = e.location().map(|l| l.line()).or_else(|| {
+                let key = unknown_key(&message)?;
+                text.lines()
+                    .position(|l| l.starts_with(&format!("{key}:")))
+                    .map(|i| i + 1)
+            });
+            match line {
+                Some(n) => syntax(format!("{message} (line {n})")),
+                None => syntax(message),
+            }
+        })?;
         let entries = raw.recipes.unwrap_or_default();
         if entries.is_empty() {
             return Err(EnrollmentError::Empty {
@@ -471,7 +618,8 @@ impl Enrollment {
                 name: shown_name.clone(),
                 message,
             };
-            let raw: RawRecipe = serde_yaml::from_value(value).map_err(|e| entry(e.to_string()))?;
+            let raw: RawRecipe = serde_yaml::from_value(value)
+                .map_err(|e| entry(located_entry_error(text, &e.to_string())))?;
             let name = RecipeName::parse(&raw.name).map_err(|e| entry(e.to_string()))?;
             if let Some((_, first)) = seen.iter().find(|(n, _)| *n == raw.name) {
                 return Err(EnrollmentError::Duplicate {
@@ -810,8 +958,12 @@ recipes:
             ("", "enrolls no recipes"),
             ("recipes: []", "enrolls no recipes"),
             ("recipes:", "enrolls no recipes"),
-            ("other: 1", "unknown field"),
-            ("recipes: [{name: a, upstream: /u, mirror: /m, colour: red}]", "recipe #1 (`a`): unknown field `colour`"),
+            ("other: 1", "unknown key `other`; known keys: `forge`, `drone_repo`, `recipes` (line 1)"),
+            ("recipe: []", "unknown key `recipe`; did you mean `recipes`? (line 1)"),
+            ("forge: {}\nrecipe: []", "unknown key `recipe`; did you mean `recipes`? (line 2)"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, colour: red}]", "recipe #1 (`a`): unknown key `colour`; known keys:"),
+            ("recipes:\n  - name: a\n    upstream: /u\n    mirror: /m\n    deploy_timout: 5\n", "recipe #1 (`a`): unknown key `deploy_timout`; did you mean `deploy_timeout`? (line 5)"),
+            ("recipes:\n  - name: a\n    upstream: /u\n    mirror: /m\n    deploy_timeout: 5m\n", "recipe #1 (`a`): deploy_timeout: expected a whole number of seconds, got \"5m\" (line 5)"),
             ("recipes: [{name: A, upstream: /u, mirror: /m}]", "recipe #1 (`A`): invalid recipe name"),
             ("recipes: [{name: ../x, upstream: /u, mirror: /m}]", "must start with"),
             ("recipes: [{name: a/../x, upstream: /u, mirror: /m}]", "path separator"),

@@ -37,6 +37,25 @@ pub struct Target {
     /// The recipe.
     #[arg(long)]
     pub recipe: RecipeName,
+    /// The enrollment file: a recipe not enrolled there is refused (exit 2), apart from one
+    /// that is enrolled but has no canonical yet.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Returns why `target` names no recipe to act on: the enrollment (when given) does not enroll
+/// it, or cannot be read.
+fn not_enrolled(target: &Target) -> Option<String> {
+    let path = target.config.as_ref()?;
+    match canon_shared::recipe::Enrollment::load(path) {
+        Err(e) => Some(crate::exit::error_chain(&e)),
+        Ok(enrollment) if enrollment.get(&target.recipe).is_none() => Some(format!(
+            "recipe `{}` is not enrolled in {}",
+            target.recipe,
+            path.display()
+        )),
+        Ok(_) => None,
+    }
 }
 
 /// Where the records are: [`Target`]'s settings, read from its flags and the variables.
@@ -90,8 +109,9 @@ impl Place {
 /// `canonical` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum CanonicalCommand {
-    /// Print the canonical record as JSON, with who holds the warm data on this host (`status`:
-    /// idle, attached or promoting, and the `holders`); exit 1 when there is no canonical.
+    /// Print the canonical record as JSON, with who holds the warm data on this host
+    /// (`warm_status`: its `status`, idle, attached or promoting, and the `holders`); exit 1 when
+    /// there is no canonical.
     #[command(
         after_help = "Example:\n  canon-plugin canonical show --recipe custom-html --state-dir /var/lib/canon"
     )]
@@ -200,7 +220,7 @@ fn write_badge(
                 _ => std::path::Path::new("."),
             };
             state::write_atomic(dir, path, svg.as_bytes())?;
-            eprintln!(
+            canon_shared::errln!(
                 "canon: wrote the badge of {} ({}, {status}) to {}",
                 recipe,
                 status.value(),
@@ -208,7 +228,7 @@ fn write_badge(
             );
         }
         None => {
-            let mut stdout = std::io::stdout().lock();
+            let mut stdout = canon_shared::console::stdout();
             stdout
                 .write_all(svg.as_bytes())
                 .and_then(|()| stdout.write_all(b"\n"))
@@ -219,13 +239,14 @@ fn write_badge(
     Ok(())
 }
 
-/// What `show` prints: the record and, beside its fields, the warm data's status.
+/// What `show` prints: the record and, beside its fields, the warm data's status under
+/// `warm_status`, as the sweep report names it (so `status` never means two things).
 #[derive(serde::Serialize)]
 struct Shown<'a> {
     #[serde(flatten)]
     record: &'a CanonicalRecord,
-    #[serde(flatten)]
-    warm: Option<WarmStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warm_status: Option<WarmStatus>,
 }
 
 /// Returns who holds `recipe`'s warm data on this host, or `None` (said on stderr) when the
@@ -234,7 +255,7 @@ fn warm_status(recipe: &RecipeName, place: &Place) -> Option<WarmStatus> {
     match WarmHolds::new(&place.state_dir, recipe).status() {
         Ok(status) => Some(status),
         Err(e) => {
-            eprintln!("warning: cannot tell who holds the warm data: {e}");
+            canon_shared::errln!("warning: cannot tell who holds the warm data: {e}");
             None
         }
     }
@@ -252,10 +273,19 @@ pub fn main(cmd: CanonicalCommand, vars: &Variables) -> ExitCode {
     let place = match Place::read(target, vars) {
         Ok(place) => place,
         Err(e) => {
-            eprintln!("error: {e}");
+            canon_shared::errln!("error: {e}");
             return ExitCode::from(crate::exit::EXIT_USAGE);
         }
     };
+    let unusable = not_enrolled(target).or_else(|| match place.state_repo {
+        // The clone of a state repository is made when missing.
+        Some(_) => None,
+        None => super::require_state_dir(&place.state_dir).err(),
+    });
+    if let Some(why) = unusable {
+        canon_shared::errln!("error: {why}");
+        return ExitCode::from(crate::exit::EXIT_USAGE);
+    }
     let store = place.store();
     let result = match &cmd {
         CanonicalCommand::Badge { target, out } => {
@@ -285,30 +315,24 @@ pub fn main(cmd: CanonicalCommand, vars: &Variables) -> ExitCode {
         Ok(Some(record)) => {
             let shown = Shown {
                 record: &record,
-                warm,
+                warm_status: warm,
             };
             let json = match serde_json::to_string_pretty(&shown) {
                 Ok(json) => json,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    canon_shared::errln!("error: {e}");
                     return ExitCode::FAILURE;
                 }
             };
-            // A reader that stops early (`| head`, `| grep -q`) is not an error.
-            use std::io::Write as _;
-            match writeln!(std::io::stdout(), "{json}") {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    eprintln!("error: cannot write to stdout: {e}");
-                    ExitCode::FAILURE
-                }
-                _ => ExitCode::SUCCESS,
-            }
+            // A reader that stops early (`| head`, `| grep -q`) ends it as SIGPIPE would.
+            canon_shared::outln!("{json}");
+            ExitCode::SUCCESS
         }
         Ok(None) => {
             match warm.filter(|w| !w.is_idle()) {
                 // A first promote may be under way.
-                Some(w) => eprintln!("no canonical yet (warm data: {w})"),
-                None => eprintln!("no canonical yet"),
+                Some(w) => canon_shared::errln!("no canonical yet (warm data: {w})"),
+                None => canon_shared::errln!("no canonical yet"),
             }
             ExitCode::FAILURE
         }

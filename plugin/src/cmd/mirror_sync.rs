@@ -143,10 +143,17 @@ pub fn main(args: Args, vars: &Variables) -> ExitCode {
     let jobs = match build_jobs(&args, &state_dir, &tokens, &mut temp_cache) {
         Ok(jobs) => jobs,
         Err(msg) => {
-            eprintln!("error: {msg}");
+            canon_shared::errln!("error: {msg}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    // With an enrollment, the caches live in the state dir, which only a first promote creates.
+    if args.config.is_some() {
+        if let Err(why) = super::require_state_dir(&state_dir) {
+            canon_shared::errln!("error: {why}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
     let started = Instant::now();
     let single = args.config.is_none();
     let outcomes = run_jobs(&jobs, usize::from(args.jobs), &tokens, args.json);
@@ -165,9 +172,9 @@ pub fn main(args: Args, vars: &Variables) -> ExitCode {
             started.elapsed().as_secs_f64()
         );
         if args.json {
-            eprintln!("{line}");
+            canon_shared::errln!("{line}");
         } else {
-            println!("{line}");
+            canon_shared::outln!("{line}");
         }
     }
     if let Some(dir) = temp_cache {
@@ -363,8 +370,8 @@ fn run_one(job: &Job, tokens: &Tokens, rt: &tokio::runtime::Runtime) -> Outcome 
 fn print_outcome(o: &Outcome, json: bool) {
     if json {
         match serde_json::to_string(o) {
-            Ok(line) => println!("{line}"),
-            Err(e) => eprintln!("error: cannot encode the report of {}: {e}", o.recipe),
+            Ok(line) => canon_shared::outln!("{line}"),
+            Err(e) => canon_shared::errln!("error: cannot encode the report of {}: {e}", o.recipe),
         }
         return;
     }
@@ -378,10 +385,10 @@ fn print_outcome(o: &Outcome, json: bool) {
                     line.push_str(&format!("; closed PRs merged upstream: {}", n.join(" ")));
                 }
             }
-            println!("{line}");
+            canon_shared::outln!("{line}");
         }
-        (_, Some(e)) => println!("FAIL {}: {e}", o.recipe),
-        (None, None) => println!("FAIL {}: no report", o.recipe),
+        (_, Some(e)) => canon_shared::outln!("FAIL {}: {e}", o.recipe),
+        (None, None) => canon_shared::outln!("FAIL {}: no report", o.recipe),
     }
 }
 

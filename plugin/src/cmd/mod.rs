@@ -9,6 +9,8 @@
 //! - [`run`]: `run`, tag mode from the command line.
 //! - [`sweep`]: `sweep`, the weekly sweep from the command line.
 
+use std::path::Path;
+
 pub mod canonical;
 pub mod mirror_sync;
 pub mod recipe;
@@ -16,3 +18,16 @@ pub mod run;
 pub mod state;
 pub mod sweep;
 pub mod versions;
+
+/// Returns an error naming `dir` when the state directory does not exist: every command but the
+/// first promote (`--init`) refuses to start over an empty state a mistyped path would give.
+pub fn require_state_dir(dir: &Path) -> Result<(), String> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(format!(
+        "state directory {} does not exist (a mistyped --state-dir or CANON_STATE_DIR?); the \
+         first promote on a host creates it with --init (PLUGIN_INIT_STATE=true)",
+        dir.display()
+    ))
+}

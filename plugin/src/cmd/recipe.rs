@@ -112,7 +112,7 @@ pub fn main(cmd: RecipeCommand, vars: &Variables) -> ExitCode {
             } else {
                 format!("{plan}{}", lint_text(&lint))
             };
-            let mut out = std::io::stdout().lock();
+            let mut out = canon_shared::console::stdout();
             match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
                 Ok(()) if lint.passed() => ExitCode::SUCCESS,
                 Ok(()) => {
@@ -122,17 +122,17 @@ pub fn main(cmd: RecipeCommand, vars: &Variables) -> ExitCode {
                     ExitCode::from(EXIT_RED)
                 }
                 Err(e) => {
-                    eprintln!("error: cannot write the plan: {e}");
+                    canon_shared::errln!("error: cannot write the plan: {e}");
                     ExitCode::from(EXIT_RED)
                 }
             }
         }
         Err(Failure::Usage(why)) => {
-            eprintln!("error: {why}");
+            canon_shared::errln!("error: {why}");
             ExitCode::from(EXIT_USAGE)
         }
         Err(Failure::Red(why)) => {
-            eprintln!("error: {why}");
+            canon_shared::errln!("error: {why}");
             ExitCode::from(EXIT_RED)
         }
     }

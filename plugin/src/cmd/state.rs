@@ -46,12 +46,16 @@ pub fn main(cmd: StateCommand, vars: &Variables) -> ExitCode {
         .read(vars)
         .path("state_dir")
         .unwrap_or_default();
+    if let Err(why) = super::require_state_dir(&state_dir) {
+        canon_shared::errln!("error: {why}");
+        return ExitCode::from(crate::exit::EXIT_USAGE);
+    }
     match export(&state_dir, &args.out) {
         Ok(recipes) => {
             for r in &recipes {
-                println!("exported {r}");
+                canon_shared::outln!("exported {r}");
             }
-            println!(
+            canon_shared::outln!(
                 "{} recipes written to {}; commit them on main and push as the state repository",
                 recipes.len(),
                 args.out.display()
@@ -59,7 +63,7 @@ pub fn main(cmd: StateCommand, vars: &Variables) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            canon_shared::errln!("error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -88,6 +92,13 @@ pub fn export(state_dir: &Path, out: &Path) -> Result<Vec<RecipeName>, String> {
         .filter(|n| state.canonical_path(n).exists() || state.history_path(n).exists())
         .collect();
     names.sort();
+    // An export of nothing is most likely the wrong folder: say so rather than write nothing.
+    if names.is_empty() {
+        return Err(format!(
+            "{} holds no recipe with a canonical record or a history: nothing to export",
+            state_dir.display()
+        ));
+    }
     // Everything is read and checked before anything is written.
     let mut files = Vec::new();
     for name in &names {

@@ -97,6 +97,8 @@ fn flag(s: &'static SettingDoc, place: Use) -> Arg {
     // The pairs that exclude each other on a command line.
     match s.name {
         "tag" => arg.conflicts_with("ref"),
+        // The first run on a host says so in one short word.
+        "init_state" => arg.visible_alias("init"),
         "warm" => arg.conflicts_with(COLD),
         _ => arg,
     }

@@ -143,6 +143,8 @@ pub struct Settings {
     pub claimed_commits: Vec<ClaimedCommit>,
     /// A quick run.
     pub quick: bool,
+    /// Create the state directory when it does not exist.
+    pub init_state: bool,
     /// A ref run starts from the canonical's warm data when this host holds it.
     pub warm: bool,
     /// The runner.

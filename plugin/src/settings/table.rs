@@ -280,6 +280,17 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         refused_elsewhere: true,
     },
     SettingDoc {
+        name: "init_state",
+        env: &["PLUGIN_INIT_STATE"],
+        flag: "--init-state",
+        kind: SettingType::Boolean,
+        default: "false",
+        secret: false,
+        required: Required::No,
+        meaning: "Create the state directory when it does not exist (the first promote on a host; flag also `--init`). Unset, a missing state directory is an error, so a mistyped path never starts an empty state.",
+        help: "Create the state directory when it does not exist (the first run).",
+    },
+    SettingDoc {
         name: "quick",
         env: &["PLUGIN_QUICK"],
         old_env: &[],

@@ -154,6 +154,17 @@ pub(super) fn tag_mode_target(
     if !recipe_known {
         problems.push("`recipe` (PLUGIN_RECIPE, CANON_RECIPE or --recipe) is required in tag mode");
     }
+    // A tag given by hand (`--tag`, PLUGIN_TAG) must be a release tag: a typo such as `v1.1.0`
+    // is refused before anything runs or is recorded. A tag Drone or the listener names is
+    // tested as it is, and the gate records why it is not promoted.
+    if let Some(tag) = raw.text("tag") {
+        if let Err(why) = canon_shared::version::ReleaseVersion::parse(tag.trim()) {
+            problems.push(format!(
+                "`tag`: {:?} is not a release tag: {why}",
+                tag.trim()
+            ));
+        }
+    }
     (
         tested_ref(requested, problems),
         claimed_commits(raw, d, requested, problems),

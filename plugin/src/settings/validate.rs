@@ -68,6 +68,7 @@ impl Settings {
             p: &mut *p,
         };
         let quick = read.boolean("quick");
+        let init_state = read.boolean("init_state");
         let warm = !raw.cold() && read.boolean("warm");
         let keep_work_dir = read.boolean("keep_work_dir");
         let dry_run = read.boolean("dry_run");
@@ -106,6 +107,7 @@ impl Settings {
             tested,
             claimed_commits,
             quick,
+            init_state,
             warm,
             // `runner` is Some whenever no problem was recorded.
             runner: runner.unwrap_or(RunnerKind::Docker),

@@ -95,7 +95,7 @@ pub fn main(settings: &Settings) -> u8 {
     let launch = match launch_from(settings) {
         Ok(l) => l,
         Err(problem) => {
-            eprintln!("error: {problem}");
+            canon_shared::errln!("error: {problem}");
             return EXIT_USAGE;
         }
     };
@@ -106,7 +106,7 @@ pub fn main(settings: &Settings) -> u8 {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            canon_shared::errln!("error: cannot start the async runtime: {e}");
             return EXIT_RED;
         }
     };
@@ -114,7 +114,7 @@ pub fn main(settings: &Settings) -> u8 {
     let access = match GitAccess::from_settings(settings) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("error: cannot write the SSH key to a private file: {e}");
+            canon_shared::errln!("error: cannot write the SSH key to a private file: {e}");
             return EXIT_USAGE;
         }
     };
@@ -145,7 +145,7 @@ pub fn main(settings: &Settings) -> u8 {
     // A recipe stopped at its deadline may leave a blocking call behind (a git server that never
     // answers); dropping the runtime would wait for it. Its own timeouts end it, or the exit does.
     runtime.shutdown_background();
-    println!("{}", table(&report));
+    canon_shared::outln!("{}", table(&report));
     let path = settings.report_path("sweep-report.json");
     match serde_json::to_vec_pretty(&report) {
         Ok(mut bytes) => {

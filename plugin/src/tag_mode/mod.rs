@@ -247,7 +247,7 @@ pub fn run_tag_mode(settings: &RunSettings, runner: &dyn Runner) -> Result<RunOu
             }
         }
     }
-    println!("{}", report.summary());
+    canon_shared::outln!("{}", report.summary());
     if let Some(path) = &settings.report {
         match report.write(path) {
             Ok(()) => tracing::info!(path = %path.display(), "Wrote the report."),

@@ -87,7 +87,7 @@ pub(super) fn prepare(
         match warm_base(settings, runner, state, before, base_checkout.is_some()) {
             Ok(w) => (w, None),
             Err(why) => {
-                println!(
+                canon_shared::outln!(
                     "canon: running {name} at {} cold: {why}",
                     tested_text(&settings.tested)
                 );

@@ -265,11 +265,12 @@ fn announce(
     green: bool,
 ) {
     match (written, gate.decision) {
-        (Some(record), _) => println!(
+        (Some(record), _) => canon_shared::outln!(
             "canon: PROMOTED {name} to {} (commit {})",
-            record.version, record.commit
+            record.version,
+            record.commit
         ),
-        (None, Decision::NotNeeded) => println!(
+        (None, Decision::NotNeeded) => canon_shared::outln!(
             "canon: nothing to promote: {} is already the canonical of {name} at this commit",
             after.map(|c| c.version.to_string()).unwrap_or_default()
         ),

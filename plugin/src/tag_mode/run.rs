@@ -36,7 +36,7 @@ pub(super) fn run(runner: &dyn Runner, ready: &Ready) -> Ran {
     if problems.is_empty() {
         let tested = tested_text(&ctx.tested);
         match &ctx.warm {
-            Some(w) => println!(
+            Some(w) => canon_shared::outln!(
                 "canon: running {} at {tested} (commit {}) with the {} runner, warm: upgrading from the canonical {}'s data ({} volumes)",
                 ctx.recipe.name,
                 ctx.commit,
@@ -44,7 +44,7 @@ pub(super) fn run(runner: &dyn Runner, ready: &Ready) -> Ran {
                 w.canonical.version,
                 w.volumes.len()
             ),
-            None => println!(
+            None => canon_shared::outln!(
                 "canon: running {} at {tested} (commit {}) with the {} runner",
                 ctx.recipe.name,
                 ctx.commit,
@@ -66,11 +66,11 @@ pub(super) fn run(runner: &dyn Runner, ready: &Ready) -> Ran {
             w.release();
         }
         for s in &stages {
-            println!("{}", report::stage_line(s));
+            canon_shared::outln!("{}", report::stage_line(s));
         }
     } else {
         for p in &problems {
-            println!("canon: not running: {p}");
+            canon_shared::outln!("canon: not running: {p}");
         }
     }
     let mut required = gate::required_stages(&ctx.recipe, ctx.canonical.is_some());

@@ -149,6 +149,14 @@ fn change_pin(
     wait: LockWait,
     change: &dyn Fn(&CanonicalRecord) -> Result<CanonicalRecord, StateError>,
 ) -> Result<CanonicalRecord, StateError> {
+    // Refused before the lock is taken: taking it makes the recipe's folder and lock file, and a
+    // refused command leaves nothing behind. The check under the lock below still decides.
+    if store.read_canonical(recipe)?.is_none() {
+        return Err(StateError::NoCanonical {
+            recipe: recipe.clone(),
+            action: decision,
+        });
+    }
     let lock = store.lock(recipe, wait)?;
     let committed = store.commit(&lock, &mut |current| {
         let current = current.ok_or_else(|| StateError::NoCanonical {
