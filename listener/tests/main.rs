@@ -6,10 +6,13 @@ mod support;
 
 mod connections;
 mod crash;
+mod drone_config;
 mod forge_side;
 mod hygiene;
 mod listener;
 mod nix_module;
+mod poll;
+mod sweeps;
 
 #[test]
 fn every_test_file_is_a_module_of_main() {
