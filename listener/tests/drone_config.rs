@@ -30,12 +30,14 @@ fn drone_signed(secret: &str, body: &[u8], date: SystemTime) -> Vec<(&'static st
         ("Accept", "application/json".to_string()),
         ("Accept-Encoding", "identity".to_string()),
         ("Content-Type", "application/json".to_string()),
+        ("Date", httpdate::fmt_http_date(date)),
         (
             "Digest",
             format!("SHA-256={}", b64.encode(Sha256::digest(body))),
         ),
-        ("Date", httpdate::fmt_http_date(date)),
     ];
+    // The signing string follows the signer's header list: accept, accept-encoding,
+    // content-type, date, digest.
     let signing = headers
         .iter()
         .map(|(k, v)| format!("{}: {v}", k.to_ascii_lowercase()))

@@ -242,7 +242,11 @@ pub async fn handle(
     state: Arc<AppState>,
 ) -> Result<Reply, warp::Rejection> {
     let Some(config) = state.drone_config() else {
-        return Err(warp::reject::not_found());
+        // A rejection would let another route's 405 win; not served is a plain 404.
+        return Ok(reply_json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({ "error": "not found" }),
+        ));
     };
     if let Err(e) = verify_request(&headers, &body, &config.secret, SystemTime::now()) {
         tracing::warn!(reason = %e, "Refused a Drone configuration request.");
@@ -282,6 +286,63 @@ pub async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Signs as drone-go does (see the module's header).
+    fn signed(secret: &str, body: &[u8], date: SystemTime) -> HeaderMap {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut h = HeaderMap::new();
+        let pairs = [
+            ("accept", "application/json".to_string()),
+            ("accept-encoding", "identity".to_string()),
+            ("content-type", "application/json".to_string()),
+            ("date", httpdate::fmt_http_date(date)),
+            (
+                "digest",
+                format!("SHA-256={}", b64.encode(Sha256::digest(body))),
+            ),
+        ];
+        let signing: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(signing.join("\n").as_bytes());
+        let sig = b64.encode(mac.finalize().into_bytes());
+        for (k, v) in pairs {
+            h.insert(k, v.parse().unwrap());
+        }
+        h.insert(
+            "signature",
+            format!(r#"keyId="hmac-key",algorithm="hmac-sha256",signature="{sig}",headers="{SIGNED_HEADERS}""#)
+                .parse()
+                .unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn a_request_signed_as_drone_signs_passes_and_each_change_fails() {
+        let secret = Secret::new("drone-yaml-secret-0123456789");
+        let now = SystemTime::now();
+        let body = br#"{"repo":{"slug":"a/b"}}"#;
+        let h = signed(secret.expose(), body, now);
+        assert_eq!(verify_request(&h, body, &secret, now), Ok(()));
+        assert_eq!(
+            verify_request(&h, b"{}", &secret, now),
+            Err(RequestSignatureError::Digest)
+        );
+        assert_eq!(
+            verify_request(&h, body, &Secret::new("another-secret-0123456"), now),
+            Err(RequestSignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_request(&h, body, &secret, now + Duration::from_secs(301)),
+            Err(RequestSignatureError::Stale)
+        );
+        let mut missing = h.clone();
+        missing.remove("accept");
+        assert_eq!(
+            verify_request(&missing, body, &secret, now),
+            Err(RequestSignatureError::MissingHeader("accept"))
+        );
+    }
 
     #[test]
     fn signature_parameters_are_quoted_pairs_only() {

@@ -332,7 +332,9 @@ mod tests {
     fn before_any_sweep_the_times_are_absent_not_zero() {
         let mut text = String::new();
         SweepState::default().render(&mut text);
-        assert!(!text.contains("canon_sweep_last_success_timestamp_seconds "));
+        assert!(!text
+            .lines()
+            .any(|l| l.starts_with("canon_sweep_last_success_timestamp_seconds ")));
         assert!(text.contains("# TYPE canon_sweep_last_success_timestamp_seconds gauge"));
     }
 
