@@ -16,7 +16,8 @@
 //!   `RecipeName`, a `ReleaseVersion` and a `CommitId`), `schema` creates.
 //! - [`worker`]: `process_one`, which resolves, syncs, asks `canon_shared::gate::build_decision`
 //!   and triggers, and the loop that runs it.
-//! - [`routes`]: hooks (journal a typed delivery), JSON API, health, metrics, status page.
+//! - [`routes`]: hooks (journal a typed delivery), JSON API, health, metrics, status page, Drone's
+//!   configuration extension, the sweeps' reports, how tags reach each recipe.
 //! - [`metrics`]: Prometheus text.
 //! - [`pipelines`]: canon's Drone pipelines, which one a build gets and its YAML, for
 //!   [`routes::drone_config`] (Drone's configuration extension).

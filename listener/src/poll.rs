@@ -2,9 +2,9 @@
 //!
 //! A Co-op Cloud operator rarely administers the upstream repositories, so many recipes never
 //! send a webhook. Every `CANON_POLL_INTERVAL` the listener lists the refs of each enrolled
-//! upstream that had no webhook delivery within [`WEBHOOK_FRESH`], over the git protocol (one ref
-//! listing, as `git ls-remote`: no forge API, and a token only where one is configured for that
-//! host, see `canon_shared::mirror::remote`). When the latest release tag there is newer than the
+//! upstream that had no webhook delivery within a week (`routes::tag_sources`), over the git
+//! protocol (one ref listing, as `git ls-remote`: no forge API, and a token only where one is
+//! configured for that host, see `canon_shared::mirror::remote`). When the latest release tag there is newer than the
 //! canonical (or there is none yet) and the journal has no job for it, it is journaled as a
 //! delivery of event [`POLL_EVENT`]: from there it is a job like a webhook's, on the same worker
 //! path, and a webhook for the same tag folds into that job (and the reverse).
@@ -19,80 +19,12 @@ use canon_shared::forge::ForgeKind;
 use canon_shared::mirror::{self, Credentials};
 use canon_shared::recipe::{Recipe, RecipeName};
 use canon_shared::version::{self, Precedence, ReleaseVersion};
-use rusqlite::params;
 use tokio::sync::watch;
 
-use crate::clock::{now_text, text_ago};
+use crate::clock::now_text;
 use crate::journal::{Intake, IntakeFact, POLL_EVENT};
+use crate::routes::tag_sources::{tag_sources, TagSource};
 use crate::routes::{badge, AppState};
-
-/// How recent a webhook delivery must be for a recipe to count as fed by webhooks (and so not be
-/// polled): a week, the sweep's period.
-pub const WEBHOOK_FRESH: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// How new release tags of a recipe reach the listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TagSource {
-    /// A webhook delivery arrived within [`WEBHOOK_FRESH`].
-    Webhook,
-    /// None did; its upstream is polled.
-    Polling,
-    /// None did, and polling is off (`CANON_POLL_INTERVAL=0`): only the weekly sweep finds them.
-    SweepOnly,
-}
-
-impl TagSource {
-    /// Returns the words the status page shows.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TagSource::Webhook => "webhook",
-            TagSource::Polling => "polling",
-            TagSource::SweepOnly => "weekly sweep only (polling off)",
-        }
-    }
-}
-
-/// Returns the recipes with a webhook delivery (any event but a poll) since `since` (RFC 3339).
-pub async fn webhook_fed(state: &AppState, since: String) -> Vec<String> {
-    let read = state
-        .journal
-        .read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT DISTINCT recipe FROM deliveries
-                 WHERE recipe IS NOT NULL AND event != ?1 AND received_at >= ?2",
-            )?;
-            let rows = stmt.query_map(params![POLL_EVENT, since], |r| r.get::<_, String>(0))?;
-            rows.collect::<Result<Vec<_>, _>>()
-        })
-        .await;
-    match read {
-        Ok(names) => names,
-        Err(e) => {
-            tracing::warn!(error = %e, "Cannot read which recipes webhooks feed.");
-            Vec::new()
-        }
-    }
-}
-
-/// Returns how tags reach each enrolled recipe, in enrollment order.
-pub async fn tag_sources(state: &AppState, polling: bool) -> Vec<(RecipeName, TagSource)> {
-    let fed = webhook_fed(state, text_ago(WEBHOOK_FRESH)).await;
-    state
-        .enrollment
-        .recipes
-        .iter()
-        .map(|r| {
-            let source = if fed.iter().any(|n| n == r.name.as_str()) {
-                TagSource::Webhook
-            } else if polling {
-                TagSource::Polling
-            } else {
-                TagSource::SweepOnly
-            };
-            (r.name.clone(), source)
-        })
-        .collect()
-}
 
 /// What one poll of one recipe found.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,6 +14,7 @@ pub mod drone_config;
 pub mod hooks;
 pub mod status;
 pub mod sweeps;
+pub mod tag_sources;
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;

@@ -173,7 +173,7 @@ async fn recipes(state: &AppState, h: &mut String) {
         .last_event_per_recipe()
         .await
         .unwrap_or_default();
-    let sources = crate::poll::tag_sources(state, state.polling()).await;
+    let sources = super::tag_sources::tag_sources(state, state.polling()).await;
     let mut rows = Vec::with_capacity(state.enrollment.recipes.len());
     for r in &state.enrollment.recipes {
         let name = r.name.as_str();
