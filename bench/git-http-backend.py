@@ -2,7 +2,8 @@
 auth (any user, the token as password), over the bare repositories under a root folder.
 
 Usage: python3 bench/git-http-backend.py ROOT TOKEN PORTFILE
-Writes the port it listens on into PORTFILE, then serves until killed.
+Writes the port it listens on into PORTFILE, then serves until killed. With REQUEST_LOG set,
+appends one line per request (`METHOD PATH STATUS`, unauthorized ones included) to that file.
 """
 
 import base64
@@ -12,6 +13,7 @@ import subprocess
 import sys
 
 ROOT, TOKEN, PORTFILE = sys.argv[1], sys.argv[2], sys.argv[3]
+REQUEST_LOG = os.environ.get("REQUEST_LOG")
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -19,6 +21,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def log_request(self, code="-", size="-"):
+        if REQUEST_LOG:
+            with open(REQUEST_LOG, "a", encoding="utf-8") as f:
+                f.write(f"{self.command} {self.path} {code}\n")
 
     def authorized(self):
         header = self.headers.get("Authorization", "")

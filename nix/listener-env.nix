@@ -152,4 +152,34 @@
     type = "str";
     description = "Log filter, e.g. info or canon_listener=debug (listener default: info).";
   };
+  droneConfigSecret = {
+    env = "CANON_DRONE_CONFIG_SECRET";
+    secret = true;
+    description = "The Drone server's DRONE_YAML_SECRET (at least 16 characters): the listener then serves canon's pipelines at POST /drone/config (DRONE_YAML_ENDPOINT).";
+  };
+  pipelineImage = {
+    env = "CANON_PIPELINE_IMAGE";
+    type = "str";
+    description = "The plugin image the pipelines served at /drone/config run (listener default: this release's canon-plugin tag).";
+  };
+  pipelineStateDir = {
+    env = "CANON_PIPELINE_STATE_DIR";
+    type = "str";
+    description = "The runner host's state directory the served pipelines mount, e.g. /var/lib/canon (listener default).";
+  };
+  pipelineEnrollment = {
+    env = "CANON_PIPELINE_ENROLLMENT";
+    type = "str";
+    description = "The runner host's enrollment file the served pipelines read, e.g. /etc/canon/enrollment.yml (listener default); its folder is mounted.";
+  };
+  pipelineSecretPrefix = {
+    env = "CANON_PIPELINE_SECRET_PREFIX";
+    type = "str";
+    description = "Prefix of the Drone secret names the served pipelines read (upstream_token, mirror_token, ssh_key, drone_token, listener_token).";
+  };
+  pollInterval = {
+    env = "CANON_POLL_INTERVAL";
+    type = "str";
+    description = "How often upstreams without a recent webhook are polled for new release tags over git, e.g. 10m (listener default); 0 turns polling off.";
+  };
 }

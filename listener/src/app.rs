@@ -135,6 +135,16 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
         notify.clone(),
     ));
     app.require_admin_token(settings.admin_token.clone());
+    app.poll_every(settings.poll_interval);
+    if let Some(secret) = &settings.drone_config_secret {
+        app.serve_drone_config(routes::drone_config::DroneConfig {
+            secret: secret.clone(),
+            pipelines: settings.pipelines.clone(),
+            drone_repo: settings.drone.repo.clone(),
+            drone_branch: settings.drone.branch.clone(),
+            public_url: settings.public_url.clone(),
+        });
+    }
     if settings.state_repo.is_some() {
         app.read_records_from(records.clone());
     }
@@ -172,10 +182,16 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
         retention::PRUNE_EVERY,
         rx.clone(),
     );
+    let polling = crate::poll::run(
+        app.clone(),
+        ctx.credentials.clone(),
+        settings.poll_interval,
+        rx.clone(),
+    );
     let work = worker::run(ctx, journal, settings.workers, notify, rx, grace);
-    // Both hold a journal handle and end on shutdown; one task so `stop` waits for both.
+    // All hold a journal handle and end on shutdown; one task so `stop` waits for all.
     let worker = tokio::spawn(async move {
-        tokio::join!(work, pruning);
+        tokio::join!(work, pruning, polling);
     });
     tracing::info!(%addr, max_connections = limits.max_connections, recipes = app.enrollment.recipes.len(), journal = %app.journal.path().display(), "Listening.");
     Ok(Running {

@@ -16,8 +16,13 @@
 //!   `RecipeName`, a `ReleaseVersion` and a `CommitId`), `schema` creates.
 //! - [`worker`]: `process_one`, which resolves, syncs, asks `canon_shared::gate::build_decision`
 //!   and triggers, and the loop that runs it.
-//! - [`routes`]: hooks (journal a typed delivery), JSON API, health, metrics, status page.
+//! - [`routes`]: hooks (journal a typed delivery), JSON API, health, metrics, status page, Drone's
+//!   configuration extension, the sweeps' reports, how tags reach each recipe.
 //! - [`metrics`]: Prometheus text.
+//! - [`pipelines`]: canon's Drone pipelines, which one a build gets and its YAML, for
+//!   [`routes::drone_config`] (Drone's configuration extension).
+//! - [`poll`]: new release tags of upstreams without webhooks, found by listing their refs over
+//!   git every `CANON_POLL_INTERVAL` and journaled as deliveries of event `poll`.
 //! - [`server`]: the accept loop: connection cap, header timeout, request deadline, bounded
 //!   shutdown.
 //! - [`app`]: wiring and graceful shutdown.
@@ -29,6 +34,8 @@ pub mod config;
 pub mod event;
 pub mod journal;
 pub mod metrics;
+pub mod pipelines;
+pub mod poll;
 pub mod register;
 pub mod routes;
 pub mod server;

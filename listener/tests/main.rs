@@ -7,10 +7,13 @@ mod support;
 mod cli;
 mod connections;
 mod crash;
+mod drone_config;
 mod forge_side;
 mod hygiene;
 mod listener;
 mod nix_module;
+mod poll;
+mod sweeps;
 mod version;
 
 #[test]

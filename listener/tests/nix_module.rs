@@ -130,7 +130,8 @@ fn every_listener_variable_has_a_module_setting_and_the_reverse() {
         let secret = e["secret"].as_bool().unwrap_or(false);
         // Tokens and webhook secrets must never become options: option values land in the
         // world-readable Nix store.
-        let looks_secret = env.ends_with("_TOKEN") || env.ends_with("_SECRETS");
+        let looks_secret =
+            env.ends_with("_TOKEN") || env.ends_with("_SECRETS") || env.ends_with("_SECRET");
         assert_eq!(secret, looks_secret, "{name} ({env}): secret = {secret}");
         assert!(
             e["description"].as_str().is_some_and(|d| d.len() > 10),

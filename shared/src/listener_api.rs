@@ -145,6 +145,38 @@ pub struct JobForTag {
     pub job: Option<JobSummary>,
 }
 
+/// One recipe's outcome in a sweep, as [`SweepOutcome`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepRecipeOutcome {
+    /// The recipe.
+    pub recipe: RecipeName,
+    /// True when the sweep did what the recipe needed (started, ran green, or had nothing to
+    /// do); false when the recipe errored or its inline run was red.
+    pub ok: bool,
+}
+
+/// The body of `POST /api/sweeps`: what one finished sweep did, sent by the sweep when
+/// `listener_url` is set. No error text: it may quote a remote URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepOutcome {
+    /// When the sweep started (RFC 3339, UTC).
+    pub started_at: String,
+    /// How long it took, in seconds.
+    pub seconds: f64,
+    /// True for a dry run (reported, but never a successful sweep).
+    pub dry_run: bool,
+    /// One entry per enrolled recipe.
+    pub recipes: Vec<SweepRecipeOutcome>,
+}
+
+impl SweepOutcome {
+    /// Returns true when every recipe is ok and it was not a dry run: what the "last successful
+    /// sweep" counts.
+    pub fn succeeded(&self) -> bool {
+        !self.dry_run && self.recipes.iter().all(|r| r.ok)
+    }
+}
+
 /// Why asking the listener failed. URLs in it never carry credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenerApiError {
@@ -177,6 +209,9 @@ pub enum ListenerApiError {
     /// The answer was not the JSON expected.
     #[error("listener GET {url}: unexpected answer: {message}")]
     Decode { url: String, message: String },
+    /// Reporting a sweep failed (transport, or a status other than 2xx).
+    #[error("listener POST {url}: {message}")]
+    Report { url: String, message: String },
 }
 
 /// Returns `url` as an error may show it: no user name, password, query or fragment.
@@ -308,6 +343,57 @@ impl ListenerClient {
                 message: excerpt(&body),
             }),
         }
+    }
+}
+
+impl ListenerClient {
+    /// Reports a finished sweep (`POST /api/sweeps`, with the admin token when one is set).
+    pub async fn report_sweep(&self, outcome: &SweepOutcome) -> Result<(), ListenerApiError> {
+        check_base(&self.base)?;
+        let mut url = self.base.clone();
+        url.set_query(None);
+        url.set_fragment(None);
+        url.path_segments_mut()
+            .map_err(|()| ListenerApiError::BadBaseUrl {
+                url: shown(&self.base),
+                message: "cannot hold a path".into(),
+            })?
+            .pop_if_empty()
+            .extend(["api", "sweeps"]);
+        let fail = |message: String| ListenerApiError::Report {
+            url: shown(&url),
+            message,
+        };
+        let mut request = self
+            .http
+            .post(url.clone())
+            .json(outcome)
+            .build()
+            .map_err(|e| fail(e.without_url().to_string()))?;
+        if let Some(token) = &self.token {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                    .map_err(|_| decode_token(&url))?;
+            value.set_sensitive(true);
+            request
+                .headers_mut()
+                .insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| fail(format!("request failed: {}", e.without_url())))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.bytes().await.unwrap_or_default();
+        Err(fail(format!(
+            "HTTP {}: {}",
+            status.as_u16(),
+            excerpt(&body)
+        )))
     }
 }
 

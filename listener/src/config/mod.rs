@@ -24,7 +24,7 @@ pub use canon_shared::settings::SettingsError;
 use table::Values;
 pub use table::{
     settings_table_markdown, unknown_variables, variable, variables_help, Kind, Need, Variable,
-    ENV_VARS, VARIABLES,
+    ENV_VARS, PIPELINE_IMAGE, VARIABLES,
 };
 
 /// Where and how builds are started in Drone.
@@ -85,6 +85,30 @@ impl Default for HttpLimits {
     }
 }
 
+/// What the pipelines served to Drone's configuration extension are rendered from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineSettings {
+    /// The plugin image (`CANON_PIPELINE_IMAGE`, default this release's `canon-plugin` tag).
+    pub image: String,
+    /// The runner host's state directory, mounted at the same path.
+    pub state_dir: PathBuf,
+    /// The runner host's enrollment file; its folder is mounted at the same path.
+    pub enrollment: PathBuf,
+    /// Prefix of the Drone secret names the steps read (empty: the plain names).
+    pub secret_prefix: String,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self {
+            image: table::PIPELINE_IMAGE.to_string(),
+            state_dir: PathBuf::from("/var/lib/canon"),
+            enrollment: PathBuf::from("/etc/canon/enrollment.yml"),
+            secret_prefix: String::new(),
+        }
+    }
+}
+
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -129,6 +153,14 @@ pub struct Settings {
     pub log: String,
     /// Connection cap and timeouts of the HTTP server.
     pub http: HttpLimits,
+    /// The secret Drone signs configuration requests with (`CANON_DRONE_CONFIG_SECRET`); unset:
+    /// `/drone/config` is not served.
+    pub drone_config_secret: Option<Secret>,
+    /// What the served pipelines are rendered from.
+    pub pipelines: PipelineSettings,
+    /// How often upstreams are polled for tags (`CANON_POLL_INTERVAL`, default 10 minutes);
+    /// zero: never.
+    pub poll_interval: Duration,
 }
 
 /// What the settings are for: serving needs Drone; registering hooks does not.
@@ -194,6 +226,39 @@ impl Settings {
         {
             problems.push("CANON_ADMIN_TOKEN: must be at least 16 characters");
         }
+        let drone_config_secret = v.secret("CANON_DRONE_CONFIG_SECRET");
+        if drone_config_secret
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().len() < 16)
+        {
+            problems.push("CANON_DRONE_CONFIG_SECRET: must be at least 16 characters");
+        }
+        let pipelines = PipelineSettings {
+            image: v
+                .text("CANON_PIPELINE_IMAGE")
+                .unwrap_or_else(|| PIPELINE_IMAGE.to_string()),
+            state_dir: v.path("CANON_PIPELINE_STATE_DIR").unwrap_or_default(),
+            enrollment: v.path("CANON_PIPELINE_ENROLLMENT").unwrap_or_default(),
+            secret_prefix: v.text("CANON_PIPELINE_SECRET_PREFIX").unwrap_or_default(),
+        };
+        for (name, path) in [
+            ("CANON_PIPELINE_STATE_DIR", &pipelines.state_dir),
+            ("CANON_PIPELINE_ENROLLMENT", &pipelines.enrollment),
+        ] {
+            if !path.is_absolute() || path.parent().is_none() {
+                problems.push(format!("{name} {path:?}: must be an absolute path"));
+            }
+        }
+        if pipelines.image.is_empty() || pipelines.image.chars().any(char::is_whitespace) {
+            problems.push("CANON_PIPELINE_IMAGE: must be an image name without spaces");
+        }
+        if !pipelines
+            .secret_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            problems.push("CANON_PIPELINE_SECRET_PREFIX: only letters, digits, `_` and `-`");
+        }
         if purpose == Purpose::Serve {
             problems.append(serve_problems);
         }
@@ -231,6 +296,9 @@ impl Settings {
                 request_deadline: v.duration("CANON_REQUEST_DEADLINE"),
                 shutdown_deadline: v.duration("CANON_SHUTDOWN_DEADLINE"),
             },
+            drone_config_secret,
+            pipelines,
+            poll_interval: v.duration("CANON_POLL_INTERVAL"),
         })
     }
 
@@ -424,6 +492,58 @@ mod tests {
     }
 
     #[test]
+    fn polling_is_on_by_default_and_zero_turns_it_off() {
+        let s = Settings::from_pairs(pairs(GOOD)).unwrap();
+        assert_eq!(s.poll_interval, Duration::from_secs(600));
+        for (value, want) in [
+            ("0", Some(Duration::ZERO)),
+            ("90s", Some(Duration::from_secs(90))),
+            ("0s", None),
+            ("soon", None),
+        ] {
+            let mut p = GOOD.to_vec();
+            p.push(("CANON_POLL_INTERVAL", value));
+            match (Settings::from_pairs(pairs(&p)), want) {
+                (Ok(s), Some(d)) => assert_eq!(s.poll_interval, d, "{value}"),
+                (Err(e), None) => assert!(
+                    e.to_string().contains("CANON_POLL_INTERVAL \"")
+                        && e.to_string().contains("or 0 for off"),
+                    "{value}: {e}"
+                ),
+                (got, _) => panic!("{value}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_served_pipelines_default_to_this_release_s_image_and_the_usual_paths() {
+        let s = Settings::from_pairs(pairs(GOOD)).unwrap();
+        assert_eq!(s.pipelines, PipelineSettings::default());
+        assert_eq!(
+            s.pipelines.image,
+            format!("canon-plugin:{}", env!("CARGO_PKG_VERSION"))
+        );
+        assert!(s.drone_config_secret.is_none());
+        let mut p = GOOD.to_vec();
+        p.extend([
+            ("CANON_DRONE_CONFIG_SECRET", "short"),
+            ("CANON_PIPELINE_STATE_DIR", "relative/state"),
+            ("CANON_PIPELINE_IMAGE", "has space"),
+            ("CANON_PIPELINE_SECRET_PREFIX", "a b"),
+        ]);
+        let err = Settings::from_pairs(pairs(&p)).unwrap_err().to_string();
+        for want in [
+            "CANON_DRONE_CONFIG_SECRET: must be at least 16 characters",
+            "CANON_PIPELINE_STATE_DIR",
+            "CANON_PIPELINE_IMAGE",
+            "CANON_PIPELINE_SECRET_PREFIX",
+        ] {
+            assert!(err.contains(want), "{want} in {err}");
+        }
+        assert!(!err.contains("short"), "{err}");
+    }
+
+    #[test]
     fn known_hosts_is_an_optional_path() {
         let unset = Settings::from_pairs(pairs(GOOD)).unwrap();
         assert_eq!(unset.known_hosts, None);
@@ -468,7 +588,7 @@ mod tests {
         for name in ENV_VARS {
             assert!(name.starts_with("CANON_"));
         }
-        assert_eq!(ENV_VARS.len(), 28);
+        assert_eq!(ENV_VARS.len(), 34);
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub enum Kind {
     },
     /// A duration longer than zero, like `10s`, `15m` or `30days`.
     Duration,
+    /// A duration, or `0` for off.
+    DurationOrOff,
 }
 
 /// Whether a variable must be set, and the hint that follows "`VAR` is not set:" when it is not.
@@ -74,6 +76,11 @@ pub struct Variable {
     /// What it does, as the listener reference says it.
     pub meaning: &'static str,
 }
+
+/// The plugin image the served pipelines run unless `CANON_PIPELINE_IMAGE` says otherwise: this
+/// release's tag. Not the table's default text, so the reference's table does not change with each
+/// release.
+pub const PIPELINE_IMAGE: &str = concat!("canon-plugin:", env!("CARGO_PKG_VERSION"));
 
 /// Every variable canon-listener reads, in the listener reference's order.
 pub const VARIABLES: &[Variable] = &[
@@ -272,6 +279,48 @@ pub const VARIABLES: &[Variable] = &[
         default: "10s",
         need: Need::No,
         meaning: "How long a shutdown waits for requests in flight before it drops their connections.",
+    },
+    Variable {
+        name: "CANON_DRONE_CONFIG_SECRET",
+        kind: Kind::Secret,
+        default: "",
+        need: Need::No,
+        meaning: "Secret (at least 16 characters) shared with the Drone server's `DRONE_YAML_SECRET`: the listener then answers Drone's configuration extension at `POST /drone/config` (`DRONE_YAML_ENDPOINT`) with canon's pipelines, checking Drone's HTTP signature. Unset: that path is a 404.",
+    },
+    Variable {
+        name: "CANON_PIPELINE_IMAGE",
+        kind: Kind::Text,
+        default: "",
+        need: Need::No,
+        meaning: "The plugin image the pipelines served at `/drone/config` run; unset: `canon-plugin:` and this release's version.",
+    },
+    Variable {
+        name: "CANON_PIPELINE_STATE_DIR",
+        kind: Kind::Path,
+        default: "/var/lib/canon",
+        need: Need::No,
+        meaning: "The runner host's state directory the served pipelines mount (at the same path).",
+    },
+    Variable {
+        name: "CANON_PIPELINE_ENROLLMENT",
+        kind: Kind::Path,
+        default: "/etc/canon/enrollment.yml",
+        need: Need::No,
+        meaning: "The runner host's enrollment file the served pipelines read; its folder is mounted at the same path.",
+    },
+    Variable {
+        name: "CANON_PIPELINE_SECRET_PREFIX",
+        kind: Kind::Text,
+        default: "",
+        need: Need::No,
+        meaning: "Prefix of the Drone secret names the served pipelines read (`upstream_token`, `mirror_token`, `ssh_key`, `drone_token`, `listener_token`); unset: those names.",
+    },
+    Variable {
+        name: "CANON_POLL_INTERVAL",
+        kind: Kind::DurationOrOff,
+        default: "10m",
+        need: Need::No,
+        meaning: "How often the upstream of each enrolled recipe without a recent webhook is asked for its tags over git (`0`: never). A new release tag found so is journaled as a delivery of kind `poll`.",
     },
 ];
 
@@ -508,11 +557,17 @@ fn read_value(v: &Variable, text: &str, problems: &mut Problems) -> Option<Value
                 None
             }
         },
-        Kind::Duration => match positive_duration(trimmed) {
+        Kind::DurationOrOff if trimmed == "0" => Some(Value::Duration(Duration::ZERO)),
+        Kind::Duration | Kind::DurationOrOff => match positive_duration(trimmed) {
             Some(d) => Some(Value::Duration(d)),
             None => {
                 problems.push(format!(
-                    "{name} {trimmed:?}: must be a duration such as 10s, 500ms or 15m"
+                    "{name} {trimmed:?}: must be a duration such as 10s, 500ms or 15m{}",
+                    if v.kind == Kind::DurationOrOff {
+                        ", or 0 for off"
+                    } else {
+                        ""
+                    }
                 ));
                 None
             }

@@ -19,6 +19,10 @@ use super::{Journal, JournalError};
 /// grow its job's row without bound.
 pub(super) const MAX_FLAGS: usize = 20;
 
+/// The event of a delivery the listener made itself by polling an upstream's refs
+/// ([`crate::poll`]), rather than a forge's webhook.
+pub const POLL_EVENT: &str = "poll";
+
 /// What a journaled delivery was, as decided at intake.
 #[derive(Debug, Clone)]
 pub enum IntakeFact {
@@ -171,13 +175,18 @@ fn intake_tx(c: &Connection, i: &Intake) -> Result<IntakeResult, rusqlite::Error
         } => {
             let tag = tag.to_string();
             let commit_hint = commit_hint.as_ref().map(CommitId::as_str);
+            // A poll folds into any job of the tag, and a webhook into a job a poll made, so a
+            // tag seen both ways is one job whichever came first.
             let existing: Option<(i64, Option<String>)> = c
                 .prepare_cached(
-                    "SELECT id, ref_sha FROM jobs WHERE forge=?1 AND recipe=?2 AND tag=?3",
+                    "SELECT id, ref_sha FROM jobs WHERE recipe=?2 AND tag=?3 AND (forge=?1 OR ?4
+                       OR id IN (SELECT job FROM deliveries WHERE event=?5 AND recipe=?2 AND tag=?3))
+                     ORDER BY forge=?1 DESC, id LIMIT 1",
                 )?
-                .query_row(params![forge, recipe.as_str(), tag], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+                .query_row(
+                    params![forge, recipe.as_str(), tag, i.event == POLL_EVENT, POLL_EVENT],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .optional()?;
             let (job, outcome, reason) = match existing {
                 None => {

@@ -36,7 +36,7 @@ use std::path::PathBuf;
 
 pub use canon_shared::listener_api::JobState;
 pub use due::Due;
-pub use intake::{Intake, IntakeFact, IntakeResult, Outcome};
+pub use intake::{Intake, IntakeFact, IntakeResult, Outcome, POLL_EVENT};
 pub use pages::{Page, Section, MAX_PAGE};
 pub use queries::{Claim, ClaimTerms, DeliveryRow, Job, JobUpdate};
 pub use writer::Journal;

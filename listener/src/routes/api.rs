@@ -57,7 +57,9 @@ pub async fn metrics(state: Arc<AppState>) -> Result<Reply, warp::Rejection> {
         .collect();
     // The weekly sweep records the tags it had to start that no webhook announced.
     let missed: Vec<(String, u64)> = state.state.missed_webhook_counts().into_iter().collect();
-    let body = state.metrics.render(&jobs, &last, &missed);
+    let mut body = state.metrics.render(&jobs, &last, &missed);
+    state.sweeps().get(state.state.root()).render(&mut body);
+    super::sweeps::render_behind(&mut body, &super::sweeps::behind_seconds(&state).await);
     Ok(Box::new(warp::reply::with_header(
         body,
         "content-type",

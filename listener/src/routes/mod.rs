@@ -10,8 +10,11 @@ pub mod access;
 pub mod api;
 pub mod badge;
 pub mod delivery;
+pub mod drone_config;
 pub mod hooks;
 pub mod status;
+pub mod sweeps;
+pub mod tag_sources;
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -48,6 +51,9 @@ pub struct AppState {
     /// The git state repository the canonical records are in, when one is configured.
     state_repo: OnceLock<Arc<dyn canon_shared::state::StateStore>>,
     rejected: Mutex<VecDeque<DeliveryRow>>,
+    drone_config: OnceLock<drone_config::DroneConfig>,
+    poll_interval: OnceLock<std::time::Duration>,
+    sweeps: sweeps::SweepRecord,
 }
 
 impl AppState {
@@ -70,6 +76,9 @@ impl AppState {
             admin_token: OnceLock::new(),
             state_repo: OnceLock::new(),
             rejected: Mutex::new(VecDeque::new()),
+            drone_config: OnceLock::new(),
+            poll_interval: OnceLock::new(),
+            sweeps: sweeps::SweepRecord::default(),
         }
     }
 
@@ -95,6 +104,33 @@ impl AppState {
     /// Returns the admin token, when one is required.
     pub fn admin_token(&self) -> Option<&Secret> {
         self.admin_token.get()
+    }
+
+    /// Serves Drone's configuration extension at `/drone/config` with `config`. Called once,
+    /// before serving.
+    pub fn serve_drone_config(&self, config: drone_config::DroneConfig) {
+        let _ = self.drone_config.set(config);
+    }
+
+    /// Returns the configuration extension's settings, when it is served.
+    pub fn drone_config(&self) -> Option<&drone_config::DroneConfig> {
+        self.drone_config.get()
+    }
+
+    /// Records that upstreams are polled every `interval` (zero: never). Called once, before
+    /// serving.
+    pub fn poll_every(&self, interval: std::time::Duration) {
+        let _ = self.poll_interval.set(interval);
+    }
+
+    /// Returns true when upstreams without webhooks are polled.
+    pub fn polling(&self) -> bool {
+        self.poll_interval.get().is_some_and(|d| !d.is_zero())
+    }
+
+    /// Returns what the sweeps reported.
+    pub fn sweeps(&self) -> &sweeps::SweepRecord {
+        &self.sweeps
     }
 
     /// Keeps a rejected delivery in memory (rejections are never journaled).
@@ -163,13 +199,29 @@ pub fn routes(
         .and(access::admin(state.clone()))
         .and(with_state(state.clone()))
         .and_then(api::job_for_tag);
+    let sweep_report = warp::post()
+        .and(warp::path!("api" / "sweeps"))
+        .and(access::admin(state.clone()))
+        .and(warp::body::content_length_limit(drone_config::MAX_BODY))
+        .and(warp::body::bytes())
+        .and(with_state(state.clone()))
+        .and_then(sweeps::report);
     let page = read(warp::path::end().boxed()).and_then(status::page);
     let badge = warp::get()
         .and(warp::path!("badge" / String))
         .and(warp::header::optional::<String>("if-none-match"))
         .and(with_state(state.clone()))
         .and_then(badge::handle);
+    let drone_config = warp::post()
+        .and(warp::path!("drone" / "config"))
+        .and(warp::header::headers_cloned())
+        .and(warp::body::content_length_limit(drone_config::MAX_BODY))
+        .and(warp::body::bytes())
+        .and(with_state(state.clone()))
+        .and_then(drone_config::handle);
     hooks
+        .or(drone_config)
+        .unify()
         .or(healthz)
         .unify()
         .or(readyz)
@@ -181,6 +233,8 @@ pub fn routes(
         .or(deliveries)
         .unify()
         .or(job_for_tag)
+        .unify()
+        .or(sweep_report)
         .unify()
         .or(page)
         .unify()

@@ -173,9 +173,15 @@ async fn recipes(state: &AppState, h: &mut String) {
         .last_event_per_recipe()
         .await
         .unwrap_or_default();
+    let sources = super::tag_sources::tag_sources(state, state.polling()).await;
     let mut rows = Vec::with_capacity(state.enrollment.recipes.len());
     for r in &state.enrollment.recipes {
         let name = r.name.as_str();
+        let tags_by = sources
+            .iter()
+            .find(|(n, _)| n == &r.name)
+            .map_or("", |(_, s)| s.as_str())
+            .to_string();
         let upstream = without_userinfo(r.upstream.full_name.as_deref().unwrap_or(&r.upstream.url));
         let last_event = last
             .iter()
@@ -201,6 +207,7 @@ async fn recipes(state: &AppState, h: &mut String) {
                     warm,
                     String::new(),
                     last_event,
+                    tags_by,
                 ];
                 rows.push(("", cells));
                 continue;
@@ -254,6 +261,7 @@ async fn recipes(state: &AppState, h: &mut String) {
                 warm,
                 latest,
                 last_event,
+                tags_by,
             ],
         ));
     }
@@ -270,6 +278,7 @@ async fn recipes(state: &AppState, h: &mut String) {
             "Warm data",
             "Latest tag",
             "Last event",
+            "Tags by",
         ],
         rows,
     }

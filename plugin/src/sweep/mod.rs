@@ -142,6 +142,13 @@ pub fn main(settings: &Settings) -> u8 {
         access.credentials(),
         listener.as_ref(),
     ));
+    if let Some(listener) = &listener {
+        // The sweep's own outcome stands whether or not the listener hears of it.
+        match runtime.block_on(listener.report_sweep(&report::outcome(&report))) {
+            Ok(()) => tracing::info!("Reported the sweep to the listener."),
+            Err(e) => tracing::warn!(error = %e, "Cannot report the sweep to the listener."),
+        }
+    }
     // A recipe stopped at its deadline may leave a blocking call behind (a git server that never
     // answers); dropping the runtime would wait for it. Its own timeouts end it, or the exit does.
     runtime.shutdown_background();

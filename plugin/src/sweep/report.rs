@@ -4,6 +4,8 @@
 use std::fmt::Write as _;
 
 use canon_shared::commit::CommitId;
+use canon_shared::listener_api::{SweepOutcome, SweepRecipeOutcome};
+use canon_shared::recipe::RecipeName;
 use canon_shared::state::holds::WarmStatus;
 use serde::Serialize;
 
@@ -81,6 +83,26 @@ impl RecipeEntry {
     pub(super) fn fail(&mut self, error: String) {
         self.action = format!("error: {error}");
         self.error = Some(error);
+    }
+}
+
+/// Returns what the listener is told of a finished sweep (`POST /api/sweeps`): per recipe, ok
+/// unless it errored. No error text travels.
+pub fn outcome(report: &SweepReport) -> SweepOutcome {
+    SweepOutcome {
+        started_at: report.started_at.clone(),
+        seconds: report.seconds,
+        dry_run: report.dry_run,
+        recipes: report
+            .recipes
+            .iter()
+            .filter_map(|e| {
+                Some(SweepRecipeOutcome {
+                    recipe: RecipeName::parse(&e.recipe).ok()?,
+                    ok: e.error.is_none(),
+                })
+            })
+            .collect(),
     }
 }
 
