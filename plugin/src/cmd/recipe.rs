@@ -119,6 +119,7 @@ pub fn main(cmd: RecipeCommand) -> ExitCode {
 
 /// Returns the plan `args` ask for.
 fn plan(args: &PlanArgs, tokens: &Tokens) -> Result<DeployPlan, Failure> {
+    let mut forges = canon_shared::recipe::Forges::default();
     let recipe = match (&args.config, &args.recipe) {
         (Some(path), Some(name)) => {
             let enrollment =
@@ -129,6 +130,7 @@ fn plan(args: &PlanArgs, tokens: &Tokens) -> Result<DeployPlan, Failure> {
                     path.display()
                 ))
             })?;
+            forges = enrollment.forges.clone();
             Some(recipe)
         }
         _ => None,
@@ -146,6 +148,8 @@ fn plan(args: &PlanArgs, tokens: &Tokens) -> Result<DeployPlan, Failure> {
                 mirror_token: tokens.mirror.clone(),
                 ssh_key: args.ssh_key.clone(),
                 known_hosts: args.known_hosts.clone(),
+                mirror_base: forges.mirror.clone(),
+                ..Credentials::default()
             };
             let want = Want::Ref {
                 reference: format!("refs/tags/{tag}"),
