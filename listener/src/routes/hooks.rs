@@ -49,7 +49,11 @@ pub async fn handle(delivery: Delivery, state: Arc<AppState>) -> Result<Reply, w
             "ignored"
         };
         let reason = reason.clone();
-        state.metrics.delivery(outcome);
+        state.metrics.delivery(if outcome == "rejected" {
+            "rejected_forge"
+        } else {
+            outcome
+        });
         if !state.journal.intake_later(intake) {
             state.metrics.ignored_dropped();
         }
