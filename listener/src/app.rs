@@ -117,6 +117,13 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
         mirror_token: settings.mirror_token.clone(),
         ssh_key: settings.ssh_key.clone(),
         known_hosts: settings.known_hosts.clone(),
+        // The forge token is for CANON_FORGE_URL alone (a setting checks one is set with it);
+        // the mirror token for CANON_MIRROR_URL, else the enrollment's mirror forge.
+        upstream_base: settings.forge_url.clone(),
+        mirror_base: settings
+            .mirror_url
+            .clone()
+            .or_else(|| enrollment.forges.mirror.clone()),
     };
     let records: Arc<dyn canon_shared::state::StateStore> =
         Arc::from(canon_shared::state::open_store(
@@ -124,7 +131,7 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
             settings
                 .state_repo
                 .as_deref()
-                .map(|url| credentials.mirror_remote(url)),
+                .map(|url| credentials.state_remote(url)),
         ));
     let app = Arc::new(AppState::new(
         settings.webhook_secrets.clone(),
@@ -153,6 +160,7 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
         state,
         records,
         forge,
+        forge_base: settings.forge_url.clone(),
         mirror_forge,
         credentials,
         drone,

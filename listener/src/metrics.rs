@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Delivery outcomes counted (`outcome` label).
-pub const OUTCOMES: [&str; 8] = [
+pub const OUTCOMES: [&str; 9] = [
     "accepted",
     "duplicate",
     "moved",
@@ -17,6 +17,7 @@ pub const OUTCOMES: [&str; 8] = [
     "ignored",
     "rejected_signature",
     "rejected_request",
+    "rejected_forge",
     "error",
 ];
 

@@ -48,6 +48,9 @@ pub struct WorkerCtx {
     pub records: Arc<dyn StateStore>,
     /// The upstream forge, when a token is configured (tag resolution).
     pub forge: Option<Arc<dyn Forge>>,
+    /// The upstream forge's base URL (`CANON_FORGE_URL`): only a recipe whose upstream is on
+    /// its origin has its tags resolved at [`WorkerCtx::forge`].
+    pub forge_base: Option<String>,
     /// The mirror's forge, when its URL and a mirror token are configured (closing PRs merged
     /// upstream).
     pub mirror_forge: Option<Arc<dyn Forge>>,
@@ -228,9 +231,17 @@ fn log_merged_prs(recipe: &Recipe, closed: Result<CloseReport, MirrorError>) {
     }
 }
 
-/// Resolves the tag's commit: at the forge when one is configured, else by listing the upstream.
+/// Resolves the tag's commit at the recipe's own upstream: through the forge's API when the
+/// upstream is on the configured forge's origin, else by listing the upstream (anonymously
+/// unless a token is bound to its host). A same-named repository on the configured forge never
+/// decides for a recipe that lives elsewhere.
 async fn resolve_commit(ctx: &WorkerCtx, recipe: &Recipe, tag: &str) -> Result<CommitId, Failure> {
-    if let (Some(forge), Some(full_name)) = (&ctx.forge, &recipe.upstream.full_name) {
+    let on_forge = ctx
+        .forge_base
+        .as_deref()
+        .is_some_and(|base| mirror::same_origin(base, &recipe.upstream.url));
+    if let (true, Some(forge), Some(full_name)) = (on_forge, &ctx.forge, &recipe.upstream.full_name)
+    {
         return match forge.resolve_tag(full_name, tag).await {
             Ok(Some(c)) => Ok(c),
             Ok(None) => Err(Failure::Transient(format!(

@@ -385,9 +385,22 @@ async fn every_rejection_path_answers_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 202);
-    let jobs = get_json(&app, "/api/jobs").await;
-    assert_eq!(jobs[0]["forge"], "github");
+    // Verified, but the recipe's upstream is on a Gitea host: a GitHub delivery naming the same
+    // `owner/name` is someone else's repository, journaled as rejected and starting nothing.
+    assert_eq!(r.status().as_u16(), 200);
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(answer["outcome"], "rejected", "{answer}");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap()
+            .contains("git.example.org"),
+        "{answer}"
+    );
+    assert_eq!(
+        get_json(&app, "/api/jobs").await.as_array().unwrap().len(),
+        0
+    );
     let metrics = app
         .client
         .get(format!("{}/metrics", app.base))
@@ -401,7 +414,10 @@ async fn every_rejection_path_answers_and_stores_nothing() {
         metrics.contains("canon_listener_deliveries_total{outcome=\"rejected_signature\"} 3"),
         "{metrics}"
     );
-    assert!(metrics.contains("canon_listener_deliveries_total{outcome=\"accepted\"} 1"));
+    assert!(
+        metrics.contains("canon_listener_deliveries_total{outcome=\"rejected_forge\"} 1"),
+        "{metrics}"
+    );
     app.running.stop().await;
 }
 
@@ -948,7 +964,7 @@ async fn a_hung_forge_fails_the_attempt_at_its_deadline_and_frees_the_worker() {
     });
     let drone = FakeDrone::start();
     let drone_url = drone.url();
-    let (app, repos) = spawn_app_with(
+    let (app, repos) = spawn_app_enrolled(
         &[("alpha", &["1.0.0+1.0"])],
         &[("hung", "upstream/hung")],
         &drone_url,
@@ -958,9 +974,12 @@ async fn a_hung_forge_fails_the_attempt_at_its_deadline_and_frees_the_worker() {
             ("CANON_ATTEMPT_DEADLINE", "1s"),
             ("CANON_WORKERS", "1"),
         ],
+        // The recipe's upstream lives on the hung forge: its tags are resolved there.
+        |yaml| yaml.replace("https://git.example.org", &silent_url),
     )
     .await;
-    let hung_url = "https://git.example.org/upstream/hung.git";
+    let hung_url = format!("{silent_url}/upstream/hung.git");
+    let hung_url = hung_url.as_str();
     deliver(
         &app.client,
         &app.base,

@@ -27,9 +27,18 @@ impl GitAccess {
                 mirror_token: settings.mirror_token.clone(),
                 ssh_key: key_file.as_ref().map(|f| f.path().to_path_buf()),
                 known_hosts: settings.known_hosts.clone(),
+                ..Credentials::default()
             },
             _key_file: key_file,
         })
+    }
+
+    /// Binds each token to its side's forge base URL the enrollment names: a remote on another
+    /// host gets no token.
+    pub fn bind_to(mut self, forges: &canon_shared::recipe::Forges) -> Self {
+        self.credentials.upstream_base = forges.upstream.clone();
+        self.credentials.mirror_base = forges.mirror.clone();
+        self
     }
 
     /// Returns the credentials, which build every remote.

@@ -252,6 +252,17 @@ pub struct Enrollment {
     pub path: PathBuf,
     /// The recipes, in file order, at least one, names unique.
     pub recipes: Vec<Recipe>,
+    /// The forge base URLs the file names (top-level `forge:`): where each side's token is sent.
+    pub forges: Forges,
+}
+
+/// The forge base URLs of an enrollment file, one per side.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Forges {
+    /// The upstream forge (`forge.upstream`).
+    pub upstream: Option<String>,
+    /// The mirrors' forge (`forge.mirror`).
+    pub mirror: Option<String>,
 }
 
 /// Why an enrollment file could not be loaded. Every variant names the file.
@@ -592,9 +603,15 @@ impl Enrollment {
             ("mirror", &raw_forges.mirror),
         ] {
             if let Some(url) = url {
+                let shown = crate::secret::shown_location(url);
                 if !(url.starts_with("https://") || url.starts_with("http://")) {
                     return Err(syntax(format!(
-                        "forge.{key}: {url:?} is not an http(s) base URL"
+                        "forge.{key}: {shown:?} is not an http(s) base URL"
+                    )));
+                }
+                if crate::secret::git_location_carries_credentials(url) {
+                    return Err(syntax(format!(
+                        "forge.{key}: {shown:?}: credentials do not belong in the enrollment file; use the token settings"
                     )));
                 }
             }
@@ -713,6 +730,10 @@ impl Enrollment {
         Ok(Self {
             path: path.to_path_buf(),
             recipes,
+            forges: Forges {
+                upstream: raw_forges.upstream,
+                mirror: raw_forges.mirror,
+            },
         })
     }
 
@@ -740,6 +761,13 @@ fn resolve_location(value: &str, forge: Option<&str>) -> Result<RepoLocation, St
     let value = value.trim();
     if value.is_empty() {
         return Err("it is empty".into());
+    }
+    // Refused before anything quotes it: every message below may show the value.
+    if crate::secret::git_location_carries_credentials(value) {
+        return Err(format!(
+            "{:?}: credentials do not belong in the enrollment file; use the token settings",
+            crate::secret::shown_location(value)
+        ));
     }
     if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!(

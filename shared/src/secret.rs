@@ -55,7 +55,84 @@ pub fn without_userinfo(value: &str) -> String {
     }
 }
 
-/// Returns `text` with the user info of every URL in it masked as `***` (`https://***@host/...`):
+/// Query parameters that carry a credential (`?access_token=...`, GitLab's `private_token`).
+const CREDENTIAL_PARAMS: [&str; 6] = [
+    "access_token",
+    "private_token",
+    "token",
+    "password",
+    "secret",
+    "api_key",
+];
+
+/// Returns true when a git location carries a credential in any form: user info with a password
+/// or an HTTP user (`https://TOKEN@host/...`), an scp-like address with a password
+/// (`user:PASS@host:path`), or a credential query parameter (`?access_token=...`).
+pub fn git_location_carries_credentials(value: &str) -> bool {
+    let v = value.trim();
+    if let Ok(url) = url::Url::parse(v) {
+        if v.contains("://") {
+            return url_carries_credentials(&url)
+                || url
+                    .query_pairs()
+                    .any(|(k, _)| CREDENTIAL_PARAMS.contains(&k.to_ascii_lowercase().as_str()));
+        }
+    }
+    scp_password(v)
+}
+
+/// Returns true for an scp-like `user:PASS@host:path`: a `:` before the `@` of the user info.
+fn scp_password(v: &str) -> bool {
+    if v.contains("://") || v.starts_with('/') {
+        return false;
+    }
+    let head = v.split('/').next().unwrap_or(v);
+    match head.rfind('@') {
+        Some(at) => head[..at].contains(':'),
+        None => false,
+    }
+}
+
+/// Returns a git location safe to print: user info masked in any form (`https://***@host`,
+/// `***@host:path`) and credential query parameters' values masked.
+pub fn shown_location(value: &str) -> String {
+    let masked = without_userinfo(value);
+    credential_params_masked_in(&masked)
+}
+
+/// Returns `text` with the value of every credential query parameter (`access_token=...`)
+/// masked as `***`.
+pub fn credential_params_masked_in(text: &str) -> String {
+    let mut out = text.to_string();
+    for key in CREDENTIAL_PARAMS {
+        let mut from = 0;
+        loop {
+            let lower = out.to_ascii_lowercase();
+            let Some(found) = lower[from..].find(&format!("{key}=")) else {
+                break;
+            };
+            let start = from + found;
+            // Only a parameter: at the start of a query or after `&`.
+            let is_param = start > 0 && matches!(out.as_bytes()[start - 1], b'?' | b'&' | b';');
+            let value_start = start + key.len() + 1;
+            if !is_param {
+                from = value_start;
+                continue;
+            }
+            let value_end = out[value_start..]
+                .find(|c: char| {
+                    c.is_whitespace() || matches!(c, '&' | '#' | '"' | '\'' | '<' | '>' | '`' | ')')
+                })
+                .map_or(out.len(), |e| value_start + e);
+            out.replace_range(value_start..value_end, "***");
+            from = value_start + 3;
+        }
+    }
+    out
+}
+
+/// Returns `text` with the user info of every URL in it masked as `***` (`https://***@host/...`),
+/// and the values of credential query parameters (`?access_token=***`):
 /// for messages from elsewhere (a server's error answer, a library's error) that may quote a URL
 /// with a token in it. Only what sits between `://` and the last `@` before the URL's path is
 /// masked.
@@ -79,7 +156,7 @@ pub fn userinfo_masked_in(text: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
+    credential_params_masked_in(&out)
 }
 
 impl fmt::Debug for Secret {
@@ -103,6 +180,47 @@ impl<'de> serde::Deserialize<'de> for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_credential_in_any_form_of_git_location_is_found_and_masked() {
+        let leaking = [
+            (
+                "https://TOKEN@forge.example/o/n.git",
+                "https://***@forge.example/o/n.git",
+            ),
+            (
+                "https://u:PASS@forge.example/o/n.git",
+                "https://***@forge.example/o/n.git",
+            ),
+            (
+                "user:PASS@forge.example:o/state.git",
+                "***@forge.example:o/state.git",
+            ),
+            (
+                "https://forge.example/o/state.git?access_token=PASS",
+                "https://forge.example/o/state.git?access_token=***",
+            ),
+            (
+                "https://forge.example/o/state.git?x=1&Private_Token=PASS#f",
+                "https://forge.example/o/state.git?x=1&Private_Token=***#f",
+            ),
+        ];
+        for (given, shown) in leaking {
+            assert!(git_location_carries_credentials(given), "{given}");
+            assert_eq!(shown_location(given), shown);
+            assert!(!shown_location(given).contains("PASS"), "{given}");
+        }
+        for fine in [
+            "git@forge.example:o/state.git",
+            "ssh://git@forge.example:2222/o/state.git",
+            "https://forge.example/o/state.git?ref=main",
+            "/srv/git/state.git",
+            "file:///srv/git/state.git",
+        ] {
+            assert!(!git_location_carries_credentials(fine), "{fine}");
+            assert!(shown_location(fine).contains("/state.git"), "{fine}");
+        }
+    }
 
     #[test]
     fn credentials_are_any_http_user_info_and_a_password_anywhere() {

@@ -424,7 +424,12 @@ pub fn parse_commit(value: &str) -> Option<CommitId> {
 /// scp-like `user@host:path`, or an absolute path.
 pub fn parse_git_location(name: &str, value: &str) -> Result<String, String> {
     let v = value.trim();
-    let shown = crate::secret::without_userinfo(v);
+    let shown = crate::secret::shown_location(v);
+    if crate::secret::git_location_carries_credentials(v) {
+        return Err(format!(
+            "`{name}` must not carry credentials ({shown:?}); set `mirror_token` or `ssh_key`"
+        ));
+    }
     if v.contains("://") {
         let url =
             Url::parse(v).map_err(|e| format!("`{name}` is not a valid URL ({shown:?}): {e}"))?;

@@ -696,3 +696,28 @@ fn a_lock_file_left_by_a_killed_push_into_a_local_mirror_does_not_block_the_next
     assert!(!mirror.join(format!("refs/tags/{tag}.lock")).exists());
     assert!(!cache.join("packed-refs.lock").exists());
 }
+
+/// Two hosts on loopback (two ports: two origins), both of which would accept the same token.
+/// The upstream token is bound to host A; a recipe on host B is read without it, so host B never
+/// logs an authorized request: a line in its log would be the token leaking.
+#[test]
+fn an_upstream_on_another_host_is_read_without_the_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root_a, root_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    bare(&root_a.join("app.git"));
+    bare(&root_b.join("app.git"));
+    let a = GitHttpServer::start(&root_a, None, TOKEN);
+    let b = GitHttpServer::start(&root_b, None, TOKEN);
+    let credentials = mirror::Credentials {
+        upstream_token: Some(Secret::new(TOKEN)),
+        upstream_base: Some(a.url("")),
+        ..mirror::Credentials::default()
+    };
+    mirror::ls_remote(&credentials.upstream_remote(&a.url("app.git")))
+        .expect("host A is read with its token");
+    assert!(!a.take_log().is_empty(), "host A saw the token");
+    let err = mirror::ls_remote(&credentials.upstream_remote(&b.url("app.git")))
+        .expect_err("host B asks for credentials and gets none");
+    assert!(b.take_log().is_empty(), "host B received the token: {err}");
+    assert!(!err.to_string().contains(TOKEN), "{err}");
+}

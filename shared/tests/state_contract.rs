@@ -1,5 +1,7 @@
 //! The state store contract, run against both backends: the state dir, and a git state
-//! repository served over smart HTTP (`git http-backend` behind basic auth) on loopback.
+//! repository served over smart HTTP (`git http-backend` behind basic auth) on loopback. The race
+//! runs also against a state repository on a plain path and on a `file://` URL, where no server
+//! keeps pushes apart.
 //!
 //! Every case runs once per backend with the same assertions. The race and the kill -9 run real
 //! processes: this test binary started again as a child that does one decision.
@@ -59,6 +61,25 @@ impl Backend {
         }
     }
 
+    /// A state repository on the local filesystem, named by its plain path or, with `file_url`,
+    /// by a `file://` URL.
+    fn local_repo(file_url: bool) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let repo = root.path().join("state.git");
+        bare(&repo);
+        let target = if file_url {
+            format!("file://{}", repo.display())
+        } else {
+            repo.display().to_string()
+        };
+        Backend {
+            name: if file_url { "file-url" } else { "plain-path" },
+            target,
+            root,
+            _server: None,
+        }
+    }
+
     /// A store as one host sees it, with `host` as that host's own state dir name.
     fn store(&self, host: &str) -> Box<dyn StateStore> {
         open(&self.target, &self.root.path().join(host))
@@ -69,6 +90,8 @@ fn open(target: &str, own_dir: &Path) -> Box<dyn StateStore> {
     if target.starts_with("http") {
         let remote = GitRemote::with_token(target, Some(Secret::new(TOKEN)));
         state::open_store(own_dir, Some(remote))
+    } else if target.ends_with(".git") {
+        state::open_store(own_dir, Some(GitRemote::local(target)))
     } else {
         state::open_store(Path::new(target), None)
     }
@@ -320,6 +343,69 @@ fn eight_processes_promoting_interleaved_versions_leave_the_highest_and_every_de
                 "{}: {h:?}",
                 b.name
             );
+        }
+    }
+}
+
+/// Six processes, each with its own state dir, promote 1.0.0 ... 1.5.0 at once into one state
+/// repository on a local path (plain and `file://`), round after round: a push that is not
+/// compare-and-swap lets a decision land over a `main` it was not taken against, which loses
+/// another decision or lowers the canonical. Every round must end at 1.5.0 with each decision
+/// in the history once, each taken against the canonical it names.
+#[test]
+fn six_racers_on_a_local_state_repository_lose_no_decision() {
+    const ROUNDS: usize = 5;
+    let versions = [
+        "1.0.0+1", "1.1.0+1", "1.2.0+1", "1.3.0+1", "1.4.0+1", "1.5.0+1",
+    ];
+    for file_url in [false, true] {
+        for round in 0..ROUNDS {
+            let b = Backend::local_repo(file_url);
+            let children: Vec<_> = versions
+                .iter()
+                .enumerate()
+                .map(|(n, v)| {
+                    let own = b.root.path().join(format!("racer-{n}"));
+                    child(&b.target, &own, v, None).spawn().unwrap()
+                })
+                .collect();
+            for mut c in children {
+                let status = c.wait().unwrap();
+                assert!(status.success(), "{} round {round}: a racer failed", b.name);
+            }
+            let store = b.store("reader");
+            let canonical = store.read_canonical(&app()).unwrap().unwrap();
+            let history = store.read_history(&app()).unwrap();
+            let decided: Vec<&str> = history
+                .iter()
+                .map(|h| h.version.as_deref().unwrap())
+                .collect();
+            assert_eq!(
+                canonical.version.to_string(),
+                "1.5.0+1",
+                "{} round {round}: the highest version wins: {decided:?}",
+                b.name
+            );
+            let once: BTreeSet<&str> = decided.iter().copied().collect();
+            assert_eq!(
+                (decided.len(), once),
+                (versions.len(), versions.iter().copied().collect()),
+                "{} round {round}: every decision exactly once: {decided:?}",
+                b.name
+            );
+            // Each decision names the canonical it was taken against: the one the line before
+            // left.
+            let mut current: Option<String> = None;
+            for h in &history {
+                assert_eq!(
+                    h.canonical_before, current,
+                    "{} round {round}: {h:?} in {decided:?}",
+                    b.name
+                );
+                if h.decision == "promote" {
+                    current = h.version.clone();
+                }
+            }
         }
     }
 }

@@ -189,6 +189,17 @@ impl Settings {
         let mut problems = Problems::new(Heading::Invalid);
         // Problems that only matter when serving (Drone is not needed to register hooks).
         let mut serve_problems = Problems::new(Heading::Invalid);
+        let pairs: Vec<(String, String)> = pairs.into_iter().collect();
+        // A blank value unsets other settings; a blank admin token would leave the admin API
+        // open while the operator meant to close it, so it is refused like a short one.
+        if pairs
+            .iter()
+            .any(|(k, v)| k == "CANON_ADMIN_TOKEN" && v.trim().is_empty())
+        {
+            problems.push(
+                "CANON_ADMIN_TOKEN is set but blank: give a token of at least 16 characters, or unset it to leave the admin API open",
+            );
+        }
         let v = Values::read(pairs, &mut problems, &mut serve_problems);
 
         let webhook_secrets = v.secrets("CANON_WEBHOOK_SECRETS");
@@ -466,6 +477,18 @@ mod tests {
             err.contains("16 characters") && !err.contains("short"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_blank_admin_token_is_refused_like_a_short_one() {
+        for blank in ["", "   ", "\t"] {
+            let mut p = GOOD.to_vec();
+            p.push(("CANON_ADMIN_TOKEN", blank));
+            let err = Settings::from_pairs(pairs(&p))
+                .expect_err("a blank admin token is refused")
+                .to_string();
+            assert!(err.contains("CANON_ADMIN_TOKEN is set but blank"), "{err}");
+        }
     }
 
     #[test]

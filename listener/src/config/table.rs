@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use canon_shared::secret::{url_carries_credentials, without_userinfo, Secret};
+use canon_shared::secret::{without_userinfo, Secret};
 use canon_shared::settings::{
     http_url_without_credentials, positive_duration, secret_list, whole_number_in, HttpUrlProblem,
     Problems, RawValues,
@@ -537,11 +537,10 @@ fn read_value(v: &Variable, text: &str, problems: &mut Problems) -> Option<Value
             }
         },
         Kind::GitLocation => {
-            let credentials = url::Url::parse(trimmed).is_ok_and(|u| url_carries_credentials(&u));
-            if credentials {
+            if canon_shared::secret::git_location_carries_credentials(trimmed) {
                 problems.push(format!(
                     "{name} {:?}: must not carry credentials; set CANON_MIRROR_TOKEN or CANON_SSH_KEY",
-                    without_userinfo(trimmed)
+                    canon_shared::secret::shown_location(trimmed)
                 ));
                 None
             } else {

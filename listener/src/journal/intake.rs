@@ -48,6 +48,18 @@ pub enum IntakeFact {
         /// The short tag name.
         tag: String,
     },
+    /// A signed delivery canon refuses to act on, with the reason: it names an enrolled
+    /// recipe's repository but comes from another kind of forge than the recipe's upstream.
+    Rejected {
+        /// `owner/name` from the payload.
+        repo: Option<String>,
+        /// The recipe it named.
+        recipe: Option<RecipeName>,
+        /// The tag, when the payload names one.
+        tag: Option<String>,
+        /// Why.
+        reason: String,
+    },
     /// Nothing to act on, with the reason.
     Ignored {
         /// `owner/name`, when the payload names one.
@@ -90,6 +102,8 @@ pub enum Outcome {
     Deleted,
     /// Nothing to act on.
     Ignored,
+    /// Refused (a signed delivery from the wrong kind of forge).
+    Rejected,
 }
 
 impl Outcome {
@@ -101,6 +115,7 @@ impl Outcome {
             Outcome::Moved => "moved",
             Outcome::Deleted => "deleted",
             Outcome::Ignored => "ignored",
+            Outcome::Rejected => "rejected",
         }
     }
 }
@@ -275,20 +290,28 @@ fn intake_tx(c: &Connection, i: &Intake) -> Result<IntakeResult, rusqlite::Error
             recipe,
             tag,
             reason,
+        }
+        | IntakeFact::Rejected {
+            repo,
+            recipe,
+            tag,
+            reason,
         } => {
+            let outcome = if matches!(i.fact, IntakeFact::Rejected { .. }) {
+                Outcome::Rejected
+            } else {
+                Outcome::Ignored
+            };
             insert_delivery(
                 repo.as_deref(),
                 recipe.as_ref().map(|r| r.as_str()),
                 tag.as_deref(),
                 None,
-                Outcome::Ignored,
+                outcome,
                 Some(reason),
                 None,
             )?;
-            Ok(IntakeResult {
-                outcome: Outcome::Ignored,
-                job: None,
-            })
+            Ok(IntakeResult { outcome, job: None })
         }
     }
 }
@@ -313,6 +336,8 @@ fn replay_of(c: &Connection, i: &Intake) -> Result<Option<IntakeResult>, rusqlit
     let outcome = match outcome.as_str() {
         "ignored" if !matches!(i.fact, IntakeFact::Ignored { .. }) => return Ok(None),
         "ignored" => Outcome::Ignored,
+        "rejected" if !matches!(i.fact, IntakeFact::Rejected { .. }) => return Ok(None),
+        "rejected" => Outcome::Rejected,
         "deleted" => Outcome::Deleted,
         // The job exists since the first time: a replay lands on it as a duplicate, as a second
         // delivery of the same tag does.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use canon_shared::forge::ForgeKind;
+use canon_shared::recipe::RepoLocation;
 use canon_shared::version::ReleaseVersion;
 use futures_util::{Stream, StreamExt};
 use warp::http::{HeaderMap, StatusCode};
@@ -244,7 +245,7 @@ where
         forge,
         id: delivery,
         event: event_name,
-        fact: classify(state, fact),
+        fact: classify(state, forge, fact),
     })
 }
 
@@ -280,7 +281,7 @@ pub async fn answer_rejected(
 
 /// Maps a parsed fact onto the enrollment: a new tag of an enrolled recipe that is a release
 /// tag stays a new tag, with its version parsed; anything else becomes ignored with its reason.
-fn classify(state: &AppState, fact: Fact) -> IntakeFact {
+fn classify(state: &AppState, forge: ForgeKind, fact: Fact) -> IntakeFact {
     match fact {
         Fact::NewTag {
             repo,
@@ -297,6 +298,14 @@ fn classify(state: &AppState, fact: Fact) -> IntakeFact {
                     reason: "repository is not enrolled".into(),
                 };
             };
+            if let Some(reason) = wrong_forge(forge, &recipe.upstream) {
+                return IntakeFact::Rejected {
+                    repo: Some(full),
+                    recipe: Some(recipe.name.clone()),
+                    tag: Some(event::safe(&tag)),
+                    reason,
+                };
+            }
             let version = match ReleaseVersion::parse(&tag) {
                 Ok(v) => v,
                 Err(e) => {
@@ -344,9 +353,75 @@ fn classify(state: &AppState, fact: Fact) -> IntakeFact {
     }
 }
 
+/// Returns why a delivery from `forge` cannot be about an upstream at `upstream`, or `None`
+/// when it can: a repository is matched by its name, and the same `owner/name` on another kind
+/// of forge is someone else's. GitHub lives on github.com; any other host is Gitea or Forgejo;
+/// a local upstream sends no webhooks of its own, so any forge may stand for it.
+fn wrong_forge(forge: ForgeKind, upstream: &RepoLocation) -> Option<String> {
+    if upstream.is_local() {
+        return None;
+    }
+    let host = upstream_host(&upstream.url)?;
+    let on_github = host == "github.com" || host.ends_with(".github.com");
+    let from_github = forge == ForgeKind::GitHub;
+    (on_github != from_github).then(|| {
+        format!(
+            "a {forge} delivery, but the recipe's upstream is on {host} ({}): a repository of the same name on another forge is not the recipe's",
+            if on_github { "GitHub" } else { "Gitea or Forgejo" }
+        )
+    })
+}
+
+/// Returns the lower-case host of a URL or an scp-like `user@host:path` address.
+fn upstream_host(url: &str) -> Option<String> {
+    if url.contains("://") {
+        return url::Url::parse(url)
+            .ok()?
+            .host_str()
+            .map(str::to_ascii_lowercase);
+    }
+    let (userhost, _) = url.split_once(':')?;
+    let host = userhost.rsplit('@').next()?;
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delivery_from_another_kind_of_forge_than_the_upstream_is_refused() {
+        let at = |url: &str| RepoLocation {
+            url: url.into(),
+            full_name: Some("o/app".into()),
+            forge: None,
+        };
+        let table = [
+            (
+                ForgeKind::GitHub,
+                "https://git.coopcloud.tech/o/app.git",
+                true,
+            ),
+            (
+                ForgeKind::Gitea,
+                "https://git.coopcloud.tech/o/app.git",
+                false,
+            ),
+            (ForgeKind::Forgejo, "https://codeberg.org/o/app.git", false),
+            (ForgeKind::GitHub, "https://github.com/o/app.git", false),
+            (ForgeKind::Gitea, "https://github.com/o/app.git", true),
+            (ForgeKind::Gitea, "git@github.com:o/app.git", true),
+            (ForgeKind::GitHub, "git@git.example:o/app.git", true),
+            (ForgeKind::GitHub, "/srv/git/app.git", false),
+        ];
+        for (forge, url, refused) in table {
+            assert_eq!(
+                wrong_forge(forge, &at(url)).is_some(),
+                refused,
+                "{forge} {url}"
+            );
+        }
+    }
 
     #[test]
     fn the_hook_path_and_the_event_header_name_the_forge() {

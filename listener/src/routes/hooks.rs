@@ -36,20 +36,31 @@ pub async fn handle(delivery: Delivery, state: Arc<AppState>) -> Result<Reply, w
     let (repo, tag) = match &intake.fact {
         IntakeFact::NewTag { repo, tag, .. } => (Some(repo.clone()), Some(tag.to_string())),
         IntakeFact::Deleted { repo, tag, .. } => (Some(repo.clone()), Some(tag.clone())),
-        IntakeFact::Ignored { repo, tag, .. } => (repo.clone(), tag.clone()),
+        IntakeFact::Ignored { repo, tag, .. } | IntakeFact::Rejected { repo, tag, .. } => {
+            (repo.clone(), tag.clone())
+        }
     };
     let repo = repo.unwrap_or_default();
     let tag = tag.unwrap_or_default();
-    if let IntakeFact::Ignored { reason, .. } = &intake.fact {
+    if let IntakeFact::Ignored { reason, .. } | IntakeFact::Rejected { reason, .. } = &intake.fact {
+        let outcome = if matches!(intake.fact, IntakeFact::Rejected { .. }) {
+            "rejected"
+        } else {
+            "ignored"
+        };
         let reason = reason.clone();
-        state.metrics.delivery("ignored");
+        state.metrics.delivery(if outcome == "rejected" {
+            "rejected_forge"
+        } else {
+            outcome
+        });
         if !state.journal.intake_later(intake) {
             state.metrics.ignored_dropped();
         }
-        tracing::info!(delivery = %delivery, event = %event_name, repo = %repo, tag = %tag, outcome = "ignored", reason = %reason, "Webhook delivery.");
+        tracing::info!(delivery = %delivery, event = %event_name, repo = %repo, tag = %tag, outcome, reason = %reason, "Webhook delivery.");
         return Ok(reply_json(
             StatusCode::OK,
-            &json!({ "outcome": "ignored", "reason": reason }),
+            &json!({ "outcome": outcome, "reason": reason }),
         ));
     }
     match state.journal.intake(intake).await {

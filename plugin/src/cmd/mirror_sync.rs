@@ -195,6 +195,10 @@ fn credentials(args: &Args, tokens: &Tokens) -> Credentials {
         mirror_token: tokens.mirror.clone(),
         ssh_key: tokens.ssh_key_file.clone(),
         known_hosts: args.known_hosts.clone(),
+        // Each token goes to the URL given for its side on the command line, and only there
+        // (with --config, to the enrollment's forge for that side).
+        upstream_base: args.upstream.clone(),
+        mirror_base: args.mirror.clone(),
     }
 }
 
@@ -204,9 +208,11 @@ fn build_jobs(
     tokens: &Tokens,
     temp_cache: &mut Option<PathBuf>,
 ) -> Result<Vec<Job>, String> {
-    let credentials = credentials(args, tokens);
+    let mut credentials = credentials(args, tokens);
     if let Some(path) = &args.config {
         let enrollment = Enrollment::load(path).map_err(|e| e.to_string())?;
+        credentials.upstream_base = enrollment.forges.upstream.clone();
+        credentials.mirror_base = enrollment.forges.mirror.clone();
         for name in &args.only {
             if enrollment.get(name).is_none() {
                 return Err(format!(

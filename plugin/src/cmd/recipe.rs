@@ -160,6 +160,7 @@ fn lint_text(lint: &LintReport) -> String {
 
 /// Returns the plan `args` ask for and the lint of its checkout.
 fn plan(args: &PlanArgs, tokens: &Tokens) -> Result<(DeployPlan, LintReport), Failure> {
+    let mut forges = canon_shared::recipe::Forges::default();
     let recipe = match (&args.config, &args.recipe) {
         (Some(path), Some(name)) => {
             let enrollment =
@@ -170,6 +171,7 @@ fn plan(args: &PlanArgs, tokens: &Tokens) -> Result<(DeployPlan, LintReport), Fa
                     path.display()
                 ))
             })?;
+            forges = enrollment.forges.clone();
             Some(recipe)
         }
         _ => None,
@@ -187,6 +189,8 @@ fn plan(args: &PlanArgs, tokens: &Tokens) -> Result<(DeployPlan, LintReport), Fa
                 mirror_token: tokens.mirror.clone(),
                 ssh_key: tokens.ssh_key_file.clone(),
                 known_hosts: args.known_hosts.clone(),
+                mirror_base: forges.mirror.clone(),
+                ..Credentials::default()
             };
             let want = Want::Ref {
                 reference: format!("refs/tags/{tag}"),

@@ -34,7 +34,13 @@ pub(super) fn report(
         (None, None, Ok(_)) => None,
     };
     let ran = trail.ran.as_ref();
-    let canonical_before = trail.before.as_ref().map(CanonicalSummary::from);
+    // The canonical the decision was taken against, once there is a decision: in a shared state
+    // another run may have decided between this run's start and its gate.
+    let canonical_before = match end {
+        Ok(p) => p.before.as_ref(),
+        Err(_) => trail.before.as_ref(),
+    }
+    .map(CanonicalSummary::from);
     let green = end.is_ok() && ran.is_some_and(|r| r.green);
     let (gate, promoted, canonical_after, error, exit_code) = match end {
         Ok(p) => (

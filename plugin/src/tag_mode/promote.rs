@@ -24,6 +24,9 @@ pub(super) struct Promoted {
     pub(super) gate: GateReport,
     /// The canonical this run wrote (`None`: it wrote none).
     pub(super) written: Option<CanonicalRecord>,
+    /// The canonical the decision was taken against (after a lost race, the one the deciding
+    /// attempt saw, not the one the run started from).
+    pub(super) before: Option<CanonicalRecord>,
     /// The canonical after the decision.
     pub(super) after: Option<CanonicalRecord>,
     /// Why the promote step failed: the run is refused and exits 1.
@@ -69,10 +72,16 @@ impl Facts<'_> {
         if let Some(why) = failed {
             return (GateReport::refuse(vec![why.to_string()]), None);
         }
-        if !matches!(first, GateDecision::Promote { .. }) {
-            return (GateReport::from(first), None);
-        }
         let again = self.gate(current);
+        if !matches!(first, GateDecision::Promote { .. }) {
+            // A refusal stands (no promote step ran); taken again over `current`, its reasons
+            // name the canonical it is written over. The canonical only moves forward, so a
+            // gate that refused does not allow now; should it, the first refusal stands.
+            return match again {
+                GateDecision::Promote { .. } => (GateReport::from(first), None),
+                _ => (GateReport::from(&again), None),
+            };
+        }
         let record = match &again {
             GateDecision::Promote { version, commit } => Some(CanonicalRecord {
                 recipe: self.settings.recipe.name.clone(),
@@ -146,7 +155,7 @@ pub(super) fn promote(
             settings,
             Some(&ctx.commit),
             &gate,
-            ctx.canonical.as_ref().map(|c| c.version.to_string()),
+            current.map(|c| c.version.to_string()),
         )];
         decided = Some((gate, record.is_some()));
         Ok(Change {
@@ -175,7 +184,8 @@ pub(super) fn promote(
     // did not, which writes nothing.
     let gate = decided.map_or_else(|| GateReport::from(&first), |(gate, _)| gate);
     let written = committed.change.canonical;
-    let after = written.clone().or(committed.before);
+    let before = committed.before;
+    let after = written.clone().or_else(|| before.clone());
     // The warm deploy was healthy, then the canonical and its history line were written, now
     // the known-good copies go (or, when another host won the race, the warm data goes back to
     // the canonical).
@@ -190,6 +200,7 @@ pub(super) fn promote(
     Ok(Promoted {
         gate,
         written,
+        before,
         after,
         failed,
     })

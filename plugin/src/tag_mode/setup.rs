@@ -65,7 +65,9 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, PrepareError> {
         .tested
         .clone()
         .ok_or_else(|| problem("tag mode needs `tag` or `ref`".into()))?;
-    let access = GitAccess::from_settings(settings).map_err(PrepareError::SshKey)?;
+    let access = GitAccess::from_settings(settings)
+        .map_err(PrepareError::SshKey)?
+        .bind_to(&enrollment.forges);
     let runner = crate::runners::from_settings(settings)?;
     Ok(Prepared {
         run: RunSettings::new(settings, recipe, tested, access.credentials()),
@@ -135,7 +137,7 @@ impl RunSettings {
             state_repo: settings
                 .state_repo
                 .as_deref()
-                .map(|url| credentials.mirror_remote(url)),
+                .map(|url| credentials.state_remote(url)),
             work_dir: settings.work_dir.clone(),
             keep_work_dir: settings.keep_work_dir,
             lock_wait: settings.lock_wait,

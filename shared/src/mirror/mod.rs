@@ -69,7 +69,7 @@ pub use fetch::{cache_dir, fetch_refspecs};
 pub use merged_prs::{close_merged_prs, merged_heads, CloseReport, ClosedPr, PrFailure};
 pub use plan::MovedTag;
 pub use refs::{ls_remote, RemoteRefs, TagRef};
-pub use remote::GitRemote;
+pub use remote::{same_origin, GitRemote};
 pub use timeouts::{set_network_timeouts, DEFAULT_CONNECT, DEFAULT_READ};
 
 /// Pushes `refspecs` from `repo` to `remote` with the remote's credentials, without force unless

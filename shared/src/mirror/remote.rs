@@ -74,6 +74,26 @@ impl GitRemote {
         split_userinfo(&self.url).url
     }
 
+    /// Returns the directory of a remote on this machine's filesystem: a plain path (absolute or
+    /// relative) or a `file://` URL; `None` for a network remote. libgit2 writes such a remote
+    /// itself, with no server to keep two writers apart.
+    pub fn local_dir(&self) -> Option<PathBuf> {
+        if let Some(path) = local_path(&self.url) {
+            return Some(path);
+        }
+        let url = self.url.as_str();
+        if url.is_empty() || url.contains("://") {
+            return None;
+        }
+        // git's rule: a `:` before any `/` makes an scp-like `host:path` address.
+        let scp_like = match (url.find(':'), url.find('/')) {
+            (Some(colon), Some(slash)) => colon < slash,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        (!scp_like).then(|| PathBuf::from(url))
+    }
+
     pub(super) fn resolved(&self) -> Resolved {
         let parts = split_userinfo(&self.url);
         let token = self
@@ -277,6 +297,23 @@ pub(super) fn callbacks<'a>(remote: &'a Resolved, tried: &'a Cell<u32>) -> Remot
     cb
 }
 
+/// Returns true when both URLs parse and name the same scheme, host (any case) and port (the
+/// scheme's default when unnamed): the origin a token is bound to.
+pub fn same_origin(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => origin(&a).is_some() && origin(&a) == origin(&b),
+        _ => false,
+    }
+}
+
+fn origin(u: &url::Url) -> Option<(String, String, u16)> {
+    Some((
+        u.scheme().to_string(),
+        u.host_str()?.to_ascii_lowercase(),
+        u.port_or_known_default()?,
+    ))
+}
+
 /// Returns why the token for `configured` must not be sent to `asked` (the URL libgit2 asks
 /// credentials for, which after a redirect may be another server), or `None` when it may: only
 /// to the configured scheme, host and port, and over plain `http://` only to a loopback host.
@@ -461,6 +498,26 @@ mod tests {
             ("ssh://[::1]:2200/o/r.git", 2200),
         ] {
             assert_eq!(GitRemote::local(url).resolved().port, port, "{url}");
+        }
+    }
+
+    #[test]
+    fn plain_paths_and_file_urls_are_local_and_network_remotes_are_not() {
+        for (url, want) in [
+            ("/srv/git/state.git", Some("/srv/git/state.git")),
+            ("file:///srv/git/state.git", Some("/srv/git/state.git")),
+            ("state/repo.git", Some("state/repo.git")),
+            ("./a:b/state.git", Some("./a:b/state.git")),
+            ("git@host:o/r.git", None),
+            ("host:state.git", None),
+            ("https://git.example/o/r.git", None),
+            ("ssh://git@host/o/r.git", None),
+        ] {
+            assert_eq!(
+                GitRemote::local(url).local_dir(),
+                want.map(PathBuf::from),
+                "{url}"
+            );
         }
     }
 

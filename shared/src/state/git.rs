@@ -2,8 +2,12 @@
 //!
 //! Layout on the branch `main`: `<recipe>/canonical.json` and `<recipe>/history.jsonl`, the same
 //! files a state dir holds. Every decision is one commit on top of the `main` this host last
-//! fetched (reads fetch; a decision fetches only when it has nothing, or lost), pushed without
-//! force. A push the server refuses (another host pushed first) is never forced:
+//! fetched (reads fetch; a decision fetches only when it has nothing, or lost), and `main` moves
+//! to it only from the `main` it was decided against (compare and swap): over HTTP and SSH by a
+//! push without force, which the server's `receive-pack` checks under its ref lock; on a local
+//! path or `file://` URL, where libgit2 would write the ref without such a check, by moving the
+//! ref in that repository under git's ref lock from the expected commit only. A decision that
+//! did not land is never forced:
 //! the new `main` is fetched, the decision is taken again against it, and the push retried, at
 //! most [`MAX_ATTEMPTS`] times with a random pause between. Nothing is ever overwritten, so the
 //! canonical only moves forward and each decision is in the history once.
@@ -258,6 +262,121 @@ fn pause(attempt: u32) -> Duration {
     Duration::from_millis(rand::rng().random_range(10..=ceiling))
 }
 
+/// What became of a decision's commit.
+enum Published {
+    /// `main` is the commit now, moved from the `main` it was decided against.
+    Landed,
+    /// `main` had moved on: the decision is to be taken again.
+    Lost,
+}
+
+impl GitStore {
+    /// Moves the repository's `main` from `base` to `commit`, and only from `base`: compare and
+    /// swap, whatever the transport.
+    fn publish(
+        &self,
+        repo: &Repository,
+        base: Option<Oid>,
+        commit: Oid,
+    ) -> Result<Published, StateError> {
+        repo.reference(PENDING, commit, true, "decision")
+            .map_err(|e| self.err(e.message().to_string()))?;
+        if let Some(dir) = self.remote.local_dir() {
+            return self.publish_local(repo, &dir, base, commit);
+        }
+        // Over smart HTTP and SSH, `git receive-pack` moves the ref under its lock only when it
+        // still is the old commit the push names, and libgit2 pushes without force only a commit
+        // that descends from the advertised one: a push over a `main` that moved is refused.
+        let refspec = format!("{PENDING}:refs/heads/{BRANCH}");
+        match mirror::push_refspecs(repo, &self.remote, &[refspec]) {
+            Ok(()) => Ok(Published::Landed),
+            Err(e) => {
+                // Refused because `main` moved on (another host decided first), or failed: only
+                // a `main` that moved is a lost race.
+                let now = self.fetch(repo)?;
+                if now == base {
+                    return Err(self.err(format!("cannot push the decision: {e}")));
+                }
+                Ok(Published::Lost)
+            }
+        }
+    }
+
+    /// [`GitStore::publish`] for a repository on a local path or `file://` URL. libgit2 writes
+    /// such a remote's refs itself, checking the old value first and writing it later, so two
+    /// pushes at once can both "succeed" and one decision is lost. Instead the decision's new
+    /// objects are copied into the repository (no ref names them yet), and `main` is then moved
+    /// there with git's ref lock, from `base` only (`reference_matching`).
+    fn publish_local(
+        &self,
+        repo: &Repository,
+        dir: &std::path::Path,
+        base: Option<Oid>,
+        commit: Oid,
+    ) -> Result<Published, StateError> {
+        let target = Repository::open(dir)
+            .map_err(|e| self.err(format!("cannot open the state repository: {}", e.message())))?;
+        copy_objects(repo, &target, commit)
+            .map_err(|e| self.err(format!("cannot write the decision: {}", e.message())))?;
+        let main = format!("refs/heads/{BRANCH}");
+        let message = "canon: decision";
+        let moved = match base {
+            Some(old) => target.reference_matching(&main, commit, true, old, message),
+            None => target.reference(&main, commit, false, message),
+        };
+        match moved {
+            Ok(_) => Ok(Published::Landed),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    git2::ErrorCode::Modified
+                        | git2::ErrorCode::Exists
+                        | git2::ErrorCode::Locked
+                        | git2::ErrorCode::NotFound
+                ) =>
+            {
+                Ok(Published::Lost)
+            }
+            Err(e) => Err(self.err(format!(
+                "cannot move {main} to the decision: {}",
+                e.message()
+            ))),
+        }
+    }
+}
+
+/// Copies `commit` and every object it reaches that `to` lacks from `from` into `to`, children
+/// first, so that `to` never holds an object whose children it lacks. An object `to` has is not
+/// descended into: what it reaches is there already.
+fn copy_objects(from: &Repository, to: &Repository, commit: Oid) -> Result<(), git2::Error> {
+    let (src, dst) = (from.odb()?, to.odb()?);
+    let mut stack = vec![(commit, false)];
+    while let Some((oid, children_done)) = stack.pop() {
+        if dst.exists(oid) {
+            continue;
+        }
+        let object = src.read(oid)?;
+        if !children_done {
+            stack.push((oid, true));
+            match object.kind() {
+                git2::ObjectType::Commit => {
+                    let c = from.find_commit(oid)?;
+                    stack.push((c.tree_id(), false));
+                    stack.extend(c.parent_ids().map(|p| (p, false)));
+                }
+                git2::ObjectType::Tree => {
+                    let t = from.find_tree(oid)?;
+                    stack.extend(t.iter().map(|e| (e.id(), false)));
+                }
+                _ => {}
+            }
+            continue;
+        }
+        dst.write(object.kind(), object.data())?;
+    }
+    Ok(())
+}
+
 impl StateStore for GitStore {
     fn describe(&self) -> String {
         format!("state repository {}", self.url())
@@ -309,11 +428,8 @@ impl StateStore for GitStore {
                     });
                 }
                 let commit = self.write_commit(&repo, base, recipe, &change)?;
-                repo.reference(PENDING, commit, true, "decision")
-                    .map_err(|e| self.err(e.message().to_string()))?;
-                let refspec = format!("{PENDING}:refs/heads/{BRANCH}");
-                match mirror::push_refspecs(&repo, &self.remote, &[refspec]) {
-                    Ok(()) => {
+                match self.publish(&repo, base, commit)? {
+                    Published::Landed => {
                         let _ = repo.reference(FETCHED, commit, true, "pushed");
                         Ok(Committed {
                             before,
@@ -321,13 +437,7 @@ impl StateStore for GitStore {
                             attempts: attempt,
                         })
                     }
-                    Err(e) => {
-                        // Refused because `main` moved on (another host decided first), or
-                        // failed: only a `main` that moved is a lost race.
-                        let now = self.fetch(&repo)?;
-                        if now == base {
-                            return Err(self.err(format!("cannot push the decision: {e}")));
-                        }
+                    Published::Lost => {
                         tracing::info!(recipe = %recipe, attempt, "Another host changed the state first; deciding again.");
                         Err(())
                     }

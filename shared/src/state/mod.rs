@@ -413,7 +413,7 @@ pub fn open_store_at(
     repo_url: Option<&str>,
     credentials: &crate::mirror::Credentials,
 ) -> Box<dyn StateStore> {
-    open_store(state_dir, repo_url.map(|u| credentials.mirror_remote(u)))
+    open_store(state_dir, repo_url.map(|u| credentials.state_remote(u)))
 }
 
 /// Parses a canonical record read from `path` and checks it is `recipe`'s.
