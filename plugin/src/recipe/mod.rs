@@ -20,6 +20,8 @@
 //!   `coop-cloud.<stack>.timeout` label, then the default) and the stability window's default.
 //! - [`plan`]: the deploy plan of a checkout (version, compose files, timeout, secrets, backup),
 //!   the one the docker runner deploys with and `recipe plan` prints.
+//! - [`policy`]: the deploy policy, what in the compose model reaches into the host, and whether
+//!   the enrollment's `host_access:` allows it.
 //! - [`names`]: the names of a cold run's stack and of the warm canonical, and the default
 //!   domain suffix of a run's apps.
 //! - `real_shapes` (tests only): the model read on recipes trimmed from public repositories.
@@ -31,6 +33,7 @@ pub mod files;
 pub mod interpolate;
 pub mod names;
 pub mod plan;
+pub mod policy;
 #[cfg(test)]
 mod real_shapes;
 pub mod secrets;
