@@ -209,6 +209,10 @@ pub struct Recipe {
     /// file that holds each (`secrets: {<key>: <file>}`; a relative path is the enrollment
     /// file's folder's). Read at deploy time; the enrollment holds only the paths.
     pub secrets: BTreeMap<String, PathBuf>,
+    /// What the recipe may ask of the host beyond its containers (`host_access:`): host paths
+    /// (e.g. `/var/run/docker.sock`) or kinds of the deploy policy (e.g. `host_network`). Every
+    /// other host access in its compose files is refused.
+    pub host_access: Vec<String>,
 }
 
 /// Returns true when `repo` is a Drone repository name, `owner/name`, each part ASCII letters,
@@ -308,6 +312,25 @@ struct RawRecipe {
     stability_window: Option<serde_yaml::Value>,
     drone_repo: Option<String>,
     secrets: Option<BTreeMap<String, String>>,
+    host_access: Option<Vec<String>>,
+}
+
+/// Checks an enrollment's `host_access:`: each entry a host path or a kind, one line of
+/// printable text.
+fn host_access(raw: Vec<String>) -> Result<Vec<String>, String> {
+    raw.into_iter()
+        .map(|e| {
+            let e = e.trim().to_string();
+            if e.is_empty() || e.len() > 4096 || e.chars().any(char::is_control) {
+                Err(format!(
+                    "host_access: {:?} is not a host path or a kind",
+                    e.chars().take(80).collect::<String>()
+                ))
+            } else {
+                Ok(e)
+            }
+        })
+        .collect()
 }
 
 /// Checks an enrollment's `secrets:` (a compose secret key and a file for each) and resolves
@@ -486,6 +509,7 @@ impl Enrollment {
                     path.parent().unwrap_or(Path::new("")),
                 )
                 .map_err(entry)?,
+                host_access: host_access(raw.host_access.unwrap_or_default()).map_err(entry)?,
             });
         }
         Ok(Self {
@@ -665,6 +689,7 @@ recipes:
     required_stages: [install, backup]
     test_command: ./tests/smoke.sh
     deploy_timeout: 120
+    host_access: [/var/run/docker.sock, host_network]
     health_path: /health
     stability_window: 15
 ";
@@ -694,6 +719,8 @@ recipes:
         assert!(!ch.upstream.matches("coop-cloud/custom"));
         let local = &e.recipes[1];
         assert_eq!(local.branch, "trunk");
+        assert_eq!(local.host_access, ["/var/run/docker.sock", "host_network"]);
+        assert!(ch.host_access.is_empty());
         assert_eq!(
             local.required_stages,
             Some(vec![Stage::Install, Stage::Backup])
@@ -727,6 +754,8 @@ recipes:
             ("recipes: [{name: a, upstream: o/n, mirror: /m}]", "upstream: \"o/n\" is `owner/name` but the file sets no forge"),
             ("recipes: [{name: a, upstream: /u, mirror: /u}]", "same repository"),
             ("recipes: [{name: a, upstream: /u, mirror: /m, required_stages: [deploy]}]", "unknown stage `deploy`"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, host_access: ['']}]", "host_access: \"\" is not a host path or a kind"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, host_access: /x}]", "recipe #1 (`a`)"),
             ("recipes: [{name: a, upstream: 'https://x:pw@h/o/n', mirror: /m}]", "credentials"),
             ("recipes: [{name: a, upstream: 'https://TOKEN@h/o/n', mirror: /m}]", "credentials"),
             ("recipes: [{name: a, upstream: /u, mirror: 'http://user@h/o/n'}]", "credentials"),

@@ -168,6 +168,10 @@ fn plan(args: &PlanArgs, tokens: &Tokens) -> Result<DeployPlan, Failure> {
         &args.stack,
         args.tag.as_deref(),
         recipe.as_ref().and_then(|r| r.deploy_timeout_secs),
+        recipe
+            .as_ref()
+            .map(|r| r.host_access.as_slice())
+            .unwrap_or(&[]),
     )
     .map_err(Failure::Red)
 }
@@ -178,6 +182,7 @@ fn plan_dir(
     stack: &str,
     tag: Option<&str>,
     enrollment_timeout: Option<u64>,
+    host_access: &[String],
 ) -> Result<DeployPlan, String> {
     if !dir.is_dir() {
         return Err(format!("{} is not a folder", dir.display()));
@@ -189,6 +194,7 @@ fn plan_dir(
     let env = plan::app_env(stack, &domain, &BTreeMap::new());
     let (_, plan) =
         DeployPlan::load(dir, stack, &env, enrollment_timeout).map_err(|e| e.to_string())?;
+    let plan = plan.permit(host_access).map_err(|e| e.to_string())?;
     if plan.version.is_none() {
         return Err(format!(
             "no service carries the label coop-cloud.{stack}.version (a release names its version there)"
