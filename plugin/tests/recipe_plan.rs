@@ -84,6 +84,7 @@ fn bonfire_plan(stack: &str) -> serde_json::Value {
              "charset": "default", "source": "generated"},
         ],
         "notes": [],
+        "policy": [],
         "backup": [{
             "service": "db",
             "volumes": [{"name": "db-data", "path": "backup.sql"}],
@@ -434,6 +435,64 @@ fn an_enrolled_recipes_tag_is_checked_out_of_its_mirror_with_the_enrollments_tim
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
     let err = plan_error(&a);
     assert!(err.contains("refs/tags/9.9.9+0.1.0"), "{err}");
+}
+
+#[test]
+fn a_docker_socket_mount_is_red_until_the_enrollment_allows_it() {
+    let (tmp, dir) = fixture("recipe-multifile", |file, text| {
+        if file == "compose.yml" {
+            text.replacen(
+                "    volumes:\n",
+                "    volumes:\n      - /var/run/docker.sock:/var/run/docker.sock:ro\n",
+                1,
+            )
+        } else {
+            text
+        }
+    });
+    let enroll = |host_access: &str| {
+        let config = tmp.path().join("enrollment.yml");
+        std::fs::write(
+            &config,
+            format!("recipes:\n  - name: multi\n    upstream: /u\n    mirror: /m\n{host_access}"),
+        )
+        .unwrap();
+        config
+    };
+    let finding = "service `app`: docker_socket /var/run/docker.sock:/var/run/docker.sock:ro";
+
+    let err = plan_error(&["--dir", s(&dir)]);
+    assert!(err.contains("deploy policy refuses"), "{err}");
+    assert!(err.contains(finding), "{err}");
+    let config = enroll("    host_access: [/srv/other, host_network]\n");
+    let err = plan_error(&[
+        "--dir",
+        s(&dir),
+        "--config",
+        s(&config),
+        "--recipe",
+        "multi",
+    ]);
+    assert!(err.contains(finding), "{err}");
+
+    let config = enroll("    host_access: [/var/run/docker.sock]\n");
+    let plan = plan_json(&[
+        "--dir",
+        s(&dir),
+        "--config",
+        s(&config),
+        "--recipe",
+        "multi",
+    ]);
+    assert_eq!(
+        plan["policy"],
+        json!([{"service": "app", "kind": "docker_socket",
+                "detail": "/var/run/docker.sock:/var/run/docker.sock:ro", "allowed": true}])
+    );
+    assert_eq!(
+        plan["notes"],
+        json!([format!("host access allowed by the enrollment: {finding}")])
+    );
 }
 
 #[test]

@@ -215,6 +215,10 @@ pub struct Recipe {
     /// The lint rules turned off for this recipe (`lint_skip`, rule ids), in file order. The
     /// lint stage checks the ids and lists what it skipped.
     pub lint_skip: Vec<String>,
+    /// What the recipe may ask of the host beyond its containers (`host_access:`): host paths
+    /// (e.g. `/var/run/docker.sock`) or kinds of the deploy policy (e.g. `host_network`). Every
+    /// other host access in its compose files is refused.
+    pub host_access: Vec<String>,
 }
 
 /// Returns true when `repo` is a Drone repository name, `owner/name`, each part ASCII letters,
@@ -328,6 +332,25 @@ struct RawRecipe {
     secrets: Option<BTreeMap<String, String>>,
     #[serde(default)]
     lint_skip: Vec<String>,
+    host_access: Option<Vec<String>>,
+}
+
+/// Checks an enrollment's `host_access:`: each entry a host path or a kind, one line of
+/// printable text.
+fn host_access(raw: Vec<String>) -> Result<Vec<String>, String> {
+    raw.into_iter()
+        .map(|e| {
+            let e = e.trim().to_string();
+            if e.is_empty() || e.len() > 4096 || e.chars().any(char::is_control) {
+                Err(format!(
+                    "host_access: {:?} is not a host path or a kind",
+                    e.chars().take(80).collect::<String>()
+                ))
+            } else {
+                Ok(e)
+            }
+        })
+        .collect()
 }
 
 /// Checks an enrollment's `secrets:` (a compose secret key and a file for each) and resolves
@@ -725,6 +748,7 @@ impl Enrollment {
                     .iter()
                     .map(|id| id.trim().to_string())
                     .collect(),
+                host_access: host_access(raw.host_access.unwrap_or_default()).map_err(entry)?,
             });
         }
         Ok(Self {
@@ -933,6 +957,7 @@ recipes:
     required_stages: [install, backup]
     test_command: ./tests/smoke.sh
     deploy_timeout: 120
+    host_access: [/var/run/docker.sock, host_network]
     health_path: /health
     stability_window: 15
 ";
@@ -962,6 +987,8 @@ recipes:
         assert!(!ch.upstream.matches("coop-cloud/custom"));
         let local = &e.recipes[1];
         assert_eq!(local.branch, "trunk");
+        assert_eq!(local.host_access, ["/var/run/docker.sock", "host_network"]);
+        assert!(ch.host_access.is_empty());
         assert_eq!(
             local.required_stages,
             Some(vec![Stage::Install, Stage::Backup])
@@ -999,6 +1026,8 @@ recipes:
             ("recipes: [{name: a, upstream: o/n, mirror: /m}]", "upstream: \"o/n\" is `owner/name` but the file sets no forge"),
             ("recipes: [{name: a, upstream: /u, mirror: /u}]", "same repository"),
             ("recipes: [{name: a, upstream: /u, mirror: /m, required_stages: [deploy]}]", "unknown stage `deploy`"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, host_access: ['']}]", "host_access: \"\" is not a host path or a kind"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, host_access: /x}]", "recipe #1 (`a`)"),
             ("recipes: [{name: a, upstream: 'https://x:pw@h/o/n', mirror: /m}]", "credentials"),
             ("recipes: [{name: a, upstream: 'https://TOKEN@h/o/n', mirror: /m}]", "credentials"),
             ("recipes: [{name: a, upstream: /u, mirror: 'http://user@h/o/n'}]", "credentials"),

@@ -213,6 +213,10 @@ fn plan(args: &PlanArgs, tokens: &Tokens) -> Result<(DeployPlan, LintReport), Fa
         &args.stack,
         args.tag.as_deref(),
         recipe.as_ref().and_then(|r| r.deploy_timeout_secs),
+        recipe
+            .as_ref()
+            .map(|r| r.host_access.as_slice())
+            .unwrap_or(&[]),
     )
     .map_err(Failure::Red)?;
     let name = match &recipe {
@@ -233,6 +237,7 @@ fn plan_dir(
     stack: &str,
     tag: Option<&str>,
     enrollment_timeout: Option<u64>,
+    host_access: &[String],
 ) -> Result<DeployPlan, String> {
     if !dir.is_dir() {
         return Err(format!("{} is not a folder", dir.display()));
@@ -244,6 +249,7 @@ fn plan_dir(
     let env = plan::app_env(stack, &domain, &BTreeMap::new());
     let (_, plan) =
         DeployPlan::load(dir, stack, &env, enrollment_timeout).map_err(|e| e.to_string())?;
+    let plan = plan.permit(host_access).map_err(|e| e.to_string())?;
     match plan.version.as_deref().map(str::trim) {
         None => {
             return Err(format!(

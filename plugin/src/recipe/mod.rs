@@ -26,6 +26,8 @@
 //!   whether one names a secret.
 //! - [`lint`]: the checks `abra recipe lint` makes, each with a stable id: the first stage of
 //!   every run, and part of `recipe plan`.
+//! - [`policy`]: the deploy policy, what in the compose model reaches into the host, and whether
+//!   the enrollment's `host_access:` allows it.
 //! - `real_shapes` (tests only): the model read on recipes trimmed from public repositories.
 
 pub mod backupbot;
@@ -36,6 +38,7 @@ pub mod interpolate;
 pub mod lint;
 pub mod names;
 pub mod plan;
+pub mod policy;
 #[cfg(test)]
 mod real_shapes;
 pub mod release_notes;

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use super::backupbot::{self, BackupLabelError, ServiceBackup};
 use super::compose::ComposeError;
 use super::files::RecipeFiles;
+use super::policy::{self, Finding};
 use super::secrets::{self, SecretError, SecretSpec};
 use super::timeout::{self, DeployTimeout, DeployTimeoutError};
 
@@ -38,6 +39,9 @@ pub enum PlanError {
     /// A backupbot label canon cannot follow.
     #[error(transparent)]
     Backup(#[from] BackupLabelError),
+    /// The compose files ask for host access the enrollment does not allow.
+    #[error("the deploy policy refuses what the compose files ask of the host (allow it in the recipe's enrollment entry, `host_access:`): {0}")]
+    Policy(String),
     /// Services label different versions.
     #[error("the services label different versions: {0}")]
     VersionConflict(String),
@@ -79,6 +83,8 @@ pub struct DeployPlan {
     pub notes: Vec<String>,
     /// What backupbot backs up, sorted by service (volumes by name).
     pub backup: Vec<ServiceBackup>,
+    /// What the compose files ask of the host ([`policy`]), allowed or not.
+    pub policy: Vec<Finding>,
 }
 
 /// Returns the variables a stack's deploy sets over the recipe's env: `STACK_NAME`, and the app's
@@ -220,6 +226,7 @@ impl DeployPlan {
             secrets,
             notes,
             backup: backupbot::backups(&files.facts)?,
+            policy: policy::check(&files.facts),
         })
     }
 
@@ -237,13 +244,37 @@ impl DeployPlan {
         self
     }
 
-    /// Returns every note of the plan: its own and its secrets', in that order.
+    /// Applies the enrollment's `host_access:` to the plan's policy findings: an error naming
+    /// every finding it does not allow, else the plan with each finding marked allowed.
+    pub fn permit(mut self, host_access: &[String]) -> Result<Self, PlanError> {
+        policy::permit(&mut self.policy, host_access);
+        let refused: Vec<String> = self
+            .policy
+            .iter()
+            .filter(|f| !f.allowed)
+            .map(Finding::to_string)
+            .collect();
+        if refused.is_empty() {
+            Ok(self)
+        } else {
+            Err(PlanError::Policy(refused.join("; ")))
+        }
+    }
+
+    /// Returns every note of the plan: its own, its secrets', then each host access the
+    /// enrollment allowed.
     pub fn all_notes(&self) -> Vec<String> {
         let mut all = self.notes.clone();
         all.extend(
             self.secrets
                 .iter()
                 .flat_map(|s| s.spec.notes.iter().cloned()),
+        );
+        all.extend(
+            self.policy
+                .iter()
+                .filter(|f| f.allowed)
+                .map(|f| format!("host access allowed by the enrollment: {f}")),
         );
         all
     }
@@ -272,6 +303,12 @@ impl DeployPlan {
                 "source": s.spec.source.as_str(),
             })).collect::<Vec<_>>(),
             "notes": self.all_notes(),
+            "policy": self.policy.iter().map(|f| json!({
+                "service": f.service,
+                "kind": f.kind.as_str(),
+                "detail": f.detail,
+                "allowed": f.allowed,
+            })).collect::<Vec<_>>(),
             "backup": self.backup.iter().map(|b| json!({
                 "service": b.service,
                 "volumes": b.volumes.iter().map(|v| json!({

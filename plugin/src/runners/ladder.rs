@@ -582,6 +582,7 @@ mod tests {
                 deploy_timeout_secs: Some(10),
                 health_path: None,
                 stability_window_secs: None,
+                host_access: Vec::new(),
                 secrets: Default::default(),
                 drone_repo: None,
                 lint_skip: Vec::new(),

@@ -282,6 +282,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
     SettingDoc {
         name: "init_state",
         env: &["PLUGIN_INIT_STATE"],
+        old_env: &[],
         flag: "--init-state",
         kind: SettingType::Boolean,
         default: "false",
@@ -289,6 +290,8 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         required: Required::No,
         meaning: "Create the state directory when it does not exist (the first promote on a host; flag also `--init`). Unset, a missing state directory is an error, so a mistyped path never starts an empty state.",
         help: "Create the state directory when it does not exist (the first run).",
+        used_by: &[Use::Tag, Use::Sweep],
+        refused_elsewhere: false,
     },
     SettingDoc {
         name: "quick",

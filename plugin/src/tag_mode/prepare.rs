@@ -278,6 +278,7 @@ mod tests {
             deploy_timeout_secs: None,
             health_path: None,
             stability_window_secs: None,
+            host_access: Vec::new(),
             secrets: Default::default(),
             drone_repo: None,
             lint_skip: Vec::new(),

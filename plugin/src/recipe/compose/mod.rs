@@ -66,6 +66,43 @@ pub struct Compose {
     pub configs: Vec<ConfigDecl>,
     /// Declared networks.
     pub networks: Vec<NetworkDecl>,
+    /// The top-level secrets and configs read from a file (`file:`), in file order.
+    pub declared_files: Vec<DeclaredFile>,
+}
+
+/// A top-level secret or config whose content `docker stack deploy` reads from a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredFile {
+    /// `secrets` or `configs`.
+    pub section: &'static str,
+    /// Its key in the compose file.
+    pub key: String,
+    /// The file, interpolated, as written (relative to the compose file's folder).
+    pub file: String,
+}
+
+/// The settings of a service that reach past its container into the host, as the deploy policy
+/// ([`crate::recipe::policy`]) reads them; values interpolated.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HostSettings {
+    /// `network_mode`.
+    pub network_mode: Option<String>,
+    /// `pid`.
+    pub pid: Option<String>,
+    /// `ipc`.
+    pub ipc: Option<String>,
+    /// `userns_mode`.
+    pub userns_mode: Option<String>,
+    /// `privileged: true`.
+    pub privileged: bool,
+    /// `devices`, each as written (`/dev/x[:/dev/y[:rwm]]`).
+    pub devices: Vec<String>,
+    /// `cap_add`.
+    pub cap_add: Vec<String>,
+    /// `env_file` paths.
+    pub env_file: Vec<String>,
+    /// The networks it joins (compose keys; list or map form).
+    pub networks: Vec<String>,
 }
 
 /// One service of the compose files.
@@ -94,6 +131,8 @@ pub struct Service {
     pub ports: Vec<u16>,
     /// The keys its `environment:` sets (list or map form, every file merged).
     pub environment: Vec<String>,
+    /// Its settings that reach into the host.
+    pub host: HostSettings,
 }
 
 /// A secret the compose files declare.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::forms::{Healthcheck, Labels, Scalar, ServiceSecret, ServiceVolume};
-use super::{Compose, ComposeError, ConfigDecl, NetworkDecl, SecretDecl, Service};
+use super::{Compose, ComposeError, ConfigDecl, DeclaredFile, NetworkDecl, SecretDecl, Service};
 use crate::recipe::interpolate::{interpolate, InterpolationError};
 
 /// How the values of a file are read.
@@ -232,6 +232,23 @@ impl Compose {
                 self.configs.push(ConfigDecl { key, name });
             }
         }
+        for section in ["secrets", "configs"] {
+            let Some(decls) = top.get(section).and_then(|v| v.as_mapping()) else {
+                continue;
+            };
+            for (k, body) in decls {
+                let Some(key) = Scalar::text(k) else { continue };
+                self.declared_files
+                    .retain(|d| !(d.section == section && d.key == key));
+                if let Some(file) = body.get("file").and_then(Scalar::text) {
+                    self.declared_files.push(DeclaredFile {
+                        section,
+                        key,
+                        file: values.apply(&file)?,
+                    });
+                }
+            }
+        }
         if let Some(networks) = top.get("networks").and_then(|v| v.as_mapping()) {
             for (k, body) in networks {
                 let Some(key) = Scalar::text(k) else { continue };
@@ -302,6 +319,59 @@ impl Service {
         if let Some(ports) = body.get("ports").and_then(|v| v.as_sequence()) {
             self.ports.extend(ports.iter().filter_map(target_port));
         }
+        self.read_host(body, values)
+    }
+
+    /// Reads the settings of one file's `services.<name>` body that reach into the host.
+    fn read_host(&mut self, body: &serde_yaml::Value, values: &Values<'_>) -> Result<(), Problem> {
+        let host = &mut self.host;
+        for (key, slot) in [
+            ("network_mode", &mut host.network_mode),
+            ("pid", &mut host.pid),
+            ("ipc", &mut host.ipc),
+            ("userns_mode", &mut host.userns_mode),
+        ] {
+            if let Some(v) = body.get(key).and_then(Scalar::text) {
+                *slot = Some(values.apply(&v)?);
+            }
+        }
+        if let Some(p) = body.get("privileged").and_then(Scalar::text) {
+            host.privileged = values.apply(&p)? == "true";
+        }
+        // `env_file` is one path or a list of paths (or of `{path: ...}` in newer compose).
+        let list = |v: Option<&serde_yaml::Value>| -> Vec<String> {
+            match v {
+                Some(serde_yaml::Value::Sequence(items)) => items
+                    .iter()
+                    .filter_map(|i| {
+                        Scalar::text(i).or_else(|| i.get("path").and_then(Scalar::text))
+                    })
+                    .collect(),
+                Some(other) => Scalar::text(other).into_iter().collect(),
+                None => Vec::new(),
+            }
+        };
+        for (key, into) in [
+            ("devices", &mut host.devices),
+            ("cap_add", &mut host.cap_add),
+            ("env_file", &mut host.env_file),
+        ] {
+            for item in list(body.get(key)) {
+                let item = values.apply(&item)?;
+                if !into.contains(&item) {
+                    into.push(item);
+                }
+            }
+        }
+        let networks: Vec<String> = match body.get("networks") {
+            Some(serde_yaml::Value::Mapping(m)) => m.keys().filter_map(Scalar::text).collect(),
+            other => list(other),
+        };
+        for n in networks {
+            if !host.networks.contains(&n) {
+                host.networks.push(n);
+            }
+        }
         Ok(())
     }
 }
@@ -317,7 +387,7 @@ impl ServiceVolume {
             serde_yaml::Value::Mapping(_) => {
                 let kind = v.get("type").and_then(Scalar::text).unwrap_or_default();
                 let source = match v.get("source").and_then(Scalar::text) {
-                    Some(s) if kind == "volume" => Some(values.apply(&s)?),
+                    Some(s) if kind == "volume" || kind == "bind" => Some(values.apply(&s)?),
                     other => other,
                 };
                 Some(ServiceVolume {

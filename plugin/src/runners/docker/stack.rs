@@ -61,6 +61,8 @@ pub(super) struct Stack {
     pub(super) volumes: Helpers,
     /// The enrollment's `deploy_timeout` in seconds, which overrides the recipe's timeout label.
     pub(super) enrollment_timeout: Option<u64>,
+    /// The enrollment's `host_access:`, what the deploy policy allows.
+    pub(super) host_access: Vec<String>,
     /// The recipe's HTTP health path, when it names one.
     pub(super) health_path: Option<String>,
     /// How long every service must stay converged before the stack counts as healthy.
@@ -103,6 +105,7 @@ impl Stack {
             name,
             work,
             enrollment_timeout: ctx.recipe.deploy_timeout_secs,
+            host_access: ctx.recipe.host_access.clone(),
             health_path: ctx.recipe.health_path.clone(),
             stability_window: ctx
                 .recipe
@@ -154,6 +157,7 @@ impl Stack {
     /// enrollment supplies, timeout and backup).
     pub(super) fn plan(&self, files: &RecipeFiles) -> Result<DeployPlan, RunnerError> {
         DeployPlan::resolve(files, &self.name, self.enrollment_timeout)
+            .and_then(|plan| plan.permit(&self.host_access))
             .map(|plan| plan.supply(&self.supplied_secrets))
             .map_err(|e| RunnerError::Other(e.to_string()))
     }
