@@ -118,12 +118,14 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
         ssh_key: settings.ssh_key.clone(),
         known_hosts: settings.known_hosts.clone(),
         // The forge token is for CANON_FORGE_URL alone (a setting checks one is set with it);
-        // the mirror token for CANON_MIRROR_URL, else the enrollment's mirror forge.
+        // git reaches the mirrors with the mirror token only on the enrollment's mirror forge
+        // (where its `owner/name` mirrors live), else on CANON_MIRROR_URL.
         upstream_base: settings.forge_url.clone(),
-        mirror_base: settings
-            .mirror_url
+        mirror_base: enrollment
+            .forges
+            .mirror
             .clone()
-            .or_else(|| enrollment.forges.mirror.clone()),
+            .or_else(|| settings.mirror_url.clone()),
     };
     let records: Arc<dyn canon_shared::state::StateStore> =
         Arc::from(canon_shared::state::open_store(

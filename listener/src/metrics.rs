@@ -71,7 +71,7 @@ impl Histogram {
 /// The listener's in-process metrics.
 #[derive(Default)]
 pub struct Metrics {
-    deliveries: [AtomicU64; 8],
+    deliveries: [AtomicU64; OUTCOMES.len()],
     ignored_records_dropped: AtomicU64,
     /// Worker attempts started.
     pub job_attempts: AtomicU64,

@@ -69,6 +69,18 @@ async fn a_job_whose_attempts_die_with_the_process_fails_after_the_limit_and_the
     let forge = SilentForge::start();
     let ok = repos(root, "ok", &["1.0.0+1"]);
     let enrollment = enrollment(root, &[("ok", &ok)], &[("poison", "upstream/poison")]);
+    // The poisoned recipe's upstream lives on the forge whose API hangs: its tags are looked up
+    // there, never at another host.
+    let yaml = std::fs::read_to_string(&enrollment).unwrap();
+    assert!(yaml.contains("https://git.example.org"), "{yaml}");
+    std::fs::write(
+        &enrollment,
+        yaml.replace(
+            "https://git.example.org",
+            &format!("http://127.0.0.1:{}", forge.port),
+        ),
+    )
+    .unwrap();
     let port = free_port();
     let mut env = env(&root.join("state"), &enrollment, &drone.url());
     env.retain(|(k, _)| !matches!(k.as_str(), "CANON_BIND" | "CANON_MAX_ATTEMPTS"));

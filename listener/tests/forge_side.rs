@@ -280,7 +280,8 @@ async fn a_tag_job_closes_mirror_prs_that_upstream_merged_and_leaves_the_others_
     std::fs::write(
         &enrollment,
         format!(
-            "recipes:\n  - name: alpha\n    upstream: {}\n    mirror: {mirror_url}\n",
+            "forge:\n  mirror: {}\nrecipes:\n  - name: alpha\n    upstream: {}\n    mirror: {mirror_url}\n",
+            git_server.url(""),
             up.display()
         ),
     )

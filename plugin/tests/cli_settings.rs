@@ -128,6 +128,7 @@ fn a_drone_tag_build_given_dry_run_true_is_refused_and_false_is_not() {
     let mut pairs = base.to_vec();
     pairs.push(("PLUGIN_DRY_RUN", "false"));
     pairs.push(("PLUGIN_JOBS", "4"));
+    pairs.push(("PLUGIN_INIT_STATE", "true"));
     let out = plugin(dir.path(), &[], &pairs);
     let err = stderr(&out);
     assert!(!err.contains("problem(s) with the settings"), "{err}");

@@ -533,7 +533,12 @@ fn the_fan_out_without_drone_settings_is_a_settings_error() {
     let f = Fixture::new();
     let out = plugin(
         f.dir.path(),
-        &["sweep", "--config", f.enrollment.to_str().unwrap()],
+        &[
+            "sweep",
+            "--init",
+            "--config",
+            f.enrollment.to_str().unwrap(),
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -619,7 +624,7 @@ fn missed_webhooks_are_tags_the_listener_never_saw() {
     assert_eq!(build_posts(&drone).len(), 1, "the build is still started");
     assert_eq!(
         listener.asked.lock().unwrap().as_slice(),
-        ["/api/recipes/app/tags/1.0.0+1.0/job"],
+        ["/api/recipes/app/tags/1.0.0+1.0/job", "/api/sweeps"],
         "the sweep asks the listener's API (a `+` in a path segment is literal)"
     );
 

@@ -639,7 +639,7 @@ fn canonical_show_says_who_holds_the_warm_data_on_this_host() {
     // quietly.
     let mut child = plugin(
         &["canonical", "show", "--recipe", "app"],
-        &[("CANON_STATE_DIR", state.clone())],
+        &[("PLUGIN_STATE_DIR", state.clone())],
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())

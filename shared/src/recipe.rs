@@ -1047,7 +1047,7 @@ recipes:
             ("drone_repo: 'ci/h?st'\nrecipes: [{name: a, upstream: /u, mirror: /m}]", "drone_repo \"ci/h?st\" is not `owner/name`"),
             ("recipes: [{name: a, upstream: /u, mirror: /m, secrets: {'a b': /f}}]", "secrets: \"a b\" is not a compose secret key"),
             ("recipes: [{name: a, upstream: /u, mirror: /m, secrets: {k: ''}}]", "secrets: `k` needs the path of the file"),
-            ("recipes: [{name: a, upstream: /u, mirror: /m, secrets: [k]}]", "recipe #1 (`a`): invalid type"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, secrets: [k]}]", "recipe #1 (`a`): secrets: invalid type: sequence, expected a map"),
         ];
         for (text, want) in table {
             let err = load(text).unwrap_err().to_string();

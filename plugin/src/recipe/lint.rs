@@ -245,8 +245,18 @@ fn check(dir: &Path, recipe: &str) -> Vec<Finding> {
     }
     let domain = format!("{recipe}.example.com");
     let stack = abra_stack_name(&domain);
-    let files = match RecipeFiles::load(dir, &stack, &app_env(&stack, &domain, &Default::default()))
-    {
+    let overrides = app_env(&stack, &domain, &Default::default());
+    // Without a `.env.sample` (already a finding) the other rules still read the compose files,
+    // with an empty app env, so one run names every problem.
+    let empty_env = match env_sample {
+        Some(_) => None,
+        None => tempfile::NamedTempFile::new().ok(),
+    };
+    let loaded = match &empty_env {
+        Some(empty) => RecipeFiles::load_with_env(dir, empty.path(), &stack, &overrides),
+        None => RecipeFiles::load(dir, &stack, &overrides),
+    };
+    let files = match loaded {
         Ok(files) => files,
         Err(e) => {
             add(

@@ -1,4 +1,5 @@
-//! One example value per setting of [`super::KNOWN_SETTINGS`], as a `.drone.yml` would give it:
+//! One example value per plugin setting (a setting of `run` or `sweep`) of
+//! [`super::KNOWN_SETTINGS`], as a `.drone.yml` would give it:
 //! the example column of the settings reference (`docs/reference/plugin-settings.md`).
 //!
 //! Separate from the table so an example can change without touching a setting's declaration;
@@ -14,6 +15,7 @@ pub const SETTING_EXAMPLES: &[(&str, &str)] = &[
     ("tag", "${CANON_TAG}"),
     ("ref", "refs/pull/4/head"),
     ("commit", "${CANON_COMMIT}"),
+    ("init_state", "true"),
     ("quick", "true"),
     ("warm", "false"),
     ("runner", "docker"),
@@ -63,11 +65,11 @@ pub fn setting_example(name: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::KNOWN_SETTINGS;
+    use crate::settings::plugin_settings;
 
     #[test]
     fn every_setting_has_one_example_in_table_order() {
-        let settings: Vec<&str> = KNOWN_SETTINGS.iter().map(|s| s.name).collect();
+        let settings: Vec<&str> = plugin_settings().map(|s| s.name).collect();
         let examples: Vec<&str> = SETTING_EXAMPLES.iter().map(|(n, _)| *n).collect();
         assert_eq!(examples, settings);
         assert!(SETTING_EXAMPLES.iter().all(|(_, e)| !e.is_empty()));
@@ -75,7 +77,7 @@ mod tests {
 
     #[test]
     fn a_secrets_example_is_a_from_secret_never_a_value() {
-        for s in KNOWN_SETTINGS.iter().filter(|s| s.secret) {
+        for s in plugin_settings().filter(|s| s.secret) {
             assert!(
                 setting_example(s.name).starts_with("{from_secret: "),
                 "{}",
