@@ -535,7 +535,8 @@ fn a_bonfire_shaped_recipe_installs_green_with_compose_file_built_by_expansion()
 }
 
 #[test]
-fn a_missing_required_variable_makes_a_red_install_whose_reason_is_the_recipes_message() {
+fn a_missing_required_variable_makes_the_run_red_at_lint_with_the_recipes_message_and_deploys_nothing(
+) {
     engine();
     let up = Upstream::new("cfxr");
     let c1 = up.release_fixture("recipe-multifile", "1.0.0+0.1.0", |name, text| {
@@ -550,11 +551,13 @@ fn a_missing_required_variable_makes_a_red_install_whose_reason_is_the_recipes_m
     });
     let recipe = up.recipe_with(Some(30), None);
     let ctx = up.ctx(&recipe, "1.0.0+0.1.0", &c1, "1");
+    // The lint stage reads the compose files as the install would, so the recipe's own message
+    // stops the run before anything is deployed.
     let results = DockerRunner::default()
         .run(&ctx)
         .expect("the run reports stages")
-        .past_lint();
-    assert_eq!(results[0].name, Stage::Install);
+        .stages;
+    assert_eq!(results[0].name, Stage::Lint);
     assert_eq!(results[0].status, StageStatus::Failed, "{results:#?}");
     let reason = results[0].reason.clone().unwrap_or_default();
     assert!(
