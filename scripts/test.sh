@@ -68,7 +68,7 @@ fi
 echo "  took $((SECONDS - release_start)) s: cargo build --release (beside the tests)" >&2
 CANON_PLUGIN_BIN="$release_dir/release/canon-plugin" \
 CANON_LISTENER_BIN="$release_dir/release/canon-listener" \
-  step cargo nextest run -p canon-plugin --no-fail-fast --no-tests=pass \
+  step cargo nextest run --workspace --no-fail-fast --no-tests=pass \
   -E 'package(canon-plugin) & kind(test) & test(/^engine::image::/)' "$@" || status=$?
 
 step cargo test --workspace --doc || status=$?
