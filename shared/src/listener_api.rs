@@ -303,16 +303,7 @@ impl ListenerClient {
             .header("accept", "application/json")
             .build()
             .map_err(transport)?;
-        if let Some(token) = &self.token {
-            let mut value =
-                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                    .map_err(|_| decode_token(&url))?;
-            value.set_sensitive(true);
-            // `insert`, not `append`: one Authorization header, never the URL's basic auth too.
-            request
-                .headers_mut()
-                .insert(reqwest::header::AUTHORIZATION, value);
-        }
+        self.authorize(&mut request, &url)?;
         let response = self.http.execute(request).await.map_err(transport)?;
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(transport)?;
@@ -347,6 +338,22 @@ impl ListenerClient {
 }
 
 impl ListenerClient {
+    /// Adds the admin token, when one is set, as the request's one `Authorization` header
+    /// (marked sensitive); `url` names the request in the error of a token no header can hold.
+    fn authorize(&self, request: &mut reqwest::Request, url: &Url) -> Result<(), ListenerApiError> {
+        if let Some(token) = &self.token {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                    .map_err(|_| decode_token(url))?;
+            value.set_sensitive(true);
+            // `insert`, not `append`: one Authorization header, never the URL's basic auth too.
+            request
+                .headers_mut()
+                .insert(reqwest::header::AUTHORIZATION, value);
+        }
+        Ok(())
+    }
+
     /// Reports a finished sweep (`POST /api/sweeps`, with the admin token when one is set).
     pub async fn report_sweep(&self, outcome: &SweepOutcome) -> Result<(), ListenerApiError> {
         check_base(&self.base)?;
@@ -370,15 +377,7 @@ impl ListenerClient {
             .json(outcome)
             .build()
             .map_err(|e| fail(e.without_url().to_string()))?;
-        if let Some(token) = &self.token {
-            let mut value =
-                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                    .map_err(|_| decode_token(&url))?;
-            value.set_sensitive(true);
-            request
-                .headers_mut()
-                .insert(reqwest::header::AUTHORIZATION, value);
-        }
+        self.authorize(&mut request, &url)?;
         let response = self
             .http
             .execute(request)
