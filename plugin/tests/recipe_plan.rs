@@ -111,7 +111,7 @@ fn a_lint_error_prints_the_plan_with_its_findings_and_exits_1() {
     assert_eq!(plan["lint"][0]["rule"], "traefik-enabled");
     assert_eq!(plan["lint"][0]["level"], "error");
     assert!(
-        stderr.contains("error: lint: error [traefik-enabled]: no service has the deploy label traefik.enable=true"),
+        stderr.contains("error: lint: error [traefik-enabled]: the `app` service has no deploy label traefik.enable=true"),
         "{stderr}"
     );
     let out = canon(&["--dir", s(&dir)]);

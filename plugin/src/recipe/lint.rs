@@ -79,7 +79,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         id: "traefik-enabled",
         level: Level::Error,
-        summary: "a service has the deploy label traefik.enable=true",
+        summary: "the `app` service has the deploy label traefik.enable=true",
         abra: Some("R010"),
     },
     Rule {
@@ -277,16 +277,40 @@ fn check(dir: &Path, recipe: &str) -> Vec<Finding> {
             ),
         );
     }
-    let traefik = facts.services.iter().any(|s| {
-        s.deploy_labels
-            .get("traefik.enable")
-            .is_some_and(|v| v.trim() == "true")
-    });
-    if !traefik {
-        add(
-            "traefik-enabled",
-            "no service has the deploy label traefik.enable=true: traefik would route nothing to the app".into(),
-        );
+    // abra's rule reads the `app` service only: the label on another service does not count.
+    {
+        let routed = facts.service("app").is_some_and(|app| {
+            app.deploy_labels
+                .get("traefik.enable")
+                .is_some_and(|v| v.trim() == "true")
+        });
+        if !routed {
+            let elsewhere: Vec<&str> = facts
+                .services
+                .iter()
+                .filter(|s| {
+                    s.name != "app"
+                        && s.deploy_labels
+                            .get("traefik.enable")
+                            .is_some_and(|v| v.trim() == "true")
+                })
+                .map(|s| s.name.as_str())
+                .collect();
+            let also = if elsewhere.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (it is on {}, which abra does not read)",
+                    elsewhere.join(", ")
+                )
+            };
+            add(
+                "traefik-enabled",
+                format!(
+                    "the `app` service has no deploy label traefik.enable=true{also}: traefik would route nothing to the app"
+                ),
+            );
+        }
     }
     for s in &facts.services {
         match s.image.as_deref().map(str::trim) {
@@ -538,6 +562,26 @@ secrets:
         assert_eq!(
             r.to_json()[0],
             serde_json::json!({"rule": "env-sample", "level": "error", "message": r.findings[0].message})
+        );
+    }
+
+    #[test]
+    fn traefik_routing_counts_only_on_the_app_service_as_abra_reads_it() {
+        let dir = recipe(&[
+            (
+                "compose.yml",
+                "services:\n  app:\n    image: \"nginx:1.27\"\n    healthcheck: {test: [\"CMD\", \"true\"]}\n  web:\n    image: \"nginx:1.27\"\n    healthcheck: {test: [\"CMD\", \"true\"]}\n    deploy:\n      labels: [\"traefik.enable=true\"]\n",
+            ),
+            (".env.sample", "DOMAIN=x.example.com\n"),
+        ]);
+        let r = lint(dir.path(), "x", &[]);
+        assert_eq!(ids(&r), vec![("traefik-enabled", Level::Error)]);
+        assert!(
+            r.findings[0]
+                .message
+                .contains("it is on web, which abra does not read"),
+            "{}",
+            r.findings[0].message
         );
     }
 
