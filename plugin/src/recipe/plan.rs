@@ -226,7 +226,11 @@ impl DeployPlan {
             secrets,
             notes,
             backup: backupbot::backups(&files.facts)?,
-            policy: policy::check(&files.facts),
+            policy: {
+                let mut findings = policy::check(&files.facts);
+                findings.extend(policy::linked_out(&files.facts, &files.dir));
+                findings
+            },
         })
     }
 

@@ -18,8 +18,12 @@
 //! - `secret_file`, `config_file`, `env_file`: a top-level secret's or config's `file:`, or a
 //!   service's `env_file`, outside the checkout (absolute, `~`, or climbing out with `..`).
 //!
-//! Pure over the [`Compose`] model the plan is resolved from: the plan `recipe plan` prints is
-//! the plan checked. Paths are compared lexically; a symlink inside the checkout is not followed.
+//! - a top-level volume whose `driver_opts` name a `device` (`type: none, o: bind`, or a
+//!   remote export the host mounts) is a `bind_mount` (or `docker_socket`) of that device.
+//!
+//! [`check`] is pure over the [`Compose`] model the plan is resolved from: the plan `recipe plan`
+//! prints is the plan checked, with paths compared lexically. [`linked_out`] adds what only the
+//! disk shows: a file inside the checkout that is a symbolic link leading out of it.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -263,6 +267,23 @@ pub fn check(compose: &Compose) -> Vec<Finding> {
             ));
         }
     }
+    for v in &compose.volume_devices {
+        let detail = format!(
+            "volume `{}` mounts {} through driver_opts{}",
+            v.key,
+            v.device,
+            v.options
+                .as_deref()
+                .map(|o| format!(" (o: {o})"))
+                .unwrap_or_default()
+        );
+        let kind = if is_docker_socket(&v.device) {
+            Kind::DockerSocket
+        } else {
+            Kind::BindMount
+        };
+        out.push(Finding::new(None, kind, detail, Some(&v.device)));
+    }
     for d in compose
         .declared_files
         .iter()
@@ -278,6 +299,51 @@ pub fn check(compose: &Compose) -> Vec<Finding> {
             kind,
             format!(
                 "{}.{} reads {}, outside the checkout",
+                d.section, d.key, d.file
+            ),
+            Some(&d.file),
+        ));
+    }
+    out
+}
+
+/// Returns a finding for each file the compose files read from inside the checkout `dir` (a
+/// secret's or config's `file:`, an `env_file`) that is, or passes through, a symbolic link
+/// leading out of the checkout: `docker stack deploy` follows it, so `./s -> /etc/shadow` reads
+/// the host's file although the path looks inside. The one check here that reads the disk.
+pub fn linked_out(compose: &Compose, dir: &Path) -> Vec<Finding> {
+    let Ok(root) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let escapes = |file: &str| {
+        inside_checkout(file)
+            && dir
+                .join(file)
+                .canonicalize()
+                .is_ok_and(|real| !real.starts_with(&root))
+    };
+    let mut out = Vec::new();
+    for svc in &compose.services {
+        for file in svc.host.env_file.iter().filter(|f| escapes(f)) {
+            out.push(Finding::new(
+                Some(&svc.name),
+                Kind::EnvFile,
+                format!("env_file {file} is a symbolic link out of the checkout"),
+                Some(file),
+            ));
+        }
+    }
+    for d in compose.declared_files.iter().filter(|d| escapes(&d.file)) {
+        let kind = if d.section == "configs" {
+            Kind::ConfigFile
+        } else {
+            Kind::SecretFile
+        };
+        out.push(Finding::new(
+            None,
+            kind,
+            format!(
+                "{}.{} reads {}, a symbolic link out of the checkout",
                 d.section, d.key, d.file
             ),
             Some(&d.file),
@@ -360,6 +426,14 @@ mod tests {
                 "configs:\n  c:\n    file: ./a/../../b\n".into(),
                 vec![(None, "config_file", Some("./a/../../b".into()))],
             ),
+            (
+                "volumes:\n  data:\n    driver: local\n    driver_opts: {type: none, o: bind, device: /etc}\n".into(),
+                vec![(None, "bind_mount", Some("/etc".into()))],
+            ),
+            (
+                "volumes:\n  s:\n    driver_opts: {type: none, o: bind, device: /var/run/docker.sock}\n".into(),
+                vec![(None, "docker_socket", Some("/var/run/docker.sock".into()))],
+            ),
         ];
         for (yaml, want) in table {
             assert_eq!(findings(&yaml), want, "{yaml}");
@@ -441,5 +515,33 @@ mod tests {
         for p in ["/a", "~/a", "..", "../a", "a/../../b", "./../a"] {
             assert!(!inside_checkout(p), "{p}");
         }
+    }
+
+    #[test]
+    fn a_file_inside_the_checkout_that_links_out_of_it_is_a_finding() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("shadow"), "root:x\n").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("shadow"), dir.path().join("s")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("linked")).unwrap();
+        std::fs::write(dir.path().join("plain.env"), "A=1\n").unwrap();
+        std::fs::create_dir(dir.path().join("inner")).unwrap();
+        std::fs::write(dir.path().join("inner/c"), "x").unwrap();
+        std::os::unix::fs::symlink("inner/c", dir.path().join("c")).unwrap();
+        let yaml = "services:\n  app:\n    image: x\n    env_file: ['plain.env', 'linked/shadow']\nsecrets:\n  s:\n    file: ./s\nconfigs:\n  c:\n    file: ./c\n";
+        let c = Compose::parse(&dir.path().join("compose.yml"), yaml).unwrap();
+        assert_eq!(check(&c), vec![], "lexically every path is inside");
+        let found: Vec<(Option<String>, &str, Option<String>)> = linked_out(&c, dir.path())
+            .into_iter()
+            .map(|f| (f.service, f.kind.as_str(), f.subject))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (Some("app".into()), "env_file", Some("linked/shadow".into())),
+                (None, "secret_file", Some("./s".into())),
+            ],
+            "a link that stays inside (./c -> inner/c) is no finding"
+        );
     }
 }

@@ -30,6 +30,8 @@ use super::warm::{warm_volumes, RunOutput, WarmCopies, WarmReport};
 use super::{RunContext, Runner, RunnerError};
 use crate::process::exec::{self, Cmd, OutputMode};
 use crate::process::ProcessError;
+use crate::recipe::names::{cold_stack_name, DEFAULT_DOMAIN_SUFFIX};
+use crate::recipe::plan::{self, DeployPlan};
 use crate::settings::Settings;
 
 /// The file name of the results file inside the run folder.
@@ -44,6 +46,26 @@ pub struct CommandRunner {
     pub promote_command: Option<String>,
     /// How long each command may run.
     pub timeout: Duration,
+}
+
+/// Checks the deploy policy of the checkout under test before the harness deploys anything: an
+/// error naming each finding the enrollment's `host_access` does not allow. A checkout canon
+/// cannot read as a plan is the harness's to judge: it runs, and the reason is logged.
+fn check_policy(ctx: &RunContext) -> Result<(), RunnerError> {
+    let recipe = ctx.recipe.name.as_str();
+    let stack = cold_stack_name(recipe, ctx.tested_name(), &ctx.build);
+    let domain = format!("{stack}.{DEFAULT_DOMAIN_SUFFIX}");
+    let env = plan::app_env(&stack, &domain, &BTreeMap::new());
+    match DeployPlan::load(&ctx.checkout, &stack, &env, ctx.recipe.deploy_timeout_secs) {
+        Ok((_, plan)) => plan
+            .permit(&ctx.recipe.host_access)
+            .map(|_| ())
+            .map_err(|e| RunnerError::Other(e.to_string())),
+        Err(e) => {
+            tracing::info!(recipe, error = %e, "the deploy policy was not checked: canon cannot read the checkout as a plan; the harness runs");
+            Ok(())
+        }
+    }
 }
 
 /// The results file's shape.
@@ -129,6 +151,7 @@ impl Runner for CommandRunner {
     }
 
     fn run(&self, ctx: &RunContext) -> Result<RunOutput, RunnerError> {
+        check_policy(ctx)?;
         // A warm run: canon copies the warm canonical's volumes; the harness deploys over the
         // copies (CANON_WARM_VOLUMES) and they go when the run ends.
         let copies = match &ctx.warm {

@@ -68,6 +68,21 @@ pub struct Compose {
     pub networks: Vec<NetworkDecl>,
     /// The top-level secrets and configs read from a file (`file:`), in file order.
     pub declared_files: Vec<DeclaredFile>,
+    /// The top-level volumes whose `driver_opts` name a `device` (a host path or a remote
+    /// mount the host makes), by key, interpolated.
+    pub volume_devices: Vec<VolumeDevice>,
+}
+
+/// A top-level volume whose driver mounts a device of the host's choosing (`driver_opts:
+/// {type: none, o: bind, device: /srv/x}`, or an NFS export): a bind mount by another name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeDevice {
+    /// Its key in the compose file.
+    pub key: String,
+    /// `driver_opts.device`, interpolated.
+    pub device: String,
+    /// `driver_opts.o`, interpolated, when set.
+    pub options: Option<String>,
 }
 
 /// A top-level secret or config whose content `docker stack deploy` reads from a file.

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::forms::{Healthcheck, Labels, Scalar, ServiceSecret, ServiceVolume};
-use super::{Compose, ComposeError, ConfigDecl, DeclaredFile, NetworkDecl, SecretDecl, Service};
+use super::{
+    Compose, ComposeError, ConfigDecl, DeclaredFile, NetworkDecl, SecretDecl, Service, VolumeDevice,
+};
 use crate::recipe::interpolate::{interpolate, InterpolationError};
 
 /// How the values of a file are read.
@@ -196,10 +198,24 @@ impl Compose {
             }
         }
         if let Some(vols) = top.get("volumes").and_then(|v| v.as_mapping()) {
-            for (k, _) in vols {
+            for (k, body) in vols {
                 if let Some(k) = Scalar::text(k) {
                     if !self.volumes.contains(&k) {
-                        self.volumes.push(k);
+                        self.volumes.push(k.clone());
+                    }
+                    let opts = body.get("driver_opts");
+                    if let Some(device) = opts.and_then(|o| o.get("device")).and_then(Scalar::text)
+                    {
+                        let options = match opts.and_then(|o| o.get("o")).and_then(Scalar::text) {
+                            Some(o) => Some(values.apply(&o)?),
+                            None => None,
+                        };
+                        self.volume_devices.retain(|d| d.key != k);
+                        self.volume_devices.push(VolumeDevice {
+                            key: k,
+                            device: values.apply(&device)?,
+                            options,
+                        });
                     }
                 }
             }
