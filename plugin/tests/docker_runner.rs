@@ -435,7 +435,12 @@ fn the_abra_runner_runs_the_ladder_in_order_with_a_private_abra_dir() {
         program: fake.display().to_string(),
         ..AbraRunner::default()
     };
-    let recipe = up.recipe(30, Some("test \"$CANON_RUNNER\" = abra"));
+    let mut recipe = up.recipe(30, Some("test \"$CANON_RUNNER\" = abra"));
+    // The operator's value for a secret abra generates: abra's is removed and this one inserted
+    // from a file, never from the command line.
+    let supplied = up.work.join("app-key-value");
+    std::fs::write(&supplied, "operator-value\n").unwrap();
+    recipe.secrets.insert("app_key".into(), supplied);
     let mut ctx = up.ctx(&recipe, "1.1.0+0.1.0", &c2, "5");
     ctx.canonical = Some(up.canonical("1.0.0+0.1.0", &c1));
     ctx.base_checkout = Some(up.checkout("1.0.0+0.1.0"));
@@ -460,13 +465,17 @@ fn the_abra_runner_runs_the_ladder_in_order_with_a_private_abra_dir() {
     );
     let lines = std::fs::read_to_string(&log).unwrap();
     let abra_dir = ctx.run_dir.join("abra");
-    let domain = format!(
-        "{}.canon.localhost",
-        canon_plugin::recipe::names::cold_stack_name(&up.name, "1.1.0+0.1.0", "5")
-    );
+    let stack = canon_plugin::recipe::names::cold_stack_name(&up.name, "1.1.0+0.1.0", "5");
+    // abra names the stack after the domain: `<stack>.canon.localhost` would make it longer
+    // than abra's own for `<recipe>.example.com`, so the domain is the stack name alone.
+    let domain = canon_plugin::recipe::names::abra_app_domain(&up.name, &stack, "canon.localhost");
+    assert_eq!(domain, stack);
+    let value_file = abra_dir.join("secret-values").join("app_key");
     let want: Vec<String> = [
         "server add --local --no-input".to_string(),
         format!("app new {} 1.0.0+0.1.0 --server default --domain {domain} --secrets --no-input --offline", up.name),
+        format!("app secret remove {domain} app_key --no-input"),
+        format!("app secret insert {domain} app_key v1 {} --file --no-input", value_file.display()),
         format!("app deploy {domain} 1.0.0+0.1.0 --no-input --offline"),
         format!("app upgrade {domain} 1.1.0+0.1.0 --no-input --offline"),
         format!("app backup create {domain} --no-input"),
@@ -480,6 +489,11 @@ fn the_abra_runner_runs_the_ladder_in_order_with_a_private_abra_dir() {
     .map(|l| format!("{}|{l}", abra_dir.display()))
     .collect();
     assert_eq!(lines.lines().collect::<Vec<_>>(), want);
+    assert_eq!(
+        std::fs::read_to_string(&value_file).unwrap(),
+        "operator-value",
+        "the supplied value, its trailing newline dropped as the docker runner drops it"
+    );
     let recipe_dir = abra_dir.join("recipes").join(&up.name);
     assert!(
         recipe_dir.join("compose.yml").exists(),
@@ -495,6 +509,74 @@ fn the_abra_runner_runs_the_ladder_in_order_with_a_private_abra_dir() {
     assert_eq!(peeled(&recipe_dir, "1.1.0+0.1.0"), c2);
     assert_eq!(peeled(&recipe_dir, "1.0.0+0.1.0"), c1);
     assert_eq!(git(&recipe_dir, &["status", "--porcelain"]), "");
+}
+
+#[test]
+fn the_abra_and_command_runners_refuse_a_host_mount_before_anything_deploys() {
+    use canon_plugin::runners::abra::AbraRunner;
+    use canon_plugin::runners::command::CommandRunner;
+    use std::os::unix::fs::PermissionsExt;
+
+    let up = Upstream::new("cfxh");
+    let c1 = up.release_fixture("recipe", "1.0.0+0.1.0", |name, text| {
+        if name == "compose.yml" {
+            text.replace(
+                "      - data:/data\n",
+                "      - data:/data\n      - /etc:/host-etc:ro\n",
+            )
+        } else {
+            text
+        }
+    });
+    let log = up.work.join("calls.log");
+    let fake = up.work.join("abra");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\necho \"abra $*\" >> {}\nexit 0\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut recipe = up.recipe(30, None);
+    let ctx = up.ctx(&recipe, "1.0.0+0.1.0", &c1, "1");
+    let abra = AbraRunner {
+        program: fake.display().to_string(),
+        ..AbraRunner::default()
+    };
+    let results = abra.run(&ctx).unwrap().past_lint();
+    assert_eq!(results[0].name, Stage::Install);
+    assert_eq!(results[0].status, StageStatus::Failed, "{results:#?}");
+    let reason = results[0].reason.as_deref().unwrap();
+    assert!(reason.contains("bind_mount /etc:/host-etc:ro"), "{reason}");
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!calls.contains("app new"), "nothing is created: {calls}");
+    assert!(
+        !calls.contains("app deploy"),
+        "nothing is deployed: {calls}"
+    );
+
+    let harness = CommandRunner {
+        command: format!("echo harness >> {}", log.display()),
+        promote_command: None,
+        timeout: std::time::Duration::from_secs(30),
+    };
+    let err = harness.run(&ctx).map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("bind_mount /etc:/host-etc:ro"), "{err}");
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !calls.contains("harness"),
+        "the harness never starts: {calls}"
+    );
+
+    // The enrollment allows it: both go ahead.
+    recipe.host_access = vec!["/etc".into()];
+    let ctx = up.ctx(&recipe, "1.0.0+0.1.0", &c1, "2");
+    // It writes no results file, so the run is red for that; what counts is that it ran.
+    harness.run(&ctx).map(|_| ()).unwrap_err();
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        calls.contains("harness"),
+        "allowed, the harness runs: {calls}"
+    );
 }
 
 #[test]

@@ -118,6 +118,20 @@ pub fn warm_stack_name(recipe: &str) -> String {
     fit(format!("warm-{recipe}"), max_stack_len(recipe))
 }
 
+/// Returns the domain the abra runner gives the app of `stack`, a name from [`cold_stack_name`]
+/// or [`warm_stack_name`]: `<stack>.<suffix>` when abra's stack name for that domain is no longer
+/// than abra's for `<recipe>.example.com` ([`max_stack_len`]), else `stack` alone (a one-label
+/// domain, which abra's stack name keeps as it is). So the secrets abra names after the stack
+/// never cross Docker's limit under canon where they fit under abra.
+pub fn abra_app_domain(recipe: &str, stack: &str, suffix: &str) -> String {
+    let full = format!("{stack}.{suffix}");
+    if suffix.is_empty() || abra_stack_name(&full).len() > max_stack_len(recipe) {
+        stack.to_string()
+    } else {
+        full
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +200,43 @@ mod tests {
             assert!(warm.len() <= max, "{warm} is longer than {max}");
             assert!(warm.starts_with("warm-"), "{warm}");
         }
+    }
+
+    #[test]
+    fn the_abra_runners_stack_names_are_never_longer_than_abras() {
+        for recipe in [
+            "a",
+            "lemp",
+            "bonfire",
+            "custom-html",
+            &"x".repeat(33),
+            &"w".repeat(64),
+        ] {
+            let max = max_stack_len(recipe);
+            for stack in [
+                cold_stack_name(recipe, "1.0.0+1.2", "41"),
+                warm_stack_name(recipe),
+            ] {
+                let domain = abra_app_domain(recipe, &stack, DEFAULT_DOMAIN_SUFFIX);
+                let abra = abra_stack_name(&domain);
+                assert!(abra.len() <= max, "{abra} is longer than {max}");
+                if domain == stack {
+                    assert_eq!(
+                        abra, stack,
+                        "a one-label domain is abra's stack name as it is"
+                    );
+                }
+            }
+        }
+        // A suffix that fits is kept, so the app answers at a name under it.
+        assert_eq!(
+            abra_app_domain(&"r".repeat(30), "warm-r", "x.test"),
+            "warm-r.x.test"
+        );
+        assert_eq!(
+            abra_app_domain("gitea", "warm-gitea", "canon.localhost"),
+            "warm-gitea"
+        );
     }
 
     #[test]

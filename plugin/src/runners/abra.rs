@@ -20,8 +20,11 @@ use super::warm::RunOutput;
 use super::{RunContext, Runner, RunnerError};
 use crate::process::exec::{self, Cmd};
 use crate::recipe::files::RecipeFiles;
-use crate::recipe::names::{cold_stack_name, warm_stack_name, DEFAULT_DOMAIN_SUFFIX};
-use crate::recipe::plan;
+use crate::recipe::names::{
+    abra_app_domain, cold_stack_name, warm_stack_name, DEFAULT_DOMAIN_SUFFIX,
+};
+use crate::recipe::plan::{self, DeployPlan};
+use crate::recipe::secrets::Source;
 use crate::recipe::timeout::DeployTimeout;
 
 /// The abra version these command lines were written for.
@@ -35,7 +38,9 @@ pub struct AbraRunner {
     /// The abra server apps are deployed to (`default`: the local engine, `abra server add
     /// --local`).
     pub server: String,
-    /// Apps get `<stack>.<domain_suffix>` as their domain.
+    /// Apps get `<stack>.<domain_suffix>` as their domain, or the stack name alone where that
+    /// would make abra's stack name longer than abra's own for the recipe
+    /// ([`abra_app_domain`]).
     pub domain_suffix: String,
 }
 
@@ -162,6 +167,98 @@ impl AbraApp {
         ])
     }
 
+    /// `abra app secret remove <domain> <key> --no-input`: one secret, before its value is
+    /// replaced.
+    pub fn secret_remove_one(&self, key: &str) -> Cmd {
+        self.cmd(&["app", "secret", "remove", &self.domain, key, "--no-input"])
+    }
+
+    /// `abra app secret insert <domain> <key> <version> <file> --file --no-input`: the value is
+    /// read from `file`, never put on the command line.
+    pub fn secret_insert(&self, key: &str, version: &str, file: &Path) -> Cmd {
+        let file = file.display().to_string();
+        self.cmd(&[
+            "app",
+            "secret",
+            "insert",
+            &self.domain,
+            key,
+            version,
+            &file,
+            "--file",
+            "--no-input",
+        ])
+    }
+
+    /// Returns the deploy plan of the release checked out at `checkout` for this app, as abra
+    /// will deploy it: the deploy policy applied with the enrollment's `host_access` (an error
+    /// naming every finding it does not allow, before anything is deployed).
+    pub fn plan(
+        &self,
+        checkout: &Path,
+        enrollment_timeout: Option<u64>,
+        host_access: &[String],
+    ) -> Result<DeployPlan, RunnerError> {
+        let stack = self.stack_name();
+        let env = plan::app_env(&stack, &self.domain, &BTreeMap::new());
+        DeployPlan::load(checkout, &stack, &env, enrollment_timeout)
+            .and_then(|(_, plan)| plan.permit(host_access))
+            .map_err(|e| RunnerError::Other(e.to_string()))
+    }
+
+    /// Writes the values abra does not make itself into files under `ABRA_DIR/secret-values`
+    /// (mode 0600) and returns the commands that insert them after `abra app new --secrets`: each
+    /// value the enrollment `supplied` (a secret abra generated is removed first), and a random
+    /// test value for each `generate=false` secret nothing supplies, as the docker runner does.
+    /// With `replace_all` each one is removed first whatever abra did (the warm app keeps its
+    /// secrets across promotes), a removal that may find nothing. Each command comes with
+    /// whether it may fail.
+    pub fn secret_values(
+        &self,
+        plan: &DeployPlan,
+        supplied: &BTreeMap<String, PathBuf>,
+        replace_all: bool,
+    ) -> Result<Vec<(Cmd, bool)>, RunnerError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = self.abra_dir.join("secret-values");
+        let mut cmds = Vec::new();
+        for secret in &plan.secrets {
+            let generated = secret.spec.source == Source::Generated;
+            let mut spec = secret.spec.clone();
+            if let Some(path) = supplied.get(&spec.key) {
+                spec.supply(path);
+            } else if generated {
+                continue;
+            }
+            let value = spec
+                .value()
+                .map_err(|e| RunnerError::Other(e.to_string()))?;
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                RunnerError::Other(format!("could not create {}: {e}", dir.display()))
+            })?;
+            let file = dir.join(&spec.key);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&file)
+                .map_err(|e| {
+                    RunnerError::Other(format!("could not write {}: {e}", file.display()))
+                })?;
+            std::io::Write::write_all(&mut f, value.as_bytes()).map_err(|e| {
+                RunnerError::Other(format!("could not write {}: {e}", file.display()))
+            })?;
+            if generated || replace_all {
+                // A removal abra must do succeeds; one only in case the warm app kept the
+                // secret may find nothing.
+                cmds.push((self.secret_remove_one(&spec.key), !generated));
+            }
+            cmds.push((self.secret_insert(&spec.key, &spec.version, &file), false));
+        }
+        Ok(cmds)
+    }
+
     /// `abra app remove <domain> --force --no-input` (the app's `.env`).
     pub fn remove(&self) -> Cmd {
         self.cmd(&["app", "remove", &self.domain, "--force", "--no-input"])
@@ -232,7 +329,7 @@ impl AbraRunner {
             program: self.program.clone(),
             abra_dir,
             recipe: ctx.recipe.name.as_str().to_string(),
-            domain: format!("{stack}.{}", self.domain_suffix),
+            domain: abra_app_domain(ctx.recipe.name.as_str(), stack, &self.domain_suffix),
             server: self.server.clone(),
         })
     }
@@ -262,8 +359,8 @@ impl AbraRunner {
 /// The abra runner's steps of one cold run, for the [`ladder`].
 struct AbraSteps<'a> {
     app: &'a AbraApp,
-    /// The enrollment's `deploy_timeout` in seconds.
-    enrollment_timeout: Option<u64>,
+    /// The recipe's enrollment entry: its secrets, host access and deploy timeout.
+    recipe: &'a canon_shared::recipe::Recipe,
     checkout: &'a Path,
     /// The deploy timeout each stage waited by, for its result's notes.
     timeouts: Vec<(Stage, DeployTimeout)>,
@@ -273,7 +370,9 @@ impl AbraSteps<'_> {
     /// Runs `c` for `stage` within the abra deadline of the release checked out at `checkout`
     /// (its deploy timeout plus a margin), and keeps the timeout for the stage's notes.
     fn abra(&mut self, stage: Stage, c: &Cmd, checkout: &Path) -> Result<(), RunnerError> {
-        let timeout = self.app.deploy_timeout(checkout, self.enrollment_timeout)?;
+        let timeout = self
+            .app
+            .deploy_timeout(checkout, self.recipe.deploy_timeout_secs)?;
         if !self.timeouts.iter().any(|(s, _)| *s == stage) {
             self.timeouts.push((stage, timeout));
         }
@@ -308,7 +407,19 @@ impl Steps for AbraSteps<'_> {
             self.app.new_app(release.version),
             self.app.deploy(release.version, false),
         );
+        let plan = self.app.plan(
+            release.checkout,
+            self.recipe.deploy_timeout_secs,
+            &self.recipe.host_access,
+        )?;
         self.abra(Stage::Install, &new_app, release.checkout)?;
+        for (c, may_fail) in self.app.secret_values(&plan, &self.recipe.secrets, false)? {
+            if may_fail {
+                let _ = exec::run(&c, Duration::from_secs(60));
+            } else {
+                self.abra(Stage::Install, &c, release.checkout)?;
+            }
+        }
         self.abra(Stage::Install, &deploy, release.checkout)
     }
 
@@ -354,7 +465,7 @@ impl Runner for AbraRunner {
         Self::prepare(&app, &ctx.checkout)?;
         let mut steps = AbraSteps {
             app: &app,
-            enrollment_timeout: ctx.recipe.deploy_timeout_secs,
+            recipe: &ctx.recipe,
             checkout: &ctx.checkout,
             timeouts: Vec::new(),
         };
@@ -389,7 +500,19 @@ impl Runner for AbraRunner {
             .abra_deadline();
         // The warm app's `.env` lives in this run's ABRA_DIR; `app new` recreates it and keeps
         // the existing secrets and volumes of the same domain on the server.
+        let plan = app.plan(
+            &ctx.checkout,
+            ctx.recipe.deploy_timeout_secs,
+            &ctx.recipe.host_access,
+        )?;
         exec::run_ok(&app.new_app(tag), timeout)?;
+        for (c, may_fail) in app.secret_values(&plan, &ctx.recipe.secrets, true)? {
+            if may_fail {
+                let _ = exec::run(&c, Duration::from_secs(60));
+            } else {
+                exec::run_ok(&c, timeout)?;
+            }
+        }
         exec::run_ok(&app.deploy(tag, true), timeout)?;
         exec::run_ok(&app.undeploy(), timeout)?;
         Ok(())
