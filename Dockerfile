@@ -3,10 +3,10 @@
 # Both are FROM scratch: no registry and no base image. scripts/build-images.sh stages the build
 # context this file expects and runs the builds:
 #
-#   scripts/build-images.sh            # canon-plugin:local and canon-listener:local, with sizes
+#   scripts/build-images.sh            # canon-plugin:<version>, canon-listener:<version> and :latest
 #
 # The context holds plugin-rootfs.tar and listener-rootfs.tar: the release binaries, the shared
-# libraries they load (copied from the Debian host the binaries were built on), CA certificates,
+# libraries they load (copied from the host the binaries were built on), CA certificates,
 # /etc/passwd and /etc/group; canon-plugin also the Docker client and busybox (its `sh`).
 #
 # Build arguments: VERSION, REVISION, CREATED  OCI label values (set by CI)

@@ -15,10 +15,18 @@
     {
       overlays.default = final: _prev: { canon = final.callPackage ./nix/package.nix { }; };
 
-      packages = forAllSystems (pkgs: rec {
-        canon = pkgs.callPackage ./nix/package.nix { };
-        default = canon;
-      });
+      packages = forAllSystems (
+        pkgs:
+        let
+          canon = pkgs.callPackage ./nix/package.nix { };
+          images = pkgs.callPackage ./nix/images.nix { inherit canon; };
+        in
+        {
+          inherit canon;
+          inherit (images) canon-plugin-image canon-listener-image;
+          default = canon;
+        }
+      );
 
       nixosModules = {
         canon =

@@ -92,6 +92,7 @@ fn every_nix_file_parses() {
         "nix/package.nix",
         "nix/module.nix",
         "nix/listener-env.nix",
+        "nix/images.nix",
     ] {
         assert!(names.contains(want), "{want} is missing; found {names:?}");
     }
@@ -299,4 +300,105 @@ fn the_module_evaluates_to_a_hardened_listener_and_a_weekly_persistent_sweep() {
     assert_eq!(v["timer"]["wantedBy"], serde_json::json!(["timers.target"]));
     assert_eq!(v["user"]["isSystemUser"], true);
     assert_eq!(v["assertions"], serde_json::json!([true, true]));
+}
+
+/// Evaluates `nix/images.nix` with stand-ins for dockerTools (an image is the attribute set it
+/// was given) and the packages it takes, so the images' settings can be compared with the
+/// Dockerfile's without nixpkgs.
+const EVAL_IMAGES: &str = r#"
+let
+  images = import ./nix/images.nix {
+    lib = { };
+    dockerTools.buildLayeredImage = args: args;
+    canon = { version = "0.0.0-test"; outPath = "/nix/store/0000-canon"; };
+    docker-client = "/nix/store/0000-docker";
+    pkgsStatic.busybox = "/nix/store/0000-busybox";
+    cacert = "/nix/store/0000-cacert";
+    runCommand = name: env: script: "/nix/store/0000-${name}";
+  };
+  strip = i: { inherit (i) name tag config; contents = map toString i.contents; };
+in builtins.mapAttrs (n: strip) images
+"#;
+
+/// Returns the `ENV`, `USER`, `WORKDIR` and `ENTRYPOINT` of the Dockerfile's `target` stage.
+fn dockerfile_stage(target: &str) -> (Vec<String>, Option<String>, String, Vec<String>) {
+    let text = std::fs::read_to_string(workspace::root().join("Dockerfile")).unwrap();
+    let stage = text
+        .split("FROM scratch AS ")
+        .find(|s| s.starts_with(target))
+        .unwrap_or_else(|| panic!("the Dockerfile has no stage {target}"));
+    let mut env = Vec::new();
+    let mut user = None;
+    let mut workdir = String::new();
+    let mut entrypoint = Vec::new();
+    let mut in_env = false;
+    for line in stage.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("ENV ") {
+            in_env = true;
+            env.push(rest.trim_end_matches(" \\").trim().to_string());
+        } else if in_env && !line.is_empty() && !line.starts_with('#') && line.contains('=') {
+            env.push(line.trim_end_matches(" \\").trim().to_string());
+        } else {
+            in_env = false;
+        }
+        if let Some(rest) = line.strip_prefix("USER ") {
+            user = Some(rest.to_string());
+        }
+        if let Some(rest) = line.strip_prefix("WORKDIR ") {
+            workdir = rest.to_string();
+        }
+        if let Some(rest) = line.strip_prefix("ENTRYPOINT ") {
+            entrypoint = serde_json::from_str(rest).unwrap();
+        }
+    }
+    (env, user, workdir, entrypoint)
+}
+
+#[test]
+fn the_flakes_images_run_as_the_dockerfiles_do_under_the_release_version_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let expr = dir.path().join("images.nix");
+    std::fs::write(
+        &expr,
+        EVAL_IMAGES.replace("./nix/", &format!("{}/nix/", workspace::root().display())),
+    )
+    .unwrap();
+    let images = eval_json(&[expr.to_str().unwrap()]);
+    for (attr, name) in [
+        ("canon-plugin-image", "canon-plugin"),
+        ("canon-listener-image", "canon-listener"),
+    ] {
+        let image = &images[attr];
+        assert_eq!(image["name"], name, "{attr}");
+        assert_eq!(
+            image["tag"], "0.0.0-test",
+            "{attr} carries the release version"
+        );
+        let (env, user, workdir, entrypoint) = dockerfile_stage(name);
+        let config = &image["config"];
+        let nix_env: Vec<String> = config["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(nix_env, env, "{attr}: the Dockerfile's ENV");
+        assert_eq!(
+            config["User"].as_str().map(str::to_string),
+            user,
+            "{attr}: USER"
+        );
+        assert_eq!(config["WorkingDir"], workdir.as_str(), "{attr}: WORKDIR");
+        let nix_entry: Vec<String> = serde_json::from_value(config["Entrypoint"].clone()).unwrap();
+        assert_eq!(nix_entry, entrypoint, "{attr}: ENTRYPOINT");
+        assert_eq!(
+            config["Labels"]["org.opencontainers.image.licenses"],
+            "AGPL-3.0-or-later"
+        );
+    }
+    let plugin = images["canon-plugin-image"]["contents"].to_string();
+    for want in ["docker", "busybox", "canon-plugin-bin"] {
+        assert!(plugin.contains(want), "canon-plugin holds {want}: {plugin}");
+    }
 }

@@ -346,3 +346,73 @@ fn every_pipeline_has_a_trigger_so_custom_and_cron_builds_run_only_theirs() {
         }
     }
 }
+
+/// Returns every file an operator copies an image name from: canon's pipelines, the examples,
+/// the plugin card, the README and the docs.
+fn image_sources() -> Vec<std::path::PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "md" || e == "yml" || e == "yaml")
+            {
+                out.push(path);
+            }
+        }
+    }
+    let root = workspace::root();
+    let mut out = vec![
+        root.join(".drone.yml"),
+        root.join("plugin/card.yaml"),
+        root.join("README.md"),
+    ];
+    walk(&root.join("examples"), &mut out);
+    walk(&root.join("docs"), &mut out);
+    out
+}
+
+#[test]
+fn every_pipeline_example_card_and_guide_names_the_release_image_tag() {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut wrong = Vec::new();
+    for path in image_sources() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path
+            .strip_prefix(workspace::root())
+            .unwrap()
+            .display()
+            .to_string();
+        for (n, line) in text.lines().enumerate() {
+            let trimmed = line.trim_start().trim_start_matches("- ");
+            if trimmed == "image: canon-plugin" || trimmed == "image: canon-listener" {
+                wrong.push(format!("{name}:{}: no tag: {line}", n + 1));
+            }
+            for image in ["canon-plugin:", "canon-listener:"] {
+                for (at, _) in line.match_indices(image) {
+                    if line[..at].ends_with("//") {
+                        continue; // a URL's host and port, not an image
+                    }
+                    let tag: String = line[at + image.len()..]
+                        .chars()
+                        .take_while(|c| !c.is_whitespace() && !matches!(c, '`' | ',' | ')' | '"'))
+                        .collect();
+                    let ok = tag.is_empty()
+                        || tag == version
+                        || tag == "$${DRONE_COMMIT_SHA}"
+                        || (tag == "latest" && line.contains("docker tag "));
+                    if !ok {
+                        wrong.push(format!("{name}:{}: {image}{tag}", n + 1));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "every image an operator copies names the release's tag ({version}):\n{}",
+        wrong.join("\n")
+    );
+}
