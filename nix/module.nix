@@ -3,7 +3,12 @@
 #   are the CANON_* variables listed in ./listener-env.nix, its secrets come from environmentFile.
 # - services.canon-sweep: the weekly sweep as a systemd timer, for a host that runs canon on its
 #   own (no Drone): `canon-plugin sweep --inline` over the enrollment, with the docker runner.
-# Both run as the system user `canon` and share the state directory /var/lib/canon.
+# - services.canon: what both share: the enrollment as Nix data (rendered to
+#   /etc/canon/enrollment.yml, the one file the listener, the sweep and the Drone steps read), and
+#   the Docker engine the docker runner needs (asserted, and a single-node swarm initialised once).
+# Both run as the system user `canon` and share the state directory /var/lib/canon with the
+# plugin in Drone (root): the folder is group `canon`, setgid, group-writable, and canon keeps
+# what it creates there group-writable.
 {
   config,
   lib,
@@ -20,8 +25,18 @@ let
     types
     ;
 
+  canonCfg = config.services.canon;
   listenerCfg = config.services.canon-listener;
   sweepCfg = config.services.canon-sweep;
+
+  # The enrollment the module writes from services.canon.enrollment.
+  enrollmentPath = "/etc/canon/enrollment.yml";
+  # What the listener and the sweep read: their own option when set, else the rendered file.
+  enrollmentFor = own: if own != null then own else enrollmentPath;
+  # The state directory: group `canon`, setgid (what is created in it gets that group) and
+  # writable by the group, so the listener (canon) and the plugin in Drone (root) share it.
+  stateDirMode = "2770";
+  stateUMask = "0007";
 
   # With the flake's overlay pkgs.canon exists; without it, build the package from this tree.
   defaultPackage = pkgs.canon or (pkgs.callPackage ./package.nix { });
@@ -48,8 +63,14 @@ let
     .${t};
 
   settingOption =
-    _: e:
-    if e ? default then
+    name: e:
+    if name == "enrollment" then
+      mkOption {
+        type = types.nullOr types.path;
+        default = null;
+        description = "${e.description} Unset: ${enrollmentPath}, written from services.canon.enrollment.";
+      }
+    else if e ? default then
       mkOption {
         type = typeOf e.type;
         inherit (e) default description;
@@ -77,8 +98,11 @@ let
     else
       toString v;
 
-  listenerEnvironment = lib.mapAttrs' (name: e: lib.nameValuePair e.env (envValue listenerCfg.settings.${name})) (
-    lib.filterAttrs (name: _: listenerCfg.settings.${name} != null) plainEntries
+  listenerSettings = listenerCfg.settings // {
+    enrollment = enrollmentFor listenerCfg.settings.enrollment;
+  };
+  listenerEnvironment = lib.mapAttrs' (name: e: lib.nameValuePair e.env (envValue listenerSettings.${name})) (
+    lib.filterAttrs (name: _: listenerSettings.${name} != null) plainEntries
   );
 
   stateDirectoryName = "canon";
@@ -118,12 +142,48 @@ let
     ];
     CapabilityBoundingSet = "";
     AmbientCapabilities = "";
-    UMask = "0027";
+    UMask = stateUMask;
   };
 
   extraStateDir = dir: lib.optional (dir != defaultStateDir) dir;
 in
 {
+  options.services.canon = {
+    enrollment = mkOption {
+      type = types.nullOr types.attrs;
+      default = null;
+      example = lib.literalExpression ''
+        {
+          forge = { upstream = "https://git.coopcloud.tech"; mirror = "https://git.example.org"; };
+          recipes = [ { name = "custom-html"; upstream = "coop-cloud/custom-html"; mirror = "recipe-maintainers/custom-html"; } ];
+        }
+      '';
+      description = ''
+        The enrollment file's content as Nix data (the keys of docs/reference/enrollment.md),
+        rendered to ${enrollmentPath}: the one file canon-listener, canon-sweep and the Drone
+        steps (which mount /etc/canon) read. Unset: write that file yourself, or point the
+        services' own enrollment options at one.
+      '';
+    };
+
+    dockerRunner = mkOption {
+      type = types.bool;
+      default = sweepCfg.enable;
+      defaultText = lib.literalExpression "config.services.canon-sweep.enable";
+      description = ''
+        Whether this host runs canon's docker runner (the sweep here, or Drone steps of a runner
+        on this host): asserts that Docker is enabled with live-restore off (swarm mode refuses
+        it) and initialises a single-node swarm once, when none is active (canon-swarm-init).
+      '';
+    };
+
+    swarmAdvertiseAddr = mkOption {
+      type = types.str;
+      default = "127.0.0.1";
+      description = "The address `docker swarm init --advertise-addr` gets (a single-node swarm).";
+    };
+  };
+
   options.services.canon-listener = {
     enable = mkEnableOption "canon-listener, which turns forge tag webhooks into Drone builds of canon's cold CI";
 
@@ -159,8 +219,9 @@ in
     };
 
     enrollment = mkOption {
-      type = types.path;
-      description = "The enrollment file (--config).";
+      type = types.nullOr types.path;
+      default = null;
+      description = "The enrollment file (--config). Unset: ${enrollmentPath}, written from services.canon.enrollment.";
     };
 
     stateDir = mkOption {
@@ -198,7 +259,7 @@ in
   };
 
   config = mkMerge [
-    (mkIf (listenerCfg.enable || sweepCfg.enable) {
+    (mkIf (listenerCfg.enable || sweepCfg.enable || canonCfg.dockerRunner) {
       users.users.canon = {
         isSystemUser = true;
         group = "canon";
@@ -206,10 +267,57 @@ in
         description = "canon service user";
       };
       users.groups.canon = { };
+      # The shared state dir exists, with its group and mode, before any service or Drone step
+      # writes to it; systemd keeps the mode of StateDirectory= in step (StateDirectoryMode).
+      systemd.tmpfiles.rules = [ "d ${defaultStateDir} ${stateDirMode} canon canon -" ];
+    })
+
+    (mkIf (canonCfg.enrollment != null) {
+      environment.etc."canon/enrollment.yml" = {
+        # JSON is YAML: the enrollment reader takes it as written.
+        text = builtins.toJSON canonCfg.enrollment;
+        mode = "0644";
+      };
+    })
+
+    (mkIf canonCfg.dockerRunner {
+      assertions = [
+        {
+          assertion = config.virtualisation.docker.enable;
+          message = "services.canon.dockerRunner: canon's docker runner deploys recipes on this host's engine; set virtualisation.docker.enable = true.";
+        }
+        {
+          assertion = !(config.virtualisation.docker.liveRestore or false);
+          message = "services.canon.dockerRunner: `docker swarm init` fails while live-restore is on (nixpkgs' default); set virtualisation.docker.liveRestore = false.";
+        }
+      ];
+
+      # A single-node swarm, initialised once: a no-op when the engine already is in one.
+      systemd.services.canon-swarm-init = {
+        description = "canon: a single-node Docker swarm for the docker runner";
+        wantedBy = [ "multi-user.target" ];
+        after = [ "docker.service" ];
+        requires = [ "docker.service" ];
+        path = [ config.virtualisation.docker.package or pkgs.docker ];
+        serviceConfig = {
+          Type = "oneshot";
+          RemainAfterExit = true;
+        };
+        script = ''
+          state="$(docker info --format '{{.Swarm.LocalNodeState}}')"
+          if [ "$state" != active ]; then
+            docker swarm init --advertise-addr ${lib.escapeShellArgs [ canonCfg.swarmAdvertiseAddr ]}
+          fi
+        '';
+      };
     })
 
     (mkIf listenerCfg.enable {
       assertions = [
+        {
+          assertion = listenerCfg.settings.enrollment != null || canonCfg.enrollment != null;
+          message = "services.canon-listener needs an enrollment: set services.canon.enrollment (Nix data) or services.canon-listener.settings.enrollment (a file).";
+        }
         {
           assertion = listenerCfg.environmentFile != null;
           message = "services.canon-listener.environmentFile must be set: the listener refuses to start without CANON_WEBHOOK_SECRETS and CANON_DRONE_TOKEN.";
@@ -227,7 +335,7 @@ in
           User = "canon";
           Group = "canon";
           StateDirectory = stateDirectoryName;
-          StateDirectoryMode = "0750";
+          StateDirectoryMode = stateDirMode;
           WorkingDirectory = defaultStateDir;
           ReadWritePaths = extraStateDir listenerCfg.settings.stateDir;
           EnvironmentFile = lib.optional (listenerCfg.environmentFile != null) listenerCfg.environmentFile;
@@ -246,8 +354,12 @@ in
     (mkIf sweepCfg.enable {
       assertions = [
         {
-          assertion = config.virtualisation.docker.enable;
-          message = "services.canon-sweep runs recipes with the docker runner: enable virtualisation.docker (with swarm mode initialised).";
+          assertion = canonCfg.dockerRunner;
+          message = "services.canon-sweep runs recipes with the docker runner: keep services.canon.dockerRunner on.";
+        }
+        {
+          assertion = sweepCfg.enrollment != null || canonCfg.enrollment != null;
+          message = "services.canon-sweep needs an enrollment: set services.canon.enrollment (Nix data) or services.canon-sweep.enrollment (a file).";
         }
       ];
 
@@ -257,8 +369,12 @@ in
         after = [
           "network-online.target"
           "docker.service"
+          "canon-swarm-init.service"
         ];
-        requires = [ "docker.service" ];
+        requires = [
+          "docker.service"
+          "canon-swarm-init.service"
+        ];
         environment.HOME = defaultStateDir;
         serviceConfig = {
           Type = "oneshot";
@@ -268,7 +384,7 @@ in
               "sweep"
               "--inline"
               "--config"
-              "${sweepCfg.enrollment}"
+              "${enrollmentFor sweepCfg.enrollment}"
               "--state-dir"
               sweepCfg.stateDir
             ]
@@ -280,7 +396,7 @@ in
           # Access to the Docker socket: the runner deploys and removes stacks.
           SupplementaryGroups = [ "docker" ];
           StateDirectory = stateDirectoryName;
-          StateDirectoryMode = "0750";
+          StateDirectoryMode = stateDirMode;
           WorkingDirectory = defaultStateDir;
           ReadWritePaths = extraStateDir sweepCfg.stateDir;
           EnvironmentFile = lib.optional (sweepCfg.environmentFile != null) sweepCfg.environmentFile;
@@ -295,7 +411,7 @@ in
           ProtectControlGroups = true;
           RestrictSUIDSGID = true;
           LockPersonality = true;
-          UMask = "0027";
+          UMask = stateUMask;
         };
       };
 

@@ -164,7 +164,7 @@ let
     mkIf = cond: v: if cond then v else { };
     mkMerge = builtins.foldl' merge { };
     types = {
-      str = "str"; path = "path"; package = "package"; bool = "bool";
+      str = "str"; path = "path"; package = "package"; bool = "bool"; attrs = "attrs";
       ints = { positive = "positive int"; };
       listOf = t: "list of ${t}"; nullOr = t: "null or ${t}"; enum = l: "one of";
     };
@@ -183,13 +183,22 @@ let
   module = import ./nix/module.nix { inherit config lib pkgs; };
   defaults = builtins.mapAttrs (n: o: o.default or null) module.options.services.canon-listener.settings;
   config = {
-    virtualisation.docker.enable = true;
+    virtualisation.docker = { enable = true; liveRestore = @LIVE_RESTORE@; package = "/nix/store/0000-docker"; };
+    services.canon = {
+      enrollment = {
+        forge = { upstream = "https://git.coopcloud.tech"; mirror = "https://git.example.org"; };
+        recipes = [
+          { name = "custom-html"; upstream = "coop-cloud/custom-html"; mirror = "recipe-maintainers/custom-html"; deploy_timeout = 600; }
+        ];
+      };
+      dockerRunner = true;
+      swarmAdvertiseAddr = "127.0.0.1";
+    };
     services.canon-listener = {
       enable = true;
       package = "/nix/store/0000-canon";
       environmentFile = "/run/secrets/canon-listener.env";
       settings = defaults // {
-        enrollment = "/etc/canon/enrollment.yml";
         droneServer = "https://drone.example";
         droneRepo = "canon/ci";
         workers = 3;
@@ -198,7 +207,7 @@ let
     services.canon-sweep = {
       enable = true;
       package = "/nix/store/0000-canon";
-      enrollment = "/etc/canon/enrollment.yml";
+      enrollment = null;
       stateDir = "/var/lib/canon";
       startAt = "Sun *-*-* 03:00:00 UTC";
       extraArgs = [ "--jobs" "2" ];
@@ -213,12 +222,31 @@ in {
   timer = module.config.systemd.timers.canon-sweep;
   user = module.config.users.users.canon;
   assertions = map (a: a.assertion) module.config.assertions;
+  etc = module.config.environment.etc."canon/enrollment.yml";
+  swarm = module.config.systemd.services.canon-swarm-init;
+  tmpfiles = module.config.systemd.tmpfiles.rules;
+  options = {
+    canon = builtins.attrNames module.options.services.canon;
+    listener = builtins.attrNames module.options.services.canon-listener;
+    sweep = builtins.attrNames module.options.services.canon-sweep;
+  };
 }
 "#;
 
+/// Evaluates the module with `virtualisation.docker.liveRestore` set to `live_restore`.
+fn eval_module(live_restore: bool) -> Value {
+    eval_json(&[
+        "--expr",
+        &EVAL_MODULE.replace(
+            "@LIVE_RESTORE@",
+            if live_restore { "true" } else { "false" },
+        ),
+    ])
+}
+
 #[test]
 fn the_module_evaluates_to_a_hardened_listener_and_a_weekly_persistent_sweep() {
-    let v = eval_json(&["--expr", EVAL_MODULE]);
+    let v = eval_module(false);
     let table = eval_json(&["nix/listener-env.nix"]);
     let table = table.as_object().expect("an attribute set");
 
@@ -241,7 +269,7 @@ fn the_module_evaluates_to_a_hardened_listener_and_a_weekly_persistent_sweep() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert_eq!(required, ["droneRepo", "droneServer", "enrollment"]);
+    assert_eq!(required, ["droneRepo", "droneServer"]);
 
     // The environment: set options only, each under its variable; no secret.
     let env = v["listener"]["environment"]
@@ -299,7 +327,106 @@ fn the_module_evaluates_to_a_hardened_listener_and_a_weekly_persistent_sweep() {
     );
     assert_eq!(v["timer"]["wantedBy"], serde_json::json!(["timers.target"]));
     assert_eq!(v["user"]["isSystemUser"], true);
-    assert_eq!(v["assertions"], serde_json::json!([true, true]));
+    assert_eq!(
+        v["assertions"],
+        serde_json::json!([true, true, true, true, true, true])
+    );
+}
+
+#[test]
+fn the_module_writes_the_enrollment_from_nix_data_and_shares_the_state_dir_and_a_swarm() {
+    let v = eval_module(false);
+    // One file for the listener, the sweep and the Drone steps, read as canon reads any
+    // enrollment.
+    let text = v["etc"]["text"].as_str().expect("the enrollment's text");
+    let enrollment =
+        canon_shared::recipe::Enrollment::parse(Path::new("/etc/canon/enrollment.yml"), text)
+            .expect("the rendered enrollment reads");
+    let name = canon_shared::recipe::RecipeName::parse("custom-html").unwrap();
+    assert_eq!(
+        enrollment.get(&name).expect("enrolled").deploy_timeout_secs,
+        Some(600)
+    );
+    assert_eq!(
+        v["listener"]["environment"]["CANON_ENROLLMENT"],
+        "/etc/canon/enrollment.yml"
+    );
+    assert!(
+        v["sweep"]["serviceConfig"]["ExecStart"]
+            .as_str()
+            .unwrap()
+            .contains("'--config' '/etc/canon/enrollment.yml'"),
+        "{}",
+        v["sweep"]["serviceConfig"]["ExecStart"]
+    );
+
+    // The state dir: group canon, setgid, group-writable, before any writer starts; both units
+    // keep it so and create files the other user can write.
+    assert_eq!(
+        v["tmpfiles"],
+        serde_json::json!(["d /var/lib/canon 2770 canon canon -"])
+    );
+    for unit in ["listener", "sweep"] {
+        let c = &v[unit]["serviceConfig"];
+        assert_eq!(c["StateDirectoryMode"], "2770", "{unit}");
+        assert_eq!(c["UMask"], "0007", "{unit}");
+        assert_eq!(c["Group"], "canon", "{unit}");
+    }
+
+    // A single-node swarm, once, before the sweep.
+    let script = v["swarm"]["script"].as_str().unwrap();
+    assert!(
+        script.contains("docker info --format '{{.Swarm.LocalNodeState}}'"),
+        "{script}"
+    );
+    assert!(
+        script.contains("docker swarm init --advertise-addr '127.0.0.1'"),
+        "{script}"
+    );
+    assert_eq!(v["swarm"]["serviceConfig"]["RemainAfterExit"], true);
+    assert!(v["sweep"]["requires"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("canon-swarm-init.service")));
+
+    // nixpkgs turns live-restore on by default, and swarm mode refuses it.
+    let live = eval_module(true);
+    assert!(
+        live["assertions"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(false)),
+        "live-restore on fails an assertion: {}",
+        live["assertions"]
+    );
+}
+
+#[test]
+fn every_module_option_is_in_the_operator_guide() {
+    let v = eval_module(false);
+    let guide = std::fs::read_to_string(workspace::root().join("docs/operator-guide.md")).unwrap();
+    let mut missing = Vec::new();
+    for (group, prefix) in [
+        ("canon", "services.canon."),
+        ("listener", "services.canon-listener."),
+        ("sweep", "services.canon-sweep."),
+    ] {
+        for name in v["options"][group].as_array().unwrap() {
+            let name = name.as_str().unwrap();
+            if name == "settings" {
+                continue; // one option per variable, held to the listener's list above
+            }
+            if !guide.contains(&format!("`{name}`"))
+                && !guide.contains(&format!("`{prefix}{name}`"))
+            {
+                missing.push(format!("{prefix}{name}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "options the operator guide does not name: {missing:?}"
+    );
 }
 
 /// Evaluates `nix/images.nix` with stand-ins for dockerTools (an image is the attribute set it
