@@ -32,12 +32,18 @@ enum Command {
         after_help = "Example:\n  CANON_ENROLLMENT=/etc/canon/enrollment.yml CANON_WEBHOOK_SECRETS=… CANON_FORGE_URL=https://git.coopcloud.tech CANON_FORGE_TOKEN=… CANON_PUBLIC_URL=https://canon.example.org canon-listener register-hooks"
     )]
     RegisterHooks,
+    /// Check the settings offline before deploying them: every variable, the enrollment, the
+    /// SSH key file (closed to other users) and the state dir (a folder this user can write).
+    /// Every problem at once with exit 2, or `ok` with exit 0. Starts nothing.
+    #[command(after_help = "Example:
+  env $(cat /etc/canon/listener.env) canon-listener check")]
+    Check,
 }
 
 /// What `--help` says after the subcommands: every variable, the exit codes and an example.
 fn after_help() -> String {
     format!(
-        "{}\nExit codes:\n  0  stopped cleanly on SIGTERM or Ctrl-C; register-hooks: every hook is in place\n  1  a failure while running: the address cannot be bound, the journal cannot be opened; register-hooks: a hook failed\n  2  bad settings (every problem is listed) or bad usage\n\nExample:\n  CANON_ENROLLMENT=/etc/canon/enrollment.yml CANON_WEBHOOK_SECRETS=… CANON_DRONE_SERVER=https://drone.example.org CANON_DRONE_TOKEN=… CANON_DRONE_REPO=ops/canon canon-listener",
+        "{}\nExit codes:\n  0  stopped cleanly on SIGTERM or Ctrl-C; register-hooks: every hook is in place; check: ok\n  1  a failure while running: the address cannot be bound, the journal cannot be opened; register-hooks: a hook failed\n  2  bad settings (every problem is listed) or bad usage; check: the problems it found\n\nExample:\n  CANON_ENROLLMENT=/etc/canon/enrollment.yml CANON_WEBHOOK_SECRETS=… CANON_DRONE_SERVER=https://drone.example.org CANON_DRONE_TOKEN=… CANON_DRONE_REPO=ops/canon canon-listener",
         variables_help()
     )
 }
@@ -80,6 +86,7 @@ fn run() -> ExitCode {
     };
     let purpose = match cli.command {
         Some(Command::RegisterHooks) => Purpose::RegisterHooks,
+        Some(Command::Check) => return check(environment()),
         Some(Command::Serve) | None => Purpose::Serve,
     };
     let pairs = environment();
@@ -119,7 +126,8 @@ fn run() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve(settings).await,
+            // `check` returned before the settings were read as `serve` reads them.
+            Command::Serve | Command::Check => serve(settings).await,
             Command::RegisterHooks => match register::register_hooks(&settings).await {
                 Ok(results) => {
                     let failed = results
@@ -142,6 +150,41 @@ fn run() -> ExitCode {
             },
         }
     })
+}
+
+/// `canon-listener check`: the settings as `serve` reads them, then the files they name.
+fn check(pairs: Vec<(String, String)>) -> ExitCode {
+    use canon_shared::preflight;
+    let value = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, v)| k == name && !v.trim().is_empty())
+            .map(|(_, v)| std::path::PathBuf::from(v))
+    };
+    let mut problems = Vec::new();
+    for name in unknown_variables(pairs.iter().map(|(k, _)| k.as_str())) {
+        problems.push(format!(
+            "{name} is not a canon-listener variable (a typo?); `canon-listener --help` lists them"
+        ));
+    }
+    let settings = match Settings::from_pairs_for(pairs.clone(), Purpose::Serve) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            problems.extend(e.problems);
+            None
+        }
+    };
+    if let Some(path) = value("CANON_ENROLLMENT") {
+        problems.extend(preflight::enrollment("CANON_ENROLLMENT", &path));
+    }
+    if let Some(path) = value("CANON_SSH_KEY") {
+        problems.extend(preflight::credential_file("CANON_SSH_KEY", &path));
+    }
+    if let Some(s) = &settings {
+        // The listener creates its journal in the state dir, not the folder itself.
+        problems.extend(preflight::state_dir("CANON_STATE_DIR", &s.state_dir, false));
+    }
+    ExitCode::from(preflight::finish("the listener's configuration", &problems))
 }
 
 async fn serve(settings: Settings) -> ExitCode {

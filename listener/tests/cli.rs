@@ -62,3 +62,67 @@ fn an_unknown_canon_variable_is_named_as_a_likely_typo() {
         "a value was printed:\n{err}"
     );
 }
+
+#[test]
+fn check_prints_ok_for_good_settings_and_every_problem_of_bad_ones_at_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let enrollment = dir.path().join("enrollment.yml");
+    std::fs::write(
+        &enrollment,
+        "recipes:\n  - name: custom-html\n    upstream: /srv/u\n    mirror: /srv/m\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let key = dir.path().join("ssh_key");
+    std::fs::write(&key, "not really a key\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let base = [
+        ("CANON_ENROLLMENT", enrollment.to_str().unwrap()),
+        ("CANON_STATE_DIR", state.to_str().unwrap()),
+        ("CANON_WEBHOOK_SECRETS", "a-webhook-secret-of-some-length"),
+        ("CANON_DRONE_SERVER", "http://127.0.0.1:9"),
+        ("CANON_DRONE_TOKEN", "drone-token-value"),
+        ("CANON_DRONE_REPO", "ops/canon"),
+        ("CANON_SSH_KEY", key.to_str().unwrap()),
+    ];
+    let out = listener(&["check"], &base);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    assert_eq!(
+        std::fs::read_dir(&state).unwrap().count(),
+        0,
+        "a check starts nothing: no journal"
+    );
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&enrollment, "recipes: [}\n").unwrap();
+    let mut bad: Vec<(&str, &str)> = base
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "CANON_DRONE_TOKEN")
+        .collect();
+    bad.push(("CANON_WORKERZ", "3"));
+    let out = listener(&["check"], &bad);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for want in [
+        "CANON_DRONE_TOKEN",
+        "`CANON_SSH_KEY`",
+        "is open to other users (mode 0644)",
+        "`CANON_ENROLLMENT`",
+        "CANON_WORKERZ is not a canon-listener variable",
+    ] {
+        assert!(stderr.contains(want), "missing {want:?}: {stderr}");
+    }
+    assert!(
+        !stderr.contains("a-webhook-secret-of-some-length"),
+        "no secret shows: {stderr}"
+    );
+}

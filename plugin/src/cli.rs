@@ -59,6 +59,12 @@ pub enum Command {
         after_help = "Example:\n  canon-plugin sweep --config enrollment.yml --inline --dry-run"
     )]
     Sweep(cmd::sweep::Args),
+    /// Check a configuration offline (settings, enrollment, credential files, state dir) before
+    /// deploying it: every problem at once with exit 2, or `ok` with exit 0. The sweep's settings
+    /// unless `--mode` (or Drone's event) names another mode.
+    #[command(after_help = "Example:
+  PLUGIN_MIRROR_TOKEN_FILE=/run/secrets/mirror_token canon-plugin check --config /etc/canon/enrollment.yml --state-dir /var/lib/canon")]
+    Check(cmd::check::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -90,6 +96,7 @@ fn run_command() -> ExitCode {
         Some(Command::Sweep(args)) => {
             with_environment(|env| dispatch(env, Some(args.settings.into_raw()), Some(Mode::Sweep)))
         }
+        Some(Command::Check(args)) => with_environment(|env| cmd::check::main(args, env)),
         None => with_environment(|env| dispatch(env, None, None)),
     }
 }

@@ -445,3 +445,91 @@ fn git_tag(f: &Fixture, tag: &str) {
     );
     f.sync_mirror();
 }
+
+#[test]
+fn check_prints_ok_for_a_good_configuration_and_every_problem_of_a_bad_one_at_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let state = root.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(
+        root.join("enrollment.yml"),
+        "recipes:\n  - name: custom-html\n    upstream: /srv/upstream/custom-html\n    mirror: /srv/mirror/custom-html\n",
+    )
+    .unwrap();
+    let token = root.join("mirror_token");
+    std::fs::write(&token, "t0ken\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let good = [
+        "check",
+        "--config",
+        "enrollment.yml",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--mirror-token-file",
+        "mirror_token",
+    ];
+    let out = plugin(root, &good).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", printed(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+
+    // Three problems of three kinds, printed together: a typed enrollment key, a token file
+    // open to everyone, a state dir that is not there; and a setting the sweep cannot take.
+    std::fs::write(
+        root.join("bad.yml"),
+        "recipes:\n  - name: custom-html\n    upstream: /u\n    mirror: /m\n    deploy_timeout: 5m\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = plugin(
+        root,
+        &[
+            "check",
+            "--config",
+            "bad.yml",
+            "--state-dir",
+            root.join("missing").to_str().unwrap(),
+            "--mirror-token-file",
+            "mirror_token",
+            "--jobs",
+            "zero",
+        ],
+    )
+    .output()
+    .unwrap();
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(out.stdout.is_empty(), "{text}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "deploy_timeout: expected a whole number of seconds",
+        "is open to other users (mode 0644)",
+        "`jobs`",
+    ] {
+        assert!(stderr.contains(want), "missing {want:?}: {text}");
+    }
+    assert!(!stderr.contains("t0ken"), "the token never shows: {text}");
+    // The state dir's problem needs the settings parsed; with `jobs` fixed it shows too.
+    let out = plugin(
+        root,
+        &[
+            "check",
+            "--config",
+            "enrollment.yml",
+            "--state-dir",
+            root.join("missing").to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", printed(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the first run creates it with --init"),
+        "{}",
+        printed(&out)
+    );
+    // Nothing was created or written by a check.
+    assert!(!root.join("missing").exists());
+    assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0);
+}

@@ -28,6 +28,7 @@
 //! - [`http_client`]: the HTTP client of every API canon calls with a credential: timeouts, and
 //!   redirects only within the configured origin.
 //! - [`listener_api`]: the listener's HTTP API answers (the contract) and a client for them.
+//! - [`preflight`]: the offline checks of `check` (enrollment, credential files, state dir).
 
 pub mod badge;
 pub mod build_info;
@@ -41,6 +42,7 @@ pub mod gate;
 pub mod http_client;
 pub mod listener_api;
 pub mod mirror;
+pub mod preflight;
 pub mod recipe;
 pub mod secret;
 pub mod settings;

@@ -8,10 +8,12 @@
 //! - [`state`]: `state export`, a state dir's records in the state repository layout.
 //! - [`run`]: `run`, tag mode from the command line.
 //! - [`sweep`]: `sweep`, the weekly sweep from the command line.
+//! - [`check`]: `check`, a configuration checked offline before it is deployed.
 
 use std::path::Path;
 
 pub mod canonical;
+pub mod check;
 pub mod mirror_sync;
 pub mod recipe;
 pub mod run;

@@ -51,7 +51,7 @@ impl Use {
     pub fn commands(self) -> &'static [&'static str] {
         match self {
             Use::Tag => &["run"],
-            Use::Sweep => &["sweep"],
+            Use::Sweep => &["sweep", "check"],
             Use::CanonicalTarget => &[
                 "canonical show",
                 "canonical pin",
