@@ -1,7 +1,7 @@
 //! The listener's forge-side work against loopback forges: `canon-listener register-hooks` run
 //! as an operator runs it (the real binary against a Gitea-shaped API: one hook created, found
 //! again on the second run; a broken hook repaired in place, then found; no token or secret
-//! printed), and the worker closing mirror PRs that upstream has merged after a signed tag
+//! printed; a reader that stops early ends it as SIGPIPE would, never a panic), and the worker closing mirror PRs that upstream has merged after a signed tag
 //! webhook (mirror over git smart HTTP, PRs on a Gitea-shaped API, build on the Drone stand-in).
 
 use crate::support;
@@ -48,6 +48,48 @@ fn register_env(root: &Path, enrollment: &Path, forge: &FakeForge) -> Vec<(&'sta
         // The most talkative level the operator might pick still prints no credential.
         ("CANON_LOG", "debug".to_string()),
     ]
+}
+
+#[test]
+fn register_hooks_ends_quietly_on_a_closed_pipe_as_a_unix_tool_does() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let forge = FakeForge::start(Shape::Gitea, ForgeState::new("owner/name", FORGE_TOKEN));
+    let enrollment = tmp.path().join("enrollment.yml");
+    std::fs::write(
+        &enrollment,
+        format!(
+            "forge:\n  upstream: {}\nrecipes:\n  - name: hello\n    upstream: owner/name\n    mirror: /srv/mirrors/hello.git\n",
+            forge.base_url()
+        ),
+    )
+    .unwrap();
+    // `register-hooks | head -0`: the reader is gone before the first line is written.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut c = Command::new(env!("CARGO_BIN_EXE_canon-listener"));
+    c.arg("register-hooks")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in register_env(tmp.path(), &enrollment, &forge) {
+        c.env(k, v);
+    }
+    let out = c.spawn().unwrap().wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}\n{stderr}",
+        out.status
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("failed printing"),
+        "{stderr}"
+    );
+    // It had something to print: the hook was created before the write failed.
+    assert_eq!(forge.state.lock().unwrap().hooks.len(), 1);
 }
 
 #[test]

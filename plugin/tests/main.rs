@@ -12,6 +12,7 @@ mod cli_settings;
 mod drone_yml;
 mod mirror_cli;
 mod recipe_plan;
+mod rewarm_cli;
 mod secret_files;
 mod shared_state;
 mod state_repo;
@@ -26,6 +27,7 @@ mod engine {
     mod docker_runner;
     mod image;
     mod promote_crash;
+    mod rewarm;
     mod warm_run;
 }
 

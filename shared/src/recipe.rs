@@ -301,38 +301,174 @@ pub enum EnrollmentError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEnrollment {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "forges")]
     forge: RawForges,
     /// The Drone repository every recipe builds in unless it names its own.
+    #[serde(default, deserialize_with = "drone_repo_text")]
     drone_repo: Option<String>,
+    #[serde(default, deserialize_with = "recipe_list")]
     recipes: Option<Vec<serde_yaml::Value>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawForges {
+    #[serde(default, deserialize_with = "forge_upstream")]
     upstream: Option<String>,
+    #[serde(default, deserialize_with = "forge_mirror")]
     mirror: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRecipe {
+    #[serde(deserialize_with = "name_text")]
     name: String,
+    #[serde(deserialize_with = "upstream_location")]
     upstream: String,
+    #[serde(deserialize_with = "mirror_location")]
     mirror: String,
+    #[serde(default, deserialize_with = "branch_name")]
     branch: Option<String>,
+    #[serde(default, deserialize_with = "stage_list")]
     required_stages: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "shell_command")]
     test_command: Option<String>,
     #[serde(default, deserialize_with = "whole_seconds")]
     deploy_timeout: Option<u64>,
+    #[serde(default, deserialize_with = "http_path")]
     health_path: Option<String>,
-    stability_window: Option<serde_yaml::Value>,
+    #[serde(default, deserialize_with = "window_seconds")]
+    stability_window: Option<u64>,
+    #[serde(default, deserialize_with = "drone_repo_text")]
     drone_repo: Option<String>,
+    #[serde(default, deserialize_with = "secret_map")]
     secrets: Option<BTreeMap<String, String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "rule_list")]
     lint_skip: Vec<String>,
+    #[serde(default, deserialize_with = "host_access_list")]
     host_access: Option<Vec<String>>,
+}
+
+/// How a type error shows the value it got.
+#[derive(Clone, Copy)]
+enum Got {
+    /// A scalar as written (a string quoted), a list or map as JSON, cut at 60 characters.
+    Value,
+    /// Its kind only (`a list`, `a map`): a repository location may carry credentials.
+    Kind,
+}
+
+/// Returns `value` as a type error shows it ([`Got`]).
+fn shown_value(value: &serde_yaml::Value, got: Got) -> String {
+    use serde_yaml::Value as V;
+    match (value, got) {
+        (V::Null, _) => "nothing".into(),
+        (V::Sequence(_), Got::Kind) => "a list".into(),
+        (V::Mapping(_), Got::Kind) => "a map".into(),
+        (V::String(_), Got::Kind) => "a string".into(),
+        (V::Tagged(_), _) => "a tagged value".into(),
+        _ => {
+            let text =
+                serde_json::to_string(value).unwrap_or_else(|_| "something else".to_string());
+            if text.chars().count() > 60 {
+                format!("{}…", text.chars().take(60).collect::<String>())
+            } else {
+                text
+            }
+        }
+    }
+}
+
+/// Reads the value of `key` as `T`, or fails naming the key, the expected form and what it got:
+/// `deploy_timeout: expected a whole number of seconds, got "5m"`.
+fn typed<'de, D, T>(d: D, key: &str, form: &str, got: Got) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_yaml::Value::deserialize(d)?;
+    serde_yaml::from_value(value.clone()).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{key}: expected {form}, got {}",
+            shown_value(&value, got)
+        ))
+    })
+}
+
+/// Declares one reader per typed key of the enrollment: its key, the form it expects, its type.
+macro_rules! typed_keys {
+    ($($(#[$doc:meta])* $fn:ident: $key:literal, $form:literal, $got:ident => $t:ty;)*) => {$(
+        $(#[$doc])*
+        fn $fn<'de, D: serde::Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
+            typed(d, $key, $form, Got::$got)
+        }
+    )*};
+}
+
+typed_keys! {
+    /// Reads a recipe's `name`.
+    name_text: "name", "a recipe name", Value => String;
+    /// Reads a recipe's `upstream`.
+    upstream_location: "upstream", "a repository URL, an absolute path or `owner/name`", Kind => String;
+    /// Reads a recipe's `mirror`.
+    mirror_location: "mirror", "a repository URL, an absolute path or `owner/name`", Kind => String;
+    /// Reads a recipe's `branch`.
+    branch_name: "branch", "a branch name", Value => Option<String>;
+    /// Reads a recipe's `required_stages`.
+    stage_list: "required_stages", "a list of stage names (lint, install, upgrade, backup, restore, custom)", Value => Option<Vec<String>>;
+    /// Reads a recipe's `test_command`.
+    shell_command: "test_command", "a shell command", Value => Option<String>;
+    /// Reads a recipe's `deploy_timeout`.
+    whole_seconds: "deploy_timeout", "a whole number of seconds", Value => Option<u64>;
+    /// Reads a recipe's `health_path`.
+    http_path: "health_path", "an HTTP path like `/health`", Value => Option<String>;
+    /// Reads `drone_repo`, top-level or a recipe's.
+    drone_repo_text: "drone_repo", "a Drone repository `owner/name`", Value => Option<String>;
+    /// Reads a recipe's `secrets`.
+    secret_map: "secrets", "a map of compose secret keys to files", Value => Option<BTreeMap<String, String>>;
+    /// Reads a recipe's `lint_skip`.
+    rule_list: "lint_skip", "a list of lint rule ids", Value => Vec<String>;
+    /// Reads a recipe's `host_access`.
+    host_access_list: "host_access", "a list of host paths or kinds", Value => Option<Vec<String>>;
+    /// Reads the top-level `recipes`.
+    recipe_list: "recipes", "a list of recipes", Kind => Option<Vec<serde_yaml::Value>>;
+    /// Reads `forge.upstream`.
+    forge_upstream: "forge.upstream", "an http(s) base URL", Kind => Option<String>;
+    /// Reads `forge.mirror`.
+    forge_mirror: "forge.mirror", "an http(s) base URL", Kind => Option<String>;
+}
+
+/// Reads the top-level `forge`: a map, whose own keys report their own faults (an unknown key
+/// with its suggestion, a key of the wrong type).
+fn forges<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RawForges, D::Error> {
+    let value = serde_yaml::Value::deserialize(d)?;
+    match value {
+        serde_yaml::Value::Null => Ok(RawForges::default()),
+        serde_yaml::Value::Mapping(_) => {
+            serde_yaml::from_value(value).map_err(serde::de::Error::custom)
+        }
+        other => Err(serde::de::Error::custom(format!(
+            "forge: expected a map with `upstream` and `mirror` base URLs, got {}",
+            shown_value(&other, Got::Kind)
+        ))),
+    }
+}
+
+/// Reads a recipe's `stability_window`: a whole number of seconds from 1 to
+/// [`MAX_STABILITY_WINDOW_SECS`].
+fn window_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let value = serde_yaml::Value::deserialize(d)?;
+    if value.is_null() {
+        return Ok(None);
+    }
+    match value.as_u64() {
+        Some(w) if (1..=MAX_STABILITY_WINDOW_SECS).contains(&w) => Ok(Some(w)),
+        _ => Err(serde::de::Error::custom(format!(
+            "stability_window: expected a whole number of seconds from 1 to {MAX_STABILITY_WINDOW_SECS}, got {}",
+            shown_value(&value, Got::Value)
+        ))),
+    }
 }
 
 /// Checks an enrollment's `host_access:`: each entry a host path or a kind, one line of
@@ -441,19 +577,6 @@ fn struct_fields<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
     // The probe always fails after recording: the error carries nothing to report.
     let _ = T::deserialize(FieldProbe(&mut fields));
     fields
-}
-
-/// Reads `deploy_timeout`, a whole number of seconds, saying what was expected and what it got
-/// otherwise.
-fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    let value = serde_yaml::Value::deserialize(d)?;
-    match value.as_u64() {
-        Some(n) => Ok(Some(n)),
-        None => Err(serde::de::Error::custom(format!(
-            "deploy_timeout: expected a whole number of seconds, got {}",
-            serde_json::to_string(&value).unwrap_or_else(|_| "something else".into())
-        ))),
-    }
 }
 
 /// The recipe entries alone, read again from the text when one is wrong: reading from the
@@ -700,22 +823,7 @@ impl Enrollment {
             if raw.deploy_timeout == Some(0) {
                 return Err(entry("deploy_timeout must be at least 1 second".into()));
             }
-            let stability_window = raw
-                .stability_window
-                .as_ref()
-                .map(|v| {
-                    v.as_u64()
-                        .filter(|w| (1..=MAX_STABILITY_WINDOW_SECS).contains(w))
-                        .ok_or_else(|| {
-                            let shown = serde_yaml::to_string(v)
-                                .map(|t| t.trim().to_string())
-                                .unwrap_or_default();
-                            entry(format!(
-                                "stability_window must be a whole number of seconds from 1 to {MAX_STABILITY_WINDOW_SECS}, not {shown}"
-                            ))
-                        })
-                })
-                .transpose()?;
+            let stability_window = raw.stability_window;
             if let Some(w) = stability_window {
                 if let Some(t) = raw.deploy_timeout.filter(|&t| w >= t) {
                     return Err(entry(format!(
@@ -1027,7 +1135,7 @@ recipes:
             ("recipes: [{name: a, upstream: /u, mirror: /u}]", "same repository"),
             ("recipes: [{name: a, upstream: /u, mirror: /m, required_stages: [deploy]}]", "unknown stage `deploy`"),
             ("recipes: [{name: a, upstream: /u, mirror: /m, host_access: ['']}]", "host_access: \"\" is not a host path or a kind"),
-            ("recipes: [{name: a, upstream: /u, mirror: /m, host_access: /x}]", "recipe #1 (`a`)"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, host_access: /x}]", "recipe #1 (`a`): host_access: expected a list of host paths or kinds, got \"/x\""),
             ("recipes: [{name: a, upstream: 'https://x:pw@h/o/n', mirror: /m}]", "credentials"),
             ("recipes: [{name: a, upstream: 'https://TOKEN@h/o/n', mirror: /m}]", "credentials"),
             ("recipes: [{name: a, upstream: /u, mirror: 'http://user@h/o/n'}]", "credentials"),
@@ -1035,11 +1143,11 @@ recipes:
             ("recipes: [{name: a, upstream: /u, mirror: /m, branch: 'a..b'}]", "not a valid branch"),
             ("recipes: [{name: a, upstream: relative/path/x, mirror: /m}]", "neither a git URL"),
             ("recipes: [{upstream: /u, mirror: /m}]", "recipe #1 (unnamed): missing field `name`"),
-            ("recipes: [{name: a, upstream: /u, mirror: /m, stability_window: 0}]", "stability_window must be a whole number of seconds from 1 to 3600, not 0"),
-            ("recipes: [{name: a, upstream: /u, mirror: /m, stability_window: 7200}]", "stability_window must be a whole number of seconds from 1 to 3600, not 7200"),
-            ("recipes: [{name: a, upstream: /u, mirror: /m, stability_window: -1}]", "stability_window must be a whole number of seconds from 1 to 3600, not -1"),
-            ("recipes: [{name: a, upstream: /u, mirror: /m, stability_window: ten}]", "stability_window must be a whole number of seconds from 1 to 3600, not ten"),
-            ("recipes: [{name: a, upstream: /u, mirror: /m, stability_window: 2.5}]", "not 2.5"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, stability_window: 0}]", "recipe #1 (`a`): stability_window: expected a whole number of seconds from 1 to 3600, got 0"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, stability_window: 7200}]", "stability_window: expected a whole number of seconds from 1 to 3600, got 7200"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, stability_window: -1}]", "stability_window: expected a whole number of seconds from 1 to 3600, got -1"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, stability_window: ten}]", "stability_window: expected a whole number of seconds from 1 to 3600, got \"ten\""),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, stability_window: 2.5}]", "stability_window: expected a whole number of seconds from 1 to 3600, got 2.5"),
             ("recipes: [{name: a, upstream: /u, mirror: /m, deploy_timeout: 30, stability_window: 30}]", "must be shorter than deploy_timeout (30 s)"),
             ("recipes: {", "invalid YAML"),
             ("recipes: [{name: a, upstream: /u, mirror: /m, drone_repo: 'ci/a b'}]", "drone_repo \"ci/a b\" is not `owner/name`"),
@@ -1047,12 +1155,35 @@ recipes:
             ("drone_repo: 'ci/h?st'\nrecipes: [{name: a, upstream: /u, mirror: /m}]", "drone_repo \"ci/h?st\" is not `owner/name`"),
             ("recipes: [{name: a, upstream: /u, mirror: /m, secrets: {'a b': /f}}]", "secrets: \"a b\" is not a compose secret key"),
             ("recipes: [{name: a, upstream: /u, mirror: /m, secrets: {k: ''}}]", "secrets: `k` needs the path of the file"),
-            ("recipes: [{name: a, upstream: /u, mirror: /m, secrets: [k]}]", "recipe #1 (`a`): secrets: invalid type: sequence, expected a map"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, secrets: [k]}]", "recipe #1 (`a`): secrets: expected a map of compose secret keys to files, got [\"k\"]"),
+            // Every typed key: its name, the form it expects and what it got, once, with the
+            // line of the key.
+            ("recipes: [{name: 5, upstream: /u, mirror: /m}]", "recipe #1 (unnamed): name: expected a recipe name, got 5"),
+            ("recipes: [{name: a, upstream: ['https://s3cr3t@h/o/n'], mirror: /m}]", "recipe #1 (`a`): upstream: expected a repository URL, an absolute path or `owner/name`, got a list"),
+            ("recipes: [{name: a, upstream: /u, mirror: {url: /m}}]", "recipe #1 (`a`): mirror: expected a repository URL, an absolute path or `owner/name`, got a map"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, branch: [main]}]", "recipe #1 (`a`): branch: expected a branch name, got [\"main\"]"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, required_stages: install}]", "recipe #1 (`a`): required_stages: expected a list of stage names (lint, install, upgrade, backup, restore, custom), got \"install\""),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, test_command: [make, test]}]", "recipe #1 (`a`): test_command: expected a shell command, got [\"make\",\"test\"]"),
+            ("recipes:\n  - name: a\n    upstream: /u\n    mirror: /m\n    health_path: 80\n", "recipe #1 (`a`): health_path: expected an HTTP path like `/health`, got 80 (line 5)"),
+            ("recipes:\n  - name: a\n    upstream: /u\n    mirror: /m\n    stability_window: 1m\n", "recipe #1 (`a`): stability_window: expected a whole number of seconds from 1 to 3600, got \"1m\" (line 5)"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, drone_repo: [ci/a]}]", "recipe #1 (`a`): drone_repo: expected a Drone repository `owner/name`, got [\"ci/a\"]"),
+            ("recipes:\n  - name: a\n    upstream: /u\n    mirror: /m\n    lint_skip: healthcheck\n", "recipe #1 (`a`): lint_skip: expected a list of lint rule ids, got \"healthcheck\" (line 5)"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, host_access: {path: /x}}]", "recipe #1 (`a`): host_access: expected a list of host paths or kinds, got {\"path\":\"/x\"}"),
+            ("recipes: 5", "recipes: expected a list of recipes, got 5 (line 1)"),
+            ("recipes: {name: a}", "recipes: expected a list of recipes, got a map (line 1)"),
+            ("drone_repo: [ci/a]\nrecipes: [{name: a, upstream: /u, mirror: /m}]", "drone_repo: expected a Drone repository `owner/name`, got [\"ci/a\"] (line 1)"),
+            ("forge: https://h\nrecipes: [{name: a, upstream: /u, mirror: /m}]", "forge: expected a map with `upstream` and `mirror` base URLs, got a string (line 1)"),
+            ("forge:\n  upstream: ['https://s3cr3t@h']\nrecipes: [{name: a, upstream: /u, mirror: /m}]", "forge.upstream: expected an http(s) base URL, got a list"),
+            ("forge:\n  mirror: 5\nrecipes: [{name: a, upstream: /u, mirror: /m}]", "forge.mirror: expected an http(s) base URL, got 5"),
+            ("forge:\n  upstrem: https://h\nrecipes: [{name: a, upstream: /u, mirror: /m}]", "unknown key `upstrem`; did you mean `upstream`?"),
         ];
         for (text, want) in table {
             let err = load(text).unwrap_err().to_string();
             assert!(err.contains("/etc/canon/enrollment.yml"), "{err}");
             assert!(err.contains(want), "{text}: {err}");
+            // Each cause once, and a repository location's content never.
+            assert!(err.matches("expected").count() <= 1, "{text}: {err}");
+            assert!(!err.contains("s3cr3t"), "{text}: {err}");
         }
     }
 

@@ -1,4 +1,5 @@
-//! `canon-plugin canonical`: show, pin and unpin one recipe's canonical, and draw its badge.
+//! `canon-plugin canonical`: show, pin and unpin one recipe's canonical, draw its badge, and
+//! deploy it again as the warm canonical (`rewarm`, [`crate::tag_mode::rewarm`]).
 //!
 //! `show` adds to the record who holds the recipe's warm data on this host
 //! ([`canon_shared::state::holds`]): read live from the state dir, never stored with the record.
@@ -25,7 +26,9 @@ use canon_shared::state::holds::{WarmHolds, WarmStatus};
 use canon_shared::state::{self, CanonicalRecord, LockWait, StateDir, StateError, StateStore};
 use clap::{Args as ClapArgs, Subcommand};
 
-use crate::settings::{CanonicalBy, CanonicalTarget, SubcommandFlags, Variables};
+use crate::settings::{
+    CanonicalBy, CanonicalRewarm, CanonicalTarget, SubcommandFlags, SubcommandValues, Variables,
+};
 
 /// Where and which recipe.
 #[derive(Debug, ClapArgs)]
@@ -140,6 +143,22 @@ pub enum CanonicalCommand {
         /// Write it to this file (replaced atomically) instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Deploy the canonical's tag again as the warm canonical, under the same hold as a
+    /// promote's warm deploy, for a host that lost its warm data. The canonical and its history
+    /// do not change. Exit 0 deployed, 1 failed (no canonical yet, no checkout of its commit,
+    /// the canonical moved meanwhile, the deploy failed), 2 bad settings (no `--config`, a recipe
+    /// not enrolled, a runner that keeps no warm data).
+    #[command(
+        after_help = "Example:\n  canon-plugin canonical rewarm --recipe custom-html --config enrollment.yml --state-dir /var/lib/canon --runner docker"
+    )]
+    Rewarm {
+        #[command(flatten)]
+        target: Target,
+        /// The runner, its promote step and the mirror's credentials, from
+        /// [`crate::settings::KNOWN_SETTINGS`].
+        #[command(flatten)]
+        how: SubcommandFlags<CanonicalRewarm>,
     },
     /// Release a pin.
     #[command(
@@ -268,7 +287,8 @@ pub fn main(cmd: CanonicalCommand, vars: &Variables) -> ExitCode {
         CanonicalCommand::Show(t) => t,
         CanonicalCommand::Pin { target, .. }
         | CanonicalCommand::Unpin { target, .. }
-        | CanonicalCommand::Badge { target, .. } => target,
+        | CanonicalCommand::Badge { target, .. }
+        | CanonicalCommand::Rewarm { target, .. } => target,
     };
     let place = match Place::read(target, vars) {
         Ok(place) => place,
@@ -285,6 +305,9 @@ pub fn main(cmd: CanonicalCommand, vars: &Variables) -> ExitCode {
     if let Some(why) = unusable {
         canon_shared::errln!("error: {why}");
         return ExitCode::from(crate::exit::EXIT_USAGE);
+    }
+    if let CanonicalCommand::Rewarm { target, how } = &cmd {
+        return rewarm(target, &place, &how.read(vars), vars);
     }
     let store = place.store();
     let result = match &cmd {
@@ -306,6 +329,8 @@ pub fn main(cmd: CanonicalCommand, vars: &Variables) -> ExitCode {
             let by = who(by, vars);
             state::unpin(store.as_ref(), &target.recipe, reason, &by, wait).map(Some)
         }
+        // Handled above: it prints no record.
+        CanonicalCommand::Rewarm { .. } => return ExitCode::from(crate::exit::EXIT_USAGE),
     };
     let warm = match &cmd {
         CanonicalCommand::Show(t) => warm_status(&t.recipe, &place),
@@ -339,6 +364,151 @@ pub fn main(cmd: CanonicalCommand, vars: &Variables) -> ExitCode {
         Err(e) => {
             crate::exit::report_error(&e);
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// What `rewarm` reads besides [`Place`]: the runner, the lock wait, the run folder and the
+/// mirror's credentials; every problem at once.
+struct Rewarming {
+    runner: Box<dyn crate::runners::Runner>,
+    lock_wait: LockWait,
+    work_dir: PathBuf,
+    mirror_token: Option<Secret>,
+    known_hosts: Option<PathBuf>,
+}
+
+impl Rewarming {
+    /// Reads `how` (and the mirror token file of `target`), every problem at once.
+    fn read(
+        target: &Target,
+        how: &SubcommandValues,
+        vars: &Variables,
+    ) -> Result<Self, SettingsError> {
+        use crate::settings::{parse_duration, RunnerKind};
+        let mut problems = Problems::default();
+        let kind = match how.given("runner").as_deref().map(str::trim) {
+            None | Some("docker") => Some(RunnerKind::Docker),
+            Some("abra") => Some(RunnerKind::Abra),
+            Some("command") => Some(RunnerKind::Command),
+            Some(other) => {
+                problems.push(format!(
+                    "`runner` must be command, docker or abra, not {other:?}"
+                ));
+                None
+            }
+        };
+        let duration = |name: &str, problems: &mut Problems| {
+            let value = how.text(name).unwrap_or_default();
+            problems.check(parse_duration(name, &value))
+        };
+        let timeout = duration("timeout", &mut problems);
+        let lock_wait = duration("lock_wait", &mut problems);
+        // The token for the mirror: its variable, else the file `--mirror-token-file` names.
+        let mirror_token = match how.secret("mirror_token") {
+            Some(token) => Some(token),
+            None => target
+                .place
+                .read(vars)
+                .token_from_file("mirror_token_file", &mut problems),
+        };
+        problems.into_result()?;
+        Ok(Rewarming {
+            runner: crate::runners::build(
+                kind.unwrap_or(RunnerKind::Docker),
+                None,
+                how.text("promote_command"),
+                timeout.unwrap_or_default(),
+            ),
+            lock_wait: match lock_wait.unwrap_or_default() {
+                d if d.is_zero() => LockWait::Fail,
+                d => LockWait::Wait(d),
+            },
+            work_dir: how
+                .given("work_dir")
+                .map_or_else(std::env::temp_dir, PathBuf::from),
+            mirror_token,
+            known_hosts: how.path("known_hosts"),
+        })
+    }
+}
+
+/// Runs `canonical rewarm`: loads the enrollment (`--config` is required: it names the
+/// mirror), then deploys the canonical's tag again as the warm canonical
+/// ([`crate::tag_mode::rewarm`]).
+fn rewarm(target: &Target, place: &Place, how: &SubcommandValues, vars: &Variables) -> ExitCode {
+    let usage = |why: String| {
+        canon_shared::errln!("error: {why}");
+        ExitCode::from(crate::exit::EXIT_USAGE)
+    };
+    let Some(config) = &target.config else {
+        return usage(
+            "`canonical rewarm` needs --config: the enrollment names the recipe's mirror".into(),
+        );
+    };
+    let enrollment = match canon_shared::recipe::Enrollment::load(config) {
+        Ok(e) => e,
+        Err(e) => return usage(crate::exit::error_chain(&e)),
+    };
+    // `not_enrolled` has refused a recipe the enrollment does not name.
+    let Some(recipe) = enrollment.get(&target.recipe).cloned() else {
+        return usage(format!(
+            "recipe `{}` is not enrolled in {}",
+            target.recipe,
+            config.display()
+        ));
+    };
+    let how = match Rewarming::read(target, how, vars) {
+        Ok(how) => how,
+        Err(e) => return usage(e.to_string()),
+    };
+    let credentials = Credentials {
+        mirror_token: how.mirror_token.clone(),
+        ssh_key: place.ssh_key_file.clone(),
+        known_hosts: how.known_hosts.clone(),
+        mirror_base: enrollment.forges.mirror.clone(),
+        ..Credentials::default()
+    };
+    let settings = crate::tag_mode::RunSettings {
+        upstream: credentials.upstream(&recipe),
+        mirror: credentials.mirror(&recipe),
+        recipe,
+        // Replaced by the canonical's tag.
+        tested: canon_shared::gate::TestedRef::Ref(String::new()),
+        claimed_commits: Vec::new(),
+        quick: false,
+        warm: false,
+        state_dir: place.state_dir.clone(),
+        state_repo: place
+            .state_repo
+            .as_deref()
+            .map(|url| credentials.state_remote(url)),
+        work_dir: how.work_dir.clone(),
+        keep_work_dir: false,
+        lock_wait: how.lock_wait,
+        env: Default::default(),
+        build: format!("rewarm-{}", std::process::id()),
+        build_link: None,
+        trigger: "cli".into(),
+        report: None,
+    };
+    match crate::tag_mode::rewarm(&settings, how.runner.as_ref()) {
+        Ok(canonical) => {
+            canon_shared::outln!(
+                "canon: deployed {} {} (commit {}) again as the warm canonical",
+                canonical.recipe,
+                canonical.version,
+                canonical.commit
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            crate::exit::report_error(&e);
+            ExitCode::from(if e.is_usage() {
+                crate::exit::EXIT_USAGE
+            } else {
+                crate::exit::EXIT_RED
+            })
         }
     }
 }

@@ -2,7 +2,8 @@
 //! `run` and `sweep` carry the settings as flags; [`crate::cli`] validates them and picks the mode.
 //!
 //! - [`versions`]: `versions sort|latest|check`, release-tag tools for people and checks.
-//! - [`canonical`]: `canonical show|pin|unpin`, the state of one recipe's canonical.
+//! - [`canonical`]: `canonical show|pin|unpin|badge|rewarm`, the state of one recipe's canonical
+//!   and its warm data.
 //! - [`mirror_sync`]: `mirror-sync`, one repo pair or every enrolled recipe.
 //! - [`recipe`]: `recipe plan`, the deploy plan of a recipe checkout, without deploying.
 //! - [`state`]: `state export`, a state dir's records in the state repository layout.

@@ -486,6 +486,11 @@ impl Runner for AbraRunner {
         ))
     }
 
+    fn keeps_warm_data(&self) -> Result<(), String> {
+        // The promote step keeps the app `warm-<recipe>` deployed by abra on this server.
+        Ok(())
+    }
+
     fn promote(&self, ctx: &RunContext) -> Result<(), RunnerError> {
         let TestedRef::Tag(tag) = &ctx.tested else {
             return Err(RunnerError::Other(

@@ -179,6 +179,16 @@ impl Runner for CommandRunner {
         warm_volumes(recipe)
     }
 
+    fn keeps_warm_data(&self) -> Result<(), String> {
+        match self.promote_command {
+            Some(_) => Ok(()),
+            None => Err(
+                "the command runner keeps warm data only through its `promote_command`, and none is set"
+                    .into(),
+            ),
+        }
+    }
+
     fn promote(&self, ctx: &RunContext) -> Result<(), RunnerError> {
         let Some(script) = &self.promote_command else {
             return Ok(());

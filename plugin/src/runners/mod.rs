@@ -198,6 +198,12 @@ pub trait Runner {
         Ok(())
     }
 
+    /// Returns `Ok` when the promote step leaves warm data on this host that `canonical rewarm`
+    /// can deploy again, or why this runner keeps none (the default).
+    fn keeps_warm_data(&self) -> Result<(), String> {
+        Err(format!("the {} runner keeps no warm data", self.name()))
+    }
+
     /// Returns the Docker node a promote leaves the warm data on (recorded as the canonical's
     /// `host`), or none for a runner that keeps no warm data of its own.
     fn warm_host(&self) -> Option<String> {

@@ -78,8 +78,8 @@ pub use environment::{
     DroneMeta, Environment, EnvironmentError, ModeFlags, RawSettings, SweepMode, TagMode,
 };
 pub use subcommands::{
-    CanonicalBy, CanonicalTarget, FlagGroup, MirrorSync, RecipePlan, StateExport, SubcommandFlags,
-    SubcommandValues, Variables,
+    CanonicalBy, CanonicalRewarm, CanonicalTarget, FlagGroup, MirrorSync, RecipePlan, StateExport,
+    SubcommandFlags, SubcommandValues, Variables,
 };
 pub use table::{
     plugin_card_properties_yaml, plugin_setting, plugin_settings, setting_doc, settings_of,

@@ -47,6 +47,13 @@ impl FlagGroup for CanonicalBy {
     const USE: Use = Use::CanonicalBy;
 }
 
+/// [`Use::CanonicalRewarm`].
+#[derive(Debug, Clone, Copy)]
+pub struct CanonicalRewarm;
+impl FlagGroup for CanonicalRewarm {
+    const USE: Use = Use::CanonicalRewarm;
+}
+
 /// [`Use::StateExport`].
 #[derive(Debug, Clone, Copy)]
 pub struct StateExport;
@@ -273,6 +280,16 @@ impl SubcommandValues {
     pub fn text(&self, name: &str) -> Option<String> {
         self.entry(name)?;
         self.values.get(name).map(str::to_string)
+    }
+
+    /// Returns the value of `name` given by a flag or a variable, `None` when unset: for a
+    /// setting whose default is a sentence (`runner`, `work_dir`), not a value.
+    pub fn given(&self, name: &str) -> Option<String> {
+        let s = self.entry(name)?;
+        self.values
+            .get(name)
+            .filter(|v| *v != s.default)
+            .map(str::to_string)
     }
 
     /// Returns the path `name` (its default when unset and it has one).

@@ -38,6 +38,9 @@ pub enum Use {
     CanonicalTarget,
     /// Who `canonical pin|unpin` records.
     CanonicalBy,
+    /// How `canonical rewarm` deploys the warm canonical again: the runner and its promote
+    /// step, the hold's wait, the run folder and the mirror's credentials.
+    CanonicalRewarm,
     /// What `state export` exports.
     StateExport,
     /// `mirror-sync`: the state dir of its caches and the credentials of both sides.
@@ -57,8 +60,10 @@ impl Use {
                 "canonical pin",
                 "canonical badge",
                 "canonical unpin",
+                "canonical rewarm",
             ],
             Use::CanonicalBy => &["canonical pin", "canonical unpin"],
+            Use::CanonicalRewarm => &["canonical rewarm"],
             Use::StateExport => &["state export"],
             Use::MirrorSync => &["mirror-sync"],
             Use::RecipePlan => &["recipe plan"],
@@ -332,7 +337,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         required: Required::No,
         meaning: "What runs the stage ladder: `command` (your harness), `docker` or `abra` (built in).",
         help: "`command`, `docker` or `abra`.",
-        used_by: MODES,
+        used_by: &[Use::Tag, Use::Sweep, Use::CanonicalRewarm],
         refused_elsewhere: false,
     },
     SettingDoc {
@@ -360,7 +365,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         required: Required::No,
         meaning: "`command` runner: run after the gate allowed a promotion and before the canonical is written; failing keeps the canonical.",
         help: "Run after the gate allowed a promotion (`command` runner).",
-        used_by: MODES,
+        used_by: &[Use::Tag, Use::Sweep, Use::CanonicalRewarm],
         refused_elsewhere: false,
     },
     SettingDoc {
@@ -388,7 +393,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         required: Required::No,
         meaning: "How long the harness command (and the promote command) may run before it is killed and the run is red.",
         help: "How long the harness may run (e.g. `60m`).",
-        used_by: MODES,
+        used_by: &[Use::Tag, Use::Sweep, Use::CanonicalRewarm],
         refused_elsewhere: false,
     },
     SettingDoc {
@@ -416,7 +421,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         required: Required::No,
         meaning: "How long to wait for the recipe's lock when another run holds it for its gate; `0s` fails at once.",
         help: "How long to wait for the recipe lock (e.g. `30m`; `0s` fails at once).",
-        used_by: MODES,
+        used_by: &[Use::Tag, Use::Sweep, Use::CanonicalRewarm],
         refused_elsewhere: false,
     },
     SettingDoc {
@@ -444,7 +449,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         required: Required::No,
         meaning: "Where each run makes its private folder (checkouts, results file); removed after the run.",
         help: "Where per-run folders are made.",
-        used_by: MODES,
+        used_by: &[Use::Tag, Use::Sweep, Use::CanonicalRewarm],
         refused_elsewhere: false,
     },
     SettingDoc {
@@ -500,7 +505,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         required: Required::No,
         meaning: "Token for HTTPS access to mirror repositories.",
         help: "Token for mirror repositories (prefer `--mirror-token-file`: flags show in `ps`).",
-        used_by: &[Use::Tag, Use::Sweep, Use::MirrorSync, Use::RecipePlan],
+        used_by: &[Use::Tag, Use::Sweep, Use::MirrorSync, Use::RecipePlan, Use::CanonicalRewarm],
         refused_elsewhere: false,
     },
     SettingDoc {
@@ -556,7 +561,7 @@ pub const KNOWN_SETTINGS: &[SettingDoc] = &[
         required: Required::No,
         meaning: "Path of an OpenSSH `known_hosts` file (relative to the workspace) that alone decides which SSH host keys are trusted. Unset: `~/.ssh/known_hosts` of the user the plugin runs as.",
         help: "An OpenSSH known_hosts file trusted for SSH host keys (instead of `~/.ssh/known_hosts`).",
-        used_by: MODES,
+        used_by: &[Use::Tag, Use::Sweep, Use::CanonicalRewarm],
         refused_elsewhere: false,
     },
     SettingDoc {

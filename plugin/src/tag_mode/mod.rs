@@ -19,10 +19,13 @@
 //! - `run`: the runner's ladder, and the verdict read off its stages.
 //! - `promote`: the gate, the promote step and the decision written, under the recipe's lock.
 //! - `assemble`: the report, from the steps' values.
+//! - `rewarm`: [`rewarm()`], the canonical's tag deployed again as the warm canonical under the
+//!   same hold as a promote's warm deploy (`canon-plugin canonical rewarm`).
 
 mod assemble;
 mod prepare;
 mod promote;
+mod rewarm;
 mod run;
 mod setup;
 mod verify;
@@ -41,6 +44,7 @@ use crate::report::{GateReport, Report};
 use crate::runners::Runner;
 use crate::settings::Settings;
 
+pub use rewarm::{rewarm, RewarmError};
 pub use setup::{prepare, PrepareError, Prepared, RunSettings};
 
 /// Runs tag mode with validated settings; returns the exit code.

@@ -199,7 +199,7 @@ fn warm_base(
 }
 
 /// Builds the run's context: the one place a [`RunContext`] is made.
-fn run_context(
+pub(super) fn run_context(
     settings: &RunSettings,
     checkout: checkout::Checkout,
     run_dir: PathBuf,

@@ -310,6 +310,10 @@ impl Runner for DockerRunner {
         Stack::new(self, ctx, name, StackKind::Warm)?.settle(ctx, canonical)
     }
 
+    fn keeps_warm_data(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     fn warm_host(&self) -> Option<String> {
         match engine::client::node_name() {
             Ok(name) => Some(name),
