@@ -43,7 +43,7 @@ pub enum RewarmError {
         version: String,
         commit: String,
         #[source]
-        source: CheckoutError,
+        source: Box<CheckoutError>,
     },
     /// The warm data is held by a promote or a warm run that did not end in time.
     #[error("{recipe}: cannot hold the warm data")]
@@ -67,9 +67,15 @@ pub enum RewarmError {
         #[source]
         source: RunnerError,
     },
-    /// The run folder or the records.
+    /// The run folder or the records (boxed: the result stays small).
     #[error(transparent)]
-    Run(#[from] RunError),
+    Run(Box<RunError>),
+}
+
+impl From<RunError> for RewarmError {
+    fn from(e: RunError) -> Self {
+        RewarmError::Run(Box::new(e))
+    }
 }
 
 impl RewarmError {
@@ -135,7 +141,7 @@ pub fn rewarm(settings: &RunSettings, runner: &dyn Runner) -> Result<CanonicalRe
             recipe: recipe.clone(),
             version: tag.clone(),
             commit: canonical.commit.to_string(),
-            source,
+            source: Box::new(source),
         },
     )?;
     let holder = Holder {
