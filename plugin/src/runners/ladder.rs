@@ -984,6 +984,62 @@ mod tests {
         }
     }
 
+    /// Steps that cannot run commands in the app's container: [`Script`]'s, with the default
+    /// [`Steps::data_check`].
+    struct NoAppExec(Script);
+
+    impl Steps for NoAppExec {
+        fn runner(&self) -> &'static str {
+            "abra"
+        }
+        fn target(&self) -> Target {
+            self.0.target()
+        }
+        fn install(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+            self.0.install(release)
+        }
+        fn upgrade(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+            self.0.upgrade(release)
+        }
+        fn declares_backups(&self) -> bool {
+            self.0.declares_backups()
+        }
+        fn backup(&mut self) -> Result<(), RunnerError> {
+            self.0.backup()
+        }
+        fn restore(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+            self.0.restore(release)
+        }
+        fn running(&self) -> bool {
+            self.0.running()
+        }
+        fn teardown(&mut self) -> Vec<String> {
+            self.0.teardown()
+        }
+    }
+
+    #[test]
+    fn a_runner_that_cannot_reach_the_apps_container_fails_the_data_check_saying_so() {
+        let mut s = NoAppExec(Script {
+            backups: true,
+            ..Script::default()
+        });
+        let out = run(&data_checked(), &mut s);
+        assert_eq!(
+            s.0.calls,
+            ["install 1.1.0+1", "teardown"],
+            "no backup was taken"
+        );
+        assert_eq!(
+            (out.stages[2].status, out.stages[2].reason.as_deref()),
+            (
+                Failed,
+                Some("data_check.seed cannot run: the abra runner does not run commands in the app's container")
+            )
+        );
+        assert_eq!(out.restore_proof, None);
+    }
+
     #[test]
     fn the_custom_stage_is_skipped_when_the_steps_left_the_stack_stopped() {
         let mut s = Script {
