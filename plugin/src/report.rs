@@ -12,6 +12,7 @@ use canon_shared::gate::{GateDecision, StageResult, StageStatus};
 use canon_shared::state::{CanonicalRecord, StateError};
 use serde::{Deserialize, Serialize};
 
+use crate::runners::ladder::RestoreProof;
 use crate::runners::warm::WarmReport;
 
 /// The canonical as the report shows it.
@@ -127,6 +128,11 @@ pub struct Report {
     pub cold_because: Option<String>,
     /// Every stage the runner reported.
     pub stages: Vec<StageResult>,
+    /// What a passed restore proved: `app-data` (the enrollment's `data_check` verified the app's
+    /// own data after it) or `files` (the restored volumes' files only); absent when no restore
+    /// passed or the runner does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_proof: Option<RestoreProof>,
     /// canon's verdict: every required stage passed, none failed, and no problem below.
     pub green: bool,
     /// Why the run is red besides its stages (label mismatch, runner failure, verification).
@@ -338,6 +344,7 @@ mod tests {
                 seconds: 41.25,
                 notes: Vec::new(),
             }],
+            restore_proof: None,
             green: true,
             problems: vec![],
             gate: GateReport::refuse(vec!["the recipe is pinned by ops: migration".into()]),
@@ -383,6 +390,27 @@ mod tests {
         let back: Report = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(back.gate.decision, Decision::Refuse);
         assert_eq!(json["stages"][0]["status"], "passed");
+    }
+
+    #[test]
+    fn the_restore_proof_is_named_as_documented_and_absent_when_no_restore_passed() {
+        assert!(serde_json::to_value(report())
+            .unwrap()
+            .get("restore_proof")
+            .is_none());
+        for (proof, name) in [
+            (RestoreProof::AppData, "app-data"),
+            (RestoreProof::Files, "files"),
+        ] {
+            let r = Report {
+                restore_proof: Some(proof),
+                ..report()
+            };
+            let json = serde_json::to_value(&r).unwrap();
+            assert_eq!(json["restore_proof"], name);
+            let back: Report = serde_json::from_value(json).unwrap();
+            assert_eq!(back.restore_proof, Some(proof));
+        }
     }
 
     #[test]

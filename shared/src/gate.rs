@@ -534,6 +534,7 @@ mod tests {
             secrets: Default::default(),
             drone_repo: None,
             lint_skip: Vec::new(),
+            data_check: None,
         }
     }
 

@@ -219,6 +219,48 @@ pub struct Recipe {
     /// (e.g. `/var/run/docker.sock`) or kinds of the deploy policy (e.g. `host_network`). Every
     /// other host access in its compose files is refused.
     pub host_access: Vec<String>,
+    /// The commands that prove a restore on the app's own data (`data_check:`), when the
+    /// enrollment sets them; `None`: the restore is proven on the volumes' files only.
+    pub data_check: Option<DataCheck>,
+}
+
+/// An enrollment's `data_check`: three shell commands run in the app service's running
+/// container, with the recipe's env, around the backup and the restore. `seed` writes something
+/// through the app before the backup, `change` removes or alters it after the backup, and
+/// `verify` must exit 0 after the restore and the redeploy: the seeded state is back in the app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of three commands: `seed`, `change` and `verify`"
+)]
+pub struct DataCheck {
+    /// Runs before the backup.
+    pub seed: String,
+    /// Runs after the backup.
+    pub change: String,
+    /// Runs after the restore and the redeploy; must exit 0.
+    pub verify: String,
+}
+
+impl DataCheck {
+    /// Returns each step's name (`seed`, `change`, `verify`) and command, in the order they run.
+    pub fn steps(&self) -> [(&'static str, &str); 3] {
+        [
+            ("seed", &self.seed),
+            ("change", &self.change),
+            ("verify", &self.verify),
+        ]
+    }
+
+    /// Checks that every command has text: an empty one would prove nothing.
+    fn checked(self) -> Result<Self, String> {
+        for (step, command) in self.steps() {
+            if command.trim().is_empty() {
+                return Err(format!("data_check.{step} is empty: give it a command"));
+            }
+        }
+        Ok(self)
+    }
 }
 
 /// Returns true when `repo` is a Drone repository name, `owner/name`, each part ASCII letters,
@@ -348,6 +390,7 @@ struct RawRecipe {
     lint_skip: Vec<String>,
     #[serde(default, deserialize_with = "host_access_list")]
     host_access: Option<Vec<String>>,
+    data_check: Option<DataCheck>,
 }
 
 /// How a type error shows the value it got.
@@ -857,6 +900,11 @@ impl Enrollment {
                     .map(|id| id.trim().to_string())
                     .collect(),
                 host_access: host_access(raw.host_access.unwrap_or_default()).map_err(entry)?,
+                data_check: raw
+                    .data_check
+                    .map(DataCheck::checked)
+                    .transpose()
+                    .map_err(entry)?,
             });
         }
         Ok(Self {
@@ -1217,6 +1265,50 @@ recipes:
         assert!(err.contains("recipe #1 (`a`)"), "{err}");
         assert_eq!("lint".parse::<Stage>(), Ok(Stage::Lint));
         assert_eq!(Stage::ALL[0], Stage::Lint);
+    }
+
+    #[test]
+    fn a_data_check_names_three_commands_and_a_wrong_one_is_refused_naming_the_key() {
+        let e = load(
+            "recipes:\n  - name: a\n    upstream: /u\n    mirror: /m\n    data_check:\n      seed: ./seed\n      change: ./change\n      verify: ./verify\n  - {name: b, upstream: /v, mirror: /n}\n",
+        )
+        .unwrap();
+        let check = e.recipes[0].data_check.as_ref().expect("a data_check");
+        assert_eq!(
+            check.steps(),
+            [
+                ("seed", "./seed"),
+                ("change", "./change"),
+                ("verify", "./verify")
+            ]
+        );
+        assert_eq!(e.recipes[1].data_check, None);
+        let entry = "recipes:\n  - name: a\n    upstream: /u\n    mirror: /m\n    data_check:";
+        for (text, want) in [
+            (
+                format!("{entry} ./check.sh\n"),
+                "recipe #1 (`a`): data_check: invalid type: string \"./check.sh\", expected a mapping of three commands: `seed`, `change` and `verify` (line 5)",
+            ),
+            (
+                format!("{entry} {{seed: s, change: c}}\n"),
+                "recipe #1 (`a`): data_check: missing field `verify` (line 5)",
+            ),
+            (
+                format!("{entry} {{seed: s, change: c, verify: v, verfy: w}}\n"),
+                "recipe #1 (`a`): data_check: unknown key `verfy`; did you mean `verify`?",
+            ),
+            (
+                format!("{entry} {{seed: s, change: ' ', verify: v}}\n"),
+                "recipe #1 (`a`): data_check.change is empty: give it a command",
+            ),
+            (
+                format!("{entry} {{seed: s, change: c, verify: [v]}}\n"),
+                "recipe #1 (`a`): data_check.verify: invalid type: sequence, expected a string",
+            ),
+        ] {
+            let err = load(&text).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
     }
 
     #[test]

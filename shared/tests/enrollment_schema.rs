@@ -155,6 +155,10 @@ fn what_the_parser_refuses_the_schema_refuses() {
         format!("recipes: [{{{entry}, stability_window: 3601}}]"),
         format!("recipes: [{{{entry}, health_path: health}}]"),
         format!("recipes: [{{{entry}, drone_repo: just-a-name}}]"),
+        format!("recipes: [{{{entry}, data_check: ./check.sh}}]"),
+        format!("recipes: [{{{entry}, data_check: {{seed: s, change: c}}}}]"),
+        format!("recipes: [{{{entry}, data_check: {{seed: s, change: c, verify: v, other: o}}}}]"),
+        format!("recipes: [{{{entry}, data_check: {{seed: s, change: '  ', verify: v}}}}]"),
         format!("forge: {{upstream: git.coopcloud.tech}}\nrecipes: [{{{entry}}}]"),
     ] {
         assert!(

@@ -17,8 +17,15 @@
 //!   With `CRASH_AFTER=N` (seconds) it exits with status 1 after serving for N seconds: a
 //!   crash-looping service, which swarm restarts, for the runner's stability window to catch.
 //!   Unset (the default), it serves until stopped.
+//!   A small store, a stand-in for an app's database: the lines of `$DATA_DIR/store.txt`, loaded
+//!   into memory on start and on `GET /reload`. `GET /items` lists what the app holds in memory,
+//!   one item a line; `GET /add?item=X` and `GET /remove?item=X` change it and write the file
+//!   (an item is letters, digits, `.`, `_` and `-`). A file changed behind the app's back is not
+//!   what it serves until it reloads, as a database's files restored without loading its dump.
 //! - `check`: the container healthcheck; GETs `/health` on loopback, exit 0 on 200.
 //! - `marker`: prints the data marker (for `docker exec` from a recipe's test command).
+//! - `get <path>`: GETs `<path>` on loopback and prints the body; exit 0 on 200 (for a recipe's
+//!   hooks and commands run in the container, e.g. `get /add?item=x`).
 //! - `cat <path>`: prints a file, e.g. a config the engine rendered from a template (the image has
 //!   no shell and no `cat`).
 
@@ -26,7 +33,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
@@ -38,8 +45,9 @@ fn main() -> ExitCode {
         "check" => check(),
         "marker" => print_marker(),
         "cat" => cat(std::env::args().nth(2)),
+        "get" => get(std::env::args().nth(2)),
         other => Err(format!(
-            "unknown mode {other:?} (serve, check, marker, cat)"
+            "unknown mode {other:?} (serve, check, marker, cat, get)"
         )),
     };
     match result {
@@ -61,6 +69,63 @@ fn port() -> u16 {
 fn marker_path() -> PathBuf {
     let dir = std::env::var("DATA_DIR").unwrap_or_else(|_| "/data".to_string());
     PathBuf::from(dir).join("installed")
+}
+
+fn store_path() -> PathBuf {
+    marker_path().with_file_name("store.txt")
+}
+
+/// The store's items as the app holds them in memory.
+static STORE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Loads the store file into memory (empty when there is no file).
+fn reload_store() -> Result<usize, String> {
+    let path = store_path();
+    let items: Vec<String> = match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let n = items.len();
+    *STORE.lock().unwrap_or_else(|e| e.into_inner()) = items;
+    Ok(n)
+}
+
+/// Answers a store request: `/items`, `/reload`, `/add?item=X`, `/remove?item=X`.
+fn store_request(path: &str) -> (&'static str, String) {
+    let (route, query) = path.split_once('?').unwrap_or((path, ""));
+    if route == "/reload" {
+        return match reload_store() {
+            Ok(n) => ("200 OK", format!("reloaded {n} items\n")),
+            Err(e) => ("500 Internal Server Error", format!("{e}\n")),
+        };
+    }
+    let mut store = STORE.lock().unwrap_or_else(|e| e.into_inner());
+    let item = query.strip_prefix("item=").filter(|i| {
+        !i.is_empty()
+            && i.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    });
+    match (route, item) {
+        ("/items", _) => return ("200 OK", store.iter().map(|i| format!("{i}\n")).collect()),
+        ("/add", Some(item)) => store.push(item.to_string()),
+        ("/remove", Some(item)) => store.retain(|i| i != item),
+        _ => {
+            return (
+                "400 Bad Request",
+                "want /items, /reload, /add?item=X or /remove?item=X\n".into(),
+            )
+        }
+    }
+    let text: String = store.iter().map(|i| format!("{i}\n")).collect();
+    match std::fs::write(store_path(), text) {
+        Ok(()) => ("200 OK", format!("{} items\n", store.len())),
+        Err(e) => ("500 Internal Server Error", format!("{e}\n")),
+    }
 }
 
 fn version() -> String {
@@ -168,6 +233,7 @@ fn serve() -> Result<(), String> {
     if installing && first_boot.is_zero() {
         write_marker(&marker)?;
     }
+    reload_store()?;
     let listener = TcpListener::bind(("0.0.0.0", port())).map_err(|e| format!("bind: {e}"))?;
     eprintln!("canon-testapp {} listening on :{}", version(), port());
     if installing && !first_boot.is_zero() {
@@ -222,6 +288,12 @@ fn handle(mut stream: TcpStream) -> std::io::Result<()> {
             Err(e) => ("404 Not Found", format!("{e}\n")),
         },
         "/version" => ("200 OK", version()),
+        p if ["/items", "/reload", "/add?", "/remove?"]
+            .iter()
+            .any(|r| p.starts_with(r)) =>
+        {
+            store_request(p)
+        }
         _ => ("404 Not Found", "not found\n".to_string()),
     };
     write!(
@@ -232,19 +304,36 @@ fn handle(mut stream: TcpStream) -> std::io::Result<()> {
     stream.flush()
 }
 
-fn check() -> Result<(), String> {
+/// GETs `path` on loopback and returns the whole response.
+fn loopback_get(path: &str) -> Result<String, String> {
     let mut stream =
         TcpStream::connect(("127.0.0.1", port())).map_err(|e| format!("connect: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(3)))
         .map_err(|e| e.to_string())?;
     stream
-        .write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
         .map_err(|e| format!("write: {e}"))?;
     let mut response = String::new();
     stream
         .read_to_string(&mut response)
         .map_err(|e| format!("read: {e}"))?;
+    Ok(response)
+}
+
+fn get(path: Option<String>) -> Result<(), String> {
+    let path = path.ok_or("get needs a path")?;
+    let response = loopback_get(&path)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    print!("{body}");
+    match head.lines().next() {
+        Some(status) if status.starts_with("HTTP/1.0 200") => Ok(()),
+        status => Err(format!("GET {path}: {}", status.unwrap_or("no response"))),
+    }
+}
+
+fn check() -> Result<(), String> {
+    let response = loopback_get("/health")?;
     if response.starts_with("HTTP/1.0 200") {
         Ok(())
     } else {

@@ -21,7 +21,11 @@
 //! - upgrade deploys the release under test over the running one; it is skipped without a base,
 //!   and when it fails, every later stage is skipped.
 //! - backup and restore run only when the recipe declares backups; restore is skipped when the
-//!   backup failed.
+//!   backup failed. With the enrollment's `data_check`, the backup stage runs its `seed` in the
+//!   app's container before the backup and its `change` after it, and the restore stage runs its
+//!   `verify` after the restore and the redeploy ([`Steps::data_check`]); a failing command fails
+//!   its stage. A passed restore says what it proved ([`RestoreProof`]): the app's own data with
+//!   a `data_check`, else the volumes' files only.
 //! - custom runs the enrollment's `test_command` against the running stack; it is skipped when
 //!   there is none, and when the stack is not running (the steps say so, e.g. after a failed
 //!   backup or restore that left it stopped). It may take the deploy timeout, by the one rule of
@@ -33,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use canon_shared::gate::{StageResult, StageStatus};
 use canon_shared::recipe::Stage;
+use serde::{Deserialize, Serialize};
 
 use super::warm::{RunOutput, WarmBase, WarmCopy, WarmReport};
 use super::{RunContext, RunnerError};
@@ -97,6 +102,18 @@ pub trait Steps {
     /// Restores the backup [`Steps::backup`] took, checks it, and leaves `release` running.
     fn restore(&mut self, release: Release<'_>) -> Result<(), RunnerError>;
 
+    /// Runs `command`, the step `step` (`seed`, `change` or `verify`) of the enrollment's
+    /// `data_check`, in the app service's running container with the recipe's env (never canon's
+    /// own); a failure names the step and shows the tail of the command's output. A runner that
+    /// cannot reach the app's container fails the step, saying so.
+    fn data_check(&mut self, step: &str, command: &str) -> Result<(), RunnerError> {
+        let _ = command;
+        Err(RunnerError::Other(format!(
+            "data_check.{step} cannot run: the {} runner does not run commands in the app's container",
+            self.runner()
+        )))
+    }
+
     /// Returns true when the stack is up for the custom stage.
     fn running(&self) -> bool;
 
@@ -104,9 +121,37 @@ pub trait Steps {
     fn teardown(&mut self) -> Vec<String>;
 }
 
+/// What a passed restore stage proved, as the report names it (`restore_proof`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestoreProof {
+    /// `app-data`: the enrollment's `data_check.verify` passed after the restore and the
+    /// redeploy, so the app serves the state seeded before the backup again.
+    AppData,
+    /// `files`: the enrollment sets no `data_check`; the restored volumes hold the backup's files
+    /// (the runner's markers and narrowed paths), which says nothing of what the app loaded.
+    Files,
+}
+
+impl RestoreProof {
+    /// Returns the note a passed restore stage carries.
+    pub fn note(self) -> &'static str {
+        match self {
+            RestoreProof::AppData => {
+                "restore proven on the app's data: data_check.verify passed after the restore"
+            }
+            RestoreProof::Files => {
+                "restore proven at the file level only: the enrollment sets no data_check"
+            }
+        }
+    }
+}
+
 /// The results so far, and the one place a stage is timed, recorded and logged.
 struct Rungs {
     results: Vec<StageResult>,
+    /// What the restore proved, once it passed.
+    restore_proof: Option<RestoreProof>,
 }
 
 impl Rungs {
@@ -315,6 +360,7 @@ impl<S: Steps + ?Sized> Drop for TeardownGuard<'_, S> {
 fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> RunOutput {
     let mut rungs = Rungs {
         results: Vec::with_capacity(6),
+        restore_proof: None,
     };
     if !rungs.lint(ctx) {
         rungs.skip(
@@ -330,6 +376,7 @@ fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> RunOutput {
         return RunOutput {
             stages: rungs.results,
             warm: None,
+            restore_proof: None,
         };
     }
     let tested = Release {
@@ -360,6 +407,7 @@ fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> RunOutput {
     let done = |rungs: Rungs, warm| RunOutput {
         stages: rungs.results,
         warm,
+        restore_proof: rungs.restore_proof,
     };
     if !installed {
         let why = if ctx.warm.is_some() && base.is_some() {
@@ -390,10 +438,36 @@ fn climb<S: Steps + ?Sized>(ctx: &RunContext, steps: &mut S) -> RunOutput {
     }
     let mut backup_or_restore_failed = false;
     if steps.declares_backups() {
-        if rungs.run(Stage::Backup, None, || steps.backup()) {
-            backup_or_restore_failed = !rungs.run(Stage::Restore, Some(tested.version), || {
-                steps.restore(tested)
+        let data_check = ctx.recipe.data_check.as_ref();
+        let backed_up = rungs.run(Stage::Backup, None, || {
+            if let Some(check) = data_check {
+                steps.data_check("seed", &check.seed)?;
+            }
+            steps.backup()?;
+            match data_check {
+                Some(check) => steps.data_check("change", &check.change),
+                None => Ok(()),
+            }
+        });
+        if backed_up {
+            let restored = rungs.run(Stage::Restore, Some(tested.version), || {
+                steps.restore(tested)?;
+                match data_check {
+                    Some(check) => steps.data_check("verify", &check.verify),
+                    None => Ok(()),
+                }
             });
+            if restored {
+                let proof = match data_check {
+                    Some(_) => RestoreProof::AppData,
+                    None => RestoreProof::Files,
+                };
+                if let Some(r) = rungs.results.last_mut() {
+                    r.notes.push(proof.note().to_string());
+                }
+                rungs.restore_proof = Some(proof);
+            }
+            backup_or_restore_failed = !restored;
         } else {
             backup_or_restore_failed = true;
             rungs.skip(&[Stage::Restore], "backup failed");
@@ -553,6 +627,14 @@ mod tests {
             }
             r
         }
+        fn data_check(&mut self, step: &str, command: &str) -> Result<(), RunnerError> {
+            self.calls.push(format!("{step}: {command}"));
+            if self.fail.contains(&step) {
+                Err(RunnerError::Other(format!("data_check.{step} broke")))
+            } else {
+                Ok(())
+            }
+        }
         fn running(&self) -> bool {
             self.running
         }
@@ -586,6 +668,7 @@ mod tests {
                 secrets: Default::default(),
                 drone_repo: None,
                 lint_skip: Vec::new(),
+                data_check: None,
             },
             tested: TestedRef::Tag("1.1.0+1".into()),
             commit: "c".repeat(40).parse().unwrap(),
@@ -777,6 +860,184 @@ mod tests {
             (Skipped, Some("backup failed"))
         );
         assert_eq!(results[4].status, Passed, "the stack kept running");
+    }
+
+    fn data_checked() -> RunContext {
+        let mut c = ctx(false, false, None);
+        c.recipe.data_check = Some(canon_shared::recipe::DataCheck {
+            seed: "add row".into(),
+            change: "drop row".into(),
+            verify: "row is back".into(),
+        });
+        c
+    }
+
+    #[test]
+    fn a_data_check_seeds_before_the_backup_changes_after_it_and_verifies_after_the_restore() {
+        let mut s = Script {
+            backups: true,
+            ..Script::default()
+        };
+        let out = run(&data_checked(), &mut s);
+        assert_eq!(
+            s.calls,
+            [
+                "install 1.1.0+1",
+                "seed: add row",
+                "backup",
+                "change: drop row",
+                "restore 1.1.0+1",
+                "verify: row is back",
+                "teardown"
+            ]
+        );
+        assert_eq!(out.stages[3].status, Passed);
+        assert_eq!(
+            out.stages[3].notes,
+            ["restore proven on the app's data: data_check.verify passed after the restore"]
+        );
+        assert_eq!(out.restore_proof, Some(RestoreProof::AppData));
+    }
+
+    #[test]
+    fn without_a_data_check_a_passed_restore_says_it_was_proven_on_files_only() {
+        let mut s = Script {
+            backups: true,
+            ..Script::default()
+        };
+        let out = run(&ctx(false, false, None), &mut s);
+        assert_eq!(
+            s.calls,
+            ["install 1.1.0+1", "backup", "restore 1.1.0+1", "teardown"]
+        );
+        assert_eq!(out.stages[3].status, Passed);
+        assert_eq!(
+            out.stages[3].notes,
+            ["restore proven at the file level only: the enrollment sets no data_check"]
+        );
+        assert_eq!(out.restore_proof, Some(RestoreProof::Files));
+        let mut none = Script::default();
+        assert_eq!(run(&data_checked(), &mut none).restore_proof, None);
+        assert_eq!(
+            none.calls,
+            ["install 1.1.0+1", "teardown"],
+            "no backups: no data_check step runs"
+        );
+    }
+
+    #[test]
+    fn a_failing_data_check_step_fails_its_stage_and_proves_nothing() {
+        for (step, calls, failed, restore) in [
+            (
+                "seed",
+                vec!["install 1.1.0+1", "seed: add row"],
+                Stage::Backup,
+                (Skipped, Some("backup failed")),
+            ),
+            (
+                "change",
+                vec![
+                    "install 1.1.0+1",
+                    "seed: add row",
+                    "backup",
+                    "change: drop row",
+                ],
+                Stage::Backup,
+                (Skipped, Some("backup failed")),
+            ),
+            (
+                "verify",
+                vec![
+                    "install 1.1.0+1",
+                    "seed: add row",
+                    "backup",
+                    "change: drop row",
+                    "restore 1.1.0+1",
+                    "verify: row is back",
+                ],
+                Stage::Restore,
+                (Failed, Some("data_check.verify broke")),
+            ),
+        ] {
+            let mut s = Script {
+                fail: vec![step],
+                backups: true,
+                ..Script::default()
+            };
+            let out = run(&data_checked(), &mut s);
+            let mut want = calls.clone();
+            want.push("teardown");
+            assert_eq!(s.calls, want, "{step}");
+            let r = out.stages.iter().find(|r| r.name == failed).unwrap();
+            assert_eq!(r.status, Failed, "{step}");
+            assert_eq!(
+                r.reason.as_deref(),
+                Some(format!("data_check.{step} broke").as_str())
+            );
+            assert_eq!(
+                (out.stages[3].status, out.stages[3].reason.as_deref()),
+                restore,
+                "{step}"
+            );
+            assert!(out.stages[3].notes.is_empty(), "{step}");
+            assert_eq!(out.restore_proof, None, "{step}");
+        }
+    }
+
+    /// Steps that cannot run commands in the app's container: [`Script`]'s, with the default
+    /// [`Steps::data_check`].
+    struct NoAppExec(Script);
+
+    impl Steps for NoAppExec {
+        fn runner(&self) -> &'static str {
+            "abra"
+        }
+        fn target(&self) -> Target {
+            self.0.target()
+        }
+        fn install(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+            self.0.install(release)
+        }
+        fn upgrade(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+            self.0.upgrade(release)
+        }
+        fn declares_backups(&self) -> bool {
+            self.0.declares_backups()
+        }
+        fn backup(&mut self) -> Result<(), RunnerError> {
+            self.0.backup()
+        }
+        fn restore(&mut self, release: Release<'_>) -> Result<(), RunnerError> {
+            self.0.restore(release)
+        }
+        fn running(&self) -> bool {
+            self.0.running()
+        }
+        fn teardown(&mut self) -> Vec<String> {
+            self.0.teardown()
+        }
+    }
+
+    #[test]
+    fn a_runner_that_cannot_reach_the_apps_container_fails_the_data_check_saying_so() {
+        let mut s = NoAppExec(Script {
+            backups: true,
+            ..Script::default()
+        });
+        let out = run(&data_checked(), &mut s);
+        assert_eq!(
+            s.0.calls,
+            ["install 1.1.0+1", "teardown"],
+            "no backup was taken"
+        );
+        assert_eq!(
+            (out.stages[2].status, out.stages[2].reason.as_deref()),
+            (
+                Failed,
+                Some("data_check.seed cannot run: the abra runner does not run commands in the app's container")
+            )
+        );
+        assert_eq!(out.restore_proof, None);
     }
 
     #[test]

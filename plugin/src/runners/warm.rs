@@ -27,6 +27,7 @@ use canon_shared::state::holds::Hold;
 use canon_shared::state::CanonicalRecord;
 use serde::{Deserialize, Serialize};
 
+use super::ladder::RestoreProof;
 use super::{RunContext, RunnerError};
 use crate::engine::client::{inspect_json, list_ids};
 use crate::engine::cmd::Kind;
@@ -108,11 +109,17 @@ pub struct RunOutput {
     pub stages: Vec<StageResult>,
     /// The warm data the run copied (warm runs only).
     pub warm: Option<WarmReport>,
+    /// What a passed restore stage proved (`None` when none passed, or the runner does not say).
+    pub restore_proof: Option<RestoreProof>,
 }
 
 impl From<Vec<StageResult>> for RunOutput {
     fn from(stages: Vec<StageResult>) -> Self {
-        RunOutput { stages, warm: None }
+        RunOutput {
+            stages,
+            warm: None,
+            restore_proof: None,
+        }
     }
 }
 

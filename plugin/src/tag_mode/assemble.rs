@@ -75,6 +75,7 @@ pub(super) fn report(
         warm: ran.and_then(|r| r.warm.clone()),
         cold_because: trail.ready.as_ref().and_then(|r| r.cold_because.clone()),
         stages: ran.map(|r| r.stages.clone()).unwrap_or_default(),
+        restore_proof: ran.and_then(|r| r.restore_proof),
         green,
         problems: ran.map(|r| r.problems.clone()).unwrap_or_default(),
         gate,

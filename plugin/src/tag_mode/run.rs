@@ -10,6 +10,7 @@ use canon_shared::recipe::Stage;
 use super::prepare::Ready;
 use super::tested_text;
 use crate::report;
+use crate::runners::ladder::RestoreProof;
 use crate::runners::warm::WarmReport;
 use crate::runners::Runner;
 
@@ -20,6 +21,8 @@ pub(super) struct Ran {
     pub(super) stages: Vec<StageResult>,
     /// For a warm run: what it copied.
     pub(super) warm: Option<WarmReport>,
+    /// What the restore proved, when it passed.
+    pub(super) restore_proof: Option<RestoreProof>,
     /// Every problem besides the stages: the release check's, then the runner's failure.
     pub(super) problems: Vec<String>,
     /// canon's verdict: every required stage passed, none failed, and no problem.
@@ -33,6 +36,7 @@ pub(super) fn run(runner: &dyn Runner, ready: &Ready) -> Ran {
     let mut problems = ready.problems.clone();
     let mut stages = Vec::new();
     let mut warm = None;
+    let mut restore_proof = None;
     if problems.is_empty() {
         let tested = tested_text(&ctx.tested);
         match &ctx.warm {
@@ -55,6 +59,7 @@ pub(super) fn run(runner: &dyn Runner, ready: &Ready) -> Ran {
             Ok(output) => {
                 stages = output.stages;
                 warm = output.warm;
+                restore_proof = output.restore_proof;
             }
             Err(e) => {
                 stages = e.stages().to_vec();
@@ -82,6 +87,7 @@ pub(super) fn run(runner: &dyn Runner, ready: &Ready) -> Ran {
     Ran {
         stages,
         warm,
+        restore_proof,
         problems,
         green,
     }

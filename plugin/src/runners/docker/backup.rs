@@ -7,10 +7,15 @@
 //! marker is changed, and the restore must bring the snapshot's marker back. A narrowed volume's
 //! paths must be in the snapshot and in the volume after the restore. A failing hook fails the
 //! stage, naming the hook and the tail of its output.
+//!
+//! The enrollment's `data_check` commands run the same way, in the app service's running
+//! container ([`Stack::run_data_check`]): the container has the recipe's env, and canon adds
+//! none of its own.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::app_service::APP_SERVICE;
 use super::stack::Stack;
 use crate::engine::client::{docker, lines};
 use crate::engine::cmd;
@@ -26,7 +31,7 @@ use crate::runners::RunnerError;
 const BACKUP_MARKER: &str = ".canon-backup-marker";
 /// What the marker says after the backup: a restore must replace it with the snapshot's.
 const AFTER_BACKUP: &str = "written after the backup";
-/// The limit on one hook (a database dump of a cold install is small).
+/// The limit on one hook or `data_check` command (a database dump of a cold install is small).
 const HOOK_TIMEOUT: Duration = Duration::from_secs(600);
 /// How many lines of a failed hook's output its error shows.
 const HOOK_TAIL_LINES: usize = 8;
@@ -75,7 +80,6 @@ fn output_tail(stdout: &str, stderr: &str) -> String {
     }
 }
 
-/// Returns the error of a hook that did not succeed.
 /// Returns `bytes` random bytes as hex (the nonce a backup marker holds).
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -83,10 +87,11 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
-fn hook_failed(service: &str, hook: Hook, script: &str, why: &str, tail: &str) -> RunnerError {
+/// Returns the error of a command run in a service's container that did not succeed; `what`
+/// names it (`backupbot.backup.pre-hook of service `db``).
+fn step_failed(what: &str, script: &str, why: &str, tail: &str) -> RunnerError {
     RunnerError::Other(format!(
-        "{} of service `{service}` (`{script}`) failed with {why}; its output ends: {tail}",
-        hook.label()
+        "{what} (`{script}`) failed with {why}; its output ends: {tail}"
     ))
 }
 
@@ -104,18 +109,35 @@ impl Stack {
         let Some(script) = service.hook(hook) else {
             return Ok(());
         };
-        let swarm_service = format!("{}_{}", self.name, service.service);
+        tracing::info!(service = %service.service, hook = hook.label(), "Running the hook.");
+        let what = format!("{} of service `{}`", hook.label(), service.service);
+        self.run_in_service(&service.service, &what, script)
+    }
+
+    /// Runs `command`, the step `step` of the enrollment's `data_check`, in the app service's
+    /// running container.
+    pub(super) fn run_data_check(&self, step: &str, command: &str) -> Result<(), RunnerError> {
+        tracing::info!(
+            service = APP_SERVICE,
+            step,
+            "Running the data_check command."
+        );
+        let what = format!("data_check.{step} in service `{APP_SERVICE}`");
+        self.run_in_service(APP_SERVICE, &what, command)
+    }
+
+    /// Runs `script` with `sh -c` in the running container of the compose service `service`,
+    /// which has the service's env; a failure names `what` and shows the tail of the output.
+    fn run_in_service(&self, service: &str, what: &str, script: &str) -> Result<(), RunnerError> {
+        let swarm_service = format!("{}_{service}", self.name);
         let container = lines(&docker(&cmd::running_containers(&swarm_service))?)
             .into_iter()
             .next()
             .ok_or_else(|| {
                 RunnerError::Other(format!(
-                    "{} of service `{}` cannot run: the service has no running container",
-                    hook.label(),
-                    service.service
+                    "{what} cannot run: the service has no running container"
                 ))
             })?;
-        tracing::info!(service = %service.service, hook = hook.label(), "Running the hook.");
         let c = cmd::exec_shell(&container, script);
         match exec::run(&c, HOOK_TIMEOUT) {
             Ok(out) if out.success() => Ok(()),
@@ -124,17 +146,15 @@ impl Stack {
                     Some(code) => format!("exit code {code}"),
                     None => "a signal".to_string(),
                 };
-                Err(hook_failed(
-                    &service.service,
-                    hook,
+                Err(step_failed(
+                    what,
                     script,
                     &why,
                     &output_tail(&out.stdout, &out.stderr),
                 ))
             }
-            Err(ProcessError::Timeout { seconds, .. }) => Err(hook_failed(
-                &service.service,
-                hook,
+            Err(ProcessError::Timeout { seconds, .. }) => Err(step_failed(
+                what,
                 script,
                 &format!("a timeout after {seconds}s"),
                 "(cut off)",
@@ -327,9 +347,8 @@ mod tests {
             "{tail}"
         );
         assert_eq!(output_tail("", " \n"), "(no output)");
-        let e = hook_failed(
-            "db",
-            Hook::BackupPre,
+        let e = step_failed(
+            &format!("{} of service `db`", Hook::BackupPre.label()),
             "/pg_backup.sh backup",
             "exit code 1",
             &tail,

@@ -16,7 +16,8 @@
 //! - `probe`: when a stack is healthy (replicas, spec, version label, the stability window,
 //!   HTTP health path), and why not (each failing task's state and error).
 //! - `backup`: the backup and restore stages as backupbot does them (hooks in the running
-//!   containers, whole or narrowed volumes, snapshots proven by markers).
+//!   containers, whole or narrowed volumes, snapshots proven by markers), and the enrollment's
+//!   `data_check` commands in the app's container.
 //! - `promote`: the warm canonical's move to a new tag, with `.prev` copies and a marker until
 //!   the canonical names the tag; the settle that finishes or rolls back a crashed promote.
 //! - `warm`: a warm run's copy-on-reattach of the warm canonical's volumes into the run's stack
@@ -231,6 +232,10 @@ impl Steps for ColdSteps<'_> {
         let (files, plan) = self.last_deploy()?;
         self.stack.restore(files, &plan.backup, &self.snapshots)?;
         self.deploy_healthy(Stage::Restore, release)
+    }
+
+    fn data_check(&mut self, step: &str, command: &str) -> Result<(), RunnerError> {
+        self.stack.run_data_check(step, command)
     }
 
     fn running(&self) -> bool {
