@@ -7,6 +7,7 @@
 
 mod support;
 
+mod child_env;
 mod cli;
 mod cli_settings;
 mod drone_yml;
@@ -23,6 +24,7 @@ mod version;
 /// others (`#[path = "."]`); only their test names gain `engine::`.
 #[path = "."]
 mod engine {
+    mod child_env_docker;
     mod docker_runner;
     mod image;
     mod promote_crash;
