@@ -4,8 +4,9 @@
 //!
 //! What docker would have done with the variables of its environment is done here instead:
 //! - every string value is interpolated (mapping keys stay as written, as docker keeps them);
-//!   a value interpolation changed is cast where docker casts it (`deploy.replicas` to a
-//!   number, `privileged` to a boolean, ...), so the file means what it meant;
+//!   a value is cast where docker casts it (`deploy.replicas` to a number, `privileged` to a
+//!   boolean, a YAML 1.1 octal file mode such as `0555` to its number), so the file means what
+//!   it meant to docker's YAML 1.1 reader;
 //! - an `environment:` entry with no value (`- KEY`, `KEY:`) takes the env's value, as docker
 //!   takes it from its environment;
 //! - a relative path (a bind mount's source, `env_file`, a secret's or config's `file:`) is made
@@ -119,7 +120,15 @@ fn cast_at(path: &[String]) -> Option<Cast> {
 /// the file, as it would have).
 fn cast(text: String, how: Cast) -> Value {
     let casted = match how {
-        Cast::Int => text.trim().parse::<i64>().ok().map(Value::from),
+        Cast::Int => {
+            let t = text.trim();
+            // YAML 1.1 octal (`0555`, a file mode), as docker's reader takes it.
+            match t.strip_prefix("0o").or(t.strip_prefix('0')) {
+                Some(octal) if !octal.is_empty() => i64::from_str_radix(octal, 8).ok(),
+                _ => t.parse::<i64>().ok(),
+            }
+            .map(Value::from)
+        }
         Cast::Float => text.trim().parse::<f64>().ok().map(Value::from),
         Cast::Bool => match text.trim().to_ascii_lowercase().as_str() {
             "y" | "yes" | "true" | "on" => Some(Value::Bool(true)),
@@ -139,9 +148,12 @@ fn interpolated(
     Ok(match value {
         Value::String(s) => {
             let new = interpolate(s, env)?;
+            // Docker casts only a changed value; an unchanged string here is one its YAML 1.1
+            // reader takes as a number or boolean where this YAML 1.2 reader does not (`0555`
+            // is octal, `yes` true), so it is cast too.
             match cast_at(path) {
-                Some(how) if new != *s => cast(new, how),
-                _ => Value::String(new),
+                Some(how) => cast(new, how),
+                None => Value::String(new),
             }
         }
         Value::Sequence(items) => {
@@ -335,7 +347,7 @@ mod tests {
             ("RO", "yes"),
         ]);
         let doc = resolve(
-            "version: '3.8'\nservices:\n  app:\n    image: ${IMAGE}\n    read_only: ${RO}\n    tty: 'on'\n    environment:\n      LITERAL: \"x$$y\"\n      PASS: ${PASS}\n    deploy:\n      replicas: ${REPLICAS}\n      labels: ['coop-cloud.${STACK_NAME}.version=1.0.0+1']\nsecrets:\n  k: {external: true, name: \"${STACK_NAME}_k_v1\"}\n",
+            "version: '3.8'\nservices:\n  app:\n    image: ${IMAGE}\n    read_only: ${RO}\n    tty: on\n    configs: [{source: c, mode: 0555}]\n    environment:\n      LITERAL: \"x$$y\"\n      PASS: ${PASS}\n    deploy:\n      replicas: ${REPLICAS}\n      labels: ['coop-cloud.${STACK_NAME}.version=1.0.0+1']\nsecrets:\n  k: {external: true, name: \"${STACK_NAME}_k_v1\"}\n",
             &e,
         );
         let app = &doc["services"]["app"];
@@ -345,7 +357,8 @@ mod tests {
         assert_eq!(app["environment"]["PASS"], "a$$b");
         assert_eq!(app["deploy"]["replicas"], 2, "cast as docker casts it");
         assert_eq!(app["read_only"], true);
-        assert_eq!(app["tty"], "on", "an unchanged value is not cast");
+        assert_eq!(app["tty"], true, "YAML 1.1's `on`, as docker reads it");
+        assert_eq!(doc["services"]["app"]["configs"][0]["mode"], 0o555);
         assert_eq!(app["deploy"]["labels"][0], "coop-cloud.s.version=1.0.0+1");
         assert_eq!(doc["secrets"]["k"]["name"], "s_k_v1");
     }
