@@ -122,12 +122,10 @@ fn the_command_runners_harness_finds_no_credential_in_its_env_nor_in_canons() {
     let f = Fixture::new();
     f.release("1.0.0+1.0", true);
     let log = f.dir.path().join("harness-env.log");
-    let harness = f.harness(
-        "env",
-        &format!(
-            "{{ echo \"== harness $CANON_TAG\"; env; echo '-- parent'; tr '\\0' '\\n' < /proc/$PPID/environ || echo DENIED; }} >> '{}' 2>&1\necho '{{\"stages\":[{{\"name\":\"install\",\"status\":\"passed\",\"reason\":null,\"seconds\":1}}]}}' > \"$CANON_RESULTS\"",
-            log.display()
-        ),
+    // The command text itself (not a script it starts), so `$PPID` is canon.
+    let harness = format!(
+        "{{ echo \"== harness $CANON_TAG\"; env; echo '-- parent'; tr '\\0' '\\n' < /proc/$PPID/environ || echo DENIED; }} >> '{}' 2>&1; echo '{{\"stages\":[{{\"name\":\"install\",\"status\":\"passed\",\"reason\":null,\"seconds\":1}}]}}' > \"$CANON_RESULTS\"",
+        log.display()
     );
     let out = run(
         &f,
