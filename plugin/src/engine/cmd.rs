@@ -306,6 +306,10 @@ mod tests {
         assert_eq!(c.inherit, crate::process::exec::Inherit::Tools);
         assert_eq!(c.cwd.as_deref(), Some(Path::new("/run/s")));
         assert_eq!(stack_rm("s").argv(), ["stack", "rm", "s"]);
+        // A backupbot hook runs through the same CLI, with nothing of the recipe's env either.
+        let hook = exec_shell("c1", "/pg_backup.sh backup");
+        assert!(hook.env.is_empty());
+        assert_eq!(hook.inherit, crate::process::exec::Inherit::Tools);
     }
 
     #[test]
