@@ -48,12 +48,10 @@ fn after_help() -> String {
     )
 }
 
-/// Returns the process environment as pairs (variables that are not UTF-8 are skipped:
-/// `std::env::vars` would panic on one).
+/// Returns the process environment as it was started with, as pairs (variables that are not
+/// UTF-8 are skipped: `std::env::vars` would panic on one).
 fn environment() -> Vec<(String, String)> {
-    std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect()
+    canon_shared::process_env::variables()
 }
 
 fn report(e: &dyn std::error::Error) {
@@ -61,6 +59,9 @@ fn report(e: &dyn std::error::Error) {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: credentials leave the environment children inherit and
+    // `/proc/<pid>/environ`; the settings read them from the copy kept in memory.
+    canon_shared::process_env::protect();
     // SAFETY: umask only reads and sets this process's file creation mask; no thread runs yet.
     unsafe {
         let started_with = libc::umask(0o022);

@@ -13,6 +13,7 @@ mod hygiene;
 mod listener;
 mod nix_module;
 mod poll;
+mod process_env;
 mod sweeps;
 mod version;
 

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod child_env;
 mod cli;
 mod cli_settings;
 mod drone_yml;
@@ -25,6 +26,7 @@ mod version;
 #[path = "."]
 mod engine {
     mod data_check;
+    mod child_env_docker;
     mod docker_runner;
     mod image;
     mod promote_crash;

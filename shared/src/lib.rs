@@ -1,4 +1,5 @@
-//! canon-shared: the domain of canon and its clients, with no process or environment access.
+//! canon-shared: the domain of canon and its clients, with no process or environment access
+//! except [`process_env`], which both binaries call first thing in `main`.
 //!
 //! # Layout
 //! - [`build_info`]: the release version and the commit `--version` prints.
@@ -27,6 +28,8 @@
 //!   tidy a recipe's mirror (closing PRs merged upstream), start a recipe's Drone build once.
 //! - [`http_client`]: the HTTP client of every API canon calls with a credential: timeouts, and
 //!   redirects only within the configured origin.
+//! - [`process_env`]: canon's own environment read once, credentials taken out of it and out of
+//!   `/proc/<pid>/environ`, the process made non-dumpable; what a child may inherit.
 //! - [`listener_api`]: the listener's HTTP API answers (the contract) and a client for them.
 //! - [`preflight`]: the offline checks of `check` (enrollment, credential files, state dir).
 
@@ -43,6 +46,7 @@ pub mod http_client;
 pub mod listener_api;
 pub mod mirror;
 pub mod preflight;
+pub mod process_env;
 pub mod recipe;
 pub mod secret;
 pub mod settings;

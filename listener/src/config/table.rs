@@ -579,6 +579,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_credential_variable_is_withheld_from_children_and_proc() {
+        use canon_shared::process_env::{child_variable, is_credential, CREDENTIAL_VARIABLES};
+        for v in VARIABLES {
+            // A secret, or the path of a private key file.
+            if matches!(v.kind, Kind::Secret | Kind::SecretList) || v.name == "CANON_SSH_KEY" {
+                assert!(CREDENTIAL_VARIABLES.contains(&v.name), "{}", v.name);
+                assert!(
+                    is_credential(v.name) && !child_variable(v.name),
+                    "{}",
+                    v.name
+                );
+            }
+        }
+    }
+
+    #[test]
     fn unknown_canon_variables_are_listed_once_and_others_are_not() {
         let names = [
             "CANON_ENROLMENT",

@@ -17,22 +17,17 @@ fn label_args(cmd: &mut Cmd, labels: &BTreeMap<String, String>) {
     }
 }
 
-/// `docker stack deploy` of the recipe files plus canon's label override, with the deploy env;
-/// never resolves images against a registry (everything is local). No `--detach`: clients before
-/// 26 do not know the flag and return at once anyway, newer ones default to detached; canon
-/// waits for the services itself.
-pub fn stack_deploy(
-    stack: &str,
-    files: &[PathBuf],
-    env: &BTreeMap<String, String>,
-    cwd: &Path,
-) -> Cmd {
+/// `docker stack deploy` of the compose files canon resolved plus canon's label override, run in
+/// `cwd` (the stack's scratch folder) with no recipe variable in its environment (the files need
+/// none: [`crate::recipe::compose::resolved`]); never resolves images against a registry
+/// (everything is local). No `--detach`: clients before 26 do not know the flag and return at
+/// once anyway, newer ones default to detached; canon waits for the services itself.
+pub fn stack_deploy(stack: &str, files: &[PathBuf], cwd: &Path) -> Cmd {
     let mut c = Cmd::new("docker", ["stack", "deploy", "--resolve-image", "never"]);
     for f in files {
         c = c.arg("-c").arg(f.display().to_string());
     }
     c = c.arg(stack);
-    c.env = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     c.cwd = Some(cwd.to_path_buf());
     c
 }
@@ -294,24 +289,27 @@ mod tests {
     use crate::engine::labels::STACK_LABEL;
 
     #[test]
-    fn deploy_never_resolves_images_and_passes_env() {
-        let env = BTreeMap::from([("STACK_NAME".to_string(), "s".to_string())]);
+    fn deploy_never_resolves_images_and_takes_no_recipe_env() {
         let c = stack_deploy(
             "s",
             &[
-                PathBuf::from("/co/compose.yml"),
+                PathBuf::from("/run/s/resolved/0-compose.yml"),
                 PathBuf::from("/run/canon.yml"),
             ],
-            &env,
-            Path::new("/co"),
+            Path::new("/run/s"),
         );
         assert_eq!(
             c.display(),
-            "docker stack deploy --resolve-image never -c /co/compose.yml -c /run/canon.yml s"
+            "docker stack deploy --resolve-image never -c /run/s/resolved/0-compose.yml -c /run/canon.yml s"
         );
-        assert_eq!(c.env, vec![("STACK_NAME".to_string(), "s".to_string())]);
-        assert_eq!(c.cwd.as_deref(), Some(Path::new("/co")));
+        assert!(c.env.is_empty());
+        assert_eq!(c.inherit, crate::process::exec::Inherit::Tools);
+        assert_eq!(c.cwd.as_deref(), Some(Path::new("/run/s")));
         assert_eq!(stack_rm("s").argv(), ["stack", "rm", "s"]);
+        // A backupbot hook runs through the same CLI, with nothing of the recipe's env either.
+        let hook = exec_shell("c1", "/pg_backup.sh backup");
+        assert!(hook.env.is_empty());
+        assert_eq!(hook.inherit, crate::process::exec::Inherit::Tools);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //!
 //! Separate from the command builders so those stay pure (a [`Cmd`] is plain data) and from the
 //! ladder so every child of every runner shares one well-tested path. It takes values only: what
-//! a child must not inherit comes with the command ([`Inherit::Host`]), never from the settings.
+//! a child inherits is an allow-list the command names ([`Inherit`]), never a credential.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
@@ -164,23 +164,23 @@ impl Output {
     }
 }
 
-/// What a child inherits from canon's environment.
+/// What a child inherits from canon's environment: always an allow-list
+/// ([`canon_shared::process_env::child_variable`]), never a credential or its `*_FILE` path, and
+/// never anything a recipe wrote (a recipe's env reaches only compose interpolation, done by
+/// canon, and the containers, through the resolved compose files).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inherit {
-    /// Only what the docker and abra CLIs need ([`TOOL_VARIABLES`] and `DOCKER_*`): a deploy sees
-    /// the recipe's env and nothing of the plugin's or the host's stray variables (so none of
-    /// canon's secrets). The default.
+    /// Only what the docker and abra CLIs need ([`TOOL_VARIABLES`], `LC_*` and `DOCKER_*`). The
+    /// default.
     Tools,
-    /// Everything but the `withheld` variables (canon's own secret settings: tokens, the SSH
-    /// key): the operator's own harness, which may rely on the environment it is started in.
-    Host {
-        /// The names of the variables the child must not inherit.
-        withheld: Vec<String>,
-    },
+    /// What a tool gets, plus Drone's build metadata (`DRONE_*`, never its clone credentials):
+    /// the operator's own harness, which also gets the run's documented `CANON_*` variables and
+    /// the `env` setting's through [`Cmd::env`].
+    Harness,
 }
 
-/// The variables a [`Inherit::Tools`] child keeps, besides every `DOCKER_*`.
-pub const TOOL_VARIABLES: &[&str] = &["PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ"];
+/// The variables a [`Inherit::Tools`] child keeps, besides every `DOCKER_*` and `LC_*`.
+pub const TOOL_VARIABLES: &[&str] = canon_shared::process_env::CHILD_VARIABLES;
 
 /// Returns the part of `parent` an [`Inherit::Tools`] child keeps.
 pub fn tool_environment(
@@ -188,25 +188,36 @@ pub fn tool_environment(
 ) -> Vec<(String, String)> {
     parent
         .into_iter()
-        .filter(|(k, _)| TOOL_VARIABLES.contains(&k.as_str()) || k.starts_with("DOCKER_"))
+        .filter(|(k, _)| canon_shared::process_env::child_variable(k))
         .collect()
 }
 
-/// Sets a child's environment: what `inherit` keeps of canon's own (never a withheld variable),
-/// plus `added` (the command's own variables: `CANON_*`, `ABRA_DIR`, the deploy env). The one
-/// place that decides what a child of any runner sees.
+/// Returns the part of `parent` an [`Inherit::Harness`] child keeps.
+pub fn harness_environment(
+    parent: impl IntoIterator<Item = (String, String)>,
+) -> Vec<(String, String)> {
+    use canon_shared::process_env::{child_variable, is_credential};
+    parent
+        .into_iter()
+        .filter(|(k, _)| child_variable(k) || (k.starts_with("DRONE_") && !is_credential(k)))
+        .collect()
+}
+
+/// Returns canon's live environment (credentials are already out of it, see
+/// [`canon_shared::process_env::protect`]); variables that are not UTF-8 are skipped.
+fn live_environment() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+}
+
+/// Sets a child's environment: a cleared one, with what `inherit` allows of canon's own, plus
+/// `added` (the command's own variables: `CANON_*`, `ABRA_DIR`). The one place that decides what
+/// a child of any runner sees.
 pub fn child_environment(command: &mut Command, inherit: &Inherit, added: &[(String, String)]) {
+    command.env_clear();
     match inherit {
-        Inherit::Tools => {
-            command.env_clear();
-            command.envs(tool_environment(std::env::vars()));
-        }
-        Inherit::Host { withheld } => {
-            for name in withheld {
-                command.env_remove(name);
-            }
-        }
-    }
+        Inherit::Tools => command.envs(tool_environment(live_environment())),
+        Inherit::Harness => command.envs(harness_environment(live_environment())),
+    };
     command.envs(added.iter().map(|(k, v)| (k, v)));
 }
 
@@ -499,43 +510,45 @@ mod tests {
         assert!(!shown.contains("hunter2"));
     }
 
-    const WITHHELD: [&str; 4] = [
-        "PLUGIN_UPSTREAM_TOKEN",
-        "PLUGIN_MIRROR_TOKEN",
-        "PLUGIN_SSH_KEY",
-        "PLUGIN_DRONE_TOKEN",
-    ];
-
     #[test]
-    fn every_child_loses_canons_secrets_and_gets_its_own_variables() {
+    fn every_child_starts_from_an_allow_list_and_gets_its_own_variables() {
         let mut c = Cmd::new("sh", ["-c", "./harness.sh --all"]);
         c.env = vec![("CANON_TAG".to_string(), "1.0.0+1".to_string())];
         c.cwd = Some(PathBuf::from("/w/checkout"));
-        // A tools child starts from a cleared environment: no secret can be set in it.
-        let tools = command(&c);
-        for (name, value) in tools.get_envs() {
-            let name = name.to_string_lossy();
-            assert!(
-                !WITHHELD.contains(&name.as_ref()) || value.is_none(),
-                "{name}"
-            );
+        for inherit in [Inherit::Tools, Inherit::Harness] {
+            c.inherit = inherit.clone();
+            let built = command(&c);
+            assert_eq!(built.get_program(), "sh");
+            let args: Vec<_> = built.get_args().collect();
+            assert_eq!(args, ["-c", "./harness.sh --all"]);
+            assert_eq!(built.get_current_dir(), Some(Path::new("/w/checkout")));
+            let envs: Vec<_> = built.get_envs().collect();
+            assert!(envs.contains(&("CANON_TAG".as_ref(), Some("1.0.0+1".as_ref()))));
+            for (name, value) in &envs {
+                let name = name.to_string_lossy();
+                assert!(
+                    name == "CANON_TAG"
+                        || value.is_some() && canon_shared::process_env::child_variable(&name)
+                        || inherit == Inherit::Harness && name.starts_with("DRONE_"),
+                    "{inherit:?}: {name}"
+                );
+            }
         }
-        assert!(tools
-            .get_envs()
-            .any(|(k, v)| k == "CANON_TAG" && v == Some("1.0.0+1".as_ref())));
-        c.inherit = Inherit::Host {
-            withheld: WITHHELD.map(str::to_string).to_vec(),
-        };
-        let built = command(&c);
-        assert_eq!(built.get_program(), "sh");
-        let args: Vec<_> = built.get_args().collect();
-        assert_eq!(args, ["-c", "./harness.sh --all"]);
-        assert_eq!(built.get_current_dir(), Some(Path::new("/w/checkout")));
-        let envs: Vec<_> = built.get_envs().collect();
-        for name in WITHHELD {
-            assert!(envs.contains(&(name.as_ref(), None)), "{name}: {envs:?}");
-        }
-        assert!(envs.contains(&("CANON_TAG".as_ref(), Some("1.0.0+1".as_ref()))));
+        let parent = [
+            ("PATH", "/usr/bin"),
+            ("DRONE_BUILD_NUMBER", "7"),
+            ("DRONE_NETRC_PASSWORD", "s3cr3t"),
+            ("PLUGIN_MIRROR_TOKEN", "s3cr3t"),
+            ("PLUGIN_MIRROR_TOKEN_FILE", "/run/secrets/t"),
+            ("CANON_FORGE_TOKEN", "s3cr3t"),
+            ("LD_PRELOAD", "/tmp/x.so"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let kept: Vec<String> = harness_environment(parent)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(kept, ["PATH", "DRONE_BUILD_NUMBER"]);
     }
 
     #[test]

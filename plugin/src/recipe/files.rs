@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::compose::{Compose, ComposeError};
+use super::compose::{resolved, Compose, ComposeError};
 use super::env_sample::{parse_abra_sh, EnvFile};
 
 /// A recipe checkout read for one stack: its env and compose facts.
@@ -130,6 +130,35 @@ impl RecipeFiles {
             compose_files,
             facts,
         })
+    }
+}
+
+impl RecipeFiles {
+    /// Returns each compose file resolved as canon deploys it ([`resolved::resolve_file`]), in
+    /// order, with its file name: the files this reading was made from, interpolated with
+    /// [`RecipeFiles::env`], so `docker stack deploy` runs with no recipe variable in its
+    /// environment and deploys what the plan was made from.
+    pub fn resolved(&self) -> Result<Vec<(String, String)>, ComposeError> {
+        let base = self
+            .compose_files
+            .first()
+            .and_then(|f| f.parent())
+            .unwrap_or(&self.dir)
+            .to_path_buf();
+        self.compose_files
+            .iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(path).map_err(|e| ComposeError::File {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                Ok((name, resolved::resolve_file(path, &text, &base, &self.env)?))
+            })
+            .collect()
     }
 }
 

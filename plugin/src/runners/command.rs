@@ -32,7 +32,6 @@ use crate::process::exec::{self, Cmd, OutputMode};
 use crate::process::ProcessError;
 use crate::recipe::names::{cold_stack_name, DEFAULT_DOMAIN_SUFFIX};
 use crate::recipe::plan::{self, DeployPlan};
-use crate::settings::Settings;
 
 /// The file name of the results file inside the run folder.
 pub const RESULTS_FILE: &str = "results.json";
@@ -79,11 +78,9 @@ struct ResultsFile {
 /// policy of [`exec::child_environment`] applies), its output streamed to the step log.
 pub fn shell_command(script: &str, cwd: &Path, env: &BTreeMap<String, String>) -> Cmd {
     let mut cmd = Cmd::new("sh", ["-c", script]);
-    // The operator's harness, not recipe code: it keeps the environment it was started in, but
-    // never canon's own secrets.
-    cmd.inherit = exec::Inherit::Host {
-        withheld: Settings::secret_env_vars().map(str::to_string).collect(),
-    };
+    // The operator's harness runs the recipe's code: it starts from an allow-list (no credential
+    // of canon's, no `*_FILE` path), with the run's `CANON_*` and the `env` setting's variables.
+    cmd.inherit = exec::Inherit::Harness;
     cmd.cwd = Some(cwd.to_path_buf());
     cmd.env = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     cmd.output = OutputMode::Stream;
@@ -266,9 +263,13 @@ mod tests {
         let args: Vec<_> = cmd.get_args().collect();
         assert_eq!(args, ["-c", "./harness.sh --all"]);
         assert_eq!(cmd.get_current_dir(), Some(Path::new("/w/checkout")));
+        assert_eq!(shell.inherit, exec::Inherit::Harness);
         let envs: Vec<_> = cmd.get_envs().collect();
-        assert!(envs.contains(&("PLUGIN_UPSTREAM_TOKEN".as_ref(), None)));
         assert!(envs.contains(&("CANON_TAG".as_ref(), Some("1.0.0+1".as_ref()))));
+        for (name, _) in envs {
+            let name = name.to_string_lossy();
+            assert!(!canon_shared::process_env::is_credential(&name), "{name}");
+        }
     }
 
     fn results(text: &str) -> Result<Vec<StageResult>, String> {

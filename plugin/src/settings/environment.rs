@@ -290,11 +290,9 @@ impl Environment {
 
     /// Reads the process environment (variables that are not UTF-8 are ignored).
     pub fn from_process() -> Result<Self, EnvironmentError> {
-        // `std::env::vars` panics on a non-UTF-8 variable; skip those instead.
-        Self::from_pairs(
-            std::env::vars_os()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
-        )
+        // As started, credentials included (they are no longer in the live environment);
+        // `std::env::vars` would panic on a non-UTF-8 variable, those are skipped.
+        Self::from_pairs(canon_shared::process_env::variables())
     }
 }
 

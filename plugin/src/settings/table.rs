@@ -952,6 +952,18 @@ mod tests {
     }
 
     #[test]
+    fn every_secret_setting_and_its_file_are_withheld_from_children_and_proc() {
+        use canon_shared::process_env::{child_variable, is_credential, CREDENTIAL_VARIABLES};
+        for s in KNOWN_SETTINGS.iter().filter(|s| s.secret) {
+            let file = setting_doc(&format!("{}_file", s.name)).unwrap();
+            for name in s.env.iter().chain(s.old_env).chain(file.env) {
+                assert!(CREDENTIAL_VARIABLES.contains(name), "{name}");
+                assert!(is_credential(name) && !child_variable(name), "{name}");
+            }
+        }
+    }
+
+    #[test]
     fn every_entry_is_read_somewhere_once_and_old_names_are_not_plugin_names() {
         for s in KNOWN_SETTINGS {
             assert!(!s.used_by.is_empty(), "{} is read nowhere", s.name);

@@ -33,6 +33,8 @@
 //!   ([`Compose::merge`]).
 //! - [`merge_keys`]: YAML merge keys (`<<: *a`) resolved in every mapping before anything reads
 //!   a file.
+//! - [`resolved`]: a compose file as canon deploys it, every value resolved by canon, so
+//!   `docker stack deploy` needs no recipe variable in its environment.
 //! - `view`: the facts the runners read (labels, backups, the HTTP port, the probe target, the
 //!   timeout label, the helper containers' image).
 
@@ -40,6 +42,7 @@ mod forms;
 mod merge;
 pub mod merge_keys;
 mod parse;
+pub mod resolved;
 mod view;
 
 use std::collections::BTreeMap;

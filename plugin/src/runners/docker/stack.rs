@@ -181,7 +181,6 @@ impl Stack {
         mut files: RecipeFiles,
         deployed: &DeployedVersion,
     ) -> Result<RecipeFiles, RunnerError> {
-        let dir = files.dir.clone();
         let labels = self.labels.map(None);
         let existing = self.secret_names()?;
         // The plan checks every secret before any is created: a refused one fails the install
@@ -218,10 +217,34 @@ impl Stack {
         .map_err(|e| {
             RunnerError::Other(format!("could not write {}: {e}", override_path.display()))
         })?;
-        let mut all = files.compose_files.clone();
+        // The files as canon resolved them: the docker CLI runs with canon's own allow-listed
+        // environment, never the recipe's (no `PATH`, `DOCKER_*` or `LD_*` of a recipe reaches it).
+        let mut all = self.write_resolved(&files)?;
         all.push(override_path);
-        docker(&cmd::stack_deploy(&self.name, &all, &files.env, &dir))?;
+        docker(&cmd::stack_deploy(&self.name, &all, &self.work))?;
         Ok(files)
+    }
+
+    /// Writes the compose files of `files` as canon resolved them
+    /// ([`RecipeFiles::resolved`]) into this stack's scratch folder and returns their paths, in
+    /// order.
+    fn write_resolved(&self, files: &RecipeFiles) -> Result<Vec<PathBuf>, RunnerError> {
+        let resolved = files
+            .resolved()
+            .map_err(|e| RunnerError::Other(e.to_string()))?;
+        let folder = self.work.join("resolved");
+        std::fs::create_dir_all(&folder).map_err(|e| {
+            RunnerError::Other(format!("could not create {}: {e}", folder.display()))
+        })?;
+        let mut paths = Vec::new();
+        for (i, (name, text)) in resolved.iter().enumerate() {
+            let path = folder.join(format!("{i}-{name}"));
+            std::fs::write(&path, text).map_err(|e| {
+                RunnerError::Other(format!("could not write {}: {e}", path.display()))
+            })?;
+            paths.push(path);
+        }
+        Ok(paths)
     }
 
     /// Returns what abra adds to the `app` service for `deployed`, and makes the version label
