@@ -10,6 +10,7 @@ mod crash;
 mod drone_config;
 mod forge_side;
 mod hygiene;
+mod journal_links;
 mod listener;
 mod nix_module;
 mod poll;
