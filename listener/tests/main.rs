@@ -14,6 +14,7 @@ mod journal_links;
 mod listener;
 mod nix_module;
 mod poll;
+mod routes_http;
 mod sweeps;
 mod version;
 
