@@ -10,6 +10,7 @@ mod support;
 mod cli;
 mod cli_settings;
 mod drone_yml;
+mod hostile_files;
 mod mirror_cli;
 mod recipe_plan;
 mod secret_files;

@@ -30,6 +30,7 @@
 //! - [`listener_api`]: the listener's HTTP API answers (the contract) and a client for them.
 
 pub mod badge;
+pub mod bounded_read;
 pub mod build_info;
 pub mod commit;
 pub mod console;

@@ -194,14 +194,13 @@ pub fn open_lock(path: &Path, owners: Owners) -> Result<File, StateError> {
     .ok_or_else(|| io_error(path, "open the lock file", io::ErrorKind::NotFound.into()))
 }
 
-/// Reads the whole file at `path`; `Ok(None)` when it does not exist.
-pub fn read(path: &Path, owners: Owners) -> Result<Option<Vec<u8>>, StateError> {
-    use std::io::Read as _;
-    let Some(mut file) = open_read(path, owners)? else {
+/// Reads the whole file at `path`, refusing one larger than `limit` bytes; `Ok(None)` when it
+/// does not exist.
+pub fn read(path: &Path, owners: Owners, limit: u64) -> Result<Option<Vec<u8>>, StateError> {
+    let Some(file) = open_read(path, owners)? else {
         return Ok(None);
     };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|e| io_error(path, "read", e))?;
-    Ok(Some(bytes))
+    crate::bounded_read::read_from(file, limit)
+        .map(Some)
+        .map_err(|e| io_error(path, "read", e))
 }

@@ -24,7 +24,7 @@
 
 use std::fmt;
 use std::fs::{self, File, TryLockError};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -439,8 +439,7 @@ fn read_live(path: &Path, owners: files::Owners) -> Result<Option<Record>, State
         Err(TryLockError::WouldBlock) => {}
         Err(TryLockError::Error(e)) => return Err(io_err(path, "lock a holder record")(e)),
     }
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
+    let bytes = crate::bounded_read::read_from(&mut file, crate::bounded_read::RECORD_FILE)
         .map_err(io_err(path, "read a holder record"))?;
     serde_json::from_slice(&bytes)
         .map(Some)

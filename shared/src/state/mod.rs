@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::bounded_read;
 use crate::commit::CommitId;
 use crate::recipe::RecipeName;
 use crate::version::ReleaseVersion;
@@ -289,7 +290,7 @@ impl StateDir {
         recipe: &RecipeName,
     ) -> Result<Option<CanonicalRecord>, StateError> {
         let path = self.canonical_path(recipe);
-        let Some(bytes) = files::read(&path, self.owners())? else {
+        let Some(bytes) = files::read(&path, self.owners(), bounded_read::RECORD_FILE)? else {
             return Ok(None);
         };
         parse_canonical(&path, &bytes, recipe).map(Some)
@@ -326,7 +327,7 @@ impl StateDir {
     /// Reads every history entry; a missing file is an empty history.
     pub fn read_history(&self, recipe: &RecipeName) -> Result<Vec<HistoryEntry>, StateError> {
         let path = self.history_path(recipe);
-        let Some(bytes) = files::read(&path, self.owners())? else {
+        let Some(bytes) = files::read(&path, self.owners(), bounded_read::HISTORY_FILE)? else {
             return Ok(Vec::new());
         };
         let text = String::from_utf8(bytes).map_err(|e| StateError::Corrupt {
@@ -489,7 +490,11 @@ impl StateDir {
     /// skipped: this is a metric, not a record anything is decided on.
     pub fn missed_webhook_counts(&self) -> std::collections::BTreeMap<String, u64> {
         let mut counts = std::collections::BTreeMap::new();
-        let Ok(Some(bytes)) = files::read(&self.missed_webhooks_path(), self.owners()) else {
+        let Ok(Some(bytes)) = files::read(
+            &self.missed_webhooks_path(),
+            self.owners(),
+            bounded_read::HISTORY_FILE,
+        ) else {
             return counts;
         };
         let text = String::from_utf8_lossy(&bytes);
