@@ -1756,7 +1756,7 @@ async fn the_job_for_a_tag_answers_over_http_and_the_shared_client_reads_it() {
         "no job is an answer, not an error"
     );
 
-    // A path the listener does not route (its answer is 405 for a GET there) is an error, never
+    // A path the listener does not route (its answer is a 404 without a job) is an error, never
     // "no job".
     let elsewhere = url::Url::parse(&format!("{}/not-the-listener/", app.base)).unwrap();
     let e = listener_api::job_for(&elsewhere, &alpha, "1.0.0+1.0")
@@ -1867,8 +1867,8 @@ async fn reads_are_paginated_and_need_the_admin_token_when_one_is_set() {
         assert_eq!(get_with(&app, path, Some(TOKEN)).await.0, 200, "{path}");
     }
     let unknown = get_with(&app, "/nowhere", None).await.0;
-    // As without a token: an unrouted GET is the hooks' 405, never a 401.
-    assert_eq!(unknown, 405, "an unknown path is answered as before");
+    // As without a token: an unrouted GET is a 404, never a 401.
+    assert_eq!(unknown, 404, "an unknown path is answered as before");
 
     // The shared client carries the token.
     let base = url::Url::parse(&app.base).unwrap();

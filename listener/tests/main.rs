@@ -10,10 +10,12 @@ mod crash;
 mod drone_config;
 mod forge_side;
 mod hygiene;
+mod journal_links;
 mod listener;
 mod nix_module;
 mod poll;
 mod process_env;
+mod routes_http;
 mod sweeps;
 mod version;
 

@@ -11,6 +11,7 @@ mod child_env;
 mod cli;
 mod cli_settings;
 mod drone_yml;
+mod hostile_files;
 mod mirror_cli;
 mod recipe_plan;
 mod rewarm_cli;

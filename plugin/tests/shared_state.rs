@@ -137,7 +137,9 @@ async fn the_sweep_as_root_and_the_listener_as_another_user_share_one_state_dir(
     // temp dir itself is private by default.
     std::fs::set_permissions(f.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::create_dir_all(&f.state).unwrap();
-    std::os::unix::fs::chown(&f.state, Some(0), Some(GROUP)).unwrap();
+    // Owned by the listener's user, as the operator guide says: canon uses only files of its own
+    // user, root or the state dir's owner.
+    std::os::unix::fs::chown(&f.state, Some(USER), Some(GROUP)).unwrap();
     std::fs::set_permissions(&f.state, std::fs::Permissions::from_mode(0o2775)).unwrap();
 
     let out = sweep_as_root(&f);

@@ -34,6 +34,7 @@
 //! - [`preflight`]: the offline checks of `check` (enrollment, credential files, state dir).
 
 pub mod badge;
+pub mod bounded_read;
 pub mod build_info;
 pub mod commit;
 pub mod console;

@@ -741,10 +741,11 @@ impl Enrollment {
     /// Fails, naming the file and the entry, on a missing file, invalid YAML, zero recipes, a
     /// duplicate or invalid name, an unknown key, or an unresolvable repository location.
     pub fn load(path: &Path) -> Result<Self, EnrollmentError> {
-        let text = std::fs::read_to_string(path).map_err(|source| EnrollmentError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::bounded_read::read_to_string(path, crate::bounded_read::YAML_FILE)
+            .map_err(|source| EnrollmentError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Self::parse(path, &text)
     }
 
@@ -759,6 +760,9 @@ impl Enrollment {
                 path: path.to_path_buf(),
             });
         }
+        // A hostile nesting is refused before the parser, which takes minutes over one.
+        crate::bounded_read::check_yaml_depth(text, crate::bounded_read::YAML_DEPTH)
+            .map_err(syntax)?;
         let raw: RawEnrollment = serde_yaml::from_str(text).map_err(|e| {
             let full = e.to_string();
             let message = match e.location() {

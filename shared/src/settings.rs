@@ -280,7 +280,8 @@ pub fn read_secret_file(name: &str, path: &Path, content: SecretContent) -> Resu
     let cannot_read =
         |e: std::io::Error| format!("`{setting}`: cannot read {}: {e}", path.display());
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
+    // A regular file only: a FIFO or `/dev/stdin` would stall the start, a device never end.
+    crate::bounded_read::open(path)
         .and_then(|f| {
             f.take(MAX_SECRET_FILE_BYTES as u64 + 1)
                 .read_to_end(&mut bytes)

@@ -9,6 +9,7 @@ mod forge;
 mod mirror;
 mod mirror_ssh;
 mod state_contract;
+mod state_links;
 mod warm_holds;
 
 #[test]

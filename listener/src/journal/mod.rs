@@ -51,6 +51,9 @@ pub enum JournalError {
         #[source]
         source: rusqlite::Error,
     },
+    /// A file of the journal is a link, not a regular file, or another user's.
+    #[error("journal: {0}")]
+    Unsafe(#[from] canon_shared::state::StateError),
     /// A statement failed.
     #[error("journal: {0}")]
     Sql(#[from] rusqlite::Error),

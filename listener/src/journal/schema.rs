@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
 use super::JournalError;
 
@@ -204,12 +204,33 @@ pub(super) fn open_conn(path: &Path) -> Result<Connection, JournalError> {
         path: path.to_path_buf(),
         source,
     };
-    let conn = Connection::open(path).map_err(open)?;
+    refuse_unsafe_files(path)?;
+    let conn =
+        Connection::open_with_flags(path, OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW)
+            .map_err(open)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(open)?;
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
         .map_err(open)?;
     Ok(conn)
+}
+
+/// Refuses a journal whose database or side files (`-wal`, `-shm`, `-journal`) are links, not
+/// regular files, or another user's: SQLite would open and write them wherever they point.
+fn refuse_unsafe_files(path: &Path) -> Result<(), JournalError> {
+    use canon_shared::state::files;
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let owners = files::Owners::of(folder);
+    files::check_file(path, owners)?;
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        files::check_file(Path::new(&side), owners)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

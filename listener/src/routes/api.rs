@@ -169,7 +169,12 @@ pub async fn deliveries(
     let mut rows: Vec<(Option<i64>, DeliveryRow)> =
         page.rows.into_iter().map(|(s, r)| (Some(s), r)).collect();
     if q.before.is_none() {
-        rows.extend(state.rejected().into_iter().map(|r| (None, r)));
+        // Rejections take at most half of a page the journal could fill, so a flood of them
+        // never hides the deliveries that were taken.
+        let share = (q.limit as usize)
+            .div_ceil(2)
+            .max((q.limit as usize).saturating_sub(journaled));
+        rows.extend(state.rejected().into_iter().take(share).map(|r| (None, r)));
         // RFC 3339 UTC strings of one format sort by time.
         rows.sort_by(|a, b| b.1.received_at.cmp(&a.1.received_at));
         rows.truncate(q.limit as usize);

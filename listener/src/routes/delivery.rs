@@ -127,8 +127,8 @@ where
 pub fn delivery(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Delivery,), Error = Rejection> + Clone + Send + Sync + 'static {
-    warp::post()
-        .and(warp::path!("hooks" / String))
+    warp::path!("hooks" / String)
+        .and(warp::post())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .and(super::with_state(state))
@@ -273,7 +273,11 @@ pub async fn answer_rejected(
             let reason = row.reason.clone().unwrap_or_default();
             state.metrics.delivery(outcome);
             state.remember_rejected(DeliveryRow::clone(row));
-            tracing::warn!(delivery = %row.delivery, forge = row.forge.as_str(), outcome = "rejected", status = status.as_u16(), reason = reason.as_str(), "Webhook delivery rejected.");
+            // A summary, not a line per request: a flood of unsigned deliveries writes one line
+            // a minute, with how many it stands for.
+            if let Some(count) = state.rejection_to_log(&reason) {
+                tracing::warn!(delivery = %row.delivery, forge = row.forge.as_str(), outcome = "rejected", status = status.as_u16(), reason = reason.as_str(), count, "Webhook deliveries rejected ({count} for this reason since its last line; the newest is named).");
+            }
             Ok(super::reply_json(*status, &json!({ "error": reason })))
         }
     }

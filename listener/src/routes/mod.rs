@@ -32,6 +32,15 @@ use crate::metrics::Metrics;
 
 /// How many rejected deliveries are kept in memory for `/api/deliveries` (never stored).
 const REJECTED_KEPT: usize = 200;
+/// How many of them may share one reason: a flood of one kind (unsigned deliveries) keeps its
+/// newest few and never pushes the other rejections out.
+const REJECTED_PER_REASON: usize = 20;
+/// At most one log line per rejection reason this often, with how many it stands for.
+const REJECTED_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+/// How many reasons the log summary tells apart; rejections for more share one line.
+const REJECTED_REASONS: usize = 32;
+/// The summary key of rejections past [`REJECTED_REASONS`].
+const OTHER_REASONS: &str = "other reasons";
 
 /// What every route shares.
 pub struct AppState {
@@ -51,6 +60,7 @@ pub struct AppState {
     /// The git state repository the canonical records are in, when one is configured.
     state_repo: OnceLock<Arc<dyn canon_shared::state::StateStore>>,
     rejected: Mutex<VecDeque<DeliveryRow>>,
+    rejected_log: Mutex<HashMap<String, RejectedSince>>,
     drone_config: OnceLock<drone_config::DroneConfig>,
     poll_interval: OnceLock<std::time::Duration>,
     sweeps: sweeps::SweepRecord,
@@ -76,6 +86,7 @@ impl AppState {
             admin_token: OnceLock::new(),
             state_repo: OnceLock::new(),
             rejected: Mutex::new(VecDeque::new()),
+            rejected_log: Mutex::new(HashMap::new()),
             drone_config: OnceLock::new(),
             poll_interval: OnceLock::new(),
             sweeps: sweeps::SweepRecord::default(),
@@ -133,13 +144,44 @@ impl AppState {
         &self.sweeps
     }
 
-    /// Keeps a rejected delivery in memory (rejections are never journaled).
+    /// Keeps a rejected delivery in memory (rejections are never journaled): the newest
+    /// [`REJECTED_PER_REASON`] of each reason, [`REJECTED_KEPT`] in all.
     pub fn remember_rejected(&self, row: DeliveryRow) {
         let mut q = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
-        if q.len() >= REJECTED_KEPT {
+        let same = q.iter().filter(|r| r.reason == row.reason).count();
+        if same >= REJECTED_PER_REASON {
+            if let Some(oldest) = q.iter().position(|r| r.reason == row.reason) {
+                q.remove(oldest);
+            }
+        } else if q.len() >= REJECTED_KEPT {
             q.pop_front();
         }
         q.push_back(row);
+    }
+
+    /// Counts one rejection for `reason` and returns whether a log line is due for it: at most
+    /// one per reason every [`REJECTED_LOG_EVERY`], standing for every rejection since the last
+    /// one (`Some(count)`); `None` while the line is not due.
+    pub fn rejection_to_log(&self, reason: &str) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let mut log = self.rejected_log.lock().unwrap_or_else(|p| p.into_inner());
+        let key = if log.contains_key(reason) || log.len() < REJECTED_REASONS {
+            reason
+        } else {
+            OTHER_REASONS
+        };
+        let since = log.entry(key.to_string()).or_insert(RejectedSince {
+            logged: None,
+            count: 0,
+        });
+        since.count += 1;
+        match since.logged {
+            Some(at) if now.duration_since(at) < REJECTED_LOG_EVERY => None,
+            _ => {
+                since.logged = Some(now);
+                Some(std::mem::take(&mut since.count))
+            }
+        }
     }
 
     /// Returns the rejected deliveries kept in memory, newest first.
@@ -147,6 +189,12 @@ impl AppState {
         let q = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
         q.iter().rev().cloned().collect()
     }
+}
+
+/// Rejections of one reason since its last log line.
+struct RejectedSince {
+    logged: Option<std::time::Instant>,
+    count: u64,
 }
 
 /// A boxed reply, so every handler returns one type.
@@ -174,11 +222,13 @@ pub fn routes(
         .and_then(hooks::handle)
         .recover(move |r| delivery::answer_rejected(rejected_state.clone(), r))
         .unify();
-    let get = |p| warp::get().and(p).and(with_state(state.clone()));
+    // The path first, then the method: a path no route serves is a 404 whatever the method,
+    // and a served path asked with the wrong method a 405. Every GET route answers HEAD too.
+    let get =
+        |p: warp::filters::BoxedFilter<()>| p.and(get_or_head()).and(with_state(state.clone()));
     // Behind the admin token, when one is set.
     let read = |p: warp::filters::BoxedFilter<()>| {
-        warp::get()
-            .and(p)
+        p.and(get_or_head())
             .and(access::admin(state.clone()))
             .and(with_state(state.clone()))
     };
@@ -192,28 +242,26 @@ pub fn routes(
     let deliveries = read(warp::path!("api" / "deliveries").boxed())
         .and(query())
         .and_then(api::deliveries);
-    let job_for_tag = warp::get()
-        .and(warp::path!(
-            "api" / "recipes" / String / "tags" / String / "job"
-        ))
+    let job_for_tag = warp::path!("api" / "recipes" / String / "tags" / String / "job")
+        .and(get_or_head())
         .and(access::admin(state.clone()))
         .and(with_state(state.clone()))
         .and_then(api::job_for_tag);
-    let sweep_report = warp::post()
-        .and(warp::path!("api" / "sweeps"))
+    let sweep_report = warp::path!("api" / "sweeps")
+        .and(warp::post())
         .and(access::admin(state.clone()))
         .and(warp::body::content_length_limit(drone_config::MAX_BODY))
         .and(warp::body::bytes())
         .and(with_state(state.clone()))
         .and_then(sweeps::report);
     let page = read(warp::path::end().boxed()).and_then(status::page);
-    let badge = warp::get()
-        .and(warp::path!("badge" / String))
+    let badge = warp::path!("badge" / String)
+        .and(get_or_head())
         .and(warp::header::optional::<String>("if-none-match"))
         .and(with_state(state.clone()))
         .and_then(badge::handle);
-    let drone_config = warp::post()
-        .and(warp::path!("drone" / "config"))
+    let drone_config = warp::path!("drone" / "config")
+        .and(warp::post())
         .and(warp::header::headers_cloned())
         .and(warp::body::content_length_limit(drone_config::MAX_BODY))
         .and(warp::body::bytes())
@@ -242,6 +290,11 @@ pub fn routes(
         .unify()
         .recover(recover)
         .unify()
+}
+
+/// Matches GET and HEAD (the server sends a HEAD answer's status and headers, not its body).
+fn get_or_head() -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
+    warp::get().or(warp::head()).unify()
 }
 
 async fn recover(r: warp::Rejection) -> Result<Reply, Infallible> {

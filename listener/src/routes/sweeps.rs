@@ -188,7 +188,10 @@ fn record_path(dir: &Path) -> PathBuf {
 }
 
 fn load(dir: &Path) -> SweepState {
-    match std::fs::read(record_path(dir)) {
+    match canon_shared::bounded_read::read(
+        &record_path(dir),
+        canon_shared::bounded_read::RECORD_FILE,
+    ) {
         Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "The sweeps' record is unreadable; starting afresh.");
             SweepState::default()

@@ -62,7 +62,10 @@ impl RecipeFiles {
         overrides: &BTreeMap<String, String>,
     ) -> Result<Self, ComposeError> {
         let read_opt = |path: PathBuf| -> Result<Option<String>, ComposeError> {
-            match std::fs::read_to_string(&path) {
+            match canon_shared::bounded_read::read_to_string(
+                &path,
+                canon_shared::bounded_read::TEXT_FILE,
+            ) {
                 Ok(t) => Ok(Some(t)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(ComposeError::File {
@@ -110,7 +113,11 @@ impl RecipeFiles {
         };
         let mut facts = Compose::default();
         for path in &compose_files {
-            let text = std::fs::read_to_string(path).map_err(|e| ComposeError::File {
+            let text = canon_shared::bounded_read::read_to_string(
+                path,
+                canon_shared::bounded_read::YAML_FILE,
+            )
+            .map_err(|e| ComposeError::File {
                 path: path.clone(),
                 message: e.to_string(),
             })?;

@@ -236,7 +236,11 @@ fn check(dir: &Path, recipe: &str) -> Vec<Finding> {
             message,
         });
     };
-    let env_sample = std::fs::read_to_string(dir.join(".env.sample")).ok();
+    let env_sample = canon_shared::bounded_read::read_to_string(
+        &dir.join(".env.sample"),
+        canon_shared::bounded_read::TEXT_FILE,
+    )
+    .ok();
     if env_sample.is_none() {
         add(
             "env-sample",
@@ -332,7 +336,10 @@ fn check(dir: &Path, recipe: &str) -> Vec<Finding> {
     if let Some(text) = &env_sample {
         set.extend(EnvFile::parse(text).vars().into_keys());
     }
-    if let Ok(text) = std::fs::read_to_string(dir.join("abra.sh")) {
+    if let Ok(text) = canon_shared::bounded_read::read_to_string(
+        &dir.join("abra.sh"),
+        canon_shared::bounded_read::TEXT_FILE,
+    ) {
         set.extend(parse_abra_sh(&text).into_iter().map(|(k, _)| k));
     }
     for (kind, key, written) in names_as_written(&files) {
@@ -406,7 +413,9 @@ fn image_tag_problem(image: &str) -> Option<&'static str> {
 fn names_as_written(files: &RecipeFiles) -> Vec<(&'static str, String, String)> {
     let mut out = Vec::new();
     for path in &files.compose_files {
-        let Ok(text) = std::fs::read_to_string(path) else {
+        let Ok(text) =
+            canon_shared::bounded_read::read_to_string(path, canon_shared::bounded_read::YAML_FILE)
+        else {
             continue;
         };
         let Ok(c) = Compose::parse(path, &text) else {

@@ -92,8 +92,11 @@ pub fn for_upgrade(
         .into_iter()
         .map(|(_, name)| {
             let path = folder.join(&name);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read the release note release/{name}: {e}"))?;
+            let text = canon_shared::bounded_read::read_to_string(
+                &path,
+                canon_shared::bounded_read::TEXT_FILE,
+            )
+            .map_err(|e| format!("cannot read the release note release/{name}: {e}"))?;
             Ok(Note {
                 path: format!("release/{name}"),
                 text,

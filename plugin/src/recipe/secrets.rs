@@ -259,10 +259,18 @@ impl SecretSpec {
         match &self.source {
             Source::Generated | Source::TestValue => Ok(generate(self.length, self.charset)),
             Source::File(path) => {
-                let mut text = std::fs::read_to_string(path).map_err(|e| SecretError::File {
+                let mut text = canon_shared::bounded_read::read_to_string(
+                    path,
+                    canon_shared::bounded_read::SECRET_FILE,
+                )
+                .map_err(|e| SecretError::File {
                     key: self.key.clone(),
                     path: path.clone(),
-                    message: e.kind().to_string(),
+                    message: match e.kind() {
+                        // What was refused (a special file, too large), never the content.
+                        std::io::ErrorKind::InvalidData => e.to_string(),
+                        kind => kind.to_string(),
+                    },
                 })?;
                 if text.ends_with('\n') {
                     text.pop();

@@ -93,15 +93,16 @@ pub fn read_results(path: &Path) -> Result<Vec<StageResult>, RunnerError> {
         path: path.to_path_buf(),
         message,
     };
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(fail(
-                "the harness did not write it (missing results make the run red)".into(),
-            ))
-        }
-        Err(e) => return Err(fail(format!("cannot read it: {e}"))),
-    };
+    let bytes =
+        match canon_shared::bounded_read::read(path, canon_shared::bounded_read::RECORD_FILE) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(fail(
+                    "the harness did not write it (missing results make the run red)".into(),
+                ))
+            }
+            Err(e) => return Err(fail(format!("cannot read it: {e}"))),
+        };
     let file: ResultsFile = serde_json::from_slice(&bytes).map_err(|e| {
         fail(format!(
             "not a valid results file: {e} (stages are install, upgrade, backup, restore, custom; statuses passed, failed, skipped)"

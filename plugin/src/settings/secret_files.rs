@@ -238,7 +238,7 @@ mod tests {
                 vec![("PLUGIN_DRONE_TOKEN_FILE", "a-dir".into())],
                 vec![
                     format!("`drone_token_file`: cannot read {}: ", at("a-dir")),
-                    "(os error 21)".into(),
+                    "not a regular file".into(),
                 ],
             ),
             (

@@ -8,6 +8,7 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use git2::{AutotagOption, FetchOptions, FetchPrune, Oid, Repository};
@@ -59,10 +60,12 @@ pub(super) fn lock_cache(path: &Path) -> Result<File, MirrorError> {
     if let Some(parent) = lock_path.parent() {
         std::fs::create_dir_all(parent).map_err(err)?;
     }
+    // Never through a link someone else planted in a shared state dir.
     let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&lock_path)
         .map_err(err)?;
     file.lock().map_err(err)?;

@@ -88,7 +88,14 @@ impl Peels {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
-        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path)) {
+        // A new file only (O_EXCL): never written through a link planted under the temp name.
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
             tracing::debug!(path = %path.display(), error = %e, "Could not save the tag peels.");
         }

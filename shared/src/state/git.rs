@@ -75,12 +75,7 @@ impl GitStore {
             ))
         })?;
         let path = self.local.root().join("state-repo.lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| self.err(format!("cannot open {}: {e}", path.display())))?;
+        let file = super::files::open_lock(&path, self.local.owners())?;
         file.lock()
             .map_err(|e| self.err(format!("cannot lock {}: {e}", path.display())))?;
         if dir.join("HEAD").exists() {

@@ -24,7 +24,7 @@
 
 use std::fmt;
 use std::fs::{self, File, TryLockError};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,7 +33,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{
-    create_dir_durable, io_err, now, open_lock_file, take_lock, FileLock, LockWait, StateError,
+    create_dir_durable, files, io_err, now, open_lock_file, take_lock, FileLock, LockWait,
+    StateError,
 };
 use crate::recipe::RecipeName;
 
@@ -168,6 +169,8 @@ struct Record {
 pub struct WarmHolds {
     dir: PathBuf,
     recipe: RecipeName,
+    /// Who may own the files in the state dir.
+    owners: files::Owners,
 }
 
 /// A hold on a recipe's warm data; dropping it removes its record and releases the lock.
@@ -203,6 +206,7 @@ impl WarmHolds {
         Self {
             dir: state_dir.join(recipe.as_str()).join("warm"),
             recipe: recipe.clone(),
+            owners: files::Owners::of(state_dir),
         }
     }
 
@@ -278,13 +282,13 @@ impl WarmHolds {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(TMP_PREFIX) {
-                remove_if_stale(&path);
+                remove_if_stale(&path, self.owners);
                 continue;
             }
             if !name.ends_with(".json") {
                 continue;
             }
-            match read_live(&path)? {
+            match read_live(&path, self.owners)? {
                 Some(Record {
                     hold: HoldKind::Attach,
                     holder,
@@ -310,13 +314,18 @@ impl WarmHolds {
     /// Creates `<state>/<recipe>/warm/holders` (group-writable under the shared umask).
     fn ensure_dirs(&self) -> Result<(), StateError> {
         let dir = self.holders_dir();
-        create_dir_durable(&dir).map_err(io_err(&dir, "create the warm data's folder"))
+        create_dir_durable(&dir).map_err(io_err(&dir, "create the warm data's folder"))?;
+        if let Some(recipe_dir) = self.dir.parent() {
+            files::check_dir(recipe_dir, self.owners)?;
+        }
+        files::check_dir(&self.dir, self.owners)?;
+        files::check_dir(&dir, self.owners)
     }
 
     /// Opens (creating) the lock file `name`.
     fn open_lock(&self, name: &str) -> Result<(File, PathBuf), StateError> {
         let path = self.dir.join(name);
-        let file = open_lock_file(&path)?;
+        let file = open_lock_file(&path, self.owners)?;
         Ok((file, path))
     }
 
@@ -414,12 +423,10 @@ fn attach_hint(wait: LockWait) -> &'static str {
 
 /// Reads the holder record at `path` when its owner still holds it; removes it (and returns
 /// `None`) when the owner is gone, and returns `None` when it went meanwhile.
-fn read_live(path: &Path) -> Result<Option<Record>, StateError> {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        // Its hold was dropped since the folder was listed.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(path, "open a holder record")(e)),
+fn read_live(path: &Path, owners: files::Owners) -> Result<Option<Record>, StateError> {
+    // None: its hold was dropped since the folder was listed.
+    let Some(mut file) = files::open_read(path, owners)? else {
+        return Ok(None);
     };
     match file.try_lock_shared() {
         Ok(()) => {
@@ -432,8 +439,7 @@ fn read_live(path: &Path) -> Result<Option<Record>, StateError> {
         Err(TryLockError::WouldBlock) => {}
         Err(TryLockError::Error(e)) => return Err(io_err(path, "lock a holder record")(e)),
     }
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
+    let bytes = crate::bounded_read::read_from(&mut file, crate::bounded_read::RECORD_FILE)
         .map_err(io_err(path, "read a holder record"))?;
     serde_json::from_slice(&bytes)
         .map(Some)
@@ -444,8 +450,10 @@ fn read_live(path: &Path) -> Result<Option<Record>, StateError> {
 }
 
 /// Removes a record left half-written by a process killed before it locked it.
-fn remove_if_stale(path: &Path) {
-    let Ok(file) = File::open(path) else { return };
+fn remove_if_stale(path: &Path, owners: files::Owners) {
+    let Ok(Some(file)) = files::open_read(path, owners) else {
+        return;
+    };
     let old = file
         .metadata()
         .and_then(|m| m.modified())

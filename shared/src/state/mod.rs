@@ -12,7 +12,7 @@
 //! A corrupt or unreadable `canonical.json` is an error, never "no canonical": treating it as
 //! absent would let an older tag be promoted over the real canonical.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,10 +20,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::bounded_read;
 use crate::commit::CommitId;
 use crate::recipe::RecipeName;
 use crate::version::ReleaseVersion;
 
+pub mod files;
 pub mod format;
 pub mod git;
 pub mod holds;
@@ -109,6 +111,8 @@ pub enum StateError {
         #[source]
         source: io::Error,
     },
+    #[error("state {path}: refused: {reason}")]
+    Unsafe { path: PathBuf, reason: String },
     #[error("state {path}: the canonical record is corrupt ({message}); fix or remove it by hand, canon will not guess")]
     Corrupt { path: PathBuf, message: String },
     #[error("state {path}: the record is for recipe `{found}`, not `{expected}`")]
@@ -184,14 +188,9 @@ enum FileLock {
     Exclusive,
 }
 
-/// Opens (creating, never truncating) the lock file at `path`.
-fn open_lock_file(path: &Path) -> Result<File, StateError> {
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(io_err(path, "open the lock file"))
+/// Opens (creating, never truncating) the lock file at `path`, never through a link.
+fn open_lock_file(path: &Path, owners: files::Owners) -> Result<File, StateError> {
+    files::open_lock(path, owners)
 }
 
 /// Takes `how` on the lock file `file` (at `path`), trying again until `deadline` (once when
@@ -258,6 +257,11 @@ impl StateDir {
         &self.root
     }
 
+    /// Returns who may own the files in the state dir ([`files::Owners`]).
+    pub fn owners(&self) -> files::Owners {
+        files::Owners::of(&self.root)
+    }
+
     /// Returns `<state>/<recipe>`.
     pub fn recipe_dir(&self, recipe: &RecipeName) -> PathBuf {
         self.root.join(recipe.as_str())
@@ -276,6 +280,7 @@ impl StateDir {
     fn ensure_recipe_dir(&self, recipe: &RecipeName) -> Result<PathBuf, StateError> {
         let dir = self.recipe_dir(recipe);
         create_dir_durable(&dir).map_err(io_err(&dir, "create the recipe folder"))?;
+        files::check_dir(&dir, self.owners())?;
         Ok(dir)
     }
 
@@ -285,10 +290,8 @@ impl StateDir {
         recipe: &RecipeName,
     ) -> Result<Option<CanonicalRecord>, StateError> {
         let path = self.canonical_path(recipe);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&path, "read the canonical record")(e)),
+        let Some(bytes) = files::read(&path, self.owners(), bounded_read::RECORD_FILE)? else {
+            return Ok(None);
         };
         parse_canonical(&path, &bytes, recipe).map(Some)
     }
@@ -307,23 +310,30 @@ impl StateDir {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        write_atomic(&dir, &path, &bytes)
+        write_atomic_in(&dir, &path, &bytes, self.owners())
     }
 
     /// Appends one decision to `history.jsonl` and fsyncs it.
     pub fn append_history(&self, entry: &HistoryEntry) -> Result<(), StateError> {
         self.ensure_recipe_dir(&entry.recipe)?;
-        append_line(&self.history_path(&entry.recipe), entry, format::to_line)
+        append_line(
+            &self.history_path(&entry.recipe),
+            entry,
+            format::to_line,
+            self.owners(),
+        )
     }
 
     /// Reads every history entry; a missing file is an empty history.
     pub fn read_history(&self, recipe: &RecipeName) -> Result<Vec<HistoryEntry>, StateError> {
         let path = self.history_path(recipe);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(&path, "read the history")(e)),
+        let Some(bytes) = files::read(&path, self.owners(), bounded_read::HISTORY_FILE)? else {
+            return Ok(Vec::new());
         };
+        let text = String::from_utf8(bytes).map_err(|e| StateError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         parse_history(&path, &text)
     }
 
@@ -337,10 +347,8 @@ impl StateDir {
     ) -> Result<Vec<HistoryEntry>, StateError> {
         use std::io::{Read, Seek, SeekFrom};
         let path = self.history_path(recipe);
-        let mut file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(&path, "open the history")(e)),
+        let Some(mut file) = files::open_read(&path, self.owners())? else {
+            return Ok(Vec::new());
         };
         let len = file
             .metadata()
@@ -378,7 +386,7 @@ impl StateDir {
     pub fn lock(&self, recipe: &RecipeName, wait: LockWait) -> Result<RecipeLock, StateError> {
         let dir = self.ensure_recipe_dir(recipe)?;
         let path = dir.join(".lock");
-        let file = open_lock_file(&path)?;
+        let file = open_lock_file(&path, self.owners())?;
         if take_lock(&file, &path, FileLock::Exclusive, wait.deadline())? {
             return Ok(RecipeLock {
                 file,
@@ -475,16 +483,21 @@ impl StateDir {
     /// Appends a missed webhook (one JSON line, fsynced).
     pub fn record_missed_webhook(&self, missed: &MissedWebhook) -> Result<(), StateError> {
         create_dir_durable(&self.root).map_err(io_err(&self.root, "create the state folder"))?;
-        append_json_line(&self.missed_webhooks_path(), missed)
+        append_json_line(&self.missed_webhooks_path(), missed, self.owners())
     }
 
     /// Counts missed webhooks per recipe; a missing file counts none. Unreadable lines are
     /// skipped: this is a metric, not a record anything is decided on.
     pub fn missed_webhook_counts(&self) -> std::collections::BTreeMap<String, u64> {
         let mut counts = std::collections::BTreeMap::new();
-        let Ok(text) = fs::read_to_string(self.missed_webhooks_path()) else {
+        let Ok(Some(bytes)) = files::read(
+            &self.missed_webhooks_path(),
+            self.owners(),
+            bounded_read::HISTORY_FILE,
+        ) else {
             return counts;
         };
+        let text = String::from_utf8_lossy(&bytes);
         for missed in text
             .lines()
             .filter_map(|l| serde_json::from_str::<MissedWebhook>(l).ok())
@@ -510,8 +523,12 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 /// Appends `value` as one JSON line to `path` (created when missing) and fsyncs it.
-fn append_json_line(path: &Path, value: &impl Serialize) -> Result<(), StateError> {
-    append_line(path, value, |v| serde_json::to_vec(v))
+fn append_json_line(
+    path: &Path,
+    value: &impl Serialize,
+    owners: files::Owners,
+) -> Result<(), StateError> {
+    append_line(path, value, |v| serde_json::to_vec(v), owners)
 }
 
 /// Appends `value`, encoded as one line by `encode`, to `path` (created when missing) and
@@ -520,18 +537,15 @@ fn append_line<T: Serialize>(
     path: &Path,
     value: &T,
     encode: impl FnOnce(&T) -> serde_json::Result<Vec<u8>>,
+    owners: files::Owners,
 ) -> Result<(), StateError> {
     let mut line = encode(value).map_err(|e| StateError::Corrupt {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
     line.push(b'\n');
-    let new = !path.exists();
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io_err(path, "open for appending"))?;
+    let new = !files::check_file(path, owners)?;
+    let mut file = files::open_append(path, owners)?;
     // One write call per line: O_APPEND keeps concurrent appenders from interleaving.
     file.write_all(&line).map_err(io_err(path, "append"))?;
     file.sync_data().map_err(io_err(path, "sync"))?;
@@ -581,7 +595,21 @@ pub fn shared_umask(started_with: u32) -> u32 {
 /// Writes `bytes` to `path` atomically: a temp file in `dir`, fsync, rename, fsync of `dir`.
 /// The temp file's name is random (`.<name>.tmp.XXXXXX`), so writers on other hosts sharing the
 /// folder, or other processes that reuse a pid, never write into each other's temp file.
+///
+/// What is at `path` already must be a file canon may replace ([`files::check_file`], with the
+/// owners of `dir`): a link, a FIFO or another user's file there is refused, not replaced.
 pub fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    write_atomic_in(dir, path, bytes, files::Owners::of(dir))
+}
+
+/// [`write_atomic`] with the owners a file at `path` may have.
+fn write_atomic_in(
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    owners: files::Owners,
+) -> Result<(), StateError> {
+    files::check_file(path, owners)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -707,7 +735,7 @@ mod tests {
         fs::create_dir_all(state.canonical_path(&app)).unwrap();
         assert!(matches!(
             state.read_canonical(&app),
-            Err(StateError::Io { .. })
+            Err(StateError::Unsafe { .. })
         ));
     }
 

@@ -158,7 +158,11 @@ impl Compose {
     /// Reads and parses `<dir>/compose.yml` as written (see [`Compose::parse`]).
     pub fn load_dir(dir: &Path) -> Result<Self, ComposeError> {
         let path = dir.join("compose.yml");
-        let text = std::fs::read_to_string(&path).map_err(|source| ComposeError::Read {
+        let text = canon_shared::bounded_read::read_to_string(
+            &path,
+            canon_shared::bounded_read::YAML_FILE,
+        )
+        .map_err(|source| ComposeError::Read {
             path: path.clone(),
             source,
         })?;
@@ -173,6 +177,9 @@ impl Compose {
         values: &Values<'_>,
     ) -> Result<(), Problem> {
         let shape = |m: &str| Problem::Shape(Shape::Other(m.to_string()));
+        // A hostile nesting is refused before the parser, which takes minutes over one.
+        canon_shared::bounded_read::check_yaml_depth(text, canon_shared::bounded_read::YAML_DEPTH)
+            .map_err(|m| shape(&m))?;
         let doc: serde_yaml::Value =
             serde_yaml::from_str(text).map_err(|e| Problem::Shape(Shape::Yaml(e)))?;
         let doc = super::merge_keys::resolve(doc).map_err(|e| shape(&e.to_string()))?;

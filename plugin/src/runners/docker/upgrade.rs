@@ -163,7 +163,10 @@ impl Stack {
                     .join(", ")
             )));
         }
-        let tag_env = match std::fs::read_to_string(dir.join(".env.sample")) {
+        let tag_env = match canon_shared::bounded_read::read_to_string(
+            &dir.join(".env.sample"),
+            canon_shared::bounded_read::TEXT_FILE,
+        ) {
             Ok(text) => EnvFile::parse_pinned(&text, &self.overrides()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => EnvFile::default(),
             Err(e) => {
