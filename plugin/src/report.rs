@@ -337,6 +337,7 @@ mod tests {
                 reason: None,
                 seconds: 41.25,
                 notes: Vec::new(),
+                serving: None,
             }],
             green: true,
             problems: vec![],
@@ -405,6 +406,7 @@ mod tests {
             reason: Some("no canonical yet".into()),
             seconds: 0.0,
             notes: Vec::new(),
+            serving: None,
         };
         assert_eq!(
             stage_line(&s),
@@ -420,6 +422,7 @@ mod tests {
             reason: None,
             seconds: 12.0,
             notes: vec!["deploy timeout 300s (source: label)".into()],
+            serving: None,
         };
         assert_eq!(
             stage_line(&s),

@@ -26,6 +26,7 @@ mod engine {
     mod docker_runner;
     mod image;
     mod promote_crash;
+    mod serving;
     mod warm_run;
 }
 

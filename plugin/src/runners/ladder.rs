@@ -136,6 +136,7 @@ impl Rungs {
                     reason: None,
                     seconds,
                     notes: Vec::new(),
+                    serving: None,
                 }
             }
             Err(e) => {
@@ -150,6 +151,7 @@ impl Rungs {
                     reason: Some(reason),
                     seconds,
                     notes: Vec::new(),
+                    serving: None,
                 }
             }
         });
@@ -185,6 +187,7 @@ impl Rungs {
                         "copied {} warm volumes, {bytes} bytes",
                         copies.len()
                     )],
+                    serving: None,
                 });
                 Some(WarmReport::new(warm, copies))
             }
@@ -203,6 +206,7 @@ impl Rungs {
                     reason: Some(reason),
                     seconds,
                     notes: Vec::new(),
+                    serving: None,
                 });
                 None
             }
@@ -239,6 +243,7 @@ impl Rungs {
             reason: (!passed).then(|| errors.join("; ")),
             seconds,
             notes,
+            serving: None,
         });
         passed
     }
@@ -253,6 +258,7 @@ impl Rungs {
                 reason: Some(reason.to_string()),
                 seconds: 0.0,
                 notes: Vec::new(),
+                serving: None,
             });
         }
     }
@@ -583,6 +589,7 @@ mod tests {
                 health_path: None,
                 stability_window_secs: None,
                 host_access: Vec::new(),
+                serving: Default::default(),
                 secrets: Default::default(),
                 drone_repo: None,
                 lint_skip: Vec::new(),
