@@ -1,15 +1,17 @@
 //! The serving check: after a deploy is healthy, each HTTP route the recipe's traefik labels
 //! declare ([`crate::recipe::routes`]) answers a visitor's request. `GET <path>` with the route's
-//! host in `Host:` goes to every task of the routed service at the routed port, from a
-//! short-lived container on the recipe's `proxy` network, the way traefik reaches the tasks; no
+//! host in `Host:` goes to every task of the routed service at its address on the recipe's
+//! `proxy` network and the routed port, from inside that network, the way traefik reaches the
+//! tasks (sent from a running task of the routed service, whose container is on it); no
 //! redirect is followed, and the status must be one the enrollment expects (`serving.expect`,
 //! default 200, 301, 302). It polls like the health wait, up to what is left of the deploy
 //! timeout, and a red check names the service, the router, the host, the port and what came
 //! back (a status, a refused connection, no answer).
 //!
 //! The request is raw HTTP/1.0 through the service image's own `sh` and `nc` (busybox's is
-//! enough), with the host and path passed as the container's environment, never as script
-//! text. When that image has no `sh` or `nc`, or the network admits no extra container, the same
+//! enough), run by `docker exec` with the host and path passed as its environment, never as
+//! script text. A short-lived container on the network would be the same request, but attaching
+//! one to an overlay network costs seconds each time. When the image has no `sh` or `nc`, the same
 //! request goes from the host to the task's `docker_gwbridge` address (the same container and
 //! port, as the health probe reaches it), and the stage's notes say so.
 //!
@@ -311,27 +313,37 @@ impl Stack {
         }
     }
 
-    /// Returns the addresses of the running tasks of `service` on `network`.
-    fn task_addresses(&self, network: &str, service: &str) -> Result<Vec<Ipv4Addr>, String> {
+    /// Returns this stack's containers on `network`: each with its compose service, its id and
+    /// its address there (one `docker network inspect`).
+    fn network_tasks(&self, network: &str) -> Result<Vec<(String, String, Ipv4Addr)>, String> {
         let out = docker(&cmd::inspect(Kind::Network, &[network.to_string()]))
             .map_err(|e| e.to_string())?;
         let nets: Vec<Value> = serde_json::from_str(&out.stdout).map_err(|e| e.to_string())?;
-        let prefix = format!("{}_{service}.", self.name);
-        let mut ips: Vec<Ipv4Addr> = nets
+        let prefix = format!("{}_", self.name);
+        let mut tasks: Vec<(String, String, Ipv4Addr)> = nets
             .first()
             .and_then(|n| n["Containers"].as_object())
             .into_iter()
-            .flat_map(|m| m.values())
-            .filter(|c| c["Name"].as_str().is_some_and(|n| n.starts_with(&prefix)))
-            .filter_map(|c| c["IPv4Address"].as_str())
-            .filter_map(|a| a.split('/').next().and_then(|ip| ip.parse().ok()))
+            .flat_map(|m| m.iter())
+            .filter_map(|(id, c)| {
+                // Task containers are named `<stack>_<service>.<slot>.<task id>`.
+                let service = c["Name"]
+                    .as_str()?
+                    .strip_prefix(&prefix)?
+                    .split('.')
+                    .next()?;
+                let ip = c["IPv4Address"].as_str()?.split('/').next()?.parse().ok()?;
+                Some((service.to_string(), id.clone(), ip))
+            })
             .collect();
-        ips.sort();
-        Ok(ips)
+        tasks.sort_by_key(|t| t.2);
+        Ok(tasks)
     }
 
-    /// One round from a short-lived container on `network`: each route's answers, by task
-    /// address. An error when the container cannot send the requests at all.
+    /// One round from inside `network`: the requests run in a task of the first route's service
+    /// (`docker exec`; its image's `sh` and `nc`), each to a task's address on the network, as
+    /// traefik's own requests go. Returns each route's answers by task address; an error when
+    /// the task cannot send the requests at all.
     fn round_in_network(
         &self,
         network: &str,
@@ -339,34 +351,24 @@ impl Stack {
         routes: &[Route],
         paths: &[String],
     ) -> Result<Vec<Vec<(Ipv4Addr, Answer)>>, String> {
+        let tasks = self.network_tasks(network)?;
         let mut targets = Vec::new();
         for (i, r) in routes.iter().enumerate() {
-            for ip in self.task_addresses(network, &r.service)? {
-                targets.push(Target { route: i, ip });
+            for (_, _, ip) in tasks.iter().filter(|t| t.0 == r.service) {
+                targets.push(Target { route: i, ip: *ip });
             }
         }
         let mut answers: Vec<Vec<(Ipv4Addr, Answer)>> = vec![Vec::new(); routes.len()];
-        if targets.is_empty() {
+        let Some((_, sender, _)) = tasks.iter().find(|t| t.0 == routes[0].service) else {
             return Ok(answers);
-        }
+        };
         let mut env = BTreeMap::new();
         for (i, r) in routes.iter().enumerate() {
             env.insert(format!("CANON_HOST_{i}"), r.host().to_string());
             env.insert(format!("CANON_PATH_{i}"), paths[i].clone());
         }
-        let name = format!(
-            "{}-serving-{}",
-            self.name,
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default()
-        );
-        let out = run(&cmd::request_container(
-            &name,
-            image,
-            network,
-            &self.labels.map(Some("helper")),
+        let out = run(&cmd::exec_request(
+            sender,
             &env,
             &request_script(routes, &targets),
         ))
@@ -375,11 +377,14 @@ impl Stack {
         if read.iter().all(Option::is_none) {
             let err = out.stderr.trim();
             let why = if err.is_empty() {
-                format!("the request container exited with {:?}", out.code())
+                format!("the request exited with {:?}", out.code())
             } else {
                 err.lines().last().unwrap_or(err).to_string()
             };
-            return Err(format!("image `{image}` on network `{network}`: {why}"));
+            return Err(format!(
+                "a task of `{}` (image `{image}`) cannot send it: {why}",
+                routes[0].service
+            ));
         }
         if read
             .iter()
