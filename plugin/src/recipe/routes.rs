@@ -96,12 +96,15 @@ fn enabled(svc: &Service) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
+/// A label's key and value.
+type Label<'a> = (&'a str, &'a str);
+
 /// Returns the routes of one service.
 fn service_routes(svc: &Service) -> Result<Vec<Route>, RouteError> {
-    // router name -> (rule label, rule, service label value)
-    let mut routers: BTreeMap<&str, (Option<(&str, &str)>, Option<&str>)> = BTreeMap::new();
-    // service name -> (port label, port value)
-    let mut services: BTreeMap<&str, Option<(&str, &str)>> = BTreeMap::new();
+    // router name -> (its rule label and value, its service label's value)
+    let mut routers: BTreeMap<&str, (Option<Label<'_>>, Option<&str>)> = BTreeMap::new();
+    // service name -> its port label and value
+    let mut services: BTreeMap<&str, Option<Label<'_>>> = BTreeMap::new();
     for (key, value) in &svc.deploy_labels {
         if let Some(rest) = key.strip_prefix(ROUTERS) {
             let Some((name, field)) = rest.split_once('.') else {

@@ -52,7 +52,7 @@ pub(super) enum Answer {
     /// The connection was refused: nothing listens on that port.
     Refused,
     /// No answer in time, or the connection closed without a status line.
-    NoAnswer,
+    Silent,
     /// Anything else, as the client said it.
     Other(String),
 }
@@ -66,7 +66,7 @@ impl Answer {
         } else if text.contains("refused") {
             Answer::Refused
         } else if text.is_empty() || text.contains("timed out") {
-            Answer::NoAnswer
+            Answer::Silent
         } else {
             Answer::Other(text.chars().take(200).collect())
         }
@@ -78,7 +78,7 @@ impl fmt::Display for Answer {
         match self {
             Answer::Status(s) => write!(f, "answered {s}"),
             Answer::Refused => f.write_str("refused the connection"),
-            Answer::NoAnswer => write!(
+            Answer::Silent => write!(
                 f,
                 "sent no answer within {REQUEST_SECONDS} s (timed out or closed)"
             ),
@@ -394,7 +394,7 @@ impl Stack {
             return Err(format!("image `{image}` has no `nc`"));
         }
         for (t, a) in targets.iter().zip(read) {
-            answers[t.route].push((t.ip, a.unwrap_or(Answer::NoAnswer)));
+            answers[t.route].push((t.ip, a.unwrap_or(Answer::Silent)));
         }
         Ok(answers)
     }
@@ -480,14 +480,14 @@ mod tests {
                 Some(Answer::Status(302)),
                 None,
                 Some(Answer::Refused),
-                Some(Answer::NoAnswer),
+                Some(Answer::Silent),
             ]
         );
         assert_eq!(
             Answer::read("sh: nc: not found"),
             Answer::Other("sh: nc: not found".into())
         );
-        assert_eq!(Answer::read("nc: timed out"), Answer::NoAnswer);
+        assert_eq!(Answer::read("nc: timed out"), Answer::Silent);
         assert_eq!(Answer::Status(500).to_string(), "answered 500");
         assert_eq!(Answer::Refused.to_string(), "refused the connection");
     }
