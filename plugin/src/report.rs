@@ -343,6 +343,7 @@ mod tests {
                 reason: None,
                 seconds: 41.25,
                 notes: Vec::new(),
+                serving: None,
             }],
             restore_proof: None,
             green: true,
@@ -433,6 +434,7 @@ mod tests {
             reason: Some("no canonical yet".into()),
             seconds: 0.0,
             notes: Vec::new(),
+            serving: None,
         };
         assert_eq!(
             stage_line(&s),
@@ -448,6 +450,7 @@ mod tests {
             reason: None,
             seconds: 12.0,
             notes: vec!["deploy timeout 300s (source: label)".into()],
+            serving: None,
         };
         assert_eq!(
             stage_line(&s),

@@ -605,14 +605,14 @@ fn a_bonfire_shaped_recipe_installs_green_with_compose_file_built_by_expansion()
         "{results:#?}"
     );
     // No enrollment deploy_timeout: the label `${TIMEOUT:-240}` decides, and the report says so.
-    assert_eq!(
-        results[0].notes,
-        vec!["deploy timeout 240s (source: label)".to_string()]
-    );
-    assert_eq!(
-        results[3].notes,
-        vec!["deploy timeout 240s (source: label)".to_string()]
-    );
+    // The fixture joins no `proxy` network: traefik would not reach it, nothing is served.
+    let want = vec![
+        "deploy timeout 240s (source: label)".to_string(),
+        "serving check skipped: the recipe declares no `proxy` network, where traefik reaches its services".to_string(),
+    ];
+    assert_eq!(results[0].notes, want);
+    assert_eq!(results[3].notes, want);
+    assert_eq!(results[0].serving, None);
     assert_eq!(up.objects(), empty(), "the cold run left objects behind");
 }
 

@@ -32,6 +32,7 @@ mod engine {
     mod image;
     mod promote_crash;
     mod rewarm;
+    mod serving;
     mod warm_run;
 }
 

@@ -93,6 +93,13 @@ fn bonfire_plan(stack: &str) -> serde_json::Value {
             "restore_pre_hook": null,
             "restore_post_hook": "/pg_backup.sh restore",
         }],
+        "routes": [{
+            "service": "app",
+            "router": stack,
+            "hosts": [format!("{stack}.canon.localhost")],
+            "path_prefix": null,
+            "port": 8080,
+        }],
         "lint": [],
         "lint_skipped": [],
     })
@@ -492,6 +499,55 @@ fn a_docker_socket_mount_is_red_until_the_enrollment_allows_it() {
     assert_eq!(
         plan["notes"],
         json!([format!("host access allowed by the enrollment: {finding}")])
+    );
+}
+
+#[test]
+fn the_routes_show_each_routers_hosts_path_and_port() {
+    let (_tmp, dir) = fixture("recipe", |file, text| match file {
+        "compose.yml" => text.replace(
+            "rule=Host(`${DOMAIN}`)",
+            "rule=(Host(`${DOMAIN}`) || Host(`www.${DOMAIN}`)) && PathPrefix(`/app`)",
+        ),
+        _ => text,
+    });
+    let plan = plan_json(&["--dir", s(&dir)]);
+    assert_eq!(
+        plan["routes"],
+        json!([{"service": "app", "router": "plan",
+                "hosts": ["plan.canon.localhost", "www.plan.canon.localhost"],
+                "path_prefix": "/app", "port": 8080}])
+    );
+    let out = canon(&["--dir", s(&dir)]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "routes:         app router plan: plan.canon.localhost, www.plan.canon.localhost/app -> port 8080"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_route_canon_cannot_follow_is_red_naming_the_label() {
+    let (_tmp, dir) = fixture("recipe", |file, text| match file {
+        "compose.yml" => text.replace("rule=Host(`${DOMAIN}`)", "rule=Host(`${DOMAIN}`"),
+        _ => text,
+    });
+    let err = plan_error(&["--dir", s(&dir)]);
+    assert!(
+        err.contains("routing: service `app`: cannot read the router rule `traefik.http.routers.plan.rule=Host(`plan.canon.localhost`"),
+        "{err}"
+    );
+    let (_tmp, dir) = fixture("recipe", |file, text| match file {
+        "compose.yml" => text.replace("server.port=8080", "server.port=http"),
+        _ => text,
+    });
+    let err = plan_error(&["--dir", s(&dir)]);
+    assert!(
+        err.contains("routing: service `app`, router `plan`: label traefik.http.services.plan.loadbalancer.server.port=http is no port number"),
+        "{err}"
     );
 }
 

@@ -52,6 +52,35 @@ pub struct StageResult {
     /// and where it came from); never read by the gate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The serving check of a deploying stage that passed it: the request that answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<ServingCheck>,
+}
+
+/// Where a serving check sent its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServingVia {
+    /// To the routed service's tasks, from inside the recipe's `proxy` network.
+    Direct,
+    /// Through the operator's reverse proxy.
+    Proxy,
+}
+
+/// The serving check a deploying stage passed: the request of its first route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServingCheck {
+    /// The host sent in `Host:`.
+    pub host: String,
+    /// The path requested.
+    pub path: String,
+    /// The port of the service's tasks.
+    pub port: u16,
+    /// Where the request went.
+    pub via: ServingVia,
+    /// The status it answered.
+    pub status: u16,
 }
 
 /// What was tested: a release tag or another ref (a branch, a PR head).
@@ -531,6 +560,7 @@ mod tests {
             health_path: None,
             stability_window_secs: None,
             host_access: Vec::new(),
+            serving: Default::default(),
             secrets: Default::default(),
             drone_repo: None,
             lint_skip: Vec::new(),
@@ -561,6 +591,7 @@ mod tests {
             reason: (status != StageStatus::Passed).then(|| format!("{name} {status}")),
             seconds: 1.0,
             notes: Vec::new(),
+            serving: None,
         }
     }
 

@@ -202,6 +202,8 @@ pub struct Recipe {
     pub deploy_timeout_secs: Option<u64>,
     /// An HTTP path probed after deploy (e.g. `/health`).
     pub health_path: Option<String>,
+    /// How the serving check asks for the app's page (`serving:`).
+    pub serving: Serving,
     /// How long every service must stay converged (no restart, no new task) before a deploy
     /// counts as healthy, in seconds; `None` means the runner's default.
     pub stability_window_secs: Option<u64>,
@@ -260,6 +262,29 @@ impl DataCheck {
             }
         }
         Ok(self)
+    }
+}
+
+/// The statuses a serving check passes on when the enrollment names none.
+pub const DEFAULT_SERVING_EXPECT: [u16; 3] = [200, 301, 302];
+
+/// The enrollment's `serving:`: how the serving check after each deploy asks for the app's page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Serving {
+    /// The path requested (`serving.path`); `None`: the route's path prefix, else `/`.
+    pub path: Option<String>,
+    /// The statuses that pass (`serving.expect`); `None`: [`DEFAULT_SERVING_EXPECT`].
+    pub expect: Option<Vec<u16>>,
+    /// True when the enrollment turns the check off (`serving.skip`).
+    pub skip: bool,
+}
+
+impl Serving {
+    /// Returns the statuses that pass.
+    pub fn expected(&self) -> Vec<u16> {
+        self.expect
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SERVING_EXPECT.to_vec())
     }
 }
 
@@ -380,6 +405,8 @@ struct RawRecipe {
     deploy_timeout: Option<u64>,
     #[serde(default, deserialize_with = "http_path")]
     health_path: Option<String>,
+    #[serde(default)]
+    serving: Option<RawServing>,
     #[serde(default, deserialize_with = "window_seconds")]
     stability_window: Option<u64>,
     #[serde(default, deserialize_with = "drone_repo_text")]
@@ -512,6 +539,42 @@ fn window_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>,
             shown_value(&value, Got::Value)
         ))),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServing {
+    path: Option<String>,
+    expect: Option<Vec<u16>>,
+    #[serde(default)]
+    skip: bool,
+}
+
+/// Checks an enrollment's `serving:`: a path that starts with `/` and holds no space or control
+/// character (it is sent as the request line's path), statuses from 100 to 599, at least one.
+fn serving(raw: Option<RawServing>) -> Result<Serving, String> {
+    let Some(raw) = raw else {
+        return Ok(Serving::default());
+    };
+    if let Some(p) = &raw.path {
+        if !p.starts_with('/') || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "serving.path {p:?} must start with `/` and hold no space or control character"
+            ));
+        }
+    }
+    if let Some(expect) = &raw.expect {
+        if expect.is_empty() || expect.iter().any(|s| !(100..=599).contains(s)) {
+            return Err(format!(
+                "serving.expect {expect:?} must list HTTP statuses (100 to 599), at least one"
+            ));
+        }
+    }
+    Ok(Serving {
+        path: raw.path,
+        expect: raw.expect,
+        skip: raw.skip,
+    })
 }
 
 /// Checks an enrollment's `host_access:`: each entry a host path or a kind, one line of
@@ -888,6 +951,7 @@ impl Enrollment {
                 test_command: raw.test_command.filter(|c| !c.trim().is_empty()),
                 deploy_timeout_secs: raw.deploy_timeout,
                 health_path: raw.health_path,
+                serving: serving(raw.serving).map_err(entry)?,
                 stability_window_secs: stability_window,
                 drone_repo: match raw.drone_repo.or_else(|| default_drone_repo.clone()) {
                     Some(repo) => Some(drone_repo(&repo).map_err(entry)?),
@@ -1119,6 +1183,7 @@ recipes:
     deploy_timeout: 120
     host_access: [/var/run/docker.sock, host_network]
     health_path: /health
+    serving: {path: /login, expect: [200, 303]}
     stability_window: 15
 ";
 
@@ -1156,6 +1221,10 @@ recipes:
         assert!(local.upstream.is_local() && local.mirror.is_local());
         assert_eq!(local.deploy_timeout_secs, Some(120));
         assert_eq!(local.stability_window_secs, Some(15));
+        assert_eq!(local.serving.path.as_deref(), Some("/login"));
+        assert_eq!(local.serving.expected(), vec![200, 303]);
+        assert_eq!(ch.serving, Serving::default());
+        assert_eq!(ch.serving.expected(), DEFAULT_SERVING_EXPECT.to_vec());
         assert_eq!(ch.stability_window_secs, None);
         assert_eq!(
             e.by_upstream(["coop-cloud/custom-html"])
@@ -1188,6 +1257,11 @@ recipes:
             ("recipes: [{name: a, upstream: /u, mirror: /m, required_stages: [deploy]}]", "unknown stage `deploy`"),
             ("recipes: [{name: a, upstream: /u, mirror: /m, host_access: ['']}]", "host_access: \"\" is not a host path or a kind"),
             ("recipes: [{name: a, upstream: /u, mirror: /m, host_access: /x}]", "recipe #1 (`a`): host_access: expected a list of host paths or kinds, got \"/x\""),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, serving: {path: x}}]", "serving.path \"x\" must start with `/`"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, serving: {path: '/a b'}}]", "hold no space or control character"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, serving: {expect: []}}]", "serving.expect [] must list HTTP statuses"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, serving: {expect: [99]}}]", "serving.expect [99] must list"),
+            ("recipes: [{name: a, upstream: /u, mirror: /m, serving: {paths: /}}]", "serving: unknown key `paths`; did you mean `path`?"),
             ("recipes: [{name: a, upstream: 'https://x:pw@h/o/n', mirror: /m}]", "credentials"),
             ("recipes: [{name: a, upstream: 'https://TOKEN@h/o/n', mirror: /m}]", "credentials"),
             ("recipes: [{name: a, upstream: /u, mirror: 'http://user@h/o/n'}]", "credentials"),

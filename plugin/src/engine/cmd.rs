@@ -254,6 +254,17 @@ pub fn exec_shell(container: &str, script: &str) -> Cmd {
     Cmd::new("docker", ["exec", container, "sh", "-c", script])
 }
 
+/// `docker exec` of `script` with the shell of a running container, with `env` added to its
+/// environment: how the serving check sends a request from inside the recipe's `proxy`
+/// network. Values reach the script only through `env`.
+pub fn exec_request(container: &str, env: &BTreeMap<String, String>, script: &str) -> Cmd {
+    let mut c = Cmd::new("docker", ["exec"]);
+    for (k, v) in env {
+        c = c.arg("-e").arg(format!("{k}={v}"));
+    }
+    c.arg(container).arg("sh").arg("-c").arg(script)
+}
+
 /// `docker network inspect docker_gwbridge`: where each container on an overlay network can be
 /// reached from the host.
 pub fn gwbridge_inspect() -> Cmd {

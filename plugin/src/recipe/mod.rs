@@ -28,6 +28,8 @@
 //!   every run, and part of `recipe plan`.
 //! - [`policy`]: the deploy policy, what in the compose model reaches into the host, and whether
 //!   the enrollment's `host_access:` allows it.
+//! - [`routes`]: the HTTP routes the services' traefik labels declare (hosts, path prefix,
+//!   port): what the serving check requests and `recipe plan` prints.
 //! - `real_shapes` (tests only): the model read on recipes trimmed from public repositories.
 
 pub mod backupbot;
@@ -42,6 +44,7 @@ pub mod policy;
 #[cfg(test)]
 mod real_shapes;
 pub mod release_notes;
+pub mod routes;
 pub mod secrets;
 pub mod timeout;
 pub mod version;

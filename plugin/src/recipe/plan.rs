@@ -1,12 +1,14 @@
 //! The deploy plan of a recipe checkout for one stack: what a deploy would use, resolved without
 //! deploying. The version label, the compose files in deploy order, the convergence timeout and
-//! its source, the secrets to generate (name, version, length) and what backupbot backs up.
+//! its source, the secrets to generate (name, version, length), what backupbot backs up and the
+//! HTTP routes the traefik labels declare.
 //!
 //! The docker runner deploys, waits and backs up from this plan, and `canon-plugin recipe plan`
 //! prints it: one computation, so the plan shown is the plan deployed. Everything that makes an
 //! install red before anything is deployed (a `${V:?msg}`, a secret whose name has no version,
 //! a `length=` canon cannot generate, a timeout label that is no number, a backupbot label canon
-//! cannot follow, two version labels that disagree) is an error here. What canon does otherwise
+//! cannot follow, two version labels that disagree, a router rule or port canon cannot follow)
+//! is an error here. What canon does otherwise
 //! than abra without failing (a modifier it ignores, a test value for a `generate=false` secret, a
 //! declared secret no service uses) is a note of the plan.
 //!
@@ -21,6 +23,7 @@ use super::backupbot::{self, BackupLabelError, ServiceBackup};
 use super::compose::ComposeError;
 use super::files::RecipeFiles;
 use super::policy::{self, Finding};
+use super::routes::{self, Route, RouteError};
 use super::secrets::{self, SecretError, SecretSpec};
 use super::timeout::{self, DeployTimeout, DeployTimeoutError};
 
@@ -39,6 +42,9 @@ pub enum PlanError {
     /// A backupbot label canon cannot follow.
     #[error(transparent)]
     Backup(#[from] BackupLabelError),
+    /// A router rule canon cannot read or a routed port it cannot find.
+    #[error("routing: {0}")]
+    Route(#[from] RouteError),
     /// The compose files ask for host access the enrollment does not allow.
     #[error("the deploy policy refuses what the compose files ask of the host (allow it in the recipe's enrollment entry, `host_access:`): {0}")]
     Policy(String),
@@ -85,6 +91,8 @@ pub struct DeployPlan {
     pub backup: Vec<ServiceBackup>,
     /// What the compose files ask of the host ([`policy`]), allowed or not.
     pub policy: Vec<Finding>,
+    /// The HTTP routes the traefik labels declare ([`routes`]), by service then router.
+    pub routes: Vec<Route>,
 }
 
 /// Returns the variables a stack's deploy sets over the recipe's env: `STACK_NAME`, and the app's
@@ -231,6 +239,7 @@ impl DeployPlan {
                 findings.extend(policy::linked_out(&files.facts, &files.dir));
                 findings
             },
+            routes: routes::routes(&files.facts)?,
         })
     }
 
@@ -324,6 +333,13 @@ impl DeployPlan {
                 "restore_pre_hook": b.restore_pre_hook,
                 "restore_post_hook": b.restore_post_hook,
             })).collect::<Vec<_>>(),
+            "routes": self.routes.iter().map(|r| json!({
+                "service": r.service,
+                "router": r.router,
+                "hosts": r.hosts,
+                "path_prefix": r.path_prefix,
+                "port": r.port,
+            })).collect::<Vec<_>>(),
         })
     }
 }
@@ -416,6 +432,28 @@ impl fmt::Display for DeployPlan {
                 }
             }
             writeln!(f)?;
+        }
+        if self.routes.is_empty() {
+            writeln!(
+                f,
+                "routes:         none (no traefik router on a traefik.enable=true service)"
+            )?;
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            writeln!(
+                f,
+                "{}{} router {}: {}{} -> port {}",
+                if i == 0 {
+                    "routes:         "
+                } else {
+                    "                "
+                },
+                r.service,
+                r.router,
+                r.hosts.join(", "),
+                r.path_prefix.as_deref().unwrap_or(""),
+                r.port
+            )?;
         }
         Ok(())
     }

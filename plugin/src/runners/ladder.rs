@@ -181,6 +181,7 @@ impl Rungs {
                     reason: None,
                     seconds,
                     notes: Vec::new(),
+                    serving: None,
                 }
             }
             Err(e) => {
@@ -195,6 +196,7 @@ impl Rungs {
                     reason: Some(reason),
                     seconds,
                     notes: Vec::new(),
+                    serving: None,
                 }
             }
         });
@@ -230,6 +232,7 @@ impl Rungs {
                         "copied {} warm volumes, {bytes} bytes",
                         copies.len()
                     )],
+                    serving: None,
                 });
                 Some(WarmReport::new(warm, copies))
             }
@@ -248,6 +251,7 @@ impl Rungs {
                     reason: Some(reason),
                     seconds,
                     notes: Vec::new(),
+                    serving: None,
                 });
                 None
             }
@@ -284,6 +288,7 @@ impl Rungs {
             reason: (!passed).then(|| errors.join("; ")),
             seconds,
             notes,
+            serving: None,
         });
         passed
     }
@@ -298,6 +303,7 @@ impl Rungs {
                 reason: Some(reason.to_string()),
                 seconds: 0.0,
                 notes: Vec::new(),
+                serving: None,
             });
         }
     }
@@ -665,6 +671,7 @@ mod tests {
                 health_path: None,
                 stability_window_secs: None,
                 host_access: Vec::new(),
+                serving: Default::default(),
                 secrets: Default::default(),
                 drone_repo: None,
                 lint_skip: Vec::new(),

@@ -279,6 +279,7 @@ mod tests {
             health_path: None,
             stability_window_secs: None,
             host_access: Vec::new(),
+            serving: Default::default(),
             secrets: Default::default(),
             drone_repo: None,
             lint_skip: Vec::new(),

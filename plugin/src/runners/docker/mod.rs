@@ -15,6 +15,8 @@
 //! - `upgrade`: the upgrade on the installed env, and the secrets a new version needs.
 //! - `probe`: when a stack is healthy (replicas, spec, version label, the stability window,
 //!   HTTP health path), and why not (each failing task's state and error).
+//! - `serving`: the serving check after each healthy deploy: every route the traefik labels
+//!   declare answers a request with its host, from inside the recipe's `proxy` network.
 //! - `backup`: the backup and restore stages as backupbot does them (hooks in the running
 //!   containers, whole or narrowed volumes, snapshots proven by markers), and the enrollment's
 //!   `data_check` commands in the app's container.
@@ -41,6 +43,7 @@ mod backup;
 mod compose_override;
 mod probe;
 mod promote;
+mod serving;
 mod stack;
 mod upgrade;
 mod warm;
@@ -51,6 +54,7 @@ use canon_shared::state::CanonicalRecord;
 
 use self::app_service::DeployedVersion;
 use self::backup::Snapshot;
+use self::serving::Serving;
 use self::stack::{AppEnv, Stack};
 use super::ladder::{self, Release, Steps, Target};
 use super::warm::{RunOutput, WarmBase, WarmCopy};
@@ -99,6 +103,8 @@ struct ColdSteps<'a> {
     timeouts: Vec<(Stage, DeployTimeout)>,
     upgrade_note: Option<String>,
     plan_notes: Vec<(Stage, Vec<String>)>,
+    /// What the serving check said after each deploying stage.
+    servings: Vec<(Stage, Serving)>,
     /// The canonical's version, the upgrade's base (its release notes start after it).
     canonical: Option<String>,
 }
@@ -144,7 +150,8 @@ impl ColdSteps<'_> {
         };
         let timeout = self.stack.deploy_timeout(&files)?;
         self.timeouts.push((stage, timeout));
-        self.stack.wait_healthy(&files, timeout)?;
+        let serving = self.stack.wait_healthy(&files, timeout)?;
+        self.servings.push((stage, serving));
         let plan = self.stack.plan(&files)?;
         self.plan_notes.push((stage, plan.all_notes()));
         self.plan = Some(plan);
@@ -153,8 +160,8 @@ impl ColdSteps<'_> {
         Ok(())
     }
 
-    /// Adds to each deploying stage's result the deploy timeout it used and its source, and its
-    /// plan's notes (test values, ignored modifiers); a passed upgrade that followed release
+    /// Adds to each deploying stage's result the deploy timeout it used and its source, its
+    /// plan's notes (test values, ignored modifiers) and its serving check; a passed upgrade that followed release
     /// notes says so in its reason.
     fn annotate(&self, results: &mut [StageResult]) {
         for (stage, timeout) in &self.timeouts {
@@ -165,6 +172,17 @@ impl ColdSteps<'_> {
         for (stage, notes) in &self.plan_notes {
             if let Some(r) = results.iter_mut().find(|r| r.name == *stage) {
                 r.notes.extend(notes.iter().cloned());
+            }
+        }
+        for (stage, serving) in &self.servings {
+            if let Some(r) = results.iter_mut().find(|r| r.name == *stage) {
+                match serving {
+                    Serving::Checked(check, notes) => {
+                        r.serving = Some(check.clone());
+                        r.notes.extend(notes.iter().cloned());
+                    }
+                    Serving::Skipped(why) => r.notes.push(format!("serving check skipped: {why}")),
+                }
             }
         }
         if let Some(note) = &self.upgrade_note {
@@ -278,6 +296,7 @@ impl Runner for DockerRunner {
             timeouts: Vec::new(),
             upgrade_note: None,
             plan_notes: Vec::new(),
+            servings: Vec::new(),
             canonical: ctx.canonical.as_ref().map(|c| c.version.to_string()),
         };
         let mut output = ladder::run(ctx, &mut steps);

@@ -1,6 +1,7 @@
 //! Whether a deployed stack is healthy: every replica running on the current spec, no update in
 //! flight, the version label the files say, all of it unchanged for the stability window (no
-//! task restarted, no new task id), and the recipe's HTTP health path answering; and the waits
+//! task restarted, no new task id), the recipe's HTTP health path answering and its routes
+//! serving ([`super::serving`]); and the waits
 //! for it, which poll at DEBUG and report their progress at INFO at most every
 //! [`PROGRESS_EVERY`].
 //!
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::serving::Serving;
 use super::stack::Stack;
 use crate::engine::client::{docker, inspect_json, lines, list_ids, run};
 use crate::engine::cmd::{self, Kind};
@@ -282,12 +284,13 @@ impl Stack {
     }
 
     /// Waits until the stack is healthy and has stayed so for the stability window (and then
-    /// answers the HTTP probe, when the recipe names a health path), within `timeout`.
+    /// answers the HTTP probe, when the recipe names a health path, and serves its routes:
+    /// [`super::serving`]), within `timeout`. Returns what the serving check says.
     pub(super) fn wait_healthy(
         &self,
         files: &RecipeFiles,
         timeout: DeployTimeout,
-    ) -> Result<(), RunnerError> {
+    ) -> Result<Serving, RunnerError> {
         let window = self.stability_window;
         if window >= timeout.duration {
             return Err(RunnerError::Other(format!(
@@ -343,7 +346,7 @@ impl Stack {
         if let Some(path) = &self.health_path {
             self.probe(files, path, started, deadline, timeout)?;
         }
-        Ok(())
+        self.check_serving(files, started, deadline, timeout)
     }
 
     /// GETs `path` from the probe target's container until a 2xx or the deadline. The address
@@ -407,7 +410,7 @@ impl Stack {
             .find_map(|id| containers[id.as_str()]["IPv4Address"].as_str())
             .and_then(|a| a.split('/').next())
             .ok_or_else(|| "no running container with an address on docker_gwbridge".to_string())?;
-        http_status(ip, port, path).and_then(|status| {
+        http_status(ip, port, path, ip).and_then(|status| {
             if (200..300).contains(&status) {
                 Ok(())
             } else {
@@ -535,9 +538,9 @@ fn same_spec(task: &Value, service: &Value) -> bool {
     .all(|k| task[k] == service[k])
 }
 
-/// Sends `GET path` over plain HTTP and returns the status code. Health endpoints answer in
-/// one status line; a client library would add nothing here.
-fn http_status(ip: &str, port: u16, path: &str) -> Result<u16, String> {
+/// Sends `GET path` with `host` in `Host:` over plain HTTP and returns the status code. Health
+/// endpoints answer in one status line; a client library would add nothing here.
+pub(super) fn http_status(ip: &str, port: u16, path: &str, host: &str) -> Result<u16, String> {
     let addr = format!("{ip}:{port}");
     let sock = addr
         .parse()
@@ -547,7 +550,7 @@ fn http_status(ip: &str, port: u16, path: &str) -> Result<u16, String> {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     write!(
         stream,
-        "GET {path} HTTP/1.0\r\nHost: {ip}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| format!("write to {addr}: {e}"))?;
     let mut head = [0u8; 64];

@@ -150,7 +150,7 @@ impl Stack {
                 &DeployedVersion::release(ctx.tested_name()),
                 &AppEnv::of(&ctx.checkout),
             )
-            .and_then(|f| self.wait_healthy(&f, self.deploy_timeout(&f)?));
+            .and_then(|f| self.wait_healthy(&f, self.deploy_timeout(&f)?).map(drop));
         if outcome.is_ok() {
             fault::point("promote:healthy");
         }

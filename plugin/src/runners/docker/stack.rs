@@ -65,6 +65,8 @@ pub(super) struct Stack {
     pub(super) host_access: Vec<String>,
     /// The recipe's HTTP health path, when it names one.
     pub(super) health_path: Option<String>,
+    /// How the serving check asks for the app's page (the enrollment's `serving:`).
+    pub(super) serving: canon_shared::recipe::Serving,
     /// How long every service must stay converged before the stack counts as healthy.
     pub(super) stability_window: Duration,
     /// `<stack>.<domain suffix>`.
@@ -107,6 +109,7 @@ impl Stack {
             enrollment_timeout: ctx.recipe.deploy_timeout_secs,
             host_access: ctx.recipe.host_access.clone(),
             health_path: ctx.recipe.health_path.clone(),
+            serving: ctx.recipe.serving.clone(),
             stability_window: ctx
                 .recipe
                 .stability_window_secs
