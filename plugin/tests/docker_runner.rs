@@ -611,7 +611,12 @@ fn a_bonfire_shaped_recipe_installs_green_with_compose_file_built_by_expansion()
         "serving check skipped: the recipe declares no `proxy` network, where traefik reaches its services".to_string(),
     ];
     assert_eq!(results[0].notes, want);
-    assert_eq!(results[3].notes, want);
+    // A passed restore also says what it proved: without a data_check, the files only.
+    let mut restore = vec![
+        "restore proven at the file level only: the enrollment sets no data_check".to_string(),
+    ];
+    restore.extend(want);
+    assert_eq!(results[3].notes, restore);
     assert_eq!(results[0].serving, None);
     assert_eq!(up.objects(), empty(), "the cold run left objects behind");
 }

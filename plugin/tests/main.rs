@@ -26,8 +26,8 @@ mod version;
 /// others (`#[path = "."]`); only their test names gain `engine::`.
 #[path = "."]
 mod engine {
-    mod data_check;
     mod child_env_docker;
+    mod data_check;
     mod docker_runner;
     mod image;
     mod promote_crash;
