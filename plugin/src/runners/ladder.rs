@@ -37,8 +37,8 @@ use std::time::{Duration, Instant};
 
 use canon_shared::gate::{StageResult, StageStatus};
 use canon_shared::recipe::Stage;
-use serde::{Deserialize, Serialize};
 
+pub use super::warm::RestoreProof;
 use super::warm::{RunOutput, WarmBase, WarmCopy, WarmReport};
 use super::{RunContext, RunnerError};
 use crate::process::exec::{self, Cmd};
@@ -119,32 +119,6 @@ pub trait Steps {
 
     /// Removes everything the run created; returns what could not be removed.
     fn teardown(&mut self) -> Vec<String>;
-}
-
-/// What a passed restore stage proved, as the report names it (`restore_proof`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RestoreProof {
-    /// `app-data`: the enrollment's `data_check.verify` passed after the restore and the
-    /// redeploy, so the app serves the state seeded before the backup again.
-    AppData,
-    /// `files`: the enrollment sets no `data_check`; the restored volumes hold the backup's files
-    /// (the runner's markers and narrowed paths), which says nothing of what the app loaded.
-    Files,
-}
-
-impl RestoreProof {
-    /// Returns the note a passed restore stage carries.
-    pub fn note(self) -> &'static str {
-        match self {
-            RestoreProof::AppData => {
-                "restore proven on the app's data: data_check.verify passed after the restore"
-            }
-            RestoreProof::Files => {
-                "restore proven at the file level only: the enrollment sets no data_check"
-            }
-        }
-    }
 }
 
 /// The results so far, and the one place a stage is timed, recorded and logged.

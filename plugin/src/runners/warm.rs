@@ -27,7 +27,6 @@ use canon_shared::state::holds::Hold;
 use canon_shared::state::CanonicalRecord;
 use serde::{Deserialize, Serialize};
 
-use super::ladder::RestoreProof;
 use super::{RunContext, RunnerError};
 use crate::engine::client::{inspect_json, list_ids};
 use crate::engine::cmd::Kind;
@@ -97,6 +96,32 @@ impl WarmReport {
             canonical: base.canonical.version.to_string(),
             commit: base.canonical.commit.clone(),
             volumes,
+        }
+    }
+}
+
+/// What a passed restore stage proved, as the report names it (`restore_proof`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestoreProof {
+    /// `app-data`: the enrollment's `data_check.verify` passed after the restore and the
+    /// redeploy, so the app serves the state seeded before the backup again.
+    AppData,
+    /// `files`: the enrollment sets no `data_check`; the restored volumes hold the backup's files
+    /// (the runner's markers and narrowed paths), which says nothing of what the app loaded.
+    Files,
+}
+
+impl RestoreProof {
+    /// Returns the note a passed restore stage carries.
+    pub fn note(self) -> &'static str {
+        match self {
+            RestoreProof::AppData => {
+                "restore proven on the app's data: data_check.verify passed after the restore"
+            }
+            RestoreProof::Files => {
+                "restore proven at the file level only: the enrollment sets no data_check"
+            }
         }
     }
 }

@@ -41,6 +41,7 @@
 pub mod app_service;
 mod backup;
 mod compose_override;
+mod poll;
 mod probe;
 mod promote;
 mod serving;

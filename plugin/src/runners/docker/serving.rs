@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use canon_shared::gate::{ServingCheck, ServingVia};
 use serde_json::Value;
 
-use super::probe::{http_status, Progress, PROGRESS_EVERY};
+use super::poll::{http_status, Progress, PROGRESS_EVERY};
 use super::stack::Stack;
 use crate::engine::client::{docker, list_ids, run};
 use crate::engine::cmd::{self, Kind};
