@@ -100,6 +100,30 @@ fn check_prints_ok_for_good_settings_and_every_problem_of_bad_ones_at_once() {
         0,
         "a check starts nothing: no journal"
     );
+    // Its reader gone (`| head -0`), it ends as SIGPIPE would, never with a panic.
+    {
+        use std::os::unix::process::ExitStatusExt;
+        let mut c = Command::new(env!("CARGO_BIN_EXE_canon-listener"));
+        c.arg("check");
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("CANON_") {
+                c.env_remove(&k);
+            }
+        }
+        c.envs(base.iter().copied());
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = c
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+            .wait_with_output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(&enrollment, "recipes: [}\n").unwrap();

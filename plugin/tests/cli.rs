@@ -208,6 +208,19 @@ fn every_subcommand_that_prints_ends_as_sigpipe_would_when_its_reader_has_gone()
         f.runs.to_str().unwrap(),
     ];
     ends_quietly_on_a_closed_pipe("sweep", plugin(root, &sweep));
+    ends_quietly_on_a_closed_pipe(
+        "check",
+        plugin(
+            root,
+            &[
+                "check",
+                "--config",
+                f.enrollment.to_str().unwrap(),
+                "--state-dir",
+                state,
+            ],
+        ),
+    );
 
     // A reader that reads everything sees the whole output and exit 0.
     let out = plugin(

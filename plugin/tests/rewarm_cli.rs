@@ -98,8 +98,51 @@ fn rewarm_runs_the_promote_step_again_for_the_canonicals_tag_and_changes_no_reco
         .lines()
         .map(String::from)
         .collect();
-    assert_eq!(lines, [line.clone(), line], "the promote, then the rewarm");
+    assert_eq!(
+        lines,
+        [line.clone(), line.clone()],
+        "the promote, then the rewarm"
+    );
     assert_eq!(f.state_dir().read_canonical(&f.name()).unwrap(), before);
+
+    // A reader that has gone (`| head -0`): the rewarm still finishes, then ends as SIGPIPE
+    // would, never with a panic.
+    {
+        use std::os::unix::process::ExitStatusExt;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_canon-plugin"));
+        cmd.args(["canonical", "rewarm", "--recipe", "app", "--state-dir"])
+            .arg(&f.state)
+            .arg("--work-dir")
+            .arg(&f.runs)
+            .args([
+                "--config",
+                config,
+                "--runner",
+                "command",
+                "--promote-command",
+                &step,
+            ])
+            .current_dir(f.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        hermetic(&mut cmd);
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = cmd
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+            .wait_with_output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let runs = std::fs::read_to_string(&log).unwrap().lines().count();
+        assert_eq!(runs, 3, "the rewarm ran although its output was not read");
+    }
     assert_eq!(f.state_dir().read_history(&f.name()).unwrap(), history);
     assert!(f.leftover_runs().is_empty(), "{:?}", f.leftover_runs());
 }
