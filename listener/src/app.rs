@@ -125,7 +125,8 @@ pub async fn start(settings: &Settings, grace: Duration) -> Result<Running, Star
             .forges
             .mirror
             .clone()
-            .or_else(|| settings.mirror_url.clone()),
+            .or_else(|| settings.mirror_url.clone())
+            .or_else(|| enrollment.token_bases().mirror),
     };
     let records: Arc<dyn canon_shared::state::StateStore> =
         Arc::from(canon_shared::state::open_store(

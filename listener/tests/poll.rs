@@ -188,6 +188,7 @@ async fn a_listing_over_smart_http_is_one_request_per_recipe_with_the_host_s_tok
     // The upstream token goes to its own host only; this one is the server's.
     let credentials = Credentials {
         upstream_token: Some(Secret::new("upstream-token-0123")),
+        upstream_base: Some(server.url("")),
         ..Credentials::default()
     };
     let outcomes = poll::poll_once(&running.state, &credentials).await;
@@ -207,6 +208,7 @@ async fn a_listing_over_smart_http_is_one_request_per_recipe_with_the_host_s_tok
     // A wrong token is a failed poll that says so without the token.
     let wrong = Credentials {
         upstream_token: Some(Secret::new("wrong-token-s3cr3t")),
+        upstream_base: Some(server.url("")),
         ..Credentials::default()
     };
     let outcomes = poll::poll_once(&running.state, &wrong).await;

@@ -35,9 +35,10 @@ impl GitAccess {
 
     /// Binds each token to its side's forge base URL the enrollment names: a remote on another
     /// host gets no token.
-    pub fn bind_to(mut self, forges: &canon_shared::recipe::Forges) -> Self {
-        self.credentials.upstream_base = forges.upstream.clone();
-        self.credentials.mirror_base = forges.mirror.clone();
+    pub fn bind_to(mut self, enrollment: &canon_shared::recipe::Enrollment) -> Self {
+        let bases = enrollment.token_bases();
+        self.credentials.upstream_base = bases.upstream;
+        self.credentials.mirror_base = bases.mirror;
         self
     }
 

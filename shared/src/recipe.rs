@@ -799,6 +799,37 @@ fn suggest_key(message: &str) -> String {
 }
 
 impl Enrollment {
+    /// Returns where each side's token may be sent: the base the file's `forge:` names for that
+    /// side, else the one origin (`scheme://host[:port]`) that every HTTP(S) location of the
+    /// side shares. `None` when the side's locations are on several hosts (its token then goes
+    /// to none of them) or are all local paths, which need no token.
+    pub fn token_bases(&self) -> Forges {
+        let sole = |urls: Vec<&str>| -> Option<String> {
+            let mut origins = urls
+                .into_iter()
+                .filter_map(|u| url::Url::parse(u).ok())
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .map(|u| u.origin().ascii_serialization());
+            let first = origins.next()?;
+            origins.all(|o| o == first).then_some(first)
+        };
+        Forges {
+            upstream: self.forges.upstream.clone().or_else(|| {
+                sole(
+                    self.recipes
+                        .iter()
+                        .map(|r| r.upstream.url.as_str())
+                        .collect(),
+                )
+            }),
+            mirror: self
+                .forges
+                .mirror
+                .clone()
+                .or_else(|| sole(self.recipes.iter().map(|r| r.mirror.url.as_str()).collect())),
+        }
+    }
+
     /// Loads and validates an enrollment file.
     ///
     /// Fails, naming the file and the entry, on a missing file, invalid YAML, zero recipes, a
@@ -1146,6 +1177,29 @@ mod tests {
 
     fn load(text: &str) -> Result<Enrollment, EnrollmentError> {
         Enrollment::parse(Path::new("/etc/canon/enrollment.yml"), text)
+    }
+
+    #[test]
+    fn each_sides_token_is_bound_to_its_forge_or_the_one_host_its_recipes_share() {
+        let named = load("forge: {upstream: 'https://git.coopcloud.tech', mirror: 'https://m.example'}\nrecipes:\n  - {name: a, upstream: coop-cloud/a, mirror: ops/a}\n").unwrap();
+        assert_eq!(
+            named.token_bases(),
+            Forges {
+                upstream: Some("https://git.coopcloud.tech".into()),
+                mirror: Some("https://m.example".into()),
+            }
+        );
+        let one_host = load("recipes:\n  - {name: a, upstream: 'https://up.example/o/a.git', mirror: 'https://m.example:8443/o/a.git'}\n  - {name: b, upstream: 'https://up.example/o/b.git', mirror: 'https://m.example:8443/o/b.git'}\n").unwrap();
+        assert_eq!(
+            one_host.token_bases(),
+            Forges {
+                upstream: Some("https://up.example".into()),
+                mirror: Some("https://m.example:8443".into()),
+            }
+        );
+        // Recipes on two hosts: the token is bound to neither, so neither gets it.
+        let two_hosts = load("recipes:\n  - {name: a, upstream: 'https://up.example/o/a.git', mirror: /srv/m/a}\n  - {name: b, upstream: 'https://other.example/o/b.git', mirror: /srv/m/b}\n").unwrap();
+        assert_eq!(two_hosts.token_bases(), Forges::default());
     }
 
     #[test]

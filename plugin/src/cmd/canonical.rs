@@ -466,7 +466,7 @@ fn rewarm(target: &Target, place: &Place, how: &SubcommandValues, vars: &Variabl
         mirror_token: how.mirror_token.clone(),
         ssh_key: place.ssh_key_file.clone(),
         known_hosts: how.known_hosts.clone(),
-        mirror_base: enrollment.forges.mirror.clone(),
+        mirror_base: enrollment.token_bases().mirror,
         ..Credentials::default()
     };
     let settings = crate::tag_mode::RunSettings {

@@ -211,8 +211,9 @@ fn build_jobs(
     let mut credentials = credentials(args, tokens);
     if let Some(path) = &args.config {
         let enrollment = Enrollment::load(path).map_err(|e| e.to_string())?;
-        credentials.upstream_base = enrollment.forges.upstream.clone();
-        credentials.mirror_base = enrollment.forges.mirror.clone();
+        let bases = enrollment.token_bases();
+        credentials.upstream_base = bases.upstream;
+        credentials.mirror_base = bases.mirror;
         for name in &args.only {
             if enrollment.get(name).is_none() {
                 return Err(format!(

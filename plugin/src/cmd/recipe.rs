@@ -171,7 +171,7 @@ fn plan(args: &PlanArgs, tokens: &Tokens) -> Result<(DeployPlan, LintReport), Fa
                     path.display()
                 ))
             })?;
-            forges = enrollment.forges.clone();
+            forges = enrollment.token_bases();
             Some(recipe)
         }
         _ => None,

@@ -112,7 +112,7 @@ pub fn main(settings: &Settings) -> u8 {
     };
     // The SSH key file lives until the sweep ends.
     let access = match GitAccess::from_settings(settings) {
-        Ok(a) => a.bind_to(&enrollment.forges),
+        Ok(a) => a.bind_to(&enrollment),
         Err(e) => {
             canon_shared::errln!("error: cannot write the SSH key to a private file: {e}");
             return EXIT_USAGE;

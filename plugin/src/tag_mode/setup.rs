@@ -67,7 +67,7 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, PrepareError> {
         .ok_or_else(|| problem("tag mode needs `tag` or `ref`".into()))?;
     let access = GitAccess::from_settings(settings)
         .map_err(PrepareError::SshKey)?
-        .bind_to(&enrollment.forges);
+        .bind_to(&enrollment);
     let runner = crate::runners::from_settings(settings)?;
     Ok(Prepared {
         run: RunSettings::new(settings, recipe, tested, access.credentials()),

@@ -4,8 +4,10 @@
 //!
 //! Each token is bound to the base URL it was configured for (its scheme, host and port): a
 //! remote elsewhere gets no token and is read anonymously, so a recipe enrolled on another host
-//! never sees the forge's token. A side with no base keeps its token for the remote it is given
-//! (`mirror-sync`'s explicit URLs, a state repository the operator names).
+//! never sees the forge's token. A side with no base sends its token nowhere: the base comes
+//! from the enrollment ([`crate::recipe::Enrollment::token_bases`]) or from the URL the operator
+//! gives on the command line (`mirror-sync`'s explicit URLs). The state repository, which the
+//! operator names on its own, gets the mirror token at its own origin.
 
 use std::path::PathBuf;
 
@@ -33,13 +35,13 @@ pub struct Credentials {
 
 impl Credentials {
     /// Returns the remote for `url` on the upstream side: with the upstream token only when
-    /// `url` is on the upstream base's origin (or no base is set).
+    /// `url` is on the upstream base's origin.
     pub fn upstream_remote(&self, url: &str) -> GitRemote {
         self.remote(url, bound(&self.upstream_token, &self.upstream_base, url))
     }
 
     /// Returns the remote for `url` on the mirror side: with the mirror token only when `url`
-    /// is on the mirror base's origin (or no base is set).
+    /// is on the mirror base's origin.
     pub fn mirror_remote(&self, url: &str) -> GitRemote {
         self.remote(url, bound(&self.mirror_token, &self.mirror_base, url))
     }
@@ -70,15 +72,20 @@ impl Credentials {
     }
 }
 
-/// Returns `token` when `url` may receive it: `base` unset, or `url` on `base`'s origin.
+/// Returns `token` when `url` may receive it: `url` on `base`'s origin. With no base, the token
+/// has no host it was configured for, and goes nowhere.
 fn bound(token: &Option<Secret>, base: &Option<String>, url: &str) -> Option<Secret> {
     let token = token.as_ref()?;
     match base {
-        Some(base) if !super::remote::same_origin(base, url) => {
+        Some(base) if super::remote::same_origin(base, url) => Some(token.clone()),
+        Some(_) => {
             tracing::debug!(url = %super::GitRemote::local(url).display_url(), "The remote is not on the token's host; reading it anonymously.");
             None
         }
-        _ => Some(token.clone()),
+        None => {
+            tracing::debug!(url = %super::GitRemote::local(url).display_url(), "The token is bound to no host (no forge base, and the enrolled locations are on several hosts); reading the remote anonymously.");
+            None
+        }
     }
 }
 
@@ -93,7 +100,8 @@ mod tests {
             mirror_token: Some(Secret::new("down")),
             ssh_key: Some("/k".into()),
             known_hosts: Some("/kh".into()),
-            ..Credentials::default()
+            upstream_base: Some("https://u".into()),
+            mirror_base: Some("https://m".into()),
         };
         let up = creds.upstream_remote("https://u/x.git");
         let mirror = creds.mirror_remote("https://m/x.git");
@@ -140,8 +148,9 @@ mod tests {
             ..Credentials::default()
         };
         assert_eq!(
-            token(unbound.upstream_remote("https://any.example/o/r.git")).as_deref(),
-            Some("up")
+            token(unbound.upstream_remote("https://any.example/o/r.git")),
+            None,
+            "a token bound to no host goes to none"
         );
     }
 }
