@@ -8,6 +8,13 @@ use canon_listener::config::VARIABLES;
 
 /// Runs `canon-listener args` with only `envs` of the `CANON_*` variables set.
 fn listener(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    listener_command(args, envs)
+        .output()
+        .expect("canon-listener runs")
+}
+
+/// Returns the command [`listener`] runs, not yet started.
+fn listener_command(args: &[&str], envs: &[(&str, &str)]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_canon-listener"));
     c.args(args);
     for (k, _) in std::env::vars_os() {
@@ -18,7 +25,7 @@ fn listener(args: &[&str], envs: &[(&str, &str)]) -> Output {
     for (k, v) in envs {
         c.env(k, v);
     }
-    c.output().expect("canon-listener runs")
+    c
 }
 
 #[test]
@@ -103,14 +110,7 @@ fn check_prints_ok_for_good_settings_and_every_problem_of_bad_ones_at_once() {
     // Its reader gone (`| head -0`), it ends as SIGPIPE would, never with a panic.
     {
         use std::os::unix::process::ExitStatusExt;
-        let mut c = Command::new(env!("CARGO_BIN_EXE_canon-listener"));
-        c.arg("check");
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("CANON_") {
-                c.env_remove(&k);
-            }
-        }
-        c.envs(base.iter().copied());
+        let mut c = listener_command(&["check"], &base);
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
         let out = c

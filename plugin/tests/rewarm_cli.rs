@@ -15,8 +15,13 @@ use canon_testkit::git::hermetic;
 use crate::support::Fixture;
 
 /// Returns `canon-plugin canonical rewarm --recipe <recipe>` over the fixture's state, with
-/// `args` after it and a clean environment.
+/// `args` after it and a clean environment, run to its end.
 fn rewarm(f: &Fixture, recipe: &str, args: &[&str]) -> Output {
+    rewarm_command(f, recipe, args).output().unwrap()
+}
+
+/// Returns the command [`rewarm`] runs, not yet started.
+fn rewarm_command(f: &Fixture, recipe: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_canon-plugin"));
     cmd.args(["canonical", "rewarm", "--recipe", recipe])
         .arg("--state-dir")
@@ -30,7 +35,7 @@ fn rewarm(f: &Fixture, recipe: &str, args: &[&str]) -> Output {
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null());
     hermetic(&mut cmd);
-    cmd.output().unwrap()
+    cmd
 }
 
 fn text(out: &Output) -> String {
@@ -109,25 +114,18 @@ fn rewarm_runs_the_promote_step_again_for_the_canonicals_tag_and_changes_no_reco
     // would, never with a panic.
     {
         use std::os::unix::process::ExitStatusExt;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_canon-plugin"));
-        cmd.args(["canonical", "rewarm", "--recipe", "app", "--state-dir"])
-            .arg(&f.state)
-            .arg("--work-dir")
-            .arg(&f.runs)
-            .args([
+        let mut cmd = rewarm_command(
+            &f,
+            "app",
+            &[
                 "--config",
                 config,
                 "--runner",
                 "command",
                 "--promote-command",
                 &step,
-            ])
-            .current_dir(f.dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null());
-        hermetic(&mut cmd);
+            ],
+        );
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
         let out = cmd
