@@ -11,16 +11,7 @@ use std::process::ExitCode;
 
 use canon_shared::preflight;
 
-use crate::settings::{Environment, Mode, ModeFlags, Settings, SweepMode};
-
-/// The settings whose value is the path of a credential file.
-const CREDENTIAL_FILES: &[&str] = &[
-    "upstream_token_file",
-    "mirror_token_file",
-    "ssh_key_file",
-    "drone_token_file",
-    "listener_token_file",
-];
+use crate::settings::{Environment, Mode, ModeFlags, Settings, SweepMode, KNOWN_SETTINGS};
 
 /// `canon-plugin check`: every plugin setting as a flag (flags win over `PLUGIN_*`).
 #[derive(Debug, clap::Args)]
@@ -75,9 +66,11 @@ fn files(
     if let Some(config) = raw.text("config") {
         problems.extend(preflight::enrollment("config", &base.join(config)));
     }
-    for name in CREDENTIAL_FILES {
-        if let Some(file) = raw.text(name) {
-            problems.extend(preflight::credential_file(name, &base.join(file)));
+    // Every secret setting has a `<name>_file` twin in the table, the path of its credential.
+    for secret in KNOWN_SETTINGS.iter().filter(|s| s.secret) {
+        let name = format!("{}_file", secret.name);
+        if let Some(file) = raw.text(&name) {
+            problems.extend(preflight::credential_file(&name, &base.join(file)));
         }
     }
     if let Some(s) = settings {
